@@ -1,0 +1,52 @@
+//! What a session needs from the system it changes. `Kernel` is the real one; the
+//! plan back end models the system instead (it prints, it does not touch).
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use crate::error::Result;
+use crate::model::{NsRef, Route};
+use crate::op::Op;
+use crate::sys::process::ExecResult;
+
+/// A link as the session sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LinkInfo {
+    pub name: String,
+    pub up: bool,
+    pub master: Option<String>,
+    pub mtu: u32,
+    pub kind: Option<String>,
+    pub alias: Option<String>,
+    pub addrs: Vec<IpNet>,
+}
+
+pub trait Backend {
+    /// Makes the change. Errors name the object and the reason.
+    fn apply(&mut self, op: &Op) -> Result<()>;
+
+    fn netns_exists(&mut self, name: &str) -> bool;
+    fn netns_list(&mut self) -> Vec<String>;
+    fn link(&mut self, ns: &NsRef, name: &str) -> Result<Option<LinkInfo>>;
+    fn links(&mut self, ns: &NsRef) -> Result<Vec<LinkInfo>>;
+    /// The route in the main table that matches `r` (its dest, and via / dev /
+    /// metric where given), as the system holds it.
+    fn find_route(&mut self, ns: &NsRef, r: &Route) -> Result<Option<Route>>;
+    fn sysctl_get(&mut self, ns: &NsRef, key: &str) -> Result<String>;
+    fn fw_policy(&mut self, ns: &NsRef, table: &str, chain: &str) -> Result<String>;
+    fn fw_rules(&mut self, ns: &NsRef, table: &str, chain: Option<&str>) -> Result<Vec<String>>;
+    fn fw_exists(&mut self, ns: &NsRef, table: &str, chain: &str, rule: &[String]) -> Result<bool>;
+    fn fw_chain_exists(&mut self, ns: &NsRef, table: &str, chain: &str) -> Result<bool>;
+
+    fn exec(&mut self, ns: &NsRef, argv: &[String], timeout: Option<Duration>) -> Result<ExecResult>;
+    /// Starts a background process; returns its pid and start time.
+    fn spawn(&mut self, ns: &NsRef, argv: &[String]) -> Result<(u32, u64)>;
+    /// Waits for a process this back end spawned; returns its exit code.
+    fn wait(&mut self, pid: u32) -> Result<i32>;
+    fn ping(&mut self, ns: &NsRef, addr: IpAddr, count: u32, timeout: Duration) -> Result<bool>;
+    fn tcp(&mut self, ns: &NsRef, addr: IpAddr, port: u16, timeout: Duration) -> Result<bool>;
+    /// A short description for messages ("kernel (iptables-nft)", "plan").
+    fn describe(&self) -> String;
+}

@@ -1,0 +1,96 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+const AFTER_HELP: &str = "\
+Examples:
+  netscript --sandbox examples/article-part1.lua   run a topology in a throwaway sandbox
+  sudo netscript topo.lua                          build it for real; it stays up
+  sudo netscript down topo                         take it down again (exactly)
+
+A script that fails (error(), a failed assert, a refused change) or is interrupted
+(Ctrl-C, SIGTERM) is rolled back: everything the run changed is undone, newest first.
+
+Exit codes: 0 ok; 1 the script failed and was rolled back; 2 usage error;
+3 rollback incomplete (what could not be undone is listed).
+
+Docs: docs/api.md (the Lua API), docs/tutorial.md, docs/design.md.";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "netscript",
+    version,
+    about = "Build Linux network topologies (namespaces, veth, bridges, routes, sysctl, iptables) from Lua scripts, with undo",
+    after_help = AFTER_HELP,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub run: RunOpts,
+
+    /// The Lua script to run.
+    pub script: Option<PathBuf>,
+
+    /// Arguments for the script (its `arg` table and `...`).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct RunOpts {
+    /// Run inside fresh network and mount namespaces (plus a user namespace when
+    /// not root) with a private /run: nothing touches the host, everything vanishes
+    /// at exit. Works without root.
+    #[arg(long, global = true)]
+    pub sandbox: bool,
+
+    /// With --sandbox: after the script, keep the sandbox alive until Ctrl-C (prints
+    /// how to enter it from another shell), then roll back.
+    #[arg(long, global = true, requires = "sandbox")]
+    pub wait: bool,
+
+    /// Roll back even when the script succeeds (for experiments).
+    #[arg(long, global = true)]
+    pub ephemeral: bool,
+
+    /// The topology's name (default: the script's file stem). It names the record
+    /// used by `netscript down` and the ownership mark on what the run creates.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// Where topologies are recorded [default: /run/netscript, or $NETSCRIPT_STATE_DIR].
+    #[arg(long, global = true, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Firewall back end: auto (the system's `iptables`, unless only
+    /// iptables-legacy holds rules, as Kubernetes' iptables-wrapper decides), nft
+    /// (iptables-nft) or legacy (iptables-legacy).
+    #[arg(long, global = true, value_name = "auto|nft|legacy", default_value = "auto")]
+    pub iptables: String,
+
+    /// Print each change as it is made, as the equivalent shell command.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a script (the same as `netscript SCRIPT`).
+    Run {
+        script: PathBuf,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Undo exactly what a recorded topology did, newest first, and forget it.
+    /// Taking down a topology that is not up is not an error.
+    Down {
+        /// The topology's name (see `netscript ls`).
+        name: String,
+    },
+}

@@ -1,0 +1,407 @@
+//! The real back end: netlink sockets opened inside each namespace, /proc/sys from
+//! inside it, the firewall tool run from a thread that entered it.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::process::Child;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::errno::Errno;
+use rtnetlink::Handle;
+
+use crate::backend::{Backend, LinkInfo};
+use crate::error::{Error, Result};
+use crate::firewall::iptables::{Flavor, Iptables};
+use crate::firewall::Firewall;
+use crate::model::{NsRef, Route};
+use crate::op::Op;
+use crate::sys::process::{self, ExecResult};
+use crate::sys::{netlink as nl, netns, sysctl};
+
+struct NsCtx {
+    /// None for the namespace netscript runs in (no thread needs to enter it).
+    fd: Option<OwnedFd>,
+    nl: Handle,
+    conn: tokio::task::JoinHandle<()>,
+}
+
+pub struct Kernel {
+    rt: tokio::runtime::Runtime,
+    host_fd: OwnedFd,
+    nss: HashMap<NsRef, NsCtx>,
+    fw: Option<Iptables>,
+    fw_flavor: Option<Flavor>,
+    /// The ownership mark put on links (alias).
+    mark: String,
+    children: HashMap<u32, Child>,
+    cancel: Arc<AtomicBool>,
+    log_dir: Option<std::path::PathBuf>,
+}
+
+fn not_found_link(ns: &NsRef, name: &str) -> Error {
+    Error::sys(format!("no link named \"{name}\" in {ns}"), Some(Errno::ENODEV))
+}
+
+impl Kernel {
+    pub fn new(mark: String, fw_flavor: Option<Flavor>, cancel: Arc<AtomicBool>) -> Result<Self> {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let host_fd = OwnedFd::from(std::fs::File::open("/proc/thread-self/ns/net")?);
+        Ok(Kernel { rt, host_fd, nss: HashMap::new(), fw: None, fw_flavor, mark, children: HashMap::new(), cancel, log_dir: None })
+    }
+
+    /// Where spawned processes write their output (`<dir>/spawn-PID.log`).
+    pub fn set_log_dir(&mut self, dir: Option<std::path::PathBuf>) {
+        self.log_dir = dir;
+    }
+
+    /// Brings up lo in the namespace netscript runs in (used for a fresh sandbox;
+    /// not journaled, the sandbox dies with the process).
+    pub fn set_lo_up(&mut self) -> Result<()> {
+        let i = self.index(&NsRef::Host, "lo")?;
+        let h = self.nl(&NsRef::Host)?;
+        self.rt.block_on(nl::set_up(&h, i, true))
+    }
+
+    fn ctx(&mut self, ns: &NsRef) -> Result<&NsCtx> {
+        if !self.nss.contains_key(ns) {
+            let fd = match ns {
+                NsRef::Host => None,
+                NsRef::Named(n) => Some(netns::open(n)?),
+            };
+            let rt = self.rt.handle().clone();
+            let (conn, handle) = netns::in_netns(netns::borrow(&fd), move || {
+                let _g = rt.enter();
+                rtnetlink::new_connection().map(|(c, h, _)| (c, h))
+            })??;
+            let conn = self.rt.spawn(conn);
+            self.nss.insert(ns.clone(), NsCtx { fd, nl: handle, conn });
+        }
+        Ok(&self.nss[ns])
+    }
+
+    /// Forgets a namespace: closes our fd and netlink socket, which would otherwise
+    /// keep a deleted namespace alive.
+    fn forget(&mut self, ns: &NsRef) {
+        if let Some(c) = self.nss.remove(ns) {
+            drop(c.nl);
+            c.conn.abort();
+            let _ = self.rt.block_on(c.conn);
+        }
+    }
+
+    fn nl(&mut self, ns: &NsRef) -> Result<Handle> {
+        Ok(self.ctx(ns)?.nl.clone())
+    }
+
+    /// The fd to enter for `ns`, borrowed from the cache (None for the host).
+    fn fd(&mut self, ns: &NsRef) -> Result<Option<BorrowedFd<'_>>> {
+        Ok(self.ctx(ns)?.fd.as_ref().map(|f| f.as_fd()))
+    }
+
+    /// An fd for `ns` usable as a move / peer target (the host included).
+    fn target_fd(&mut self, ns: &NsRef) -> Result<i32> {
+        Ok(match ns {
+            NsRef::Host => self.host_fd.as_raw_fd(),
+            _ => self.ctx(ns)?.fd.as_ref().expect("named namespaces have an fd").as_raw_fd(),
+        })
+    }
+
+    fn index(&mut self, ns: &NsRef, name: &str) -> Result<u32> {
+        let h = self.nl(ns)?;
+        self.rt.block_on(nl::link_by_name(&h, name))?.map(|l| l.index).ok_or_else(|| not_found_link(ns, name))
+    }
+
+    fn firewall(&mut self) -> Result<&Iptables> {
+        if self.fw.is_none() {
+            self.fw = Some(Iptables::new(self.fw_flavor)?);
+        }
+        Ok(self.fw.as_ref().unwrap())
+    }
+
+    /// Runs a firewall call in `ns`.
+    fn with_fw<T>(&mut self, ns: &NsRef, f: impl FnOnce(&Iptables, Option<BorrowedFd<'_>>) -> Result<T>) -> Result<T> {
+        self.firewall()?;
+        self.ctx(ns)?;
+        let fd = self.nss[ns].fd.as_ref().map(|f| f.as_fd());
+        f(self.fw.as_ref().unwrap(), fd)
+    }
+
+    fn apply_inner(&mut self, op: &Op) -> Result<()> {
+        match op {
+            Op::AddNetns { name } => netns::create(name),
+            Op::DelNetns { name } => {
+                self.forget(&NsRef::named(name.clone()));
+                netns::delete(name)
+            }
+            Op::AddVeth { ns, name, peer, peer_ns } => {
+                let h = self.nl(ns)?;
+                let peer_fd = if peer_ns != ns { Some(self.target_fd(peer_ns)?) } else { None };
+                self.rt.block_on(nl::add_veth(&h, name, peer, peer_fd))?;
+                let mark = self.mark.clone();
+                let i = self.index(ns, name)?;
+                self.rt.block_on(nl::set_alias(&h, i, &mark))?;
+                let ph = self.nl(peer_ns)?;
+                let pi = self.index(peer_ns, peer)?;
+                self.rt.block_on(nl::set_alias(&ph, pi, &mark))
+            }
+            Op::AddBridge { ns, name } => {
+                let h = self.nl(ns)?;
+                self.rt.block_on(nl::add_bridge(&h, name))?;
+                let i = self.index(ns, name)?;
+                let mark = self.mark.clone();
+                self.rt.block_on(nl::set_alias(&h, i, &mark))
+            }
+            Op::DelLink { ns, name } => {
+                let i = self.index(ns, name)?;
+                let h = self.nl(ns)?;
+                self.rt.block_on(nl::del_link(&h, i))
+            }
+            Op::MoveLink { ns, name, to } => {
+                let i = self.index(ns, name)?;
+                let h = self.nl(ns)?;
+                let fd = self.target_fd(to)?;
+                self.rt.block_on(nl::move_link(&h, i, fd))
+            }
+            Op::SetUp { ns, name, up } => {
+                let i = self.index(ns, name)?;
+                let h = self.nl(ns)?;
+                self.rt.block_on(nl::set_up(&h, i, *up))
+            }
+            Op::AddAddr { ns, dev, addr } => {
+                let i = self.index(ns, dev)?;
+                let h = self.nl(ns)?;
+                self.rt.block_on(nl::add_addr(&h, i, *addr))
+            }
+            Op::DelAddr { ns, dev, addr } => {
+                let i = self.index(ns, dev)?;
+                let h = self.nl(ns)?;
+                self.rt.block_on(nl::del_addr(&h, i, *addr))
+            }
+            Op::SetMaster { ns, dev, master } => {
+                let i = self.index(ns, dev)?;
+                let m = match master {
+                    Some(m) => Some(self.index(ns, m)?),
+                    None => None,
+                };
+                let h = self.nl(ns)?;
+                self.rt.block_on(nl::set_master(&h, i, m))
+            }
+            Op::SetMtu { ns, dev, mtu } => {
+                let i = self.index(ns, dev)?;
+                let h = self.nl(ns)?;
+                self.rt.block_on(nl::set_mtu(&h, i, *mtu))
+            }
+            Op::AddRoute { ns, route } => {
+                let oif = match &route.dev {
+                    Some(d) => Some(self.index(ns, d)?),
+                    None => None,
+                };
+                let h = self.nl(ns)?;
+                self.rt.block_on(nl::add_route(&h, route, oif))
+            }
+            Op::DelRoute { ns, route } => {
+                let oif = match &route.dev {
+                    Some(d) => Some(self.index(ns, d)?),
+                    None => None,
+                };
+                let h = self.nl(ns)?;
+                self.rt.block_on(nl::del_route(&h, route, oif))
+            }
+            Op::SetSysctl { ns, key, value } => {
+                let fd = self.fd(ns)?;
+                sysctl::set(fd, key, value)
+            }
+            Op::FwPolicy { ns, table, chain, target } => {
+                self.with_fw(ns, |fw, fd| fw.set_policy(fd, table, chain, target))
+            }
+            Op::FwAppend { ns, table, chain, rule } => self.with_fw(ns, |fw, fd| fw.append(fd, table, chain, rule)),
+            Op::FwInsert { ns, table, chain, pos, rule } => {
+                self.with_fw(ns, |fw, fd| fw.insert(fd, table, chain, *pos, rule))
+            }
+            Op::FwDelete { ns, table, chain, rule } => self.with_fw(ns, |fw, fd| {
+                if !fw.exists(fd, table, chain, rule)? {
+                    return Err(Error::sys("no such rule", Some(Errno::ENOENT)));
+                }
+                fw.delete(fd, table, chain, rule)
+            }),
+            Op::FwNewChain { ns, table, chain } => self.with_fw(ns, |fw, fd| fw.new_chain(fd, table, chain)),
+            Op::FwDelChain { ns, table, chain } => self.with_fw(ns, |fw, fd| {
+                if !fw.chain_exists(fd, table, chain)? {
+                    return Err(Error::sys("no such chain", Some(Errno::ENOENT)));
+                }
+                fw.delete_chain(fd, table, chain)
+            }),
+            Op::Spawn { .. } => Err(Error::invalid("a process is started with spawn(), not replayed")),
+            Op::Kill { pid, start } => {
+                let r = process::stop(*pid, *start, Duration::from_secs(2));
+                if let Some(mut c) = self.children.remove(pid) {
+                    let _ = c.try_wait();
+                }
+                r
+            }
+        }
+    }
+}
+
+impl Backend for Kernel {
+    fn apply(&mut self, op: &Op) -> Result<()> {
+        self.apply_inner(op).map_err(|e| match e {
+            Error::Sys { msg, errno } => Error::Sys { msg: format!("{}: {msg}", op.render()), errno },
+            other => other,
+        })
+    }
+
+    fn netns_exists(&mut self, name: &str) -> bool {
+        netns::exists(name)
+    }
+
+    fn netns_list(&mut self) -> Vec<String> {
+        netns::list()
+    }
+
+    fn link(&mut self, ns: &NsRef, name: &str) -> Result<Option<LinkInfo>> {
+        let h = self.nl(ns)?;
+        let Some(l) = self.rt.block_on(nl::link_by_name(&h, name))? else { return Ok(None) };
+        let master = match l.master {
+            Some(m) => self.rt.block_on(nl::link_by_index(&h, m))?.map(|x| x.name),
+            None => None,
+        };
+        let addrs = self.rt.block_on(nl::addrs(&h, l.index))?;
+        Ok(Some(LinkInfo { name: l.name, up: l.up, master, mtu: l.mtu, kind: l.kind, alias: l.alias, addrs }))
+    }
+
+    fn links(&mut self, ns: &NsRef) -> Result<Vec<LinkInfo>> {
+        let h = self.nl(ns)?;
+        let all = self.rt.block_on(nl::links(&h))?;
+        let mut out = Vec::new();
+        for l in &all {
+            let master = l.master.and_then(|m| all.iter().find(|x| x.index == m)).map(|x| x.name.clone());
+            let addrs = self.rt.block_on(nl::addrs(&h, l.index))?;
+            out.push(LinkInfo { name: l.name.clone(), up: l.up, master, mtu: l.mtu, kind: l.kind.clone(), alias: l.alias.clone(), addrs });
+        }
+        Ok(out)
+    }
+
+    fn find_route(&mut self, ns: &NsRef, r: &Route) -> Result<Option<Route>> {
+        let h = self.nl(ns)?;
+        let oif = match &r.dev {
+            Some(d) => Some(self.index(ns, d)?),
+            None => None,
+        };
+        let all = self.rt.block_on(nl::routes(&h, r.dest.addr().is_ipv6()))?;
+        let Some(k) = all.into_iter().find(|k| {
+            k.dest == r.dest
+                && (r.via.is_none() || k.via == r.via)
+                && (oif.is_none() || k.oif == oif)
+                && (r.metric.is_none() || k.metric.unwrap_or(0) == r.metric.unwrap_or(0))
+        }) else {
+            return Ok(None);
+        };
+        let dev = match k.oif {
+            Some(i) => self.rt.block_on(nl::link_by_index(&h, i))?.map(|l| l.name),
+            None => None,
+        };
+        Ok(Some(Route { dest: k.dest, via: k.via, dev, metric: k.metric, proto: Some(k.proto), scope: Some(k.scope), src: k.src }))
+    }
+
+    fn sysctl_get(&mut self, ns: &NsRef, key: &str) -> Result<String> {
+        let fd = self.fd(ns)?;
+        sysctl::get(fd, key)
+    }
+
+    fn fw_policy(&mut self, ns: &NsRef, table: &str, chain: &str) -> Result<String> {
+        self.with_fw(ns, |fw, fd| fw.policy(fd, table, chain))
+    }
+
+    fn fw_rules(&mut self, ns: &NsRef, table: &str, chain: Option<&str>) -> Result<Vec<String>> {
+        self.with_fw(ns, |fw, fd| fw.rules(fd, table, chain))
+    }
+
+    fn fw_exists(&mut self, ns: &NsRef, table: &str, chain: &str, rule: &[String]) -> Result<bool> {
+        self.with_fw(ns, |fw, fd| fw.exists(fd, table, chain, rule))
+    }
+
+    fn fw_chain_exists(&mut self, ns: &NsRef, table: &str, chain: &str) -> Result<bool> {
+        self.with_fw(ns, |fw, fd| fw.chain_exists(fd, table, chain))
+    }
+
+    fn exec(&mut self, ns: &NsRef, argv: &[String], timeout: Option<Duration>) -> Result<ExecResult> {
+        let cancel = self.cancel.clone();
+        let fd = self.fd(ns)?;
+        process::exec(fd, argv, timeout, &cancel)
+    }
+
+    fn spawn(&mut self, ns: &NsRef, argv: &[String]) -> Result<(u32, u64)> {
+        let log = match &self.log_dir {
+            Some(d) => Some(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(d.join(format!("spawn-{}.log", std::process::id())))?,
+            ),
+            None => None,
+        };
+        let fd = self.fd(ns)?;
+        let child = process::spawn(fd, argv, log)?;
+        let pid = child.id();
+        let start = process::start_time(pid).unwrap_or(0);
+        self.children.insert(pid, child);
+        Ok((pid, start))
+    }
+
+    fn wait(&mut self, pid: u32) -> Result<i32> {
+        let mut c = self
+            .children
+            .remove(&pid)
+            .ok_or_else(|| Error::invalid(format!("process {pid} was not started by this run (or was already waited for)")))?;
+        loop {
+            if let Some(st) = c.try_wait()? {
+                use std::os::unix::process::ExitStatusExt;
+                return Ok(st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0)));
+            }
+            if self.cancel.load(std::sync::atomic::Ordering::SeqCst) {
+                self.children.insert(pid, c);
+                return Err(Error::Interrupted("a signal"));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn ping(&mut self, ns: &NsRef, addr: IpAddr, count: u32, timeout: Duration) -> Result<bool> {
+        let secs = timeout.as_secs().max(1).to_string();
+        let argv: Vec<String> =
+            ["ping", "-n", "-q", "-c", &count.to_string(), "-W", &secs, &addr.to_string()].iter().map(|s| s.to_string()).collect();
+        // -W bounds each reply; bound the whole run as well.
+        let limit = timeout * count.max(1) + Duration::from_secs(2);
+        let r = self.exec(ns, &argv, Some(limit))?;
+        if r.code == 127 || r.stderr.contains("command not found") {
+            return Err(Error::sys("ping is not installed (Debian: apt-get install iputils-ping)", None));
+        }
+        Ok(r.code == 0)
+    }
+
+    fn tcp(&mut self, ns: &NsRef, addr: IpAddr, port: u16, timeout: Duration) -> Result<bool> {
+        let fd = self.fd(ns)?;
+        let sa = SocketAddr::new(addr, port);
+        Ok(netns::in_netns(fd, move || TcpStream::connect_timeout(&sa, timeout).is_ok())?)
+    }
+
+    fn describe(&self) -> String {
+        match &self.fw {
+            Some(f) => format!("kernel ({})", f.describe()),
+            None => "kernel".into(),
+        }
+    }
+}
+
+impl Drop for Kernel {
+    fn drop(&mut self) {
+        let keys: Vec<NsRef> = self.nss.keys().cloned().collect();
+        for k in keys {
+            self.forget(&k);
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! netscript: build Linux network topologies from Lua, with a journal that undoes
+//! everything a run did.
+//!
+//! The layers, from the script down:
+//! `lua` (bindings) -> `session::Session` (validation, journal, rollback) ->
+//! `backend::Backend` (`kernel::Kernel` for real; a model for `plan`) ->
+//! `sys` (netlink, namespaces, sysctl, processes) and `firewall`.
+
+pub mod backend;
+pub mod cli;
+pub mod error;
+pub mod firewall;
+pub mod journal;
+pub mod kernel;
+pub mod lua;
+pub mod model;
+pub mod op;
+pub mod sandbox;
+pub mod session;
+pub mod state;
+pub mod sys;
+
+pub use error::{Error, Result};

@@ -1,0 +1,65 @@
+//! `fw` module (iptables).
+
+use mlua::{Lua, Table};
+
+use super::util::{q, with, Opts};
+
+pub fn register(lua: &Lua, fw: &Table) -> mlua::Result<()> {
+    fw.set(
+        "policy",
+        lua.create_function(|lua, (table, chain, target, opts): (String, String, String, Option<Table>)| {
+            let call = format!("fw.policy({}, {}, {})", q(&table), q(&chain), q(&target));
+            let o = Opts::new(lua, &call, opts, &["ns"])?;
+            let ns = o.ns(lua, &call, "ns")?;
+            with(lua, || call.clone(), |s| s.fw_policy(&ns, &table, &chain, &target))
+        })?,
+    )?;
+    fw.set(
+        "append",
+        lua.create_function(|lua, (table, chain, rule, opts): (String, String, String, Option<Table>)| {
+            let call = format!("fw.append({}, {}, {})", q(&table), q(&chain), q(&rule));
+            let o = Opts::new(lua, &call, opts, &["ns"])?;
+            let ns = o.ns(lua, &call, "ns")?;
+            with(lua, || call.clone(), |s| s.fw_append(&ns, &table, &chain, &rule))
+        })?,
+    )?;
+    fw.set(
+        "insert",
+        lua.create_function(|lua, (table, chain, rule, opts): (String, String, String, Option<Table>)| {
+            let call = format!("fw.insert({}, {}, {})", q(&table), q(&chain), q(&rule));
+            let o = Opts::new(lua, &call, opts, &["ns", "pos"])?;
+            let ns = o.ns(lua, &call, "ns")?;
+            let pos = o.get::<u32>(lua, &call, "pos")?.unwrap_or(1);
+            with(lua, || call.clone(), |s| s.fw_insert(&ns, &table, &chain, &rule, pos))
+        })?,
+    )?;
+    fw.set(
+        "delete",
+        lua.create_function(|lua, (table, chain, rule, opts): (String, String, String, Option<Table>)| {
+            let call = format!("fw.delete({}, {}, {})", q(&table), q(&chain), q(&rule));
+            let o = Opts::new(lua, &call, opts, &["ns"])?;
+            let ns = o.ns(lua, &call, "ns")?;
+            with(lua, || call.clone(), |s| s.fw_delete(&ns, &table, &chain, &rule))
+        })?,
+    )?;
+    fw.set(
+        "chain",
+        lua.create_function(|lua, (table, name, opts): (String, String, Option<Table>)| {
+            let call = format!("fw.chain({}, {})", q(&table), q(&name));
+            let o = Opts::new(lua, &call, opts, &["ns"])?;
+            let ns = o.ns(lua, &call, "ns")?;
+            with(lua, || call.clone(), |s| s.fw_chain(&ns, &table, &name))
+        })?,
+    )?;
+    fw.set(
+        "rules",
+        lua.create_function(|lua, (table, opts): (String, Option<Table>)| {
+            let call = format!("fw.rules({})", q(&table));
+            let o = Opts::new(lua, &call, opts, &["ns"])?;
+            let ns = o.ns(lua, &call, "ns")?;
+            let v = with(lua, || call.clone(), |s| s.fw_rules(&ns, &table))?;
+            lua.create_sequence_from(v)
+        })?,
+    )?;
+    Ok(())
+}

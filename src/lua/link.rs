@@ -1,0 +1,180 @@
+//! `veth`, `bridge` and `link` modules and the Link handle.
+
+use mlua::{AnyUserData, Lua, Table, UserData, UserDataFields, UserDataMethods, Value};
+
+use super::netns::ns_to_lua;
+use super::util::{fail, ns_value, q, session, with, Opts};
+use crate::error::Error;
+use crate::model::{parse_cidr, NsRef};
+
+#[derive(Clone)]
+pub struct LLink {
+    pub ns: NsRef,
+    pub name: String,
+}
+
+impl LLink {
+    fn desc(&self) -> String {
+        match &self.ns {
+            NsRef::Host => format!("Link({})", q(&self.name)),
+            NsRef::Named(n) => format!("Link({} in {n})", q(&self.name)),
+        }
+    }
+}
+
+pub fn new_link(lua: &Lua, ns: NsRef, name: String) -> mlua::Result<AnyUserData> {
+    lua.create_userdata(LLink { ns, name })
+}
+
+/// A link argument: a Link handle or a name (looked up in `ns`).
+fn link_arg(lua: &Lua, call: &str, v: Value, ns: &NsRef) -> mlua::Result<LLink> {
+    match v {
+        Value::UserData(ud) => ud
+            .borrow::<LLink>()
+            .map(|l| l.clone())
+            .map_err(|_| fail(lua, call, Error::invalid("expected a Link or a link name"))),
+        Value::String(s) => Ok(LLink { ns: ns.clone(), name: s.to_str()?.to_string() }),
+        _ => Err(fail(lua, call, Error::invalid("expected a Link or a link name"))),
+    }
+}
+
+/// Calls `f` with the link, then returns the handle itself (methods chain).
+fn chain(
+    lua: &Lua,
+    this: AnyUserData,
+    what: impl FnOnce(&LLink) -> String,
+    f: impl FnOnce(&mut crate::session::Session, &LLink) -> crate::error::Result<()>,
+) -> mlua::Result<AnyUserData> {
+    let l = this.borrow::<LLink>()?.clone();
+    with(lua, || what(&l), |s| f(s, &l))?;
+    Ok(this)
+}
+
+impl UserData for LLink {
+    fn add_fields<F: UserDataFields<Self>>(f: &mut F) {
+        f.add_field_method_get("name", |_, this| Ok(this.name.clone()));
+        f.add_field_method_get("ns", |lua, this| ns_to_lua(lua, &this.ns));
+    }
+
+    fn add_methods<M: UserDataMethods<Self>>(m: &mut M) {
+        m.add_meta_method("__tostring", |lua, this, ()| {
+            let s = session(lua);
+            let info = s.borrow_mut().link(&this.ns, &this.name);
+            Ok(match info {
+                Ok(i) => {
+                    let mut parts = vec![if i.up { "up".to_string() } else { "down".to_string() }];
+                    if let Some(k) = i.kind {
+                        parts.push(k);
+                    }
+                    if let Some(m) = i.master {
+                        parts.push(format!("master {m}"));
+                    }
+                    parts.extend(i.addrs.iter().map(|a| a.to_string()));
+                    format!("{} [{}]", this.desc(), parts.join(", "))
+                }
+                Err(_) => format!("{} [gone]", this.desc()),
+            })
+        });
+        m.add_function("up", |lua, this: AnyUserData| {
+            chain(lua, this, |l| format!("{}:up()", l.desc()), |s, l| s.link_set_up(&l.ns, &l.name, true))
+        });
+        m.add_function("down", |lua, this: AnyUserData| {
+            chain(lua, this, |l| format!("{}:down()", l.desc()), |s, l| s.link_set_up(&l.ns, &l.name, false))
+        });
+        m.add_function("addr", |lua, (this, cidr): (AnyUserData, String)| {
+            chain(lua, this, |l| format!("{}:addr({})", l.desc(), q(&cidr)), |s, l| {
+                let a = parse_cidr(&cidr)?;
+                s.link_addr(&l.ns, &l.name, a)
+            })
+        });
+        m.add_function("mtu", |lua, (this, mtu): (AnyUserData, u32)| {
+            chain(lua, this, |l| format!("{}:mtu({mtu})", l.desc()), |s, l| s.link_mtu(&l.ns, &l.name, mtu))
+        });
+        m.add_function("master", |lua, (this, br): (AnyUserData, Value)| {
+            let l = this.borrow::<LLink>()?.clone();
+            let call = format!("{}:master(...)", l.desc());
+            let b = link_arg(lua, &call, br, &l.ns)?;
+            if b.ns != l.ns {
+                return Err(fail(lua, &call, Error::invalid(format!("bridge \"{}\" is in {} but the link is in {}", b.name, b.ns, l.ns))));
+            }
+            chain(lua, this, |l| format!("{}:master({})", l.desc(), q(&b.name)), |s, l| s.link_master(&l.ns, &l.name, Some(&b.name)))
+        });
+        m.add_function("nomaster", |lua, this: AnyUserData| {
+            chain(lua, this, |l| format!("{}:nomaster()", l.desc()), |s, l| s.link_master(&l.ns, &l.name, None))
+        });
+        m.add_function("move", |lua, (this, to): (AnyUserData, Value)| {
+            let l = this.borrow::<LLink>()?.clone();
+            let call = format!("{}:move(...)", l.desc());
+            let to = ns_value(lua, &call, to, "the target namespace")?;
+            with(lua, || format!("{}:move({})", l.desc(), q(to.short())), |s| s.link_move(&l.ns, &l.name, &to))?;
+            this.borrow_mut::<LLink>()?.ns = to;
+            Ok(this)
+        });
+        m.add_method("del", |lua, this, ()| with(lua, || format!("{}:del()", this.desc()), |s| s.link_del(&this.ns, &this.name)));
+        m.add_method("addrs", |lua, this, ()| {
+            let i = with(lua, || format!("{}:addrs()", this.desc()), |s| s.link(&this.ns, &this.name))?;
+            lua.create_sequence_from(i.addrs.iter().map(|a| a.to_string()))
+        });
+        m.add_method("info", |lua, this, ()| {
+            let i = with(lua, || format!("{}:info()", this.desc()), |s| s.link(&this.ns, &this.name))?;
+            let t = lua.create_table()?;
+            t.set("name", i.name)?;
+            t.set("up", i.up)?;
+            t.set("mtu", i.mtu)?;
+            t.set("kind", i.kind)?;
+            t.set("master", i.master)?;
+            t.set("alias", i.alias)?;
+            t.set("addrs", lua.create_sequence_from(i.addrs.iter().map(|a| a.to_string()))?)?;
+            Ok(t)
+        });
+    }
+}
+
+pub fn register(lua: &Lua, veth: &Table, bridge: &Table, link: &Table) -> mlua::Result<()> {
+    veth.set(
+        "add",
+        lua.create_function(|lua, (name, peer, opts): (String, String, Option<Table>)| {
+            let call = format!("veth.add({}, {})", q(&name), q(&peer));
+            let o = Opts::new(lua, &call, opts, &["ns", "peer_ns"])?;
+            let ns = o.ns(lua, &call, "ns")?;
+            let peer_ns = o.ns(lua, &call, "peer_ns")?;
+            with(lua, || call.clone(), |s| s.veth_add(&name, &peer, &ns, &peer_ns))?;
+            Ok((new_link(lua, ns, name)?, new_link(lua, peer_ns, peer)?))
+        })?,
+    )?;
+    bridge.set(
+        "add",
+        lua.create_function(|lua, (name, opts): (String, Option<Table>)| {
+            let call = format!("bridge.add({})", q(&name));
+            let o = Opts::new(lua, &call, opts, &["ns"])?;
+            let ns = o.ns(lua, &call, "ns")?;
+            with(lua, || call.clone(), |s| s.bridge_add(&name, &ns))?;
+            new_link(lua, ns, name)
+        })?,
+    )?;
+    link.set(
+        "get",
+        lua.create_function(|lua, (name, opts): (String, Option<Table>)| {
+            let call = format!("link.get({})", q(&name));
+            let o = Opts::new(lua, &call, opts, &["ns"])?;
+            let ns = o.ns(lua, &call, "ns")?;
+            with(lua, || call.clone(), |s| s.link(&ns, &name))?;
+            new_link(lua, ns, name)
+        })?,
+    )?;
+    Ok(())
+}
+
+/// A `dev=` option: a Link or a link name, returned as a name.
+pub fn dev_name(lua: &Lua, call: &str, v: Value, ns: &NsRef) -> mlua::Result<Option<String>> {
+    match v {
+        Value::Nil => Ok(None),
+        v => {
+            let l = link_arg(lua, call, v, ns)?;
+            if &l.ns != ns {
+                return Err(fail(lua, call, Error::invalid(format!("link \"{}\" is in {}, not in {ns}", l.name, l.ns))));
+            }
+            Ok(Some(l.name))
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! `netns` module, the Netns handle (exec, spawn, ping, tcp) and the Process handle.
+
+use std::time::Duration;
+
+use mlua::{AnyUserData, Lua, Table, UserData, UserDataFields, UserDataMethods, Value};
+
+use super::util::{fail, q, with, Opts};
+use crate::error::Error;
+use crate::model::{parse_ip, NsRef};
+
+#[derive(Clone)]
+pub struct LNetns {
+    pub ns: NsRef,
+}
+
+pub struct LProcess {
+    pub pid: u32,
+    pub cmd: String,
+}
+
+fn desc(ns: &NsRef) -> String {
+    match ns {
+        NsRef::Host => "netns.host()".into(),
+        NsRef::Named(n) => format!("Netns({})", q(n)),
+    }
+}
+
+/// A command argument: an argv table, or a string for /bin/sh -c.
+pub fn argv(lua: &Lua, call: &str, v: Value) -> mlua::Result<Vec<String>> {
+    match v {
+        Value::String(s) => Ok(vec!["/bin/sh".into(), "-c".into(), s.to_str()?.to_string()]),
+        Value::Table(t) => {
+            let v: Vec<String> = t.sequence_values::<String>().collect::<mlua::Result<_>>()?;
+            if v.is_empty() {
+                return Err(fail(lua, call, Error::invalid("empty command")));
+            }
+            Ok(v)
+        }
+        _ => Err(fail(lua, call, Error::invalid("a command is an argv table like {\"ip\", \"addr\"} or a shell string"))),
+    }
+}
+
+fn secs(lua: &Lua, call: &str, v: Option<f64>, default: f64) -> mlua::Result<Duration> {
+    let s = v.unwrap_or(default);
+    if !(s > 0.0 && s < 1e6) {
+        return Err(fail(lua, call, Error::invalid(format!("timeout must be a positive number of seconds, not {s}"))));
+    }
+    Ok(Duration::from_secs_f64(s))
+}
+
+pub fn new_netns(lua: &Lua, ns: NsRef) -> mlua::Result<AnyUserData> {
+    lua.create_userdata(LNetns { ns })
+}
+
+impl UserData for LNetns {
+    fn add_fields<F: UserDataFields<Self>>(f: &mut F) {
+        f.add_field_method_get("name", |_, this| Ok(this.ns.name().map(str::to_string)));
+    }
+
+    fn add_methods<M: UserDataMethods<Self>>(m: &mut M) {
+        m.add_meta_method("__tostring", |_, this, ()| Ok(desc(&this.ns)));
+        m.add_meta_method("__eq", |_, this, other: AnyUserData| Ok(other.borrow::<LNetns>().map(|o| o.ns == this.ns).unwrap_or(false)));
+
+        m.add_method("del", |lua, this, ()| {
+            let NsRef::Named(n) = &this.ns else {
+                return Err(fail(lua, "netns.host():del()", Error::invalid("the host namespace cannot be deleted")));
+            };
+            let n = n.clone();
+            with(lua, || format!("{}:del()", desc(&this.ns)), |s| s.netns_del(&n))
+        });
+
+        m.add_method("link", |lua, this, name: String| {
+            let call = format!("{}:link({})", desc(&this.ns), q(&name));
+            with(lua, || call.clone(), |s| s.link(&this.ns, &name))?;
+            super::link::new_link(lua, this.ns.clone(), name)
+        });
+
+        m.add_method("links", |lua, this, ()| {
+            let call = format!("{}:links()", desc(&this.ns));
+            let ls = with(lua, || call, |s| s.links(&this.ns))?;
+            let t = lua.create_table()?;
+            for l in ls {
+                t.push(super::link::new_link(lua, this.ns.clone(), l.name)?)?;
+            }
+            Ok(t)
+        });
+
+        m.add_method("exec", |lua, this, (cmd, opts): (Value, Option<Table>)| {
+            let call = format!("{}:exec(...)", desc(&this.ns));
+            let o = Opts::new(lua, &call, opts, &["check", "timeout"])?;
+            let argv = argv(lua, &call, cmd)?;
+            let call = format!("{}:exec({})", desc(&this.ns), q(&crate::model::join_words(&argv)));
+            let check = o.get::<bool>(lua, &call, "check")?.unwrap_or(false);
+            let timeout = match o.get::<f64>(lua, &call, "timeout")? {
+                Some(t) => Some(secs(lua, &call, Some(t), 0.0)?),
+                None => None,
+            };
+            let r = with(lua, || call.clone(), |s| s.exec(&this.ns, &argv, timeout))?;
+            if check && r.code != 0 {
+                let why = if r.timed_out { "timed out".to_string() } else { format!("exited with code {}", r.code) };
+                let err = r.stderr.trim();
+                let detail = if err.is_empty() { String::new() } else { format!(": {err}") };
+                return Err(fail(lua, &call, Error::sys(format!("{why}{detail}"), None)));
+            }
+            let t = lua.create_table()?;
+            t.set("code", r.code)?;
+            t.set("stdout", r.stdout)?;
+            t.set("stderr", r.stderr)?;
+            t.set("timed_out", r.timed_out)?;
+            Ok(t)
+        });
+
+        m.add_method("spawn", |lua, this, cmd: Value| {
+            let call = format!("{}:spawn(...)", desc(&this.ns));
+            let argv = argv(lua, &call, cmd)?;
+            let call = format!("{}:spawn({})", desc(&this.ns), q(&crate::model::join_words(&argv)));
+            let pid = with(lua, || call.clone(), |s| s.spawn(&this.ns, &argv))?;
+            lua.create_userdata(LProcess { pid, cmd: crate::model::join_words(&argv) })
+        });
+
+        m.add_method("ping", |lua, this, (addr, opts): (String, Option<Table>)| {
+            let call = format!("{}:ping({})", desc(&this.ns), q(&addr));
+            let o = Opts::new(lua, &call, opts, &["count", "timeout"])?;
+            let count = o.get::<u32>(lua, &call, "count")?.unwrap_or(1).max(1);
+            let timeout = secs(lua, &call, o.get::<f64>(lua, &call, "timeout")?, 1.0)?;
+            with(lua, || call.clone(), |s| {
+                let ip = parse_ip(&addr)?;
+                s.ping(&this.ns, ip, count, timeout)
+            })
+        });
+
+        m.add_method("tcp", |lua, this, (addr, port, opts): (String, u16, Option<Table>)| {
+            let call = format!("{}:tcp({}, {port})", desc(&this.ns), q(&addr));
+            let o = Opts::new(lua, &call, opts, &["timeout"])?;
+            let timeout = secs(lua, &call, o.get::<f64>(lua, &call, "timeout")?, 1.0)?;
+            with(lua, || call.clone(), |s| {
+                let ip = parse_ip(&addr)?;
+                s.tcp(&this.ns, ip, port, timeout)
+            })
+        });
+    }
+}
+
+impl UserData for LProcess {
+    fn add_fields<F: UserDataFields<Self>>(f: &mut F) {
+        f.add_field_method_get("pid", |_, this| Ok(this.pid));
+    }
+    fn add_methods<M: UserDataMethods<Self>>(m: &mut M) {
+        m.add_meta_method("__tostring", |_, this, ()| Ok(format!("Process(pid {}: {})", this.pid, this.cmd)));
+        m.add_method("kill", |lua, this, ()| with(lua, || format!("Process({}):kill()", this.pid), |s| s.kill(this.pid)));
+        m.add_method("wait", |lua, this, ()| with(lua, || format!("Process({}):wait()", this.pid), |s| s.wait(this.pid)));
+    }
+}
+
+pub fn register(lua: &Lua, ns_mod: &Table) -> mlua::Result<()> {
+    ns_mod.set(
+        "add",
+        lua.create_function(|lua, name: String| {
+            let ns = with(lua, || format!("netns.add({})", q(&name)), |s| s.netns_add(&name))?;
+            new_netns(lua, ns)
+        })?,
+    )?;
+    ns_mod.set(
+        "get",
+        lua.create_function(|lua, name: String| {
+            let ns = with(lua, || format!("netns.get({})", q(&name)), |s| s.netns_get(&name))?;
+            new_netns(lua, ns)
+        })?,
+    )?;
+    ns_mod.set("host", lua.create_function(|lua, ()| new_netns(lua, NsRef::Host))?)?;
+    ns_mod.set(
+        "list",
+        lua.create_function(|lua, ()| {
+            let v = with(lua, || "netns.list()".into(), |s| Ok(s.netns_list()))?;
+            lua.create_sequence_from(v)
+        })?,
+    )?;
+    Ok(())
+}
+
+/// `netns.host()` style handle for a namespace value returned to Lua.
+pub fn ns_to_lua(lua: &Lua, ns: &NsRef) -> mlua::Result<Value> {
+    Ok(Value::UserData(new_netns(lua, ns.clone())?))
+}

@@ -1,0 +1,36 @@
+//! `sysctl` module.
+
+use mlua::{Lua, Table, Value};
+
+use super::util::{fail, q, with, Opts};
+use crate::error::Error;
+
+pub fn register(lua: &Lua, sysctl: &Table) -> mlua::Result<()> {
+    sysctl.set(
+        "get",
+        lua.create_function(|lua, (key, opts): (String, Option<Table>)| {
+            let call = format!("sysctl.get({})", q(&key));
+            let o = Opts::new(lua, &call, opts, &["ns"])?;
+            let ns = o.ns(lua, &call, "ns")?;
+            with(lua, || call.clone(), |s| s.sysctl_get(&ns, &key))
+        })?,
+    )?;
+    sysctl.set(
+        "set",
+        lua.create_function(|lua, (key, value, opts): (String, Value, Option<Table>)| {
+            let call = format!("sysctl.set({}, ...)", q(&key));
+            let value = match value {
+                Value::String(s) => s.to_str()?.to_string(),
+                Value::Integer(i) => i.to_string(),
+                Value::Number(n) if n.fract() == 0.0 => (n as i64).to_string(),
+                Value::Boolean(b) => (b as u8).to_string(),
+                _ => return Err(fail(lua, &call, Error::invalid("a sysctl value is a string, an integer or a boolean"))),
+            };
+            let call = format!("sysctl.set({}, {})", q(&key), q(&value));
+            let o = Opts::new(lua, &call, opts, &["ns"])?;
+            let ns = o.ns(lua, &call, "ns")?;
+            with(lua, || call.clone(), |s| s.sysctl_set(&ns, &key, &value))
+        })?,
+    )?;
+    Ok(())
+}

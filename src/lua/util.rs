@@ -1,0 +1,121 @@
+//! Shared pieces of the binding layer: the session handle, option tables that reject
+//! unknown keys, namespace arguments, and errors that name the call and the line.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use mlua::{Lua, Table, Value};
+
+use crate::error::Error;
+use crate::model::NsRef;
+use crate::session::Session;
+
+pub type SessionRef = Rc<RefCell<Session>>;
+
+/// Quotes a Lua string argument for the call description in error messages.
+pub fn q(s: &str) -> String {
+    format!("{s:?}")
+}
+
+/// The script position to blame: the innermost caller that is a file (not netscript's
+/// embedded standard library), so errors inside `docker.lua` point at the user's line.
+pub fn location(lua: &Lua) -> String {
+    let mut fallback = None;
+    for level in 1..32 {
+        let Some((src, line)) = lua.inspect_stack(level, |d| {
+            let s = d.source();
+            (s.source.map(|x| x.into_owned()), s.short_src.map(|x| x.into_owned()).zip(d.current_line()))
+        }) else {
+            break;
+        };
+        let Some((short, line)) = line else { continue };
+        let is_file = src.as_deref().is_some_and(|s| s.starts_with('@'));
+        if is_file {
+            return format!("{short}:{line}: ");
+        }
+        if fallback.is_none() {
+            fallback = Some(format!("{short}:{line}: "));
+        }
+    }
+    fallback.unwrap_or_default()
+}
+
+/// Runs `f` on the session; an error becomes a Lua error reading
+/// `file:line: call: reason`.
+pub fn with<T>(lua: &Lua, call: impl FnOnce() -> String, f: impl FnOnce(&mut Session) -> crate::error::Result<T>) -> mlua::Result<T> {
+    let s = lua.app_data_ref::<SessionRef>().expect("session is registered").clone();
+    let r = f(&mut s.borrow_mut());
+    r.map_err(|e| fail(lua, &call(), e))
+}
+
+pub fn fail(lua: &Lua, call: &str, e: Error) -> mlua::Error {
+    mlua::Error::RuntimeError(format!("{}{call}: {e}", location(lua)))
+}
+
+pub fn session(lua: &Lua) -> SessionRef {
+    lua.app_data_ref::<SessionRef>().expect("session is registered").clone()
+}
+
+/// An options table: the keys a function accepts, nothing else.
+pub struct Opts {
+    t: Option<Table>,
+}
+
+impl Opts {
+    pub fn new(lua: &Lua, call: &str, t: Option<Table>, allowed: &[&str]) -> mlua::Result<Opts> {
+        if let Some(t) = &t {
+            for pair in t.pairs::<Value, Value>() {
+                let (k, _) = pair?;
+                let key = match &k {
+                    Value::String(s) => s.to_string_lossy(),
+                    other => format!("{other:?}"),
+                };
+                if !allowed.contains(&key.as_str()) {
+                    let hint = if allowed.is_empty() { "it takes no options".to_string() } else { format!("known options: {}", allowed.join(", ")) };
+                    return Err(fail(lua, call, Error::invalid(format!("unknown option \"{key}\" ({hint})"))));
+                }
+            }
+        }
+        Ok(Opts { t })
+    }
+
+    pub fn get<T: mlua::FromLua>(&self, lua: &Lua, call: &str, key: &str) -> mlua::Result<Option<T>> {
+        match &self.t {
+            None => Ok(None),
+            Some(t) => t.get::<Option<T>>(key).map_err(|e| {
+                fail(lua, call, Error::invalid(format!("option {key}: {}", short_conv_error(&e))))
+            }),
+        }
+    }
+
+    /// The `ns` style option: a Netns handle or a namespace name; the host if absent.
+    pub fn ns(&self, lua: &Lua, call: &str, key: &str) -> mlua::Result<NsRef> {
+        match &self.t {
+            None => Ok(NsRef::Host),
+            Some(t) => ns_value(lua, call, t.get::<Value>(key)?, key),
+        }
+    }
+}
+
+/// Reads a namespace argument: a Netns handle, a name (which must exist), or nil (host).
+pub fn ns_value(lua: &Lua, call: &str, v: Value, what: &str) -> mlua::Result<NsRef> {
+    match v {
+        Value::Nil => Ok(NsRef::Host),
+        Value::UserData(ud) => match ud.borrow::<crate::lua::netns::LNetns>() {
+            Ok(n) => Ok(n.ns.clone()),
+            Err(_) => Err(fail(lua, call, Error::invalid(format!("{what} must be a Netns or a namespace name")))),
+        },
+        Value::String(s) => {
+            let name = s.to_str()?.to_string();
+            with(lua, || call.to_string(), |se| se.netns_get(&name))
+        }
+        _ => Err(fail(lua, call, Error::invalid(format!("{what} must be a Netns or a namespace name")))),
+    }
+}
+
+fn short_conv_error(e: &mlua::Error) -> String {
+    match e {
+        mlua::Error::FromLuaConversionError { from, to, .. } => format!("expected {to}, got {from}"),
+        other => other.to_string(),
+    }
+}

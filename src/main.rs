@@ -1,0 +1,204 @@
+//! CLI dispatch and exit codes. Everything else lives in the library.
+
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use clap::Parser;
+
+use netscript::cli::{Cli, Command, RunOpts};
+use netscript::error::{Error, Result};
+use netscript::firewall::iptables::Flavor;
+use netscript::journal::Meta;
+use netscript::kernel::Kernel;
+use netscript::session::{mark_for, RollbackReport, Session};
+use netscript::state::{default_state_dir, Record};
+use netscript::{lua, sandbox};
+
+const EXIT_FAILED: u8 = 1;
+const EXIT_USAGE: u8 = 2;
+const EXIT_ROLLBACK_INCOMPLETE: u8 = 3;
+
+/// SIGINT / SIGTERM: `cancel` stops the script; `count` tells a second Ctrl-C
+/// during rollback (which does not stop the rollback).
+struct Signals {
+    cancel: Arc<AtomicBool>,
+    count: Arc<AtomicUsize>,
+}
+
+fn install_signals() -> Signals {
+    let cancel = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicUsize::new(0));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register(sig, cancel.clone());
+        let c = count.clone();
+        // SAFETY: the handler only increments an atomic, which is async-signal-safe.
+        let _ = unsafe {
+            signal_hook::low_level::register(sig, move || {
+                c.fetch_add(1, Ordering::SeqCst);
+            })
+        };
+    }
+    Signals { cancel, count }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let opts = cli.run.clone();
+    let (script, args) = match cli.command {
+        Some(Command::Down { name }) => return code(down(&opts, &name)),
+        Some(Command::Run { script, args }) => (script, args),
+        None => match cli.script {
+            Some(s) => (s, cli.args),
+            None => {
+                eprintln!("netscript: no script given. Try: netscript --sandbox examples/article-part1.lua (or --help)");
+                return ExitCode::from(EXIT_USAGE);
+            }
+        },
+    };
+    code(run(&opts, &script, &args))
+}
+
+fn code(r: Result<u8>) -> ExitCode {
+    match r {
+        Ok(c) => ExitCode::from(c),
+        Err(e) => {
+            eprintln!("netscript: {e}");
+            ExitCode::from(if matches!(e, Error::Invalid(_)) { EXIT_USAGE } else { EXIT_FAILED })
+        }
+    }
+}
+
+fn topo_name(opts: &RunOpts, script: &Path) -> String {
+    opts.name.clone().unwrap_or_else(|| script.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "topology".into()))
+}
+
+fn print_report(what: &str, r: &RollbackReport, signals: Option<&Signals>, verbose: bool) {
+    if verbose || !r.complete() {
+        for u in &r.undone {
+            eprintln!("  undone: {u}");
+        }
+    }
+    if !r.undone.is_empty() || !r.complete() {
+        eprintln!("netscript: {what}: undid {} change(s)", r.undone.len());
+    }
+    for f in &r.failures {
+        eprintln!("netscript: could not undo `{}`: {}", f.undo.render(), f.error);
+    }
+    if signals.is_some_and(|s| s.count.load(Ordering::SeqCst) > 1) {
+        eprintln!("netscript: (a further interrupt arrived during rollback; the rollback was finished first)");
+    }
+}
+
+fn run(opts: &RunOpts, script: &Path, args: &[String]) -> Result<u8> {
+    let topo = topo_name(opts, script);
+    netscript::model::check_name("topology", &topo)?;
+    let flavor = Flavor::parse(&opts.iptables)?;
+    if !script.is_file() {
+        return Err(Error::invalid(format!("no such script: {}", script.display())));
+    }
+    // First, while single-threaded.
+    let user_ns = if opts.sandbox { Some(sandbox::enter()?) } else { None };
+    let signals = install_signals();
+
+    let base = opts.state_dir.clone().unwrap_or_else(default_state_dir);
+    let record = Record::lock(&base, &topo)?;
+    let script_abs = std::fs::canonicalize(script).unwrap_or_else(|_| PathBuf::from(script));
+    let meta = Meta {
+        name: topo.clone(),
+        script: script_abs.display().to_string(),
+        pid: std::process::id(),
+        started: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+    };
+    let journal = record.start(meta)?;
+    let mut kernel = Kernel::new(mark_for(&topo), flavor, signals.cancel.clone())?;
+    kernel.set_log_dir(Some(record.dir.clone()));
+    if user_ns.is_some() {
+        // The sandbox's own "host" gets a working loopback, as a real host has.
+        kernel.set_lo_up()?;
+    }
+    let mut session = Session::new(Box::new(kernel), journal, &topo, signals.cancel.clone());
+    session.set_verbose(opts.verbose);
+    let session = Rc::new(RefCell::new(session));
+    let lua = lua::new_lua(session.clone(), &topo, Some(script), args, signals.cancel.clone())
+        .map_err(|e| Error::sys(format!("cannot start Lua: {e}"), None))?;
+    let result = lua::run_file(&lua, script, args);
+    drop(lua);
+
+    let rollback = |why: &str| -> u8 {
+        let report = session.borrow_mut().rollback();
+        print_report(why, &report, Some(&signals), opts.verbose);
+        if report.complete() { 0 } else { EXIT_ROLLBACK_INCOMPLETE }
+    };
+    match result {
+        Err(e) => {
+            let msg = lua::error_text(&e);
+            if signals.cancel.load(Ordering::SeqCst) {
+                eprintln!("netscript: interrupted; rolling back");
+            } else {
+                eprintln!("netscript: {msg}");
+            }
+            let c = rollback("rolled back");
+            if c == 0 {
+                let _ = record.remove();
+                Ok(EXIT_FAILED)
+            } else {
+                Ok(c)
+            }
+        }
+        Ok(()) => {
+            if let Some(user_ns) = user_ns.filter(|_| opts.wait) {
+                eprintln!(
+                    "netscript: the sandbox is up. Enter it from another shell with:\n  {}\nPress Ctrl-C here to roll back and exit.",
+                    sandbox::enter_hint(std::process::id(), user_ns)
+                );
+                while !signals.cancel.load(Ordering::SeqCst) {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+            }
+            if opts.sandbox || opts.ephemeral {
+                let c = rollback(if opts.ephemeral { "ephemeral run" } else { "sandbox" });
+                if c == 0 {
+                    let _ = record.remove();
+                }
+                return Ok(c);
+            }
+            let n = session.borrow().journal().live_count();
+            if n == 0 {
+                let _ = record.remove();
+            } else {
+                eprintln!("netscript: topology \"{topo}\" is up ({n} changes). Take it down with: netscript down {topo}");
+            }
+            Ok(0)
+        }
+    }
+}
+
+fn down(opts: &RunOpts, name: &str) -> Result<u8> {
+    netscript::model::check_name("topology", name)?;
+    let signals = install_signals();
+    let base = opts.state_dir.clone().unwrap_or_else(default_state_dir);
+    if !base.join(name).join("journal.jsonl").exists() {
+        eprintln!("netscript: topology \"{name}\" is not up (no record in {}); nothing to do", base.display());
+        return Ok(0);
+    }
+    let record = Record::lock(&base, name)?;
+    let Some(journal) = record.existing()? else {
+        let _ = record.remove();
+        return Ok(0);
+    };
+    let kernel = Kernel::new(mark_for(name), Flavor::parse(&opts.iptables)?, Arc::new(AtomicBool::new(false)))?;
+    let mut session = Session::new(Box::new(kernel), journal, name, Arc::new(AtomicBool::new(false)));
+    let report = session.rollback();
+    print_report(&format!("down {name}"), &report, Some(&signals), opts.verbose);
+    if report.complete() {
+        let _ = record.remove();
+        Ok(0)
+    } else {
+        Ok(EXIT_ROLLBACK_INCOMPLETE)
+    }
+}

@@ -1,0 +1,334 @@
+//! Plain values shared by the core: namespace references, routes, validation of
+//! names and addresses. No kernel access here.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Which network namespace an object lives in: the one netscript runs in ("the
+/// host"), or a named one under /run/netns.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
+#[serde(from = "Option<String>", into = "Option<String>")]
+pub enum NsRef {
+    #[default]
+    Host,
+    Named(String),
+}
+
+impl From<Option<String>> for NsRef {
+    fn from(o: Option<String>) -> Self {
+        o.map_or(NsRef::Host, NsRef::Named)
+    }
+}
+impl From<NsRef> for Option<String> {
+    fn from(n: NsRef) -> Self {
+        match n {
+            NsRef::Host => None,
+            NsRef::Named(s) => Some(s),
+        }
+    }
+}
+
+impl NsRef {
+    pub fn named(name: impl Into<String>) -> Self {
+        NsRef::Named(name.into())
+    }
+    pub fn name(&self) -> Option<&str> {
+        match self {
+            NsRef::Host => None,
+            NsRef::Named(s) => Some(s),
+        }
+    }
+    /// "host" or the namespace's name, for short listings.
+    pub fn short(&self) -> &str {
+        self.name().unwrap_or("host")
+    }
+    /// `-n NAME ` for iproute2 commands ("" for the host).
+    pub fn ip_flag(&self) -> String {
+        match self {
+            NsRef::Host => String::new(),
+            NsRef::Named(n) => format!("-n {} ", shell_quote(n)),
+        }
+    }
+    /// `ip netns exec NAME ` prefix for other commands ("" for the host).
+    pub fn exec_prefix(&self) -> String {
+        match self {
+            NsRef::Host => String::new(),
+            NsRef::Named(n) => format!("ip netns exec {} ", shell_quote(n)),
+        }
+    }
+}
+
+impl fmt::Display for NsRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NsRef::Host => f.write_str("the host namespace"),
+            NsRef::Named(n) => write!(f, "namespace \"{n}\""),
+        }
+    }
+}
+
+/// A route as netscript adds, deletes and restores it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Route {
+    /// Destination; 0.0.0.0/0 or ::/0 is "default".
+    pub dest: IpNet,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<IpAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dev: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric: Option<u32>,
+    /// Routing protocol number (who installed it); None = netscript's own mark.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proto: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub src: Option<IpAddr>,
+}
+
+/// The routing protocol number netscript stamps on the routes it adds: its ownership
+/// mark for routes (`ip route` shows it as `proto 78`).
+pub const ROUTE_PROTO: u8 = 78;
+
+impl Route {
+    pub fn is_default(&self) -> bool {
+        self.dest.prefix_len() == 0
+    }
+    /// The route's arguments after `ip route add`, as iproute2 spells them.
+    pub fn render_args(&self) -> String {
+        let mut s = if self.is_default() { "default".to_string() } else { self.dest.to_string() };
+        if let Some(v) = self.via {
+            s += &format!(" via {v}");
+        }
+        if let Some(d) = &self.dev {
+            s += &format!(" dev {}", shell_quote(d));
+        }
+        if let Some(m) = self.metric {
+            s += &format!(" metric {m}");
+        }
+        match self.proto {
+            None | Some(ROUTE_PROTO) => {}
+            Some(2) => s += " proto kernel",
+            Some(3) => s += " proto boot",
+            Some(4) => s += " proto static",
+            Some(p) => s += &format!(" proto {p}"),
+        }
+        match self.scope {
+            None | Some(0) => {}
+            Some(253) => s += " scope link",
+            Some(254) => s += " scope host",
+            Some(x) => s += &format!(" scope {x}"),
+        }
+        if let Some(src) = self.src {
+            s += &format!(" src {src}");
+        }
+        s
+    }
+}
+
+impl fmt::Display for Route {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.render_args())
+    }
+}
+
+/// Checks a link name the way the kernel does (dev_valid_name), before asking it.
+pub fn check_ifname(name: &str) -> Result<()> {
+    if name.is_empty() {
+        return Err(Error::invalid("a link name cannot be empty"));
+    }
+    if name.len() > 15 {
+        return Err(Error::invalid(format!(
+            "link name \"{name}\" is {} bytes long; Linux allows at most 15",
+            name.len()
+        )));
+    }
+    if name == "." || name == ".." {
+        return Err(Error::invalid(format!("\"{name}\" is not a valid link name")));
+    }
+    if let Some(c) = name.chars().find(|c| *c == '/' || *c == ':' || c.is_whitespace()) {
+        return Err(Error::invalid(format!(
+            "link name \"{name}\" contains {c:?}; '/', ':' and white space are not allowed"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks a namespace (or topology) name: it becomes a file name.
+pub fn check_name(kind: &str, name: &str) -> Result<()> {
+    if name.is_empty() {
+        return Err(Error::invalid(format!("a {kind} name cannot be empty")));
+    }
+    if name.len() > 200 {
+        return Err(Error::invalid(format!("{kind} name \"{name}\" is too long (200 bytes at most)")));
+    }
+    if name == "." || name == ".." || name.contains('/') || name.contains('\0') {
+        return Err(Error::invalid(format!(
+            "\"{name}\" is not a valid {kind} name (no '/', not '.' or '..')"
+        )));
+    }
+    if name.starts_with('-') {
+        return Err(Error::invalid(format!("{kind} name \"{name}\" must not start with '-'")));
+    }
+    Ok(())
+}
+
+/// Parses "175.18.0.2/24" (an address with its prefix length). A bare address is
+/// taken as a host address (/32 or /128), as `ip addr add` does.
+pub fn parse_cidr(s: &str) -> Result<IpNet> {
+    if let Ok(n) = s.parse::<IpNet>() {
+        return Ok(n);
+    }
+    if let Ok(a) = s.parse::<IpAddr>() {
+        return Ok(IpNet::from(a));
+    }
+    let hint = match s.split_once('/') {
+        Some((a, _)) if a.parse::<IpAddr>().is_err() => format!("\"{a}\" is not an IP address"),
+        Some((a, p)) => {
+            let max = if a.contains(':') { 128 } else { 32 };
+            format!("prefix length \"{p}\" is not a number from 0 to {max}")
+        }
+        None => "expected an address with a prefix length, like 175.18.0.2/24".into(),
+    };
+    Err(Error::invalid(format!("malformed CIDR \"{s}\": {hint}")))
+}
+
+/// Parses a destination: "default" or a network CIDR (host bits must be zero).
+pub fn parse_dest(s: &str, via: Option<IpAddr>) -> Result<IpNet> {
+    if s == "default" {
+        return Ok(match via {
+            Some(IpAddr::V6(_)) => "::/0".parse().unwrap(),
+            _ => "0.0.0.0/0".parse().unwrap(),
+        });
+    }
+    let n = parse_cidr(s)?;
+    if n.trunc() != n {
+        return Err(Error::invalid(format!(
+            "route destination \"{s}\" has host bits set; did you mean {}?",
+            n.trunc()
+        )));
+    }
+    Ok(n)
+}
+
+pub fn parse_ip(s: &str) -> Result<IpAddr> {
+    s.parse::<IpAddr>()
+        .map_err(|_| Error::invalid(format!("\"{s}\" is not an IP address")))
+}
+
+/// Quotes a word for a POSIX shell only when it needs it.
+pub fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=,@%+".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+/// Splits a command line the way a POSIX shell splits words (quotes and
+/// backslashes; no expansion). Used for iptables rule specs.
+pub fn split_words(s: &str) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut in_word = false;
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(c) => cur.push(c),
+                        None => return Err(Error::invalid(format!("unterminated ' quote in: {s}"))),
+                    }
+                }
+            }
+            '"' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some(c) => cur.push(c),
+                            None => return Err(Error::invalid(format!("trailing backslash in: {s}"))),
+                        },
+                        Some(c) => cur.push(c),
+                        None => return Err(Error::invalid(format!("unterminated \" quote in: {s}"))),
+                    }
+                }
+            }
+            '\\' => {
+                in_word = true;
+                match chars.next() {
+                    Some(c) => cur.push(c),
+                    None => return Err(Error::invalid(format!("trailing backslash in: {s}"))),
+                }
+            }
+            c if c.is_whitespace() => {
+                if in_word {
+                    out.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            c => {
+                in_word = true;
+                cur.push(c);
+            }
+        }
+    }
+    if in_word {
+        out.push(cur);
+    }
+    Ok(out)
+}
+
+pub fn join_words(words: &[String]) -> String {
+    words.iter().map(|w| shell_quote(w)).collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ifname_rules() {
+        assert!(check_ifname("veth_ns_1").is_ok());
+        assert!(check_ifname("abcdefghijklmno").is_ok());
+        let e = check_ifname("abcdefghijklmnop").unwrap_err().to_string();
+        assert!(e.contains("16 bytes") && e.contains("at most 15"), "{e}");
+        assert!(check_ifname("a/b").is_err());
+        assert!(check_ifname("a b").is_err());
+        assert!(check_ifname("").is_err());
+    }
+
+    #[test]
+    fn cidr_parsing() {
+        assert_eq!(parse_cidr("175.18.0.2/24").unwrap().to_string(), "175.18.0.2/24");
+        assert_eq!(parse_cidr("10.0.0.1").unwrap().to_string(), "10.0.0.1/32");
+        assert!(parse_cidr("175.18.0.2/33").unwrap_err().to_string().contains("prefix length"));
+        assert!(parse_cidr("175.18.0.300/24").unwrap_err().to_string().contains("not an IP"));
+        assert!(parse_cidr("fd00::1/64").is_ok());
+        assert!(parse_dest("175.18.0.1/24", None).unwrap_err().to_string().contains("175.18.0.0/24"));
+        assert_eq!(parse_dest("default", None).unwrap().to_string(), "0.0.0.0/0");
+    }
+
+    #[test]
+    fn words() {
+        assert_eq!(
+            split_words(r#"-m comment --comment "a b" -j ACCEPT"#).unwrap(),
+            vec!["-m", "comment", "--comment", "a b", "-j", "ACCEPT"]
+        );
+        assert_eq!(split_words("! -d 127.0.0.0/8").unwrap(), vec!["!", "-d", "127.0.0.0/8"]);
+        assert!(split_words("\"open").is_err());
+        assert_eq!(join_words(&["a b".into(), "c".into()]), "'a b' c");
+    }
+}

@@ -1,0 +1,216 @@
+//! Every change netscript makes to a system is one `Op`. An op is data: the
+//! journal stores it, a backend applies it, and `render` spells it as the command a
+//! person would type (for `plan`, for rollback messages, for `show`).
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use crate::model::{join_words, shell_quote, NsRef, Route};
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Op {
+    AddNetns { name: String },
+    DelNetns { name: String },
+    /// `name` is created in `ns`, `peer` directly in `peer_ns`.
+    AddVeth { ns: NsRef, name: String, peer: String, peer_ns: NsRef },
+    AddBridge { ns: NsRef, name: String },
+    DelLink { ns: NsRef, name: String },
+    MoveLink { ns: NsRef, name: String, to: NsRef },
+    SetUp { ns: NsRef, name: String, up: bool },
+    AddAddr { ns: NsRef, dev: String, addr: IpNet },
+    DelAddr { ns: NsRef, dev: String, addr: IpNet },
+    /// Enslave `dev` to `master` (None: release it).
+    SetMaster { ns: NsRef, dev: String, master: Option<String> },
+    SetMtu { ns: NsRef, dev: String, mtu: u32 },
+    AddRoute { ns: NsRef, route: Route },
+    DelRoute { ns: NsRef, route: Route },
+    SetSysctl { ns: NsRef, key: String, value: String },
+    FwPolicy { ns: NsRef, table: String, chain: String, target: String },
+    FwAppend { ns: NsRef, table: String, chain: String, rule: Vec<String> },
+    FwInsert { ns: NsRef, table: String, chain: String, pos: u32, rule: Vec<String> },
+    FwDelete { ns: NsRef, table: String, chain: String, rule: Vec<String> },
+    FwNewChain { ns: NsRef, table: String, chain: String },
+    /// Flush and remove a user chain.
+    FwDelChain { ns: NsRef, table: String, chain: String },
+    /// A background process (recorded once it runs; `pid` and `start` identify it).
+    Spawn { ns: NsRef, cmd: Vec<String>, pid: u32, start: u64 },
+    /// Stop a process netscript started (the inverse of Spawn).
+    Kill { pid: u32, start: u64 },
+}
+
+impl Op {
+    /// The equivalent shell command, as iproute2 / iptables / sysctl spell it.
+    pub fn render(&self) -> String {
+        use Op::*;
+        match self {
+            AddNetns { name } => format!("ip netns add {}", shell_quote(name)),
+            DelNetns { name } => format!("ip netns del {}", shell_quote(name)),
+            AddVeth { ns, name, peer, peer_ns } => {
+                let mut s = format!(
+                    "ip {}link add {} type veth peer name {}",
+                    ns.ip_flag(),
+                    shell_quote(name),
+                    shell_quote(peer)
+                );
+                if peer_ns != ns {
+                    match peer_ns {
+                        NsRef::Named(p) => s += &format!(" netns {}", shell_quote(p)),
+                        // The peer goes to the namespace netscript runs in: name it by
+                        // the pid of that namespace's owner (this shell).
+                        NsRef::Host => s += " netns $$",
+                    }
+                }
+                s
+            }
+            AddBridge { ns, name } => {
+                format!("ip {}link add {} type bridge", ns.ip_flag(), shell_quote(name))
+            }
+            DelLink { ns, name } => format!("ip {}link del {}", ns.ip_flag(), shell_quote(name)),
+            MoveLink { ns, name, to } => {
+                let target = match to {
+                    NsRef::Named(n) => shell_quote(n),
+                    NsRef::Host => "$$".into(),
+                };
+                format!("ip {}link set {} netns {}", ns.ip_flag(), shell_quote(name), target)
+            }
+            SetUp { ns, name, up } => format!(
+                "ip {}link set {} {}",
+                ns.ip_flag(),
+                shell_quote(name),
+                if *up { "up" } else { "down" }
+            ),
+            AddAddr { ns, dev, addr } => {
+                format!("ip {}addr add {addr} dev {}", ns.ip_flag(), shell_quote(dev))
+            }
+            DelAddr { ns, dev, addr } => {
+                format!("ip {}addr del {addr} dev {}", ns.ip_flag(), shell_quote(dev))
+            }
+            SetMaster { ns, dev, master } => match master {
+                Some(m) => format!(
+                    "ip {}link set {} master {}",
+                    ns.ip_flag(),
+                    shell_quote(dev),
+                    shell_quote(m)
+                ),
+                None => format!("ip {}link set {} nomaster", ns.ip_flag(), shell_quote(dev)),
+            },
+            SetMtu { ns, dev, mtu } => {
+                format!("ip {}link set {} mtu {mtu}", ns.ip_flag(), shell_quote(dev))
+            }
+            AddRoute { ns, route } => format!("ip {}route add {}", ns.ip_flag(), route.render_args()),
+            DelRoute { ns, route } => format!("ip {}route del {}", ns.ip_flag(), route.render_args()),
+            SetSysctl { ns, key, value } => {
+                format!("{}sysctl -w {}", ns.exec_prefix(), shell_quote(&format!("{key}={value}")))
+            }
+            FwPolicy { ns, table, chain, target } => {
+                format!("{}iptables -t {table} -P {chain} {target}", ns.exec_prefix())
+            }
+            FwAppend { ns, table, chain, rule } => {
+                format!("{}iptables -t {table} -A {chain} {}", ns.exec_prefix(), join_words(rule))
+            }
+            FwInsert { ns, table, chain, pos, rule } => format!(
+                "{}iptables -t {table} -I {chain} {pos} {}",
+                ns.exec_prefix(),
+                join_words(rule)
+            ),
+            FwDelete { ns, table, chain, rule } => {
+                format!("{}iptables -t {table} -D {chain} {}", ns.exec_prefix(), join_words(rule))
+            }
+            FwNewChain { ns, table, chain } => {
+                format!("{}iptables -t {table} -N {chain}", ns.exec_prefix())
+            }
+            FwDelChain { ns, table, chain } => format!(
+                "{p}iptables -t {table} -F {chain} && {p}iptables -t {table} -X {chain}",
+                p = ns.exec_prefix()
+            ),
+            Spawn { ns, cmd, .. } => format!("{}{} &", ns.exec_prefix(), join_words(cmd)),
+            Kill { pid, .. } => format!("kill {pid}"),
+        }
+    }
+
+    /// The namespace this op acts in (for grouping in `show`).
+    pub fn ns(&self) -> NsRef {
+        use Op::*;
+        match self {
+            AddNetns { name } | DelNetns { name } => NsRef::Named(name.clone()),
+            AddVeth { ns, .. }
+            | AddBridge { ns, .. }
+            | DelLink { ns, .. }
+            | MoveLink { ns, .. }
+            | SetUp { ns, .. }
+            | AddAddr { ns, .. }
+            | DelAddr { ns, .. }
+            | SetMaster { ns, .. }
+            | SetMtu { ns, .. }
+            | AddRoute { ns, .. }
+            | DelRoute { ns, .. }
+            | SetSysctl { ns, .. }
+            | FwPolicy { ns, .. }
+            | FwAppend { ns, .. }
+            | FwInsert { ns, .. }
+            | FwDelete { ns, .. }
+            | FwNewChain { ns, .. }
+            | FwDelChain { ns, .. }
+            | Spawn { ns, .. } => ns.clone(),
+            Kill { .. } => NsRef::Host,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_like_the_article() {
+        let ns1 = NsRef::named("ns1");
+        assert_eq!(Op::AddNetns { name: "ns1".into() }.render(), "ip netns add ns1");
+        assert_eq!(
+            Op::AddVeth {
+                ns: NsRef::Host,
+                name: "veth0".into(),
+                peer: "veth_ns_1".into(),
+                peer_ns: NsRef::Host
+            }
+            .render(),
+            "ip link add veth0 type veth peer name veth_ns_1"
+        );
+        assert_eq!(
+            Op::MoveLink { ns: NsRef::Host, name: "veth0".into(), to: ns1.clone() }.render(),
+            "ip link set veth0 netns ns1"
+        );
+        assert_eq!(
+            Op::AddAddr { ns: ns1.clone(), dev: "veth0".into(), addr: "175.18.0.2/24".parse().unwrap() }
+                .render(),
+            "ip -n ns1 addr add 175.18.0.2/24 dev veth0"
+        );
+        assert_eq!(
+            Op::SetSysctl { ns: NsRef::Host, key: "net.ipv4.ip_forward".into(), value: "1".into() }
+                .render(),
+            "sysctl -w net.ipv4.ip_forward=1"
+        );
+        assert_eq!(
+            Op::FwAppend {
+                ns: NsRef::Host,
+                table: "nat".into(),
+                chain: "POSTROUTING".into(),
+                rule: vec!["-s".into(), "175.18.0.0/24".into(), "-j".into(), "MASQUERADE".into()]
+            }
+            .render(),
+            "iptables -t nat -A POSTROUTING -s 175.18.0.0/24 -j MASQUERADE"
+        );
+    }
+
+    #[test]
+    fn journal_form_round_trips() {
+        let op = Op::AddVeth {
+            ns: NsRef::Host,
+            name: "a".into(),
+            peer: "b".into(),
+            peer_ns: NsRef::named("x"),
+        };
+        let s = serde_json::to_string(&op).unwrap();
+        assert_eq!(serde_json::from_str::<Op>(&s).unwrap(), op);
+    }
+}

@@ -1,0 +1,553 @@
+//! The session: validates each request against the system (through a back end),
+//! writes the journal entry with its undo before the change, applies it, and rolls
+//! back newest first. This is the typed API the Lua bindings and the tests use.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use crate::backend::{Backend, LinkInfo};
+use crate::error::{Error, Result};
+use crate::firewall;
+use crate::journal::{Entry, Journal, State};
+use crate::model::{check_ifname, check_name, split_words, NsRef, Route};
+use crate::op::Op;
+use crate::sys::process::ExecResult;
+
+/// One undo that failed during rollback.
+#[derive(Debug)]
+pub struct UndoFailure {
+    pub undo: Op,
+    pub error: Error,
+}
+
+#[derive(Debug, Default)]
+pub struct RollbackReport {
+    /// The commands undone, in the order they ran.
+    pub undone: Vec<String>,
+    pub failures: Vec<UndoFailure>,
+}
+
+impl RollbackReport {
+    pub fn complete(&self) -> bool {
+        self.failures.is_empty()
+    }
+}
+
+pub struct Session {
+    backend: Box<dyn Backend>,
+    journal: Journal,
+    topo: String,
+    cancel: Arc<AtomicBool>,
+    /// When set, every op after this many mutating ops fails (fault injection for tests).
+    fail_after: Option<u64>,
+    applied: u64,
+    verbose: bool,
+}
+
+fn is_link_local(a: &IpNet) -> bool {
+    match a.addr() {
+        IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
+        IpAddr::V4(_) => false,
+    }
+}
+
+impl Session {
+    pub fn new(backend: Box<dyn Backend>, journal: Journal, topo: &str, cancel: Arc<AtomicBool>) -> Self {
+        let fail_after = std::env::var("NETSCRIPT_FAIL_AFTER").ok().and_then(|v| v.parse().ok());
+        Session { backend, journal, topo: topo.to_string(), cancel, fail_after, applied: 0, verbose: false }
+    }
+
+    /// Print each change (as its shell command) to stderr as it is made.
+    pub fn set_verbose(&mut self, on: bool) {
+        self.verbose = on;
+    }
+
+    pub fn topo(&self) -> &str {
+        &self.topo
+    }
+
+    /// The ownership mark on links (alias) and rules (comment): "netscript:<topology>".
+    pub fn mark(&self) -> String {
+        mark_for(&self.topo)
+    }
+
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    pub fn backend(&mut self) -> &mut dyn Backend {
+        self.backend.as_mut()
+    }
+
+    pub fn interrupted(&self) -> bool {
+        self.cancel.load(Ordering::SeqCst)
+    }
+
+    fn check_interrupt(&self) -> Result<()> {
+        if self.interrupted() { Err(Error::Interrupted("a signal")) } else { Ok(()) }
+    }
+
+    /// Journal first, then the change.
+    fn change(&mut self, op: Op, undo: Vec<Op>) -> Result<()> {
+        self.check_interrupt()?;
+        let seq = self.journal.begin(&op, &undo)?;
+        match self.apply_counted(&op) {
+            Ok(()) => self.journal.mark(seq, State::Done),
+            Err(e) => {
+                self.journal.mark(seq, State::Failed)?;
+                Err(e)
+            }
+        }
+    }
+
+    /// Applies one change, failing it instead when fault injection says so
+    /// (NETSCRIPT_FAIL_AFTER=k fails every change after the k-th).
+    fn apply_counted(&mut self, op: &Op) -> Result<()> {
+        self.applied += 1;
+        if self.verbose {
+            eprintln!("+ {}", op.render());
+        }
+        match self.fail_after {
+            Some(k) if self.applied > k => Err(Error::sys(
+                format!("{}: injected failure at change {} (NETSCRIPT_FAIL_AFTER={k})", op.render(), self.applied),
+                None,
+            )),
+            _ => self.backend.apply(op),
+        }
+    }
+
+    // ---- namespaces -------------------------------------------------------------
+
+    fn require_ns(&mut self, ns: &NsRef) -> Result<()> {
+        match ns {
+            NsRef::Host => Ok(()),
+            NsRef::Named(n) if self.backend.netns_exists(n) => Ok(()),
+            NsRef::Named(n) => Err(Error::invalid(format!("no namespace named \"{n}\""))),
+        }
+    }
+
+    pub fn netns_add(&mut self, name: &str) -> Result<NsRef> {
+        check_name("namespace", name)?;
+        if self.backend.netns_exists(name) {
+            return Err(Error::invalid(format!("a namespace named \"{name}\" already exists")));
+        }
+        self.change(Op::AddNetns { name: name.into() }, vec![Op::DelNetns { name: name.into() }])?;
+        Ok(NsRef::named(name))
+    }
+
+    pub fn netns_get(&mut self, name: &str) -> Result<NsRef> {
+        check_name("namespace", name)?;
+        let ns = NsRef::named(name);
+        self.require_ns(&ns)?;
+        Ok(ns)
+    }
+
+    pub fn netns_list(&mut self) -> Vec<String> {
+        self.backend.netns_list()
+    }
+
+    fn created_here(&self, pred: impl Fn(&Op) -> bool) -> bool {
+        self.journal.entries().iter().any(|e| e.state == State::Done && pred(&e.op))
+    }
+
+    pub fn netns_del(&mut self, name: &str) -> Result<()> {
+        self.require_ns(&NsRef::named(name))?;
+        if !self.created_here(|op| matches!(op, Op::AddNetns { name: n } if n == name)) {
+            return Err(Error::invalid(format!(
+                "namespace \"{name}\" was not created by this run; netscript deletes only what it created"
+            )));
+        }
+        self.change(Op::DelNetns { name: name.into() }, vec![])
+    }
+
+    // ---- links ------------------------------------------------------------------
+
+    pub fn link(&mut self, ns: &NsRef, name: &str) -> Result<LinkInfo> {
+        self.require_ns(ns)?;
+        self.backend.link(ns, name)?.ok_or_else(|| Error::invalid(format!("no link named \"{name}\" in {ns}")))
+    }
+
+    pub fn links(&mut self, ns: &NsRef) -> Result<Vec<LinkInfo>> {
+        self.require_ns(ns)?;
+        self.backend.links(ns)
+    }
+
+    fn require_free_name(&mut self, ns: &NsRef, name: &str) -> Result<()> {
+        check_ifname(name)?;
+        self.require_ns(ns)?;
+        if self.backend.link(ns, name)?.is_some() {
+            return Err(Error::invalid(format!("a link named \"{name}\" already exists in {ns}")));
+        }
+        Ok(())
+    }
+
+    pub fn veth_add(&mut self, name: &str, peer: &str, ns: &NsRef, peer_ns: &NsRef) -> Result<()> {
+        check_ifname(name)?;
+        check_ifname(peer)?;
+        if name == peer && ns == peer_ns {
+            return Err(Error::invalid(format!("the two ends of a veth pair need different names (both are \"{name}\")")));
+        }
+        self.require_free_name(ns, name)?;
+        self.require_free_name(peer_ns, peer)?;
+        let op = Op::AddVeth { ns: ns.clone(), name: name.into(), peer: peer.into(), peer_ns: peer_ns.clone() };
+        self.change(op, vec![Op::DelLink { ns: ns.clone(), name: name.into() }])
+    }
+
+    pub fn bridge_add(&mut self, name: &str, ns: &NsRef) -> Result<()> {
+        self.require_free_name(ns, name)?;
+        self.change(Op::AddBridge { ns: ns.clone(), name: name.into() }, vec![Op::DelLink { ns: ns.clone(), name: name.into() }])
+    }
+
+    pub fn link_set_up(&mut self, ns: &NsRef, name: &str, up: bool) -> Result<()> {
+        let l = self.link(ns, name)?;
+        if l.up == up {
+            return Ok(());
+        }
+        let (ns, name) = (ns.clone(), name.to_string());
+        self.change(Op::SetUp { ns: ns.clone(), name: name.clone(), up }, vec![Op::SetUp { ns, name, up: !up }])
+    }
+
+    pub fn link_addr(&mut self, ns: &NsRef, name: &str, addr: IpNet) -> Result<()> {
+        let l = self.link(ns, name)?;
+        if l.addrs.contains(&addr) {
+            return Err(Error::invalid(format!("{addr} is already on link \"{name}\" in {ns}")));
+        }
+        let (ns, dev) = (ns.clone(), name.to_string());
+        self.change(Op::AddAddr { ns: ns.clone(), dev: dev.clone(), addr }, vec![Op::DelAddr { ns, dev, addr }])
+    }
+
+    /// Moves a link to another namespace. The kernel drops its addresses and takes it
+    /// down on the way; the undo moves it back and restores both.
+    pub fn link_move(&mut self, ns: &NsRef, name: &str, to: &NsRef) -> Result<()> {
+        let l = self.link(ns, name)?;
+        if ns == to {
+            return Ok(());
+        }
+        self.require_ns(to)?;
+        if self.backend.link(to, name)?.is_some() {
+            return Err(Error::invalid(format!("a link named \"{name}\" already exists in {to}")));
+        }
+        let mut undo = vec![Op::MoveLink { ns: to.clone(), name: name.into(), to: ns.clone() }];
+        for a in l.addrs.iter().filter(|a| !is_link_local(a)) {
+            undo.push(Op::AddAddr { ns: ns.clone(), dev: name.into(), addr: *a });
+        }
+        if l.up {
+            undo.push(Op::SetUp { ns: ns.clone(), name: name.into(), up: true });
+        }
+        self.change(Op::MoveLink { ns: ns.clone(), name: name.into(), to: to.clone() }, undo)
+    }
+
+    pub fn link_master(&mut self, ns: &NsRef, name: &str, master: Option<&str>) -> Result<()> {
+        let l = self.link(ns, name)?;
+        if let Some(m) = master {
+            let b = self.backend.link(ns, m)?.ok_or_else(|| {
+                Error::invalid(format!("no link named \"{m}\" in {ns} (a link and its bridge must be in the same namespace)"))
+            })?;
+            if b.kind.as_deref() != Some("bridge") {
+                return Err(Error::invalid(format!("\"{m}\" in {ns} is not a bridge")));
+            }
+        }
+        if l.master.as_deref() == master {
+            return Ok(());
+        }
+        let op = Op::SetMaster { ns: ns.clone(), dev: name.into(), master: master.map(str::to_string) };
+        self.change(op, vec![Op::SetMaster { ns: ns.clone(), dev: name.into(), master: l.master }])
+    }
+
+    pub fn link_mtu(&mut self, ns: &NsRef, name: &str, mtu: u32) -> Result<()> {
+        if !(68..=65535).contains(&mtu) {
+            return Err(Error::invalid(format!("MTU {mtu} is out of range (68 to 65535)")));
+        }
+        let l = self.link(ns, name)?;
+        if l.mtu == mtu {
+            return Ok(());
+        }
+        let op = Op::SetMtu { ns: ns.clone(), dev: name.into(), mtu };
+        self.change(op, vec![Op::SetMtu { ns: ns.clone(), dev: name.into(), mtu: l.mtu }])
+    }
+
+    /// Deletes a link netscript created for this topology (it carries our mark).
+    pub fn link_del(&mut self, ns: &NsRef, name: &str) -> Result<()> {
+        let l = self.link(ns, name)?;
+        if l.alias.as_deref() != Some(self.mark().as_str()) {
+            return Err(Error::invalid(format!(
+                "link \"{name}\" in {ns} was not created by this topology; netscript deletes only what it created"
+            )));
+        }
+        self.change(Op::DelLink { ns: ns.clone(), name: name.into() }, vec![])
+    }
+
+    // ---- routes -----------------------------------------------------------------
+
+    pub fn route_add(&mut self, ns: &NsRef, route: Route) -> Result<()> {
+        self.require_ns(ns)?;
+        if let Some(d) = &route.dev {
+            self.link(ns, d)?;
+        }
+        if let Some(v) = route.via {
+            if v.is_ipv6() != route.dest.addr().is_ipv6() {
+                return Err(Error::invalid(format!("gateway {v} and destination {} are of different IP versions", route.dest)));
+            }
+        }
+        if route.via.is_none() && route.dev.is_none() {
+            return Err(Error::invalid(format!("route {route}: give a gateway (via=) or a link (dev=)")));
+        }
+        if let Some(r) = self.backend.find_route(ns, &Route { via: None, dev: None, ..route.clone() })? {
+            if route.metric.unwrap_or(0) == r.metric.unwrap_or(0) {
+                return Err(Error::invalid(format!("{ns} already has a route to {} ({r})", if route.is_default() { "default".into() } else { route.dest.to_string() })));
+            }
+        }
+        self.change(Op::AddRoute { ns: ns.clone(), route: route.clone() }, vec![Op::DelRoute { ns: ns.clone(), route }])
+    }
+
+    pub fn route_del(&mut self, ns: &NsRef, spec: Route) -> Result<()> {
+        self.require_ns(ns)?;
+        if let Some(d) = &spec.dev {
+            self.link(ns, d)?;
+        }
+        let found = self.backend.find_route(ns, &spec)?.ok_or_else(|| Error::invalid(format!("{ns} has no route {spec}")))?;
+        self.change(Op::DelRoute { ns: ns.clone(), route: found.clone() }, vec![Op::AddRoute { ns: ns.clone(), route: found }])
+    }
+
+    // ---- sysctl -----------------------------------------------------------------
+
+    pub fn sysctl_get(&mut self, ns: &NsRef, key: &str) -> Result<String> {
+        self.require_ns(ns)?;
+        crate::sys::sysctl::key_path(key)?;
+        self.backend.sysctl_get(ns, key)
+    }
+
+    /// Sets a sysctl; returns the previous value (restored on rollback).
+    pub fn sysctl_set(&mut self, ns: &NsRef, key: &str, value: &str) -> Result<String> {
+        let old = self.sysctl_get(ns, key)?;
+        if old == value {
+            return Ok(old);
+        }
+        let op = Op::SetSysctl { ns: ns.clone(), key: key.into(), value: value.into() };
+        self.change(op, vec![Op::SetSysctl { ns: ns.clone(), key: key.into(), value: old.clone() }])?;
+        Ok(old)
+    }
+
+    // ---- firewall ---------------------------------------------------------------
+
+    fn marked(&self, rule: &[String]) -> Vec<String> {
+        let mut v = vec!["-m".to_string(), "comment".into(), "--comment".into(), self.mark()];
+        v.extend_from_slice(rule);
+        v
+    }
+
+    fn parse_rule(rule: &str) -> Result<Vec<String>> {
+        let w = split_words(rule)?;
+        if w.is_empty() {
+            return Err(Error::invalid("empty rule"));
+        }
+        if let Some(bad) = w.iter().find(|x| ["-A", "-I", "-D", "-t", "--table", "-P", "-N", "-X", "-F"].contains(&x.as_str())) {
+            return Err(Error::invalid(format!(
+                "the rule is what comes after the chain; it must not contain {bad} (table and chain are arguments of their own)"
+            )));
+        }
+        Ok(w)
+    }
+
+    fn require_chain(&mut self, ns: &NsRef, table: &str, chain: &str) -> Result<()> {
+        firewall::check_table(table)?;
+        firewall::check_chain_name(chain)?;
+        self.require_ns(ns)?;
+        if firewall::builtin_chains(table).contains(&chain) || self.backend.fw_chain_exists(ns, table, chain)? {
+            Ok(())
+        } else {
+            Err(Error::invalid(format!("table {table} has no chain {chain} in {ns}")))
+        }
+    }
+
+    pub fn fw_policy(&mut self, ns: &NsRef, table: &str, chain: &str, target: &str) -> Result<String> {
+        firewall::check_policy(table, chain, target)?;
+        self.require_ns(ns)?;
+        let old = self.backend.fw_policy(ns, table, chain)?;
+        if old == target {
+            return Ok(old);
+        }
+        let op = Op::FwPolicy { ns: ns.clone(), table: table.into(), chain: chain.into(), target: target.into() };
+        let undo = Op::FwPolicy { ns: ns.clone(), table: table.into(), chain: chain.into(), target: old.clone() };
+        self.change(op, vec![undo])?;
+        Ok(old)
+    }
+
+    pub fn fw_append(&mut self, ns: &NsRef, table: &str, chain: &str, rule: &str) -> Result<()> {
+        self.require_chain(ns, table, chain)?;
+        let rule = self.marked(&Self::parse_rule(rule)?);
+        let (t, c) = (table.to_string(), chain.to_string());
+        let undo = Op::FwDelete { ns: ns.clone(), table: t.clone(), chain: c.clone(), rule: rule.clone() };
+        self.change(Op::FwAppend { ns: ns.clone(), table: t, chain: c, rule }, vec![undo])
+    }
+
+    pub fn fw_insert(&mut self, ns: &NsRef, table: &str, chain: &str, rule: &str, pos: u32) -> Result<()> {
+        self.require_chain(ns, table, chain)?;
+        if pos == 0 {
+            return Err(Error::invalid("rule positions start at 1"));
+        }
+        let count = self.backend.fw_rules(ns, table, Some(chain))?.iter().filter(|l| l.starts_with("-A ")).count();
+        if pos as usize > count + 1 {
+            return Err(Error::invalid(format!("position {pos} is past the end of chain {chain} ({count} rules)")));
+        }
+        let rule = self.marked(&Self::parse_rule(rule)?);
+        let (t, c) = (table.to_string(), chain.to_string());
+        let undo = Op::FwDelete { ns: ns.clone(), table: t.clone(), chain: c.clone(), rule: rule.clone() };
+        self.change(Op::FwInsert { ns: ns.clone(), table: t, chain: c, pos, rule }, vec![undo])
+    }
+
+    /// Deletes a rule; rollback re-inserts it at its old position.
+    pub fn fw_delete(&mut self, ns: &NsRef, table: &str, chain: &str, rule: &str) -> Result<()> {
+        self.require_chain(ns, table, chain)?;
+        let words = Self::parse_rule(rule)?;
+        // A rule this topology added carries our comment: accept it without.
+        let spec = if self.backend.fw_exists(ns, table, chain, &words)? {
+            words
+        } else {
+            let m = self.marked(&words);
+            if !self.backend.fw_exists(ns, table, chain, &m)? {
+                return Err(Error::invalid(format!("chain {chain} of table {table} in {ns} has no rule {rule}")));
+            }
+            m
+        };
+        // The position and canonical spelling of the rule the kernel removes (the
+        // first match) come from comparing `iptables -S` before and after.
+        let before = self.backend.fw_rules(ns, table, Some(chain))?;
+        let (t, c) = (table.to_string(), chain.to_string());
+        let op = Op::FwDelete { ns: ns.clone(), table: t.clone(), chain: c.clone(), rule: spec.clone() };
+        // The undo is known exactly only after the kernel said which rule went; until
+        // then, the journal holds a re-append of the spec (right if we crash here).
+        let provisional = Op::FwAppend { ns: ns.clone(), table: t.clone(), chain: c.clone(), rule: spec };
+        self.check_interrupt()?;
+        let seq = self.journal.begin(&op, &[provisional])?;
+        if let Err(e) = self.apply_counted(&op) {
+            self.journal.mark(seq, State::Failed)?;
+            return Err(e);
+        }
+        let after = self.backend.fw_rules(ns, table, Some(chain))?;
+        let rules_before: Vec<&String> = before.iter().filter(|l| l.starts_with("-A ")).collect();
+        let rules_after: Vec<&String> = after.iter().filter(|l| l.starts_with("-A ")).collect();
+        let idx = (0..rules_before.len()).find(|&i| rules_after.get(i) != Some(&rules_before[i])).unwrap_or(rules_before.len().saturating_sub(1));
+        let line = rules_before[idx];
+        let canon = split_words(line.splitn(3, ' ').nth(2).unwrap_or_default())?;
+        let undo = Op::FwInsert { ns: ns.clone(), table: t, chain: c, pos: idx as u32 + 1, rule: canon };
+        self.journal.amend(seq, vec![undo])?;
+        self.journal.mark(seq, State::Done)
+    }
+
+    pub fn fw_chain(&mut self, ns: &NsRef, table: &str, chain: &str) -> Result<()> {
+        firewall::check_table(table)?;
+        firewall::check_chain_name(chain)?;
+        self.require_ns(ns)?;
+        if firewall::builtin_chains(table).contains(&chain) || self.backend.fw_chain_exists(ns, table, chain)? {
+            return Err(Error::invalid(format!("table {table} already has a chain {chain} in {ns}")));
+        }
+        let op = Op::FwNewChain { ns: ns.clone(), table: table.into(), chain: chain.into() };
+        self.change(op, vec![Op::FwDelChain { ns: ns.clone(), table: table.into(), chain: chain.into() }])
+    }
+
+    pub fn fw_rules(&mut self, ns: &NsRef, table: &str) -> Result<Vec<String>> {
+        firewall::check_table(table)?;
+        self.require_ns(ns)?;
+        self.backend.fw_rules(ns, table, None)
+    }
+
+    // ---- processes and checks ---------------------------------------------------
+
+    pub fn exec(&mut self, ns: &NsRef, argv: &[String], timeout: Option<Duration>) -> Result<ExecResult> {
+        self.require_ns(ns)?;
+        self.check_interrupt()?;
+        self.backend.exec(ns, argv, timeout)
+    }
+
+    /// Starts a background process; it is stopped on rollback.
+    pub fn spawn(&mut self, ns: &NsRef, argv: &[String]) -> Result<u32> {
+        self.require_ns(ns)?;
+        self.check_interrupt()?;
+        let (pid, start) = self.backend.spawn(ns, argv)?;
+        let op = Op::Spawn { ns: ns.clone(), cmd: argv.to_vec(), pid, start };
+        let seq = self.journal.begin(&op, &[Op::Kill { pid, start }])?;
+        self.journal.mark(seq, State::Done)?;
+        Ok(pid)
+    }
+
+    fn spawned(&self, pid: u32) -> Option<u64> {
+        self.journal.entries().iter().find_map(|e| match &e.op {
+            Op::Spawn { pid: p, start, .. } if *p == pid && e.live() => Some(*start),
+            _ => None,
+        })
+    }
+
+    pub fn kill(&mut self, pid: u32) -> Result<()> {
+        let start = self.spawned(pid).ok_or_else(|| Error::invalid(format!("process {pid} was not started by this run")))?;
+        self.change(Op::Kill { pid, start }, vec![])
+    }
+
+    pub fn wait(&mut self, pid: u32) -> Result<i32> {
+        self.backend.wait(pid)
+    }
+
+    pub fn ping(&mut self, ns: &NsRef, addr: IpAddr, count: u32, timeout: Duration) -> Result<bool> {
+        self.require_ns(ns)?;
+        self.check_interrupt()?;
+        self.backend.ping(ns, addr, count, timeout)
+    }
+
+    pub fn tcp(&mut self, ns: &NsRef, addr: IpAddr, port: u16, timeout: Duration) -> Result<bool> {
+        self.require_ns(ns)?;
+        self.check_interrupt()?;
+        self.backend.tcp(ns, addr, port, timeout)
+    }
+
+    // ---- rollback ---------------------------------------------------------------
+
+    fn undo_entry(&mut self, e: &Entry, report: &mut RollbackReport) {
+        for u in &e.undo {
+            match self.backend.apply(u) {
+                Ok(()) => report.undone.push(u.render()),
+                // Already gone counts as undone (CNI's rule: teardown is idempotent).
+                Err(err) if err.is_gone() => {}
+                Err(error) => report.failures.push(UndoFailure { undo: u.clone(), error }),
+            }
+        }
+        let _ = self.journal.mark(e.seq, State::Undone);
+    }
+
+    /// Undoes everything still in effect, newest first, carrying on past failures.
+    pub fn rollback(&mut self) -> RollbackReport {
+        self.undo_last(usize::MAX)
+    }
+
+    /// Undoes the newest `n` changes still in effect.
+    pub fn undo_last(&mut self, n: usize) -> RollbackReport {
+        let mut report = RollbackReport::default();
+        for e in self.journal.live_newest_first().into_iter().take(n) {
+            self.undo_entry(&e, &mut report);
+        }
+        report
+    }
+
+    /// Undoes the changes made after the journal held `mark` entries (the REPL undoes
+    /// one failed line this way).
+    pub fn undo_since(&mut self, mark: usize) -> RollbackReport {
+        let mut report = RollbackReport::default();
+        let newer: Vec<Entry> = self.journal.entries()[mark.min(self.journal.entries().len())..]
+            .iter()
+            .rev()
+            .filter(|e| e.live())
+            .cloned()
+            .collect();
+        for e in newer {
+            self.undo_entry(&e, &mut report);
+        }
+        report
+    }
+}
+
+pub fn mark_for(topo: &str) -> String {
+    format!("netscript:{topo}")
+}

@@ -1,0 +1,293 @@
+//! Links, addresses and routes over rtnetlink, on a socket bound to one namespace.
+//! Functions here speak kernel terms (indexes, messages); naming objects in error
+//! messages is the caller's job.
+
+use std::net::IpAddr;
+use std::os::fd::RawFd;
+
+use futures::TryStreamExt;
+use ipnet::IpNet;
+use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
+use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
+use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope};
+use rtnetlink::packet_route::AddressFamily;
+use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
+
+use crate::error::{Error, Result};
+use crate::model::{Route, ROUTE_PROTO};
+
+/// What netscript needs to know about a link.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LinkState {
+    pub index: u32,
+    pub name: String,
+    pub up: bool,
+    pub master: Option<u32>,
+    pub mtu: u32,
+    pub kind: Option<String>,
+    pub alias: Option<String>,
+}
+
+fn link_state(m: &LinkMessage) -> LinkState {
+    let mut s = LinkState {
+        index: m.header.index,
+        name: String::new(),
+        up: m.header.flags.contains(LinkFlags::Up),
+        master: None,
+        mtu: 0,
+        kind: None,
+        alias: None,
+    };
+    for a in &m.attributes {
+        match a {
+            LinkAttribute::IfName(n) => s.name = n.clone(),
+            LinkAttribute::Controller(c) => s.master = Some(*c),
+            LinkAttribute::Mtu(x) => s.mtu = *x,
+            LinkAttribute::IfAlias(x) => s.alias = Some(x.clone()),
+            LinkAttribute::LinkInfo(infos) => {
+                for i in infos {
+                    if let LinkInfo::Kind(k) = i {
+                        s.kind = Some(k.to_string());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    s
+}
+
+pub async fn link_by_name(h: &Handle, name: &str) -> Result<Option<LinkState>> {
+    let mut st = h.link().get().match_name(name.to_string()).execute();
+    match st.try_next().await {
+        Ok(Some(m)) => Ok(Some(link_state(&m))),
+        Ok(None) => Ok(None),
+        Err(e) => {
+            let e = Error::from(e);
+            if e.is_gone() { Ok(None) } else { Err(e) }
+        }
+    }
+}
+
+pub async fn link_by_index(h: &Handle, index: u32) -> Result<Option<LinkState>> {
+    let mut st = h.link().get().match_index(index).execute();
+    match st.try_next().await {
+        Ok(Some(m)) => Ok(Some(link_state(&m))),
+        Ok(None) => Ok(None),
+        Err(e) => {
+            let e = Error::from(e);
+            if e.is_gone() { Ok(None) } else { Err(e) }
+        }
+    }
+}
+
+pub async fn links(h: &Handle) -> Result<Vec<LinkState>> {
+    let msgs: Vec<LinkMessage> = h.link().get().execute().try_collect().await?;
+    Ok(msgs.iter().map(link_state).collect())
+}
+
+/// Creates a veth pair; the peer goes straight into the namespace `peer_ns_fd`
+/// (IFLA_NET_NS_FD on the peer), so it never appears where it does not belong.
+pub async fn add_veth(h: &Handle, name: &str, peer: &str, peer_ns_fd: Option<RawFd>) -> Result<()> {
+    let msg = match peer_ns_fd {
+        None => LinkVeth::new(name, peer).build(),
+        Some(fd) => {
+            let peer_msg = LinkMessageBuilder::<LinkUnspec>::new().name(peer.to_string()).setns_by_fd(fd).build();
+            LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
+                .name(name.to_string())
+                .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg)))
+                .build()
+        }
+    };
+    h.link().add(msg).execute().await?;
+    Ok(())
+}
+
+pub async fn add_bridge(h: &Handle, name: &str) -> Result<()> {
+    // LinkBridge::new() would also set it up; `ip link add type bridge` leaves it down.
+    h.link().add(LinkMessageBuilder::<LinkBridge>::new(name).build()).execute().await?;
+    Ok(())
+}
+
+pub async fn del_link(h: &Handle, index: u32) -> Result<()> {
+    h.link().del(index).execute().await?;
+    Ok(())
+}
+
+pub async fn set_alias(h: &Handle, index: u32, alias: &str) -> Result<()> {
+    h.link().set(LinkUnspec::new_with_index(index).alias(alias.to_string()).build()).execute().await?;
+    Ok(())
+}
+
+pub async fn set_up(h: &Handle, index: u32, up: bool) -> Result<()> {
+    let b = LinkUnspec::new_with_index(index);
+    let b = if up { b.up() } else { b.down() };
+    h.link().set(b.build()).execute().await?;
+    Ok(())
+}
+
+pub async fn set_master(h: &Handle, index: u32, master: Option<u32>) -> Result<()> {
+    let b = LinkUnspec::new_with_index(index);
+    let b = match master {
+        Some(m) => b.controller(m),
+        None => b.nocontroller(),
+    };
+    h.link().set(b.build()).execute().await?;
+    Ok(())
+}
+
+pub async fn set_mtu(h: &Handle, index: u32, mtu: u32) -> Result<()> {
+    h.link().set(LinkUnspec::new_with_index(index).mtu(mtu).build()).execute().await?;
+    Ok(())
+}
+
+pub async fn move_link(h: &Handle, index: u32, target_fd: RawFd) -> Result<()> {
+    h.link().set(LinkUnspec::new_with_index(index).setns_by_fd(target_fd).build()).execute().await?;
+    Ok(())
+}
+
+pub async fn add_addr(h: &Handle, index: u32, addr: IpNet) -> Result<()> {
+    h.address().add(index, addr.addr(), addr.prefix_len()).execute().await?;
+    Ok(())
+}
+
+fn addr_of(m: &AddressMessage) -> Option<IpNet> {
+    // IFA_LOCAL is the address itself on point-to-point links; IFA_ADDRESS otherwise.
+    let mut addr = None;
+    for a in &m.attributes {
+        match a {
+            AddressAttribute::Local(ip) => return IpNet::new(*ip, m.header.prefix_len).ok(),
+            AddressAttribute::Address(ip) => addr = Some(*ip),
+            _ => {}
+        }
+    }
+    addr.and_then(|ip| IpNet::new(ip, m.header.prefix_len).ok())
+}
+
+/// The addresses on a link, in kernel order.
+pub async fn addrs(h: &Handle, index: u32) -> Result<Vec<IpNet>> {
+    let msgs: Vec<AddressMessage> =
+        h.address().get().set_link_index_filter(index).execute().try_collect().await?;
+    Ok(msgs.iter().filter(|m| m.header.index == index).filter_map(addr_of).collect())
+}
+
+pub async fn del_addr(h: &Handle, index: u32, addr: IpNet) -> Result<()> {
+    let msgs: Vec<AddressMessage> =
+        h.address().get().set_link_index_filter(index).execute().try_collect().await?;
+    let m = msgs
+        .into_iter()
+        .find(|m| m.header.index == index && addr_of(m) == Some(addr))
+        .ok_or(Error::sys("address not found", Some(nix::errno::Errno::EADDRNOTAVAIL)))?;
+    h.address().del(m).execute().await?;
+    Ok(())
+}
+
+fn route_msg(r: &Route, oif: Option<u32>) -> Result<RouteMessage> {
+    let bad = |e: &dyn std::fmt::Display| Error::invalid(format!("route {r}: {e}"));
+    let mut b = RouteMessageBuilder::<IpAddr>::new()
+        .destination_prefix(r.dest.addr(), r.dest.prefix_len())
+        .map_err(|e| bad(&e))?;
+    if let Some(v) = r.via {
+        b = b.gateway(v).map_err(|e| bad(&e))?;
+    }
+    if let Some(i) = oif {
+        b = b.output_interface(i);
+    }
+    if let Some(m) = r.metric {
+        b = b.priority(m);
+    }
+    if let Some(s) = r.src {
+        b = b.pref_source(s).map_err(|e| bad(&e))?;
+    }
+    b = b.protocol(RouteProtocol::from(r.proto.unwrap_or(ROUTE_PROTO)));
+    // As `ip route add` does: a route without a gateway is on-link.
+    let scope = r.scope.unwrap_or(if r.via.is_none() { 253 } else { 0 });
+    b = b.scope(RouteScope::from(scope));
+    Ok(b.build())
+}
+
+pub async fn add_route(h: &Handle, r: &Route, oif: Option<u32>) -> Result<()> {
+    h.route().add(route_msg(r, oif)?).execute().await?;
+    Ok(())
+}
+
+pub async fn del_route(h: &Handle, r: &Route, oif: Option<u32>) -> Result<()> {
+    let mut m = route_msg(r, oif)?;
+    // Deletion matches on what is given; leave protocol and scope open unless known.
+    if r.proto.is_none() {
+        m.header.protocol = RouteProtocol::Unspec;
+    }
+    if r.scope.is_none() {
+        m.header.scope = RouteScope::NoWhere;
+    }
+    h.route().del(m).execute().await?;
+    Ok(())
+}
+
+/// A route as the kernel holds it in the main table, with its output interface index.
+#[derive(Clone, Debug)]
+pub struct KernelRoute {
+    pub dest: IpNet,
+    pub via: Option<IpAddr>,
+    pub oif: Option<u32>,
+    pub metric: Option<u32>,
+    pub proto: u8,
+    pub scope: u8,
+    pub src: Option<IpAddr>,
+}
+
+fn ip_of(a: &RouteAddress) -> Option<IpAddr> {
+    match a {
+        RouteAddress::Inet(x) => Some(IpAddr::V4(*x)),
+        RouteAddress::Inet6(x) => Some(IpAddr::V6(*x)),
+        _ => None,
+    }
+}
+
+/// The routes of the main table of one address family.
+pub async fn routes(h: &Handle, v6: bool) -> Result<Vec<KernelRoute>> {
+    let query = if v6 {
+        RouteMessageBuilder::<std::net::Ipv6Addr>::new().build()
+    } else {
+        RouteMessageBuilder::<std::net::Ipv4Addr>::new().build()
+    };
+    let msgs: Vec<RouteMessage> = h.route().get(query).execute().try_collect().await?;
+    let mut out = Vec::new();
+    for m in msgs {
+        let mut table = m.header.table as u32;
+        let fam_zero = if m.header.address_family == AddressFamily::Inet6 {
+            IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
+        } else {
+            IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
+        };
+        let mut r = KernelRoute {
+            dest: IpNet::new(fam_zero, 0).unwrap(),
+            via: None,
+            oif: None,
+            metric: None,
+            proto: u8::from(m.header.protocol),
+            scope: u8::from(m.header.scope),
+            src: None,
+        };
+        let mut dest = None;
+        for a in &m.attributes {
+            match a {
+                RouteAttribute::Destination(d) => dest = ip_of(d),
+                RouteAttribute::Gateway(g) => r.via = ip_of(g),
+                RouteAttribute::Oif(i) => r.oif = Some(*i),
+                RouteAttribute::Priority(p) => r.metric = Some(*p),
+                RouteAttribute::PrefSource(s) => r.src = ip_of(s),
+                RouteAttribute::Table(t) => table = *t,
+                _ => {}
+            }
+        }
+        if table != 254 || m.header.kind != rtnetlink::packet_route::route::RouteType::Unicast {
+            continue;
+        }
+        if let Some(d) = dest {
+            r.dest = IpNet::new(d, m.header.destination_prefix_length).map_err(|e| Error::sys(e.to_string(), None))?;
+        }
+        out.push(r);
+    }
+    Ok(out)
+}

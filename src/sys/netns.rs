@@ -1,0 +1,132 @@
+//! Named network namespaces, made the way `ip netns add` makes them: a bind mount of
+//! a thread's new namespace onto /run/netns/NAME. And `in_netns`, which runs a
+//! closure on a short-lived thread that entered a namespace (the thread that runs
+//! Lua and tokio never changes namespace).
+
+use std::fs::{self, File, OpenOptions};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+
+use nix::errno::Errno;
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sched::{setns, unshare, CloneFlags};
+
+use crate::error::{Error, Result};
+
+pub const NETNS_RUN_DIR: &str = "/run/netns";
+
+pub fn path(name: &str) -> PathBuf {
+    PathBuf::from(NETNS_RUN_DIR).join(name)
+}
+
+/// Runs `f` on a new thread that has entered the namespace `fd` (the calling
+/// thread's namespace when `fd` is None). Child processes started by `f`, sockets it
+/// opens and /proc/sys files it opens belong to that namespace.
+pub fn in_netns<T: Send>(fd: Option<BorrowedFd<'_>>, f: impl FnOnce() -> T + Send) -> Result<T> {
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            if let Some(fd) = fd {
+                setns(fd, CloneFlags::CLONE_NEWNET).map_err(|e| {
+                    Error::from_errno("cannot enter the network namespace", e)
+                })?;
+            }
+            Ok(f())
+        })
+        .join()
+        .unwrap_or_else(|_| Err(Error::sys("a namespace helper thread panicked", None)))
+    })
+}
+
+/// Makes /run/netns a shared mount point, as iproute2 does, so that namespaces
+/// mounted there are seen by `ip netns` in other mount namespaces too.
+fn prepare_run_dir() -> Result<()> {
+    fs::create_dir_all(NETNS_RUN_DIR).map_err(|e| {
+        let errno = e.raw_os_error().map(Errno::from_raw);
+        Error::sys(format!("cannot create {NETNS_RUN_DIR}: {e}"), errno)
+    })?;
+    let shared = || mount(None::<&str>, NETNS_RUN_DIR, Some("none"), MsFlags::MS_SHARED | MsFlags::MS_REC, None::<&str>);
+    match shared() {
+        Ok(()) => Ok(()),
+        Err(Errno::EINVAL) => {
+            mount(Some(NETNS_RUN_DIR), NETNS_RUN_DIR, Some("none"), MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+                .map_err(|e| Error::from_errno(format!("cannot bind-mount {NETNS_RUN_DIR}"), e))?;
+            shared().map_err(|e| Error::from_errno(format!("cannot make {NETNS_RUN_DIR} shared"), e))
+        }
+        Err(e) => Err(Error::from_errno(format!("cannot make {NETNS_RUN_DIR} a shared mount"), e)),
+    }
+}
+
+/// `ip netns add NAME`. The new namespace's lo stays down, as with iproute2.
+pub fn create(name: &str) -> Result<()> {
+    prepare_run_dir()?;
+    let p = path(name);
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o000)
+        .open(&p)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => {
+                Error::sys(format!("a namespace named \"{name}\" already exists"), Some(Errno::EEXIST))
+            }
+            _ => Error::sys(
+                format!("cannot create {}: {e}", p.display()),
+                e.raw_os_error().map(Errno::from_raw),
+            ),
+        })?;
+    let p2 = p.clone();
+    let res = in_netns(None, move || -> Result<()> {
+        unshare(CloneFlags::CLONE_NEWNET)
+            .map_err(|e| Error::from_errno("cannot create a network namespace", e))?;
+        mount(Some("/proc/thread-self/ns/net"), &p2, Some("none"), MsFlags::MS_BIND, None::<&str>)
+            .map_err(|e| Error::from_errno(format!("cannot bind-mount the namespace on {}", p2.display()), e))
+    })
+    .and_then(|r| r);
+    if res.is_err() {
+        let _ = fs::remove_file(&p);
+    }
+    res
+}
+
+/// `ip netns del NAME`.
+pub fn delete(name: &str) -> Result<()> {
+    let p = path(name);
+    if !p.exists() {
+        return Err(Error::sys(format!("no namespace named \"{name}\""), Some(Errno::ENOENT)));
+    }
+    match umount2(&p, MntFlags::MNT_DETACH) {
+        Ok(()) | Err(Errno::EINVAL) => {}
+        Err(e) => return Err(Error::from_errno(format!("cannot unmount namespace \"{name}\""), e)),
+    }
+    fs::remove_file(&p).map_err(|e| Error::sys(format!("cannot remove {}: {e}", p.display()), None))
+}
+
+pub fn exists(name: &str) -> bool {
+    path(name).exists()
+}
+
+/// Opens a named namespace (its fd keeps it alive while held).
+pub fn open(name: &str) -> Result<OwnedFd> {
+    let f = File::open(path(name)).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            Error::sys(format!("no namespace named \"{name}\""), Some(Errno::ENOENT))
+        }
+        _ => Error::sys(format!("cannot open namespace \"{name}\": {e}"), e.raw_os_error().map(Errno::from_raw)),
+    })?;
+    Ok(OwnedFd::from(f))
+}
+
+/// Named namespaces, sorted.
+pub fn list() -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(NETNS_RUN_DIR)
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Borrow helper for optional namespace fds.
+pub fn borrow(fd: &Option<OwnedFd>) -> Option<BorrowedFd<'_>> {
+    fd.as_ref().map(|f| f.as_fd())
+}

@@ -1,0 +1,142 @@
+//! Processes inside a namespace: `exec` (run to completion, with a timeout) and
+//! `spawn` (background, in its own process group so it can be stopped with its
+//! children).
+
+use std::io::Read;
+use std::os::fd::BorrowedFd;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::sys::signal::{killpg, Signal};
+use nix::unistd::Pid;
+
+use crate::error::{Error, Result};
+use crate::sys::netns::in_netns;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExecResult {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub timed_out: bool,
+}
+
+fn command(argv: &[String]) -> Result<Command> {
+    let (prog, args) = argv.split_first().ok_or_else(|| Error::invalid("empty command"))?;
+    let mut c = Command::new(prog);
+    c.args(args);
+    Ok(c)
+}
+
+fn spawn_err(argv: &[String], e: std::io::Error) -> Error {
+    let errno = e.raw_os_error().map(Errno::from_raw);
+    match e.kind() {
+        std::io::ErrorKind::NotFound => Error::sys(format!("command not found: {}", argv[0]), errno),
+        _ => Error::sys(format!("cannot start {}: {e}", argv[0]), errno),
+    }
+}
+
+/// Runs `argv` inside the namespace and waits for it (killing it after `timeout`,
+/// or when `cancel` becomes true).
+pub fn exec(fd: Option<BorrowedFd<'_>>, argv: &[String], timeout: Option<Duration>, cancel: &AtomicBool) -> Result<ExecResult> {
+    let mut cmd = command(argv)?;
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
+    let mut child: Child = in_netns(fd, move || cmd.spawn())?.map_err(|e| spawn_err(argv, e))?;
+    // Read both pipes on helper threads so a chatty child never blocks.
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let t_out = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = out.read_to_end(&mut s);
+        s
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = err.read_to_end(&mut s);
+        s
+    });
+    let start = Instant::now();
+    let mut timed_out = false;
+    let status = loop {
+        if let Some(st) = child.try_wait()? {
+            break st;
+        }
+        let expired = timeout.is_some_and(|t| start.elapsed() >= t);
+        if expired || cancel.load(Ordering::SeqCst) {
+            timed_out = expired;
+            let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+            break child.wait()?;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let stdout = String::from_utf8_lossy(&t_out.join().unwrap_or_default()).into_owned();
+    let stderr = String::from_utf8_lossy(&t_err.join().unwrap_or_default()).into_owned();
+    use std::os::unix::process::ExitStatusExt;
+    let code = status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+    if cancel.load(Ordering::SeqCst) && !timed_out {
+        return Err(Error::Interrupted("a signal"));
+    }
+    Ok(ExecResult { code, stdout, stderr, timed_out })
+}
+
+/// Starts `argv` in the background inside the namespace, in a process group of its
+/// own. Its output goes to `log` (or nowhere).
+pub fn spawn(fd: Option<BorrowedFd<'_>>, argv: &[String], log: Option<std::fs::File>) -> Result<Child> {
+    let mut cmd = command(argv)?;
+    cmd.stdin(Stdio::null()).process_group(0);
+    match log {
+        Some(f) => {
+            let f2 = f.try_clone()?;
+            cmd.stdout(f).stderr(f2);
+        }
+        None => {
+            cmd.stdout(Stdio::null()).stderr(Stdio::null());
+        }
+    }
+    in_netns(fd, move || cmd.spawn())?.map_err(|e| spawn_err(argv, e))
+}
+
+/// The start time of a process (field 22 of /proc/PID/stat), which tells a pid
+/// that was reused from the one netscript started.
+pub fn start_time(pid: u32) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &s[s.rfind(')')? + 2..];
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Stops the process group of `pid` if it is still the process we started:
+/// SIGTERM, then SIGKILL after a grace period. "Already gone" is success.
+pub fn stop(pid: u32, start: u64, grace: Duration) -> Result<()> {
+    if start_time(pid) != Some(start) {
+        return Ok(());
+    }
+    let pg = Pid::from_raw(pid as i32);
+    match killpg(pg, Signal::SIGTERM) {
+        Ok(()) => {}
+        Err(Errno::ESRCH) => return Ok(()),
+        Err(e) => return Err(Error::from_errno(format!("cannot stop process {pid}"), e)),
+    }
+    let t0 = Instant::now();
+    while t0.elapsed() < grace {
+        // Reap it if it is our child; otherwise watch /proc.
+        let _ = nix::sys::wait::waitpid(pg, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+        if start_time(pid) != Some(start) || is_zombie(pid) {
+            let _ = nix::sys::wait::waitpid(pg, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = killpg(pg, Signal::SIGKILL);
+    let _ = nix::sys::wait::waitpid(pg, None);
+    Ok(())
+}
+
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rfind(')').map(|i| s[i + 2..].starts_with('Z')))
+        .unwrap_or(true)
+}

@@ -1,0 +1,51 @@
+//! Sysctls under /proc/sys, read and written from inside the target namespace
+//! (files under /proc/sys/net resolve against the namespace of the opening thread).
+
+use std::os::fd::BorrowedFd;
+use std::path::PathBuf;
+
+use nix::errno::Errno;
+
+use crate::error::{Error, Result};
+use crate::sys::netns::in_netns;
+
+/// "net.ipv4.ip_forward" -> /proc/sys/net/ipv4/ip_forward. A key with '/' is taken
+/// as a path below /proc/sys (needed for names with dots, e.g. "net/ipv4/conf/eth0.5/rp_filter").
+pub fn key_path(key: &str) -> Result<PathBuf> {
+    if key.is_empty()
+        || key.starts_with(['.', '/'])
+        || key.ends_with(['.', '/'])
+        || key.contains("..")
+        || key.contains("//")
+        || key.chars().any(|c| c.is_whitespace() || c == '\0' || c == '=')
+    {
+        return Err(Error::invalid(format!("\"{key}\" is not a sysctl key (like net.ipv4.ip_forward)")));
+    }
+    let rel = if key.contains('/') { key.to_string() } else { key.replace('.', "/") };
+    Ok(PathBuf::from("/proc/sys").join(rel))
+}
+
+fn io_err(key: &str, e: std::io::Error, what: &str) -> Error {
+    let errno = e.raw_os_error().map(Errno::from_raw);
+    match errno {
+        Some(Errno::ENOENT) => Error::sys(format!("no sysctl named {key}"), errno),
+        Some(Errno::EACCES | Errno::EPERM) => Error::sys(
+            format!("cannot {what} sysctl {key}: not permitted (needs root, or run with --sandbox)"),
+            errno,
+        ),
+        Some(Errno::EINVAL) => Error::sys(format!("the kernel rejected the value for sysctl {key}"), errno),
+        _ => Error::sys(format!("cannot {what} sysctl {key}: {e}"), errno),
+    }
+}
+
+pub fn get(fd: Option<BorrowedFd<'_>>, key: &str) -> Result<String> {
+    let p = key_path(key)?;
+    in_netns(fd, || std::fs::read_to_string(&p))?
+        .map(|s| s.trim_end_matches('\n').to_string())
+        .map_err(|e| io_err(key, e, "read"))
+}
+
+pub fn set(fd: Option<BorrowedFd<'_>>, key: &str, value: &str) -> Result<()> {
+    let p = key_path(key)?;
+    in_netns(fd, || std::fs::write(&p, value.as_bytes()))?.map_err(|e| io_err(key, e, "write"))
+}
