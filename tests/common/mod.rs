@@ -1,0 +1,213 @@
+//! Test harness: throwaway sandboxes (network + mount namespaces with a private
+//! /run), the netscript binary run inside them, and kernel-state snapshots taken with
+//! the system's own tools. Nothing here touches the host's network.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_netscript");
+
+/// Sysctls every snapshot reads, in every namespace.
+pub const SYSCTLS: &[&str] = &[
+    "net.ipv4.ip_forward",
+    "net.ipv4.conf.all.forwarding",
+    "net.ipv4.conf.all.route_localnet",
+    "net.ipv4.conf.all.rp_filter",
+    "net.ipv6.conf.all.forwarding",
+];
+
+/// A sandbox kept alive by a `sleep` process; commands enter it with nsenter.
+pub struct Sandbox {
+    child: Child,
+    pub pid: u32,
+}
+
+impl Sandbox {
+    pub fn new() -> Sandbox {
+        let mut child = Command::new("unshare")
+            .args(["--net", "--mount", "--propagation", "private", "--", "sh", "-c"])
+            .arg("mount -t tmpfs tmpfs /run && mkdir -p /run/netns && mount -t sysfs sysfs /sys && ip link set lo up && echo ready && exec sleep 100000")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("unshare (util-linux) runs");
+        let mut buf = [0u8; 6];
+        use std::io::Read;
+        child.stdout.as_mut().unwrap().read_exact(&mut buf).expect("sandbox starts (tests need root)");
+        assert_eq!(&buf, b"ready\n");
+        let pid = child.id();
+        Sandbox { child, pid }
+    }
+
+    fn enter(&self) -> Command {
+        let mut c = Command::new("nsenter");
+        c.args(["-t", &self.pid.to_string(), "-n", "-m", "--"]);
+        c
+    }
+
+    /// Runs a shell script inside the sandbox.
+    pub fn sh(&self, script: &str) -> Output {
+        self.enter().args(["sh", "-c", script]).output().unwrap()
+    }
+
+    /// Runs a shell script inside the sandbox; panics with its output if it fails.
+    pub fn ok(&self, script: &str) -> String {
+        let o = self.sh(script);
+        assert!(o.status.success(), "`{script}` failed:\n{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// Runs netscript inside the sandbox (not --sandbox: the test owns the sandbox).
+    pub fn netscript(&self, args: &[&str]) -> Output {
+        self.enter().arg(BIN).args(args).output().unwrap()
+    }
+
+    /// Starts netscript inside the sandbox without waiting for it.
+    pub fn spawn_netscript(&self, args: &[&str], envs: &[(&str, &str)]) -> Child {
+        let mut c = self.enter();
+        c.arg(BIN).args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+        for (k, v) in envs {
+            c.env(k, v);
+        }
+        c.spawn().unwrap()
+    }
+
+    /// Writes a script file (in the host's /tmp, visible in the sandbox) and runs it.
+    pub fn run_lua(&self, name: &str, src: &str) -> Output {
+        let path = script_file(name, src);
+        self.netscript(&[path.as_str()])
+    }
+
+    /// The kernel state, as the system's own tools print it: links, addresses and
+    /// routes in every namespace, the namespace list, the firewall rule set and the
+    /// sysctls of SYSCTLS.
+    pub fn snapshot(&self) -> String {
+        let mut out = String::new();
+        let names = self.ok("ip netns list | awk '{print $1}' | sort");
+        let mut nss: Vec<Option<&str>> = vec![None];
+        nss.extend(names.lines().filter(|l| !l.is_empty()).map(Some));
+        out += &format!("namespaces: {:?}\n", names.lines().collect::<Vec<_>>());
+        for ns in nss {
+            let (ip, ex) = match ns {
+                None => ("ip".to_string(), String::new()),
+                Some(n) => (format!("ip -n {n}"), format!("ip netns exec {n} ")),
+            };
+            out += &format!("== {}\n", ns.unwrap_or("host"));
+            for what in ["-d link show", "addr show", "route show table all", "-6 route show table all"] {
+                let raw = self.ok(&format!("{ip} -j {what}"));
+                out += &format!("{what}: {}\n", normalize_json(&raw));
+            }
+            let save = self.sh(&format!("{ex}iptables-save"));
+            out += &format!("rules:\n{}", normalize_rules(&String::from_utf8_lossy(&save.stdout)));
+            for k in SYSCTLS {
+                let v = self.sh(&format!("{ex}sysctl -n {k}"));
+                out += &format!("{k} = {}\n", String::from_utf8_lossy(&v.stdout).trim());
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        // Killing the keeper ends the sandbox: its namespaces and mounts go with it
+        // (after any process started inside has ended).
+        let _ = self.sh("for f in /run/netns/*; do [ -e \"$f\" ] && ip netns pids \"$(basename \"$f\")\" 2>/dev/null | xargs -r kill -9; done");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Drops the fields of `ip -j` output that change on their own (bridge timers).
+pub fn normalize_json(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for part in s.split(',') {
+        let volatile = ["_timer\":", "\"gc_timer", "\"hello_timer"].iter().any(|k| part.contains(k));
+        if !volatile {
+            if !out.is_empty() {
+                out.push(',');
+            }
+            out.push_str(part);
+        }
+    }
+    out.trim().to_string()
+}
+
+/// The rule set of `iptables-save`, compared as rules, not tables: counters and
+/// comments-lines dropped, empty tables and ACCEPT policies of built-in chains left
+/// out (an nf_tables table stays, empty, once used).
+pub fn normalize_rules(save: &str) -> String {
+    let mut out = String::new();
+    let mut table = String::new();
+    for l in save.lines() {
+        if l.starts_with('#') || l == "COMMIT" {
+            continue;
+        }
+        if let Some(t) = l.strip_prefix('*') {
+            table = t.to_string();
+            continue;
+        }
+        if let Some(rest) = l.strip_prefix(':') {
+            let mut w = rest.split_whitespace();
+            let (chain, policy) = (w.next().unwrap_or(""), w.next().unwrap_or(""));
+            if policy == "ACCEPT" {
+                continue;
+            }
+            out += &format!("{table}: chain {chain} {policy}\n");
+            continue;
+        }
+        out += &format!("{table}: {l}\n");
+    }
+    out
+}
+
+/// A script file under /tmp (readable by everyone, for the rootless tests too).
+pub fn script_file(name: &str, src: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("netscript-tests-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let _ = std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755));
+    let path = dir.join(name);
+    let mut f = std::fs::File::create(&path).unwrap();
+    f.write_all(src.as_bytes()).unwrap();
+    let _ = std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644));
+    path.display().to_string()
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts two snapshots are equal, showing the lines that differ.
+pub fn assert_same(before: &str, after: &str, what: &str) {
+    if before != after {
+        let b: Vec<&str> = before.lines().collect();
+        let a: Vec<&str> = after.lines().collect();
+        let mut diff = String::new();
+        for l in &b {
+            if !a.contains(l) {
+                diff += &format!("- {l}\n");
+            }
+        }
+        for l in &a {
+            if !b.contains(l) {
+                diff += &format!("+ {l}\n");
+            }
+        }
+        panic!("{what}: kernel state differs from before:\n{diff}");
+    }
+}
+
+/// Waits until `f` is true (or panics after `secs`).
+pub fn wait_for(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !f() {
+        assert!(t.elapsed() < Duration::from_secs(secs), "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
