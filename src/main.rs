@@ -161,7 +161,7 @@ fn run(opts: &RunOpts, script: &Path, args: &[String]) -> Result<u8> {
                 }
             }
             if opts.sandbox || opts.ephemeral {
-                let c = rollback(if opts.ephemeral { "ephemeral run" } else { "sandbox" });
+                let c = rollback(if opts.ephemeral { "ephemeral run, rolled back" } else { "sandbox closed" });
                 if c == 0 {
                     let _ = record.remove();
                 }

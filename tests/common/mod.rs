@@ -213,3 +213,29 @@ pub fn wait_for(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// A copy of the binary that any user can run (the build directory may sit below a
+/// directory only root can enter), for the rootless tests.
+pub fn public_bin() -> String {
+    let dir = std::env::temp_dir().join(format!("netscript-bin-{}", std::process::id()));
+    let dst = dir.join("netscript");
+    if !dst.exists() {
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let tmp = dir.join(format!("netscript.{:?}", std::thread::current().id()).replace(['(', ')'], ""));
+        std::fs::copy(BIN, &tmp).unwrap();
+        std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let _ = std::fs::rename(&tmp, &dst);
+    }
+    dst.display().to_string()
+}
+
+/// Runs the binary as user `nobody` (no privileges at all).
+pub fn as_nobody(args: &[&str]) -> Output {
+    Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        .arg(public_bin())
+        .args(args)
+        .output()
+        .unwrap()
+}
