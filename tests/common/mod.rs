@@ -99,8 +99,10 @@ impl Sandbox {
                 let raw = self.ok(&format!("{ip} -j {what}"));
                 out += &format!("{what}: {}\n", normalize_json(&raw));
             }
-            let save = self.sh(&format!("{ex}iptables-save"));
-            out += &format!("rules:\n{}", normalize_rules(&String::from_utf8_lossy(&save.stdout)));
+            for save in ["iptables-nft-save", "iptables-legacy-save"] {
+                let o = self.sh(&format!("{ex}{save}"));
+                out += &format!("{save}:\n{}", normalize_rules(&String::from_utf8_lossy(&o.stdout)));
+            }
             for k in SYSCTLS {
                 let v = self.sh(&format!("{ex}sysctl -n {k}"));
                 out += &format!("{k} = {}\n", String::from_utf8_lossy(&v.stdout).trim());
