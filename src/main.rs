@@ -46,6 +46,19 @@ fn install_signals() -> Signals {
     Signals { cancel, count }
 }
 
+/// A rollback progress callback: when a signal arrives during the rollback, say once
+/// that the rollback is being finished (it is never cut short).
+fn finishing_notice(signals: &Signals) -> impl FnMut(usize) + '_ {
+    let at_start = signals.count.load(Ordering::SeqCst);
+    let mut told = false;
+    move |left| {
+        if !told && signals.count.load(Ordering::SeqCst) > at_start {
+            eprintln!("netscript: interrupted again; finishing the rollback first ({left} changes left to undo)");
+            told = true;
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let opts = cli.run.clone();
@@ -77,7 +90,7 @@ fn topo_name(opts: &RunOpts, script: &Path) -> String {
     opts.name.clone().unwrap_or_else(|| script.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "topology".into()))
 }
 
-fn print_report(what: &str, r: &RollbackReport, signals: Option<&Signals>, verbose: bool) {
+fn print_report(what: &str, r: &RollbackReport, verbose: bool) {
     if verbose || !r.complete() {
         for u in &r.undone {
             eprintln!("  undone: {u}");
@@ -88,9 +101,6 @@ fn print_report(what: &str, r: &RollbackReport, signals: Option<&Signals>, verbo
     }
     for f in &r.failures {
         eprintln!("netscript: could not undo `{}`: {}", f.undo.render(), f.error);
-    }
-    if signals.is_some_and(|s| s.count.load(Ordering::SeqCst) > 1) {
-        eprintln!("netscript: (a further interrupt arrived during rollback; the rollback was finished first)");
     }
 }
 
@@ -130,8 +140,8 @@ fn run(opts: &RunOpts, script: &Path, args: &[String]) -> Result<u8> {
     drop(lua);
 
     let rollback = |why: &str| -> u8 {
-        let report = session.borrow_mut().rollback();
-        print_report(why, &report, Some(&signals), opts.verbose);
+        let report = session.borrow_mut().rollback_with(finishing_notice(&signals));
+        print_report(why, &report, opts.verbose);
         if report.complete() { 0 } else { EXIT_ROLLBACK_INCOMPLETE }
     };
     match result {
@@ -193,8 +203,8 @@ fn down(opts: &RunOpts, name: &str) -> Result<u8> {
     };
     let kernel = Kernel::new(mark_for(name), Flavor::parse(&opts.iptables)?, Arc::new(AtomicBool::new(false)))?;
     let mut session = Session::new(Box::new(kernel), journal, name, Arc::new(AtomicBool::new(false)));
-    let report = session.rollback();
-    print_report(&format!("down {name}"), &report, Some(&signals), opts.verbose);
+    let report = session.rollback_with(finishing_notice(&signals));
+    print_report(&format!("down {name}"), &report, opts.verbose);
     if report.complete() {
         let _ = record.remove();
         Ok(0)

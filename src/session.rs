@@ -107,16 +107,23 @@ impl Session {
     /// Applies one change, failing it instead when fault injection says so
     /// (NETSCRIPT_FAIL_AFTER=k fails every change after the k-th).
     fn apply_counted(&mut self, op: &Op) -> Result<()> {
+        self.count_change(&op.render())?;
+        self.backend.apply(op)
+    }
+
+    /// Counts a change about to be made: prints it with -v, and fails it when fault
+    /// injection says so (NETSCRIPT_FAIL_AFTER=k fails every change after the k-th).
+    fn count_change(&mut self, rendered: &str) -> Result<()> {
         self.applied += 1;
         if self.verbose {
-            eprintln!("+ {}", op.render());
+            eprintln!("+ {rendered}");
         }
         match self.fail_after {
             Some(k) if self.applied > k => Err(Error::sys(
-                format!("{}: injected failure at change {} (NETSCRIPT_FAIL_AFTER={k})", op.render(), self.applied),
+                format!("{rendered}: injected failure at change {} (NETSCRIPT_FAIL_AFTER={k})", self.applied),
                 None,
             )),
-            _ => self.backend.apply(op),
+            _ => Ok(()),
         }
     }
 
@@ -468,6 +475,7 @@ impl Session {
     pub fn spawn(&mut self, ns: &NsRef, argv: &[String]) -> Result<u32> {
         self.require_ns(ns)?;
         self.check_interrupt()?;
+        self.count_change(&Op::Spawn { ns: ns.clone(), cmd: argv.to_vec(), pid: 0, start: 0 }.render())?;
         let (pid, start) = self.backend.spawn(ns, argv)?;
         let op = Op::Spawn { ns: ns.clone(), cmd: argv.to_vec(), pid, start };
         let seq = self.journal.begin(&op, &[Op::Kill { pid, start }])?;
@@ -506,11 +514,17 @@ impl Session {
     // ---- rollback ---------------------------------------------------------------
 
     fn undo_entry(&mut self, e: &Entry, report: &mut RollbackReport) {
-        for u in &e.undo {
+        for (i, u) in e.undo.iter().enumerate() {
             match self.backend.apply(u) {
                 Ok(()) => report.undone.push(u.render()),
                 // Already gone counts as undone (CNI's rule: teardown is idempotent).
-                Err(err) if err.is_gone() => {}
+                // When the main inverse finds nothing (the change never happened, for
+                // an entry in flight at a crash), the restorations after it do not apply.
+                Err(err) if err.is_gone() => {
+                    if i == 0 {
+                        break;
+                    }
+                }
                 Err(error) => report.failures.push(UndoFailure { undo: u.clone(), error }),
             }
         }
@@ -522,11 +536,24 @@ impl Session {
         self.undo_last(usize::MAX)
     }
 
+    /// `rollback` with a progress callback (see `undo_last_with`).
+    pub fn rollback_with(&mut self, tick: impl FnMut(usize)) -> RollbackReport {
+        self.undo_last_with(usize::MAX, tick)
+    }
+
     /// Undoes the newest `n` changes still in effect.
     pub fn undo_last(&mut self, n: usize) -> RollbackReport {
+        self.undo_last_with(n, |_| {})
+    }
+
+    /// Like `undo_last`, calling `tick(left)` before each entry (the CLI uses it to
+    /// say it is finishing when interrupted again).
+    pub fn undo_last_with(&mut self, n: usize, mut tick: impl FnMut(usize)) -> RollbackReport {
         let mut report = RollbackReport::default();
-        for e in self.journal.live_newest_first().into_iter().take(n) {
-            self.undo_entry(&e, &mut report);
+        let todo: Vec<Entry> = self.journal.live_newest_first().into_iter().take(n).collect();
+        for (i, e) in todo.iter().enumerate() {
+            tick(todo.len() - i);
+            self.undo_entry(e, &mut report);
         }
         report
     }

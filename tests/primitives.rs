@@ -233,3 +233,30 @@ while true do end
         assert_same(&before, &sb.snapshot(), &format!("after SIG{sig}"));
     }
 }
+
+#[test]
+fn a_second_interrupt_during_rollback_does_not_cut_it_short() {
+    let sb = Sandbox::new();
+    let before = sb.snapshot();
+    // A process that ignores SIGTERM makes the rollback wait (it is killed after a
+    // grace period), which leaves time for a second Ctrl-C.
+    let script = script_file(
+        "stubborn.lua",
+        r#"local n = netns.add("ns1")
+bridge.add("br0", {ns = n})
+n:spawn({"sh", "-c", "trap '' TERM; sleep 100"})
+io.open("/run/ready2", "w"):close()
+while true do end
+"#,
+    );
+    let child = sb.spawn_netscript(&[&script], &[]);
+    wait_for(20, "the script to get going", || sb.sh("test -e /run/ready2").status.success());
+    let kill = |sig: &str| std::process::Command::new("kill").args([sig, &child.id().to_string()]).status().unwrap();
+    kill("-INT");
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    kill("-INT");
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("finishing the rollback first"), "{}", stderr(&o));
+    assert_same(&before, &sb.snapshot(), "after two interrupts");
+}
