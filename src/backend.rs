@@ -49,4 +49,13 @@ pub trait Backend {
     fn tcp(&mut self, ns: &NsRef, addr: IpAddr, port: u16, timeout: Duration) -> Result<bool>;
     /// A short description for messages ("kernel (iptables-nft)", "plan").
     fn describe(&self) -> String;
+
+    /// The routes of the main table (both families), as `find_route` returns them.
+    fn routes(&mut self, _ns: &NsRef) -> Result<Vec<Route>> {
+        Ok(Vec::new())
+    }
+    /// Whether the process `pid` that started at `start` still runs.
+    fn alive(&mut self, _pid: u32, _start: u64) -> bool {
+        false
+    }
 }

@@ -93,4 +93,29 @@ pub enum Command {
         /// The topology's name (see `netscript ls`).
         name: String,
     },
+    /// List recorded topologies: name, script, when, how many changes, and whether
+    /// anything is missing or changed since.
+    Ls {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show what a topology owns, grouped by namespace, as the commands that made it.
+    Show {
+        name: String,
+        /// Print JSON.
+        #[arg(long, conflicts_with = "dot")]
+        json: bool,
+        /// Print a Graphviz graph (namespaces as clusters, links, veth pairs, bridges).
+        #[arg(long)]
+        dot: bool,
+    },
+    /// Find objects carrying netscript's mark (link alias, rule comment, route
+    /// protocol 78) that no recorded topology accounts for; remove them with --yes.
+    /// Unmarked objects are never touched.
+    Gc {
+        /// Remove what was found (default: only list it).
+        #[arg(long)]
+        yes: bool,
+    },
 }

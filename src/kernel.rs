@@ -286,25 +286,13 @@ impl Backend for Kernel {
     }
 
     fn find_route(&mut self, ns: &NsRef, r: &Route) -> Result<Option<Route>> {
-        let h = self.nl(ns)?;
-        let oif = match &r.dev {
-            Some(d) => Some(self.index(ns, d)?),
-            None => None,
-        };
-        let all = self.rt.block_on(nl::routes(&h, r.dest.addr().is_ipv6()))?;
-        let Some(k) = all.into_iter().find(|k| {
+        let all = self.routes(ns)?;
+        Ok(all.into_iter().find(|k| {
             k.dest == r.dest
                 && (r.via.is_none() || k.via == r.via)
-                && (oif.is_none() || k.oif == oif)
+                && (r.dev.is_none() || k.dev == r.dev)
                 && (r.metric.is_none() || k.metric.unwrap_or(0) == r.metric.unwrap_or(0))
-        }) else {
-            return Ok(None);
-        };
-        let dev = match k.oif {
-            Some(i) => self.rt.block_on(nl::link_by_index(&h, i))?.map(|l| l.name),
-            None => None,
-        };
-        Ok(Some(Route { dest: k.dest, via: k.via, dev, metric: k.metric, proto: Some(k.proto), scope: Some(k.scope), src: k.src }))
+        }))
     }
 
     fn sysctl_get(&mut self, ns: &NsRef, key: &str) -> Result<String> {
@@ -387,6 +375,29 @@ impl Backend for Kernel {
         let fd = self.fd(ns)?;
         let sa = SocketAddr::new(addr, port);
         Ok(netns::in_netns(fd, move || TcpStream::connect_timeout(&sa, timeout).is_ok())?)
+    }
+
+    fn routes(&mut self, ns: &NsRef) -> Result<Vec<Route>> {
+        let h = self.nl(ns)?;
+        let mut all = self.rt.block_on(nl::routes(&h, false))?;
+        all.extend(self.rt.block_on(nl::routes(&h, true))?);
+        let links = self.rt.block_on(nl::links(&h))?;
+        Ok(all
+            .into_iter()
+            .map(|k| Route {
+                dest: k.dest,
+                via: k.via,
+                dev: k.oif.and_then(|i| links.iter().find(|l| l.index == i)).map(|l| l.name.clone()),
+                metric: k.metric,
+                proto: Some(k.proto),
+                scope: Some(k.scope),
+                src: k.src,
+            })
+            .collect())
+    }
+
+    fn alive(&mut self, pid: u32, start: u64) -> bool {
+        process::start_time(pid) == Some(start)
     }
 
     fn describe(&self) -> String {

@@ -10,6 +10,7 @@ pub mod backend;
 pub mod cli;
 pub mod error;
 pub mod firewall;
+pub mod inspect;
 pub mod journal;
 pub mod kernel;
 pub mod lua;
