@@ -27,6 +27,13 @@ pub trait Backend {
     /// Makes the change. Errors name the object and the reason.
     fn apply(&mut self, op: &Op) -> Result<()>;
 
+    /// Makes several changes, one result each, in order. A back end may do them in
+    /// one go (the kernel back end sends consecutive firewall changes through one
+    /// `iptables-restore`); the results are the same as applying them one by one.
+    fn apply_batch(&mut self, ops: &[Op]) -> Vec<Result<()>> {
+        ops.iter().map(|op| self.apply(op)).collect()
+    }
+
     fn netns_exists(&mut self, name: &str) -> bool;
     fn netns_list(&mut self) -> Vec<String>;
     fn link(&mut self, ns: &NsRef, name: &str) -> Result<Option<LinkInfo>>;

@@ -221,19 +221,10 @@ impl Kernel {
             Op::FwInsert { ns, table, chain, pos, rule } => {
                 self.with_fw(ns, |fw, fd| fw.insert(fd, table, chain, *pos, rule))
             }
-            Op::FwDelete { ns, table, chain, rule } => self.with_fw(ns, |fw, fd| {
-                if !fw.exists(fd, table, chain, rule)? {
-                    return Err(Error::sys("no such rule", Some(Errno::ENOENT)));
-                }
-                fw.delete(fd, table, chain, rule)
-            }),
+            // A missing rule or chain comes back as ENOENT ("already gone").
+            Op::FwDelete { ns, table, chain, rule } => self.with_fw(ns, |fw, fd| fw.delete(fd, table, chain, rule)),
             Op::FwNewChain { ns, table, chain } => self.with_fw(ns, |fw, fd| fw.new_chain(fd, table, chain)),
-            Op::FwDelChain { ns, table, chain } => self.with_fw(ns, |fw, fd| {
-                if !fw.chain_exists(fd, table, chain)? {
-                    return Err(Error::sys("no such chain", Some(Errno::ENOENT)));
-                }
-                fw.delete_chain(fd, table, chain)
-            }),
+            Op::FwDelChain { ns, table, chain } => self.with_fw(ns, |fw, fd| fw.delete_chain(fd, table, chain)),
             Op::Spawn { .. } => Err(Error::invalid("a process is started with spawn(), not replayed")),
             Op::Kill { pid, start } => {
                 let r = process::stop(*pid, *start, Duration::from_secs(2));
@@ -246,12 +237,59 @@ impl Kernel {
     }
 }
 
+/// A firewall change as a line of iptables-restore input: (table, line).
+fn restore_line(op: &Op) -> Option<(&NsRef, String, String)> {
+    use crate::firewall::restore_quote;
+    let words = |rule: &[String]| rule.iter().map(|w| restore_quote(w)).collect::<Vec<_>>().join(" ");
+    Some(match op {
+        Op::FwAppend { ns, table, chain, rule } => (ns, table.clone(), format!("-A {chain} {}", words(rule))),
+        Op::FwInsert { ns, table, chain, pos, rule } => (ns, table.clone(), format!("-I {chain} {pos} {}", words(rule))),
+        Op::FwDelete { ns, table, chain, rule } => (ns, table.clone(), format!("-D {chain} {}", words(rule))),
+        Op::FwPolicy { ns, table, chain, target } => (ns, table.clone(), format!(":{chain} {target} [0:0]")),
+        _ => return None,
+    })
+}
+
 impl Backend for Kernel {
     fn apply(&mut self, op: &Op) -> Result<()> {
         self.apply_inner(op).map_err(|e| match e {
             Error::Sys { msg, errno } => Error::Sys { msg: format!("{}: {msg}", op.render()), errno },
             other => other,
         })
+    }
+
+    /// Consecutive firewall changes in one namespace go through one iptables-restore
+    /// (each iptables-nft process reads the whole rule set: one process per rule is
+    /// quadratic). When the batch fails, the changes are made one by one, so each
+    /// gets its own result.
+    fn apply_batch(&mut self, ops: &[Op]) -> Vec<Result<()>> {
+        let mut results = Vec::with_capacity(ops.len());
+        let mut i = 0;
+        while i < ops.len() {
+            let Some((ns, ..)) = restore_line(&ops[i]) else {
+                results.push(self.apply(&ops[i]));
+                i += 1;
+                continue;
+            };
+            let ns = ns.clone();
+            let mut j = i;
+            let mut lines = Vec::new();
+            while j < ops.len() {
+                match restore_line(&ops[j]) {
+                    Some((n, t, l)) if *n == ns => lines.push((t, l)),
+                    _ => break,
+                }
+                j += 1;
+            }
+            let batched = lines.len() > 1 && self.with_fw(&ns, |fw, fd| fw.restore(fd, &lines)).is_ok();
+            if batched {
+                results.extend((i..j).map(|_| Ok(())));
+            } else {
+                results.extend(ops[i..j].iter().map(|op| self.apply(op)));
+            }
+            i = j;
+        }
+        results
     }
 
     fn netns_exists(&mut self, name: &str) -> bool {

@@ -99,8 +99,8 @@ fn print_report(what: &str, r: &RollbackReport, verbose: bool) {
             eprintln!("  undone: {u}");
         }
     }
-    if !r.undone.is_empty() || !r.complete() {
-        eprintln!("netscript: {what}: undid {} change(s)", r.undone.len());
+    if r.changes > 0 || !r.complete() {
+        eprintln!("netscript: {what}: undid {} change(s)", r.changes);
     }
     for f in &r.failures {
         eprintln!("netscript: could not undo `{}`: {}", f.undo.render(), f.error);

@@ -129,6 +129,14 @@ impl Op {
         }
     }
 
+    /// Whether this is a firewall change.
+    pub fn is_firewall(&self) -> bool {
+        matches!(
+            self,
+            Op::FwPolicy { .. } | Op::FwAppend { .. } | Op::FwInsert { .. } | Op::FwDelete { .. } | Op::FwNewChain { .. } | Op::FwDelChain { .. }
+        )
+    }
+
     /// The namespace this op acts in (for grouping in `show`).
     pub fn ns(&self) -> NsRef {
         use Op::*;
