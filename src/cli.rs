@@ -87,6 +87,10 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// An interactive Lua prompt with the whole API, over a session recorded as
+    /// `repl-<pid>` (or --name), with .undo, .journal, .save (see docs/repl.md).
+    /// `netscript` with no script does the same.
+    Repl,
     /// Undo exactly what a recorded topology did, newest first, and forget it.
     /// Taking down a topology that is not up is not an error.
     Down {
