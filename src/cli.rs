@@ -9,6 +9,7 @@ Examples:
   netscript --sandbox examples/article-part1.lua   run a topology in a throwaway sandbox
   sudo netscript topo.lua                          build it for real; it stays up
   sudo netscript down topo                         take it down again (exactly)
+  netscript repl --sandbox                         try the API at a Lua prompt, with .undo
 
 A script that fails (error(), a failed assert, a refused change) or is interrupted
 (Ctrl-C, SIGTERM) is rolled back: everything the run changed is undone, newest first.

@@ -103,6 +103,8 @@ Shell:
 struct Chunk {
     /// What `.save` writes for it (None: nothing to save, e.g. a bare expression).
     save: Option<String>,
+    /// How messages name it: the input on one line, or `.load FILE`.
+    label: String,
     /// The journal's length before and after the input ran.
     start: usize,
     end: usize,
@@ -130,6 +132,8 @@ pub struct Repl {
     session: SessionRef,
     cancel: Arc<AtomicBool>,
     count: Arc<AtomicUsize>,
+    /// SIGTERM (also sets `cancel`): stop the running input, then leave.
+    term: Arc<AtomicBool>,
     topo: String,
     chunks: Vec<Chunk>,
     tostring: Function,
@@ -143,7 +147,13 @@ pub fn run(opts: &RunOpts, user_ns: Option<bool>, cancel: Arc<AtomicBool>, count
     crate::model::check_name("topology", &topo)?;
     let flavor = Flavor::parse(&opts.iptables)?;
     let base = opts.state_dir.clone().unwrap_or_else(default_state_dir);
-    let record = Record::lock(&base, &topo)?;
+    let record = Record::lock(&base, &topo).map_err(|e| {
+        if opts.sandbox || nix::unistd::geteuid().is_root() {
+            e
+        } else {
+            Error::sys(format!("{e}\n(the REPL changes this machine's network, which needs root; to try things out as a normal user: netscript repl --sandbox)"), e.errno())
+        }
+    })?;
     let meta = Meta {
         name: topo.clone(),
         script: "(repl)".into(),
@@ -162,7 +172,9 @@ pub fn run(opts: &RunOpts, user_ns: Option<bool>, cancel: Arc<AtomicBool>, count
     let lua = lua::new_lua(session.clone(), &topo, None, &[], cancel.clone())
         .map_err(|e| Error::sys(format!("cannot start Lua: {e}"), None))?;
     let tostring: Function = lua.globals().get("tostring").map_err(|e| Error::sys(format!("cannot start Lua: {e}"), None))?;
-    let mut repl = Repl { lua, session: session.clone(), cancel, count, topo: topo.clone(), chunks: Vec::new(), tostring };
+    let term = Arc::new(AtomicBool::new(false));
+    let _ = signal_hook::flag::register(signal_hook::consts::SIGTERM, term.clone());
+    let mut repl = Repl { lua, session: session.clone(), cancel, count, term, topo: topo.clone(), chunks: Vec::new(), tostring };
 
     let throwaway = opts.sandbox || opts.ephemeral;
     if std::io::stdin().is_terminal() {
@@ -178,8 +190,13 @@ pub fn run(opts: &RunOpts, user_ns: Option<bool>, cancel: Arc<AtomicBool>, count
     } else {
         repl.piped();
     }
-    let Repl { lua, .. } = repl;
+    let Repl { lua, cancel, term, .. } = repl;
     drop(lua);
+    if term.load(Ordering::SeqCst) {
+        eprintln!("netscript: terminated (SIGTERM)");
+    }
+    // The signal has done its work (stopped the input); what follows must not be cut short.
+    cancel.store(false, Ordering::SeqCst);
 
     let live = session.borrow().journal().live_count();
     if throwaway {
@@ -231,7 +248,7 @@ pub fn history_path() -> Option<PathBuf> {
 
 impl Repl {
     fn interactive(&mut self) {
-        let builder = Config::builder().completion_type(CompletionType::List).history_ignore_space(true).auto_add_history(false);
+        let builder = Config::builder().completion_type(CompletionType::List).auto_add_history(false);
         let config = builder
             .max_history_size(5000)
             .and_then(|b| b.history_ignore_dups(true))
@@ -276,7 +293,7 @@ impl Repl {
                         }
                         buf.clear();
                     }
-                    if matches!(next, Next::Exit) {
+                    if matches!(next, Next::Exit) || self.term.load(Ordering::SeqCst) {
                         break;
                     }
                 }
@@ -319,6 +336,9 @@ impl Repl {
                 Next::Continue => buf.clear(),
                 Next::Exit => return,
             }
+            if self.term.load(Ordering::SeqCst) {
+                return;
+            }
         }
         if !buf.is_empty() {
             eprintln!("error: the input ended inside an unfinished chunk:\n{buf}");
@@ -340,6 +360,13 @@ impl Repl {
         self.eval(src)
     }
 
+    /// After an input: whether a signal stopped it. The flag is cleared so the REPL
+    /// (and the undo of that input) goes on.
+    fn clear_interrupt(&self) -> bool {
+        self.count.store(0, Ordering::SeqCst);
+        self.cancel.swap(false, Ordering::SeqCst)
+    }
+
     fn compile(&self, src: &str) -> mlua::Result<Function> {
         self.lua.load(src).set_name("=stdin").into_function()
     }
@@ -347,7 +374,7 @@ impl Repl {
     /// Runs a Lua input: as an expression if it is one (its values print), else as
     /// a statement; an unfinished one asks for more.
     fn eval(&mut self, src: &str) -> Next {
-        let (func, expr) = match self.compile(&format!("return {src};")) {
+        let (func, expr) = match self.compile(&format!("return {src}")) {
             Ok(f) => (f, true),
             Err(_) => match self.compile(src) {
                 Ok(f) => {
@@ -380,8 +407,9 @@ impl Repl {
                 } else {
                     None
                 };
-                self.chunks.push(Chunk { save, start, end });
-                if expr && !values.is_empty() {
+                self.chunks.push(Chunk { save, label: one_line(src), start, end });
+                // An expression's values; a statement's too when it returns some.
+                if !values.is_empty() {
                     let shown: Vec<String> = values.iter().map(|v| self.show_top(v)).collect();
                     println!("{}", shown.join("\t"));
                 }
@@ -394,8 +422,7 @@ impl Repl {
 
     /// Reports a failed input and undoes what it changed.
     fn failed(&mut self, e: &mlua::Error, start: usize, what: &str) {
-        let interrupted = self.cancel.swap(false, Ordering::SeqCst);
-        self.count.store(0, Ordering::SeqCst);
+        let interrupted = self.clear_interrupt();
         if interrupted {
             eprintln!("interrupted");
         } else {
@@ -421,8 +448,7 @@ impl Repl {
         }
         let argv = vec!["/bin/sh".to_string(), "-c".to_string(), cmd.to_string()];
         let r = self.session.borrow_mut().exec(&ns, &argv, None);
-        let interrupted = self.cancel.swap(false, Ordering::SeqCst);
-        self.count.store(0, Ordering::SeqCst);
+        let interrupted = self.clear_interrupt();
         match r {
             Ok(r) => {
                 print!("{}", r.stdout);
@@ -472,14 +498,14 @@ impl Repl {
                 if arg.is_empty() {
                     eprintln!("usage: .save FILE");
                 } else {
-                    self.save(Path::new(arg));
+                    self.save(&expand_home(arg));
                 }
             }
             ".load" => {
                 if arg.is_empty() {
                     eprintln!("usage: .load FILE");
                 } else {
-                    self.load(Path::new(arg));
+                    self.load(&expand_home(arg));
                 }
             }
             ".exit" | ".quit" | ".q" => return Next::Exit,
@@ -546,9 +572,9 @@ impl Repl {
             eprintln!("netscript: could not undo `{}`: {}", f.undo.render(), f.error);
         }
         for c in &self.chunks[..] {
-            if let (ChunkState::Partly, Some(src)) = (self.chunk_state(c), &c.save) {
-                if c.end > c.start && (c.start..c.end).any(|i| self.undone_now(i, &todo_seqs)) {
-                    println!("note: this undid only part of the input `{}`; .save writes it commented out", one_line(src));
+            if let (ChunkState::Partly, Some(_)) = (self.chunk_state(c), &c.save) {
+                if (c.start..c.end).any(|i| self.undone_now(i, &todo_seqs)) {
+                    println!("note: this undid only part of `{}`; .save writes that input commented out", c.label);
                 }
             }
         }
@@ -613,7 +639,7 @@ impl Repl {
             Ok(()) => {
                 let body = if text.starts_with('#') { text.split_once('\n').map(|x| x.1).unwrap_or("") } else { &text };
                 let save = format!("-- .load {}\ndo\n{}\nend", path.display(), body.trim_end());
-                self.chunks.push(Chunk { save: Some(save), start, end });
+                self.chunks.push(Chunk { save: Some(save), label: format!(".load {}", path.display()), start, end });
                 let n = self.session.borrow().journal().entries()[start..end].iter().filter(|e| e.live()).count();
                 println!("loaded {} ({n} change{})", path.display(), if n == 1 { "" } else { "s" });
             }
@@ -750,6 +776,14 @@ impl Repl {
             }
         }
         s + "}"
+    }
+}
+
+/// `~/x` -> `$HOME/x`, as a shell would.
+fn expand_home(p: &str) -> PathBuf {
+    match (p.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(h)) => PathBuf::from(h).join(rest),
+        _ => PathBuf::from(p),
     }
 }
 
@@ -1015,7 +1049,7 @@ fn in_string(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mlua::AnyUserData;
+    use mlua::{AnyUserData, ObjectLike};
 
     fn names(lua: &Lua, before: &str) -> Vec<String> {
         lua_completions(lua, before).1.into_iter().map(|p| p.replacement).collect()
