@@ -267,10 +267,10 @@ impl Repl {
             if let Some(dir) = h.parent() {
                 let _ = std::fs::create_dir_all(dir);
             }
-            if h.exists() {
-                if let Err(e) = rl.load_history(h) {
-                    eprintln!("netscript: cannot read the history {}: {e}", h.display());
-                }
+            if h.exists()
+                && let Err(e) = rl.load_history(h)
+            {
+                eprintln!("netscript: cannot read the history {}: {e}", h.display());
             }
         }
         let mut buf = String::new();
@@ -347,6 +347,14 @@ impl Repl {
 
     /// Handles one complete or partial input.
     fn input(&mut self, src: &str) -> Next {
+        let next = self.input_inner(src);
+        // A Ctrl-C that came too late to stop the input (it had finished, or was in
+        // an uninterruptible call such as netscript.sleep) must not hit the next one.
+        self.clear_interrupt();
+        next
+    }
+
+    fn input_inner(&mut self, src: &str) -> Next {
         let first = src.trim_start();
         if first.starts_with('.') && first[1..].starts_with(|c: char| c.is_ascii_alphabetic()) {
             let r = self.command(first.trim_end());
@@ -572,10 +580,10 @@ impl Repl {
             eprintln!("netscript: could not undo `{}`: {}", f.undo.render(), f.error);
         }
         for c in &self.chunks[..] {
-            if let (ChunkState::Partly, Some(_)) = (self.chunk_state(c), &c.save) {
-                if (c.start..c.end).any(|i| self.undone_now(i, &todo_seqs)) {
-                    println!("note: this undid only part of `{}`; .save writes that input commented out", c.label);
-                }
+            if let (ChunkState::Partly, Some(_)) = (self.chunk_state(c), &c.save)
+                && (c.start..c.end).any(|i| self.undone_now(i, &todo_seqs))
+            {
+                println!("note: this undid only part of `{}`; .save writes that input commented out", c.label);
             }
         }
     }
@@ -731,28 +739,35 @@ impl Repl {
             let v: Value = t.raw_get(i).unwrap_or(Value::Nil);
             items.push(self.show(&v, depth + 1, seen));
         }
-        let mut rest: Vec<(String, String)> = Vec::new();
+        // (sort key, key as written, value): keys sort by name, not by `[` quoting.
+        let mut rest: Vec<(String, String, String)> = Vec::new();
         for pair in t.pairs::<Value, Value>() {
             let Ok((k, v)) = pair else { break };
-            if let Value::Integer(i) = k {
-                if i >= 1 && (i as usize) <= n {
-                    continue;
-                }
+            if let Value::Integer(i) = k
+                && i >= 1
+                && (i as usize) <= n
+            {
+                continue;
             }
-            let key = match &k {
+            let (sort, key) = match &k {
                 Value::String(s) => {
                     let s = s.to_string_lossy();
-                    if is_ident(&s) { s } else { format!("[{}]", lua_quote(s.as_bytes())) }
+                    let key = if is_ident(&s) { s.clone() } else { format!("[{}]", lua_quote(s.as_bytes())) };
+                    (s, key)
                 }
-                other => format!("[{}]", self.show(other, depth + 1, seen)),
+                other => {
+                    let shown = self.show(other, depth + 1, seen);
+                    // Numbers and other keys first, after the sequence.
+                    (format!("\0{shown}"), format!("[{shown}]"))
+                }
             };
-            rest.push((key, self.show(&v, depth + 1, seen)));
+            rest.push((sort, key, self.show(&v, depth + 1, seen)));
         }
         seen.remove(&ptr);
         rest.sort();
         const MAX_ITEMS: usize = 200;
         let total = items.len() + rest.len();
-        items.extend(rest.into_iter().map(|(k, v)| format!("{k} = {v}")));
+        items.extend(rest.into_iter().map(|(_, k, v)| format!("{k} = {v}")));
         if items.len() > MAX_ITEMS {
             items.truncate(MAX_ITEMS);
             items.push(format!("... ({} more)", total - MAX_ITEMS));
@@ -976,11 +991,9 @@ pub fn lua_completions(lua: &Lua, before: &str) -> (usize, Vec<Pair>) {
         }
         Value::String(_) if method => {
             if let Ok(t) = lua.globals().raw_get::<Table>("string") {
-                for pair in t.pairs::<String, Value>() {
-                    if let Ok((k, val)) = pair {
-                        if k.starts_with(prefix) {
-                            names.push((k, kind(&val)));
-                        }
+                for (k, val) in t.pairs::<String, Value>().flatten() {
+                    if k.starts_with(prefix) {
+                        names.push((k, kind(&val)));
                     }
                 }
             }

@@ -48,7 +48,7 @@ fn plain(s: &str) -> String {
             '\x1b' => {
                 if it.peek() == Some(&'[') {
                     it.next();
-                    while let Some(x) = it.next() {
+                    for x in it.by_ref() {
                         if x.is_ascii_alphabetic() || x == '~' {
                             break;
                         }
