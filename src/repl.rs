@@ -201,7 +201,7 @@ pub fn run(opts: &RunOpts, user_ns: Option<bool>, cancel: Arc<AtomicBool>, count
     let live = session.borrow().journal().live_count();
     if throwaway {
         let report = session.borrow_mut().rollback();
-        print_undone(&report, false);
+        print_undone(&report, live, false);
         if report.complete() {
             let _ = record.remove();
             return Ok(0);
@@ -224,15 +224,16 @@ pub fn run(opts: &RunOpts, user_ns: Option<bool>, cancel: Arc<AtomicBool>, count
     Ok(0)
 }
 
-/// Prints what an undo did (`verbose`: each command, not only the count).
-fn print_undone(r: &RollbackReport, verbose: bool) {
+/// Prints what undoing `changes` journal entries did (`verbose`: each undo
+/// command, not only the count).
+fn print_undone(r: &RollbackReport, changes: usize, verbose: bool) {
     if verbose || !r.complete() {
         for u in &r.undone {
             eprintln!("  undone: {u}");
         }
     }
-    if !r.undone.is_empty() && !verbose {
-        eprintln!("netscript: undid {} change{}", r.undone.len(), if r.undone.len() == 1 { "" } else { "s" });
+    if changes > 0 && !verbose {
+        eprintln!("netscript: undid {changes} change{}", plural(changes));
     }
     for f in &r.failures {
         eprintln!("netscript: could not undo `{}`: {}", f.undo.render(), f.error);
@@ -436,10 +437,11 @@ impl Repl {
         } else {
             eprintln!("error: {}", lua::error_text(e));
         }
+        let changes = self.session.borrow().journal().entries()[start..].iter().filter(|e| e.live()).count();
         let report = self.session.borrow_mut().undo_since(start);
-        if !report.undone.is_empty() || !report.complete() {
-            eprintln!("(undid the {} change{} {what} made; the rest stays)", report.undone.len(), if report.undone.len() == 1 { "" } else { "s" });
-            print_undone(&report, true);
+        if changes > 0 || !report.complete() {
+            eprintln!("(undid the {changes} change{} {what} made; the rest stays)", plural(changes));
+            print_undone(&report, changes, true);
         }
     }
 
@@ -792,6 +794,10 @@ impl Repl {
         }
         s + "}"
     }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
 }
 
 /// `~/x` -> `$HOME/x`, as a shell would.

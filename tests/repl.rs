@@ -305,3 +305,29 @@ fn reads_plain_lines_when_stdin_is_not_a_terminal() {
     assert_eq!(out.lines().collect::<Vec<_>>(), ["2", "7", "Netns(\"p1\") [links: lo (down)]", "  1  ip netns add p1", "still here"], "{err}");
     assert!(err.contains("bad") && err.contains("undid 1 change"), "{err}");
 }
+
+#[test]
+fn load_runs_a_script_into_the_session_and_undoes_only_a_failing_one() {
+    let h = home("load");
+    let good = script_file("repl-good.lua", "local n = netns.add(\"g1\")\nn:link(\"lo\"):up()\n");
+    let bad = script_file("repl-bad.lua", "bridge.add(\"bad0\")\nerror(\"bad script\")\n");
+    let saved = h.join("all.lua");
+    let input = format!(".load {good}\n.load {bad}\n.journal\n.save {}\n", saved.display());
+    let mut c = Command::new(BIN)
+        .args(["repl", "--sandbox"])
+        .env("HOME", &h)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let o = c.wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(out.contains("(2 changes)") && out.contains("ip netns add g1") && out.contains("ip -n g1 link set lo up"), "{out}");
+    assert!(!out.contains("bad0") && err.contains("repl-bad.lua:2: bad script") && err.contains("ip link del bad0"), "{out}\n{err}");
+    let text = std::fs::read_to_string(&saved).unwrap();
+    assert!(text.contains("do\nlocal n = netns.add(\"g1\")") && !text.contains("bad0"), "{text}");
+}
