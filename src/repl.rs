@@ -688,7 +688,13 @@ impl Repl {
                 if let Ok(p) = ud.borrow::<LProcess>() {
                     let pid = p.pid;
                     drop(p);
-                    return format!("{} [{}]", self.tostring(v), process_state(pid));
+                    // Where it runs: from the journal entry that started it.
+                    let ns = self.session.borrow().journal().entries().iter().rev().find_map(|e| match &e.op {
+                        crate::op::Op::Spawn { ns, pid: p, .. } if *p == pid => Some(ns.short().to_string()),
+                        _ => None,
+                    });
+                    let place = ns.map(|n| format!("in {n}, ")).unwrap_or_default();
+                    return format!("{} [{place}{}]", self.tostring(v), process_state(pid));
                 }
                 // Link (and anything else): its own __tostring.
                 self.tostring(v)
