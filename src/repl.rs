@@ -490,7 +490,7 @@ impl Repl {
     fn command(&mut self, line: &str) -> Next {
         let (cmd, arg) = line.split_once(char::is_whitespace).map(|(c, a)| (c, a.trim())).unwrap_or((line, ""));
         match cmd {
-            ".help" | ".h" | ".?" => self.help(),
+            ".help" | ".h" => self.help(),
             ".journal" | ".j" => self.show_journal(),
             ".undo" | ".u" => {
                 let n = if arg.is_empty() {
