@@ -137,7 +137,12 @@ pub struct Repl {
     topo: String,
     chunks: Vec<Chunk>,
     tostring: Function,
+    /// Set by `os.exit()`, which leaves the REPL (through the normal exit, not at once).
+    exit: Rc<std::cell::Cell<bool>>,
 }
+
+/// The error `os.exit()` raises to stop the input it is called from.
+const EXIT_MARK: &str = "netscript-repl: os.exit";
 
 /// Runs the REPL to its end. `user_ns` is Some when main has entered the sandbox
 /// (it must, first thing, while single-threaded); `cancel` and `count` are the
@@ -174,7 +179,21 @@ pub fn run(opts: &RunOpts, user_ns: Option<bool>, cancel: Arc<AtomicBool>, count
     let tostring: Function = lua.globals().get("tostring").map_err(|e| Error::sys(format!("cannot start Lua: {e}"), None))?;
     let term = Arc::new(AtomicBool::new(false));
     let _ = signal_hook::flag::register(signal_hook::consts::SIGTERM, term.clone());
-    let mut repl = Repl { lua, session: session.clone(), cancel, count, term, topo: topo.clone(), chunks: Vec::new(), tostring };
+    // os.exit() leaves the REPL the normal way (rollback with --sandbox, the
+    // "still in place" note otherwise) instead of killing the process.
+    let exit = Rc::new(std::cell::Cell::new(false));
+    let flag = exit.clone();
+    let os_exit = lua
+        .create_function(move |_, _: MultiValue| -> mlua::Result<()> {
+            flag.set(true);
+            Err(mlua::Error::RuntimeError(EXIT_MARK.into()))
+        })
+        .and_then(|f| lua.globals().get::<Table>("os").and_then(|os| os.set("exit", f)));
+    if let Err(e) = os_exit {
+        return Err(Error::sys(format!("cannot start Lua: {e}"), None));
+    }
+    let mut repl =
+        Repl { lua, session: session.clone(), cancel, count, term, topo: topo.clone(), chunks: Vec::new(), tostring, exit };
 
     let throwaway = opts.sandbox || opts.ephemeral;
     if std::io::stdin().is_terminal() {
@@ -423,6 +442,8 @@ impl Repl {
                     println!("{}", shown.join("\t"));
                 }
             }
+            // os.exit(): what the input did before it stays (and is not saved).
+            Err(_) if self.exit.get() => return Next::Exit,
             Err(e) => self.failed(&e, start, "this input"),
         }
         let _ = std::io::stdout().flush();
@@ -521,7 +542,7 @@ impl Repl {
             ".exit" | ".quit" | ".q" => return Next::Exit,
             other => eprintln!("unknown command {other}; .help lists the commands"),
         }
-        Next::Continue
+        if self.exit.get() { Next::Exit } else { Next::Continue }
     }
 
     fn help(&self) {
@@ -653,6 +674,7 @@ impl Repl {
                 let n = self.session.borrow().journal().entries()[start..end].iter().filter(|e| e.live()).count();
                 println!("loaded {} ({n} change{})", path.display(), if n == 1 { "" } else { "s" });
             }
+            Err(_) if self.exit.get() => {}
             Err(e) => self.failed(&e, start, &format!("{}", path.display())),
         }
     }

@@ -306,7 +306,7 @@ fn reads_plain_lines_when_stdin_is_not_a_terminal() {
         .spawn()
         .unwrap();
     use std::io::Write;
-    c.stdin.take().unwrap().write_all(b"1+1\nx = {\n  7,\n}\nx[1]\nnetns.add('p1')\n.journal\nerror('bad')\n'still here'\n").unwrap();
+    c.stdin.take().unwrap().write_all(b"1+1\nx = {\n  7,\n}\nx[1]\nnetns.add('p1')\n.journal\nerror('bad')\n'still here'\nos.exit(1)\n'not reached'\n").unwrap();
     let o = c.wait_with_output().unwrap();
     let out = String::from_utf8_lossy(&o.stdout);
     let err = String::from_utf8_lossy(&o.stderr);
