@@ -9,6 +9,7 @@ Examples:
   netscript --sandbox examples/article-part1.lua   run a topology in a throwaway sandbox
   sudo netscript topo.lua                          build it for real; it stays up
   sudo netscript down topo                         take it down again (exactly)
+  netscript repl --sandbox                         try the API at a Lua prompt, with .undo
 
 A script that fails (error(), a failed assert, a refused change) or is interrupted
 (Ctrl-C, SIGTERM) is rolled back: everything the run changed is undone, newest first.
@@ -87,6 +88,10 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// An interactive Lua prompt with the whole API, over a session recorded as
+    /// `repl-<pid>` (or --name), with .undo, .journal, .save (see docs/repl.md).
+    /// `netscript` with no script does the same.
+    Repl,
     /// Undo exactly what a recorded topology did, newest first, and forget it.
     /// Taking down a topology that is not up is not an error.
     Down {

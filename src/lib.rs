@@ -16,6 +16,7 @@ pub mod kernel;
 pub mod lua;
 pub mod model;
 pub mod op;
+pub mod repl;
 pub mod sandbox;
 pub mod session;
 pub mod state;

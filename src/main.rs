@@ -68,12 +68,10 @@ fn main() -> ExitCode {
         Some(Command::Show { name, json, dot }) => return code(show(&opts, &name, json, dot)),
         Some(Command::Gc { yes }) => return code(gc(&opts, yes)),
         Some(Command::Run { script, args }) => (script, args),
+        Some(Command::Repl) => return code(repl(&opts)),
         None => match cli.script {
             Some(s) => (s, cli.args),
-            None => {
-                eprintln!("netscript: no script given. Try: netscript --sandbox examples/article-part1.lua (or --help)");
-                return ExitCode::from(EXIT_USAGE);
-            }
+            None => return code(repl(&opts)),
         },
     };
     code(run(&opts, &script, &args))
@@ -189,6 +187,13 @@ fn run(opts: &RunOpts, script: &Path, args: &[String]) -> Result<u8> {
             Ok(0)
         }
     }
+}
+
+/// The interactive REPL (src/repl.rs); the sandbox first, while single-threaded.
+fn repl(opts: &RunOpts) -> Result<u8> {
+    let user_ns = if opts.sandbox { Some(sandbox::enter()?) } else { None };
+    let signals = install_signals();
+    netscript::repl::run(opts, user_ns, signals.cancel, signals.count)
 }
 
 fn down(opts: &RunOpts, name: &str) -> Result<u8> {
