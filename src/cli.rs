@@ -25,7 +25,7 @@ Docs: docs/api.md (the Lua API), docs/tutorial.md, docs/design.md.";
     version,
     about = "Build Linux network topologies (namespaces, veth, bridges, routes, sysctl, iptables) from Lua scripts, with undo",
     after_help = AFTER_HELP,
-    args_conflicts_with_subcommands = true,
+    subcommand_precedence_over_arg = false,
     subcommand_negates_reqs = true
 )]
 pub struct Cli {

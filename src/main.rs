@@ -22,6 +22,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let opts = cli.run.clone();
     let (script, args) = match cli.command {
+        Some(Command::Down { .. } | Command::Ls { .. } | Command::Show { .. } | Command::Gc { .. })
+            if opts.sandbox || opts.wait || opts.ephemeral || opts.name.is_some() =>
+        {
+            eprintln!("netscript: --sandbox, --wait, --ephemeral and --name apply to running a script or the REPL, not to down / ls / show / gc");
+            return ExitCode::from(EXIT_USAGE);
+        }
         Some(Command::Down { name }) => return code(down(&opts, &name)),
         Some(Command::Ls { json }) => return code(ls(&opts, json)),
         Some(Command::Show { name, json, dot }) => return code(show(&opts, &name, json, dot)),

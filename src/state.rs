@@ -65,9 +65,10 @@ impl Record {
         if let Some(old) = self.existing()? {
             if old.live_count() > 0 {
                 return Err(Error::invalid(format!(
-                    "topology \"{}\" is already up ({} changes, from {}); take it down first with: netscript down {}",
+                    "topology \"{}\" is already up ({} change{}, from {}); take it down first with: netscript down {}",
                     self.name,
                     old.live_count(),
+                    if old.live_count() == 1 { "" } else { "s" },
                     if old.meta.script.is_empty() { "an earlier run".to_string() } else { old.meta.script.clone() },
                     self.name
                 )));

@@ -73,6 +73,18 @@ fn usage_errors_exit_2_and_help_teaches() {
     assert!(stderr(&o).contains("no such script"));
     let o = std::process::Command::new(BIN).arg("--bogus").output().unwrap();
     assert_eq!(o.status.code(), Some(2));
+    // Options go before or after the command word.
+    let state = std::env::temp_dir().join(format!("netscript-cli-{}", std::process::id()));
+    let st = state.display().to_string();
+    for args in [vec!["-v", "--state-dir", &st, "down", "nothing"], vec!["down", "-v", "--state-dir", &st, "nothing"]] {
+        let o = std::process::Command::new(BIN).args(&args).output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains("\"nothing\" is not up"), "{args:?}: {}", stderr(&o));
+    }
+    // Run-only options are refused where they mean nothing.
+    let o = std::process::Command::new(BIN).args(["--sandbox", "ls"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("apply to running a script"), "{}", stderr(&o));
     let o = std::process::Command::new(BIN).arg("--help").output().unwrap();
     let help = stdout(&o);
     for w in ["--sandbox", "--wait", "--name", "--iptables", "down", "Exit codes", "rolled back"] {
