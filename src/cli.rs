@@ -96,6 +96,7 @@ pub enum Command {
     /// Taking down a topology that is not up is not an error.
     Down {
         /// The topology's name (see `netscript ls`).
+        #[arg(id = "topology", value_name = "NAME")]
         name: String,
     },
     /// List recorded topologies: name, script, when, how many changes, and whether
@@ -107,6 +108,8 @@ pub enum Command {
     },
     /// Show what a topology owns, grouped by namespace, as the commands that made it.
     Show {
+        /// The topology's name (see `netscript ls`).
+        #[arg(id = "topology", value_name = "NAME")]
         name: String,
         /// Print JSON.
         #[arg(long, conflicts_with = "dot")]
