@@ -8,7 +8,7 @@ use ipnet::IpNet;
 
 use crate::error::Result;
 use crate::model::{NsRef, Route};
-use crate::op::Op;
+use crate::op::{Op, Probe};
 use crate::sys::process::ExecResult;
 
 /// A link as the session sees it.
@@ -49,4 +49,12 @@ pub trait Backend {
     fn tcp(&mut self, ns: &NsRef, addr: IpAddr, port: u16, timeout: Duration) -> Result<bool>;
     /// A short description for messages ("kernel (iptables-nft)", "plan").
     fn describe(&self) -> String;
+
+    /// Where the calls that follow come from (a script's "file:line", or what a
+    /// rollback is undoing). The session sets it before each call; `plan` prints it
+    /// as a comment above the commands. The kernel has no use for it.
+    fn set_origin(&mut self, _origin: &str) {}
+
+    /// A call the script made that only reads (`plan` shows it as a comment).
+    fn note_read(&mut self, _probe: &Probe) {}
 }

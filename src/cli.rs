@@ -87,6 +87,16 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Print what a script would do, as a runnable bash script, without root and
+    /// without changing anything (the script runs against a model of the system).
+    Plan {
+        /// Print the teardown instead: the commands that undo the run, newest first.
+        #[arg(long)]
+        undo: bool,
+        script: PathBuf,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Undo exactly what a recorded topology did, newest first, and forget it.
     /// Taking down a topology that is not up is not an error.
     Down {

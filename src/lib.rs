@@ -15,6 +15,7 @@ pub mod kernel;
 pub mod lua;
 pub mod model;
 pub mod op;
+pub mod plan;
 pub mod sandbox;
 pub mod session;
 pub mod state;

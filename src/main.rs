@@ -13,8 +13,9 @@ use clap::Parser;
 use netscript::cli::{Cli, Command, RunOpts};
 use netscript::error::{Error, Result};
 use netscript::firewall::iptables::Flavor;
-use netscript::journal::Meta;
+use netscript::journal::{Journal, Meta};
 use netscript::kernel::Kernel;
+use netscript::plan::Plan;
 use netscript::session::{mark_for, RollbackReport, Session};
 use netscript::state::{default_state_dir, Record};
 use netscript::{lua, sandbox};
@@ -51,6 +52,7 @@ fn main() -> ExitCode {
     let opts = cli.run.clone();
     let (script, args) = match cli.command {
         Some(Command::Down { name }) => return code(down(&opts, &name)),
+        Some(Command::Plan { undo, script, args }) => return code(plan(&opts, undo, &script, &args)),
         Some(Command::Run { script, args }) => (script, args),
         None => match cli.script {
             Some(s) => (s, cli.args),
@@ -176,6 +178,46 @@ fn run(opts: &RunOpts, script: &Path, args: &[String]) -> Result<u8> {
             Ok(0)
         }
     }
+}
+
+/// `netscript plan`: the script against a model of the system; prints the commands.
+/// Needs no root and touches nothing (no sandbox, no kernel, no state dir).
+fn plan(opts: &RunOpts, undo: bool, script: &Path, args: &[String]) -> Result<u8> {
+    let topo = topo_name(opts, script);
+    netscript::model::check_name("topology", &topo)?;
+    if !script.is_file() {
+        return Err(Error::invalid(format!("no such script: {}", script.display())));
+    }
+    let model = Plan::new(&mark_for(&topo));
+    let rec = model.recording();
+    let journal = Journal::in_memory(Meta { name: topo.clone(), script: script.display().to_string(), ..Meta::default() });
+    let cancel = Arc::new(AtomicBool::new(false));
+    let session = Rc::new(RefCell::new(Session::new(Box::new(model), journal, &topo, cancel.clone())));
+    let lua = lua::new_lua(session.clone(), &topo, Some(script), args, cancel)
+        .and_then(|l| lua::output_to_stderr(&l).map(|()| l))
+        .map_err(|e| Error::sys(format!("cannot start Lua: {e}"), None))?;
+    let result = lua::run_file(&lua, script, args);
+    drop(lua);
+    if let Err(e) = result {
+        eprintln!("netscript: {}", lua::error_text(&e));
+        let n = session.borrow().journal().live_count();
+        eprintln!("netscript: plan: a real run would fail here and roll back {n} change(s)");
+        return Ok(EXIT_FAILED);
+    }
+    let what = if undo { "undo what" } else { "do what" };
+    let header = vec![
+        format!("netscript plan{}: the commands that {what} `netscript {}` does (topology \"{topo}\").", if undo { " --undo" } else { "" }, script.display()),
+        "Run as root. Ownership marks (link alias, route protocol 78) are left out.".to_string(),
+    ];
+    if undo {
+        rec.borrow_mut().steps.clear();
+        let report = session.borrow_mut().rollback();
+        for f in &report.failures {
+            eprintln!("netscript: plan: the model could not undo `{}`: {}", f.undo.render(), f.error);
+        }
+    }
+    print!("{}", rec.borrow().script(&header));
+    Ok(0)
 }
 
 fn down(opts: &RunOpts, name: &str) -> Result<u8> {

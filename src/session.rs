@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::firewall;
 use crate::journal::{Entry, Journal, State};
 use crate::model::{check_ifname, check_name, split_words, NsRef, Route};
-use crate::op::Op;
+use crate::op::{Op, Probe};
 use crate::sys::process::ExecResult;
 
 /// One undo that failed during rollback.
@@ -77,6 +77,12 @@ impl Session {
 
     pub fn journal(&self) -> &Journal {
         &self.journal
+    }
+
+    /// Where the calls that follow come from (the binding layer passes the script's
+    /// "file:line" before each call); handed to the back end, which may show it.
+    pub fn set_origin(&mut self, origin: &str) {
+        self.backend.set_origin(origin);
     }
 
     pub fn backend(&mut self) -> &mut dyn Backend {
@@ -316,6 +322,12 @@ impl Session {
     // ---- sysctl -----------------------------------------------------------------
 
     pub fn sysctl_get(&mut self, ns: &NsRef, key: &str) -> Result<String> {
+        let v = self.read_sysctl(ns, key)?;
+        self.backend.note_read(&Probe::SysctlGet { ns: ns.clone(), key: key.into() });
+        Ok(v)
+    }
+
+    fn read_sysctl(&mut self, ns: &NsRef, key: &str) -> Result<String> {
         self.require_ns(ns)?;
         crate::sys::sysctl::key_path(key)?;
         self.backend.sysctl_get(ns, key)
@@ -323,7 +335,7 @@ impl Session {
 
     /// Sets a sysctl; returns the previous value (restored on rollback).
     pub fn sysctl_set(&mut self, ns: &NsRef, key: &str, value: &str) -> Result<String> {
-        let old = self.sysctl_get(ns, key)?;
+        let old = self.read_sysctl(ns, key)?;
         if old == value {
             return Ok(old);
         }
@@ -453,7 +465,9 @@ impl Session {
     pub fn fw_rules(&mut self, ns: &NsRef, table: &str) -> Result<Vec<String>> {
         firewall::check_table(table)?;
         self.require_ns(ns)?;
-        self.backend.fw_rules(ns, table, None)
+        let v = self.backend.fw_rules(ns, table, None)?;
+        self.backend.note_read(&Probe::FwRules { ns: ns.clone(), table: table.into() });
+        Ok(v)
     }
 
     // ---- processes and checks ---------------------------------------------------
@@ -461,6 +475,7 @@ impl Session {
     pub fn exec(&mut self, ns: &NsRef, argv: &[String], timeout: Option<Duration>) -> Result<ExecResult> {
         self.require_ns(ns)?;
         self.check_interrupt()?;
+        self.backend.note_read(&Probe::Exec { ns: ns.clone(), cmd: argv.to_vec() });
         self.backend.exec(ns, argv, timeout)
     }
 
@@ -494,18 +509,21 @@ impl Session {
     pub fn ping(&mut self, ns: &NsRef, addr: IpAddr, count: u32, timeout: Duration) -> Result<bool> {
         self.require_ns(ns)?;
         self.check_interrupt()?;
+        self.backend.note_read(&Probe::Ping { ns: ns.clone(), addr, count, timeout_secs: timeout.as_secs().max(1) });
         self.backend.ping(ns, addr, count, timeout)
     }
 
     pub fn tcp(&mut self, ns: &NsRef, addr: IpAddr, port: u16, timeout: Duration) -> Result<bool> {
         self.require_ns(ns)?;
         self.check_interrupt()?;
+        self.backend.note_read(&Probe::Tcp { ns: ns.clone(), addr, port, timeout_secs: timeout.as_secs().max(1) });
         self.backend.tcp(ns, addr, port, timeout)
     }
 
     // ---- rollback ---------------------------------------------------------------
 
     fn undo_entry(&mut self, e: &Entry, report: &mut RollbackReport) {
+        self.backend.set_origin(&format!("undo of: {}", e.op.render()));
         for u in &e.undo {
             match self.backend.apply(u) {
                 Ok(()) => report.undone.push(u.render()),

@@ -109,6 +109,19 @@ pub fn new_lua(session: SessionRef, topo: &str, script: Option<&Path>, args: &[S
     Ok(lua)
 }
 
+/// Sends what the script prints (`print`, `io.write`) to stderr: in `plan`, stdout
+/// carries the plan itself.
+pub fn output_to_stderr(lua: &Lua) -> mlua::Result<()> {
+    let print = lua.create_function(|lua, args: mlua::MultiValue| {
+        let tostring: mlua::Function = lua.globals().get("tostring")?;
+        let words = args.into_iter().map(|v| tostring.call::<String>(v)).collect::<mlua::Result<Vec<_>>>()?;
+        eprintln!("{}", words.join("\t"));
+        Ok(())
+    })?;
+    lua.globals().set("print", print)?;
+    lua.load("io.output(io.stderr)").exec()
+}
+
 /// Runs a script file with `args` as `...`.
 pub fn run_file(lua: &Lua, path: &Path, args: &[String]) -> mlua::Result<()> {
     let src = std::fs::read(path).map_err(|e| mlua::Error::RuntimeError(format!("cannot read {}: {e}", path.display())))?;

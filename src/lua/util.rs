@@ -44,7 +44,13 @@ pub fn location(lua: &Lua) -> String {
 /// `file:line: call: reason`.
 pub fn with<T>(lua: &Lua, call: impl FnOnce() -> String, f: impl FnOnce(&mut Session) -> crate::error::Result<T>) -> mlua::Result<T> {
     let s = lua.app_data_ref::<SessionRef>().expect("session is registered").clone();
-    let r = f(&mut s.borrow_mut());
+    let r = {
+        let mut se = s.borrow_mut();
+        // The one place that tells the session (and `plan`) which script line a call
+        // comes from.
+        se.set_origin(location(lua).trim_end_matches(": "));
+        f(&mut se)
+    };
     r.map_err(|e| fail(lua, &call(), e))
 }
 
