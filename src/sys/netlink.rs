@@ -147,7 +147,10 @@ pub async fn move_link(h: &Handle, index: u32, target_fd: RawFd) -> Result<()> {
 }
 
 pub async fn add_addr(h: &Handle, index: u32, addr: IpNet) -> Result<()> {
-    h.address().add(index, addr.addr(), addr.prefix_len()).execute().await?;
+    let mut req = h.address().add(index, addr.addr(), addr.prefix_len());
+    // rtnetlink adds a broadcast address; `ip addr add` does not (without `brd +`).
+    req.message_mut().attributes.retain(|a| !matches!(a, AddressAttribute::Broadcast(_)));
+    req.execute().await?;
     Ok(())
 }
 
