@@ -9,6 +9,20 @@ use std::process::{Command, Output};
 
 use common::*;
 
+/// A copy of the binary any user can run (the build directory may sit below one only
+/// root can enter).
+fn readable_bin() -> String {
+    let dir = std::env::temp_dir().join(format!("netscript-plan-bin-{}", std::process::id()));
+    let dst = dir.join("netscript");
+    if !dst.exists() {
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        std::fs::copy(BIN, &dst).unwrap();
+        std::fs::set_permissions(&dst, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    dst.display().to_string()
+}
+
 /// Runs `netscript ARGS` on the host, in `dir` (plan touches nothing).
 fn plan_in(dir: &Path, args: &[&str]) -> Output {
     Command::new(BIN).args(args).current_dir(dir).output().unwrap()
@@ -137,9 +151,10 @@ fn runs_as_nobody_and_touches_nothing() {
     let (dir, name) = script("nobody.lua", SMALL);
     let state = dir.join("state-must-not-exist");
     let o = sb.sh(&format!(
-        "cd {} && setpriv --reuid=nobody --regid=nogroup --clear-groups env NETSCRIPT_STATE_DIR={} {BIN} plan {name}",
+        "cd {} && setpriv --reuid=nobody --regid=nogroup --clear-groups env NETSCRIPT_STATE_DIR={} {} plan {name}",
         dir.display(),
-        state.display()
+        state.display(),
+        readable_bin()
     ));
     assert!(o.status.success(), "plan as nobody: {}", stderr(&o));
     assert!(stdout(&o).contains("ip netns add ns1"));
@@ -157,11 +172,18 @@ fn scrub(v: &mut serde_json::Value) {
     use serde_json::Value;
     match v {
         Value::Object(m) => {
-            for k in [
-                "ifalias", "protocol", "address", "broadcast", "perm_address", "bridge_id", "root_id",
-                "designated_root", "designated_bridge", "tentative", "link_netnsid",
-            ] {
+            for k in ["ifalias", "protocol", "bridge_id", "root_id", "designated_root", "designated_bridge", "link_netnsid"] {
                 m.remove(k);
+            }
+            // A link's MAC (and its broadcast MAC); an IPv4 broadcast address stays.
+            for k in ["address", "broadcast", "perm_address"] {
+                if m.get(k).and_then(Value::as_str).is_some_and(is_mac) {
+                    m.remove(k);
+                }
+            }
+            // DAD in progress ("tentative") is timing, not state.
+            if let Some(Value::Bool(true)) = m.get("tentative") {
+                m.remove("tentative");
             }
             if m.get("local").and_then(Value::as_str).is_some_and(|a| a.starts_with("fe80:")) {
                 m.insert("local".into(), Value::String("fe80::(link-local)".into()));
@@ -173,6 +195,10 @@ fn scrub(v: &mut serde_json::Value) {
         Value::Array(a) => a.iter_mut().for_each(scrub),
         _ => {}
     }
+}
+
+fn is_mac(s: &str) -> bool {
+    s.len() == 17 && s.split(':').all(|b| b.len() == 2 && b.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
 fn without_marks(rule: &str) -> String {
