@@ -232,10 +232,10 @@ impl Netns {
         if dev == "lo" {
             return;
         }
-        if let Some(r) = Self::connected_route(dev, a) {
-            if !self.routes.iter().any(|x| x.dest == r.dest && x.dev == r.dev && x.proto == r.proto) {
-                self.routes.push(r);
-            }
+        if let Some(r) = Self::connected_route(dev, a)
+            && !self.routes.iter().any(|x| x.dest == r.dest && x.dev == r.dev && x.proto == r.proto)
+        {
+            self.routes.push(r);
         }
     }
 
@@ -343,20 +343,20 @@ impl Plan {
     /// Deletes a link and, for a veth, its peer (wherever that is).
     fn delete_link(&mut self, ns: &NsRef, name: &str) -> Result<()> {
         let l = self.ns_mut(ns)?.take_link(name).ok_or_else(|| no_link(ns, name))?;
-        if let Some((pns, pname)) = l.peer {
-            if let Some(n) = self.nss.get_mut(&pns) {
-                n.take_link(&pname);
-            }
+        if let Some((pns, pname)) = l.peer
+            && let Some(n) = self.nss.get_mut(&pns)
+        {
+            n.take_link(&pname);
         }
         Ok(())
     }
 
     /// Points the peer of a veth end at the end's new place.
     fn repoint_peer(&mut self, l: &MLink, ns: &NsRef) {
-        if let Some((pns, pname)) = &l.peer {
-            if let Some(p) = self.nss.get_mut(pns).and_then(|n| n.link_mut(pname)) {
-                p.peer = Some((ns.clone(), l.name.clone()));
-            }
+        if let Some((pns, pname)) = &l.peer
+            && let Some(p) = self.nss.get_mut(pns).and_then(|n| n.link_mut(pname))
+        {
+            p.peer = Some((ns.clone(), l.name.clone()));
         }
     }
 
@@ -490,10 +490,10 @@ impl Plan {
                 let ns = NsRef::named(name.clone());
                 let gone = self.nss.remove(&ns).ok_or_else(|| no_ns(&ns))?;
                 for l in gone.links {
-                    if let Some((pns, pname)) = l.peer {
-                        if let Some(n) = self.nss.get_mut(&pns) {
-                            n.take_link(&pname);
-                        }
+                    if let Some((pns, pname)) = l.peer
+                        && let Some(n) = self.nss.get_mut(&pns)
+                    {
+                        n.take_link(&pname);
                     }
                 }
             }
@@ -714,10 +714,10 @@ impl Backend for Plan {
     fn fw_rules(&mut self, ns: &NsRef, table: &str, chain: Option<&str>) -> Result<Vec<String>> {
         firewall::check_table(table)?;
         let t = self.ns_mut(ns)?.table(table);
-        if let Some(c) = chain {
-            if t.chain(c).is_none() {
-                return Err(Error::sys(format!("table {table} has no chain {c} in {ns}"), Some(Errno::ENOENT)));
-            }
+        if let Some(c) = chain
+            && t.chain(c).is_none()
+        {
+            return Err(Error::sys(format!("table {table} has no chain {c} in {ns}"), Some(Errno::ENOENT)));
         }
         Ok(t.lines(chain))
     }

@@ -91,6 +91,17 @@ fn prints_the_commands_in_order_with_their_script_lines() {
 }
 
 #[test]
+fn library_calls_are_shown_at_the_users_line() {
+    // A chunk that is not a file stands for the embedded standard library
+    // (require("netscript.docker")): its changes are shown under the user's line.
+    let src = "local lib = load('local n = netns.add(\"c1\")\\nbridge.add(\"br\", {ns = n})', '=[netscript.fake]')\n\nlib()\n";
+    let (dir, name) = script("lib.lua", src);
+    let o = plan_in(&dir, &["plan", &name]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(body(&stdout(&o)), vec!["# lib.lua:3", "ip netns add c1", "ip -n c1 link add br type bridge"]);
+}
+
+#[test]
 fn undo_prints_the_teardown_newest_first() {
     let (dir, name) = script("undo.lua", SMALL);
     let o = plan_in(&dir, &["plan", "--undo", &name]);
@@ -206,11 +217,13 @@ fn without_marks(rule: &str) -> String {
     let mut out = Vec::new();
     let mut i = 0;
     while i < w.len() {
-        if w[i] == "-m" && w.get(1 + i) == Some(&"comment") && w.get(2 + i) == Some(&"--comment") {
-            if w.get(3 + i).is_some_and(|c| c.trim_matches('"').starts_with("netscript:")) {
-                i += 4;
-                continue;
-            }
+        let mark = w[i] == "-m"
+            && w.get(1 + i) == Some(&"comment")
+            && w.get(2 + i) == Some(&"--comment")
+            && w.get(3 + i).is_some_and(|c| c.trim_matches('"').starts_with("netscript:"));
+        if mark {
+            i += 4;
+            continue;
         }
         out.push(w[i]);
         i += 1;
