@@ -201,7 +201,7 @@ fn plan(opts: &RunOpts, undo: bool, script: &Path, args: &[String]) -> Result<u8
     if let Err(e) = result {
         eprintln!("netscript: {}", lua::error_text(&e));
         let n = session.borrow().journal().live_count();
-        eprintln!("netscript: plan: a real run would fail here and roll back {n} change(s)");
+        eprintln!("netscript: plan: the script failed after {n} change(s); a real run failing here rolls them back");
         return Ok(EXIT_FAILED);
     }
     let what = if undo { "undo what" } else { "do what" };

@@ -69,18 +69,28 @@ impl Recording {
             if last != Some(origin.as_str()) {
                 out += "\n";
                 if !origin.is_empty() {
-                    out += &format!("# {origin}\n");
+                    out += &comment("", origin);
                 }
                 last = Some(origin);
             }
             match step {
                 Step::Change(c) => out += &format!("{c}\n"),
-                Step::Read(c) => out += &format!("# (reads) {c}\n"),
-                Step::Note(c) => out += &format!("# {c}\n"),
+                Step::Read(c) => out += &comment("(reads) ", c),
+                Step::Note(c) => out += &comment("", c),
             }
         }
         out
     }
+}
+
+/// `text` as a bash comment, every line of it (a quoted argument may hold newlines,
+/// which must not turn the rest into commands).
+fn comment(prefix: &str, text: &str) -> String {
+    let mut out = String::new();
+    for (i, l) in text.split('\n').enumerate() {
+        out += &format!("# {}{l}\n", if i == 0 { prefix } else { "  " });
+    }
+    out
 }
 
 /// A shared handle on what a `Plan` records (the session owns the back end itself).
@@ -858,6 +868,18 @@ mod tests {
         let report = s.rollback();
         assert!(report.complete());
         assert_eq!(rec.borrow().commands(), vec!["iptables -t filter -P FORWARD ACCEPT", "ip link del a", "ip netns del ns1"]);
+    }
+
+    #[test]
+    fn comments_stay_comments() {
+        let r = Recording {
+            steps: vec![
+                ("t.lua:1".into(), Step::Read("sh -c 'echo a\necho b'".into())),
+                ("t.lua:1".into(), Step::Change("sh -c 'x\ny' &".into())),
+            ],
+        };
+        let s = r.script(&["head".into()]);
+        assert_eq!(s, "#!/bin/bash\n# head\nset -e\n\n# t.lua:1\n# (reads) sh -c 'echo a\n#   echo b'\nsh -c 'x\ny' &\n");
     }
 
     #[test]

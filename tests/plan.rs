@@ -149,7 +149,7 @@ fn model_errors_read_as_in_a_real_run() {
         let err = stderr(&o);
         assert_eq!(o.status.code(), Some(1), "{name}: {err}");
         assert!(err.contains(at) && err.contains(why), "{name}: the error should name {at} and say {why:?}:\n{err}");
-        assert!(err.contains("a real run would fail here"), "{name}: {err}");
+        assert!(err.contains("a real run failing here rolls them back"), "{name}: {err}");
         assert!(stdout(&o).is_empty(), "{name}: no plan is printed for a failing script");
     }
 }
