@@ -10,6 +10,8 @@
 //! namespace. It needs no privileges and touches nothing: it never opens a netlink
 //! socket, only reads /proc/sys to tell whether a sysctl key exists.
 
+mod reach;
+
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -765,14 +767,16 @@ impl Backend for Plan {
         Ok(0)
     }
 
-    fn ping(&mut self, ns: &NsRef, _addr: IpAddr, _count: u32, _timeout: Duration) -> Result<bool> {
+    fn ping(&mut self, ns: &NsRef, addr: IpAddr, _count: u32, _timeout: Duration) -> Result<bool> {
         self.ns(ns)?;
-        Ok(true)
+        Ok(self.reaches(ns, addr, None))
     }
 
-    fn tcp(&mut self, ns: &NsRef, _addr: IpAddr, _port: u16, _timeout: Duration) -> Result<bool> {
+    /// Something listens on every port of the model: the answer is whether the
+    /// connection gets there and back.
+    fn tcp(&mut self, ns: &NsRef, addr: IpAddr, port: u16, _timeout: Duration) -> Result<bool> {
         self.ns(ns)?;
-        Ok(true)
+        Ok(self.reaches(ns, addr, Some(port)))
     }
 
     fn describe(&self) -> String {
@@ -795,6 +799,7 @@ mod tests {
     use crate::model::split_words;
     use crate::session::Session;
     use std::sync::atomic::AtomicBool;
+    use std::time::Duration;
     use std::sync::Arc;
 
     fn session() -> (Session, RecordingRef) {
@@ -868,6 +873,64 @@ mod tests {
         let report = s.rollback();
         assert!(report.complete());
         assert_eq!(rec.borrow().commands(), vec!["iptables -t filter -P FORWARD ACCEPT", "ip link del a", "ip netns del ns1"]);
+    }
+
+    #[test]
+    fn pings_follow_routes_bridges_filters_and_nat() {
+        let (mut s, _) = session();
+        let h = NsRef::Host;
+        let addr = |x: &str| -> IpNet { x.parse().unwrap() };
+        let ip = |x: &str| -> IpAddr { x.parse().unwrap() };
+        let t = Duration::from_secs(1);
+        s.bridge_add("br", &h).unwrap();
+        s.link_addr(&h, "br", addr("10.0.0.1/24")).unwrap();
+        s.link_set_up(&h, "br", true).unwrap();
+        for i in 1..=2 {
+            let ns = s.netns_add(&format!("c{i}")).unwrap();
+            s.veth_add("eth0", &format!("p{i}"), &ns, &h).unwrap();
+            s.link_addr(&ns, "eth0", addr(&format!("10.0.0.{}/24", i + 1))).unwrap();
+            s.link_set_up(&ns, "eth0", true).unwrap();
+            s.link_master(&h, &format!("p{i}"), Some("br")).unwrap();
+            s.link_set_up(&h, &format!("p{i}"), true).unwrap();
+            let r = Route { dest: "0.0.0.0/0".parse().unwrap(), via: Some(ip("10.0.0.1")), dev: None, metric: None, proto: None, scope: None, src: None };
+            s.route_add(&ns, r).unwrap();
+        }
+        // An outside world with no route back to 10.0.0.0/24.
+        let w = s.netns_add("world").unwrap();
+        s.veth_add("up0", "eth0", &h, &w).unwrap();
+        s.link_addr(&h, "up0", addr("192.168.1.1/24")).unwrap();
+        s.link_set_up(&h, "up0", true).unwrap();
+        s.link_addr(&w, "eth0", addr("192.168.1.2/24")).unwrap();
+        s.link_set_up(&w, "eth0", true).unwrap();
+        let c1 = NsRef::named("c1");
+        assert!(s.ping(&c1, ip("10.0.0.3"), 1, t).unwrap(), "across the bridge");
+        assert!(s.ping(&h, ip("10.0.0.2"), 1, t).unwrap(), "host to container");
+        assert!(!s.ping(&c1, ip("192.168.1.2"), 1, t).unwrap(), "no forwarding yet");
+        s.sysctl_set(&h, "net.ipv4.ip_forward", "1").unwrap();
+        assert!(!s.ping(&c1, ip("192.168.1.2"), 1, t).unwrap(), "no route back");
+        s.fw_append(&h, "nat", "POSTROUTING", "-s 10.0.0.0/24 -o up0 -j MASQUERADE").unwrap();
+        assert!(s.ping(&c1, ip("192.168.1.2"), 1, t).unwrap(), "masqueraded");
+        s.fw_policy(&h, "filter", "FORWARD", "DROP").unwrap();
+        assert!(!s.ping(&c1, ip("10.0.0.3"), 1, t).unwrap(), "bridged traffic passes FORWARD");
+        s.fw_append(&h, "filter", "FORWARD", "-i br -j ACCEPT").unwrap();
+        assert!(s.ping(&c1, ip("10.0.0.3"), 1, t).unwrap());
+        assert!(!s.ping(&c1, ip("192.168.1.2"), 1, t).unwrap(), "the reply comes in from up0");
+        s.fw_append(&h, "filter", "FORWARD", "-o br -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT").unwrap();
+        assert!(s.ping(&c1, ip("192.168.1.2"), 1, t).unwrap());
+        // A published port, from outside and from 127.0.0.1.
+        s.fw_append(&h, "nat", "PREROUTING", "-p tcp --dport 8080 -j DNAT --to-destination 10.0.0.2:80").unwrap();
+        assert!(!s.tcp(&w, ip("192.168.1.1"), 8080, t).unwrap(), "FORWARD drops it");
+        s.fw_append(&h, "filter", "FORWARD", "-d 10.0.0.2/32 ! -i br -o br -p tcp -m tcp --dport 80 -j ACCEPT").unwrap();
+        assert!(s.tcp(&w, ip("192.168.1.1"), 8080, t).unwrap());
+        s.fw_append(&h, "nat", "OUTPUT", "-d 127.0.0.0/8 -p tcp --dport 8080 -j DNAT --to-destination 10.0.0.2:80").unwrap();
+        assert!(!s.tcp(&h, ip("127.0.0.1"), 8080, t).unwrap(), "127.0.0.1 may not leave lo");
+        s.sysctl_set(&h, "net.ipv4.conf.br.route_localnet", "1").unwrap();
+        assert!(!s.tcp(&h, ip("127.0.0.1"), 8080, t).unwrap(), "the reply goes to the container's own 127.0.0.1");
+        s.fw_append(&h, "nat", "POSTROUTING", "-s 127.0.0.0/8 -o br -j MASQUERADE").unwrap();
+        assert!(s.tcp(&h, ip("127.0.0.1"), 8080, t).unwrap());
+        assert!(!s.tcp(&c1, ip("127.0.0.1"), 80, t).unwrap(), "lo is down in c1");
+        s.link_set_up(&c1, "lo", true).unwrap();
+        assert!(s.tcp(&c1, ip("127.0.0.1"), 80, t).unwrap());
     }
 
     #[test]
