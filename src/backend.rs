@@ -55,6 +55,7 @@ pub trait Backend {
     /// as a comment above the commands. The kernel has no use for it.
     fn set_origin(&mut self, _origin: &str) {}
 
-    /// A call the script made that only reads (`plan` shows it as a comment).
-    fn note_read(&mut self, _probe: &Probe) {}
+    /// A call the script made that only reads, and what it returned (`plan` shows
+    /// both as a comment).
+    fn note_read(&mut self, _probe: &Probe, _answer: &str) {}
 }

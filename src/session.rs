@@ -323,7 +323,7 @@ impl Session {
 
     pub fn sysctl_get(&mut self, ns: &NsRef, key: &str) -> Result<String> {
         let v = self.read_sysctl(ns, key)?;
-        self.backend.note_read(&Probe::SysctlGet { ns: ns.clone(), key: key.into() });
+        self.backend.note_read(&Probe::SysctlGet { ns: ns.clone(), key: key.into() }, &v);
         Ok(v)
     }
 
@@ -466,7 +466,8 @@ impl Session {
         firewall::check_table(table)?;
         self.require_ns(ns)?;
         let v = self.backend.fw_rules(ns, table, None)?;
-        self.backend.note_read(&Probe::FwRules { ns: ns.clone(), table: table.into() });
+        let n = v.iter().filter(|l| l.starts_with("-A ")).count();
+        self.backend.note_read(&Probe::FwRules { ns: ns.clone(), table: table.into() }, &format!("{n} rule(s)"));
         Ok(v)
     }
 
@@ -475,8 +476,9 @@ impl Session {
     pub fn exec(&mut self, ns: &NsRef, argv: &[String], timeout: Option<Duration>) -> Result<ExecResult> {
         self.require_ns(ns)?;
         self.check_interrupt()?;
-        self.backend.note_read(&Probe::Exec { ns: ns.clone(), cmd: argv.to_vec() });
-        self.backend.exec(ns, argv, timeout)
+        let r = self.backend.exec(ns, argv, timeout)?;
+        self.backend.note_read(&Probe::Exec { ns: ns.clone(), cmd: argv.to_vec() }, &format!("exit code {}", r.code));
+        Ok(r)
     }
 
     /// Starts a background process; it is stopped on rollback.
@@ -509,15 +511,17 @@ impl Session {
     pub fn ping(&mut self, ns: &NsRef, addr: IpAddr, count: u32, timeout: Duration) -> Result<bool> {
         self.require_ns(ns)?;
         self.check_interrupt()?;
-        self.backend.note_read(&Probe::Ping { ns: ns.clone(), addr, count, timeout_secs: timeout.as_secs().max(1) });
-        self.backend.ping(ns, addr, count, timeout)
+        let ok = self.backend.ping(ns, addr, count, timeout)?;
+        self.backend.note_read(&Probe::Ping { ns: ns.clone(), addr, count, timeout_secs: timeout.as_secs().max(1) }, &ok.to_string());
+        Ok(ok)
     }
 
     pub fn tcp(&mut self, ns: &NsRef, addr: IpAddr, port: u16, timeout: Duration) -> Result<bool> {
         self.require_ns(ns)?;
         self.check_interrupt()?;
-        self.backend.note_read(&Probe::Tcp { ns: ns.clone(), addr, port, timeout_secs: timeout.as_secs().max(1) });
-        self.backend.tcp(ns, addr, port, timeout)
+        let ok = self.backend.tcp(ns, addr, port, timeout)?;
+        self.backend.note_read(&Probe::Tcp { ns: ns.clone(), addr, port, timeout_secs: timeout.as_secs().max(1) }, &ok.to_string());
+        Ok(ok)
     }
 
     // ---- rollback ---------------------------------------------------------------

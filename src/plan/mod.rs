@@ -787,8 +787,8 @@ impl Backend for Plan {
         self.origin = origin.to_string();
     }
 
-    fn note_read(&mut self, probe: &Probe) {
-        self.record(Step::Read(probe.render()));
+    fn note_read(&mut self, probe: &Probe, answer: &str) {
+        self.record(Step::Read(format!("{}   -> {answer}", probe.render())));
     }
 }
 
