@@ -27,6 +27,15 @@ pub trait Backend {
     /// Makes the change. Errors name the object and the reason.
     fn apply(&mut self, op: &Op) -> Result<()>;
 
+    /// Where the calls that follow come from (a script's "file:line", or what a
+    /// rollback is undoing). The session sets it before each call; `plan` prints it
+    /// as a comment above the commands. The kernel has no use for it.
+    fn set_origin(&mut self, _origin: &str) {}
+
+    /// A call the script made that only reads, and what it returned (`plan` shows
+    /// both as a comment).
+    fn note_read(&mut self, _probe: &Probe, _answer: &str) {}
+
     fn netns_exists(&mut self, name: &str) -> bool;
     fn netns_list(&mut self) -> Vec<String>;
     fn link(&mut self, ns: &NsRef, name: &str) -> Result<Option<LinkInfo>>;
@@ -49,13 +58,4 @@ pub trait Backend {
     fn tcp(&mut self, ns: &NsRef, addr: IpAddr, port: u16, timeout: Duration) -> Result<bool>;
     /// A short description for messages ("kernel (iptables-nft)", "plan").
     fn describe(&self) -> String;
-
-    /// Where the calls that follow come from (a script's "file:line", or what a
-    /// rollback is undoing). The session sets it before each call; `plan` prints it
-    /// as a comment above the commands. The kernel has no use for it.
-    fn set_origin(&mut self, _origin: &str) {}
-
-    /// A call the script made that only reads, and what it returned (`plan` shows
-    /// both as a comment).
-    fn note_read(&mut self, _probe: &Probe, _answer: &str) {}
 }
