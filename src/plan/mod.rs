@@ -400,14 +400,23 @@ impl Plan {
     fn sysctl_value(&self, ns: &NsRef, key: &str) -> Result<String> {
         self.check_sysctl(ns, key)?;
         let k = key.replace('/', ".");
-        if let Some(v) = self.ns(ns)?.sysctls.get(&k) {
+        let n = self.ns(ns)?;
+        if let Some(v) = n.sysctls.get(&k) {
             return Ok(v.clone());
+        }
+        // A link's own setting starts as the namespace's default.
+        for fam in ["net.ipv4.conf.", "net.ipv6.conf."] {
+            if let Some((dev, leaf)) = k.strip_prefix(fam).and_then(|r| r.rsplit_once('.'))
+                && dev != "all"
+                && let Some(v) = n.sysctls.get(&format!("{fam}default.{leaf}"))
+            {
+                return Ok(v.clone());
+            }
         }
         if let Some(v) = sysctl_default(&k) {
             return Ok(v.to_string());
         }
-        // Not one the model knows: what this machine's fresh kernel says is as
-        // plausible as anything.
+        // Not one the model knows: what this machine says is as plausible as anything.
         let path = crate::sys::sysctl::key_path(key)?;
         Ok(std::fs::read_to_string(path).map(|s| s.trim_end_matches('\n').to_string()).unwrap_or_default())
     }
@@ -861,6 +870,14 @@ mod tests {
         s.netns_del("ns1").unwrap();
         assert!(s.backend().link(&NsRef::Host, "b").unwrap().is_none());
         assert!(s.backend().link(&NsRef::Host, "a").unwrap().is_none());
+        // Forwarding: one switch, per namespace, inherited by new links.
+        let ns2 = s.netns_add("ns2").unwrap();
+        s.sysctl_set(&NsRef::Host, "net.ipv4.ip_forward", "1").unwrap();
+        s.bridge_add("br9", &NsRef::Host).unwrap();
+        assert_eq!(s.sysctl_get(&NsRef::Host, "net.ipv4.conf.br9.forwarding").unwrap(), "1");
+        assert_eq!(s.sysctl_get(&ns2, "net.ipv4.ip_forward").unwrap(), "0");
+        let e = s.sysctl_get(&ns2, "net.ipv4.conf.br9.forwarding").unwrap_err().to_string();
+        assert!(e.contains("no link named \"br9\""), "{e}");
     }
 
     #[test]
