@@ -36,6 +36,13 @@ pub trait Backend {
     /// both as a comment).
     fn note_read(&mut self, _probe: &Probe, _answer: &str) {}
 
+    /// Makes several changes, one result each, in order. A back end may do them in
+    /// one go (the kernel back end sends consecutive firewall changes through one
+    /// `iptables-restore`); the results are the same as applying them one by one.
+    fn apply_batch(&mut self, ops: &[Op]) -> Vec<Result<()>> {
+        ops.iter().map(|op| self.apply(op)).collect()
+    }
+
     fn netns_exists(&mut self, name: &str) -> bool;
     fn netns_list(&mut self) -> Vec<String>;
     fn link(&mut self, ns: &NsRef, name: &str) -> Result<Option<LinkInfo>>;
@@ -58,4 +65,13 @@ pub trait Backend {
     fn tcp(&mut self, ns: &NsRef, addr: IpAddr, port: u16, timeout: Duration) -> Result<bool>;
     /// A short description for messages ("kernel (iptables-nft)", "plan").
     fn describe(&self) -> String;
+
+    /// The routes of the main table (both families), as `find_route` returns them.
+    fn routes(&mut self, _ns: &NsRef) -> Result<Vec<Route>> {
+        Ok(Vec::new())
+    }
+    /// Whether the process `pid` that started at `start` still runs.
+    fn alive(&mut self, _pid: u32, _start: u64) -> bool {
+        false
+    }
 }

@@ -9,6 +9,7 @@ Examples:
   netscript --sandbox examples/article-part1.lua   run a topology in a throwaway sandbox
   sudo netscript topo.lua                          build it for real; it stays up
   sudo netscript down topo                         take it down again (exactly)
+  netscript repl --sandbox                         try the API at a Lua prompt, with .undo
 
 A script that fails (error(), a failed assert, a refused change) or is interrupted
 (Ctrl-C, SIGTERM) is rolled back: everything the run changed is undone, newest first.
@@ -97,10 +98,39 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// An interactive Lua prompt with the whole API, over a session recorded as
+    /// `repl-<pid>` (or --name), with .undo, .journal, .save (see docs/repl.md).
+    /// `netscript` with no script does the same.
+    Repl,
     /// Undo exactly what a recorded topology did, newest first, and forget it.
     /// Taking down a topology that is not up is not an error.
     Down {
         /// The topology's name (see `netscript ls`).
         name: String,
+    },
+    /// List recorded topologies: name, script, when, how many changes, and whether
+    /// anything is missing or changed since.
+    Ls {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show what a topology owns, grouped by namespace, as the commands that made it.
+    Show {
+        name: String,
+        /// Print JSON.
+        #[arg(long, conflicts_with = "dot")]
+        json: bool,
+        /// Print a Graphviz graph (namespaces as clusters, links, veth pairs, bridges).
+        #[arg(long)]
+        dot: bool,
+    },
+    /// Find objects carrying netscript's mark (link alias, rule comment, route
+    /// protocol 78) that no recorded topology accounts for; remove them with --yes.
+    /// Unmarked objects are never touched.
+    Gc {
+        /// Remove what was found (default: only list it).
+        #[arg(long)]
+        yes: bool,
     },
 }

@@ -221,19 +221,10 @@ impl Kernel {
             Op::FwInsert { ns, table, chain, pos, rule } => {
                 self.with_fw(ns, |fw, fd| fw.insert(fd, table, chain, *pos, rule))
             }
-            Op::FwDelete { ns, table, chain, rule } => self.with_fw(ns, |fw, fd| {
-                if !fw.exists(fd, table, chain, rule)? {
-                    return Err(Error::sys("no such rule", Some(Errno::ENOENT)));
-                }
-                fw.delete(fd, table, chain, rule)
-            }),
+            // A missing rule or chain comes back as ENOENT ("already gone").
+            Op::FwDelete { ns, table, chain, rule } => self.with_fw(ns, |fw, fd| fw.delete(fd, table, chain, rule)),
             Op::FwNewChain { ns, table, chain } => self.with_fw(ns, |fw, fd| fw.new_chain(fd, table, chain)),
-            Op::FwDelChain { ns, table, chain } => self.with_fw(ns, |fw, fd| {
-                if !fw.chain_exists(fd, table, chain)? {
-                    return Err(Error::sys("no such chain", Some(Errno::ENOENT)));
-                }
-                fw.delete_chain(fd, table, chain)
-            }),
+            Op::FwDelChain { ns, table, chain } => self.with_fw(ns, |fw, fd| fw.delete_chain(fd, table, chain)),
             Op::Spawn { .. } => Err(Error::invalid("a process is started with spawn(), not replayed")),
             Op::Kill { pid, start } => {
                 let r = process::stop(*pid, *start, Duration::from_secs(2));
@@ -246,12 +237,59 @@ impl Kernel {
     }
 }
 
+/// A firewall change as a line of iptables-restore input: (table, line).
+fn restore_line(op: &Op) -> Option<(&NsRef, String, String)> {
+    use crate::firewall::restore_quote;
+    let words = |rule: &[String]| rule.iter().map(|w| restore_quote(w)).collect::<Vec<_>>().join(" ");
+    Some(match op {
+        Op::FwAppend { ns, table, chain, rule } => (ns, table.clone(), format!("-A {chain} {}", words(rule))),
+        Op::FwInsert { ns, table, chain, pos, rule } => (ns, table.clone(), format!("-I {chain} {pos} {}", words(rule))),
+        Op::FwDelete { ns, table, chain, rule } => (ns, table.clone(), format!("-D {chain} {}", words(rule))),
+        Op::FwPolicy { ns, table, chain, target } => (ns, table.clone(), format!(":{chain} {target} [0:0]")),
+        _ => return None,
+    })
+}
+
 impl Backend for Kernel {
     fn apply(&mut self, op: &Op) -> Result<()> {
         self.apply_inner(op).map_err(|e| match e {
             Error::Sys { msg, errno } => Error::Sys { msg: format!("{}: {msg}", op.render()), errno },
             other => other,
         })
+    }
+
+    /// Consecutive firewall changes in one namespace go through one iptables-restore
+    /// (each iptables-nft process reads the whole rule set: one process per rule is
+    /// quadratic). When the batch fails, the changes are made one by one, so each
+    /// gets its own result.
+    fn apply_batch(&mut self, ops: &[Op]) -> Vec<Result<()>> {
+        let mut results = Vec::with_capacity(ops.len());
+        let mut i = 0;
+        while i < ops.len() {
+            let Some((ns, ..)) = restore_line(&ops[i]) else {
+                results.push(self.apply(&ops[i]));
+                i += 1;
+                continue;
+            };
+            let ns = ns.clone();
+            let mut j = i;
+            let mut lines = Vec::new();
+            while j < ops.len() {
+                match restore_line(&ops[j]) {
+                    Some((n, t, l)) if *n == ns => lines.push((t, l)),
+                    _ => break,
+                }
+                j += 1;
+            }
+            let batched = lines.len() > 1 && self.with_fw(&ns, |fw, fd| fw.restore(fd, &lines)).is_ok();
+            if batched {
+                results.extend((i..j).map(|_| Ok(())));
+            } else {
+                results.extend(ops[i..j].iter().map(|op| self.apply(op)));
+            }
+            i = j;
+        }
+        results
     }
 
     fn netns_exists(&mut self, name: &str) -> bool {
@@ -286,25 +324,13 @@ impl Backend for Kernel {
     }
 
     fn find_route(&mut self, ns: &NsRef, r: &Route) -> Result<Option<Route>> {
-        let h = self.nl(ns)?;
-        let oif = match &r.dev {
-            Some(d) => Some(self.index(ns, d)?),
-            None => None,
-        };
-        let all = self.rt.block_on(nl::routes(&h, r.dest.addr().is_ipv6()))?;
-        let Some(k) = all.into_iter().find(|k| {
+        let all = self.routes(ns)?;
+        Ok(all.into_iter().find(|k| {
             k.dest == r.dest
                 && (r.via.is_none() || k.via == r.via)
-                && (oif.is_none() || k.oif == oif)
+                && (r.dev.is_none() || k.dev == r.dev)
                 && (r.metric.is_none() || k.metric.unwrap_or(0) == r.metric.unwrap_or(0))
-        }) else {
-            return Ok(None);
-        };
-        let dev = match k.oif {
-            Some(i) => self.rt.block_on(nl::link_by_index(&h, i))?.map(|l| l.name),
-            None => None,
-        };
-        Ok(Some(Route { dest: k.dest, via: k.via, dev, metric: k.metric, proto: Some(k.proto), scope: Some(k.scope), src: k.src }))
+        }))
     }
 
     fn sysctl_get(&mut self, ns: &NsRef, key: &str) -> Result<String> {
@@ -387,6 +413,29 @@ impl Backend for Kernel {
         let fd = self.fd(ns)?;
         let sa = SocketAddr::new(addr, port);
         Ok(netns::in_netns(fd, move || TcpStream::connect_timeout(&sa, timeout).is_ok())?)
+    }
+
+    fn routes(&mut self, ns: &NsRef) -> Result<Vec<Route>> {
+        let h = self.nl(ns)?;
+        let mut all = self.rt.block_on(nl::routes(&h, false))?;
+        all.extend(self.rt.block_on(nl::routes(&h, true))?);
+        let links = self.rt.block_on(nl::links(&h))?;
+        Ok(all
+            .into_iter()
+            .map(|k| Route {
+                dest: k.dest,
+                via: k.via,
+                dev: k.oif.and_then(|i| links.iter().find(|l| l.index == i)).map(|l| l.name.clone()),
+                metric: k.metric,
+                proto: Some(k.proto),
+                scope: Some(k.scope),
+                src: k.src,
+            })
+            .collect())
+    }
+
+    fn alive(&mut self, pid: u32, start: u64) -> bool {
+        process::start_time(pid) == Some(start)
     }
 
     fn describe(&self) -> String {

@@ -47,19 +47,33 @@ fn install_signals() -> Signals {
     Signals { cancel, count }
 }
 
+/// A rollback progress callback: when a signal arrives during the rollback, say once
+/// that the rollback is being finished (it is never cut short).
+fn finishing_notice(signals: &Signals) -> impl FnMut(usize) + '_ {
+    let at_start = signals.count.load(Ordering::SeqCst);
+    let mut told = false;
+    move |left| {
+        if !told && signals.count.load(Ordering::SeqCst) > at_start {
+            eprintln!("netscript: interrupted again; finishing the rollback first ({left} changes left to undo)");
+            told = true;
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let opts = cli.run.clone();
     let (script, args) = match cli.command {
         Some(Command::Down { name }) => return code(down(&opts, &name)),
         Some(Command::Plan { undo, script, args }) => return code(plan(&opts, undo, &script, &args)),
+        Some(Command::Ls { json }) => return code(ls(&opts, json)),
+        Some(Command::Show { name, json, dot }) => return code(show(&opts, &name, json, dot)),
+        Some(Command::Gc { yes }) => return code(gc(&opts, yes)),
         Some(Command::Run { script, args }) => (script, args),
+        Some(Command::Repl) => return code(repl(&opts)),
         None => match cli.script {
             Some(s) => (s, cli.args),
-            None => {
-                eprintln!("netscript: no script given. Try: netscript --sandbox examples/article-part1.lua (or --help)");
-                return ExitCode::from(EXIT_USAGE);
-            }
+            None => return code(repl(&opts)),
         },
     };
     code(run(&opts, &script, &args))
@@ -79,20 +93,17 @@ fn topo_name(opts: &RunOpts, script: &Path) -> String {
     opts.name.clone().unwrap_or_else(|| script.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "topology".into()))
 }
 
-fn print_report(what: &str, r: &RollbackReport, signals: Option<&Signals>, verbose: bool) {
+fn print_report(what: &str, r: &RollbackReport, verbose: bool) {
     if verbose || !r.complete() {
         for u in &r.undone {
             eprintln!("  undone: {u}");
         }
     }
-    if !r.undone.is_empty() || !r.complete() {
-        eprintln!("netscript: {what}: undid {} change(s)", r.undone.len());
+    if r.changes > 0 || !r.complete() {
+        eprintln!("netscript: {what}: undid {} change(s)", r.changes);
     }
     for f in &r.failures {
         eprintln!("netscript: could not undo `{}`: {}", f.undo.render(), f.error);
-    }
-    if signals.is_some_and(|s| s.count.load(Ordering::SeqCst) > 1) {
-        eprintln!("netscript: (a further interrupt arrived during rollback; the rollback was finished first)");
     }
 }
 
@@ -132,8 +143,8 @@ fn run(opts: &RunOpts, script: &Path, args: &[String]) -> Result<u8> {
     drop(lua);
 
     let rollback = |why: &str| -> u8 {
-        let report = session.borrow_mut().rollback();
-        print_report(why, &report, Some(&signals), opts.verbose);
+        let report = session.borrow_mut().rollback_with(finishing_notice(&signals));
+        print_report(why, &report, opts.verbose);
         if report.complete() { 0 } else { EXIT_ROLLBACK_INCOMPLETE }
     };
     match result {
@@ -163,7 +174,7 @@ fn run(opts: &RunOpts, script: &Path, args: &[String]) -> Result<u8> {
                 }
             }
             if opts.sandbox || opts.ephemeral {
-                let c = rollback(if opts.ephemeral { "ephemeral run" } else { "sandbox" });
+                let c = rollback(if opts.ephemeral { "ephemeral run, rolled back" } else { "sandbox closed" });
                 if c == 0 {
                     let _ = record.remove();
                 }
@@ -220,6 +231,13 @@ fn plan(opts: &RunOpts, undo: bool, script: &Path, args: &[String]) -> Result<u8
     Ok(0)
 }
 
+/// The interactive REPL (src/repl.rs); the sandbox first, while single-threaded.
+fn repl(opts: &RunOpts) -> Result<u8> {
+    let user_ns = if opts.sandbox { Some(sandbox::enter()?) } else { None };
+    let signals = install_signals();
+    netscript::repl::run(opts, user_ns, signals.cancel, signals.count)
+}
+
 fn down(opts: &RunOpts, name: &str) -> Result<u8> {
     netscript::model::check_name("topology", name)?;
     let signals = install_signals();
@@ -235,12 +253,100 @@ fn down(opts: &RunOpts, name: &str) -> Result<u8> {
     };
     let kernel = Kernel::new(mark_for(name), Flavor::parse(&opts.iptables)?, Arc::new(AtomicBool::new(false)))?;
     let mut session = Session::new(Box::new(kernel), journal, name, Arc::new(AtomicBool::new(false)));
-    let report = session.rollback();
-    print_report(&format!("down {name}"), &report, Some(&signals), opts.verbose);
+    let report = session.rollback_with(finishing_notice(&signals));
+    print_report(&format!("down {name}"), &report, opts.verbose);
     if report.complete() {
         let _ = record.remove();
         Ok(0)
     } else {
         Ok(EXIT_ROLLBACK_INCOMPLETE)
     }
+}
+
+fn state_base(opts: &RunOpts) -> PathBuf {
+    opts.state_dir.clone().unwrap_or_else(default_state_dir)
+}
+
+fn inspector(opts: &RunOpts) -> Result<Kernel> {
+    Kernel::new(String::new(), Flavor::parse(&opts.iptables)?, Arc::new(AtomicBool::new(false)))
+}
+
+fn when(secs: u64) -> String {
+    let ago = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0).saturating_sub(secs);
+    match ago {
+        0..=119 => format!("{ago}s ago"),
+        120..=7199 => format!("{}m ago", ago / 60),
+        7200..=172799 => format!("{}h ago", ago / 3600),
+        _ => format!("{}d ago", ago / 86400),
+    }
+}
+
+fn ls(opts: &RunOpts, json: bool) -> Result<u8> {
+    let mut k = inspector(opts)?;
+    let list = netscript::inspect::list(&state_base(opts), &mut k);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&list).expect("serializes"));
+        return Ok(0);
+    }
+    if list.is_empty() {
+        println!("no topologies are up (records in {})", state_base(opts).display());
+        return Ok(0);
+    }
+    println!("{:<20} {:>7} {:<10} {:<12} {}", "NAME", "CHANGES", "STATUS", "STARTED", "SCRIPT");
+    for t in &list {
+        let status = if t.drift.is_empty() { t.status.clone() } else { format!("drift({})", t.drift.len()) };
+        println!("{:<20} {:>7} {:<10} {:<12} {}", t.name, t.changes, status, when(t.started), t.script);
+        for d in &t.drift {
+            println!("    {d}");
+        }
+    }
+    Ok(0)
+}
+
+fn show(opts: &RunOpts, name: &str, json: bool, dot: bool) -> Result<u8> {
+    let shown = netscript::inspect::show(&state_base(opts), name)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&shown).expect("serializes"));
+    } else if dot {
+        print!("{}", netscript::inspect::dot(&shown));
+    } else {
+        println!("topology {} (from {}, {})", shown.name, shown.script, when(shown.started));
+        for (ns, owned) in shown.by_namespace() {
+            println!("{ns}:");
+            for o in owned {
+                println!("    {}", o.command);
+            }
+        }
+    }
+    Ok(0)
+}
+
+fn gc(opts: &RunOpts, yes: bool) -> Result<u8> {
+    use netscript::backend::Backend;
+    let mut k = inspector(opts)?;
+    let found = netscript::inspect::orphans(&state_base(opts), &mut k)?;
+    if found.is_empty() {
+        println!("nothing to collect: every marked object belongs to a recorded topology");
+        return Ok(0);
+    }
+    let mut failed = 0;
+    for o in &found {
+        if yes {
+            match k.apply(&o.remove) {
+                Ok(()) => println!("removed {}: {}", o.what, o.remove.render()),
+                Err(e) if e.is_gone() => println!("already gone: {}", o.what),
+                Err(e) => {
+                    failed += 1;
+                    eprintln!("netscript: could not remove {}: {e}", o.what);
+                }
+            }
+        } else {
+            println!("{}
+    remove with: {}", o.what, o.remove.render());
+        }
+    }
+    if !yes {
+        println!("{} object(s) found; run `netscript gc --yes` to remove them", found.len());
+    }
+    Ok(if failed > 0 { EXIT_ROLLBACK_INCOMPLETE } else { 0 })
 }

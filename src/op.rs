@@ -131,6 +131,14 @@ impl Op {
         }
     }
 
+    /// Whether this is a firewall change.
+    pub fn is_firewall(&self) -> bool {
+        matches!(
+            self,
+            Op::FwPolicy { .. } | Op::FwAppend { .. } | Op::FwInsert { .. } | Op::FwDelete { .. } | Op::FwNewChain { .. } | Op::FwDelChain { .. }
+        )
+    }
+
     /// The namespace this op acts in (for grouping in `show`).
     pub fn ns(&self) -> NsRef {
         use Op::*;
@@ -158,6 +166,13 @@ impl Op {
             Kill { .. } => NsRef::Host,
         }
     }
+}
+
+/// Stops every process in a namespace and waits until they are gone: how a plan
+/// undoes `spawn` in a namespace the script made, without knowing the pids.
+pub fn render_stop_all_in(ns: &str) -> String {
+    let n = shell_quote(ns);
+    format!("ip netns pids {n} | xargs -r kill 2>/dev/null || true; while [ -n \"$(ip netns pids {n})\" ]; do sleep 0.1; done")
 }
 
 /// A call that only reads the system (`sysctl.get`, `fw.rules`, `Netns:exec`, `ping`,

@@ -102,26 +102,27 @@ fn library_calls_are_shown_at_the_users_line() {
 }
 
 #[test]
-fn undo_prints_the_teardown_newest_first() {
+fn undo_prints_the_teardown_as_a_rollback_runs_it() {
     let (dir, name) = script("undo.lua", SMALL);
     let o = plan_in(&dir, &["plan", "--undo", &name]);
     assert!(o.status.success(), "{}", stderr(&o));
     let cmds: Vec<String> = body(&stdout(&o)).into_iter().filter(|l| !l.starts_with('#')).collect();
+    // Newest first, as a rollback does it: what a later deletion covers is skipped,
+    // and the firewall changes go last, together.
     assert_eq!(
         cmds,
         vec![
-            "iptables -t nat -D POSTROUTING -m comment --comment netscript:undo -s 175.18.0.0/24 -j MASQUERADE",
+            "ip netns pids ns1 | xargs -r kill 2>/dev/null || true; while [ -n \"$(ip netns pids ns1)\" ]; do sleep 0.1; done",
             "sysctl -w net.ipv4.ip_forward=0",
-            "ip -n ns1 link set veth0 down",
-            "ip -n ns1 addr del 175.18.0.2/24 dev veth0",
             "ip -n ns1 link set veth0 netns $$",
             "ip link del veth0",
             "ip netns del ns1",
+            "iptables -t nat -D POSTROUTING -m comment --comment netscript:undo -s 175.18.0.0/24 -j MASQUERADE",
         ]
     );
     let out = stdout(&o);
     assert!(out.contains("# undo of: ip netns add ns1\nip netns del ns1\n"), "{out}");
-    assert!(out.contains("stop the process started by `ip netns exec ns1 sleep 100`"), "{out}");
+    assert!(out.contains("# stop the process started by `ip netns exec ns1 sleep 100`"), "{out}");
 }
 
 #[test]

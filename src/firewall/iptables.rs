@@ -81,6 +81,14 @@ impl Iptables {
     pub fn cmd(&self) -> &'static str {
         self.ipt.cmd
     }
+
+    /// The matching iptables-restore command.
+    fn restore_cmd(&self) -> String {
+        match self.ipt.cmd {
+            "iptables" => "iptables-restore".into(),
+            other => format!("{other}-restore"),
+        }
+    }
 }
 
 /// The crate takes a rule as one string and splits it on spaces, honouring quotes.
@@ -121,7 +129,14 @@ impl Iptables {
     ) -> Result<T> {
         let ipt = &self.ipt;
         in_netns(ns, move || f(ipt).map_err(|e| tool_message(e.as_ref())))?.map_err(|m| {
-            let errno = if m.contains("Permission denied") || m.contains("you must be root") { Some(Errno::EPERM) } else { None };
+            let errno = if m.contains("Permission denied") || m.contains("you must be root") {
+                Some(Errno::EPERM)
+            } else if m.contains("does a matching rule exist") || m.contains("No chain/target/match by that name") {
+                // The rule or chain is not there (rollback counts that as undone).
+                Some(Errno::ENOENT)
+            } else {
+                None
+            };
             let m = if errno.is_some() { format!("{m} (needs root, or run with --sandbox)") } else { m };
             Error::sys(m, errno)
         })
@@ -181,6 +196,43 @@ impl Firewall for Iptables {
         Ok(self.rules(ns, table, None)?.iter().any(|l| {
             l.strip_prefix("-N ").or_else(|| l.strip_prefix("-P ")).and_then(|r| r.split_whitespace().next()) == Some(chain)
         }))
+    }
+
+    fn restore(&self, ns: Option<BorrowedFd<'_>>, lines: &[(String, String)]) -> Result<()> {
+        // Group by table, keeping the order of lines within each table (changes to
+        // different tables do not depend on each other).
+        let mut tables: Vec<(&str, Vec<&str>)> = Vec::new();
+        for (t, l) in lines {
+            match tables.iter_mut().find(|(x, _)| x == t) {
+                Some((_, v)) => v.push(l),
+                None => tables.push((t, vec![l])),
+            }
+        }
+        let mut input = String::new();
+        for (t, ls) in &tables {
+            input += &format!("*{t}\n");
+            for l in ls {
+                input += l;
+                input.push('\n');
+            }
+            input += "COMMIT\n";
+        }
+        let cmd = self.restore_cmd();
+        self.run(ns, move |_| {
+            use std::io::Write;
+            let mut child = Command::new(&cmd)
+                .args(["--noflush", "--wait"])
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()?;
+            child.stdin.take().unwrap().write_all(input.as_bytes())?;
+            let o = child.wait_with_output()?;
+            if !o.status.success() {
+                return Err(Box::new(iptables::error::IptablesError::from(o)) as Box<dyn std::error::Error>);
+            }
+            Ok(())
+        })
     }
 
     fn rules(&self, ns: Option<BorrowedFd<'_>>, table: &str, chain: Option<&str>) -> Result<Vec<String>> {

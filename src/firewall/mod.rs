@@ -68,4 +68,16 @@ pub trait Firewall {
     fn chain_exists(&self, ns: Option<BorrowedFd<'_>>, table: &str, chain: &str) -> Result<bool>;
     /// The table (or one chain of it) as `iptables -t TABLE -S [CHAIN]` prints it.
     fn rules(&self, ns: Option<BorrowedFd<'_>>, table: &str, chain: Option<&str>) -> Result<Vec<String>>;
+    /// Applies many changes at once, all or nothing per table (`iptables-restore
+    /// --noflush`): `lines` are (table, line in iptables-save syntax), in order.
+    fn restore(&self, ns: Option<BorrowedFd<'_>>, lines: &[(String, String)]) -> Result<()>;
+}
+
+/// Quotes a rule word for iptables-save / iptables-restore syntax.
+pub fn restore_quote(w: &str) -> String {
+    if !w.is_empty() && !w.contains(|c: char| c.is_whitespace() || c == '"' || c == '\\' || c == '\'') {
+        w.to_string()
+    } else {
+        format!("\"{}\"", w.replace('\\', "\\\\").replace('"', "\\\""))
+    }
 }

@@ -300,7 +300,7 @@ pub struct Plan {
     rec: RecordingRef,
     next_pid: u32,
     /// Processes the script started: the plan's made-up pid and the command.
-    spawned: Vec<(u32, String)>,
+    spawned: Vec<(u32, String, NsRef)>,
 }
 
 fn no_ns(ns: &NsRef) -> Error {
@@ -682,11 +682,21 @@ impl Backend for Plan {
     fn apply(&mut self, op: &Op) -> Result<()> {
         if let Op::Kill { pid, .. } = op {
             // The pid is the plan's own invention: `kill PID` would hit a stranger.
-            let i = self.spawned.iter().position(|(p, _)| p == pid).ok_or_else(|| {
+            let i = self.spawned.iter().position(|(p, _, _)| p == pid).ok_or_else(|| {
                 Error::sys(format!("{}: no such process (already gone?)", op.render()), Some(Errno::ESRCH))
             })?;
-            let (_, cmd) = self.spawned.remove(i);
-            self.record(Step::Note(format!("stop the process started by `{cmd}` (kill its pid; the plan cannot know it)")));
+            let (_, cmd, ns) = self.spawned.remove(i);
+            match &ns {
+                // Every named namespace of the model was made by the script: what
+                // runs there is what it started.
+                NsRef::Named(n) => {
+                    self.record(Step::Note(format!("stop the process started by `{cmd}` (every process in \"{n}\")")));
+                    self.record(Step::Change(crate::op::render_stop_all_in(n)));
+                }
+                NsRef::Host => self.record(Step::Note(format!(
+                    "stop the process started by `{cmd}` (kill its pid; the plan cannot know it)"
+                ))),
+            }
             return Ok(());
         }
         match self.apply_inner(op) {
@@ -762,17 +772,17 @@ impl Backend for Plan {
         let pid = self.next_pid;
         self.next_pid += 1;
         let line = Op::Spawn { ns: ns.clone(), cmd: argv.to_vec(), pid, start: 0 }.render();
-        self.spawned.push((pid, line.trim_end_matches(" &").to_string()));
+        self.spawned.push((pid, line.trim_end_matches(" &").to_string(), ns.clone()));
         self.record(Step::Change(line));
         Ok((pid, 0))
     }
 
     fn wait(&mut self, pid: u32) -> Result<i32> {
         // The model's processes end at once, successfully.
-        if !self.spawned.iter().any(|(p, _)| *p == pid) {
+        if !self.spawned.iter().any(|(p, _, _)| *p == pid) {
             return Err(Error::invalid(format!("process {pid} was not started by this run (or was already waited for)")));
         }
-        self.spawned.retain(|(p, _)| *p != pid);
+        self.spawned.retain(|(p, _, _)| *p != pid);
         Ok(0)
     }
 
@@ -790,6 +800,14 @@ impl Backend for Plan {
 
     fn describe(&self) -> String {
         "plan (a model of the system; nothing is changed)".into()
+    }
+
+    fn routes(&mut self, ns: &NsRef) -> Result<Vec<Route>> {
+        Ok(self.ns(ns)?.routes.clone())
+    }
+
+    fn alive(&mut self, pid: u32, _start: u64) -> bool {
+        self.spawned.iter().any(|(p, _, _)| *p == pid)
     }
 
     fn set_origin(&mut self, origin: &str) {
@@ -881,7 +899,7 @@ mod tests {
     }
 
     #[test]
-    fn undo_is_newest_first_and_skips_what_is_gone() {
+    fn undo_is_newest_first_with_the_firewall_last() {
         let (mut s, rec) = session();
         let ns1 = s.netns_add("ns1").unwrap();
         s.veth_add("a", "b", &NsRef::Host, &ns1).unwrap();
@@ -889,7 +907,8 @@ mod tests {
         rec.borrow_mut().steps.clear();
         let report = s.rollback();
         assert!(report.complete());
-        assert_eq!(rec.borrow().commands(), vec!["iptables -t filter -P FORWARD ACCEPT", "ip link del a", "ip netns del ns1"]);
+        // The session sends firewall undos together, after the rest.
+        assert_eq!(rec.borrow().commands(), vec!["ip link del a", "ip netns del ns1", "iptables -t filter -P FORWARD ACCEPT"]);
     }
 
     #[test]

@@ -1,0 +1,356 @@
+//! Looking at recorded topologies: `ls` (with drift), `show` (what a topology owns)
+//! and `gc` (marked objects that no journal accounts for).
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::backend::{Backend, LinkInfo};
+use crate::error::{Error, Result};
+use crate::journal::{Journal, State};
+use crate::model::{split_words, NsRef, ROUTE_PROTO};
+use crate::op::Op;
+use crate::state::{self, Record};
+
+#[derive(Debug, Serialize)]
+pub struct TopologySummary {
+    pub name: String,
+    pub script: String,
+    /// Seconds since the epoch.
+    pub started: u64,
+    pub changes: usize,
+    /// "up", "running" (a netscript process holds it now), or "unreadable".
+    pub status: String,
+    /// Changes whose effect is missing or altered since the run.
+    pub drift: Vec<String>,
+}
+
+/// Every recorded topology under `base`, checked against the system.
+pub fn list(base: &Path, backend: &mut dyn Backend) -> Vec<TopologySummary> {
+    let mut out = Vec::new();
+    for name in state::list(base) {
+        let path = base.join(&name).join("journal.jsonl");
+        let running = Record::lock(base, &name).is_err();
+        match Journal::open(&path) {
+            Ok(j) => {
+                let changes = j.live_count();
+                let meta = j.meta.clone();
+                let drift = if running { Vec::new() } else { drift(&j, backend) };
+                out.push(TopologySummary {
+                    name,
+                    script: meta.script,
+                    started: meta.started,
+                    changes,
+                    status: if running { "running".into() } else { "up".into() },
+                    drift,
+                });
+            }
+            Err(e) => out.push(TopologySummary {
+                name,
+                script: String::new(),
+                started: 0,
+                changes: 0,
+                status: "unreadable".into(),
+                drift: vec![e.to_string()],
+            }),
+        }
+    }
+    out
+}
+
+/// What of a topology is no longer as its run left it: one line per change whose
+/// effect is missing or altered (checked newest first; an older change to the same
+/// thing is covered by the newer one).
+pub fn drift(journal: &Journal, b: &mut dyn Backend) -> Vec<String> {
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut moved_away: HashSet<(NsRef, String)> = HashSet::new();
+    let mut out = Vec::new();
+    for e in journal.live_newest_first() {
+        if e.state != State::Done {
+            continue;
+        }
+        let (key, link) = drift_key(&e.op);
+        if link.as_ref().is_some_and(|l| moved_away.contains(l)) {
+            continue;
+        }
+        if let Op::MoveLink { ns, name, .. } = &e.op {
+            moved_away.insert((ns.clone(), name.clone()));
+        }
+        if !seen.insert(key) {
+            continue;
+        }
+        match in_place(b, &e.op) {
+            Ok(true) => {}
+            Ok(false) => out.push(format!("not in place: {}", e.op.render())),
+            Err(err) => out.push(format!("cannot check `{}`: {err}", e.op.render())),
+        }
+    }
+    out
+}
+
+/// Whether the effect of `op` is what the system shows now.
+fn in_place(b: &mut dyn Backend, op: &Op) -> Result<bool> {
+    fn link(b: &mut dyn Backend, ns: &NsRef, name: &str) -> Result<Option<LinkInfo>> {
+        match ns {
+            NsRef::Named(n) if !b.netns_exists(n) => Ok(None),
+            _ => b.link(ns, name),
+        }
+    }
+    fn ns_ok(b: &mut dyn Backend, ns: &NsRef) -> bool {
+        ns.name().is_none_or(|n| b.netns_exists(n))
+    }
+    Ok(match op {
+        Op::AddNetns { name } => b.netns_exists(name),
+        Op::DelNetns { name } => !b.netns_exists(name),
+        Op::AddVeth { ns, name, .. } | Op::AddBridge { ns, name } => link(b, ns, name)?.is_some(),
+        Op::DelLink { ns, name } => link(b, ns, name)?.is_none(),
+        Op::MoveLink { name, to, .. } => link(b, to, name)?.is_some(),
+        Op::SetUp { ns, name, up } => link(b, ns, name)?.is_some_and(|l| l.up == *up),
+        Op::AddAddr { ns, dev, addr } => link(b, ns, dev)?.is_some_and(|l| l.addrs.contains(addr)),
+        Op::DelAddr { ns, dev, addr } => link(b, ns, dev)?.is_none_or(|l| !l.addrs.contains(addr)),
+        Op::SetMaster { ns, dev, master } => link(b, ns, dev)?.is_some_and(|l| &l.master == master),
+        Op::SetMtu { ns, dev, mtu } => link(b, ns, dev)?.is_some_and(|l| l.mtu == *mtu),
+        Op::AddRoute { ns, route } => ns_ok(b, ns) && b.find_route(ns, route)?.is_some(),
+        Op::DelRoute { ns, route } => !ns_ok(b, ns) || b.find_route(ns, route)?.is_none(),
+        Op::SetSysctl { ns, key, value } => ns_ok(b, ns) && b.sysctl_get(ns, key)? == *value,
+        Op::FwPolicy { ns, table, chain, target } => ns_ok(b, ns) && b.fw_policy(ns, table, chain)? == *target,
+        Op::FwAppend { ns, table, chain, rule } | Op::FwInsert { ns, table, chain, rule, .. } => {
+            ns_ok(b, ns) && b.fw_exists(ns, table, chain, rule)?
+        }
+        Op::FwDelete { ns, table, chain, rule } => !ns_ok(b, ns) || !b.fw_exists(ns, table, chain, rule)?,
+        Op::FwNewChain { ns, table, chain } => ns_ok(b, ns) && b.fw_chain_exists(ns, table, chain)?,
+        Op::FwDelChain { ns, table, chain } => !ns_ok(b, ns) || !b.fw_chain_exists(ns, table, chain)?,
+        Op::Spawn { pid, start, .. } => b.alive(*pid, *start),
+        Op::Kill { pid, start } => !b.alive(*pid, *start),
+    })
+}
+
+/// What a change is about, for drift: changes with the same key supersede each other;
+/// the second value names the link the change is about, if any.
+fn drift_key(op: &Op) -> (String, Option<(NsRef, String)>) {
+    let l = |ns: &NsRef, n: &str| Some((ns.clone(), n.to_string()));
+    match op {
+        Op::AddNetns { name } | Op::DelNetns { name } => (format!("netns {name}"), None),
+        Op::AddVeth { ns, name, .. } | Op::AddBridge { ns, name } | Op::DelLink { ns, name } | Op::MoveLink { ns, name, .. } => {
+            (format!("link {ns} {name}"), l(ns, name))
+        }
+        Op::SetUp { ns, name, .. } => (format!("up {ns} {name}"), l(ns, name)),
+        Op::AddAddr { ns, dev, addr } | Op::DelAddr { ns, dev, addr } => (format!("addr {ns} {dev} {addr}"), l(ns, dev)),
+        Op::SetMaster { ns, dev, .. } => (format!("master {ns} {dev}"), l(ns, dev)),
+        Op::SetMtu { ns, dev, .. } => (format!("mtu {ns} {dev}"), l(ns, dev)),
+        Op::AddRoute { ns, route } | Op::DelRoute { ns, route } => (format!("route {ns} {route}"), None),
+        Op::SetSysctl { ns, key, .. } => (format!("sysctl {ns} {key}"), None),
+        Op::FwPolicy { ns, table, chain, .. } => (format!("policy {ns} {table} {chain}"), None),
+        Op::FwAppend { ns, table, chain, rule } | Op::FwInsert { ns, table, chain, rule, .. } | Op::FwDelete { ns, table, chain, rule } => {
+            (format!("rule {ns} {table} {chain} {rule:?}"), None)
+        }
+        Op::FwNewChain { ns, table, chain } | Op::FwDelChain { ns, table, chain } => (format!("chain {ns} {table} {chain}"), None),
+        Op::Spawn { pid, .. } | Op::Kill { pid, .. } => (format!("process {pid}"), None),
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct Owned {
+    /// The namespace it is in: "host" or the namespace's name.
+    pub ns: String,
+    pub command: String,
+    pub op: Op,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Shown {
+    pub name: String,
+    pub script: String,
+    pub started: u64,
+    /// What the topology owns, in the order it was made.
+    pub changes: Vec<Owned>,
+}
+
+impl Shown {
+    /// The changes grouped by namespace, each group in the order they were made.
+    pub fn by_namespace(&self) -> BTreeMap<&str, Vec<&Owned>> {
+        let mut m: BTreeMap<&str, Vec<&Owned>> = BTreeMap::new();
+        for o in &self.changes {
+            m.entry(o.ns.as_str()).or_default().push(o);
+        }
+        m
+    }
+}
+
+pub fn show(base: &Path, name: &str) -> Result<Shown> {
+    crate::model::check_name("topology", name)?;
+    let path = base.join(name).join("journal.jsonl");
+    if !path.exists() {
+        return Err(Error::invalid(format!("topology \"{name}\" is not up (no record in {})", base.display())));
+    }
+    let j = Journal::open(&path)?;
+    let changes = j
+        .entries()
+        .iter()
+        .filter(|e| e.state == State::Done)
+        .map(|e| Owned { ns: e.op.ns().short().to_string(), command: e.op.render(), op: e.op.clone() })
+        .collect();
+    Ok(Shown { name: name.into(), script: j.meta.script.clone(), started: j.meta.started, changes })
+}
+
+/// A marked object that no journal accounts for, and the op that removes it.
+#[derive(Debug, Serialize)]
+pub struct Orphan {
+    pub what: String,
+    pub remove: Op,
+}
+
+/// Finds objects carrying netscript's ownership mark (link alias `netscript:NAME`, rule
+/// comment `netscript:NAME`, route protocol 78) that no recorded topology accounts
+/// for, in the namespace netscript runs in and every named namespace.
+pub fn orphans(base: &Path, backend: &mut dyn Backend) -> Result<Vec<Orphan>> {
+    let mut links: HashSet<(String, NsRef, String)> = HashSet::new();
+    let mut rule_topos: HashSet<String> = HashSet::new();
+    let mut routes: HashSet<(NsRef, String)> = HashSet::new();
+    for name in state::list(base) {
+        let j = Journal::open(&base.join(&name).join("journal.jsonl"))?;
+        for e in j.entries().iter().filter(|e| e.live()) {
+            match &e.op {
+                Op::AddVeth { ns, name: n, peer, peer_ns } => {
+                    links.insert((name.clone(), ns.clone(), n.clone()));
+                    links.insert((name.clone(), peer_ns.clone(), peer.clone()));
+                }
+                Op::AddBridge { ns, name: n } => {
+                    links.insert((name.clone(), ns.clone(), n.clone()));
+                }
+                Op::MoveLink { name: n, to, .. } => {
+                    links.insert((name.clone(), to.clone(), n.clone()));
+                }
+                Op::FwAppend { .. } | Op::FwInsert { .. } => {
+                    rule_topos.insert(name.clone());
+                }
+                Op::AddRoute { ns, route } => {
+                    routes.insert((ns.clone(), route.dest.to_string()));
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut nss = vec![NsRef::Host];
+    nss.extend(backend.netns_list().into_iter().map(NsRef::Named));
+    let mut out = Vec::new();
+    for ns in nss {
+        for l in backend.links(&ns)? {
+            let Some(topo) = l.alias.as_deref().and_then(|a| a.strip_prefix("netscript:")) else { continue };
+            if !links.contains(&(topo.to_string(), ns.clone(), l.name.clone())) {
+                out.push(Orphan {
+                    what: format!("link \"{}\" in {ns} (marked for topology \"{topo}\")", l.name),
+                    remove: Op::DelLink { ns: ns.clone(), name: l.name.clone() },
+                });
+            }
+        }
+        for r in backend.routes(&ns)? {
+            if r.proto == Some(ROUTE_PROTO) && !routes.contains(&(ns.clone(), r.dest.to_string())) {
+                out.push(Orphan {
+                    what: format!("route {r} in {ns}"),
+                    remove: Op::DelRoute { ns: ns.clone(), route: r.clone() },
+                });
+            }
+        }
+        for table in crate::firewall::TABLES {
+            let Ok(lines) = backend.fw_rules(&ns, table, None) else { continue };
+            for line in lines {
+                let Some(rest) = line.strip_prefix("-A ") else { continue };
+                let Ok(words) = split_words(rest) else { continue };
+                let Some(i) = words.iter().position(|w| w == "--comment") else { continue };
+                let Some(topo) = words.get(i + 1).and_then(|c| c.strip_prefix("netscript:")) else { continue };
+                if !rule_topos.contains(topo) {
+                    out.push(Orphan {
+                        what: format!("rule `{line}` in table {table} of {ns}"),
+                        remove: Op::FwDelete { ns: ns.clone(), table: table.to_string(), chain: words[0].clone(), rule: words[1..].to_vec() },
+                    });
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+
+/// A Graphviz graph of what a topology owns: namespaces as clusters, links as nodes
+/// (labelled with their addresses), veth pairs as edges between their ends, bridge
+/// ports as dashed edges to their bridge.
+pub fn dot(shown: &Shown) -> String {
+    // Replay the owned changes into a picture of the end state.
+    #[derive(Default)]
+    struct Node {
+        kind: &'static str,
+        addrs: Vec<String>,
+    }
+    let mut nodes: BTreeMap<(String, String), Node> = BTreeMap::new();
+    let mut nss: std::collections::BTreeSet<String> = Default::default();
+    let mut pairs: Vec<((String, String), (String, String))> = Vec::new();
+    let mut masters: BTreeMap<(String, String), String> = BTreeMap::new();
+    let key = |ns: &NsRef, n: &str| (ns.short().to_string(), n.to_string());
+    for op in shown.changes.iter().map(|o| &o.op) {
+        match op {
+            Op::AddNetns { name } => {
+                nss.insert(name.clone());
+            }
+            Op::AddVeth { ns, name, peer, peer_ns } => {
+                nodes.insert(key(ns, name), Node { kind: "veth", addrs: vec![] });
+                nodes.insert(key(peer_ns, peer), Node { kind: "veth", addrs: vec![] });
+                pairs.push((key(ns, name), key(peer_ns, peer)));
+            }
+            Op::AddBridge { ns, name } => {
+                nodes.insert(key(ns, name), Node { kind: "bridge", addrs: vec![] });
+            }
+            Op::AddAddr { ns, dev, addr } => {
+                nodes.entry(key(ns, dev)).or_insert(Node { kind: "link", addrs: vec![] }).addrs.push(addr.to_string());
+            }
+            Op::SetMaster { ns, dev, master: Some(m) } => {
+                masters.insert(key(ns, dev), m.clone());
+            }
+            Op::MoveLink { ns, name, to } => {
+                let (from, dest) = (key(ns, name), key(to, name));
+                if let Some(n) = nodes.remove(&from) {
+                    nodes.insert(dest.clone(), n);
+                }
+                for p in pairs.iter_mut() {
+                    if p.0 == from {
+                        p.0 = dest.clone();
+                    }
+                    if p.1 == from {
+                        p.1 = dest.clone();
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let id = |k: &(String, String)| format!("\"{}/{}\"", k.0, k.1);
+    let mut out = format!("graph \"{}\" {{\n  node [shape=box, fontname=\"monospace\"];\n", shown.name);
+    let mut by_ns: BTreeMap<String, Vec<(&(String, String), &Node)>> = BTreeMap::new();
+    for (k, n) in &nodes {
+        by_ns.entry(k.0.clone()).or_default().push((k, n));
+    }
+    for ns in nss.iter().cloned().chain(std::iter::once("host".to_string())) {
+        by_ns.entry(ns).or_default();
+    }
+    for (i, (ns, members)) in by_ns.iter().enumerate() {
+        out += &format!("  subgraph cluster_{i} {{\n    label=\"{}\";\n", if ns == "host" { "host".to_string() } else { format!("netns {ns}") });
+        for (k, n) in members {
+            let mut label = k.1.clone();
+            for a in &n.addrs {
+                label += &format!("\\n{a}");
+            }
+            let shape = if n.kind == "bridge" { ", shape=component" } else { "" };
+            out += &format!("    {} [label=\"{label}\"{shape}];\n", id(k));
+        }
+        out += "  }\n";
+    }
+    for (a, b) in &pairs {
+        out += &format!("  {} -- {} [label=\"veth\"];\n", id(a), id(b));
+    }
+    for (port, m) in &masters {
+        out += &format!("  {} -- {} [style=dashed];\n", id(port), id(&(port.0.clone(), m.clone())));
+    }
+    out += "}\n";
+    out
+}

@@ -1,0 +1,1146 @@
+//! The interactive REPL: `netscript` with no script, or `netscript repl`.
+//!
+//! A Lua prompt with the whole API loaded, over one session that is recorded like a
+//! script run (so `netscript down NAME` can remove what it leaves behind). Each input
+//! is one chunk: an expression prints its value, an error undoes only what that
+//! input changed, and the dot-commands (`.journal`, `.undo`, `.save`, ...) work on
+//! the session's journal. `!NS cmd` runs a shell command inside a namespace.
+//!
+//! On a terminal, input goes through rustyline (history, completion); otherwise the
+//! REPL reads stdin line by line with no prompts, which suits pipes and tests.
+
+use std::cell::RefCell;
+use std::collections::HashSet;
+use std::ffi::c_void;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use mlua::{Function, Lua, MultiValue, Table, Value};
+use rustyline::completion::{Completer, FilenameCompleter, Pair};
+use rustyline::error::ReadlineError;
+use rustyline::highlight::Highlighter;
+use rustyline::hint::Hinter;
+use rustyline::history::DefaultHistory;
+use rustyline::validate::Validator;
+use rustyline::{CompletionType, Config, Context, Editor, Helper};
+
+use crate::cli::RunOpts;
+use crate::error::{Error, Result};
+use crate::firewall::iptables::Flavor;
+use crate::journal::{Meta, State};
+use crate::kernel::Kernel;
+use crate::lua::link::LLink;
+use crate::lua::netns::{LNetns, LProcess};
+use crate::lua::{self, SessionRef};
+use crate::model::NsRef;
+use crate::session::{mark_for, RollbackReport, Session};
+use crate::state::{default_state_dir, Record};
+
+const PROMPT: &str = "netscript> ";
+const PROMPT_MORE: &str = "       ..> ";
+
+/// Exit code when what was to be undone could not all be undone (as for scripts).
+const EXIT_ROLLBACK_INCOMPLETE: u8 = 3;
+
+/// The dot-commands, for `.help` and completion.
+const COMMANDS: &[(&str, &str)] = &[
+    (".help", "this text"),
+    (".journal", "what this session changed, as shell commands, oldest first"),
+    (".undo [N]", "undo the newest N changes (default 1)"),
+    (".rollback", "undo every change this session made"),
+    (".save FILE", "write the inputs that built the current state as a script"),
+    (".load FILE", "run a script into this session"),
+    (".exit", "leave (as Ctrl-D)"),
+];
+
+/// Fields and methods of the handle types, for completion after `.` and `:`
+/// (a unit test checks that each one exists).
+const NETNS_FIELDS: &[&str] = &["name"];
+const NETNS_METHODS: &[&str] = &["del", "exec", "link", "links", "ping", "spawn", "tcp"];
+const LINK_FIELDS: &[&str] = &["name", "ns"];
+const LINK_METHODS: &[&str] = &["addr", "addrs", "del", "down", "info", "master", "move", "mtu", "nomaster", "up"];
+const PROCESS_FIELDS: &[&str] = &["pid"];
+const PROCESS_METHODS: &[&str] = &["kill", "wait"];
+
+const KEYWORDS: &[&str] = &[
+    "and", "break", "do", "else", "elseif", "end", "false", "for", "function", "goto", "if", "in", "local", "nil", "not", "or",
+    "repeat", "return", "then", "true", "until", "while",
+];
+
+const HELP_API: &str = "\
+The API (docs/api.md has it all; every module is a global):
+  netns.add(name) -> Netns        netns.get(name), netns.host(), netns.list()
+    Netns.name  :link(name)  :links()  :exec(cmd[, {check=, timeout=}])  :spawn(cmd)
+    :ping(addr[, {count=, timeout=}])  :tcp(addr, port[, {timeout=}])  :del()
+  veth.add(name, peer[, {ns=, peer_ns=}]) -> Link, Link
+  bridge.add(name[, {ns=}]) -> Link          link.get(name[, {ns=}]) -> Link
+    Link.name  Link.ns  :up()  :down()  :addr(cidr)  :move(ns)  :master(br)  :nomaster()
+    :mtu(n)  :del()  :addrs()  :info()
+  route.add(dest[, {via=, dev=, ns=, metric=}])   route.del(dest[, {via=, dev=, ns=}])
+  sysctl.get(key[, {ns=}])   sysctl.set(key, value[, {ns=}])
+  fw.policy(table, chain, target[, {ns=}])   fw.append(table, chain, rule[, {ns=}])
+  fw.insert(table, chain, rule[, {ns=, pos=}])   fw.delete(table, chain, rule[, {ns=}])
+  fw.chain(table, name[, {ns=}])   fw.rules(table[, {ns=}])
+  require(\"netscript.docker\").network{name=, subnet=}  -> :container(name), :publish(...)";
+
+const HELP_REPL: &str = "\
+Typing:
+  An expression prints its value (`1+1`, `ns1`, `fw.rules(\"nat\")`); a statement runs.
+  An unfinished input (open `function`, `{`, string) continues on the next line.
+  `local x = ...` at the start of an input defines x for the inputs that follow.
+  An input that fails is undone (only that input's changes); the rest stays.
+  Tab completes globals, module fields (`fw.` ...) and methods (`l:` ...).
+  Ctrl-C cancels the input being typed, or stops the one running; Ctrl-D leaves.
+Shell:
+  !NS cmd     run `cmd` with /bin/sh inside namespace NS (`!ns1 ping -c1 10.0.0.2`)
+  ! cmd       the same in the host namespace (also `!host cmd`)";
+
+/// One input that ran without error, and the journal entries it made.
+struct Chunk {
+    /// What `.save` writes for it (None: nothing to save, e.g. a bare expression).
+    save: Option<String>,
+    /// How messages name it: the input on one line, or `.load FILE`.
+    label: String,
+    /// The journal's length before and after the input ran.
+    start: usize,
+    end: usize,
+}
+
+enum ChunkState {
+    /// Every change it made is still in place (or it made none).
+    Live,
+    /// Some of its changes were undone by `.undo`.
+    Partly,
+    /// All its changes were undone.
+    Undone,
+}
+
+/// What to do after an input.
+enum Next {
+    Continue,
+    /// The input is not finished: read more lines.
+    More,
+    Exit,
+}
+
+pub struct Repl {
+    lua: Lua,
+    session: SessionRef,
+    cancel: Arc<AtomicBool>,
+    count: Arc<AtomicUsize>,
+    /// SIGTERM (also sets `cancel`): stop the running input, then leave.
+    term: Arc<AtomicBool>,
+    topo: String,
+    chunks: Vec<Chunk>,
+    tostring: Function,
+    /// Set by `os.exit()`, which leaves the REPL (through the normal exit, not at once).
+    exit: Rc<std::cell::Cell<bool>>,
+}
+
+/// The error `os.exit()` raises to stop the input it is called from.
+const EXIT_MARK: &str = "netscript-repl: os.exit";
+
+/// Runs the REPL to its end. `user_ns` is Some when main has entered the sandbox
+/// (it must, first thing, while single-threaded); `cancel` and `count` are the
+/// SIGINT / SIGTERM flags main installed.
+pub fn run(opts: &RunOpts, user_ns: Option<bool>, cancel: Arc<AtomicBool>, count: Arc<AtomicUsize>) -> Result<u8> {
+    let topo = opts.name.clone().unwrap_or_else(|| format!("repl-{}", std::process::id()));
+    crate::model::check_name("topology", &topo)?;
+    let flavor = Flavor::parse(&opts.iptables)?;
+    let base = opts.state_dir.clone().unwrap_or_else(default_state_dir);
+    let record = Record::lock(&base, &topo).map_err(|e| {
+        if opts.sandbox || nix::unistd::geteuid().is_root() {
+            e
+        } else {
+            Error::sys(format!("{e}\n(the REPL changes this machine's network, which needs root; to try things out as a normal user: netscript repl --sandbox)"), e.errno())
+        }
+    })?;
+    let meta = Meta {
+        name: topo.clone(),
+        script: "(repl)".into(),
+        pid: std::process::id(),
+        started: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+    };
+    let journal = record.start(meta)?;
+    let mut kernel = Kernel::new(mark_for(&topo), flavor, cancel.clone())?;
+    kernel.set_log_dir(Some(record.dir.clone()));
+    if user_ns.is_some() {
+        kernel.set_lo_up()?;
+    }
+    let mut session = Session::new(Box::new(kernel), journal, &topo, cancel.clone());
+    session.set_verbose(opts.verbose);
+    let session = Rc::new(RefCell::new(session));
+    let lua = lua::new_lua(session.clone(), &topo, None, &[], cancel.clone())
+        .map_err(|e| Error::sys(format!("cannot start Lua: {e}"), None))?;
+    let tostring: Function = lua.globals().get("tostring").map_err(|e| Error::sys(format!("cannot start Lua: {e}"), None))?;
+    let term = Arc::new(AtomicBool::new(false));
+    let _ = signal_hook::flag::register(signal_hook::consts::SIGTERM, term.clone());
+    // os.exit() leaves the REPL the normal way (rollback with --sandbox, the
+    // "still in place" note otherwise) instead of killing the process.
+    let exit = Rc::new(std::cell::Cell::new(false));
+    let flag = exit.clone();
+    let os_exit = lua
+        .create_function(move |_, _: MultiValue| -> mlua::Result<()> {
+            flag.set(true);
+            Err(mlua::Error::RuntimeError(EXIT_MARK.into()))
+        })
+        .and_then(|f| lua.globals().get::<Table>("os").and_then(|os| os.set("exit", f)));
+    if let Err(e) = os_exit {
+        return Err(Error::sys(format!("cannot start Lua: {e}"), None));
+    }
+    let mut repl =
+        Repl { lua, session: session.clone(), cancel, count, term, topo: topo.clone(), chunks: Vec::new(), tostring, exit };
+
+    let throwaway = opts.sandbox || opts.ephemeral;
+    if std::io::stdin().is_terminal() {
+        println!("netscript {} REPL, topology \"{topo}\"{}", env!("CARGO_PKG_VERSION"), if opts.sandbox {
+            " in a sandbox (everything is undone when you leave)"
+        } else if opts.ephemeral {
+            " (ephemeral: everything is undone when you leave)"
+        } else {
+            ""
+        });
+        println!("Type Lua. .help for the API and commands, Tab to complete, Ctrl-D to leave.");
+        repl.interactive();
+    } else {
+        repl.piped();
+    }
+    let Repl { lua, cancel, term, .. } = repl;
+    drop(lua);
+    if term.load(Ordering::SeqCst) {
+        eprintln!("netscript: terminated (SIGTERM)");
+    }
+    // The signal has done its work (stopped the input); what follows must not be cut short.
+    cancel.store(false, Ordering::SeqCst);
+
+    let live = session.borrow().journal().live_count();
+    if throwaway {
+        let report = session.borrow_mut().rollback();
+        print_undone(&report, live, false);
+        if report.complete() {
+            let _ = record.remove();
+            return Ok(0);
+        }
+        return Ok(EXIT_ROLLBACK_INCOMPLETE);
+    }
+    if live == 0 {
+        let _ = record.remove();
+    } else {
+        let dir = match &opts.state_dir {
+            Some(d) => format!("--state-dir {} ", crate::model::shell_quote(&d.display().to_string())),
+            None => String::new(),
+        };
+        eprintln!(
+            "netscript: {live} change{} still in place (topology \"{topo}\"); {} stay. Remove them with: netscript {dir}down {topo}",
+            if live == 1 { " is" } else { "s are" },
+            if live == 1 { "it" } else { "they" },
+        );
+    }
+    Ok(0)
+}
+
+/// Prints what undoing `changes` journal entries did (`verbose`: each undo
+/// command, not only the count).
+fn print_undone(r: &RollbackReport, changes: usize, verbose: bool) {
+    if verbose || !r.complete() {
+        for u in &r.undone {
+            eprintln!("  undone: {u}");
+        }
+    }
+    if changes > 0 && !verbose {
+        eprintln!("netscript: undid {changes} change{}", plural(changes));
+    }
+    for f in &r.failures {
+        eprintln!("netscript: could not undo `{}`: {}", f.undo.render(), f.error);
+    }
+}
+
+/// `$XDG_STATE_HOME/netscript/history`, or `~/.local/state/netscript/history`.
+pub fn history_path() -> Option<PathBuf> {
+    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let base = env("XDG_STATE_HOME").filter(|p| p.is_absolute()).or_else(|| env("HOME").map(|h| h.join(".local/state")))?;
+    Some(base.join("netscript").join("history"))
+}
+
+impl Repl {
+    fn interactive(&mut self) {
+        let builder = Config::builder().completion_type(CompletionType::List).auto_add_history(false);
+        let config = builder
+            .max_history_size(5000)
+            .and_then(|b| b.history_ignore_dups(true))
+            .map(|b| b.build())
+            .unwrap_or_default();
+        let mut rl: Editor<ReplHelper, DefaultHistory> = match Editor::with_config(config) {
+            Ok(rl) => rl,
+            Err(e) => {
+                eprintln!("netscript: cannot use the terminal for line editing ({e}); reading plain lines");
+                return self.piped();
+            }
+        };
+        rl.set_helper(Some(ReplHelper { lua: self.lua.clone(), session: self.session.clone(), files: FilenameCompleter::new() }));
+        let history = history_path();
+        if let Some(h) = &history {
+            if let Some(dir) = h.parent() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+            if h.exists()
+                && let Err(e) = rl.load_history(h)
+            {
+                eprintln!("netscript: cannot read the history {}: {e}", h.display());
+            }
+        }
+        let mut buf = String::new();
+        loop {
+            let prompt = if buf.is_empty() { PROMPT } else { PROMPT_MORE };
+            match rl.readline(prompt) {
+                Ok(line) => {
+                    if buf.is_empty() && line.trim().is_empty() {
+                        continue;
+                    }
+                    if !buf.is_empty() {
+                        buf.push('\n');
+                    }
+                    buf.push_str(&line);
+                    let next = self.input(&buf);
+                    if !matches!(next, Next::More) {
+                        let _ = rl.add_history_entry(buf.as_str());
+                        if let Some(h) = &history {
+                            let _ = rl.append_history(h);
+                        }
+                        buf.clear();
+                    }
+                    if matches!(next, Next::Exit) || self.term.load(Ordering::SeqCst) {
+                        break;
+                    }
+                }
+                Err(ReadlineError::Interrupted) => {
+                    if buf.is_empty() {
+                        println!("(Ctrl-D or .exit to leave)");
+                    }
+                    buf.clear();
+                }
+                Err(ReadlineError::Eof) => break,
+                Err(e) => {
+                    eprintln!("netscript: cannot read input: {e}");
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Stdin is not a terminal: plain lines, no prompts, no banner.
+    fn piped(&mut self) {
+        let stdin = std::io::stdin();
+        let mut buf = String::new();
+        for line in stdin.lock().lines() {
+            let Ok(line) = line else { break };
+            // A signal that came while we waited for input ends the REPL, as it
+            // would end a script.
+            if self.cancel.load(Ordering::SeqCst) {
+                eprintln!("netscript: interrupted");
+                return;
+            }
+            if buf.is_empty() && line.trim().is_empty() {
+                continue;
+            }
+            if !buf.is_empty() {
+                buf.push('\n');
+            }
+            buf.push_str(&line);
+            match self.input(&buf) {
+                Next::More => continue,
+                Next::Continue => buf.clear(),
+                Next::Exit => return,
+            }
+            if self.term.load(Ordering::SeqCst) {
+                return;
+            }
+        }
+        if !buf.is_empty() {
+            eprintln!("error: the input ended inside an unfinished chunk:\n{buf}");
+        }
+    }
+
+    /// Handles one complete or partial input.
+    fn input(&mut self, src: &str) -> Next {
+        let next = self.input_inner(src);
+        // A Ctrl-C that came too late to stop the input (it had finished, or was in
+        // an uninterruptible call such as netscript.sleep) must not hit the next one.
+        self.clear_interrupt();
+        next
+    }
+
+    fn input_inner(&mut self, src: &str) -> Next {
+        let first = src.trim_start();
+        if first.starts_with('.') && first[1..].starts_with(|c: char| c.is_ascii_alphabetic()) {
+            let r = self.command(first.trim_end());
+            let _ = std::io::stdout().flush();
+            return r;
+        }
+        if let Some(rest) = first.strip_prefix('!') {
+            self.shell(rest);
+            return Next::Continue;
+        }
+        self.eval(src)
+    }
+
+    /// After an input: whether a signal stopped it. The flag is cleared so the REPL
+    /// (and the undo of that input) goes on.
+    fn clear_interrupt(&self) -> bool {
+        self.count.store(0, Ordering::SeqCst);
+        self.cancel.swap(false, Ordering::SeqCst)
+    }
+
+    fn compile(&self, src: &str) -> mlua::Result<Function> {
+        self.lua.load(src).set_name("=stdin").into_function()
+    }
+
+    /// Runs a Lua input: as an expression if it is one (its values print), else as
+    /// a statement; an unfinished one asks for more.
+    fn eval(&mut self, src: &str) -> Next {
+        let (func, expr) = match self.compile(&format!("return {src}")) {
+            Ok(f) => (f, true),
+            Err(_) => match self.compile(src) {
+                Ok(f) => {
+                    // `local x = ...` alone on a line would be gone on the next: make it global.
+                    let f = strip_local(src).and_then(|s| self.compile(&s).ok()).unwrap_or(f);
+                    (f, false)
+                }
+                Err(mlua::Error::SyntaxError { incomplete_input: true, .. }) => return Next::More,
+                Err(e) => {
+                    eprintln!("error: {}", lua::error_text(&e));
+                    return Next::Continue;
+                }
+            },
+        };
+        let start = self.session.borrow().journal().entries().len();
+        let result = func.call::<MultiValue>(());
+        let end = self.session.borrow().journal().entries().len();
+        match result {
+            Ok(values) => {
+                let changed = end > start;
+                let save = if !expr || self.compile(src).is_ok() {
+                    // A statement, or an expression that is also one (a call).
+                    if first_word(src) == Some("return") {
+                        changed.then(|| format!("do\n{src}\nend"))
+                    } else {
+                        Some(src.to_string())
+                    }
+                } else if changed {
+                    Some(format!("local _ = {src}"))
+                } else {
+                    None
+                };
+                self.chunks.push(Chunk { save, label: one_line(src), start, end });
+                // An expression's values; a statement's too when it returns some.
+                if !values.is_empty() {
+                    let shown: Vec<String> = values.iter().map(|v| self.show_top(v)).collect();
+                    println!("{}", shown.join("\t"));
+                }
+            }
+            // os.exit(): what the input did before it stays (and is not saved).
+            Err(_) if self.exit.get() => return Next::Exit,
+            Err(e) => self.failed(&e, start, "this input"),
+        }
+        let _ = std::io::stdout().flush();
+        Next::Continue
+    }
+
+    /// Reports a failed input and undoes what it changed.
+    fn failed(&mut self, e: &mlua::Error, start: usize, what: &str) {
+        let interrupted = self.clear_interrupt();
+        if interrupted {
+            eprintln!("interrupted");
+        } else {
+            eprintln!("error: {}", lua::error_text(e));
+        }
+        let changes = self.session.borrow().journal().entries()[start..].iter().filter(|e| e.live()).count();
+        let report = self.session.borrow_mut().undo_since(start);
+        if changes > 0 || !report.complete() {
+            eprintln!("(undid the {changes} change{} {what} made; the rest stays)", plural(changes));
+            print_undone(&report, changes, true);
+        }
+    }
+
+    fn shell(&mut self, rest: &str) {
+        let (ns, cmd) = if rest.starts_with(char::is_whitespace) || rest.is_empty() {
+            (NsRef::Host, rest.trim())
+        } else {
+            let (name, cmd) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+            (if name == "host" { NsRef::Host } else { NsRef::named(name) }, cmd.trim())
+        };
+        if cmd.is_empty() {
+            eprintln!("usage: !NS command (runs it with /bin/sh inside namespace NS), or ! command for the host");
+            return;
+        }
+        let argv = vec!["/bin/sh".to_string(), "-c".to_string(), cmd.to_string()];
+        let r = self.session.borrow_mut().exec(&ns, &argv, None);
+        let interrupted = self.clear_interrupt();
+        match r {
+            Ok(r) => {
+                print!("{}", r.stdout);
+                if !r.stdout.is_empty() && !r.stdout.ends_with('\n') {
+                    println!();
+                }
+                let _ = std::io::stdout().flush();
+                eprint!("{}", r.stderr);
+                if !r.stderr.is_empty() && !r.stderr.ends_with('\n') {
+                    eprintln!();
+                }
+                if r.code != 0 {
+                    eprintln!("(exit code {})", r.code);
+                }
+            }
+            Err(_) if interrupted => eprintln!("interrupted"),
+            Err(e) => {
+                let known = self.session.borrow_mut().netns_list();
+                let hint = match &ns {
+                    NsRef::Named(_) if !known.is_empty() => format!(" (namespaces: {}; `!host` or `! ` for the host)", known.join(", ")),
+                    NsRef::Named(_) => " (there are no named namespaces; `! cmd` runs in the host)".to_string(),
+                    NsRef::Host => String::new(),
+                };
+                eprintln!("error: !{} {cmd}: {e}{hint}", ns.short());
+            }
+        }
+    }
+
+    fn command(&mut self, line: &str) -> Next {
+        let (cmd, arg) = line.split_once(char::is_whitespace).map(|(c, a)| (c, a.trim())).unwrap_or((line, ""));
+        match cmd {
+            ".help" | ".h" => self.help(),
+            ".journal" | ".j" => self.show_journal(),
+            ".undo" | ".u" => {
+                let n = if arg.is_empty() {
+                    Ok(1)
+                } else {
+                    arg.parse::<usize>().map_err(|_| ())
+                };
+                match n {
+                    Ok(0) | Err(()) => eprintln!("usage: .undo [N] (N a positive number of changes; not {arg:?})"),
+                    Ok(n) => self.undo(n),
+                }
+            }
+            ".rollback" => self.undo(usize::MAX),
+            ".save" => {
+                if arg.is_empty() {
+                    eprintln!("usage: .save FILE");
+                } else {
+                    self.save(&expand_home(arg));
+                }
+            }
+            ".load" => {
+                if arg.is_empty() {
+                    eprintln!("usage: .load FILE");
+                } else {
+                    self.load(&expand_home(arg));
+                }
+            }
+            ".exit" | ".quit" | ".q" => return Next::Exit,
+            other => eprintln!("unknown command {other}; .help lists the commands"),
+        }
+        if self.exit.get() { Next::Exit } else { Next::Continue }
+    }
+
+    fn help(&self) {
+        println!("{HELP_API}\n\nCommands:");
+        for (c, what) in COMMANDS {
+            println!("  {c:<12}{what}");
+        }
+        println!("{HELP_REPL}");
+    }
+
+    fn show_journal(&self) {
+        let s = self.session.borrow();
+        let entries = s.journal().entries();
+        let live: Vec<_> = entries.iter().filter(|e| e.live()).collect();
+        let undone = entries.iter().filter(|e| e.state == State::Undone).count();
+        if live.is_empty() {
+            println!("(no changes in place)");
+        }
+        for (i, e) in live.iter().enumerate() {
+            println!("{:>3}  {}", i + 1, e.op.render());
+        }
+        if undone > 0 {
+            println!("({undone} undone change{} not shown)", if undone == 1 { "" } else { "s" });
+        }
+    }
+
+    fn chunk_state(&self, c: &Chunk) -> ChunkState {
+        let s = self.session.borrow();
+        let entries = &s.journal().entries()[c.start..c.end];
+        let made = entries.iter().filter(|e| e.state != State::Failed).count();
+        let undone = entries.iter().filter(|e| e.state == State::Undone).count();
+        if undone == 0 {
+            ChunkState::Live
+        } else if undone == made {
+            ChunkState::Undone
+        } else {
+            ChunkState::Partly
+        }
+    }
+
+    /// Whether journal entry `i` is one of `seqs` (the ones an undo just undid).
+    fn undone_now(&self, i: usize, seqs: &[u64]) -> bool {
+        self.session.borrow().journal().entries().get(i).is_some_and(|e| seqs.contains(&e.seq))
+    }
+
+    fn undo(&mut self, n: usize) {
+        let (todo, todo_seqs): (Vec<String>, Vec<u64>) =
+            self.session.borrow().journal().live_newest_first().iter().take(n).map(|e| (e.op.render(), e.seq)).unzip();
+        if todo.is_empty() {
+            println!("nothing to undo");
+            return;
+        }
+        let report = self.session.borrow_mut().undo_last(n);
+        for t in &todo {
+            println!("undone: {t}");
+        }
+        for f in &report.failures {
+            eprintln!("netscript: could not undo `{}`: {}", f.undo.render(), f.error);
+        }
+        for c in &self.chunks[..] {
+            if let (ChunkState::Partly, Some(_)) = (self.chunk_state(c), &c.save)
+                && (c.start..c.end).any(|i| self.undone_now(i, &todo_seqs))
+            {
+                println!("note: this undid only part of `{}`; .save writes that input commented out", c.label);
+            }
+        }
+    }
+
+    /// The inputs that built the current state, as a script.
+    fn saved_script(&self) -> (String, usize, usize) {
+        let mut out = format!(
+            "-- Saved from the netscript REPL (topology \"{}\").\n-- Rebuild with: netscript FILE\n\n",
+            self.topo
+        );
+        let (mut kept, mut partly) = (0, 0);
+        for c in &self.chunks {
+            let Some(src) = &c.save else { continue };
+            match self.chunk_state(c) {
+                ChunkState::Live => {
+                    out += src;
+                    out += "\n";
+                    kept += 1;
+                }
+                ChunkState::Partly => {
+                    out += "-- partly undone with .undo in the REPL; left out:\n";
+                    for l in src.lines() {
+                        out += &format!("-- {l}\n");
+                    }
+                    partly += 1;
+                }
+                ChunkState::Undone => {}
+            }
+        }
+        (out, kept, partly)
+    }
+
+    fn save(&self, path: &Path) {
+        let (text, kept, partly) = self.saved_script();
+        match std::fs::write(path, text) {
+            Ok(()) => {
+                println!("saved {kept} input{} to {}; rebuild with: netscript {}", if kept == 1 { "" } else { "s" }, path.display(), path.display());
+                if partly > 0 {
+                    eprintln!(
+                        "note: {partly} input{} partly undone with .undo and written commented out; the script rebuilds less than the session holds",
+                        if partly == 1 { " was" } else { "s were" }
+                    );
+                }
+            }
+            Err(e) => eprintln!("error: .save {}: cannot write it: {e}", path.display()),
+        }
+    }
+
+    fn load(&mut self, path: &Path) {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("error: .load {}: cannot read it: {e}", path.display());
+                return;
+            }
+        };
+        let start = self.session.borrow().journal().entries().len();
+        let r = lua::run_file(&self.lua, path, &[]);
+        let end = self.session.borrow().journal().entries().len();
+        match r {
+            Ok(()) => {
+                let body = if text.starts_with('#') { text.split_once('\n').map(|x| x.1).unwrap_or("") } else { &text };
+                let save = format!("-- .load {}\ndo\n{}\nend", path.display(), body.trim_end());
+                self.chunks.push(Chunk { save: Some(save), label: format!(".load {}", path.display()), start, end });
+                let n = self.session.borrow().journal().entries()[start..end].iter().filter(|e| e.live()).count();
+                println!("loaded {} ({n} change{})", path.display(), if n == 1 { "" } else { "s" });
+            }
+            Err(_) if self.exit.get() => {}
+            Err(e) => self.failed(&e, start, &format!("{}", path.display())),
+        }
+    }
+
+    // ---- printing values --------------------------------------------------------
+
+    /// A value printed at the prompt: strings as they are (as the Lua REPL does),
+    /// everything else as `show` spells it.
+    fn show_top(&self, v: &Value) -> String {
+        match v {
+            Value::String(s) => s.to_string_lossy(),
+            v => self.show(v, 0, &mut HashSet::new()),
+        }
+    }
+
+    fn tostring(&self, v: &Value) -> String {
+        match self.tostring.call::<String>(v.clone()) {
+            Ok(s) => s,
+            Err(e) => format!("<tostring failed: {}>", lua::error_text(&e)),
+        }
+    }
+
+    fn show(&self, v: &Value, depth: usize, seen: &mut HashSet<*const c_void>) -> String {
+        match v {
+            Value::String(s) => lua_quote(&s.as_bytes()),
+            Value::Table(t) => self.show_table(t, depth, seen),
+            Value::UserData(ud) => {
+                if let Ok(n) = ud.borrow::<LNetns>() {
+                    let ns = n.ns.clone();
+                    drop(n);
+                    return format!("{} {}", self.tostring(v), self.netns_summary(&ns));
+                }
+                if let Ok(p) = ud.borrow::<LProcess>() {
+                    let pid = p.pid;
+                    drop(p);
+                    // Where it runs: from the journal entry that started it.
+                    let ns = self.session.borrow().journal().entries().iter().rev().find_map(|e| match &e.op {
+                        crate::op::Op::Spawn { ns, pid: p, .. } if *p == pid => Some(ns.short().to_string()),
+                        _ => None,
+                    });
+                    let place = ns.map(|n| format!("in {n}, ")).unwrap_or_default();
+                    return format!("{} [{place}{}]", self.tostring(v), process_state(pid));
+                }
+                // Link (and anything else): its own __tostring.
+                self.tostring(v)
+            }
+            other => self.tostring(other),
+        }
+    }
+
+    fn netns_summary(&self, ns: &NsRef) -> String {
+        let links = self.session.borrow_mut().links(ns);
+        match links {
+            Err(_) => "[gone]".into(),
+            Ok(ls) => {
+                const MAX: usize = 8;
+                let mut parts: Vec<String> = ls
+                    .iter()
+                    .take(MAX)
+                    .map(|l| {
+                        let mut p = vec![if l.up { "up".to_string() } else { "down".to_string() }];
+                        if let Some(m) = &l.master {
+                            p.push(format!("master {m}"));
+                        }
+                        p.extend(l.addrs.iter().map(|a| a.to_string()));
+                        format!("{} ({})", l.name, p.join(", "))
+                    })
+                    .collect();
+                if ls.len() > MAX {
+                    parts.push(format!("{} more", ls.len() - MAX));
+                }
+                format!("[links: {}]", parts.join(", "))
+            }
+        }
+    }
+
+    fn show_table(&self, t: &Table, depth: usize, seen: &mut HashSet<*const c_void>) -> String {
+        if t.metatable().is_some_and(|m| m.raw_get::<Value>("__tostring").is_ok_and(|v| !v.is_nil())) {
+            return self.tostring(&Value::Table(t.clone()));
+        }
+        let ptr = t.to_pointer();
+        if seen.contains(&ptr) {
+            return "<cycle>".into();
+        }
+        if depth >= 5 {
+            return "{...}".into();
+        }
+        seen.insert(ptr);
+        let n = t.raw_len();
+        let mut items: Vec<String> = Vec::new();
+        for i in 1..=n {
+            let v: Value = t.raw_get(i).unwrap_or(Value::Nil);
+            items.push(self.show(&v, depth + 1, seen));
+        }
+        // (sort key, key as written, value): keys sort by name, not by `[` quoting.
+        let mut rest: Vec<(String, String, String)> = Vec::new();
+        for pair in t.pairs::<Value, Value>() {
+            let Ok((k, v)) = pair else { break };
+            if let Value::Integer(i) = k
+                && i >= 1
+                && (i as usize) <= n
+            {
+                continue;
+            }
+            let (sort, key) = match &k {
+                Value::String(s) => {
+                    let s = s.to_string_lossy();
+                    let key = if is_ident(&s) { s.clone() } else { format!("[{}]", lua_quote(s.as_bytes())) };
+                    (s, key)
+                }
+                other => {
+                    let shown = self.show(other, depth + 1, seen);
+                    // Numbers and other keys first, after the sequence.
+                    (format!("\0{shown}"), format!("[{shown}]"))
+                }
+            };
+            rest.push((sort, key, self.show(&v, depth + 1, seen)));
+        }
+        seen.remove(&ptr);
+        rest.sort();
+        const MAX_ITEMS: usize = 200;
+        let total = items.len() + rest.len();
+        items.extend(rest.into_iter().map(|(_, k, v)| format!("{k} = {v}")));
+        if items.len() > MAX_ITEMS {
+            items.truncate(MAX_ITEMS);
+            items.push(format!("... ({} more)", total - MAX_ITEMS));
+        }
+        if items.is_empty() {
+            return "{}".into();
+        }
+        let one = format!("{{{}}}", items.join(", "));
+        if one.len() <= 72 && !one.contains('\n') {
+            return one;
+        }
+        let mut s = "{\n".to_string();
+        for it in items {
+            for (j, l) in it.lines().enumerate() {
+                s += "  ";
+                s += l;
+                if j + 1 == it.lines().count() {
+                    s += ",";
+                }
+                s += "\n";
+            }
+        }
+        s + "}"
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// `~/x` -> `$HOME/x`, as a shell would.
+fn expand_home(p: &str) -> PathBuf {
+    match (p.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(h)) => PathBuf::from(h).join(rest),
+        _ => PathBuf::from(p),
+    }
+}
+
+/// An input on one line, shortened, for messages.
+fn one_line(src: &str) -> String {
+    let s: String = src.split_whitespace().collect::<Vec<_>>().join(" ");
+    if s.chars().count() > 60 { format!("{}...", s.chars().take(57).collect::<String>()) } else { s }
+}
+
+fn first_word(src: &str) -> Option<&str> {
+    src.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).find(|w| !w.is_empty())
+}
+
+/// `local x = 1` -> `x = 1`, `local function f` -> `function f` (a leading `local`
+/// only; the caller keeps the original when the rewrite does not compile).
+fn strip_local(src: &str) -> Option<String> {
+    let t = src.trim_start();
+    let rest = t.strip_prefix("local")?;
+    if !rest.starts_with(char::is_whitespace) {
+        return None;
+    }
+    Some(rest.trim_start().to_string())
+}
+
+fn is_ident(s: &str) -> bool {
+    let mut c = s.chars();
+    c.next().is_some_and(|f| f.is_ascii_alphabetic() || f == '_')
+        && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
+        && !KEYWORDS.contains(&s)
+}
+
+/// A string as a Lua literal.
+fn lua_quote(b: &[u8]) -> String {
+    let mut s = String::from("\"");
+    for ch in String::from_utf8_lossy(b).chars() {
+        match ch {
+            '"' => s += "\\\"",
+            '\\' => s += "\\\\",
+            '\n' => s += "\\n",
+            '\r' => s += "\\r",
+            '\t' => s += "\\t",
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => s += &format!("\\{}", c as u32),
+            c => s.push(c),
+        }
+    }
+    s.push('"');
+    s
+}
+
+fn process_state(pid: u32) -> &'static str {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => match s.rfind(')').and_then(|i| s.get(i + 2..i + 3)) {
+            Some("Z") | Some("X") | None => "exited",
+            _ => "running",
+        },
+        Err(_) => "exited",
+    }
+}
+
+// ---- line editing: completion ---------------------------------------------------
+
+struct ReplHelper {
+    lua: Lua,
+    session: SessionRef,
+    files: FilenameCompleter,
+}
+
+impl Helper for ReplHelper {}
+impl Hinter for ReplHelper {
+    type Hint = String;
+}
+impl Highlighter for ReplHelper {}
+impl Validator for ReplHelper {}
+
+impl Completer for ReplHelper {
+    type Candidate = Pair;
+
+    fn complete(&self, line: &str, pos: usize, ctx: &Context<'_>) -> rustyline::Result<(usize, Vec<Pair>)> {
+        let before = &line[..pos];
+        let trimmed = before.trim_start();
+        let lead = before.len() - trimmed.len();
+        // Dot-commands, and file names after .save / .load.
+        if trimmed.starts_with('.') && trimmed[1..].starts_with(|c: char| c.is_ascii_alphabetic()) || trimmed == "." {
+            if let Some((cmd, _)) = trimmed.split_once(char::is_whitespace) {
+                if [".save", ".load"].contains(&cmd) {
+                    return self.files.complete(line, pos, ctx);
+                }
+                return Ok((pos, vec![]));
+            }
+            let v = COMMANDS
+                .iter()
+                .map(|(c, _)| c.split_whitespace().next().unwrap_or(c))
+                .filter(|c| c.starts_with(trimmed))
+                .map(|c| Pair { display: c.to_string(), replacement: format!("{c} ") })
+                .collect();
+            return Ok((lead, v));
+        }
+        // `!NS`: namespace names.
+        if let Some(rest) = trimmed.strip_prefix('!') {
+            if rest.contains(char::is_whitespace) || rest.is_empty() && !trimmed.is_empty() && before.ends_with(' ') {
+                return Ok((pos, vec![]));
+            }
+            let mut names = self.session.borrow_mut().netns_list();
+            names.push("host".into());
+            names.sort();
+            let v = names
+                .into_iter()
+                .filter(|n| n.starts_with(rest))
+                .map(|n| Pair { display: n.clone(), replacement: format!("{n} ") })
+                .collect();
+            return Ok((lead + 1, v));
+        }
+        Ok(lua_completions(&self.lua, before))
+    }
+}
+
+/// Completion of the Lua word before the cursor: `pri`, `fw.ap`, `l:ad`, `x.y.z`.
+pub fn lua_completions(lua: &Lua, before: &str) -> (usize, Vec<Pair>) {
+    let pos = before.len();
+    if in_string(before) {
+        return (pos, vec![]);
+    }
+    let start = before
+        .char_indices()
+        .rev()
+        .find(|(_, c)| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '.' || *c == ':'))
+        .map(|(i, c)| i + c.len_utf8())
+        .unwrap_or(0);
+    let word = &before[start..];
+    if word.starts_with(|c: char| c.is_ascii_digit()) {
+        return (pos, vec![]);
+    }
+    let Some(sep) = word.rfind(['.', ':']) else {
+        // A global or a keyword.
+        let mut names: Vec<(String, Kind)> = Vec::new();
+        for pair in lua.globals().pairs::<Value, Value>() {
+            if let Ok((Value::String(k), v)) = pair {
+                let k = k.to_string_lossy();
+                if is_ident(&k) && k.starts_with(word) {
+                    names.push((k, kind(&v)));
+                }
+            }
+        }
+        names.extend(KEYWORDS.iter().filter(|k| k.starts_with(word)).map(|k| (k.to_string(), Kind::Other)));
+        return (start, pairs(names));
+    };
+    let (base, method) = (&word[..sep], word.as_bytes()[sep] == b':');
+    let prefix = &word[sep + 1..];
+    if base.contains(':') || base.is_empty() {
+        return (pos, vec![]);
+    }
+    // Walk the path through tables (raw access: completion never runs user code).
+    let mut v = Value::Table(lua.globals());
+    for seg in base.split('.') {
+        v = match &v {
+            Value::Table(t) => t.raw_get::<Value>(seg).unwrap_or(Value::Nil),
+            Value::UserData(ud) if seg == "ns" && ud.borrow::<LLink>().is_ok() => {
+                let ns = ud.borrow::<LLink>().map(|l| l.ns.clone()).unwrap_or_default();
+                lua.create_userdata(LNetns { ns }).map(Value::UserData).unwrap_or(Value::Nil)
+            }
+            _ => Value::Nil,
+        };
+    }
+    let mut names: Vec<(String, Kind)> = Vec::new();
+    let mut add_static = |fields: &[&str], methods: &[&str]| {
+        let list = if method { methods } else { fields };
+        for n in list.iter().filter(|n| n.starts_with(prefix)) {
+            names.push((n.to_string(), if method { Kind::Function } else { Kind::Other }));
+        }
+    };
+    match &v {
+        Value::Table(t) => {
+            for pair in t.pairs::<Value, Value>() {
+                if let Ok((Value::String(k), val)) = pair {
+                    let k = k.to_string_lossy();
+                    if is_ident(&k) && k.starts_with(prefix) && (!method || val.is_function()) {
+                        names.push((k, kind(&val)));
+                    }
+                }
+            }
+        }
+        Value::UserData(ud) => {
+            if ud.borrow::<LNetns>().is_ok() {
+                add_static(NETNS_FIELDS, NETNS_METHODS);
+            } else if ud.borrow::<LLink>().is_ok() {
+                add_static(LINK_FIELDS, LINK_METHODS);
+            } else if ud.borrow::<LProcess>().is_ok() {
+                add_static(PROCESS_FIELDS, PROCESS_METHODS);
+            }
+        }
+        Value::String(_) if method => {
+            if let Ok(t) = lua.globals().raw_get::<Table>("string") {
+                for (k, val) in t.pairs::<String, Value>().flatten() {
+                    if k.starts_with(prefix) {
+                        names.push((k, kind(&val)));
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+    (start + sep + 1, pairs(names))
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Function,
+    Table,
+    Other,
+}
+
+fn kind(v: &Value) -> Kind {
+    match v {
+        Value::Function(_) => Kind::Function,
+        Value::Table(_) => Kind::Table,
+        _ => Kind::Other,
+    }
+}
+
+/// Candidates, sorted. A single one completes a function with `(` and a table
+/// with `.`, so the next Tab goes on.
+fn pairs(mut names: Vec<(String, Kind)>) -> Vec<Pair> {
+    names.sort_by(|a, b| a.0.cmp(&b.0));
+    names.dedup_by(|a, b| a.0 == b.0);
+    let single = names.len() == 1;
+    names
+        .into_iter()
+        .map(|(n, k)| {
+            let suffix = match k {
+                Kind::Function if single => "(",
+                Kind::Table if single => ".",
+                _ => "",
+            };
+            Pair { display: n.clone(), replacement: format!("{n}{suffix}") }
+        })
+        .collect()
+}
+
+/// Whether the cursor is inside a string literal (a rough check: unbalanced quotes).
+fn in_string(s: &str) -> bool {
+    let mut q: Option<char> = None;
+    let mut esc = false;
+    for c in s.chars() {
+        match q {
+            Some(open) => {
+                if esc {
+                    esc = false;
+                } else if c == '\\' {
+                    esc = true;
+                } else if c == open {
+                    q = None;
+                }
+            }
+            None if c == '"' || c == '\'' => q = Some(c),
+            None => {}
+        }
+    }
+    q.is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mlua::{AnyUserData, ObjectLike};
+
+    fn names(lua: &Lua, before: &str) -> Vec<String> {
+        lua_completions(lua, before).1.into_iter().map(|p| p.replacement).collect()
+    }
+
+    #[test]
+    fn handle_members_listed_for_completion_exist() {
+        let lua = Lua::new();
+        let check = |ud: AnyUserData, fields: &[&str], methods: &[&str]| {
+            for n in fields.iter().chain(methods) {
+                let v: Value = ud.get(*n).unwrap_or_else(|e| panic!("{n}: {e}"));
+                assert!(!v.is_nil(), "{n} is listed for completion but does not exist");
+            }
+        };
+        check(lua.create_userdata(LNetns { ns: NsRef::named("x") }).unwrap(), NETNS_FIELDS, NETNS_METHODS);
+        check(lua.create_userdata(LLink { ns: NsRef::Host, name: "l".into() }).unwrap(), &["name"], LINK_METHODS);
+        check(lua.create_userdata(LProcess { pid: 1, cmd: "x".into() }).unwrap(), PROCESS_FIELDS, PROCESS_METHODS);
+    }
+
+    #[test]
+    fn completes_globals_fields_and_methods() {
+        let lua = Lua::new();
+        lua.load("fw = {append = function() end, policy = function() end, rules = function() end}; nested = {inner = {leaf = 1}}")
+            .exec()
+            .unwrap();
+        assert_eq!(names(&lua, "fw.ap"), vec!["append("]);
+        assert_eq!(names(&lua, "x = fw."), vec!["append", "policy", "rules"]);
+        assert_eq!(lua_completions(&lua, "x = fw.").0, 7);
+        assert_eq!(names(&lua, "pri"), vec!["print("]);
+        assert_eq!(names(&lua, "nested.inner.l"), vec!["leaf"]);
+        assert_eq!(names(&lua, "nes"), vec!["nested."]);
+        assert!(names(&lua, "fun").contains(&"function".to_string()));
+        lua.globals().set("l", lua.create_userdata(LLink { ns: NsRef::Host, name: "v".into() }).unwrap()).unwrap();
+        assert_eq!(names(&lua, "l:ad"), vec!["addr", "addrs"]);
+        assert_eq!(names(&lua, "l:mt"), vec!["mtu("]);
+        assert_eq!(names(&lua, "l.ns:pi"), vec!["ping("]);
+        assert!(names(&lua, "print(\"fw.ap").is_empty());
+    }
+
+    #[test]
+    fn values_print_readably() {
+        assert_eq!(lua_quote(b"a\"b\n"), "\"a\\\"b\\n\"");
+        assert_eq!(strip_local("local x = 1").as_deref(), Some("x = 1"));
+        assert_eq!(strip_local("localx = 1"), None);
+        assert_eq!(first_word("  return 1"), Some("return"));
+    }
+}

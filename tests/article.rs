@@ -1,0 +1,155 @@
+//! The whole article, end to end: examples/docker-bridge.lua (step by step, with the
+//! article's names) and examples/docker-short.lua (the netscript.docker module) run in
+//! a sandbox; every check is made from outside with the system's tools (ping, curl,
+//! iptables-save), then `netscript down` must restore the kernel state exactly.
+
+mod common;
+use common::*;
+
+const BRIDGE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/docker-bridge.lua");
+const SHORT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/docker-short.lua");
+
+fn up(sb: &Sandbox, args: &[&str]) {
+    let o = sb.netscript(args);
+    assert!(o.status.success(), "netscript {args:?} failed:\n{}{}", stdout(&o), stderr(&o));
+}
+
+fn down(sb: &Sandbox, name: &str) {
+    let o = sb.netscript(&["down", name]);
+    assert!(o.status.success(), "down {name}: {}", stderr(&o));
+}
+
+fn pings(sb: &Sandbox, ns: Option<&str>, addr: &str) -> bool {
+    let ex = ns.map(|n| format!("ip netns exec {n} ")).unwrap_or_default();
+    sb.sh(&format!("{ex}ping -c1 -W1 {addr} >/dev/null 2>&1")).status.success()
+}
+
+/// The body of an HTTP GET, fetched with curl from `ns` (None: the host).
+fn http(sb: &Sandbox, ns: Option<&str>, url: &str) -> String {
+    let ex = ns.map(|n| format!("ip netns exec {n} ")).unwrap_or_default();
+    String::from_utf8_lossy(&sb.sh(&format!("{ex}curl -s -m 3 {url}")).stdout).trim().to_string()
+}
+
+/// The article's checks 1 and 4-8 on a finished topology (either example).
+fn check_end_state(sb: &Sandbox, what: &str, ipt: &str) {
+    // 1. ns1 and ns2 reach the bridge; the host reaches .2 and .3.
+    assert!(pings(sb, Some("ns1"), "175.18.0.1") && pings(sb, Some("ns2"), "175.18.0.1"), "{what}: check 1, containers -> bridge");
+    assert!(pings(sb, None, "175.18.0.2") && pings(sb, None, "175.18.0.3"), "{what}: check 1, host -> containers");
+    // 4. the host reaches both http servers on port 80.
+    assert_eq!(http(sb, None, "http://175.18.0.2/"), "hello from ns1", "{what}: check 4, host -> ns1:80");
+    assert_eq!(http(sb, None, "http://175.18.0.3/"), "hello from ns2", "{what}: check 4, host -> ns2:80");
+    // 5 and 6. the laptop reaches 10.211.55.32:8088 / :8089 (DNAT), with the strict
+    // FORWARD rules and policy DROP in place.
+    let fwd = sb.ok(&format!("{ipt} -S FORWARD | sed 's/ -m comment --comment \"[^\"]*\"//'"));
+    assert!(fwd.contains("-P FORWARD DROP"), "{what}: check 6, policy DROP:\n{fwd}");
+    assert!(fwd.contains("-d 175.18.0.2/32 ! -i ns_br -o ns_br -p tcp -m tcp --dport 80"), "{what}: check 6, strict rule:\n{fwd}");
+    assert_eq!(http(sb, Some("laptop"), "http://10.211.55.32:8088/"), "hello from ns1", "{what}: check 5, laptop -> :8088");
+    assert_eq!(http(sb, Some("laptop"), "http://10.211.55.32:8089/"), "hello from ns2", "{what}: check 5, laptop -> :8089");
+    // 7. the host reaches its own address's mapped port (OUTPUT DNAT).
+    assert_eq!(http(sb, None, "http://10.211.55.32:8088/"), "hello from ns1", "{what}: check 7, host -> 10.211.55.32:8088");
+    // 8. the host reaches 127.0.0.1:8088: the case the article left unsolved.
+    assert_eq!(http(sb, None, "http://127.0.0.1:8088/"), "hello from ns1", "{what}: check 8, host -> 127.0.0.1:8088");
+    assert_eq!(http(sb, None, "http://127.0.0.1:8089/"), "hello from ns2", "{what}: check 8, host -> 127.0.0.1:8089");
+    // Our rules carry the ownership mark.
+    let nat = sb.ok(&format!("{ipt}-save -t nat"));
+    assert!(nat.contains("--comment \"netscript:"), "{what}: rules carry the mark:\n{nat}");
+}
+
+#[test]
+fn docker_bridge_step_by_step() {
+    let sb = Sandbox::new();
+    let before = sb.snapshot();
+
+    // Check 1 after steps 1-2 (no forwarding yet).
+    up(&sb, &[BRIDGE, "2"]);
+    assert!(pings(&sb, Some("ns1"), "175.18.0.1") && pings(&sb, Some("ns2"), "175.18.0.1"), "check 1: ns -> bridge");
+    assert!(pings(&sb, None, "175.18.0.2") && pings(&sb, None, "175.18.0.3"), "check 1: host -> ns");
+    down(&sb, "docker-bridge");
+
+    // Check 2: FORWARD policy DROP blocks ns1 -> ns2 (br_netfilter), ACCEPT allows it.
+    up(&sb, &[BRIDGE, "3"]);
+    assert!(sb.ok("iptables -S FORWARD").contains("-P FORWARD DROP"));
+    assert!(!pings(&sb, Some("ns1"), "175.18.0.3"), "check 2: policy DROP must block ns1 -> ns2");
+    down(&sb, "docker-bridge");
+    up(&sb, &[BRIDGE, "4"]);
+    assert!(pings(&sb, Some("ns1"), "175.18.0.3"), "check 2: policy ACCEPT lets ns1 reach ns2");
+    // Check 3: without MASQUERADE no reply from the laptop ...
+    assert!(!pings(&sb, Some("ns1"), "10.6.213.149"), "check 3: no reply without MASQUERADE");
+    down(&sb, "docker-bridge");
+    // ... with it, a reply.
+    up(&sb, &[BRIDGE, "5"]);
+    assert!(pings(&sb, Some("ns1"), "10.6.213.149"), "check 3: reply with MASQUERADE");
+    down(&sb, "docker-bridge");
+
+    // Step 9 done, step 10 not: 127.0.0.1 does not work yet.
+    up(&sb, &[BRIDGE, "9"]);
+    assert_eq!(http(&sb, None, "http://10.211.55.32:8088/"), "hello from ns1", "check 7");
+    assert_eq!(http(&sb, None, "http://127.0.0.1:8088/"), "", "127.0.0.1 is not mapped before step 10");
+    down(&sb, "docker-bridge");
+
+    // All steps: checks 1 and 4-8.
+    up(&sb, &[BRIDGE]);
+    check_end_state(&sb, "docker-bridge.lua", "iptables");
+    assert_eq!(sb.ok("cat /proc/sys/net/ipv4/conf/ns_br/route_localnet").trim(), "1");
+
+    // Check 9: taken down, everything is as before (servers stopped too).
+    down(&sb, "docker-bridge");
+    assert_same(&before, &sb.snapshot(), "check 9: after down");
+    assert_eq!(sb.sh("pgrep -f 'hello fro[m]'").status.code(), Some(1), "the http servers are stopped");
+}
+
+#[test]
+fn docker_short_reaches_the_same_end_state() {
+    for flavor in ["nft", "legacy"] {
+        let sb = Sandbox::new();
+        let before = sb.snapshot();
+        up(&sb, &["--iptables", flavor, SHORT]);
+        check_end_state(&sb, &format!("docker-short.lua ({flavor})"), &format!("iptables-{flavor}"));
+        // Containers reach each other and, through MASQUERADE, the laptop.
+        assert!(pings(&sb, Some("ns1"), "175.18.0.3") && pings(&sb, Some("ns1"), "10.6.213.149"));
+        down(&sb, "docker-short");
+        assert_same(&before, &sb.snapshot(), &format!("docker-short ({flavor}): after down"));
+    }
+}
+
+#[test]
+fn docker_short_is_short() {
+    let src = std::fs::read_to_string(SHORT).unwrap();
+    let code = src.lines().filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with("--")).count();
+    assert!(code < 15, "docker-short.lua has {code} lines of code");
+}
+
+#[test]
+fn the_docker_module_reports_bad_input_at_the_callers_line() {
+    let sb = Sandbox::new();
+    let before = sb.snapshot();
+    let o = sb.run_lua(
+        "docker_bad.lua",
+        r#"local docker = require("netscript.docker")
+local net = docker.network{ name = "br1", subnet = "10.5.0.0/24" }
+net:container("c1", { ip = "10.5.0.2" })
+net:container("c2", { ip = "10.5.0.2" })
+"#,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("docker_bad.lua:4:") && stderr(&o).contains("already taken"), "{}", stderr(&o));
+    assert_same(&before, &sb.snapshot(), "after a failed docker script");
+    let o = sb.run_lua("docker_bad2.lua", "require(\"netscript.docker\").network{ name = \"b\", subnet = \"10.5.0.1/24\" }\n");
+    assert!(stderr(&o).contains("docker_bad2.lua:1:") && stderr(&o).contains("10.5.0.0/24"), "{}", stderr(&o));
+}
+
+#[test]
+fn require_finds_modules_next_to_the_script_and_on_netscript_path() {
+    let sb = Sandbox::new();
+    let dir = std::env::temp_dir().join(format!("netscript-mods-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("shared_mod.lua"), "return { hello = function() return 'from NETSCRIPT_PATH' end }\n").unwrap();
+    let script = script_file("uses_mods.lua", "print(require('shared_mod').hello()); print(require('netscript').name)\n");
+    let o = std::process::Command::new("nsenter")
+        .args(["-t", &sb.pid.to_string(), "-n", "-m", "--", BIN, &script])
+        .env("NETSCRIPT_PATH", &dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "from NETSCRIPT_PATH\nuses_mods\n");
+}

@@ -1,0 +1,95 @@
+//! Bad input is caught before the kernel is touched, with a message that names the
+//! call, the object and the reason at the script's line; nothing is left behind.
+
+mod common;
+use common::*;
+
+/// (Lua line, fragments the error must contain)
+const CASES: &[(&str, &[&str])] = &[
+    (r#"link.get("lo"):addr("175.18.0.2/33")"#, &[":3: ", "addr(\"175.18.0.2/33\")", "malformed CIDR", "prefix length"]),
+    (r#"link.get("lo"):addr("175.18.0.300/24")"#, &[":3: ", "malformed CIDR", "not an IP address"]),
+    (r#"veth.add("averyveryverylongname", "x")"#, &[":3: ", "veth.add(", "21 bytes", "at most 15"]),
+    (r#"bridge.add("b0", {nss = "x"})"#, &[":3: ", "bridge.add(\"b0\")", "unknown option \"nss\"", "known options: ns"]),
+    (r#"veth.add("a0", "b0", {peer_ns = "nope"})"#, &[":3: ", "no namespace named \"nope\""]),
+    (r#"netns.get("nope")"#, &[":3: ", "netns.get(\"nope\")", "no namespace named \"nope\""]),
+    (r#"veth.add("va", "other")"#, &[":3: ", "veth.add(\"va\", \"other\")", "a link named \"va\" already exists in the host namespace"]),
+    (r#"netns.add("ns1")"#, &[":3: ", "a namespace named \"ns1\" already exists"]),
+    (r#"link.get("nope")"#, &[":3: ", "no link named \"nope\" in the host namespace"]),
+    (r#"route.add("10.1.2.3/16", {dev = "va"})"#, &[":3: ", "host bits set", "10.1.0.0/16"]),
+    (r#"route.add("default", {via = "10.99.0.1"})"#, &[":3: ", "network unreachable"]),
+    (r#"fw.policy("filter", "FORWARD", "REJECT")"#, &[":3: ", "ACCEPT or DROP"]),
+    (r#"fw.append("nat", "NOCHAIN", "-j ACCEPT")"#, &[":3: ", "has no chain NOCHAIN"]),
+    (r#"fw.append("nat", "POSTROUTING", "-j NOPE")"#, &[":3: ", "fw.append(", "NOPE"]),
+    (r#"fw.append("filter", "INPUT", "-A INPUT -j ACCEPT")"#, &[":3: ", "must not contain -A"]),
+    (r#"sysctl.get("net.ipv4.nope")"#, &[":3: ", "no sysctl named net.ipv4.nope"]),
+    (r#"link.get("lo"):del()"#, &[":3: ", "not created by this topology"]),
+    (r#"netns.get("pre"):del()"#, &[":3: ", "was not created by this run"]),
+];
+
+#[test]
+fn bad_input_gives_a_clear_error_and_leaves_nothing_behind() {
+    let sb = Sandbox::new();
+    sb.ok("ip netns add pre");
+    let before = sb.snapshot();
+    let mut bad = Vec::new();
+    for (i, (line, want)) in CASES.iter().enumerate() {
+        // Two changes first, so "nothing left behind" means something.
+        let src = format!("netns.add(\"ns1\")\nveth.add(\"va\", \"vb\")\n{line}\n");
+        let o = sb.run_lua(&format!("bad{i}.lua"), &src);
+        let err = stderr(&o);
+        if o.status.code() != Some(1) || !want.iter().all(|w| err.contains(w)) {
+            bad.push(format!("{line}\n  exit {:?}, stderr: {err}", o.status.code()));
+        }
+        assert_same(&before, &sb.snapshot(), line);
+    }
+    assert!(bad.is_empty(), "unclear errors:\n{}", bad.join("\n"));
+}
+
+#[test]
+fn a_failed_primitive_in_the_middle_undoes_the_earlier_ones() {
+    let sb = Sandbox::new();
+    let before = sb.snapshot();
+    let o = sb.run_lua(
+        "mid.lua",
+        r#"local n = netns.add("ns1")
+local a, b = veth.add("veth0", "veth_ns_1", {peer_ns = n})
+a:addr("175.18.0.1/24"):up()
+sysctl.set("net.ipv4.ip_forward", "1")
+fw.policy("filter", "FORWARD", "DROP")
+b:addr("not-an-address")
+"#,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("mid.lua:6:") && err.contains("malformed CIDR"), "{err}");
+    assert!(err.contains("undid 6 change(s)"), "{err}");
+    assert_same(&before, &sb.snapshot(), "after a failed primitive");
+}
+
+#[test]
+fn usage_errors_exit_2_and_help_teaches() {
+    let o = std::process::Command::new(BIN).output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--sandbox"), "{}", stderr(&o));
+    let o = std::process::Command::new(BIN).arg("/nonexistent/topo.lua").output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("no such script"));
+    let o = std::process::Command::new(BIN).arg("--bogus").output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    let o = std::process::Command::new(BIN).arg("--help").output().unwrap();
+    let help = stdout(&o);
+    for w in ["--sandbox", "--wait", "--name", "--iptables", "down", "Exit codes", "rolled back"] {
+        assert!(help.contains(w), "--help lacks {w}:\n{help}");
+    }
+    let o = std::process::Command::new(BIN).arg("--version").output().unwrap();
+    assert!(stdout(&o).starts_with("netscript "));
+}
+
+#[test]
+fn without_root_or_sandbox_the_error_says_so() {
+    let path = script_file("eperm.lua", "bridge.add(\"br0\")\n");
+    let state = std::env::temp_dir().join(format!("netscript-eperm-{}", std::process::id()));
+    let o = as_nobody(&["--state-dir", &state.display().to_string(), &path]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("needs root, or run with --sandbox"), "{}", stderr(&o));
+}

@@ -1,0 +1,262 @@
+//! Every mutating primitive: it has its effect (checked with `ip -j`, /proc/sys,
+//! iptables-save), `netscript down` restores the kernel state exactly, and the same
+//! script ending in `error()` is rolled back to the same state.
+
+mod common;
+use common::*;
+
+struct Case {
+    name: &'static str,
+    /// Pre-existing state made with the system's tools before the run.
+    setup: &'static str,
+    /// The Lua that makes the change.
+    lua: &'static str,
+    /// Shell checks (inside the sandbox) that the change happened; must exit 0.
+    effect: &'static str,
+}
+
+const CASES: &[Case] = &[
+    Case {
+        name: "netns_add",
+        setup: "",
+        lua: r#"local n = netns.add("ns1"); assert(n.name == "ns1")"#,
+        effect: "ip netns list | grep -qx 'ns1' && ip -n ns1 -j link show lo | grep -q '\"operstate\":\"DOWN\"'",
+    },
+    Case {
+        name: "netns_del_own",
+        setup: "",
+        lua: r#"netns.add("keep"); local n = netns.add("gone"); n:del()"#,
+        effect: "ip netns list | grep -qx keep && ! ip netns list | grep -q gone",
+    },
+    Case {
+        name: "veth_add_host",
+        setup: "",
+        lua: r#"local a, b = veth.add("va", "vb"); assert(a.name == "va" and b.name == "vb")"#,
+        effect: "ip -j -d link show va | grep -q '\"info_kind\":\"veth\"' && ip -j link show vb | grep -q '\"ifalias\":\"netscript:veth_add_host\"'",
+    },
+    Case {
+        name: "veth_add_peer_in_ns",
+        setup: "",
+        lua: r#"local n = netns.add("ns1"); veth.add("veth_ns_1", "veth0", {peer_ns = n})"#,
+        effect: "ip -j link show veth_ns_1 >/dev/null && ip -n ns1 -j link show veth0 >/dev/null && ! ip link show veth0 2>/dev/null",
+    },
+    Case {
+        name: "veth_add_both_in_ns",
+        setup: "ip netns add pre",
+        lua: r#"veth.add("x0", "x1", {ns = "pre", peer_ns = netns.get("pre")})"#,
+        effect: "ip -n pre link show x0 && ip -n pre link show x1",
+    },
+    Case {
+        name: "bridge_add",
+        setup: "",
+        lua: r#"bridge.add("ns_br")"#,
+        effect: "ip -j -d link show ns_br | grep -q '\"info_kind\":\"bridge\"' && ip -j link show ns_br | grep -q '\"operstate\":\"DOWN\"'",
+    },
+    Case {
+        name: "link_up_preexisting",
+        setup: "ip link add d0 type veth peer name d0p",
+        lua: r#"link.get("d0"):up()"#,
+        effect: "ip -j link show d0 | grep -q '\"flags\":\\[[^]]*\"UP\"'",
+    },
+    Case {
+        name: "link_down_preexisting",
+        setup: "ip link add d0 type veth peer name d0p && ip link set d0 up",
+        lua: r#"link.get("d0"):down()"#,
+        effect: "! ip -j link show d0 | grep -q '\"flags\":\\[[^]]*\"UP\"'",
+    },
+    Case {
+        name: "link_addr_v4_v6",
+        // Both ends up: IPv6 is configured on d0 before the run (an IPv6 address on
+        // a link without carrier makes the kernel add a multicast route of its own).
+        setup: "ip link add d0 type veth peer name d0p && ip link set d0p up && ip link set d0 up",
+        lua: r#"link.get("d0"):addr("175.18.0.1/24"):addr("fd00:1::1/64")"#,
+        effect: "ip -j addr show d0 | grep -q '\"local\":\"175.18.0.1\",\"prefixlen\":24' && ip -j addr show d0 | grep -q 'fd00:1::1'",
+    },
+    Case {
+        name: "link_master_nomaster",
+        setup: "ip link add br9 type bridge && ip link add d0 type veth peer name d0p && ip link add d1 type veth peer name d1p && ip link set d1 master br9",
+        lua: r#"link.get("d0"):master(link.get("br9")); link.get("d1"):nomaster()"#,
+        effect: "ip -j link show d0 | grep -q '\"master\":\"br9\"' && ! ip -j link show d1 | grep -q master",
+    },
+    Case {
+        name: "link_mtu",
+        setup: "ip link add d0 type veth peer name d0p",
+        lua: r#"link.get("d0"):mtu(1400)"#,
+        effect: "ip -j link show d0 | grep -q '\"mtu\":1400'",
+    },
+    Case {
+        name: "link_move_preexisting",
+        setup: "ip netns add pre && ip link add d0 type veth peer name d0p && ip addr add 10.9.0.1/24 dev d0 && ip link set d0 up",
+        lua: r#"local l = link.get("d0"); l:move("pre"); assert(l.ns.name == "pre"); l:up()"#,
+        effect: "ip -n pre -j link show d0 | grep -q UP && ! ip link show d0 2>/dev/null",
+    },
+    Case {
+        name: "link_del_own",
+        setup: "",
+        lua: r#"bridge.add("b1"); local b = bridge.add("b2"); b:del()"#,
+        effect: "ip link show b1 && ! ip link show b2 2>/dev/null",
+    },
+    Case {
+        name: "route_add",
+        setup: "ip link add d0 type veth peer name d0p && ip addr add 10.9.0.1/24 dev d0 && ip link set d0 up",
+        lua: r#"route.add("10.77.0.0/16", {via = "10.9.0.254"}); route.add("10.78.0.0/16", {dev = "d0", metric = 50})"#,
+        effect: "ip -j route show 10.77.0.0/16 | grep -q '\"gateway\":\"10.9.0.254\"' && ip -j route show 10.78.0.0/16 | grep -q '\"metric\":50'",
+    },
+    Case {
+        name: "route_add_default_in_ns",
+        setup: "ip netns add pre && ip -n pre link add d0 type veth peer name d0p && ip -n pre addr add 10.9.0.2/24 dev d0 && ip -n pre link set d0 up",
+        lua: r#"route.add("default", {via = "10.9.0.1", ns = "pre"})"#,
+        effect: "ip -n pre -j route show default | grep -q '\"gateway\":\"10.9.0.1\"'",
+    },
+    Case {
+        name: "route_del_preexisting",
+        setup: "ip link add d0 type veth peer name d0p && ip addr add 10.9.0.1/24 dev d0 && ip link set d0 up && ip route add 10.66.0.0/16 via 10.9.0.5 metric 7",
+        lua: r#"route.del("10.66.0.0/16", {via = "10.9.0.5"})"#,
+        effect: "[ -z \"$(ip route show 10.66.0.0/16)\" ]",
+    },
+    Case {
+        name: "sysctl_set",
+        setup: "ip netns add pre",
+        lua: r#"assert(sysctl.set("net.ipv4.ip_forward", 1) == "0"); sysctl.set("net.ipv4.conf.all.route_localnet", "1", {ns = "pre"})"#,
+        effect: "[ $(cat /proc/sys/net/ipv4/ip_forward) = 1 ] && [ $(ip netns exec pre cat /proc/sys/net/ipv4/conf/all/route_localnet) = 1 ]",
+    },
+    Case {
+        name: "fw_policy",
+        setup: "",
+        lua: r#"assert(fw.policy("filter", "FORWARD", "DROP") == "ACCEPT")"#,
+        effect: "iptables -S FORWARD | grep -qx -- '-P FORWARD DROP'",
+    },
+    Case {
+        name: "fw_append_insert",
+        setup: "iptables -A INPUT -s 10.1.1.1/32 -j ACCEPT",
+        lua: r#"fw.append("nat", "POSTROUTING", "-s 175.18.0.0/24 -j MASQUERADE"); fw.insert("filter", "INPUT", "-p tcp --dport 22 -j ACCEPT")"#,
+        effect: "iptables -t nat -S POSTROUTING | grep -q -- '-s 175.18.0.0/24 -m comment --comment .netscript:fw_append_insert. -j MASQUERADE' && iptables -S INPUT | sed -n 2p | grep -q 'dport 22'",
+    },
+    Case {
+        name: "fw_delete_preexisting",
+        setup: "iptables -A FORWARD -s 10.1.1.1/32 -j ACCEPT && iptables -A FORWARD -s 10.2.2.2/32 -j DROP && iptables -A FORWARD -s 10.3.3.3/32 -j ACCEPT",
+        lua: r#"fw.delete("filter", "FORWARD", "-s 10.2.2.2 -j DROP")"#,
+        effect: "! iptables -S FORWARD | grep -q 10.2.2.2 && [ $(iptables -S FORWARD | grep -c '^-A') = 2 ]",
+    },
+    Case {
+        name: "fw_chain",
+        setup: "ip netns add pre",
+        lua: r#"fw.chain("filter", "NS_CHAIN", {ns = "pre"}); fw.append("filter", "NS_CHAIN", "-j RETURN", {ns = "pre"}); fw.append("filter", "FORWARD", "-j NS_CHAIN", {ns = "pre"})"#,
+        effect: "ip netns exec pre iptables -S NS_CHAIN | grep -q RETURN",
+    },
+];
+
+fn run_case(c: &Case) {
+    let sb = Sandbox::new();
+    if !c.setup.is_empty() {
+        sb.ok(c.setup);
+    }
+    let before = sb.snapshot();
+
+    // It has its effect, and `down` restores the state exactly.
+    let script = script_file(&format!("{}.lua", c.name), c.lua);
+    let o = sb.netscript(&[&script]);
+    assert!(o.status.success(), "{}: run failed: {}", c.name, stderr(&o));
+    sb.ok(c.effect);
+    let o = sb.netscript(&["down", c.name]);
+    assert!(o.status.success(), "{}: down failed: {}", c.name, stderr(&o));
+    assert_same(&before, &sb.snapshot(), &format!("{}: after down", c.name));
+
+    // The same change followed by error() is rolled back to the same state.
+    let script = script_file(&format!("{}_err.lua", c.name), &format!("{}\nerror(\"stop here\")\n", c.lua));
+    let o = sb.netscript(&[&script]);
+    assert_eq!(o.status.code(), Some(1), "{}: a failed script exits 1: {}", c.name, stderr(&o));
+    assert!(stderr(&o).contains("stop here"), "{}: {}", c.name, stderr(&o));
+    assert_same(&before, &sb.snapshot(), &format!("{}: after error()", c.name));
+}
+
+#[test]
+fn every_primitive_has_its_effect_and_rolls_back_exactly() {
+    let mut failed = Vec::new();
+    for c in CASES {
+        if let Err(e) = std::panic::catch_unwind(|| run_case(c)) {
+            let msg = e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
+            eprintln!("CASE {} FAILED: {msg}", c.name);
+            failed.push(c.name);
+        }
+    }
+    eprintln!("{} cases, {} clean", CASES.len(), CASES.len() - failed.len());
+    assert!(failed.is_empty(), "failed cases: {failed:?}");
+}
+
+#[test]
+fn spawned_processes_are_stopped_on_rollback() {
+    let sb = Sandbox::new();
+    let script = script_file(
+        "spawn.lua",
+        r#"local n = netns.add("ns1")
+local p = n:spawn({"sleep", "1000"})
+local f = io.open("/run/spawn.pid", "w"); f:write(p.pid); f:close()
+local r = n:exec({"sh", "-c", "echo hi; exit 3"})
+assert(r.code == 3 and r.stdout == "hi\n", "exec returns code and output")
+local ok, err = pcall(function() n:exec("exit 4", {check = true}) end)
+assert(not ok and tostring(err):find("exited with code 4"), tostring(err))
+error("stop")
+"#,
+    );
+    let o = sb.netscript(&[&script]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let pid = sb.ok("cat /run/spawn.pid");
+    assert!(sb.sh(&format!("kill -0 {pid}")).status.code() != Some(0), "process {pid} still runs after rollback");
+    assert_eq!(sb.ok("ip netns list"), "");
+}
+
+#[test]
+fn interrupt_rolls_back() {
+    let sb = Sandbox::new();
+    let before = sb.snapshot();
+    let script = script_file(
+        "sigint.lua",
+        r#"local n = netns.add("ns1")
+veth.add("a0", "a1", {peer_ns = n})
+bridge.add("br0")
+sysctl.set("net.ipv4.ip_forward", 1)
+io.open("/run/ready", "w"):close()
+while true do end
+"#,
+    );
+    for sig in ["INT", "TERM"] {
+        let _ = sb.sh("rm -f /run/ready");
+        let child = sb.spawn_netscript(&[&script], &[]);
+        wait_for(20, "the script to get going", || sb.sh("test -e /run/ready").status.success());
+        // nsenter execs netscript, so the child's pid is netscript's.
+        let k = std::process::Command::new("kill").args([&format!("-{sig}"), &child.id().to_string()]).status().unwrap();
+        assert!(k.success());
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(1), "SIG{sig}: {}", stderr(&o));
+        assert!(stderr(&o).contains("interrupted"), "SIG{sig}: {}", stderr(&o));
+        assert_same(&before, &sb.snapshot(), &format!("after SIG{sig}"));
+    }
+}
+
+#[test]
+fn a_second_interrupt_during_rollback_does_not_cut_it_short() {
+    let sb = Sandbox::new();
+    let before = sb.snapshot();
+    // A process that ignores SIGTERM makes the rollback wait (it is killed after a
+    // grace period), which leaves time for a second Ctrl-C.
+    let script = script_file(
+        "stubborn.lua",
+        r#"local n = netns.add("ns1")
+bridge.add("br0", {ns = n})
+n:spawn({"sh", "-c", "trap '' TERM; sleep 100"})
+io.open("/run/ready2", "w"):close()
+while true do end
+"#,
+    );
+    let child = sb.spawn_netscript(&[&script], &[]);
+    wait_for(20, "the script to get going", || sb.sh("test -e /run/ready2").status.success());
+    let kill = |sig: &str| std::process::Command::new("kill").args([sig, &child.id().to_string()]).status().unwrap();
+    kill("-INT");
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    kill("-INT");
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("finishing the rollback first"), "{}", stderr(&o));
+    assert_same(&before, &sb.snapshot(), "after two interrupts");
+}

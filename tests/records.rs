@@ -1,0 +1,110 @@
+//! Topologies that outlive the script: records, `ls` (with drift), `show`
+//! (text, JSON, Graphviz), `gc`, `--ephemeral`, the per-name lock and the state files.
+
+mod common;
+use common::*;
+
+const PART1: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/article-part1.lua");
+
+#[test]
+fn ls_show_and_drift() {
+    let sb = Sandbox::new();
+    let o = sb.netscript(&["ls"]);
+    assert!(stdout(&o).contains("no topologies are up"), "{}", stdout(&o));
+    assert!(sb.netscript(&[PART1]).status.success());
+    let o = sb.netscript(&["ls"]);
+    let out = stdout(&o);
+    assert!(out.contains("article-part1") && out.contains(" 20 ") && out.contains(" up "), "{out}");
+
+    // Something changed behind netscript's back: ls says what.
+    sb.ok("ip link set veth_ns_2 down && ip netns exec ns1 sysctl -qw net.ipv4.ip_forward=1");
+    let out = stdout(&sb.netscript(&["ls"]));
+    assert!(out.contains("drift(1)") && out.contains("not in place: ip link set veth_ns_2 up"), "{out}");
+    let json: serde_json::Value = serde_json::from_str(&stdout(&sb.netscript(&["ls", "--json"]))).unwrap();
+    assert_eq!(json[0]["name"], "article-part1");
+    assert_eq!(json[0]["changes"], 20);
+    assert_eq!(json[0]["drift"].as_array().unwrap().len(), 1);
+
+    let out = stdout(&sb.netscript(&["show", "article-part1"]));
+    assert!(out.contains("ns1:\n    ip netns add ns1"), "{out}");
+    assert!(out.contains("host:\n    ip link add ns_br type bridge"), "{out}");
+    let json: serde_json::Value = serde_json::from_str(&stdout(&sb.netscript(&["show", "article-part1", "--json"]))).unwrap();
+    assert_eq!(json["changes"].as_array().unwrap().len(), 20);
+    assert_eq!(json["changes"][0]["command"], "ip link add ns_br type bridge");
+    let dot = stdout(&sb.netscript(&["show", "article-part1", "--dot"]));
+    assert!(dot.starts_with("graph \"article-part1\" {"), "{dot}");
+    assert!(dot.contains("\"ns1/veth0\" -- \"host/veth_ns_1\"") && dot.contains("175.18.0.2/24") && dot.contains("label=\"netns ns2\""), "{dot}");
+    let o = sb.netscript(&["show", "nope"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("topology \"nope\" is not up"), "{}", stderr(&o));
+
+    assert!(sb.netscript(&["down", "article-part1"]).status.success());
+    assert!(stdout(&sb.netscript(&["ls"])).contains("no topologies are up"));
+}
+
+#[test]
+fn gc_removes_only_marked_orphans() {
+    let sb = Sandbox::new();
+    assert!(sb.netscript(&["--name", "keep", PART1]).status.success());
+    // Orphans: marked for a topology with no record. Unmarked look-alikes stay.
+    sb.ok("ip link add ghost0 type veth peer name ghost1 && ip link set ghost0 alias netscript:ghost \
+           && ip link add plain0 type veth peer name plain1 \
+           && iptables -A FORWARD -s 10.1.1.1 -m comment --comment netscript:ghost -j ACCEPT \
+           && iptables -A FORWARD -s 10.2.2.2 -m comment --comment someone-else -j ACCEPT \
+           && ip link add gd type veth peer name gd2 && ip addr add 10.3.0.1/24 dev gd && ip link set gd up \
+           && ip route add 10.4.0.0/16 via 10.3.0.2 proto 78");
+    let out = stdout(&sb.netscript(&["gc"]));
+    assert!(out.contains("link \"ghost0\"") && out.contains("10.1.1.1") && out.contains("route 10.4.0.0/16"), "{out}");
+    assert!(!out.contains("plain0") && !out.contains("someone-else") && !out.contains("veth_ns_1"), "{out}");
+    sb.ok("ip link show ghost0"); // listing removes nothing
+    let o = sb.netscript(&["gc", "--yes"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(sb.sh("ip link show ghost0").status.code() != Some(0));
+    assert!(!sb.ok("iptables -S FORWARD").contains("10.1.1.1"));
+    assert!(sb.ok("iptables -S FORWARD").contains("10.2.2.2"));
+    assert_eq!(sb.ok("ip route show 10.4.0.0/16"), "");
+    sb.ok("ip link show plain0 && ip link show veth_ns_1 && ip netns exec ns1 ping -c1 -W1 175.18.0.3");
+    assert!(stdout(&sb.netscript(&["gc"])).contains("nothing to collect"));
+    assert!(sb.netscript(&["down", "keep"]).status.success());
+}
+
+#[test]
+fn ephemeral_rolls_back_on_success() {
+    let sb = Sandbox::new();
+    let before = sb.snapshot();
+    let o = sb.netscript(&["--ephemeral", PART1]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("reach the bridge"));
+    assert_same(&before, &sb.snapshot(), "after an ephemeral run");
+    assert!(stdout(&sb.netscript(&["ls"])).contains("no topologies are up"));
+}
+
+#[test]
+fn one_process_per_name_and_private_state_files() {
+    let sb = Sandbox::new();
+    let script = script_file("slow.lua", "bridge.add(\"br0\")\nio.open('/run/slow-ready','w'):close()\nnetscript.sleep(3)\n");
+    let first = sb.spawn_netscript(&[&script], &[]);
+    wait_for(20, "the first run", || sb.sh("test -e /run/slow-ready").status.success());
+    let second = sb.netscript(&[&script]);
+    assert_eq!(second.status.code(), Some(1), "{}", stderr(&second));
+    assert!(stderr(&second).contains("being changed by another netscript process"), "{}", stderr(&second));
+    // A different name runs side by side.
+    let other = sb.run_lua("other.lua", "bridge.add(\"br1\")\n");
+    assert!(other.status.success(), "{}", stderr(&other));
+    assert!(first.wait_with_output().unwrap().status.success());
+
+    assert_eq!(sb.ok("stat -c %a /run/netscript/slow").trim(), "700");
+    assert_eq!(sb.ok("stat -c %a /run/netscript/slow/journal.jsonl").trim(), "600");
+    assert_eq!(sb.ok("stat -c %a /run/netscript").trim(), "700");
+
+    // Names are validated; a state file that does not parse is reported, not trusted.
+    for bad in ["../evil", "a/b", ".."] {
+        let o = sb.netscript(&["down", bad]);
+        assert_eq!(o.status.code(), Some(2), "{bad}: {}", stderr(&o));
+    }
+    sb.ok("echo 'not json' >> /run/netscript/slow/journal.jsonl");
+    let o = sb.netscript(&["down", "slow"]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(stderr(&o).contains("does not parse"), "{}", stderr(&o));
+    sb.ok("ip link show br0"); // nothing was undone from an untrusted file
+}

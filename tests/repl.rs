@@ -1,0 +1,342 @@
+//! The REPL, driven through a pseudo-terminal as a person would use it: the real
+//! binary, line editing, completion, Ctrl-C / Ctrl-D. Everything runs in `repl
+//! --sandbox` or inside the harness's `Sandbox`: the host's network is never touched.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use common::{script_file, Sandbox, BIN};
+use rexpect::session::{spawn_with_options, PtySession};
+use rexpect::reader::Options;
+use serde_json::Value;
+
+const PROMPT: &str = "netscript> ";
+const MORE: &str = "..> ";
+
+/// A private HOME (and XDG_STATE_HOME) so the history file goes there.
+fn home(test: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("netscript-repl-{}-{test}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn start(mut cmd: Command, home: &PathBuf) -> PtySession {
+    cmd.env("HOME", home).env("XDG_STATE_HOME", home.join("state")).env("TERM", "xterm").env_remove("NETSCRIPT_STATE_DIR");
+    let mut p = spawn_with_options(cmd, Options::new().timeout_ms(Some(20_000)).strip_ansi_escape_codes(false)).expect("the REPL starts in a pty");
+    p.exp_string(PROMPT).expect("the first prompt");
+    p
+}
+
+/// Sends one line and returns what was printed before the next prompt (`prompt`).
+fn send(p: &mut PtySession, line: &str, prompt: &str) -> String {
+    p.send_line(line).unwrap();
+    let out = p.exp_string(prompt).unwrap_or_else(|e| panic!("after `{line}`: no prompt `{prompt}`: {e}"));
+    // Drop the echo of the input itself.
+    plain(&out).replacen(line, "", 1)
+}
+
+/// Terminal output without its escape sequences (rexpect's own stripping does not
+/// know rustyline's `ESC [ ? 2026 h`).
+fn plain(s: &str) -> String {
+    let mut out = String::new();
+    let mut it = s.chars().peekable();
+    while let Some(c) = it.next() {
+        match c {
+            '\x1b' => {
+                if it.peek() == Some(&'[') {
+                    it.next();
+                    for x in it.by_ref() {
+                        if x.is_ascii_alphabetic() || x == '~' {
+                            break;
+                        }
+                    }
+                } else {
+                    it.next();
+                }
+            }
+            '\x07' | '\r' => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Types without Enter.
+fn typ(p: &mut PtySession, s: &str) {
+    p.send(s).unwrap();
+    p.flush().unwrap();
+}
+
+fn say(p: &mut PtySession, line: &str) -> String {
+    send(p, line, PROMPT)
+}
+
+#[test]
+fn expressions_multiline_completion_errors_undo() {
+    let h = home("basics");
+    let mut cmd = Command::new(BIN);
+    cmd.args(["repl", "--sandbox"]);
+    let mut p = start(cmd, &h);
+
+    // Expressions print their value; tables print readably.
+    assert!(say(&mut p, "1+1").contains("2"));
+    let t = say(&mut p, "{1, 2, name = \"x\"}");
+    assert!(t.contains("{1, 2, name = \"x\"}"), "{t}");
+
+    // A multi-line function definition continues with a continuation prompt.
+    send(&mut p, "function sq(x)", MORE);
+    send(&mut p, "  return x * x", MORE);
+    say(&mut p, "end");
+    assert!(say(&mut p, "sq(12)").contains("144"));
+
+    // Tab completion: a module field, then the whole module listed.
+    typ(&mut p, "fw.ap");
+    typ(&mut p, "\t");
+    p.exp_string("fw.append(").expect("fw.ap<Tab> completes to fw.append(");
+    let out = say(&mut p, "\"filter\", \"INPUT\", \"-s 10.9.9.9 -j DROP\")");
+    assert!(!out.contains("error"), "{out}");
+    typ(&mut p, "netn");
+    typ(&mut p, "\t");
+    p.exp_string("netns.").unwrap();
+    typ(&mut p, "ad\t");
+    p.exp_string("netns.add(").unwrap();
+    let out = say(&mut p, "\"ns1\")");
+    assert!(out.contains("Netns(\"ns1\") [links: lo (down)]"), "{out}");
+    typ(&mut p, "fw.\t\t");
+    p.exp_regex("append +chain +delete +insert +policy +rules").expect("fw.<Tab><Tab> lists the module");
+    p.exp_string(PROMPT).unwrap(); // the line, redrawn under the list
+    p.send_control('u').unwrap();
+    say(&mut p, "");
+
+    // Build a little: a namespace and a veth pair with its peer inside.
+    say(&mut p, "a, b = veth.add(\"v0\", \"v1\", {peer_ns = \"ns1\"})");
+    say(&mut p, "b:addr(\"10.0.0.2/24\"):up()");
+    let j = say(&mut p, ".journal");
+    for want in [
+        "ip netns add ns1",
+        "ip link add v0 type veth peer name v1 netns ns1",
+        "ip -n ns1 addr add 10.0.0.2/24 dev v1",
+        "ip -n ns1 link set v1 up",
+    ] {
+        assert!(j.contains(want), "`.journal` lacks `{want}`:\n{j}");
+    }
+    // A Link prints a one-line summary.
+    let l = say(&mut p, "b");
+    assert!(l.contains("Link(\"v1\" in ns1) [up, veth, 10.0.0.2/24"), "{l}");
+    // Methods complete after `:` on a handle.
+    typ(&mut p, "b:mt\t");
+    p.exp_string("b:mtu(").expect("b:mt<Tab> completes to b:mtu(");
+    assert!(say(&mut p, "1400):info().mtu").contains("1400"));
+    say(&mut p, ".undo");
+
+    // An error undoes only that input's changes; earlier ones stay.
+    let e = say(&mut p, "bridge.add(\"br9\"); link.get(\"nope\", {ns = \"ns1\"})");
+    assert!(e.contains("link.get(\"nope\")") && e.contains("no link named \"nope\" in namespace \"ns1\""), "{e}");
+    assert!(e.contains("ip link del br9"), "the failed input's bridge is undone: {e}");
+    let j = say(&mut p, ".journal");
+    assert!(!j.contains("br9") && j.contains("ip -n ns1 link set v1 up"), "{j}");
+    let sh = say(&mut p, "!ns1 ip -br addr show dev v1");
+    assert!(sh.contains("10.0.0.2/24"), "{sh}");
+
+    // .undo 1 removes the newest change only.
+    let u = say(&mut p, ".undo 1");
+    assert!(u.contains("undone: ip -n ns1 link set v1 up"), "{u}");
+    assert!(say(&mut p, "b:info().up").contains("false"));
+    let u = say(&mut p, ".undo 2");
+    assert!(u.contains("ip link add v0 type veth"), "{u}");
+    let e = say(&mut p, "link.get(\"v1\", {ns = \"ns1\"})");
+    assert!(e.contains("no link named \"v1\""), "{e}");
+    let sh = say(&mut p, "!ns1 ip link show v1");
+    assert!(sh.contains("exit code 1"), "{sh}");
+    let sh = say(&mut p, "!nosuch true");
+    assert!(sh.contains("no namespace named \"nosuch\"") && sh.contains("ns1"), "{sh}");
+
+    // Ctrl-C stops a running input (and undoes it); the REPL goes on.
+    p.send_line("bridge.add(\"br8\"); print(\"spinning\"); while true do end").unwrap();
+    p.exp_string("spinning\r\n").unwrap();
+    p.send_control('c').unwrap();
+    let out = plain(&p.exp_string(PROMPT).unwrap());
+    assert!(out.contains("interrupted") && out.contains("ip link del br8"), "{out}");
+    assert!(say(&mut p, "2*21").contains("42"));
+    // Ctrl-C at the prompt cancels the input being typed.
+    typ(&mut p, "this is not lua");
+    p.send_control('c').unwrap();
+    p.exp_string(PROMPT).unwrap();
+    assert!(!say(&mut p, "3*3").contains("error"));
+
+    // .rollback undoes everything.
+    let r = say(&mut p, ".rollback");
+    assert!(r.contains("undone: ip netns add ns1"), "{r}");
+    assert!(say(&mut p, ".journal").contains("(no changes in place)"));
+
+    // Ctrl-D leaves; the sandbox is rolled back.
+    p.send_control('d').unwrap();
+    p.exp_eof().unwrap();
+
+    // The history went to $XDG_STATE_HOME/netscript/history.
+    let hist = std::fs::read_to_string(h.join("state/netscript/history")).unwrap();
+    assert!(hist.contains("sq(12)") && hist.contains(".undo 1"), "{hist}");
+}
+
+/// The state of a sandbox that matters for comparing two builds of one topology:
+/// per namespace, each link's name, kind, state, mtu, master and addresses; the
+/// routes; the firewall rules. (MACs, ifindexes and timers differ between builds.)
+fn state(sb: &Sandbox) -> String {
+    let mut out = String::new();
+    let names = sb.ok("ip netns list | awk '{print $1}' | sort");
+    let mut nss = vec![None];
+    nss.extend(names.lines().filter(|l| !l.is_empty()).map(Some));
+    for ns in nss {
+        let (ip, ex) = match ns {
+            None => ("ip".to_string(), String::new()),
+            Some(n) => (format!("ip -n {n}"), format!("ip netns exec {n} ")),
+        };
+        out += &format!("== {}\n", ns.unwrap_or("host"));
+        let links: Value = serde_json::from_str(&sb.ok(&format!("{ip} -j -d addr show"))).unwrap();
+        let mut ls: Vec<String> = links
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| {
+                let kind = l["linkinfo"]["info_kind"].as_str().unwrap_or("-");
+                let addrs: Vec<String> = l["addr_info"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|a| a["scope"] != "link")
+                    .map(|a| format!("{}/{}", a["local"].as_str().unwrap(), a["prefixlen"]))
+                    .collect();
+                let up = l["flags"].as_array().unwrap().iter().any(|f| f == "UP");
+                format!(
+                    "link {} {kind} up={up} mtu={} master={} alias={} addrs={addrs:?}",
+                    l["ifname"].as_str().unwrap(),
+                    l["mtu"],
+                    l["master"].as_str().unwrap_or("-"),
+                    l["ifalias"].as_str().unwrap_or("-"),
+                )
+            })
+            .collect();
+        ls.sort();
+        out += &ls.join("\n");
+        out += "\n";
+        out += &format!("routes: {}\n", sb.ok(&format!("{ip} route show")));
+        let save = sb.sh(&format!("{ex}iptables-save"));
+        out += &common::normalize_rules(&String::from_utf8_lossy(&save.stdout));
+        out += &sb.ok(&format!("{ex}sysctl -n net.ipv4.ip_forward"));
+    }
+    out
+}
+
+#[test]
+fn save_then_run_rebuilds_the_same_state() {
+    let h = home("save");
+    let a = Sandbox::new();
+    let saved = h.join("rebuild.lua");
+    // The REPL runs inside the test's sandbox (not --sandbox), so its changes stay
+    // after it exits; --name matches the saved script's stem so the ownership
+    // marks of the two builds are the same.
+    let mut cmd = Command::new("nsenter");
+    cmd.args(["-t", &a.pid.to_string(), "-n", "-m", "--", BIN, "repl", "--name", "rebuild"]);
+    let mut p = start(cmd, &h);
+    let inputs = [
+        "local net = netns.add(\"lab\")",
+        "br = bridge.add(\"br0\"):addr(\"10.7.0.1/24\"):up()",
+        "function plug(name, addr)",
+        "  local ns = netns.add(name)",
+        "  ns:link(\"lo\"):up()",
+        "  local h, c = veth.add(\"h-\" .. name, \"eth0\", {peer_ns = ns})",
+        "  h:master(br):up()",
+        "  c:addr(addr):up()",
+        "  route.add(\"default\", {via = \"10.7.0.1\", ns = ns})",
+        "  return ns",
+        "end",
+        "n1 = plug(\"n1\", \"10.7.0.2/24\")",
+        "n2 = plug(\"n2\", \"10.7.0.3/24\")",
+        "sysctl.set(\"net.ipv4.ip_forward\", \"1\")",
+        "fw.append(\"filter\", \"FORWARD\", \"-s 10.7.0.0/24 -j ACCEPT\")",
+    ];
+    for l in inputs {
+        let prompt = if l.starts_with("function") || l.starts_with("  ") { MORE } else { PROMPT };
+        let out = send(&mut p, l, prompt);
+        assert!(!out.contains("error"), "`{l}`: {out}");
+    }
+    // Inputs undone with .undo, a failed one and a bare expression are not saved.
+    say(&mut p, "junk = bridge.add(\"junk0\")");
+    say(&mut p, ".undo");
+    assert!(say(&mut p, "bridge.add(\"bad0\"); error(\"on purpose\")").contains("on purpose"));
+    assert!(say(&mut p, "n1").contains("Netns(\"n1\") [links: "));
+    assert!(say(&mut p, "n1:ping(\"10.7.0.3\")").contains("true"), "n1 reaches n2 over the bridge");
+    let s = say(&mut p, &format!(".save {}", saved.display()));
+    assert!(s.contains("saved"), "{s}");
+    let before = state(&a);
+    assert!(before.contains("link h-n1 veth up=true") && !before.contains("junk0") && !before.contains("bad0"), "{before}");
+
+    // Leaving keeps the changes, says so, and `netscript down` removes them.
+    p.send_control('d').unwrap();
+    let out = plain(&p.exp_eof().unwrap());
+    assert!(out.contains("still in place (topology \"rebuild\")") && out.contains("netscript down rebuild"), "{out}");
+
+    let text = std::fs::read_to_string(&saved).unwrap();
+    assert!(!text.contains("junk0") && !text.contains("bad0") && !text.contains("\nn1\n"), "{text}");
+
+    // The saved script, run on its own in a fresh sandbox, rebuilds the same state.
+    let b = Sandbox::new();
+    let path = script_file("rebuild.lua", &text);
+    let o = b.netscript(&[&path]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    common::assert_same(&before, &state(&b), "the saved script's build");
+
+    let o = a.netscript(&["down", "rebuild"]);
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    assert!(!state(&a).contains("n1"), "down removed the REPL's topology");
+}
+
+#[test]
+fn reads_plain_lines_when_stdin_is_not_a_terminal() {
+    let h = home("piped");
+    let mut c = Command::new(BIN)
+        .args(["repl", "--sandbox"])
+        .env("HOME", &h)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    c.stdin.take().unwrap().write_all(b"1+1\nx = {\n  7,\n}\nx[1]\nnetns.add('p1')\n.journal\nerror('bad')\n'still here'\nos.exit(1)\n'not reached'\n").unwrap();
+    let o = c.wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert_eq!(out.lines().collect::<Vec<_>>(), ["2", "7", "Netns(\"p1\") [links: lo (down)]", "  1  ip netns add p1", "still here"], "{err}");
+    assert!(err.contains("bad") && err.contains("undid 1 change"), "{err}");
+}
+
+#[test]
+fn load_runs_a_script_into_the_session_and_undoes_only_a_failing_one() {
+    let h = home("load");
+    let good = script_file("repl-good.lua", "local n = netns.add(\"g1\")\nn:link(\"lo\"):up()\n");
+    let bad = script_file("repl-bad.lua", "bridge.add(\"bad0\")\nerror(\"bad script\")\n");
+    let saved = h.join("all.lua");
+    let input = format!(".load {good}\n.load {bad}\n.journal\n.save {}\n", saved.display());
+    let mut c = Command::new(BIN)
+        .args(["repl", "--sandbox"])
+        .env("HOME", &h)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let o = c.wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(out.contains("(2 changes)") && out.contains("ip netns add g1") && out.contains("ip -n g1 link set lo up"), "{out}");
+    assert!(!out.contains("bad0") && err.contains("repl-bad.lua:2: bad script") && err.contains("ip link del bad0"), "{out}\n{err}");
+    let text = std::fs::read_to_string(&saved).unwrap();
+    assert!(text.contains("do\nlocal n = netns.add(\"g1\")") && !text.contains("bad0"), "{text}");
+}
