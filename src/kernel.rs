@@ -37,8 +37,16 @@ pub struct Kernel {
     /// The ownership mark put on links (alias).
     mark: String,
     children: HashMap<u32, Child>,
+    /// Exit codes of children that ended (so `wait` answers more than once).
+    exited: HashMap<u32, i32>,
     cancel: Arc<AtomicBool>,
     log_dir: Option<std::path::PathBuf>,
+}
+
+/// A process's exit code; 128 + the signal when a signal ended it, as shells say.
+fn exit_code(st: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0))
 }
 
 fn not_found_link(ns: &NsRef, name: &str) -> Error {
@@ -49,7 +57,7 @@ impl Kernel {
     pub fn new(mark: String, fw_flavor: Option<Flavor>, cancel: Arc<AtomicBool>) -> Result<Self> {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let host_fd = OwnedFd::from(std::fs::File::open("/proc/thread-self/ns/net")?);
-        Ok(Kernel { rt, host_fd, nss: HashMap::new(), fw: None, fw_flavor, mark, children: HashMap::new(), cancel, log_dir: None })
+        Ok(Kernel { rt, host_fd, nss: HashMap::new(), fw: None, fw_flavor, mark, children: HashMap::new(), exited: HashMap::new(), cancel, log_dir: None })
     }
 
     /// Where spawned processes write their output (`<dir>/spawn-PID.log`).
@@ -129,6 +137,27 @@ impl Kernel {
         f(self.fw.as_ref().unwrap(), fd)
     }
 
+    /// Puts the ownership mark (alias) on a link just created (index `i` in `ns`) and
+    /// on the other ends named in `also`. If that fails, the link is deleted again, so
+    /// a failed creation leaves nothing behind.
+    fn mark_new_link(&mut self, ns: &NsRef, i: u32, also: &[(&NsRef, &String)]) -> Result<()> {
+        let mark = self.mark.clone();
+        let h = self.nl(ns)?;
+        let mut res = self.rt.block_on(nl::set_alias(&h, i, &mark));
+        for (pns, pname) in also {
+            if res.is_ok() {
+                res = self.index(pns, pname).and_then(|pi| {
+                    let ph = self.nl(pns)?;
+                    self.rt.block_on(nl::set_alias(&ph, pi, &mark))
+                });
+            }
+        }
+        if res.is_err() {
+            let _ = self.rt.block_on(nl::del_link(&h, i));
+        }
+        res
+    }
+
     fn apply_inner(&mut self, op: &Op) -> Result<()> {
         match op {
             Op::AddNetns { name } => netns::create(name),
@@ -140,19 +169,14 @@ impl Kernel {
                 let h = self.nl(ns)?;
                 let peer_fd = if peer_ns != ns { Some(self.target_fd(peer_ns)?) } else { None };
                 self.rt.block_on(nl::add_veth(&h, name, peer, peer_fd))?;
-                let mark = self.mark.clone();
                 let i = self.index(ns, name)?;
-                self.rt.block_on(nl::set_alias(&h, i, &mark))?;
-                let ph = self.nl(peer_ns)?;
-                let pi = self.index(peer_ns, peer)?;
-                self.rt.block_on(nl::set_alias(&ph, pi, &mark))
+                self.mark_new_link(ns, i, &[(peer_ns, peer)])
             }
             Op::AddBridge { ns, name } => {
                 let h = self.nl(ns)?;
                 self.rt.block_on(nl::add_bridge(&h, name))?;
                 let i = self.index(ns, name)?;
-                let mark = self.mark.clone();
-                self.rt.block_on(nl::set_alias(&h, i, &mark))
+                self.mark_new_link(ns, i, &[])
             }
             Op::DelLink { ns, name } => {
                 let i = self.index(ns, name)?;
@@ -229,7 +253,9 @@ impl Kernel {
             Op::Kill { pid, start } => {
                 let r = process::stop(*pid, *start, Duration::from_secs(2));
                 if let Some(mut c) = self.children.remove(pid) {
-                    let _ = c.try_wait();
+                    if let Ok(Some(st)) = c.try_wait() {
+                        self.exited.insert(*pid, exit_code(st));
+                    }
                 }
                 r
             }
@@ -379,14 +405,14 @@ impl Backend for Kernel {
     }
 
     fn wait(&mut self, pid: u32) -> Result<i32> {
-        let mut c = self
-            .children
-            .remove(&pid)
-            .ok_or_else(|| Error::invalid(format!("process {pid} was not started by this run (or was already waited for)")))?;
+        if let Some(code) = self.exited.get(&pid) {
+            return Ok(*code);
+        }
+        let mut c = self.children.remove(&pid).ok_or_else(|| Error::invalid(format!("process {pid} was not started by this run")))?;
         loop {
             if let Some(st) = c.try_wait()? {
-                use std::os::unix::process::ExitStatusExt;
-                return Ok(st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0)));
+                self.exited.insert(pid, exit_code(st));
+                return Ok(exit_code(st));
             }
             if self.cancel.load(std::sync::atomic::Ordering::SeqCst) {
                 self.children.insert(pid, c);
@@ -397,7 +423,7 @@ impl Backend for Kernel {
     }
 
     fn ping(&mut self, ns: &NsRef, addr: IpAddr, count: u32, timeout: Duration) -> Result<bool> {
-        let secs = timeout.as_secs().max(1).to_string();
+        let secs = format!("{:.3}", timeout.as_secs_f64());
         let argv: Vec<String> =
             ["ping", "-n", "-q", "-c", &count.to_string(), "-W", &secs, &addr.to_string()].iter().map(|s| s.to_string()).collect();
         // -W bounds each reply; bound the whole run as well.

@@ -6,6 +6,7 @@
 //! `backend::Backend` (`kernel::Kernel` for real; a model for `plan`) ->
 //! `sys` (netlink, namespaces, sysctl, processes) and `firewall`.
 
+pub mod app;
 pub mod backend;
 pub mod cli;
 pub mod error;

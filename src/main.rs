@@ -4,7 +4,7 @@ use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -16,49 +16,11 @@ use netscript::firewall::iptables::Flavor;
 use netscript::journal::{Journal, Meta};
 use netscript::kernel::Kernel;
 use netscript::plan::Plan;
-use netscript::session::{mark_for, RollbackReport, Session};
+use netscript::session::{mark_for, Session};
 use netscript::state::{default_state_dir, Record};
 use netscript::{lua, sandbox};
 
-const EXIT_FAILED: u8 = 1;
-const EXIT_USAGE: u8 = 2;
-const EXIT_ROLLBACK_INCOMPLETE: u8 = 3;
-
-/// SIGINT / SIGTERM: `cancel` stops the script; `count` tells a second Ctrl-C
-/// during rollback (which does not stop the rollback).
-struct Signals {
-    cancel: Arc<AtomicBool>,
-    count: Arc<AtomicUsize>,
-}
-
-fn install_signals() -> Signals {
-    let cancel = Arc::new(AtomicBool::new(false));
-    let count = Arc::new(AtomicUsize::new(0));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        let _ = signal_hook::flag::register(sig, cancel.clone());
-        let c = count.clone();
-        // SAFETY: the handler only increments an atomic, which is async-signal-safe.
-        let _ = unsafe {
-            signal_hook::low_level::register(sig, move || {
-                c.fetch_add(1, Ordering::SeqCst);
-            })
-        };
-    }
-    Signals { cancel, count }
-}
-
-/// A rollback progress callback: when a signal arrives during the rollback, say once
-/// that the rollback is being finished (it is never cut short).
-fn finishing_notice(signals: &Signals) -> impl FnMut(usize) + '_ {
-    let at_start = signals.count.load(Ordering::SeqCst);
-    let mut told = false;
-    move |left| {
-        if !told && signals.count.load(Ordering::SeqCst) > at_start {
-            eprintln!("netscript: interrupted again; finishing the rollback first ({left} changes left to undo)");
-            told = true;
-        }
-    }
-}
+use netscript::app::{self, install_signals, print_report, finishing_notice, EXIT_FAILED, EXIT_ROLLBACK_INCOMPLETE, EXIT_USAGE};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -93,102 +55,47 @@ fn topo_name(opts: &RunOpts, script: &Path) -> String {
     opts.name.clone().unwrap_or_else(|| script.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "topology".into()))
 }
 
-fn print_report(what: &str, r: &RollbackReport, verbose: bool) {
-    if verbose || !r.complete() {
-        for u in &r.undone {
-            eprintln!("  undone: {u}");
-        }
-    }
-    if r.changes > 0 || !r.complete() {
-        eprintln!("netscript: {what}: undid {} change(s)", r.changes);
-    }
-    for f in &r.failures {
-        eprintln!("netscript: could not undo `{}`: {}", f.undo.render(), f.error);
-    }
-}
-
 fn run(opts: &RunOpts, script: &Path, args: &[String]) -> Result<u8> {
     let topo = topo_name(opts, script);
     netscript::model::check_name("topology", &topo)?;
-    let flavor = Flavor::parse(&opts.iptables)?;
+    Flavor::parse(&opts.iptables)?;
     if !script.is_file() {
         return Err(Error::invalid(format!("no such script: {}", script.display())));
     }
     // First, while single-threaded.
     let user_ns = if opts.sandbox { Some(sandbox::enter()?) } else { None };
     let signals = install_signals();
-
-    let base = opts.state_dir.clone().unwrap_or_else(default_state_dir);
-    let record = Record::lock(&base, &topo)?;
     let script_abs = std::fs::canonicalize(script).unwrap_or_else(|_| PathBuf::from(script));
-    let meta = Meta {
-        name: topo.clone(),
-        script: script_abs.display().to_string(),
-        pid: std::process::id(),
-        started: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
-    };
-    let journal = record.start(meta)?;
-    let mut kernel = Kernel::new(mark_for(&topo), flavor, signals.cancel.clone())?;
-    kernel.set_log_dir(Some(record.dir.clone()));
-    if user_ns.is_some() {
-        // The sandbox's own "host" gets a working loopback, as a real host has.
-        kernel.set_lo_up()?;
-    }
-    let mut session = Session::new(Box::new(kernel), journal, &topo, signals.cancel.clone());
-    session.set_verbose(opts.verbose);
-    let session = Rc::new(RefCell::new(session));
-    let lua = lua::new_lua(session.clone(), &topo, Some(script), args, signals.cancel.clone())
+    let opened = app::open(opts, &topo, &script_abs.display().to_string(), user_ns.is_some(), &signals)?;
+    let lua = lua::new_lua(opened.session.clone(), &topo, Some(script), args, signals.cancel.clone())
         .map_err(|e| Error::sys(format!("cannot start Lua: {e}"), None))?;
     let result = lua::run_file(&lua, script, args);
     drop(lua);
 
-    let rollback = |why: &str| -> u8 {
-        let report = session.borrow_mut().rollback_with(finishing_notice(&signals));
-        print_report(why, &report, opts.verbose);
-        if report.complete() { 0 } else { EXIT_ROLLBACK_INCOMPLETE }
+    let failure = match &result {
+        Ok(()) => None,
+        Err(e) => match lua::exit_code(e) {
+            Some(0) => None,
+            Some(c) => Some(format!("the script called os.exit({c})")),
+            None if signals.cancel.load(Ordering::SeqCst) => Some("interrupted".to_string()),
+            None => Some(lua::error_text(e)),
+        },
     };
-    match result {
-        Err(e) => {
-            let msg = lua::error_text(&e);
-            if signals.cancel.load(Ordering::SeqCst) {
-                eprintln!("netscript: interrupted; rolling back");
-            } else {
-                eprintln!("netscript: {msg}");
-            }
-            let c = rollback("rolled back");
-            if c == 0 {
-                let _ = record.remove();
-                Ok(EXIT_FAILED)
-            } else {
-                Ok(c)
-            }
-        }
-        Ok(()) => {
-            if let Some(user_ns) = user_ns.filter(|_| opts.wait) {
-                eprintln!(
-                    "netscript: the sandbox is up. Enter it from another shell with:\n  {}\nPress Ctrl-C here to roll back and exit.",
-                    sandbox::enter_hint(std::process::id(), user_ns)
-                );
-                while !signals.cancel.load(Ordering::SeqCst) {
-                    std::thread::sleep(std::time::Duration::from_millis(100));
-                }
-            }
-            if opts.sandbox || opts.ephemeral {
-                let c = rollback(if opts.ephemeral { "ephemeral run, rolled back" } else { "sandbox closed" });
-                if c == 0 {
-                    let _ = record.remove();
-                }
-                return Ok(c);
-            }
-            let n = session.borrow().journal().live_count();
-            if n == 0 {
-                let _ = record.remove();
-            } else {
-                eprintln!("netscript: topology \"{topo}\" is up ({n} changes). Take it down with: netscript down {topo}");
-            }
-            Ok(0)
+    if let Some(msg) = failure {
+        eprintln!("netscript: {msg}; rolling back");
+        let c = opened.rollback("rolled back", opts, &signals);
+        return Ok(if c == 0 { EXIT_FAILED } else { c });
+    }
+    if let Some(user_ns) = user_ns.filter(|_| opts.wait) {
+        eprintln!(
+            "netscript: the sandbox is up. Enter it from another shell with:\n  {}\nPress Ctrl-C here to roll back and exit.",
+            sandbox::enter_hint(std::process::id(), user_ns)
+        );
+        while !signals.cancel.load(Ordering::SeqCst) {
+            std::thread::sleep(std::time::Duration::from_millis(100));
         }
     }
+    Ok(opened.finish(opts, &signals))
 }
 
 /// `netscript plan`: the script against a model of the system; prints the commands.
@@ -209,8 +116,16 @@ fn plan(opts: &RunOpts, undo: bool, script: &Path, args: &[String]) -> Result<u8
         .map_err(|e| Error::sys(format!("cannot start Lua: {e}"), None))?;
     let result = lua::run_file(&lua, script, args);
     drop(lua);
-    if let Err(e) = result {
-        eprintln!("netscript: {}", lua::error_text(&e));
+    let failure = match &result {
+        Ok(()) => None,
+        Err(e) => match lua::exit_code(e) {
+            Some(0) => None,
+            Some(c) => Some(format!("the script called os.exit({c})")),
+            None => Some(lua::error_text(e)),
+        },
+    };
+    if let Some(msg) = failure {
+        eprintln!("netscript: {msg}");
         let n = session.borrow().journal().live_count();
         eprintln!("netscript: plan: the script failed after {n} change(s); a real run failing here rolls them back");
         return Ok(EXIT_FAILED);
@@ -235,7 +150,7 @@ fn plan(opts: &RunOpts, undo: bool, script: &Path, args: &[String]) -> Result<u8
 fn repl(opts: &RunOpts) -> Result<u8> {
     let user_ns = if opts.sandbox { Some(sandbox::enter()?) } else { None };
     let signals = install_signals();
-    netscript::repl::run(opts, user_ns, signals.cancel, signals.count)
+    netscript::repl::run(opts, user_ns, &signals)
 }
 
 fn down(opts: &RunOpts, name: &str) -> Result<u8> {

@@ -9,7 +9,6 @@
 //! On a terminal, input goes through rustyline (history, completion); otherwise the
 //! REPL reads stdin line by line with no prompts, which suits pipes and tests.
 
-use std::cell::RefCell;
 use std::collections::HashSet;
 use std::ffi::c_void;
 use std::io::{BufRead, IsTerminal, Write};
@@ -17,7 +16,6 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use mlua::{Function, Lua, MultiValue, Table, Value};
 use rustyline::completion::{Completer, FilenameCompleter, Pair};
@@ -30,21 +28,18 @@ use rustyline::{CompletionType, Config, Context, Editor, Helper};
 
 use crate::cli::RunOpts;
 use crate::error::{Error, Result};
-use crate::firewall::iptables::Flavor;
-use crate::journal::{Meta, State};
-use crate::kernel::Kernel;
+use crate::app::{self, Signals};
+use crate::journal::State;
 use crate::lua::link::LLink;
 use crate::lua::netns::{LNetns, LProcess};
 use crate::lua::{self, SessionRef};
 use crate::model::NsRef;
-use crate::session::{mark_for, RollbackReport, Session};
-use crate::state::{default_state_dir, Record};
+use crate::session::RollbackReport;
 
 const PROMPT: &str = "netscript> ";
 const PROMPT_MORE: &str = "       ..> ";
 
 /// Exit code when what was to be undone could not all be undone (as for scripts).
-const EXIT_ROLLBACK_INCOMPLETE: u8 = 3;
 
 /// The dot-commands, for `.help` and completion.
 const COMMANDS: &[(&str, &str)] = &[
@@ -137,65 +132,37 @@ pub struct Repl {
     topo: String,
     chunks: Vec<Chunk>,
     tostring: Function,
-    /// Set by `os.exit()`, which leaves the REPL (through the normal exit, not at once).
+    /// Set when a `.load`ed script calls `os.exit()`: the REPL leaves after it.
     exit: Rc<std::cell::Cell<bool>>,
 }
 
-/// The error `os.exit()` raises to stop the input it is called from.
-const EXIT_MARK: &str = "netscript-repl: os.exit";
 
 /// Runs the REPL to its end. `user_ns` is Some when main has entered the sandbox
 /// (it must, first thing, while single-threaded); `cancel` and `count` are the
 /// SIGINT / SIGTERM flags main installed.
-pub fn run(opts: &RunOpts, user_ns: Option<bool>, cancel: Arc<AtomicBool>, count: Arc<AtomicUsize>) -> Result<u8> {
+pub fn run(opts: &RunOpts, user_ns: Option<bool>, signals: &Signals) -> Result<u8> {
     let topo = opts.name.clone().unwrap_or_else(|| format!("repl-{}", std::process::id()));
     crate::model::check_name("topology", &topo)?;
-    let flavor = Flavor::parse(&opts.iptables)?;
-    let base = opts.state_dir.clone().unwrap_or_else(default_state_dir);
-    let record = Record::lock(&base, &topo).map_err(|e| {
+    let opened = app::open(opts, &topo, "(repl)", user_ns.is_some(), signals).map_err(|e| {
         if opts.sandbox || nix::unistd::geteuid().is_root() {
             e
         } else {
             Error::sys(format!("{e}\n(the REPL changes this machine's network, which needs root; to try things out as a normal user: netscript repl --sandbox)"), e.errno())
         }
     })?;
-    let meta = Meta {
-        name: topo.clone(),
-        script: "(repl)".into(),
-        pid: std::process::id(),
-        started: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
-    };
-    let journal = record.start(meta)?;
-    let mut kernel = Kernel::new(mark_for(&topo), flavor, cancel.clone())?;
-    kernel.set_log_dir(Some(record.dir.clone()));
-    if user_ns.is_some() {
-        kernel.set_lo_up()?;
-    }
-    let mut session = Session::new(Box::new(kernel), journal, &topo, cancel.clone());
-    session.set_verbose(opts.verbose);
-    let session = Rc::new(RefCell::new(session));
+    let session = opened.session.clone();
+    let (cancel, count) = (signals.cancel.clone(), signals.count.clone());
     let lua = lua::new_lua(session.clone(), &topo, None, &[], cancel.clone())
         .map_err(|e| Error::sys(format!("cannot start Lua: {e}"), None))?;
     let tostring: Function = lua.globals().get("tostring").map_err(|e| Error::sys(format!("cannot start Lua: {e}"), None))?;
     let term = Arc::new(AtomicBool::new(false));
     let _ = signal_hook::flag::register(signal_hook::consts::SIGTERM, term.clone());
-    // os.exit() leaves the REPL the normal way (rollback with --sandbox, the
-    // "still in place" note otherwise) instead of killing the process.
+    // os.exit() (see lua::exit_code) leaves the REPL the normal way: rollback with
+    // --sandbox, the "still in place" note otherwise.
     let exit = Rc::new(std::cell::Cell::new(false));
-    let flag = exit.clone();
-    let os_exit = lua
-        .create_function(move |_, _: MultiValue| -> mlua::Result<()> {
-            flag.set(true);
-            Err(mlua::Error::RuntimeError(EXIT_MARK.into()))
-        })
-        .and_then(|f| lua.globals().get::<Table>("os").and_then(|os| os.set("exit", f)));
-    if let Err(e) = os_exit {
-        return Err(Error::sys(format!("cannot start Lua: {e}"), None));
-    }
     let mut repl =
         Repl { lua, session: session.clone(), cancel, count, term, topo: topo.clone(), chunks: Vec::new(), tostring, exit };
 
-    let throwaway = opts.sandbox || opts.ephemeral;
     if std::io::stdin().is_terminal() {
         println!("netscript {} REPL, topology \"{topo}\"{}", env!("CARGO_PKG_VERSION"), if opts.sandbox {
             " in a sandbox (everything is undone when you leave)"
@@ -217,30 +184,7 @@ pub fn run(opts: &RunOpts, user_ns: Option<bool>, cancel: Arc<AtomicBool>, count
     // The signal has done its work (stopped the input); what follows must not be cut short.
     cancel.store(false, Ordering::SeqCst);
 
-    let live = session.borrow().journal().live_count();
-    if throwaway {
-        let report = session.borrow_mut().rollback();
-        print_undone(&report, live, false);
-        if report.complete() {
-            let _ = record.remove();
-            return Ok(0);
-        }
-        return Ok(EXIT_ROLLBACK_INCOMPLETE);
-    }
-    if live == 0 {
-        let _ = record.remove();
-    } else {
-        let dir = match &opts.state_dir {
-            Some(d) => format!("--state-dir {} ", crate::model::shell_quote(&d.display().to_string())),
-            None => String::new(),
-        };
-        eprintln!(
-            "netscript: {live} change{} still in place (topology \"{topo}\"); {} stay. Remove them with: netscript {dir}down {topo}",
-            if live == 1 { " is" } else { "s are" },
-            if live == 1 { "it" } else { "they" },
-        );
-    }
-    Ok(0)
+    Ok(opened.finish(opts, signals))
 }
 
 /// Prints what undoing `changes` journal entries did (`verbose`: each undo
@@ -443,7 +387,7 @@ impl Repl {
                 }
             }
             // os.exit(): what the input did before it stays (and is not saved).
-            Err(_) if self.exit.get() => return Next::Exit,
+            Err(e) if lua::exit_code(&e).is_some() => return Next::Exit,
             Err(e) => self.failed(&e, start, "this input"),
         }
         let _ = std::io::stdout().flush();
@@ -674,7 +618,7 @@ impl Repl {
                 let n = self.session.borrow().journal().entries()[start..end].iter().filter(|e| e.live()).count();
                 println!("loaded {} ({n} change{})", path.display(), if n == 1 { "" } else { "s" });
             }
-            Err(_) if self.exit.get() => {}
+            Err(e) if lua::exit_code(&e).is_some() => self.exit.set(true),
             Err(e) => self.failed(&e, start, &format!("{}", path.display())),
         }
     }

@@ -277,7 +277,7 @@ fn save_then_run_rebuilds_the_same_state() {
     // Leaving keeps the changes, says so, and `netscript down` removes them.
     p.send_control('d').unwrap();
     let out = plain(&p.exp_eof().unwrap());
-    assert!(out.contains("still in place (topology \"rebuild\")") && out.contains("netscript down rebuild"), "{out}");
+    assert!(out.contains("topology \"rebuild\" is up") && out.contains("netscript down rebuild"), "{out}");
 
     let text = std::fs::read_to_string(&saved).unwrap();
     assert!(!text.contains("junk0") && !text.contains("bad0") && !text.contains("\nn1\n"), "{text}");

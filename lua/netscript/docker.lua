@@ -52,10 +52,10 @@ Network.__index = Network
 --- IP forwarding, MASQUERADE for the subnet, and a FORWARD chain with policy DROP that
 --- lets containers out (and each other), replies back in, and published ports in.
 function M.network(opts)
-  check_opts("docker.network", opts, { name = true, subnet = true, gateway = true, ns = true })
   if type(opts) ~= "table" or type(opts.name) ~= "string" then
     error("docker.network: give a table with name= and subnet=, e.g. docker.network{ name = \"ns_br\", subnet = \"175.18.0.0/24\" }", 2)
   end
+  check_opts("docker.network", opts, { name = true, subnet = true, gateway = true, ns = true })
   local base, plen, size = parse_subnet(opts.subnet)
   local gw = opts.gateway or int2ip(base + 1)
   local gwn = ip2int(gw)
@@ -89,7 +89,8 @@ function Network:_next_ip()
 end
 
 --- net:container(name[, {ip=, dev=, host_dev=}]) -> Netns: a namespace with lo up, a veth
---- pair (dev, default "veth0", inside; host_dev, default "veth_"..name, on the bridge),
+--- pair (dev, default "veth0", inside; host_dev, default "veth_"..name, which must fit
+--- in 15 bytes, on the bridge),
 --- the next free address (or ip=) and a default route through the gateway.
 function Network:container(name, opts)
   check_opts("net:container", opts, { ip = true, dev = true, host_dev = true })
@@ -109,7 +110,10 @@ function Network:container(name, opts)
   local ip = int2ip(n)
   local ns = netns.add(name)
   ns:link("lo"):up()
-  local dev, host_dev = opts.dev or "veth0", opts.host_dev or ("veth_" .. name):sub(1, 15)
+  local dev, host_dev = opts.dev or "veth0", opts.host_dev or ("veth_" .. name)
+  if #host_dev > 15 then
+    error(("net:container(%q): the host end's name %q is longer than 15 bytes; give a shorter one with host_dev="):format(name, host_dev), 2)
+  end
   local inside, outside = veth.add(dev, host_dev, { ns = ns, peer_ns = self.ns })
   inside:addr(("%s/%d"):format(ip, self.plen)):up()
   outside:master(self.bridge):up()

@@ -137,7 +137,7 @@ impl Iptables {
             } else {
                 None
             };
-            let m = if errno.is_some() { format!("{m} (needs root, or run with --sandbox)") } else { m };
+            let m = if errno == Some(Errno::EPERM) { format!("{m} (needs root, or run with --sandbox)") } else { m };
             Error::sys(m, errno)
         })
     }

@@ -105,6 +105,9 @@ impl UserData for LLink {
         m.add_function("move", |lua, (this, to): (AnyUserData, Value)| {
             let l = this.borrow::<LLink>()?.clone();
             let call = format!("{}:move(...)", l.desc());
+            if to.is_nil() {
+                return Err(fail(lua, &call, Error::invalid("name the target namespace (a Netns, a name, or netns.host())")));
+            }
             let to = ns_value(lua, &call, to, "the target namespace")?;
             with(lua, || format!("{}:move({})", l.desc(), q(to.short())), |s| s.link_move(&l.ns, &l.name, &to))?;
             this.borrow_mut::<LLink>()?.ns = to;

@@ -54,10 +54,21 @@ pub fn new_lua(session: SessionRef, topo: &str, script: Option<&Path>, args: &[S
     }
     ns_table.set("name", topo)?;
     ns_table.set("version", env!("CARGO_PKG_VERSION"))?;
+    let c = cancel.clone();
     ns_table.set(
         "sleep",
-        lua.create_function(|_, secs: f64| {
-            std::thread::sleep(std::time::Duration::from_secs_f64(secs.clamp(0.0, 3600.0)));
+        lua.create_function(move |lua, secs: f64| {
+            if !(secs >= 0.0 && secs.is_finite()) {
+                return Err(util::fail(lua, "netscript.sleep", crate::Error::invalid(format!("{secs} is not a number of seconds"))));
+            }
+            // In small steps, so Ctrl-C ends it.
+            let end = std::time::Instant::now() + std::time::Duration::from_secs_f64(secs);
+            while std::time::Instant::now() < end {
+                if c.load(Ordering::SeqCst) {
+                    return Err(mlua::Error::RuntimeError("interrupted".into()));
+                }
+                std::thread::sleep((end - std::time::Instant::now()).min(std::time::Duration::from_millis(20)));
+            }
             Ok(())
         })?,
     )?;
@@ -98,6 +109,42 @@ pub fn new_lua(session: SessionRef, topo: &str, script: Option<&Path>, args: &[S
     }
     g.set("arg", arg)?;
 
+    // pcall / xpcall hand errors to the script as strings (netscript's errors travel
+    // as mlua error values inside Rust), and os.exit ends the run the normal way.
+    let errtext = lua.create_function(|lua, v: mlua::Value| {
+        Ok(match v {
+            mlua::Value::Error(e) => mlua::Value::String(lua.create_string(error_text(&e))?),
+            other => other,
+        })
+    });
+    let exit = lua.create_function(|_, code: mlua::Value| -> mlua::Result<()> {
+        let c = match code {
+            mlua::Value::Nil | mlua::Value::Boolean(true) => 0,
+            mlua::Value::Boolean(false) => 1,
+            mlua::Value::Integer(i) => i as i32,
+            mlua::Value::Number(n) => n as i32,
+            _ => 1,
+        };
+        Err(mlua::Error::RuntimeError(format!("{EXIT_MARK}{c}")))
+    })?;
+    lua.load(
+        r#"
+local errtext, exit = ...
+local raw_pcall, raw_xpcall = pcall, xpcall
+local function fix(ok, ...)
+  if ok then return ok, ... end
+  return false, errtext((...))
+end
+pcall = function(f, ...) return fix(raw_pcall(f, ...)) end
+xpcall = function(f, h, ...)
+  return raw_xpcall(f, function(e) return h(errtext(e)) end, ...)
+end
+os.exit = exit
+"#,
+    )
+    .set_name("=[netscript]")
+    .call::<()>((errtext?, exit))?;
+
     // Ctrl-C / SIGTERM stop a running script between instructions.
     lua.set_hook(HookTriggers::new().every_nth_instruction(1000), move |_, _| {
         if cancel.load(Ordering::SeqCst) {
@@ -135,15 +182,94 @@ pub fn run_file(lua: &Lua, path: &Path, args: &[String]) -> mlua::Result<()> {
     f.call::<()>(mlua::MultiValue::from_iter(args.iter().map(|a| mlua::Value::String(lua.create_string(a).unwrap()))))
 }
 
-/// The message of a Lua error, without mlua's wrapping; with the traceback only when
-/// the error did not come from netscript itself.
+/// The message of a Lua error, without mlua's wrapping. Errors netscript raises
+/// already read `file:line: call: reason`; a wrong argument (type or count) gets the
+/// same shape here, with the script position taken from the traceback.
 pub fn error_text(e: &mlua::Error) -> String {
     match e {
-        mlua::Error::CallbackError { cause, .. } => error_text(cause),
+        mlua::Error::CallbackError { cause, traceback } => match cause.as_ref() {
+            mlua::Error::BadArgument { .. } | mlua::Error::FromLuaConversionError { .. } => {
+                format!("{}{}", traceback_location(traceback), error_text(cause))
+            }
+            other => error_text(other),
+        },
         // Lua appends a traceback to errors raised in Lua code; the first line says it.
         mlua::Error::RuntimeError(s) => s.split("\nstack traceback:").next().unwrap_or(s).to_string(),
         mlua::Error::SyntaxError { message, .. } => format!("syntax error: {message}"),
         mlua::Error::WithContext { cause, .. } => error_text(cause),
+        mlua::Error::BadArgument { to, pos, cause, .. } => {
+            let f = to.as_deref().map(friendly_fn).unwrap_or_else(|| "a function".into());
+            format!("bad argument #{} to {f}: {}", pos, error_text(cause))
+        }
+        mlua::Error::FromLuaConversionError { from, to, .. } => format!("expected {}, got {from}", friendly_type(to)),
         other => other.to_string(),
+    }
+}
+
+/// `LNetns.tcp` -> `Netns:tcp`, `veth.add` stays.
+fn friendly_fn(f: &str) -> String {
+    for (rust, lua) in [("LNetns.", "Netns:"), ("LLink.", "Link:"), ("LProcess.", "Process:")] {
+        if let Some(m) = f.strip_prefix(rust) {
+            return format!("{lua}{m}");
+        }
+    }
+    f.to_string()
+}
+
+fn friendly_type(t: &str) -> String {
+    match t {
+        "u16" => "an integer from 0 to 65535".into(),
+        "u32" | "u64" | "usize" => "a non-negative integer".into(),
+        "i32" | "i64" | "Integer" => "an integer".into(),
+        "f32" | "f64" | "Number" => "a number".into(),
+        "String" | "string" => "a string".into(),
+        "bool" | "boolean" => "a boolean".into(),
+        "Table" | "table" => "a table".into(),
+        "userdata" | "AnyUserData" => "a handle (Netns, Link, Process)".into(),
+        other => format!("{}", other.trim_start_matches('L')),
+    }
+}
+
+/// "file:line: " of the innermost script frame in a Lua traceback.
+fn traceback_location(tb: &str) -> String {
+    tb.lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with("[C]") && !l.starts_with("[netscript."))
+        .find_map(|l| {
+            let mut parts = l.splitn(3, ':');
+            let (file, line) = (parts.next()?, parts.next()?);
+            line.parse::<u32>().ok().map(|n| format!("{file}:{n}: "))
+        })
+        .unwrap_or_default()
+}
+
+/// How `os.exit` ends a script: it raises this, and the runner turns it into the
+/// normal end of the run (success, or failure and rollback), so nothing is left.
+pub const EXIT_MARK: &str = "netscript: os.exit with code ";
+
+/// The exit code of an `os.exit()` call, if that is what ended the script.
+pub fn exit_code(e: &mlua::Error) -> Option<i32> {
+    match e {
+        mlua::Error::CallbackError { cause, .. } | mlua::Error::WithContext { cause, .. } => exit_code(cause),
+        mlua::Error::RuntimeError(s) => s.strip_prefix(EXIT_MARK).and_then(|c| c.parse().ok()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn friendly_errors() {
+        assert_eq!(friendly_fn("LNetns.tcp"), "Netns:tcp");
+        assert_eq!(traceback_location("stack traceback:\n\t[C]: in ?\n\t/tmp/x.lua:7: in main chunk"), "/tmp/x.lua:7: ");
+        let e = mlua::Error::BadArgument {
+            to: Some("LNetns.tcp".into()),
+            pos: 3,
+            name: None,
+            cause: std::sync::Arc::new(mlua::Error::FromLuaConversionError { from: "string", to: "u16".into(), message: None }),
+        };
+        assert_eq!(error_text(&e), "bad argument #3 to Netns:tcp: expected an integer from 0 to 65535, got string");
     }
 }

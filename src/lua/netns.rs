@@ -121,7 +121,10 @@ impl UserData for LNetns {
         m.add_method("ping", |lua, this, (addr, opts): (String, Option<Table>)| {
             let call = format!("{}:ping({})", desc(&this.ns), q(&addr));
             let o = Opts::new(lua, &call, opts, &["count", "timeout"])?;
-            let count = o.get::<u32>(lua, &call, "count")?.unwrap_or(1).max(1);
+            let count = o.get::<u32>(lua, &call, "count")?.unwrap_or(1);
+            if count == 0 {
+                return Err(fail(lua, &call, Error::invalid("count must be at least 1")));
+            }
             let timeout = secs(lua, &call, o.get::<f64>(lua, &call, "timeout")?, 1.0)?;
             with(lua, || call.clone(), |s| {
                 let ip = parse_ip(&addr)?;

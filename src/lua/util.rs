@@ -74,7 +74,13 @@ impl Opts {
                 let (k, _) = pair?;
                 let key = match &k {
                     Value::String(s) => s.to_string_lossy(),
-                    other => format!("{other:?}"),
+                    Value::Integer(i) => {
+                        return Err(fail(lua, call, Error::invalid(format!(
+                            "the options table has a value without a name at position {i}; options are named, like {{{} = ...}}",
+                            allowed.first().unwrap_or(&"ns")
+                        ))));
+                    }
+                    other => format!("{}", other.type_name()),
                 };
                 if !allowed.contains(&key.as_str()) {
                     let hint = if allowed.is_empty() { "it takes no options".to_string() } else { format!("known options: {}", allowed.join(", ")) };

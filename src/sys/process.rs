@@ -119,24 +119,45 @@ pub fn stop(pid: u32, start: u64, grace: Duration) -> Result<()> {
         Err(Errno::ESRCH) => return Ok(()),
         Err(e) => return Err(Error::from_errno(format!("cannot stop process {pid}"), e)),
     }
+    // Done when no process of the group is left (a zombie leader can still have
+    // threads or children running).
     let t0 = Instant::now();
     while t0.elapsed() < grace {
-        // Reap it if it is our child; otherwise watch /proc.
-        let _ = nix::sys::wait::waitpid(pg, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
-        if start_time(pid) != Some(start) || is_zombie(pid) {
-            let _ = nix::sys::wait::waitpid(pg, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+        reap(pg);
+        if group_gone(pg) {
             return Ok(());
         }
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(Duration::from_millis(5));
     }
     let _ = killpg(pg, Signal::SIGKILL);
-    let _ = nix::sys::wait::waitpid(pg, None);
+    let t1 = Instant::now();
+    while !group_gone(pg) && t1.elapsed() < Duration::from_secs(5) {
+        reap(pg);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    reap(pg);
     Ok(())
 }
 
-fn is_zombie(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| s.rfind(')').map(|i| s[i + 2..].starts_with('Z')))
-        .unwrap_or(true)
+/// Reaps the leader if it is our child and has ended.
+fn reap(pg: Pid) {
+    let _ = nix::sys::wait::waitpid(pg, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+}
+
+/// True when no live process is in the group (zombies waiting for another parent
+/// to reap them do not count).
+fn group_gone(pg: Pid) -> bool {
+    match killpg(pg, None) {
+        Err(Errno::ESRCH) => true,
+        _ => {
+            // Only zombies left? Look at /proc for members of the group.
+            let Ok(rd) = std::fs::read_dir("/proc") else { return false };
+            !rd.flatten().any(|e| {
+                let Ok(s) = std::fs::read_to_string(e.path().join("stat")) else { return false };
+                let Some(i) = s.rfind(')') else { return false };
+                let f: Vec<&str> = s[i + 2..].split_whitespace().collect();
+                f.len() > 2 && f[2] == pg.as_raw().to_string() && f[0] != "Z" && f[0] != "X"
+            })
+        }
+    }
 }

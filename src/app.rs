@@ -1,0 +1,149 @@
+//! What a script run and the REPL share: signal handling, opening a recorded
+//! session on the kernel, and ending it (keep it up, or roll it back and say so).
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::cli::RunOpts;
+use crate::error::Result;
+use crate::firewall::iptables::Flavor;
+use crate::journal::Meta;
+use crate::kernel::Kernel;
+use crate::lua::SessionRef;
+use crate::model::shell_quote;
+use crate::session::{mark_for, RollbackReport, Session};
+use crate::state::{default_state_dir, Record};
+
+pub const EXIT_FAILED: u8 = 1;
+pub const EXIT_USAGE: u8 = 2;
+pub const EXIT_ROLLBACK_INCOMPLETE: u8 = 3;
+
+/// SIGINT / SIGTERM: `cancel` stops the script; `count` tells a second Ctrl-C
+/// during rollback (which does not stop the rollback).
+pub struct Signals {
+    pub cancel: Arc<AtomicBool>,
+    pub count: Arc<AtomicUsize>,
+}
+
+pub fn install_signals() -> Signals {
+    let cancel = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicUsize::new(0));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register(sig, cancel.clone());
+        let c = count.clone();
+        // SAFETY: the handler only increments an atomic, which is async-signal-safe.
+        let _ = unsafe {
+            signal_hook::low_level::register(sig, move || {
+                c.fetch_add(1, Ordering::SeqCst);
+            })
+        };
+    }
+    Signals { cancel, count }
+}
+
+/// A rollback progress callback: when a signal arrives during the rollback, say once
+/// that the rollback is being finished (it is never cut short).
+pub fn finishing_notice(signals: &Signals) -> impl FnMut(usize) + '_ {
+    let at_start = signals.count.load(Ordering::SeqCst);
+    let mut told = false;
+    move |left| {
+        if !told && signals.count.load(Ordering::SeqCst) > at_start {
+            eprintln!("netscript: interrupted again; finishing the rollback first ({left} changes left to undo)");
+            told = true;
+        }
+    }
+}
+
+/// Prints a rollback's outcome: the count, each failure, and (verbose, or when
+/// something failed) every command that ran.
+pub fn print_report(what: &str, r: &RollbackReport, verbose: bool) {
+    if verbose || !r.complete() {
+        for u in &r.undone {
+            eprintln!("  undone: {u}");
+        }
+    }
+    if r.changes > 0 || !r.complete() {
+        eprintln!("netscript: {what}: undid {} change{}", r.changes, if r.changes == 1 { "" } else { "s" });
+    }
+    for f in &r.failures {
+        eprintln!("netscript: could not undo `{}`: {}", f.undo.render(), f.error);
+    }
+}
+
+/// The command that takes `topo` down (with --state-dir when one was given).
+pub fn down_command(opts: &RunOpts, topo: &str) -> String {
+    match &opts.state_dir {
+        Some(d) => format!("netscript --state-dir {} down {topo}", shell_quote(&d.display().to_string())),
+        None => format!("netscript down {topo}"),
+    }
+}
+
+/// A recorded session on the kernel, locked for this process.
+pub struct Opened {
+    pub topo: String,
+    pub record: Record,
+    pub session: SessionRef,
+}
+
+/// Locks the record of `topo`, starts its journal and a session on the kernel.
+/// `sandboxed`: the sandbox's own "host" gets a working loopback, as a real host has.
+pub fn open(opts: &RunOpts, topo: &str, script: &str, sandboxed: bool, signals: &Signals) -> Result<Opened> {
+    let flavor = Flavor::parse(&opts.iptables)?;
+    let base = opts.state_dir.clone().unwrap_or_else(default_state_dir);
+    let record = Record::lock(&base, topo)?;
+    let meta = Meta {
+        name: topo.to_string(),
+        script: script.to_string(),
+        pid: std::process::id(),
+        started: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+    };
+    let journal = record.start(meta)?;
+    let mut kernel = Kernel::new(mark_for(topo), flavor, signals.cancel.clone())?;
+    kernel.set_log_dir(Some(record.dir.clone()));
+    if sandboxed {
+        kernel.set_lo_up()?;
+    }
+    let mut session = Session::new(Box::new(kernel), journal, topo, signals.cancel.clone());
+    session.set_verbose(opts.verbose);
+    Ok(Opened { topo: topo.to_string(), record, session: Rc::new(RefCell::new(session)) })
+}
+
+impl Opened {
+    /// Rolls everything back; forgets the record when that worked.
+    pub fn rollback(self, why: &str, opts: &RunOpts, signals: &Signals) -> u8 {
+        // A signal has done its work by now; the rollback must not be cut short.
+        signals.cancel.store(false, Ordering::SeqCst);
+        let report = self.session.borrow_mut().rollback_with(finishing_notice(signals));
+        print_report(why, &report, opts.verbose);
+        if report.complete() {
+            let _ = self.record.remove();
+            0
+        } else {
+            EXIT_ROLLBACK_INCOMPLETE
+        }
+    }
+
+    /// Ends a session that went well: rolled back for --sandbox / --ephemeral (`how`
+    /// says which), otherwise kept up with a note on how to take it down.
+    pub fn finish(self, opts: &RunOpts, signals: &Signals) -> u8 {
+        if opts.sandbox || opts.ephemeral {
+            let why = if opts.ephemeral { "ephemeral run, rolled back" } else { "sandbox closed" };
+            return self.rollback(why, opts, signals);
+        }
+        let n = self.session.borrow().journal().live_count();
+        if n == 0 {
+            let _ = self.record.remove();
+        } else {
+            eprintln!(
+                "netscript: topology \"{}\" is up ({n} change{} still in place). Take it down with: {}",
+                self.topo,
+                if n == 1 { "" } else { "s" },
+                down_command(opts, &self.topo)
+            );
+        }
+        0
+    }
+}
