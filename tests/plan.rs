@@ -91,6 +91,18 @@ fn prints_the_commands_in_order_with_their_script_lines() {
 }
 
 #[test]
+fn os_exit_ends_the_plan_as_it_ends_a_run() {
+    let (dir, name) = script("exit0.lua", "netns.add(\"n1\")\nos.exit(0)\nnetns.add(\"n2\")\n");
+    let o = plan_in(&dir, &["plan", &name]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(body(&stdout(&o)), vec!["# exit0.lua:1", "ip netns add n1"]);
+    let (dir, name) = script("exit3.lua", "netns.add(\"n1\")\nos.exit(3)\n");
+    let o = plan_in(&dir, &["plan", &name]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("os.exit(3)"), "{}", stderr(&o));
+}
+
+#[test]
 fn library_calls_are_shown_at_the_users_line() {
     // A chunk that is not a file stands for the embedded standard library
     // (require("netscript.docker")): its changes are shown under the user's line.
