@@ -111,6 +111,13 @@ fn library_calls_are_shown_at_the_users_line() {
     let o = plan_in(&dir, &["plan", &name]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(body(&stdout(&o)), vec!["# lib.lua:3", "ip netns add c1", "ip -n c1 link add br type bridge"]);
+
+    // A module of the user's (a file) is named, after the script line that called it.
+    script("planhelper.lua", "local M = {}\nfunction M.make()\n  netns.add(\"c2\")\nend\nreturn M\n");
+    let (dir, name) = script("usesmod.lua", "local h = require(\"planhelper\")\nh.make()\n");
+    let o = plan_in(&dir, &["plan", &name]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(body(&stdout(&o)), vec!["# usesmod.lua:2 > ./planhelper.lua:3", "ip netns add c2"]);
 }
 
 #[test]

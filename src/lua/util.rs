@@ -40,6 +40,30 @@ pub fn location(lua: &Lua) -> String {
     fallback.unwrap_or_default()
 }
 
+/// Where a call comes from, for `plan`'s comments: `location` without the colon, and
+/// when that is inside a module of the user's (a file `require`d by the script), the
+/// script's own line first: "topo.lua:4 > ./lan.lua:19".
+pub fn origin(lua: &Lua) -> String {
+    let here = location(lua).trim_end_matches(": ").to_string();
+    let mut outer = None;
+    for level in 1..64 {
+        let Some(frame) = lua.inspect_stack(level, |d| {
+            let s = d.source();
+            let file = s.source.as_deref().is_some_and(|x| x.starts_with('@'));
+            (file, s.short_src.map(|x| x.into_owned()).zip(d.current_line()))
+        }) else {
+            break;
+        };
+        if let (true, Some((short, line))) = frame {
+            outer = Some(format!("{short}:{line}"));
+        }
+    }
+    match outer {
+        Some(o) if o != here && !here.is_empty() => format!("{o} > {here}"),
+        _ => here,
+    }
+}
+
 /// Runs `f` on the session; an error becomes a Lua error reading
 /// `file:line: call: reason`.
 pub fn with<T>(lua: &Lua, call: impl FnOnce() -> String, f: impl FnOnce(&mut Session) -> crate::error::Result<T>) -> mlua::Result<T> {
@@ -48,7 +72,7 @@ pub fn with<T>(lua: &Lua, call: impl FnOnce() -> String, f: impl FnOnce(&mut Ses
         let mut se = s.borrow_mut();
         // The one place that tells the session (and `plan`) which script line a call
         // comes from.
-        se.set_origin(location(lua).trim_end_matches(": "));
+        se.set_origin(&origin(lua));
         f(&mut se)
     };
     r.map_err(|e| fail(lua, &call(), e))
