@@ -94,7 +94,9 @@ pub enum Command {
         /// Print the teardown instead: the commands that undo the run, newest first.
         #[arg(long)]
         undo: bool,
+        /// The Lua script to plan (see docs/plan.md).
         script: PathBuf,
+        /// Arguments for the script (its `arg` table and `...`).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
