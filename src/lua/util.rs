@@ -41,8 +41,8 @@ pub fn location(lua: &Lua) -> String {
 }
 
 /// Where a call comes from, for `plan`'s comments: `location` without the colon, and
-/// when that is inside a module of the user's (a file `require`d by the script), the
-/// script's own line first: "topo.lua:4 > ./lan.lua:19".
+/// when that is inside a module of the user's (another file, `require`d by the
+/// script), the script's own line first: "topo.lua:4 > ./lan.lua:19".
 pub fn origin(lua: &Lua) -> String {
     let here = location(lua).trim_end_matches(": ").to_string();
     let mut outer = None;
@@ -58,8 +58,9 @@ pub fn origin(lua: &Lua) -> String {
             outer = Some(format!("{short}:{line}"));
         }
     }
+    let file = |s: &str| s.rsplit_once(':').map(|(f, _)| f.to_string());
     match outer {
-        Some(o) if o != here && !here.is_empty() => format!("{o} > {here}"),
+        Some(o) if !here.is_empty() && file(&o) != file(&here) => format!("{o} > {here}"),
         _ => here,
     }
 }
