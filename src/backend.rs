@@ -29,8 +29,9 @@ pub trait Backend {
 
     /// Where the calls that follow come from (a script's "file:line", or what a
     /// rollback is undoing). The session sets it before each call; `plan` prints it
-    /// as a comment above the commands. The kernel has no use for it.
-    fn set_origin(&mut self, _origin: &str) {}
+    /// as a comment above the commands. The kernel has no use for it, so it is
+    /// passed as a function, called only by a back end that wants it.
+    fn set_origin(&mut self, _origin: &dyn Fn() -> String) {}
 
     /// A call the script made that only reads, and what it returned (`plan` shows
     /// both as a comment).

@@ -72,16 +72,7 @@ fn run(opts: &RunOpts, script: &Path, args: &[String]) -> Result<u8> {
     let result = lua::run_file(&lua, script, args);
     drop(lua);
 
-    let failure = match &result {
-        Ok(()) => None,
-        Err(e) => match lua::exit_code(e) {
-            Some(0) => None,
-            Some(c) => Some(format!("the script called os.exit({c})")),
-            None if signals.cancel.load(Ordering::SeqCst) => Some("interrupted".to_string()),
-            None => Some(lua::error_text(e)),
-        },
-    };
-    if let Some(msg) = failure {
+    if let Some(msg) = lua::failure(&result, signals.cancel.load(Ordering::SeqCst)) {
         eprintln!("netscript: {msg}; rolling back");
         let c = opened.rollback("rolled back", opts, &signals);
         return Ok(if c == 0 { EXIT_FAILED } else { c });
@@ -116,15 +107,7 @@ fn plan(opts: &RunOpts, undo: bool, script: &Path, args: &[String]) -> Result<u8
         .map_err(|e| Error::sys(format!("cannot start Lua: {e}"), None))?;
     let result = lua::run_file(&lua, script, args);
     drop(lua);
-    let failure = match &result {
-        Ok(()) => None,
-        Err(e) => match lua::exit_code(e) {
-            Some(0) => None,
-            Some(c) => Some(format!("the script called os.exit({c})")),
-            None => Some(lua::error_text(e)),
-        },
-    };
-    if let Some(msg) = failure {
+    if let Some(msg) = lua::failure(&result, false) {
         eprintln!("netscript: {msg}");
         let n = session.borrow().journal().live_count();
         eprintln!("netscript: plan: the script failed after {n} change(s); a real run failing here rolls them back");

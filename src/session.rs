@@ -84,7 +84,7 @@ impl Session {
 
     /// Where the calls that follow come from (the binding layer passes the script's
     /// "file:line" before each call); handed to the back end, which may show it.
-    pub fn set_origin(&mut self, origin: &str) {
+    pub fn set_origin(&mut self, origin: &dyn Fn() -> String) {
         self.backend.set_origin(origin);
     }
 
@@ -579,7 +579,7 @@ impl Session {
     }
 
     fn undo_ops(&mut self, e: &Entry, undo: &[&Op], report: &mut RollbackReport) {
-        self.backend.set_origin(&format!("undo of: {}", e.op.render()));
+        self.backend.set_origin(&|| format!("undo of: {}", e.op.render()));
         report.changes += 1;
         for (i, u) in undo.iter().enumerate() {
             match self.backend.apply(u) {
@@ -603,7 +603,7 @@ impl Session {
             return;
         }
         let ops: Vec<Op> = batch.iter().map(|e| e.undo[0].clone()).collect();
-        self.backend.set_origin("undo of the firewall changes (sent together, at the end)");
+        self.backend.set_origin(&|| "undo of the firewall changes (sent together, at the end)".into());
         let results = self.backend.apply_batch(&ops);
         for ((e, op), r) in batch.drain(..).zip(ops).zip(results) {
             report.changes += 1;

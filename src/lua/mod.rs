@@ -256,6 +256,18 @@ pub fn exit_code(e: &mlua::Error) -> Option<i32> {
     }
 }
 
+/// How a script run ended, for people: None when it ended normally (`os.exit(0)`
+/// included), otherwise why it failed.
+pub fn failure(result: &mlua::Result<()>, interrupted: bool) -> Option<String> {
+    let e = result.as_ref().err()?;
+    match exit_code(e) {
+        Some(0) => None,
+        Some(c) => Some(format!("the script called os.exit({c})")),
+        None if interrupted => Some("interrupted".to_string()),
+        None => Some(error_text(e)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

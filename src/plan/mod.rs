@@ -664,7 +664,29 @@ impl Plan {
                 t.chains.remove(i);
             }
             Op::Spawn { .. } => return Err(Error::invalid("a process is started with spawn(), not replayed")),
-            Op::Kill { .. } => unreachable!("handled in apply"),
+            Op::Kill { pid, .. } => self.stop(*pid)?,
+        }
+        Ok(())
+    }
+
+    /// Stops a process the script started. `kill PID` would hit a stranger: in a
+    /// namespace (which the script made, as every named one of the model) the plan
+    /// stops everything there; in the host it can only say so.
+    fn stop(&mut self, pid: u32) -> Result<()> {
+        let i = self
+            .spawned
+            .iter()
+            .position(|(p, _, _)| *p == pid)
+            .ok_or_else(|| Error::sys("no such process (already gone?)", Some(Errno::ESRCH)))?;
+        let (_, cmd, ns) = self.spawned.remove(i);
+        match &ns {
+            NsRef::Named(n) => {
+                self.record(Step::Note(format!("stop the process started by `{cmd}` (every process in \"{n}\")")));
+                self.record(Step::Change(crate::op::render_stop_all_in(n)));
+            }
+            NsRef::Host => {
+                self.record(Step::Note(format!("stop the process started by `{cmd}` (kill its pid; the plan cannot know it)")))
+            }
         }
         Ok(())
     }
@@ -680,26 +702,9 @@ impl Plan {
 
 impl Backend for Plan {
     fn apply(&mut self, op: &Op) -> Result<()> {
-        if let Op::Kill { pid, .. } = op {
-            // The pid is the plan's own invention: `kill PID` would hit a stranger.
-            let i = self.spawned.iter().position(|(p, _, _)| p == pid).ok_or_else(|| {
-                Error::sys(format!("{}: no such process (already gone?)", op.render()), Some(Errno::ESRCH))
-            })?;
-            let (_, cmd, ns) = self.spawned.remove(i);
-            match &ns {
-                // Every named namespace of the model was made by the script: what
-                // runs there is what it started.
-                NsRef::Named(n) => {
-                    self.record(Step::Note(format!("stop the process started by `{cmd}` (every process in \"{n}\")")));
-                    self.record(Step::Change(crate::op::render_stop_all_in(n)));
-                }
-                NsRef::Host => self.record(Step::Note(format!(
-                    "stop the process started by `{cmd}` (kill its pid; the plan cannot know it)"
-                ))),
-            }
-            return Ok(());
-        }
         match self.apply_inner(op) {
+            // A stop is spelled by `stop` itself: the pid is the plan's own invention.
+            Ok(()) if matches!(op, Op::Kill { .. }) => Ok(()),
             Ok(()) => {
                 self.record(Step::Change(op.render()));
                 Ok(())
@@ -810,8 +815,8 @@ impl Backend for Plan {
         self.spawned.iter().any(|(p, _, _)| *p == pid)
     }
 
-    fn set_origin(&mut self, origin: &str) {
-        self.origin = origin.to_string();
+    fn set_origin(&mut self, origin: &dyn Fn() -> String) {
+        self.origin = origin();
     }
 
     fn note_read(&mut self, probe: &Probe, answer: &str) {
