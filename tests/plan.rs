@@ -236,7 +236,7 @@ fn routes_compared(v: serde_json::Value) -> serde_json::Value {
         .into_iter()
         .filter(|r| {
             let dst = r.get("dst").and_then(serde_json::Value::as_str).unwrap_or("");
-            !(dst.starts_with("fe80:") && !dst.contains('/'))
+            !dst.starts_with("fe80:") || dst.contains('/')
         })
         .map(|r| r.to_string())
         .collect();
