@@ -58,22 +58,18 @@ fn link_state(m: &LinkMessage) -> LinkState {
 }
 
 pub async fn link_by_name(h: &Handle, name: &str) -> Result<Option<LinkState>> {
-    let mut st = h.link().get().match_name(name.to_string()).execute();
-    match st.try_next().await {
-        Ok(Some(m)) => Ok(Some(link_state(&m))),
-        Ok(None) => Ok(None),
-        Err(e) => {
-            let e = Error::from(e);
-            if e.is_gone() { Ok(None) } else { Err(e) }
-        }
-    }
+    first_link(h.link().get().match_name(name.to_string())).await
 }
 
 pub async fn link_by_index(h: &Handle, index: u32) -> Result<Option<LinkState>> {
-    let mut st = h.link().get().match_index(index).execute();
+    first_link(h.link().get().match_index(index)).await
+}
+
+/// The link a filtered get returns; "no such device" is None.
+async fn first_link(req: rtnetlink::LinkGetRequest) -> Result<Option<LinkState>> {
+    let mut st = req.execute();
     match st.try_next().await {
-        Ok(Some(m)) => Ok(Some(link_state(&m))),
-        Ok(None) => Ok(None),
+        Ok(m) => Ok(m.as_ref().map(link_state)),
         Err(e) => {
             let e = Error::from(e);
             if e.is_gone() { Ok(None) } else { Err(e) }
