@@ -88,6 +88,18 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Print what a script would do, as a runnable bash script, without root and
+    /// without changing anything (the script runs against a model of the system).
+    Plan {
+        /// Print the teardown instead: the commands that undo the run, newest first.
+        #[arg(long)]
+        undo: bool,
+        /// The Lua script to plan (see docs/plan.md).
+        script: PathBuf,
+        /// Arguments for the script (its `arg` table and `...`).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// An interactive Lua prompt with the whole API, over a session recorded as
     /// `repl-<pid>` (or --name), with .undo, .journal, .save (see docs/repl.md).
     /// `netscript` with no script does the same.

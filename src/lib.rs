@@ -17,6 +17,7 @@ pub mod kernel;
 pub mod lua;
 pub mod model;
 pub mod op;
+pub mod plan;
 pub mod repl;
 pub mod sandbox;
 pub mod session;

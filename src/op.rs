@@ -2,6 +2,8 @@
 //! journal stores it, a backend applies it, and `render` spells it as the command a
 //! person would type (for `plan`, for rollback messages, for `show`).
 
+use std::net::IpAddr;
+
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
@@ -162,6 +164,43 @@ impl Op {
             | FwDelChain { ns, .. }
             | Spawn { ns, .. } => ns.clone(),
             Kill { .. } => NsRef::Host,
+        }
+    }
+}
+
+/// Stops every process in a namespace and waits until they are gone: how a plan
+/// undoes `spawn` in a namespace the script made, without knowing the pids.
+pub fn render_stop_all_in(ns: &str) -> String {
+    let n = shell_quote(ns);
+    format!("ip netns pids {n} | xargs -r kill 2>/dev/null || true; while [ -n \"$(ip netns pids {n})\" ]; do sleep 0.1; done")
+}
+
+/// A call that only reads the system (`sysctl.get`, `fw.rules`, `Netns:exec`, `ping`,
+/// `tcp`). It changes nothing, so it is not an `Op` and never journaled; `render`
+/// spells it as the command a person would type to ask the same question (`plan`
+/// shows it as a comment).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Probe {
+    SysctlGet { ns: NsRef, key: String },
+    FwRules { ns: NsRef, table: String },
+    Exec { ns: NsRef, cmd: Vec<String> },
+    Ping { ns: NsRef, addr: IpAddr, count: u32, timeout_secs: u64 },
+    Tcp { ns: NsRef, addr: IpAddr, port: u16, timeout_secs: u64 },
+}
+
+impl Probe {
+    pub fn render(&self) -> String {
+        use Probe::*;
+        match self {
+            SysctlGet { ns, key } => format!("{}sysctl -n {}", ns.exec_prefix(), shell_quote(key)),
+            FwRules { ns, table } => format!("{}iptables -t {table} -S", ns.exec_prefix()),
+            Exec { ns, cmd } => format!("{}{}", ns.exec_prefix(), join_words(cmd)),
+            Ping { ns, addr, count, timeout_secs } => {
+                format!("{}ping -n -q -c {count} -W {timeout_secs} {addr}", ns.exec_prefix())
+            }
+            Tcp { ns, addr, port, timeout_secs } => {
+                format!("{}nc -z -w {timeout_secs} {addr} {port}", ns.exec_prefix())
+            }
         }
     }
 }

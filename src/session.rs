@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::firewall;
 use crate::journal::{Entry, Journal, State};
 use crate::model::{check_ifname, check_name, split_words, NsRef, Route};
-use crate::op::Op;
+use crate::op::{Op, Probe};
 use crate::sys::process::ExecResult;
 
 /// One undo that failed during rollback.
@@ -80,6 +80,12 @@ impl Session {
 
     pub fn journal(&self) -> &Journal {
         &self.journal
+    }
+
+    /// Where the calls that follow come from (the binding layer passes the script's
+    /// "file:line" before each call); handed to the back end, which may show it.
+    pub fn set_origin(&mut self, origin: &dyn Fn() -> String) {
+        self.backend.set_origin(origin);
     }
 
     pub fn backend(&mut self) -> &mut dyn Backend {
@@ -326,6 +332,12 @@ impl Session {
     // ---- sysctl -----------------------------------------------------------------
 
     pub fn sysctl_get(&mut self, ns: &NsRef, key: &str) -> Result<String> {
+        let v = self.read_sysctl(ns, key)?;
+        self.backend.note_read(&Probe::SysctlGet { ns: ns.clone(), key: key.into() }, &v);
+        Ok(v)
+    }
+
+    fn read_sysctl(&mut self, ns: &NsRef, key: &str) -> Result<String> {
         self.require_ns(ns)?;
         crate::sys::sysctl::key_path(key)?;
         self.backend.sysctl_get(ns, key)
@@ -333,7 +345,7 @@ impl Session {
 
     /// Sets a sysctl; returns the previous value (restored on rollback).
     pub fn sysctl_set(&mut self, ns: &NsRef, key: &str, value: &str) -> Result<String> {
-        let old = self.sysctl_get(ns, key)?;
+        let old = self.read_sysctl(ns, key)?;
         if old == value {
             return Ok(old);
         }
@@ -463,7 +475,10 @@ impl Session {
     pub fn fw_rules(&mut self, ns: &NsRef, table: &str) -> Result<Vec<String>> {
         firewall::check_table(table)?;
         self.require_ns(ns)?;
-        self.backend.fw_rules(ns, table, None)
+        let v = self.backend.fw_rules(ns, table, None)?;
+        let n = v.iter().filter(|l| l.starts_with("-A ")).count();
+        self.backend.note_read(&Probe::FwRules { ns: ns.clone(), table: table.into() }, &format!("{n} rule(s)"));
+        Ok(v)
     }
 
     // ---- processes and checks ---------------------------------------------------
@@ -471,7 +486,9 @@ impl Session {
     pub fn exec(&mut self, ns: &NsRef, argv: &[String], timeout: Option<Duration>) -> Result<ExecResult> {
         self.require_ns(ns)?;
         self.check_interrupt()?;
-        self.backend.exec(ns, argv, timeout)
+        let r = self.backend.exec(ns, argv, timeout)?;
+        self.backend.note_read(&Probe::Exec { ns: ns.clone(), cmd: argv.to_vec() }, &format!("exit code {}", r.code));
+        Ok(r)
     }
 
     /// Starts a background process; it is stopped on rollback.
@@ -505,13 +522,17 @@ impl Session {
     pub fn ping(&mut self, ns: &NsRef, addr: IpAddr, count: u32, timeout: Duration) -> Result<bool> {
         self.require_ns(ns)?;
         self.check_interrupt()?;
-        self.backend.ping(ns, addr, count, timeout)
+        let ok = self.backend.ping(ns, addr, count, timeout)?;
+        self.backend.note_read(&Probe::Ping { ns: ns.clone(), addr, count, timeout_secs: timeout.as_secs().max(1) }, &ok.to_string());
+        Ok(ok)
     }
 
     pub fn tcp(&mut self, ns: &NsRef, addr: IpAddr, port: u16, timeout: Duration) -> Result<bool> {
         self.require_ns(ns)?;
         self.check_interrupt()?;
-        self.backend.tcp(ns, addr, port, timeout)
+        let ok = self.backend.tcp(ns, addr, port, timeout)?;
+        self.backend.note_read(&Probe::Tcp { ns: ns.clone(), addr, port, timeout_secs: timeout.as_secs().max(1) }, &ok.to_string());
+        Ok(ok)
     }
 
     // ---- rollback ---------------------------------------------------------------
@@ -558,6 +579,7 @@ impl Session {
     }
 
     fn undo_ops(&mut self, e: &Entry, undo: &[&Op], report: &mut RollbackReport) {
+        self.backend.set_origin(&|| format!("undo of: {}", e.op.render()));
         report.changes += 1;
         for (i, u) in undo.iter().enumerate() {
             match self.backend.apply(u) {
@@ -581,6 +603,7 @@ impl Session {
             return;
         }
         let ops: Vec<Op> = batch.iter().map(|e| e.undo[0].clone()).collect();
+        self.backend.set_origin(&|| "undo of the firewall changes (sent together, at the end)".into());
         let results = self.backend.apply_batch(&ops);
         for ((e, op), r) in batch.drain(..).zip(ops).zip(results) {
             report.changes += 1;

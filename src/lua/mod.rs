@@ -156,6 +156,19 @@ os.exit = exit
     Ok(lua)
 }
 
+/// Sends what the script prints (`print`, `io.write`) to stderr: in `plan`, stdout
+/// carries the plan itself.
+pub fn output_to_stderr(lua: &Lua) -> mlua::Result<()> {
+    let print = lua.create_function(|lua, args: mlua::MultiValue| {
+        let tostring: mlua::Function = lua.globals().get("tostring")?;
+        let words = args.into_iter().map(|v| tostring.call::<String>(v)).collect::<mlua::Result<Vec<_>>>()?;
+        eprintln!("{}", words.join("\t"));
+        Ok(())
+    })?;
+    lua.globals().set("print", print)?;
+    lua.load("io.output(io.stderr)").exec()
+}
+
 /// Runs a script file with `args` as `...`.
 pub fn run_file(lua: &Lua, path: &Path, args: &[String]) -> mlua::Result<()> {
     let src = std::fs::read(path).map_err(|e| mlua::Error::RuntimeError(format!("cannot read {}: {e}", path.display())))?;
@@ -240,6 +253,18 @@ pub fn exit_code(e: &mlua::Error) -> Option<i32> {
         mlua::Error::CallbackError { cause, .. } | mlua::Error::WithContext { cause, .. } => exit_code(cause),
         mlua::Error::RuntimeError(s) => s.strip_prefix(EXIT_MARK).and_then(|c| c.parse().ok()),
         _ => None,
+    }
+}
+
+/// How a script run ended, for people: None when it ended normally (`os.exit(0)`
+/// included), otherwise why it failed.
+pub fn failure(result: &mlua::Result<()>, interrupted: bool) -> Option<String> {
+    let e = result.as_ref().err()?;
+    match exit_code(e) {
+        Some(0) => None,
+        Some(c) => Some(format!("the script called os.exit({c})")),
+        None if interrupted => Some("interrupted".to_string()),
+        None => Some(error_text(e)),
     }
 }
 

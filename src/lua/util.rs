@@ -17,34 +17,60 @@ pub fn q(s: &str) -> String {
     format!("{s:?}")
 }
 
-/// The script position to blame: the innermost caller that is a file (not netscript's
-/// embedded standard library), so errors inside `docker.lua` point at the user's line.
-pub fn location(lua: &Lua) -> String {
-    let mut fallback = None;
-    for level in 1..32 {
-        let Some((src, line)) = lua.inspect_stack(level, |d| {
+/// The positions on the Lua stack, innermost first: (chunk is a file, "short_src:line").
+fn frames(lua: &Lua) -> Vec<(bool, String)> {
+    let mut out = Vec::new();
+    for level in 1..64 {
+        let Some(frame) = lua.inspect_stack(level, |d| {
             let s = d.source();
-            (s.source.map(|x| x.into_owned()), s.short_src.map(|x| x.into_owned()).zip(d.current_line()))
+            let file = s.source.as_deref().is_some_and(|x| x.starts_with('@'));
+            (file, s.short_src.map(|x| x.into_owned()).zip(d.current_line()))
         }) else {
             break;
         };
-        let Some((short, line)) = line else { continue };
-        let is_file = src.as_deref().is_some_and(|s| s.starts_with('@'));
-        if is_file {
-            return format!("{short}:{line}: ");
-        }
-        if fallback.is_none() {
-            fallback = Some(format!("{short}:{line}: "));
+        if let (file, Some((short, line))) = frame {
+            out.push((file, format!("{short}:{line}")));
         }
     }
-    fallback.unwrap_or_default()
+    out
+}
+
+/// The script position to blame: the innermost caller that is a file (not netscript's
+/// embedded standard library), so errors inside `docker.lua` point at the user's line.
+fn position(frames: &[(bool, String)]) -> Option<&str> {
+    frames.iter().find(|(file, _)| *file).or(frames.first()).map(|(_, at)| at.as_str())
+}
+
+/// `position` as a message prefix: "file:line: " (empty when there is none).
+pub fn location(lua: &Lua) -> String {
+    position(&frames(lua)).map(|at| format!("{at}: ")).unwrap_or_default()
+}
+
+/// Where a call comes from, for `plan`'s comments: `position`, and when that is
+/// inside a module of the user's (another file, `require`d by the script), the
+/// script's own line first: "topo.lua:4 > ./lan.lua:19".
+pub fn origin(lua: &Lua) -> String {
+    let frames = frames(lua);
+    let here = position(&frames).unwrap_or_default();
+    let outer = frames.iter().rev().find(|(file, _)| *file).map(|(_, at)| at.as_str());
+    let file = |s: &str| s.rsplit_once(':').map(|(f, _)| f.to_string());
+    match outer {
+        Some(o) if file(o) != file(here) => format!("{o} > {here}"),
+        _ => here.to_string(),
+    }
 }
 
 /// Runs `f` on the session; an error becomes a Lua error reading
 /// `file:line: call: reason`.
 pub fn with<T>(lua: &Lua, call: impl FnOnce() -> String, f: impl FnOnce(&mut Session) -> crate::error::Result<T>) -> mlua::Result<T> {
     let s = lua.app_data_ref::<SessionRef>().expect("session is registered").clone();
-    let r = f(&mut s.borrow_mut());
+    let r = {
+        let mut se = s.borrow_mut();
+        // The one place that tells the session (and `plan`) which script line a call
+        // comes from; worked out only for a back end that shows it.
+        se.set_origin(&|| origin(lua));
+        f(&mut se)
+    };
     r.map_err(|e| fail(lua, &call(), e))
 }
 

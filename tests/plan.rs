@@ -1,0 +1,394 @@
+//! `netscript plan`: the commands it prints, its errors, that it needs no privileges
+//! and touches nothing, and that its output, run by bash, builds the same kernel
+//! state as a real run (for every script in examples/ and tests/data/).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::*;
+
+/// A copy of the binary any user can run (the build directory may sit below one only
+/// root can enter).
+fn readable_bin() -> String {
+    let dir = std::env::temp_dir().join(format!("netscript-plan-bin-{}", std::process::id()));
+    let dst = dir.join("netscript");
+    if !dst.exists() {
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        std::fs::copy(BIN, &dst).unwrap();
+        std::fs::set_permissions(&dst, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    dst.display().to_string()
+}
+
+/// Runs `netscript ARGS` on the host, in `dir` (plan touches nothing).
+fn plan_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN).args(args).current_dir(dir).output().unwrap()
+}
+
+/// Writes `src` as `name` in the tests' script directory; returns (dir, file name).
+fn script(name: &str, src: &str) -> (PathBuf, String) {
+    let p = PathBuf::from(script_file(name, src));
+    (p.parent().unwrap().to_path_buf(), name.to_string())
+}
+
+/// The lines of a plan that are neither blank nor the header.
+fn body(out: &str) -> Vec<String> {
+    let start = out.find("set -e\n").expect("the plan says set -e") + "set -e\n".len();
+    out[start..].lines().filter(|l| !l.is_empty()).map(str::to_string).collect()
+}
+
+const SMALL: &str = r#"local ns1 = netns.add("ns1")
+local v0, v1 = veth.add("veth0", "veth_ns_1")
+v0:move(ns1)
+v0:addr("175.18.0.2/24"):up()
+sysctl.set("net.ipv4.ip_forward", 1)
+fw.append("nat", "POSTROUTING", "-s 175.18.0.0/24 -j MASQUERADE")
+print("forwarding was on:", sysctl.get("net.ipv4.ip_forward"))
+assert(ns1:ping("175.18.0.2"))
+ns1:spawn({"sleep", "100"})
+"#;
+
+#[test]
+fn prints_the_commands_in_order_with_their_script_lines() {
+    let (dir, name) = script("small.lua", SMALL);
+    let o = plan_in(&dir, &["plan", &name]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.starts_with("#!/bin/bash\n"), "{out}");
+    assert_eq!(
+        body(&out),
+        vec![
+            "# small.lua:1",
+            "ip netns add ns1",
+            "# small.lua:2",
+            "ip link add veth0 type veth peer name veth_ns_1",
+            "# small.lua:3",
+            "ip link set veth0 netns ns1",
+            "# small.lua:4",
+            "ip -n ns1 addr add 175.18.0.2/24 dev veth0",
+            "ip -n ns1 link set veth0 up",
+            "# small.lua:5",
+            "sysctl -w net.ipv4.ip_forward=1",
+            "# small.lua:6",
+            "iptables -t nat -A POSTROUTING -m comment --comment netscript:small -s 175.18.0.0/24 -j MASQUERADE",
+            "# small.lua:7",
+            "# (reads) sysctl -n net.ipv4.ip_forward   -> 1",
+            "# small.lua:8",
+            "# (reads) ip netns exec ns1 ping -n -q -c 1 -W 1 175.18.0.2   -> true",
+            "# small.lua:9",
+            "ip netns exec ns1 sleep 100 &",
+        ]
+    );
+    // What the script prints goes to stderr, with the model's answers.
+    assert!(stderr(&o).contains("forwarding was on:\t1"), "{}", stderr(&o));
+    // The plan passes bash's own syntax check.
+    let (d, f) = script("small-plan.sh", &out);
+    let n = Command::new("bash").arg("-n").arg(d.join(f)).output().unwrap();
+    assert!(n.status.success(), "{}", stderr(&n));
+}
+
+#[test]
+fn os_exit_ends_the_plan_as_it_ends_a_run() {
+    let (dir, name) = script("exit0.lua", "netns.add(\"n1\")\nos.exit(0)\nnetns.add(\"n2\")\n");
+    let o = plan_in(&dir, &["plan", &name]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(body(&stdout(&o)), vec!["# exit0.lua:1", "ip netns add n1"]);
+    let (dir, name) = script("exit3.lua", "netns.add(\"n1\")\nos.exit(3)\n");
+    let o = plan_in(&dir, &["plan", &name]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("os.exit(3)"), "{}", stderr(&o));
+}
+
+#[test]
+fn library_calls_are_shown_at_the_users_line() {
+    // A chunk that is not a file stands for the embedded standard library
+    // (require("netscript.docker")): its changes are shown under the user's line.
+    let src = "local lib = load('local n = netns.add(\"c1\")\\nbridge.add(\"br\", {ns = n})', '=[netscript.fake]')\n\nlib()\n";
+    let (dir, name) = script("lib.lua", src);
+    let o = plan_in(&dir, &["plan", &name]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(body(&stdout(&o)), vec!["# lib.lua:3", "ip netns add c1", "ip -n c1 link add br type bridge"]);
+
+    // A module of the user's (a file) is named, after the script line that called it.
+    script("planhelper.lua", "local M = {}\nfunction M.make()\n  netns.add(\"c2\")\nend\nreturn M\n");
+    let (dir, name) = script("usesmod.lua", "local h = require(\"planhelper\")\nh.make()\n");
+    let o = plan_in(&dir, &["plan", &name]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(body(&stdout(&o)), vec!["# usesmod.lua:2 > ./planhelper.lua:3", "ip netns add c2"]);
+}
+
+#[test]
+fn undo_prints_the_teardown_as_a_rollback_runs_it() {
+    let (dir, name) = script("undo.lua", SMALL);
+    let o = plan_in(&dir, &["plan", "--undo", &name]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let cmds: Vec<String> = body(&stdout(&o)).into_iter().filter(|l| !l.starts_with('#')).collect();
+    // Newest first, as a rollback does it: what a later deletion covers is skipped,
+    // and the firewall changes go last, together.
+    assert_eq!(
+        cmds,
+        vec![
+            "ip netns pids ns1 | xargs -r kill 2>/dev/null || true; while [ -n \"$(ip netns pids ns1)\" ]; do sleep 0.1; done",
+            "sysctl -w net.ipv4.ip_forward=0",
+            "ip -n ns1 link set veth0 netns $$",
+            "ip link del veth0",
+            "ip netns del ns1",
+            "iptables -t nat -D POSTROUTING -m comment --comment netscript:undo -s 175.18.0.0/24 -j MASQUERADE",
+        ]
+    );
+    let out = stdout(&o);
+    assert!(out.contains("# undo of: ip netns add ns1\nip netns del ns1\n"), "{out}");
+    assert!(out.contains("# stop the process started by `ip netns exec ns1 sleep 100`"), "{out}");
+}
+
+#[test]
+fn model_errors_read_as_in_a_real_run() {
+    let cases = [
+        ("dup.lua", "veth.add(\"veth0\", \"peer0\")\nbridge.add(\"veth0\")\n", "dup.lua:2", "a link named \"veth0\" already exists in the host namespace"),
+        ("nons.lua", "local v = veth.add(\"veth0\", \"peer0\")\nv:move(\"nowhere\")\n", "nons.lua:2", "no namespace named \"nowhere\""),
+        (
+            "nolink.lua",
+            "local v = veth.add(\"veth0\", \"peer0\")\nlocal ns = netns.add(\"n1\")\nv:del()\nv:addr(\"10.0.0.1/24\")\n",
+            "nolink.lua:4",
+            "no link named \"veth0\" in the host namespace",
+        ),
+        (
+            "nogw.lua",
+            "local ns = netns.add(\"n1\")\nroute.add(\"default\", {via = \"10.0.0.1\", ns = ns})\n",
+            "nogw.lua:2",
+            "gateway 10.0.0.1 is not on any link that is up",
+        ),
+        ("dupns.lua", "netns.add(\"n1\")\nnetns.add(\"n1\")\n", "dupns.lua:2", "a namespace named \"n1\" already exists"),
+    ];
+    for (name, src, at, why) in cases {
+        let (dir, f) = script(name, src);
+        let o = plan_in(&dir, &["plan", &f]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{name}: {err}");
+        assert!(err.contains(at) && err.contains(why), "{name}: the error should name {at} and say {why:?}:\n{err}");
+        assert!(err.contains("a real run failing here rolls them back"), "{name}: {err}");
+        assert!(stdout(&o).is_empty(), "{name}: no plan is printed for a failing script");
+    }
+}
+
+#[test]
+fn runs_as_nobody_and_touches_nothing() {
+    let sb = Sandbox::new();
+    let before = sb.snapshot();
+    let run_before = sb.ok("ls -A /run /run/netns");
+    let (dir, name) = script("nobody.lua", SMALL);
+    let state = dir.join("state-must-not-exist");
+    let o = sb.sh(&format!(
+        "cd {} && setpriv --reuid=nobody --regid=nogroup --clear-groups env NETSCRIPT_STATE_DIR={} {} plan {name}",
+        dir.display(),
+        state.display(),
+        readable_bin()
+    ));
+    assert!(o.status.success(), "plan as nobody: {}", stderr(&o));
+    assert!(stdout(&o).contains("ip netns add ns1"));
+    assert!(!state.exists(), "plan created a state directory");
+    assert_eq!(sb.ok("ls -A /run /run/netns"), run_before, "plan wrote under /run");
+    assert_same(&before, &sb.snapshot(), "after plan");
+}
+
+// ---- equivalence: a plan run by bash builds what a real run builds --------------
+
+/// Removes what differs between two runs that built the same thing: ownership marks
+/// (link alias, route protocol, rule comments), MAC addresses and what derives from
+/// them (bridge ids, IPv6 link-local addresses), DAD state.
+fn scrub(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::Object(m) => {
+            for k in ["ifalias", "protocol", "bridge_id", "root_id", "designated_root", "designated_bridge", "link_netnsid"] {
+                m.remove(k);
+            }
+            // A link's MAC (and its broadcast MAC); an IPv4 broadcast address stays.
+            for k in ["address", "broadcast", "perm_address"] {
+                if m.get(k).and_then(Value::as_str).is_some_and(is_mac) {
+                    m.remove(k);
+                }
+            }
+            // DAD in progress ("tentative") is timing, not state.
+            if let Some(Value::Bool(true)) = m.get("tentative") {
+                m.remove("tentative");
+            }
+            if m.get("local").and_then(Value::as_str).is_some_and(|a| a.starts_with("fe80:")) {
+                m.insert("local".into(), Value::String("fe80::(link-local)".into()));
+            }
+            for x in m.values_mut() {
+                scrub(x);
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(scrub),
+        _ => {}
+    }
+}
+
+/// Routes as a set, without the host routes of IPv6 link-local addresses: those
+/// derive from random MACs, and appear only once duplicate address detection is done.
+fn routes_compared(v: serde_json::Value) -> serde_json::Value {
+    let serde_json::Value::Array(routes) = v else { return v };
+    let mut kept: Vec<String> = routes
+        .into_iter()
+        .filter(|r| {
+            let dst = r.get("dst").and_then(serde_json::Value::as_str).unwrap_or("");
+            !dst.starts_with("fe80:") || dst.contains('/')
+        })
+        .map(|r| r.to_string())
+        .collect();
+    kept.sort();
+    serde_json::Value::Array(kept.into_iter().map(|r| serde_json::from_str(&r).unwrap()).collect())
+}
+
+fn is_mac(s: &str) -> bool {
+    s.len() == 17 && s.split(':').all(|b| b.len() == 2 && b.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+fn without_marks(rule: &str) -> String {
+    let w: Vec<&str> = rule.split(' ').collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < w.len() {
+        let mark = w[i] == "-m"
+            && w.get(1 + i) == Some(&"comment")
+            && w.get(2 + i) == Some(&"--comment")
+            && w.get(3 + i).is_some_and(|c| c.trim_matches('"').starts_with("netscript:"));
+        if mark {
+            i += 4;
+            continue;
+        }
+        out.push(w[i]);
+        i += 1;
+    }
+    out.join(" ")
+}
+
+fn normalized(snap: &str) -> String {
+    let mut out = String::new();
+    for l in snap.lines() {
+        let json = ["-d link show: ", "addr show: ", "route show table all: ", "-6 route show table all: "]
+            .into_iter()
+            .find_map(|p| l.strip_prefix(p).map(|j| (p, j)));
+        let line = match json {
+            Some((p, j)) => match serde_json::from_str::<serde_json::Value>(j) {
+                Ok(mut v) => {
+                    scrub(&mut v);
+                    if p.contains("route") {
+                        v = routes_compared(v);
+                    }
+                    format!("{p}{v}")
+                }
+                Err(e) => panic!("snapshot line is not JSON ({e}): {l}"),
+            },
+            None => without_marks(l),
+        };
+        out += &line;
+        out.push('\n');
+    }
+    out
+}
+
+/// The sandbox's state once it stops changing on its own (carrier, DAD).
+fn settled(sb: &Sandbox) -> String {
+    let mut last = normalized(&sb.snapshot());
+    for _ in 0..20 {
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        let now = normalized(&sb.snapshot());
+        if now == last {
+            return now;
+        }
+        last = now;
+    }
+    last
+}
+
+/// Every script of examples/ (if the directory exists) and of tests/data/.
+fn equivalence_scripts() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut v = Vec::new();
+    for d in ["examples", "tests/data"] {
+        let Ok(rd) = std::fs::read_dir(root.join(d)) else { continue };
+        let mut files: Vec<PathBuf> =
+            rd.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "lua")).collect();
+        files.sort();
+        v.extend(files);
+    }
+    v
+}
+
+/// Kills, when dropped, every process whose environment carries its mark: what the
+/// scripts spawned. The sandbox's own cleanup cannot find processes in namespaces
+/// the teardown deleted, and leftovers would confuse other tests (`pgrep`).
+struct Reaper(String);
+
+impl Reaper {
+    fn new(tag: &str) -> Reaper {
+        Reaper(format!("NETSCRIPT_PLAN_TEST={}-{tag}", std::process::id()))
+    }
+}
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let Ok(rd) = std::fs::read_dir("/proc") else { return };
+        for e in rd.flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+            let Ok(env) = std::fs::read(e.path().join("environ")) else { continue };
+            if env.split(|b| *b == 0).any(|v| v == self.0.as_bytes()) {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            }
+        }
+    }
+}
+
+fn check_equivalent(path: &Path) {
+    let p = path.display().to_string();
+    let stem = path.file_stem().unwrap().to_string_lossy();
+    let reaper = Reaper::new(&stem);
+    let real = Sandbox::new();
+    let o = real.sh(&format!("{} {BIN} {p}", reaper.0));
+    assert!(o.status.success(), "{p}: the real run failed:\n{}{}", stdout(&o), stderr(&o));
+    let want = settled(&real);
+    drop(real);
+
+    let o = Command::new(BIN).args(["plan", &p]).output().unwrap();
+    assert!(o.status.success(), "{p}: plan failed:\n{}", stderr(&o));
+    let file = script_file(&format!("{stem}.plan.sh"), &stdout(&o));
+    let replay = Sandbox::new();
+    let fresh = settled(&replay);
+    let log = format!("{file}.log");
+    let r = replay.sh(&format!("{} bash {file} >{log} 2>&1", reaper.0));
+    assert!(
+        r.status.success(),
+        "{p}: the plan failed when run by bash:\n{}\n--- the plan:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default(),
+        stdout(&o)
+    );
+    let got = settled(&replay);
+    assert_same(&want, &got, &format!("{p}: the plan run by bash vs the real run"));
+
+    // The teardown, run by bash, returns the sandbox to where it started.
+    let o = Command::new(BIN).args(["plan", "--undo", &p]).output().unwrap();
+    assert!(o.status.success(), "{p}: plan --undo failed:\n{}", stderr(&o));
+    let file = script_file(&format!("{stem}.undo.sh"), &stdout(&o));
+    let r = replay.sh(&format!("{} bash {file} >{log} 2>&1", reaper.0));
+    assert!(
+        r.status.success(),
+        "{p}: the teardown failed when run by bash:\n{}\n--- the teardown:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default(),
+        stdout(&o)
+    );
+    assert_same(&fresh, &settled(&replay), &format!("{p}: after the teardown run by bash"));
+}
+
+#[test]
+fn a_plan_run_by_bash_builds_what_a_real_run_builds() {
+    let scripts = equivalence_scripts();
+    assert!(!scripts.is_empty(), "no example scripts found");
+    for s in &scripts {
+        check_equivalent(s);
+    }
+}
