@@ -326,7 +326,8 @@ pub fn dot(shown: &Shown) -> String {
     }
     let id = |k: &(String, String)| format!("\"{}/{}\"", k.0, k.1);
     let mut out = format!("graph \"{}\" {{\n  node [shape=box, fontname=\"monospace\"];\n", shown.name);
-    let mut by_ns: BTreeMap<String, Vec<(&(String, String), &Node)>> = BTreeMap::new();
+    type Members<'a> = Vec<(&'a (String, String), &'a Node)>;
+    let mut by_ns: BTreeMap<String, Members> = BTreeMap::new();
     for (k, n) in &nodes {
         by_ns.entry(k.0.clone()).or_default().push((k, n));
     }

@@ -252,11 +252,10 @@ impl Kernel {
             Op::Spawn { .. } => Err(Error::invalid("a process is started with spawn(), not replayed")),
             Op::Kill { pid, start } => {
                 let r = process::stop(*pid, *start, Duration::from_secs(2));
-                if let Some(mut c) = self.children.remove(pid) {
-                    if let Ok(Some(st)) = c.try_wait() {
+                if let Some(mut c) = self.children.remove(pid)
+                    && let Ok(Some(st)) = c.try_wait() {
                         self.exited.insert(*pid, exit_code(st));
                     }
-                }
                 r
             }
         }
@@ -438,7 +437,7 @@ impl Backend for Kernel {
     fn tcp(&mut self, ns: &NsRef, addr: IpAddr, port: u16, timeout: Duration) -> Result<bool> {
         let fd = self.fd(ns)?;
         let sa = SocketAddr::new(addr, port);
-        Ok(netns::in_netns(fd, move || TcpStream::connect_timeout(&sa, timeout).is_ok())?)
+        netns::in_netns(fd, move || TcpStream::connect_timeout(&sa, timeout).is_ok())
     }
 
     fn routes(&mut self, ns: &NsRef) -> Result<Vec<Route>> {

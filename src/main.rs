@@ -196,7 +196,7 @@ fn ls(opts: &RunOpts, json: bool) -> Result<u8> {
         println!("no topologies are up (records in {})", state_base(opts).display());
         return Ok(0);
     }
-    println!("{:<20} {:>7} {:<10} {:<12} {}", "NAME", "CHANGES", "STATUS", "STARTED", "SCRIPT");
+    println!("{:<20} {:>7} {:<10} {:<12} SCRIPT", "NAME", "CHANGES", "STATUS", "STARTED");
     for t in &list {
         let status = if t.drift.is_empty() { t.status.clone() } else { format!("drift({})", t.drift.len()) };
         println!("{:<20} {:>7} {:<10} {:<12} {}", t.name, t.changes, status, when(t.started), t.script);

@@ -48,23 +48,23 @@ impl Op {
         match self {
             AddNetns { name } => format!("ip netns add {}", shell_quote(name)),
             DelNetns { name } => format!("ip netns del {}", shell_quote(name)),
-            AddVeth { ns, name, peer, peer_ns } => {
-                let mut s = format!(
-                    "ip {}link add {} type veth peer name {}",
-                    ns.ip_flag(),
+            AddVeth { ns, name, peer, peer_ns } => match (ns, peer_ns) {
+                // Made from inside the namespace with the peer in the host: the same
+                // pair reads best as made from the host with the peer sent inside.
+                (NsRef::Named(n), NsRef::Host) => format!(
+                    "ip link add {} type veth peer name {} netns {}",
+                    shell_quote(peer),
                     shell_quote(name),
-                    shell_quote(peer)
-                );
-                if peer_ns != ns {
-                    match peer_ns {
-                        NsRef::Named(p) => s += &format!(" netns {}", shell_quote(p)),
-                        // The peer goes to the namespace netscript runs in: name it by
-                        // the pid of that namespace's owner (this shell).
-                        NsRef::Host => s += " netns $$",
+                    shell_quote(n)
+                ),
+                _ => {
+                    let mut s = format!("ip {}link add {} type veth peer name {}", ns.ip_flag(), shell_quote(name), shell_quote(peer));
+                    if let (NsRef::Named(p), true) = (peer_ns, peer_ns != ns) {
+                        s += &format!(" netns {}", shell_quote(p));
                     }
+                    s
                 }
-                s
-            }
+            },
             AddBridge { ns, name } => {
                 format!("ip {}link add {} type bridge", ns.ip_flag(), shell_quote(name))
             }
@@ -122,8 +122,9 @@ impl Op {
             FwNewChain { ns, table, chain } => {
                 format!("{}iptables -t {table} -N {chain}", ns.exec_prefix())
             }
+            // Two commands, on two lines (so `set -e` stops at either).
             FwDelChain { ns, table, chain } => format!(
-                "{p}iptables -t {table} -F {chain} && {p}iptables -t {table} -X {chain}",
+                "{p}iptables -t {table} -F {chain}\n{p}iptables -t {table} -X {chain}",
                 p = ns.exec_prefix()
             ),
             Spawn { ns, cmd, .. } => format!("{}{} &", ns.exec_prefix(), join_words(cmd)),

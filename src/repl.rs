@@ -39,8 +39,6 @@ use crate::session::RollbackReport;
 const PROMPT: &str = "netscript> ";
 const PROMPT_MORE: &str = "       ..> ";
 
-/// Exit code when what was to be undone could not all be undone (as for scripts).
-
 /// The dot-commands, for `.help` and completion.
 const COMMANDS: &[(&str, &str)] = &[
     (".help", "this text"),

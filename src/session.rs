@@ -304,19 +304,17 @@ impl Session {
         if let Some(d) = &route.dev {
             self.link(ns, d)?;
         }
-        if let Some(v) = route.via {
-            if v.is_ipv6() != route.dest.addr().is_ipv6() {
+        if let Some(v) = route.via
+            && v.is_ipv6() != route.dest.addr().is_ipv6() {
                 return Err(Error::invalid(format!("gateway {v} and destination {} are of different IP versions", route.dest)));
             }
-        }
         if route.via.is_none() && route.dev.is_none() {
             return Err(Error::invalid(format!("route {route}: give a gateway (via=) or a link (dev=)")));
         }
-        if let Some(r) = self.backend.find_route(ns, &Route { via: None, dev: None, ..route.clone() })? {
-            if route.metric.unwrap_or(0) == r.metric.unwrap_or(0) {
+        if let Some(r) = self.backend.find_route(ns, &Route { via: None, dev: None, ..route.clone() })?
+            && route.metric.unwrap_or(0) == r.metric.unwrap_or(0) {
                 return Err(Error::invalid(format!("{ns} already has a route to {} ({r})", if route.is_default() { "default".into() } else { route.dest.to_string() })));
             }
-        }
         self.change(Op::AddRoute { ns: ns.clone(), route: route.clone() }, vec![Op::DelRoute { ns: ns.clone(), route }])
     }
 
@@ -554,11 +552,10 @@ impl Session {
         for (i, e) in todo.iter().enumerate() {
             tick(todo.len() - i);
             let undo: Vec<&Op> = e.undo.iter().filter(|u| !doomed.covers(u)).collect();
-            if let (Op::AddVeth { ns, peer, peer_ns, .. }, true) = (&e.op, undo.is_empty()) {
-                if doomed.ns(ns) && !doomed.ns(peer_ns) {
+            if let (Op::AddVeth { ns, peer, peer_ns, .. }, true) = (&e.op, undo.is_empty())
+                && doomed.ns(ns) && !doomed.ns(peer_ns) {
                     dying.push((peer_ns.clone(), peer.clone()));
                 }
-            }
             if undo.is_empty() {
                 // Covered by a deletion still to come: nothing to run, nothing to wait for.
                 report.changes += 1;

@@ -226,7 +226,7 @@ fn friendly_type(t: &str) -> String {
         "bool" | "boolean" => "a boolean".into(),
         "Table" | "table" => "a table".into(),
         "userdata" | "AnyUserData" => "a handle (Netns, Link, Process)".into(),
-        other => format!("{}", other.trim_start_matches('L')),
+        other => other.trim_start_matches('L').to_string(),
     }
 }
 
@@ -273,6 +273,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::arc_with_non_send_sync)]
     fn friendly_errors() {
         assert_eq!(friendly_fn("LNetns.tcp"), "Netns:tcp");
         assert_eq!(traceback_location("stack traceback:\n\t[C]: in ?\n\t/tmp/x.lua:7: in main chunk"), "/tmp/x.lua:7: ");

@@ -100,7 +100,7 @@ impl Opts {
                             allowed.first().unwrap_or(&"ns")
                         ))));
                     }
-                    other => format!("{}", other.type_name()),
+                    other => other.type_name().to_string(),
                 };
                 if !allowed.contains(&key.as_str()) {
                     let hint = if allowed.is_empty() { "it takes no options".to_string() } else { format!("known options: {}", allowed.join(", ")) };

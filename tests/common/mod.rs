@@ -114,29 +114,48 @@ impl Sandbox {
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
-        // Killing the keeper ends the sandbox: its namespaces and mounts go with it
-        // (after any process started inside has ended).
-        let _ = self.sh("for f in /run/netns/*; do [ -e \"$f\" ] && ip netns pids \"$(basename \"$f\")\" 2>/dev/null | xargs -r kill -9; done");
+        // Every process started inside the sandbox shares its mount namespace (nsenter
+        // -m): kill them all, wherever their network namespace is (a deleted one
+        // included), then the keeper. The namespaces and mounts go with them.
+        let keeper_mnt = std::fs::read_link(format!("/proc/{}/ns/mnt", self.pid)).ok();
+        if let (Some(mnt), Ok(rd)) = (keeper_mnt, std::fs::read_dir("/proc")) {
+            for e in rd.flatten() {
+                let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+                if pid as u32 != self.pid && std::fs::read_link(e.path().join("ns/mnt")).ok().as_ref() == Some(&mnt) {
+                    let _ = nix_kill(pid);
+                }
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
-/// Drops the fields of `ip -j` output that change on their own: bridge timers, and
+fn nix_kill(pid: i32) -> std::io::Result<()> {
+    Command::new("kill").args(["-KILL", &pid.to_string()]).stderr(Stdio::null()).status().map(|_| ())
+}
+
+/// `ip -j` output without the fields that change on their own: bridge timers, and
 /// the qdisc, which the kernel attaches the first time a link goes up (noop ->
 /// noqueue) and which no `ip link` command takes back.
 pub fn normalize_json(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for part in s.split(',') {
-        let volatile = ["_timer\":", "\"qdisc\":"].iter().any(|k| part.contains(k));
-        if !volatile {
-            if !out.is_empty() {
-                out.push(',');
+    fn strip(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(m) => {
+                m.retain(|k, _| !k.ends_with("_timer") && k != "qdisc");
+                m.values_mut().for_each(strip);
             }
-            out.push_str(part);
+            serde_json::Value::Array(a) => a.iter_mut().for_each(strip),
+            _ => {}
         }
     }
-    out.trim().to_string()
+    match serde_json::from_str::<serde_json::Value>(s) {
+        Ok(mut v) => {
+            strip(&mut v);
+            v.to_string()
+        }
+        Err(_) => s.trim().to_string(),
+    }
 }
 
 /// The rule set of `iptables-save`, compared as rules, not tables: counters and
