@@ -59,7 +59,8 @@ pub trait Backend {
 
     fn exec(&mut self, ns: &NsRef, argv: &[String], timeout: Option<Duration>) -> Result<ExecResult>;
     /// Starts a background process; returns its pid and start time.
-    fn spawn(&mut self, ns: &NsRef, argv: &[String]) -> Result<(u32, u64)>;
+    /// `mark` goes into the process's environment (NETSCRIPT_OWNER), to find it by.
+    fn spawn(&mut self, ns: &NsRef, argv: &[String], mark: &str) -> Result<(u32, u64)>;
     /// Waits for a process this back end spawned; returns its exit code.
     fn wait(&mut self, pid: u32) -> Result<i32>;
     fn ping(&mut self, ns: &NsRef, addr: IpAddr, count: u32, timeout: Duration) -> Result<bool>;

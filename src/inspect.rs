@@ -123,6 +123,7 @@ fn in_place(b: &mut dyn Backend, op: &Op) -> Result<bool> {
         Op::FwDelChain { ns, table, chain } => !ns_ok(b, ns) || !b.fw_chain_exists(ns, table, chain)?,
         Op::Spawn { pid, start, .. } => b.alive(*pid, *start),
         Op::Kill { pid, start } => !b.alive(*pid, *start),
+        Op::StopMarked { .. } => true,
     })
 }
 
@@ -147,6 +148,7 @@ fn drift_key(op: &Op) -> (String, Option<(NsRef, String)>) {
         }
         Op::FwNewChain { ns, table, chain } | Op::FwDelChain { ns, table, chain } => (format!("chain {ns} {table} {chain}"), None),
         Op::Spawn { pid, .. } | Op::Kill { pid, .. } => (format!("process {pid}"), None),
+        Op::StopMarked { mark } => (format!("process {mark}"), None),
     }
 }
 

@@ -66,8 +66,13 @@ enum Line {
     Done { seq: u64 },
     Failed { seq: u64 },
     Undone { seq: u64 },
-    /// The undo of an entry, once it is known exactly (after the change).
-    Amend { seq: u64, undo: Vec<Op> },
+    /// The undo of an entry (and its op), once known exactly (after the change).
+    Amend {
+        seq: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        op: Option<Op>,
+        undo: Vec<Op>,
+    },
 }
 
 pub struct Journal {
@@ -147,9 +152,12 @@ impl Journal {
                     let k = find(&mut entries, seq)?;
                     entries[k].state = State::Undone
                 }
-                Line::Amend { seq, undo } => {
+                Line::Amend { seq, op, undo } => {
                     let k = find(&mut entries, seq)?;
-                    entries[k].undo = undo
+                    entries[k].undo = undo;
+                    if let Some(op) = op {
+                        entries[k].op = op;
+                    }
                 }
             }
         }
@@ -198,13 +206,21 @@ impl Journal {
         Ok(())
     }
 
-    /// Replaces an entry's undo (fsynced).
-    pub fn amend(&mut self, seq: u64, undo: Vec<Op>) -> Result<()> {
-        self.write(&Line::Amend { seq, undo: undo.clone() }, true)?;
+    /// Replaces an entry's undo, and its op when given (fsynced).
+    pub fn amend(&mut self, seq: u64, op: Option<Op>, undo: Vec<Op>) -> Result<()> {
+        self.write(&Line::Amend { seq, op: op.clone(), undo: undo.clone() }, true)?;
         if let Some(e) = self.entries.iter_mut().find(|e| e.seq == seq) {
             e.undo = undo;
+            if let Some(op) = op {
+                e.op = op;
+            }
         }
         Ok(())
+    }
+
+    /// The sequence number the next entry gets.
+    pub fn next_seq(&self) -> u64 {
+        self.next
     }
 
     pub fn entries(&self) -> &[Entry] {

@@ -250,6 +250,7 @@ impl Kernel {
             Op::FwNewChain { ns, table, chain } => self.with_fw(ns, |fw, fd| fw.new_chain(fd, table, chain)),
             Op::FwDelChain { ns, table, chain } => self.with_fw(ns, |fw, fd| fw.delete_chain(fd, table, chain)),
             Op::Spawn { .. } => Err(Error::invalid("a process is started with spawn(), not replayed")),
+            Op::StopMarked { mark } => process::stop_marked(mark, Duration::from_secs(2)),
             Op::Kill { pid, start } => {
                 let r = process::stop(*pid, *start, Duration::from_secs(2));
                 if let Some(mut c) = self.children.remove(pid)
@@ -385,7 +386,7 @@ impl Backend for Kernel {
         process::exec(fd, argv, timeout, &cancel)
     }
 
-    fn spawn(&mut self, ns: &NsRef, argv: &[String]) -> Result<(u32, u64)> {
+    fn spawn(&mut self, ns: &NsRef, argv: &[String], mark: &str) -> Result<(u32, u64)> {
         let log = match &self.log_dir {
             Some(d) => Some(
                 std::fs::OpenOptions::new()
@@ -396,7 +397,7 @@ impl Backend for Kernel {
             None => None,
         };
         let fd = self.fd(ns)?;
-        let child = process::spawn(fd, argv, log)?;
+        let child = process::spawn(fd, argv, log, mark)?;
         let pid = child.id();
         let start = process::start_time(pid).unwrap_or(0);
         self.children.insert(pid, child);

@@ -36,9 +36,21 @@ pub enum Op {
     /// Flush and remove a user chain.
     FwDelChain { ns: NsRef, table: String, chain: String },
     /// A background process (recorded once it runs; `pid` and `start` identify it).
-    Spawn { ns: NsRef, cmd: Vec<String>, pid: u32, start: u64 },
+    /// `mark` is the value of NETSCRIPT_OWNER in the process's environment: it finds
+    /// the process when a crash left its pid unrecorded.
+    Spawn {
+        ns: NsRef,
+        cmd: Vec<String>,
+        pid: u32,
+        start: u64,
+        #[serde(default)]
+        mark: String,
+    },
     /// Stop a process netscript started (the inverse of Spawn).
     Kill { pid: u32, start: u64 },
+    /// Stop the processes whose environment carries NETSCRIPT_OWNER=`mark` (the undo
+    /// of a spawn until its pid is journaled).
+    StopMarked { mark: String },
 }
 
 impl Op {
@@ -129,6 +141,10 @@ impl Op {
             ),
             Spawn { ns, cmd, .. } => format!("{}{} &", ns.exec_prefix(), join_words(cmd)),
             Kill { pid, .. } => format!("kill {pid}"),
+            StopMarked { mark } => format!(
+                "grep -lzx {} /proc/[0-9]*/environ 2>/dev/null | cut -d/ -f3 | xargs -r kill",
+                shell_quote(&format!("{}={mark}", crate::sys::process::OWNER_ENV))
+            ),
         }
     }
 
@@ -164,7 +180,7 @@ impl Op {
             | FwNewChain { ns, .. }
             | FwDelChain { ns, .. }
             | Spawn { ns, .. } => ns.clone(),
-            Kill { .. } => NsRef::Host,
+            Kill { .. } | StopMarked { .. } => NsRef::Host,
         }
     }
 }

@@ -47,6 +47,10 @@ pub struct Session {
     cancel: Arc<AtomicBool>,
     /// When set, every op after this many mutating ops fails (fault injection for tests).
     fail_after: Option<u64>,
+    /// Where to crash on purpose (tests of crash recovery): NETSCRIPT_CRASH_AT=
+    /// `before-apply:K` (journaled, not applied), `after-apply:K` (applied, not marked
+    /// done) or `spawned` (a process runs, its pid not yet journaled).
+    crash_at: Option<String>,
     applied: u64,
     verbose: bool,
 }
@@ -61,7 +65,8 @@ fn is_link_local(a: &IpNet) -> bool {
 impl Session {
     pub fn new(backend: Box<dyn Backend>, journal: Journal, topo: &str, cancel: Arc<AtomicBool>) -> Self {
         let fail_after = std::env::var("NETSCRIPT_FAIL_AFTER").ok().and_then(|v| v.parse().ok());
-        Session { backend, journal, topo: topo.to_string(), cancel, fail_after, applied: 0, verbose: false }
+        let crash_at = std::env::var("NETSCRIPT_CRASH_AT").ok();
+        Session { backend, journal, topo: topo.to_string(), cancel, fail_after, crash_at, applied: 0, verbose: false }
     }
 
     /// Print each change (as its shell command) to stderr as it is made.
@@ -104,11 +109,24 @@ impl Session {
     fn change(&mut self, op: Op, undo: Vec<Op>) -> Result<()> {
         self.check_interrupt()?;
         let seq = self.journal.begin(&op, &undo)?;
+        self.crash_point("before-apply", self.applied + 1);
         match self.apply_counted(&op) {
-            Ok(()) => self.journal.mark(seq, State::Done),
+            Ok(()) => {
+                self.crash_point("after-apply", self.applied);
+                self.journal.mark(seq, State::Done)
+            }
             Err(e) => {
                 self.journal.mark(seq, State::Failed)?;
                 Err(e)
+            }
+        }
+    }
+
+    /// Dies on the spot (SIGABRT) when NETSCRIPT_CRASH_AT names this point.
+    fn crash_point(&self, point: &str, k: u64) {
+        if let Some(at) = &self.crash_at {
+            if at == point || *at == format!("{point}:{k}") {
+                std::process::abort();
             }
         }
     }
@@ -455,7 +473,7 @@ impl Session {
         let line = rules_before[idx];
         let canon = split_words(line.splitn(3, ' ').nth(2).unwrap_or_default())?;
         let undo = Op::FwInsert { ns: ns.clone(), table: t, chain: c, pos: idx as u32 + 1, rule: canon };
-        self.journal.amend(seq, vec![undo])?;
+        self.journal.amend(seq, None, vec![undo])?;
         self.journal.mark(seq, State::Done)
     }
 
@@ -490,15 +508,29 @@ impl Session {
     }
 
     /// Starts a background process; it is stopped on rollback.
+    ///
+    /// Journal first here too: the entry (with the process's environment mark as its
+    /// undo) is on disk before the process starts; once it runs, its pid and start
+    /// time replace the mark.
     pub fn spawn(&mut self, ns: &NsRef, argv: &[String]) -> Result<u32> {
         self.require_ns(ns)?;
         self.check_interrupt()?;
-        self.count_change(&Op::Spawn { ns: ns.clone(), cmd: argv.to_vec(), pid: 0, start: 0 }.render())?;
-        let (pid, start) = self.backend.spawn(ns, argv)?;
-        let op = Op::Spawn { ns: ns.clone(), cmd: argv.to_vec(), pid, start };
-        let seq = self.journal.begin(&op, &[Op::Kill { pid, start }])?;
-        self.journal.mark(seq, State::Done)?;
-        Ok(pid)
+        let mark = format!("{}:{}:{}", self.mark(), std::process::id(), self.journal.next_seq());
+        let spawn = |pid, start| Op::Spawn { ns: ns.clone(), cmd: argv.to_vec(), pid, start, mark: mark.clone() };
+        self.count_change(&spawn(0, 0).render())?;
+        let seq = self.journal.begin(&spawn(0, 0), &[Op::StopMarked { mark: mark.clone() }])?;
+        match self.backend.spawn(ns, argv, &mark) {
+            Ok((pid, start)) => {
+                self.crash_point("spawned", 0);
+                self.journal.amend(seq, Some(spawn(pid, start)), vec![Op::Kill { pid, start }])?;
+                self.journal.mark(seq, State::Done)?;
+                Ok(pid)
+            }
+            Err(e) => {
+                self.journal.mark(seq, State::Failed)?;
+                Err(e)
+            }
+        }
     }
 
     fn spawned(&self, pid: u32) -> Option<u64> {

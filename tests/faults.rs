@@ -134,3 +134,41 @@ fn nothing_is_ever_left_behind() {
     println!("fault injection: {} cases, {} clean", t.cases, t.cases - t.dirty.len());
     assert!(t.dirty.is_empty(), "not clean: {:#?}", t.dirty);
 }
+
+/// Crashes at chosen instants (NETSCRIPT_CRASH_AT): a change journaled but not made,
+/// a change made but not marked done, a process started but its pid not journaled.
+/// `netscript down` afterwards must restore the state exactly, and stop the process.
+#[test]
+fn crashes_at_the_worst_instants_are_recovered_by_down() {
+    let (name, script) = SCRIPTS[0];
+    let sb = Sandbox::new();
+    let before = sb.snapshot();
+    let n = count_changes(&sb, script, name);
+    let mut t = Tally { cases: 0, dirty: Vec::new() };
+    let mut points: Vec<String> = Vec::new();
+    for k in (1..=n).step_by(3) {
+        points.push(format!("before-apply:{k}"));
+        points.push(format!("after-apply:{k}"));
+    }
+    points.push("spawned".into());
+    for at in points {
+        t.case(format!("{name}: crash {at}, then down"), || {
+            let c = sb.spawn_netscript(&[script], &[("NETSCRIPT_CRASH_AT", &at)]);
+            let o = c.wait_with_output().unwrap();
+            use std::os::unix::process::ExitStatusExt;
+            if o.status.signal() != Some(6) {
+                return Err(format!("expected a crash (SIGABRT), got {:?}: {}", o.status, stderr(&o)));
+            }
+            let d = sb.netscript(&["down", name]);
+            if !d.status.success() {
+                return Err(format!("down failed: {}", stderr(&d)));
+            }
+            if !sb.processes("hello from").is_empty() {
+                return Err("a spawned server still runs".into());
+            }
+            same(&before, &sb.snapshot())
+        });
+    }
+    eprintln!("crash points: {} cases, {} clean", t.cases, t.cases - t.dirty.len());
+    assert!(t.dirty.is_empty(), "not clean: {:#?}", t.dirty);
+}

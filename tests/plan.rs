@@ -320,36 +320,12 @@ fn equivalence_scripts() -> Vec<PathBuf> {
     v
 }
 
-/// Kills, when dropped, every process whose environment carries its mark: what the
-/// scripts spawned. The sandbox's own cleanup cannot find processes in namespaces
-/// the teardown deleted, and leftovers would confuse other tests (`pgrep`).
-struct Reaper(String);
-
-impl Reaper {
-    fn new(tag: &str) -> Reaper {
-        Reaper(format!("NETSCRIPT_PLAN_TEST={}-{tag}", std::process::id()))
-    }
-}
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        let Ok(rd) = std::fs::read_dir("/proc") else { return };
-        for e in rd.flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
-            let Ok(env) = std::fs::read(e.path().join("environ")) else { continue };
-            if env.split(|b| *b == 0).any(|v| v == self.0.as_bytes()) {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
-            }
-        }
-    }
-}
 
 fn check_equivalent(path: &Path) {
     let p = path.display().to_string();
     let stem = path.file_stem().unwrap().to_string_lossy();
-    let reaper = Reaper::new(&stem);
     let real = Sandbox::new();
-    let o = real.sh(&format!("{} {BIN} {p}", reaper.0));
+    let o = real.sh(&format!("{BIN} {p}"));
     assert!(o.status.success(), "{p}: the real run failed:\n{}{}", stdout(&o), stderr(&o));
     let want = settled(&real);
     drop(real);
@@ -360,7 +336,7 @@ fn check_equivalent(path: &Path) {
     let replay = Sandbox::new();
     let fresh = settled(&replay);
     let log = format!("{file}.log");
-    let r = replay.sh(&format!("{} bash {file} >{log} 2>&1", reaper.0));
+    let r = replay.sh(&format!("bash {file} >{log} 2>&1"));
     assert!(
         r.status.success(),
         "{p}: the plan failed when run by bash:\n{}\n--- the plan:\n{}",
@@ -374,7 +350,7 @@ fn check_equivalent(path: &Path) {
     let o = Command::new(BIN).args(["plan", "--undo", &p]).output().unwrap();
     assert!(o.status.success(), "{p}: plan --undo failed:\n{}", stderr(&o));
     let file = script_file(&format!("{stem}.undo.sh"), &stdout(&o));
-    let r = replay.sh(&format!("{} bash {file} >{log} 2>&1", reaper.0));
+    let r = replay.sh(&format!("bash {file} >{log} 2>&1"));
     assert!(
         r.status.success(),
         "{p}: the teardown failed when run by bash:\n{}\n--- the teardown:\n{}",

@@ -665,6 +665,8 @@ impl Plan {
             }
             Op::Spawn { .. } => return Err(Error::invalid("a process is started with spawn(), not replayed")),
             Op::Kill { pid, .. } => self.stop(*pid)?,
+            // The model starts processes at once; no spawn is ever left unrecorded.
+            Op::StopMarked { .. } => return Err(Error::sys("no such process", Some(Errno::ESRCH))),
         }
         Ok(())
     }
@@ -772,11 +774,11 @@ impl Backend for Plan {
         Ok(ExecResult { code: 0, stdout: String::new(), stderr: String::new(), timed_out: false })
     }
 
-    fn spawn(&mut self, ns: &NsRef, argv: &[String]) -> Result<(u32, u64)> {
+    fn spawn(&mut self, ns: &NsRef, argv: &[String], _mark: &str) -> Result<(u32, u64)> {
         self.ns(ns)?;
         let pid = self.next_pid;
         self.next_pid += 1;
-        let line = Op::Spawn { ns: ns.clone(), cmd: argv.to_vec(), pid, start: 0 }.render();
+        let line = Op::Spawn { ns: ns.clone(), cmd: argv.to_vec(), pid, start: 0, mark: String::new() }.render();
         self.spawned.push((pid, line.trim_end_matches(" &").to_string(), ns.clone()));
         self.record(Step::Change(line));
         Ok((pid, 0))

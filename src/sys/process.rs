@@ -82,11 +82,15 @@ pub fn exec(fd: Option<BorrowedFd<'_>>, argv: &[String], timeout: Option<Duratio
     Ok(ExecResult { code, stdout, stderr, timed_out })
 }
 
+/// The environment variable that marks a spawned process as netscript's.
+pub const OWNER_ENV: &str = "NETSCRIPT_OWNER";
+
 /// Starts `argv` in the background inside the namespace, in a process group of its
-/// own. Its output goes to `log` (or nowhere).
-pub fn spawn(fd: Option<BorrowedFd<'_>>, argv: &[String], log: Option<std::fs::File>) -> Result<Child> {
+/// own, with NETSCRIPT_OWNER=`mark` in its environment. Its output goes to `log`
+/// (or nowhere).
+pub fn spawn(fd: Option<BorrowedFd<'_>>, argv: &[String], log: Option<std::fs::File>, mark: &str) -> Result<Child> {
     let mut cmd = command(argv)?;
-    cmd.stdin(Stdio::null()).process_group(0);
+    cmd.stdin(Stdio::null()).process_group(0).env(OWNER_ENV, mark);
     match log {
         Some(f) => {
             let f2 = f.try_clone()?;
@@ -136,6 +140,29 @@ pub fn stop(pid: u32, start: u64, grace: Duration) -> Result<()> {
         std::thread::sleep(Duration::from_millis(5));
     }
     reap(pg);
+    Ok(())
+}
+
+/// Stops every process whose environment carries NETSCRIPT_OWNER=`mark`. None
+/// found is ESRCH ("already gone").
+pub fn stop_marked(mark: &str, grace: Duration) -> Result<()> {
+    let want = format!("{OWNER_ENV}={mark}");
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc")?.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(env) = std::fs::read(e.path().join("environ")) else { continue };
+        if env.split(|b| *b == 0).any(|kv| kv == want.as_bytes()) {
+            if let Some(start) = start_time(pid) {
+                found.push((pid, start));
+            }
+        }
+    }
+    if found.is_empty() {
+        return Err(Error::sys(format!("no process carries {want}"), Some(Errno::ESRCH)));
+    }
+    for (pid, start) in found {
+        stop(pid, start, grace)?;
+    }
     Ok(())
 }
 

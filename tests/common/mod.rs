@@ -112,19 +112,31 @@ impl Sandbox {
     }
 }
 
+impl Sandbox {
+    /// The processes started inside this sandbox (they share its mount namespace,
+    /// whatever their network namespace), other than the keeper, whose command line
+    /// contains `pattern`.
+    pub fn processes(&self, pattern: &str) -> Vec<i32> {
+        let Ok(mnt) = std::fs::read_link(format!("/proc/{}/ns/mnt", self.pid)) else { return Vec::new() };
+        let Ok(rd) = std::fs::read_dir("/proc") else { return Vec::new() };
+        rd.flatten()
+            .filter_map(|e| {
+                let pid = e.file_name().to_string_lossy().parse::<i32>().ok()?;
+                let inside = pid as u32 != self.pid && std::fs::read_link(e.path().join("ns/mnt")).ok()? == mnt;
+                let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+                let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+                (inside && cmd.contains(pattern)).then_some(pid)
+            })
+            .collect()
+    }
+}
+
 impl Drop for Sandbox {
     fn drop(&mut self) {
-        // Every process started inside the sandbox shares its mount namespace (nsenter
-        // -m): kill them all, wherever their network namespace is (a deleted one
-        // included), then the keeper. The namespaces and mounts go with them.
-        let keeper_mnt = std::fs::read_link(format!("/proc/{}/ns/mnt", self.pid)).ok();
-        if let (Some(mnt), Ok(rd)) = (keeper_mnt, std::fs::read_dir("/proc")) {
-            for e in rd.flatten() {
-                let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
-                if pid as u32 != self.pid && std::fs::read_link(e.path().join("ns/mnt")).ok().as_ref() == Some(&mnt) {
-                    let _ = nix_kill(pid);
-                }
-            }
+        // Kill everything started inside, wherever its network namespace is (a
+        // deleted one included), then the keeper. The namespaces and mounts go with them.
+        for pid in self.processes("") {
+            let _ = nix_kill(pid);
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
