@@ -72,6 +72,10 @@ pub trait Backend {
     fn routes(&mut self, _ns: &NsRef) -> Result<Vec<Route>> {
         Ok(Vec::new())
     }
+    /// Processes carrying a NETSCRIPT_OWNER mark: (pid, mark, command line).
+    fn marked_processes(&mut self) -> Vec<(u32, String, String)> {
+        Vec::new()
+    }
     /// Whether the process `pid` that started at `start` still runs.
     fn alive(&mut self, _pid: u32, _start: u64) -> bool {
         false

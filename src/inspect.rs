@@ -204,12 +204,14 @@ pub struct Orphan {
 }
 
 /// Finds objects carrying netscript's ownership mark (link alias `netscript:NAME`, rule
-/// comment `netscript:NAME`, route protocol 78) that no recorded topology accounts
-/// for, in the namespace netscript runs in and every named namespace.
+/// comment `netscript:NAME`, route protocol 78, process environment
+/// NETSCRIPT_OWNER) that no recorded topology accounts for, in the namespace
+/// netscript runs in and every named namespace.
 pub fn orphans(base: &Path, backend: &mut dyn Backend) -> Result<Vec<Orphan>> {
     let mut links: HashSet<(String, NsRef, String)> = HashSet::new();
     let mut rule_topos: HashSet<String> = HashSet::new();
     let mut routes: HashSet<(NsRef, String)> = HashSet::new();
+    let mut processes: HashSet<String> = HashSet::new();
     for name in state::list(base) {
         let j = Journal::open(&base.join(&name).join("journal.jsonl"))?;
         for e in j.entries().iter().filter(|e| e.live()) {
@@ -230,13 +232,22 @@ pub fn orphans(base: &Path, backend: &mut dyn Backend) -> Result<Vec<Orphan>> {
                 Op::AddRoute { ns, route } => {
                     routes.insert((ns.clone(), route.dest.to_string()));
                 }
+                Op::Spawn { mark, .. } => {
+                    processes.insert(mark.clone());
+                }
                 _ => {}
             }
         }
     }
+    let mut out = Vec::new();
+    let mut seen_marks = HashSet::new();
+    for (pid, mark, cmd) in backend.marked_processes() {
+        if mark.starts_with("netscript:") && !processes.contains(&mark) && seen_marks.insert(mark.clone()) {
+            out.push(Orphan { what: format!("process {pid} `{cmd}` (marked {mark})"), remove: Op::StopMarked { mark } });
+        }
+    }
     let mut nss = vec![NsRef::Host];
     nss.extend(backend.netns_list().into_iter().map(NsRef::Named));
-    let mut out = Vec::new();
     for ns in nss {
         for l in backend.links(&ns)? {
             let Some(topo) = l.alias.as_deref().and_then(|a| a.strip_prefix("netscript:")) else { continue };

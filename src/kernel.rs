@@ -460,6 +460,10 @@ impl Backend for Kernel {
             .collect())
     }
 
+    fn marked_processes(&mut self) -> Vec<(u32, String, String)> {
+        process::marked()
+    }
+
     fn alive(&mut self, pid: u32, start: u64) -> bool {
         process::start_time(pid) == Some(start)
     }

@@ -53,8 +53,11 @@ fn gc_removes_only_marked_orphans() {
            && iptables -A FORWARD -s 10.2.2.2 -m comment --comment someone-else -j ACCEPT \
            && ip link add gd type veth peer name gd2 && ip addr add 10.3.0.1/24 dev gd && ip link set gd up \
            && ip route add 10.4.0.0/16 via 10.3.0.2 proto 78");
+    // A marked process of a topology with no record (started in the sandbox).
+    sb.ok("NETSCRIPT_OWNER=netscript:ghost:1:1 setsid sleep 1000 >/dev/null 2>&1 </dev/null &");
     let out = stdout(&sb.netscript(&["gc"]));
     assert!(out.contains("link \"ghost0\"") && out.contains("10.1.1.1") && out.contains("route 10.4.0.0/16"), "{out}");
+    assert!(out.contains("`sleep 1000` (marked netscript:ghost:1:1)"), "{out}");
     assert!(!out.contains("plain0") && !out.contains("someone-else") && !out.contains("veth_ns_1"), "{out}");
     sb.ok("ip link show ghost0"); // listing removes nothing
     let o = sb.netscript(&["gc", "--yes"]);
@@ -63,6 +66,7 @@ fn gc_removes_only_marked_orphans() {
     assert!(!sb.ok("iptables -S FORWARD").contains("10.1.1.1"));
     assert!(sb.ok("iptables -S FORWARD").contains("10.2.2.2"));
     assert_eq!(sb.ok("ip route show 10.4.0.0/16"), "");
+    assert!(sb.processes("sleep 1000").is_empty(), "the marked process is stopped");
     sb.ok("ip link show plain0 && ip link show veth_ns_1 && ip netns exec ns1 ping -c1 -W1 175.18.0.3");
     assert!(stdout(&sb.netscript(&["gc"])).contains("nothing to collect"));
     assert!(sb.netscript(&["down", "keep"]).status.success());

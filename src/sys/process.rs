@@ -143,22 +143,35 @@ pub fn stop(pid: u32, start: u64, grace: Duration) -> Result<()> {
     Ok(())
 }
 
+/// Every process carrying a NETSCRIPT_OWNER mark: (pid, mark, command line). Only
+/// processes in our mount namespace: those of a sandbox belong to records this
+/// process cannot see (the sandbox's private /run).
+pub fn marked() -> Vec<(u32, String, String)> {
+    let prefix = format!("{OWNER_ENV}=");
+    let ours = std::fs::read_link("/proc/self/ns/mnt").ok();
+    let Ok(rd) = std::fs::read_dir("/proc") else { return Vec::new() };
+    rd.flatten()
+        .filter_map(|e| {
+            let pid = e.file_name().to_string_lossy().parse::<u32>().ok()?;
+            if std::fs::read_link(e.path().join("ns/mnt")).ok() != ours {
+                return None;
+            }
+            let env = std::fs::read(e.path().join("environ")).ok()?;
+            let mark = env.split(|b| *b == 0).find_map(|kv| kv.strip_prefix(prefix.as_bytes()))?;
+            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ").trim().to_string();
+            Some((pid, String::from_utf8_lossy(mark).into_owned(), cmd))
+        })
+        .collect()
+}
+
 /// Stops every process whose environment carries NETSCRIPT_OWNER=`mark`. None
 /// found is ESRCH ("already gone").
 pub fn stop_marked(mark: &str, grace: Duration) -> Result<()> {
-    let want = format!("{OWNER_ENV}={mark}");
-    let mut found = Vec::new();
-    for e in std::fs::read_dir("/proc")?.flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(env) = std::fs::read(e.path().join("environ")) else { continue };
-        if env.split(|b| *b == 0).any(|kv| kv == want.as_bytes()) {
-            if let Some(start) = start_time(pid) {
-                found.push((pid, start));
-            }
-        }
-    }
+    let found: Vec<(u32, u64)> =
+        marked().into_iter().filter(|(_, m, _)| m == mark).filter_map(|(pid, _, _)| Some((pid, start_time(pid)?))).collect();
     if found.is_empty() {
-        return Err(Error::sys(format!("no process carries {want}"), Some(Errno::ESRCH)));
+        return Err(Error::sys(format!("no process carries {OWNER_ENV}={mark}"), Some(Errno::ESRCH)));
     }
     for (pid, start) in found {
         stop(pid, start, grace)?;
