@@ -2,6 +2,7 @@
 //! session on the kernel, and ending it (keep it up, or roll it back and say so).
 
 use std::cell::RefCell;
+use std::path::Path;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -57,10 +58,10 @@ pub fn finishing_notice(signals: &Signals) -> impl FnMut(usize) + '_ {
     }
 }
 
-/// Prints a rollback's outcome: the count, each failure, and (verbose, or when
+/// Prints a rollback's outcome: the count, each failure, and (`list`, or when
 /// something failed) every command that ran.
-pub fn print_report(what: &str, r: &RollbackReport, verbose: bool) {
-    if verbose || !r.complete() {
+pub fn print_report(what: &str, r: &RollbackReport, list: bool) {
+    if list || !r.complete() {
         for u in &r.undone {
             eprintln!("  undone: {u}");
         }
@@ -71,6 +72,11 @@ pub fn print_report(what: &str, r: &RollbackReport, verbose: bool) {
     for f in &r.failures {
         eprintln!("netscript: could not undo `{}`: {}", f.undo.render(), f.error);
     }
+}
+
+/// The topology's name: --name, or the script's file stem.
+pub fn topo_name(opts: &RunOpts, script: &Path) -> String {
+    opts.name.clone().unwrap_or_else(|| script.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "topology".into()))
 }
 
 /// The command that takes `topo` down (with --state-dir when one was given).
@@ -112,12 +118,13 @@ pub fn open(opts: &RunOpts, topo: &str, script: &str, sandboxed: bool, signals: 
 }
 
 impl Opened {
-    /// Rolls everything back; forgets the record when that worked.
-    pub fn rollback(self, why: &str, opts: &RunOpts, signals: &Signals) -> u8 {
+    /// Rolls everything back (listing each undo command when `list`); forgets the
+    /// record when that worked.
+    pub fn rollback(self, why: &str, list: bool, signals: &Signals) -> u8 {
         // A signal has done its work by now; the rollback must not be cut short.
         signals.cancel.store(false, Ordering::SeqCst);
         let report = self.session.borrow_mut().rollback_with(finishing_notice(signals));
-        print_report(why, &report, opts.verbose);
+        print_report(why, &report, list);
         if report.complete() {
             let _ = self.record.remove();
             0
@@ -131,7 +138,7 @@ impl Opened {
     pub fn finish(self, opts: &RunOpts, signals: &Signals) -> u8 {
         if opts.sandbox || opts.ephemeral {
             let why = if opts.ephemeral { "ephemeral run, rolled back" } else { "sandbox closed" };
-            return self.rollback(why, opts, signals);
+            return self.rollback(why, opts.verbose, signals);
         }
         let n = self.session.borrow().journal().live_count();
         if n == 0 {

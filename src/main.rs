@@ -1,9 +1,7 @@
 //! CLI dispatch and exit codes. Everything else lives in the library.
 
-use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -13,9 +11,7 @@ use clap::Parser;
 use netscript::cli::{Cli, Command, RunOpts};
 use netscript::error::{Error, Result};
 use netscript::firewall::iptables::Flavor;
-use netscript::journal::{Journal, Meta};
 use netscript::kernel::Kernel;
-use netscript::plan::Plan;
 use netscript::session::{mark_for, Session};
 use netscript::state::{default_state_dir, Record};
 use netscript::{lua, sandbox};
@@ -33,7 +29,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
         Some(Command::Down { name }) => return code(down(&opts, &name)),
-        Some(Command::Plan { undo, script, args }) => return code(plan(&opts, undo, &script, &args)),
+        Some(Command::Plan { undo, script, args }) => return code(netscript::plan::command(&opts, undo, &script, &args)),
         Some(Command::Ls { json }) => return code(ls(&opts, json)),
         Some(Command::Show { name, json, dot }) => return code(show(&opts, &name, json, dot)),
         Some(Command::Gc { yes }) => return code(gc(&opts, yes)),
@@ -57,12 +53,9 @@ fn code(r: Result<u8>) -> ExitCode {
     }
 }
 
-fn topo_name(opts: &RunOpts, script: &Path) -> String {
-    opts.name.clone().unwrap_or_else(|| script.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "topology".into()))
-}
 
 fn run(opts: &RunOpts, script: &Path, args: &[String]) -> Result<u8> {
-    let topo = topo_name(opts, script);
+    let topo = app::topo_name(opts, script);
     netscript::model::check_name("topology", &topo)?;
     Flavor::parse(&opts.iptables)?;
     if !script.is_file() {
@@ -80,7 +73,8 @@ fn run(opts: &RunOpts, script: &Path, args: &[String]) -> Result<u8> {
 
     if let Some(msg) = lua::failure(&result, signals.cancel.load(Ordering::SeqCst)) {
         eprintln!("netscript: {msg}; rolling back");
-        let c = opened.rollback("rolled back", opts, &signals);
+        // After a failure, say exactly what was undone.
+        let c = opened.rollback("rolled back", true, &signals);
         return Ok(if c == 0 { EXIT_FAILED } else { c });
     }
     if let Some(user_ns) = user_ns.filter(|_| opts.wait) {
@@ -93,46 +87,6 @@ fn run(opts: &RunOpts, script: &Path, args: &[String]) -> Result<u8> {
         }
     }
     Ok(opened.finish(opts, &signals))
-}
-
-/// `netscript plan`: the script against a model of the system; prints the commands.
-/// Needs no root and touches nothing (no sandbox, no kernel, no state dir).
-fn plan(opts: &RunOpts, undo: bool, script: &Path, args: &[String]) -> Result<u8> {
-    let topo = topo_name(opts, script);
-    netscript::model::check_name("topology", &topo)?;
-    if !script.is_file() {
-        return Err(Error::invalid(format!("no such script: {}", script.display())));
-    }
-    let model = Plan::new(&mark_for(&topo));
-    let rec = model.recording();
-    let journal = Journal::in_memory(Meta { name: topo.clone(), script: script.display().to_string(), ..Meta::default() });
-    let cancel = Arc::new(AtomicBool::new(false));
-    let session = Rc::new(RefCell::new(Session::new(Box::new(model), journal, &topo, cancel.clone())));
-    let lua = lua::new_lua(session.clone(), &topo, Some(script), args, cancel)
-        .and_then(|l| lua::output_to_stderr(&l).map(|()| l))
-        .map_err(|e| Error::sys(format!("cannot start Lua: {e}"), None))?;
-    let result = lua::run_file(&lua, script, args);
-    drop(lua);
-    if let Some(msg) = lua::failure(&result, false) {
-        eprintln!("netscript: {msg}");
-        let n = session.borrow().journal().live_count();
-        eprintln!("netscript: plan: the script failed after {n} change(s); a real run failing here rolls them back");
-        return Ok(EXIT_FAILED);
-    }
-    let what = if undo { "undo what" } else { "do what" };
-    let header = vec![
-        format!("netscript plan{}: the commands that {what} `netscript {}` does (topology \"{topo}\").", if undo { " --undo" } else { "" }, script.display()),
-        "Run as root. Ownership marks (link alias, route protocol 78) are left out.".to_string(),
-    ];
-    if undo {
-        rec.borrow_mut().steps.clear();
-        let report = session.borrow_mut().rollback();
-        for f in &report.failures {
-            eprintln!("netscript: plan: the model could not undo `{}`: {}", f.undo.render(), f.error);
-        }
-    }
-    print!("{}", rec.borrow().script(&header));
-    Ok(0)
 }
 
 /// The interactive REPL (src/repl.rs); the sandbox first, while single-threaded.

@@ -124,10 +124,10 @@ impl Session {
 
     /// Dies on the spot (SIGABRT) when NETSCRIPT_CRASH_AT names this point.
     fn crash_point(&self, point: &str, k: u64) {
-        if let Some(at) = &self.crash_at {
-            if at == point || *at == format!("{point}:{k}") {
-                std::process::abort();
-            }
+        if let Some(at) = &self.crash_at
+            && (at == point || *at == format!("{point}:{k}"))
+        {
+            std::process::abort();
         }
     }
 

@@ -77,3 +77,39 @@ print("uid in sandbox: " .. r.stdout)
         assert!(stdout(&o).contains("uid in sandbox: 0"), "{flavor}: {}", stdout(&o));
     }
 }
+
+#[test]
+fn sandbox_wait_keeps_it_up_for_a_look_then_rolls_back() {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(BIN)
+        .args(["--sandbox", "--wait", EXAMPLE])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut hint = String::new();
+    let mut line = String::new();
+    while err.read_line(&mut line).unwrap() > 0 {
+        if line.trim_start().starts_with("nsenter ") {
+            hint = line.trim().to_string();
+            break;
+        }
+        line.clear();
+    }
+    assert_eq!(hint, format!("nsenter -t {} -n -m", child.id()), "the hint names the process to enter");
+    // Look inside from outside, as a person would from another shell.
+    let o = std::process::Command::new("nsenter").args(["-t", &child.id().to_string(), "-n", "-m", "ip", "netns", "list"]).output().unwrap();
+    let names = stdout(&o);
+    assert!(names.contains("ns1") && names.contains("ns2"), "{names}");
+    let o = std::process::Command::new("nsenter")
+        .args(["-t", &child.id().to_string(), "-n", "-m", "ip", "netns", "exec", "ns1", "ping", "-c1", "-W2", "175.18.0.3"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "ping inside the waiting sandbox: {}", stderr(&o));
+    std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+    assert!(child.wait().unwrap().success());
+    assert!(rest.contains("sandbox closed: undid 20 changes"), "{rest}");
+}

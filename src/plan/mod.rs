@@ -21,7 +21,15 @@ use std::time::Duration;
 use ipnet::IpNet;
 use nix::errno::Errno;
 
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
 use crate::backend::{Backend, LinkInfo};
+use crate::cli::RunOpts;
+use crate::journal::{Journal, Meta};
+use crate::session::{mark_for, Session};
+use crate::lua;
 use crate::error::{Error, Result};
 use crate::firewall;
 use crate::model::{join_words, NsRef, Route, ROUTE_PROTO};
@@ -824,6 +832,46 @@ impl Backend for Plan {
     fn note_read(&mut self, probe: &Probe, answer: &str) {
         self.record(Step::Read(format!("{}   -> {answer}", probe.render())));
     }
+}
+
+/// `netscript plan`: the script against a model of the system; prints the commands.
+/// Needs no root and touches nothing (no sandbox, no kernel, no state dir).
+pub fn command(opts: &RunOpts, undo: bool, script: &Path, args: &[String]) -> Result<u8> {
+    let topo = crate::app::topo_name(opts, script);
+    crate::model::check_name("topology", &topo)?;
+    if !script.is_file() {
+        return Err(Error::invalid(format!("no such script: {}", script.display())));
+    }
+    let model = Plan::new(&mark_for(&topo));
+    let rec = model.recording();
+    let journal = Journal::in_memory(Meta { name: topo.clone(), script: script.display().to_string(), ..Meta::default() });
+    let cancel = Arc::new(AtomicBool::new(false));
+    let session = Rc::new(RefCell::new(Session::new(Box::new(model), journal, &topo, cancel.clone())));
+    let lua = lua::new_lua(session.clone(), &topo, Some(script), args, cancel)
+        .and_then(|l| lua::output_to_stderr(&l).map(|()| l))
+        .map_err(|e| Error::sys(format!("cannot start Lua: {e}"), None))?;
+    let result = lua::run_file(&lua, script, args);
+    drop(lua);
+    if let Some(msg) = lua::failure(&result, false) {
+        eprintln!("netscript: {msg}");
+        let n = session.borrow().journal().live_count();
+        eprintln!("netscript: plan: the script failed after {n} change(s); a real run failing here rolls them back");
+        return Ok(crate::app::EXIT_FAILED);
+    }
+    let what = if undo { "undo what" } else { "do what" };
+    let header = vec![
+        format!("netscript plan{}: the commands that {what} `netscript {}` does (topology \"{topo}\").", if undo { " --undo" } else { "" }, script.display()),
+        "Run as root. Ownership marks (link alias, route protocol 78) are left out.".to_string(),
+    ];
+    if undo {
+        rec.borrow_mut().steps.clear();
+        let report = session.borrow_mut().rollback();
+        for f in &report.failures {
+            eprintln!("netscript: plan: the model could not undo `{}`: {}", f.undo.render(), f.error);
+        }
+    }
+    print!("{}", rec.borrow().script(&header));
+    Ok(0)
 }
 
 #[cfg(test)]
