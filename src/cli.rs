@@ -6,18 +6,20 @@ use clap::{Args, Parser, Subcommand};
 
 const AFTER_HELP: &str = "\
 Examples:
-  netscript --sandbox examples/article-part1.lua   run a topology in a throwaway sandbox
+  netscript --sandbox examples/docker-bridge.lua   the article's Docker bridge network, in a throwaway sandbox
+  netscript plan examples/docker-short.lua         read what a script would do, as ip/iptables commands
   sudo netscript topo.lua                          build it for real; it stays up
-  sudo netscript down topo                         take it down again (exactly)
+  sudo netscript ls                                what is up, and what changed behind netscript's back
+  sudo netscript down topo                         take it down again, exactly
   netscript repl --sandbox                         try the API at a Lua prompt, with .undo
 
 A script that fails (error(), a failed assert, a refused change) or is interrupted
 (Ctrl-C, SIGTERM) is rolled back: everything the run changed is undone, newest first.
 
-Exit codes: 0 ok; 1 the script failed and was rolled back; 2 usage error;
-3 rollback incomplete (what could not be undone is listed).
+Exit codes: 0 ok; 1 the script failed and was rolled back; 2 usage error, or refused
+before anything ran; 3 rollback incomplete (what could not be undone is listed).
 
-Docs: docs/api.md (the Lua API), docs/tutorial.md, docs/design.md.";
+Docs: docs/tutorial.md, docs/api.md (the Lua API), docs/design.md.";
 
 #[derive(Parser, Debug)]
 #[command(
@@ -25,6 +27,7 @@ Docs: docs/api.md (the Lua API), docs/tutorial.md, docs/design.md.";
     version,
     about = "Build Linux network topologies (namespaces, veth, bridges, routes, sysctl, iptables) from Lua scripts, with undo",
     after_help = AFTER_HELP,
+    override_usage = "netscript [OPTIONS] SCRIPT [ARGS]...\n       netscript [OPTIONS] <COMMAND>",
     subcommand_precedence_over_arg = false,
     subcommand_negates_reqs = true
 )]
@@ -131,8 +134,8 @@ pub enum Command {
         dot: bool,
     },
     /// Find objects carrying netscript's mark (link alias, rule comment, route
-    /// protocol 78) that no recorded topology accounts for; remove them with --yes.
-    /// Unmarked objects are never touched.
+    /// protocol 78, NETSCRIPT_OWNER in a process's environment) that no recorded
+    /// topology accounts for; remove them with --yes. Unmarked objects are never touched.
     Gc {
         /// Remove what was found (default: only list it).
         #[arg(long)]
