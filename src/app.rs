@@ -14,7 +14,6 @@ use crate::firewall::iptables::Flavor;
 use crate::journal::Meta;
 use crate::kernel::Kernel;
 use crate::lua::SessionRef;
-use crate::model::shell_quote;
 use crate::session::{mark_for, RollbackReport, Session};
 use crate::state::{default_state_dir, Record};
 
@@ -81,10 +80,7 @@ pub fn topo_name(opts: &RunOpts, script: &Path) -> String {
 
 /// The command that takes `topo` down (with --state-dir when one was given).
 pub fn down_command(opts: &RunOpts, topo: &str) -> String {
-    match &opts.state_dir {
-        Some(d) => format!("netscript --state-dir {} down {topo}", shell_quote(&d.display().to_string())),
-        None => format!("netscript down {topo}"),
-    }
+    crate::state::down_command(&opts.state_dir.clone().unwrap_or_else(default_state_dir), topo)
 }
 
 /// A recorded session on the kernel, locked for this process.

@@ -253,10 +253,12 @@ impl Kernel {
             Op::StopMarked { mark } => process::stop_marked(mark, Duration::from_secs(2)),
             Op::Kill { pid, start } => {
                 let r = process::stop(*pid, *start, Duration::from_secs(2));
+                // Our own child: reap it, and keep its exit code for wait().
                 if let Some(mut c) = self.children.remove(pid)
-                    && let Ok(Some(st)) = c.try_wait() {
-                        self.exited.insert(*pid, exit_code(st));
-                    }
+                    && let Ok(st) = c.wait()
+                {
+                    self.exited.insert(*pid, exit_code(st));
+                }
                 r
             }
         }
@@ -426,8 +428,9 @@ impl Backend for Kernel {
         let secs = format!("{:.3}", timeout.as_secs_f64());
         let argv: Vec<String> =
             ["ping", "-n", "-q", "-c", &count.to_string(), "-W", &secs, &addr.to_string()].iter().map(|s| s.to_string()).collect();
-        // -W bounds each reply; bound the whole run as well.
-        let limit = timeout * count.max(1) + Duration::from_secs(2);
+        // -W bounds each reply and ping waits a second between packets; bound the
+        // whole run as well.
+        let limit = (timeout + Duration::from_secs(1)) * count.max(1) + Duration::from_secs(2);
         let r = self.exec(ns, &argv, Some(limit))?;
         if r.code == 127 || r.stderr.contains("command not found") {
             return Err(Error::sys("ping is not installed (Debian: apt-get install iputils-ping)", None));

@@ -20,6 +20,12 @@ use netscript::app::{self, install_signals, print_report, finishing_notice, EXIT
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Some(Command::Ls { .. } | Command::Show { .. } | Command::Gc { .. } | Command::Plan { .. })) {
+        // Output meant for pipes (`netscript show x | head`): a closed pipe ends the
+        // process quietly instead of a panic. Not for runs: a rollback must finish.
+        // SAFETY: single-threaded here; resetting a signal disposition.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     let opts = cli.run.clone();
     let (script, args) = match cli.command {
         Some(Command::Down { .. } | Command::Ls { .. } | Command::Show { .. } | Command::Gc { .. })

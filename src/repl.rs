@@ -310,8 +310,8 @@ impl Repl {
     /// Handles one complete or partial input.
     fn input(&mut self, src: &str) -> Next {
         let next = self.input_inner(src);
-        // A Ctrl-C that came too late to stop the input (it had finished, or was in
-        // an uninterruptible call such as netscript.sleep) must not hit the next one.
+        // A Ctrl-C that came too late to stop the input (it had just finished) must
+        // not hit the next one.
         self.clear_interrupt();
         next
     }

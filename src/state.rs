@@ -18,6 +18,15 @@ pub fn default_state_dir() -> PathBuf {
     std::env::var_os("NETSCRIPT_STATE_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR))
 }
 
+/// The command that takes topology `name`, recorded under `base`, down.
+pub fn down_command(base: &Path, name: &str) -> String {
+    if base == default_state_dir() {
+        format!("netscript down {name}")
+    } else {
+        format!("netscript --state-dir {} down {name}", crate::model::shell_quote(&base.display().to_string()))
+    }
+}
+
 /// A topology's record, locked by this process while it lives.
 pub struct Record {
     pub dir: PathBuf,
@@ -65,12 +74,12 @@ impl Record {
         if let Some(old) = self.existing()? {
             if old.live_count() > 0 {
                 return Err(Error::invalid(format!(
-                    "topology \"{}\" is already up ({} change{}, from {}); take it down first with: netscript down {}",
+                    "topology \"{}\" is already up ({} change{}, from {}); take it down first with: {}",
                     self.name,
                     old.live_count(),
                     if old.live_count() == 1 { "" } else { "s" },
                     if old.meta.script.is_empty() { "an earlier run".to_string() } else { old.meta.script.clone() },
-                    self.name
+                    down_command(self.dir.parent().unwrap_or(&self.dir), &self.name)
                 )));
             }
             fs::remove_file(self.journal_path())?;

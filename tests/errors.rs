@@ -46,6 +46,32 @@ fn bad_input_gives_a_clear_error_and_leaves_nothing_behind() {
 }
 
 #[test]
+fn argument_errors_pcall_and_os_exit() {
+    let sb = Sandbox::new();
+    let o = sb.run_lua("args.lua", "netns.add(\"ns1\")\nveth.add(\"a\")\n");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("args.lua:2: bad argument #2 to veth.add: expected a string, got nil"), "{}", stderr(&o));
+    let o = sb.run_lua(
+        "pcall.lua",
+        r#"local ok, err = pcall(function() veth.add("averyveryverylongname", "x") end)
+assert(not ok and type(err) == "string" and err:find("pcall.lua:1: veth.add", 1, true), tostring(err))
+local ok2, err2 = pcall(bridge.add, "b0", { 1 })
+assert(not ok2 and err2:find("without a name at position 1", 1, true), err2)
+bridge.add("kept")
+pcall(function() os.exit(0) end)
+error("os.exit inside pcall must end the script")
+"#,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    sb.ok("ip link show kept");
+    assert!(sb.netscript(&["down", "pcall"]).status.success());
+    let o = sb.run_lua("exit3.lua", "bridge.add(\"b3\")\nos.exit(3)\n");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("os.exit(3)"), "{}", stderr(&o));
+    assert!(sb.sh("ip link show b3").status.code() != Some(0), "os.exit(3) rolled back");
+}
+
+#[test]
 fn a_failed_primitive_in_the_middle_undoes_the_earlier_ones() {
     let sb = Sandbox::new();
     let before = sb.snapshot();

@@ -192,6 +192,13 @@ fn spawned_processes_are_stopped_on_rollback() {
         r#"local n = netns.add("ns1")
 local p = n:spawn({"sleep", "1000"})
 local f = io.open("/run/spawn.pid", "w"); f:write(p.pid); f:close()
+for i = 1, 5 do
+  local q = n:spawn({"sleep", "1000"})
+  q:kill()
+  assert(q:wait() == 143 and q:wait() == 143, "wait after kill gives 128 + SIGTERM, every time")
+end
+local done = n:spawn({"sh", "-c", "exit 7"})
+assert(done:wait() == 7)
 local r = n:exec({"sh", "-c", "echo hi; exit 3"})
 assert(r.code == 3 and r.stdout == "hi\n", "exec returns code and output")
 local ok, err = pcall(function() n:exec("exit 4", {check = true}) end)

@@ -55,6 +55,8 @@ fn gc_removes_only_marked_orphans() {
            && ip route add 10.4.0.0/16 via 10.3.0.2 proto 78");
     // A marked process of a topology with no record (started in the sandbox).
     sb.ok("NETSCRIPT_OWNER=netscript:ghost:1:1 setsid sleep 1000 >/dev/null 2>&1 </dev/null &");
+    // Not a process group leader (a child that inherited the mark).
+    sb.ok("NETSCRIPT_OWNER=netscript:ghost:2:1 sleep 1001 >/dev/null 2>&1 </dev/null &");
     let out = stdout(&sb.netscript(&["gc"]));
     assert!(out.contains("link \"ghost0\"") && out.contains("10.1.1.1") && out.contains("route 10.4.0.0/16"), "{out}");
     assert!(out.contains("`sleep 1000` (marked netscript:ghost:1:1)"), "{out}");
@@ -67,6 +69,7 @@ fn gc_removes_only_marked_orphans() {
     assert!(sb.ok("iptables -S FORWARD").contains("10.2.2.2"));
     assert_eq!(sb.ok("ip route show 10.4.0.0/16"), "");
     assert!(sb.processes("sleep 1000").is_empty(), "the marked process is stopped");
+    assert!(sb.processes("sleep 1001").is_empty(), "the marked non-leader process is stopped");
     sb.ok("ip link show plain0 && ip link show veth_ns_1 && ip netns exec ns1 ping -c1 -W1 175.18.0.3");
     assert!(stdout(&sb.netscript(&["gc"])).contains("nothing to collect"));
     assert!(sb.netscript(&["down", "keep"]).status.success());

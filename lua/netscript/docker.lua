@@ -108,12 +108,12 @@ function Network:container(name, opts)
     n = self:_next_ip()
   end
   local ip = int2ip(n)
-  local ns = netns.add(name)
-  ns:link("lo"):up()
   local dev, host_dev = opts.dev or "veth0", opts.host_dev or ("veth_" .. name)
   if #host_dev > 15 then
     error(("net:container(%q): the host end's name %q is longer than 15 bytes; give a shorter one with host_dev="):format(name, host_dev), 2)
   end
+  local ns = netns.add(name)
+  ns:link("lo"):up()
   local inside, outside = veth.add(dev, host_dev, { ns = ns, peer_ns = self.ns })
   inside:addr(("%s/%d"):format(ip, self.plen)):up()
   outside:master(self.bridge):up()

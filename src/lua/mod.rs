@@ -79,6 +79,11 @@ pub fn new_lua(session: SessionRef, topo: &str, script: Option<&Path>, args: &[S
     let package: Table = g.get("package")?;
     let loaded: Table = package.get("loaded")?;
     loaded.set("netscript", ns_table)?;
+    // The modules in package.loaded too: Lua's tracebacks then name functions
+    // `veth.add` (not `add`), which argument errors repeat.
+    for name in MODULES {
+        loaded.set(*name, g.get::<Table>(*name)?)?;
+    }
     let preload: Table = package.get("preload")?;
     for (name, src) in STDLIB {
         let chunk = format!("=[{name}]");
@@ -111,10 +116,12 @@ pub fn new_lua(session: SessionRef, topo: &str, script: Option<&Path>, args: &[S
 
     // pcall / xpcall hand errors to the script as strings (netscript's errors travel
     // as mlua error values inside Rust), and os.exit ends the run the normal way.
+    // errtext(e) -> the message as a string (other values unchanged), and whether
+    // the error is an os.exit, which pcall must not swallow.
     let errtext = lua.create_function(|lua, v: mlua::Value| {
         Ok(match v {
-            mlua::Value::Error(e) => mlua::Value::String(lua.create_string(error_text(&e))?),
-            other => other,
+            mlua::Value::Error(e) => (mlua::Value::String(lua.create_string(error_text(&e))?), exit_code(&e).is_some()),
+            other => (other, false),
         })
     });
     let exit = lua.create_function(|_, code: mlua::Value| -> mlua::Result<()> {
@@ -133,11 +140,23 @@ local errtext, exit = ...
 local raw_pcall, raw_xpcall = pcall, xpcall
 local function fix(ok, ...)
   if ok then return ok, ... end
-  return false, errtext((...))
+  local msg, is_exit = errtext((...))
+  if is_exit then error((...), 0) end
+  return false, msg
 end
 pcall = function(f, ...) return fix(raw_pcall(f, ...)) end
 xpcall = function(f, h, ...)
-  return raw_xpcall(f, function(e) return h(errtext(e)) end, ...)
+  local exiting
+  local function handler(e)
+    local msg, is_exit = errtext(e)
+    if is_exit then exiting = e return e end
+    return h(msg)
+  end
+  local function finish(ok, ...)
+    if exiting then error(exiting, 0) end
+    return ok, ...
+  end
+  return finish(raw_xpcall(f, handler, ...))
 end
 os.exit = exit
 "#,
@@ -188,6 +207,13 @@ pub fn run_file(lua: &Lua, path: &Path, args: &[String]) -> mlua::Result<()> {
 pub fn error_text(e: &mlua::Error) -> String {
     match e {
         mlua::Error::CallbackError { cause, traceback } => match cause.as_ref() {
+            // A module function has no name of its own in mlua's error: take it from
+            // the traceback ("[C]: in function 'veth.add'").
+            mlua::Error::BadArgument { to: None, pos, name, cause } => {
+                let to = traceback_function(traceback);
+                let named = mlua::Error::BadArgument { to, pos: *pos, name: name.clone(), cause: cause.clone() };
+                format!("{}{}", traceback_location(traceback), error_text(&named))
+            }
             mlua::Error::BadArgument { .. } | mlua::Error::FromLuaConversionError { .. } => {
                 format!("{}{}", traceback_location(traceback), error_text(cause))
             }
@@ -216,7 +242,16 @@ fn friendly_fn(f: &str) -> String {
     f.to_string()
 }
 
-fn friendly_type(t: &str) -> String {
+/// The function a traceback's first C frame names.
+fn traceback_function(tb: &str) -> Option<String> {
+    tb.lines().map(str::trim).find_map(|l| {
+        let rest = l.strip_prefix("[C]: in ")?;
+        let name = rest.strip_prefix("function '").or_else(|| rest.strip_prefix("method '")).or_else(|| rest.strip_prefix("field '"))?;
+        Some(name.trim_end_matches('\'').to_string())
+    })
+}
+
+pub(crate) fn friendly_type(t: &str) -> String {
     match t {
         "u16" => "an integer from 0 to 65535".into(),
         "u32" | "u64" | "usize" => "a non-negative integer".into(),
@@ -234,7 +269,7 @@ fn friendly_type(t: &str) -> String {
 fn traceback_location(tb: &str) -> String {
     tb.lines()
         .map(str::trim)
-        .filter(|l| !l.starts_with("[C]") && !l.starts_with("[netscript."))
+        .filter(|l| !l.starts_with("[C]") && !l.starts_with("[netscript"))
         .find_map(|l| {
             let mut parts = l.splitn(3, ':');
             let (file, line) = (parts.next()?, parts.next()?);

@@ -147,7 +147,7 @@ pub fn ns_value(lua: &Lua, call: &str, v: Value, what: &str) -> mlua::Result<NsR
 
 fn short_conv_error(e: &mlua::Error) -> String {
     match e {
-        mlua::Error::FromLuaConversionError { from, to, .. } => format!("expected {to}, got {from}"),
+        mlua::Error::FromLuaConversionError { from, to, .. } => format!("expected {}, got {from}", super::friendly_type(to)),
         other => other.to_string(),
     }
 }

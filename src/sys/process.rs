@@ -111,36 +111,49 @@ pub fn start_time(pid: u32) -> Option<u64> {
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
-/// Stops the process group of `pid` if it is still the process we started:
-/// SIGTERM, then SIGKILL after a grace period. "Already gone" is success.
+/// Stops `pid` if it is still the process we started: SIGTERM, then SIGKILL after a
+/// grace period. A process group leader (what `spawn` starts) is stopped with its
+/// group, so what it started dies too; any other process alone. Returns once
+/// nothing of it runs (a zombie is not running; its parent reaps it). "Already
+/// gone" is success.
 pub fn stop(pid: u32, start: u64, grace: Duration) -> Result<()> {
     if start_time(pid) != Some(start) {
         return Ok(());
     }
-    let pg = Pid::from_raw(pid as i32);
-    match killpg(pg, Signal::SIGTERM) {
+    let p = Pid::from_raw(pid as i32);
+    let group = nix::unistd::getpgid(Some(p)).is_ok_and(|g| g == p);
+    let send = |sig| if group { killpg(p, sig) } else { nix::sys::signal::kill(p, sig) };
+    let gone = || if group { group_gone(p) } else { !running(pid, start) };
+    match send(Signal::SIGTERM) {
         Ok(()) => {}
         Err(Errno::ESRCH) => return Ok(()),
         Err(e) => return Err(Error::from_errno(format!("cannot stop process {pid}"), e)),
     }
-    // Done when no process of the group is left (a zombie leader can still have
-    // threads or children running).
     let t0 = Instant::now();
     while t0.elapsed() < grace {
-        reap(pg);
-        if group_gone(pg) {
+        if gone() {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    let _ = killpg(pg, Signal::SIGKILL);
+    let _ = send(Signal::SIGKILL);
     let t1 = Instant::now();
-    while !group_gone(pg) && t1.elapsed() < Duration::from_secs(5) {
-        reap(pg);
+    while !gone() && t1.elapsed() < Duration::from_secs(5) {
         std::thread::sleep(Duration::from_millis(5));
     }
-    reap(pg);
     Ok(())
+}
+
+/// The process started at `start` runs (exists and is not a zombie).
+fn running(pid: u32, start: u64) -> bool {
+    start_time(pid) == Some(start) && !state_is_dead(pid)
+}
+
+fn state_is_dead(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rfind(')').map(|i| matches!(s.get(i + 2..i + 3), Some("Z" | "X"))))
+        .unwrap_or(true)
 }
 
 /// Every process carrying a NETSCRIPT_OWNER mark: (pid, mark, command line). Only
@@ -177,11 +190,6 @@ pub fn stop_marked(mark: &str, grace: Duration) -> Result<()> {
         stop(pid, start, grace)?;
     }
     Ok(())
-}
-
-/// Reaps the leader if it is our child and has ended.
-fn reap(pg: Pid) {
-    let _ = nix::sys::wait::waitpid(pg, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
 }
 
 /// True when no live process is in the group (zombies waiting for another parent
