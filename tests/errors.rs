@@ -24,6 +24,8 @@ const CASES: &[(&str, &[&str])] = &[
     (r#"sysctl.get("net.ipv4.nope")"#, &[":3: ", "no sysctl named net.ipv4.nope"]),
     (r#"link.get("lo"):del()"#, &[":3: ", "not created by this topology"]),
     (r#"netns.get("pre"):del()"#, &[":3: ", "was not created by this run"]),
+    (r#"netns.add("x", { ns = "pre" })"#, &[":3: ", "netns.add(\"x\")", "takes no options"]),
+    (r#"link.get("va"):up({})"#, &[":3: ", "takes no options"]),
 ];
 
 #[test]

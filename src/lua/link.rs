@@ -1,9 +1,9 @@
 //! `veth`, `bridge` and `link` modules and the Link handle.
 
-use mlua::{AnyUserData, Lua, Table, UserData, UserDataFields, UserDataMethods, Value};
+use mlua::{AnyUserData, Lua, Table, UserData, UserDataFields, UserDataMethods, Value, Variadic};
 
 use super::netns::ns_to_lua;
-use super::util::{fail, ns_value, q, session, with, Opts};
+use super::util::{fail, no_more, ns_value, q, session, with, Opts};
 use crate::error::Error;
 use crate::model::{parse_cidr, NsRef};
 
@@ -75,36 +75,43 @@ impl UserData for LLink {
                 Err(_) => format!("{} [gone]", this.desc()),
             })
         });
-        m.add_function("up", |lua, this: AnyUserData| {
+        m.add_function("up", |lua, (this, rest): (AnyUserData, Variadic<Value>)| {
+            no_more(lua, &format!("{}:up()", this.borrow::<LLink>()?.desc()), &rest)?;
             chain(lua, this, |l| format!("{}:up()", l.desc()), |s, l| s.link_set_up(&l.ns, &l.name, true))
         });
-        m.add_function("down", |lua, this: AnyUserData| {
+        m.add_function("down", |lua, (this, rest): (AnyUserData, Variadic<Value>)| {
+            no_more(lua, &format!("{}:down()", this.borrow::<LLink>()?.desc()), &rest)?;
             chain(lua, this, |l| format!("{}:down()", l.desc()), |s, l| s.link_set_up(&l.ns, &l.name, false))
         });
-        m.add_function("addr", |lua, (this, cidr): (AnyUserData, String)| {
+        m.add_function("addr", |lua, (this, cidr, rest): (AnyUserData, String, Variadic<Value>)| {
+            no_more(lua, &format!("{}:addr({})", this.borrow::<LLink>()?.desc(), q(&cidr)), &rest)?;
             chain(lua, this, |l| format!("{}:addr({})", l.desc(), q(&cidr)), |s, l| {
                 let a = parse_cidr(&cidr)?;
                 s.link_addr(&l.ns, &l.name, a)
             })
         });
-        m.add_function("mtu", |lua, (this, mtu): (AnyUserData, u32)| {
+        m.add_function("mtu", |lua, (this, mtu, rest): (AnyUserData, u32, Variadic<Value>)| {
+            no_more(lua, &format!("{}:mtu({mtu})", this.borrow::<LLink>()?.desc()), &rest)?;
             chain(lua, this, |l| format!("{}:mtu({mtu})", l.desc()), |s, l| s.link_mtu(&l.ns, &l.name, mtu))
         });
-        m.add_function("master", |lua, (this, br): (AnyUserData, Value)| {
+        m.add_function("master", |lua, (this, br, rest): (AnyUserData, Value, Variadic<Value>)| {
             let l = this.borrow::<LLink>()?.clone();
             let call = format!("{}:master(...)", l.desc());
+            no_more(lua, &call, &rest)?;
             let b = link_arg(lua, &call, br, &l.ns)?;
             if b.ns != l.ns {
                 return Err(fail(lua, &call, Error::invalid(format!("bridge \"{}\" is in {} but the link is in {}", b.name, b.ns, l.ns))));
             }
             chain(lua, this, |l| format!("{}:master({})", l.desc(), q(&b.name)), |s, l| s.link_master(&l.ns, &l.name, Some(&b.name)))
         });
-        m.add_function("nomaster", |lua, this: AnyUserData| {
+        m.add_function("nomaster", |lua, (this, rest): (AnyUserData, Variadic<Value>)| {
+            no_more(lua, &format!("{}:nomaster()", this.borrow::<LLink>()?.desc()), &rest)?;
             chain(lua, this, |l| format!("{}:nomaster()", l.desc()), |s, l| s.link_master(&l.ns, &l.name, None))
         });
-        m.add_function("move", |lua, (this, to): (AnyUserData, Value)| {
+        m.add_function("move", |lua, (this, to, rest): (AnyUserData, Value, Variadic<Value>)| {
             let l = this.borrow::<LLink>()?.clone();
             let call = format!("{}:move(...)", l.desc());
+            no_more(lua, &call, &rest)?;
             if to.is_nil() {
                 return Err(fail(lua, &call, Error::invalid("name the target namespace (a Netns, a name, or netns.host())")));
             }
@@ -113,7 +120,10 @@ impl UserData for LLink {
             this.borrow_mut::<LLink>()?.ns = to;
             Ok(this)
         });
-        m.add_method("del", |lua, this, ()| with(lua, || format!("{}:del()", this.desc()), |s| s.link_del(&this.ns, &this.name)));
+        m.add_method("del", |lua, this, rest: Variadic<Value>| {
+            no_more(lua, &format!("{}:del()", this.desc()), &rest)?;
+            with(lua, || format!("{}:del()", this.desc()), |s| s.link_del(&this.ns, &this.name))
+        });
         m.add_method("addrs", |lua, this, ()| {
             let i = with(lua, || format!("{}:addrs()", this.desc()), |s| s.link(&this.ns, &this.name))?;
             lua.create_sequence_from(i.addrs.iter().map(|a| a.to_string()))

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use mlua::{AnyUserData, Lua, Table, UserData, UserDataFields, UserDataMethods, Value};
+use mlua::{AnyUserData, Lua, Table, UserData, UserDataFields, UserDataMethods, Value, Variadic};
 
-use super::util::{fail, q, with, Opts};
+use super::util::{fail, no_more, q, with, Opts};
 use crate::error::Error;
 use crate::model::{parse_ip, NsRef};
 
@@ -61,7 +61,8 @@ impl UserData for LNetns {
         m.add_meta_method("__tostring", |_, this, ()| Ok(desc(&this.ns)));
         m.add_meta_method("__eq", |_, this, other: AnyUserData| Ok(other.borrow::<LNetns>().map(|o| o.ns == this.ns).unwrap_or(false)));
 
-        m.add_method("del", |lua, this, ()| {
+        m.add_method("del", |lua, this, rest: Variadic<Value>| {
+            no_more(lua, &format!("{}:del()", desc(&this.ns)), &rest)?;
             let NsRef::Named(n) = &this.ns else {
                 return Err(fail(lua, "netns.host():del()", Error::invalid("the host namespace cannot be deleted")));
             };
@@ -69,14 +70,16 @@ impl UserData for LNetns {
             with(lua, || format!("{}:del()", desc(&this.ns)), |s| s.netns_del(&n))
         });
 
-        m.add_method("link", |lua, this, name: String| {
+        m.add_method("link", |lua, this, (name, rest): (String, Variadic<Value>)| {
             let call = format!("{}:link({})", desc(&this.ns), q(&name));
+            no_more(lua, &call, &rest)?;
             with(lua, || call.clone(), |s| s.link(&this.ns, &name))?;
             super::link::new_link(lua, this.ns.clone(), name)
         });
 
-        m.add_method("links", |lua, this, ()| {
+        m.add_method("links", |lua, this, rest: Variadic<Value>| {
             let call = format!("{}:links()", desc(&this.ns));
+            no_more(lua, &call, &rest)?;
             let ls = with(lua, || call, |s| s.links(&this.ns))?;
             let t = lua.create_table()?;
             for l in ls {
@@ -110,8 +113,9 @@ impl UserData for LNetns {
             Ok(t)
         });
 
-        m.add_method("spawn", |lua, this, cmd: Value| {
+        m.add_method("spawn", |lua, this, (cmd, rest): (Value, Variadic<Value>)| {
             let call = format!("{}:spawn(...)", desc(&this.ns));
+            no_more(lua, &call, &rest)?;
             let argv = argv(lua, &call, cmd)?;
             let call = format!("{}:spawn({})", desc(&this.ns), q(&crate::model::join_words(&argv)));
             let pid = with(lua, || call.clone(), |s| s.spawn(&this.ns, &argv))?;
@@ -150,22 +154,32 @@ impl UserData for LProcess {
     }
     fn add_methods<M: UserDataMethods<Self>>(m: &mut M) {
         m.add_meta_method("__tostring", |_, this, ()| Ok(format!("Process(pid {}: {})", this.pid, this.cmd)));
-        m.add_method("kill", |lua, this, ()| with(lua, || format!("Process({}):kill()", this.pid), |s| s.kill(this.pid)));
-        m.add_method("wait", |lua, this, ()| with(lua, || format!("Process({}):wait()", this.pid), |s| s.wait(this.pid)));
+        m.add_method("kill", |lua, this, rest: Variadic<Value>| {
+            let call = format!("Process({}):kill()", this.pid);
+            no_more(lua, &call, &rest)?;
+            with(lua, || call.clone(), |s| s.kill(this.pid))
+        });
+        m.add_method("wait", |lua, this, rest: Variadic<Value>| {
+            let call = format!("Process({}):wait()", this.pid);
+            no_more(lua, &call, &rest)?;
+            with(lua, || call.clone(), |s| s.wait(this.pid))
+        });
     }
 }
 
 pub fn register(lua: &Lua, ns_mod: &Table) -> mlua::Result<()> {
     ns_mod.set(
         "add",
-        lua.create_function(|lua, name: String| {
+        lua.create_function(|lua, (name, rest): (String, Variadic<Value>)| {
+            no_more(lua, &format!("netns.add({})", q(&name)), &rest)?;
             let ns = with(lua, || format!("netns.add({})", q(&name)), |s| s.netns_add(&name))?;
             new_netns(lua, ns)
         })?,
     )?;
     ns_mod.set(
         "get",
-        lua.create_function(|lua, name: String| {
+        lua.create_function(|lua, (name, rest): (String, Variadic<Value>)| {
+            no_more(lua, &format!("netns.get({})", q(&name)), &rest)?;
             let ns = with(lua, || format!("netns.get({})", q(&name)), |s| s.netns_get(&name))?;
             new_netns(lua, ns)
         })?,

@@ -82,6 +82,16 @@ pub fn session(lua: &Lua) -> SessionRef {
     lua.app_data_ref::<SessionRef>().expect("session is registered").clone()
 }
 
+/// Refuses arguments past the last one a function takes (a table there would be
+/// options it does not have, silently ignored otherwise).
+pub fn no_more(lua: &Lua, call: &str, rest: &mlua::Variadic<Value>) -> mlua::Result<()> {
+    if rest.is_empty() {
+        return Ok(());
+    }
+    let what = if matches!(rest[0], Value::Table(_)) { "a table, but it takes no options" } else { "more arguments than it takes" };
+    Err(fail(lua, call, Error::invalid(format!("unexpected extra argument: {what}"))))
+}
+
 /// An options table: the keys a function accepts, nothing else.
 pub struct Opts {
     t: Option<Table>,
