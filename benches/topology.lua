@@ -6,6 +6,8 @@
 -- from port 8000+I to it.
 --   netscript benches/topology.lua N
 local n = tonumber(arg[1] or "10")
+-- All firewall changes in one iptables-restore (as the stock "batch" variant does).
+fw.batch(function()
 local br = bridge.add("br0")
 br:addr("10.200.0.1/16"):up()
 sysctl.set("net.ipv4.ip_forward", 1)
@@ -24,3 +26,4 @@ for i = 1, n do
   fw.append("filter", "FORWARD", ("-d %s/32 ! -i br0 -o br0 -p tcp -m tcp --dport 80 -j ACCEPT"):format(ip))
   fw.append("nat", "PREROUTING", ("-p tcp -m tcp --dport %d -j DNAT --to-destination %s:80"):format(8000 + i, ip))
 end
+end)

@@ -77,7 +77,7 @@ The API (docs/api.md has it all; every module is a global):
   sysctl.get(key[, {ns=}])   sysctl.set(key, value[, {ns=}])
   fw.policy(table, chain, target[, {ns=}])   fw.append(table, chain, rule[, {ns=}])
   fw.insert(table, chain, rule[, {ns=, pos=}])   fw.delete(table, chain, rule[, {ns=}])
-  fw.chain(table, name[, {ns=}])   fw.rules(table[, {ns=}])
+  fw.chain(table, name[, {ns=}])   fw.rules(table[, {ns=}])   fw.batch(function() ... end)
   require(\"netscript.docker\").network{name=, subnet=}  -> :container(name), :publish(...)";
 
 const HELP_REPL: &str = "\

@@ -53,6 +53,10 @@ pub struct Session {
     crash_at: Option<String>,
     applied: u64,
     verbose: bool,
+    /// Inside `fw_batch_begin` / `fw_batch_end`: firewall changes journaled but not yet
+    /// made, applied together (one iptables-restore) before anything that could see
+    /// them: a firewall read, a process, a check, the end of the batch.
+    fw_queue: Option<Vec<(u64, Op)>>,
 }
 
 fn is_link_local(a: &IpNet) -> bool {
@@ -66,7 +70,7 @@ impl Session {
     pub fn new(backend: Box<dyn Backend>, journal: Journal, topo: &str, cancel: Arc<AtomicBool>) -> Self {
         let fail_after = std::env::var("NETSCRIPT_FAIL_AFTER").ok().and_then(|v| v.parse().ok());
         let crash_at = std::env::var("NETSCRIPT_CRASH_AT").ok();
-        Session { backend, journal, topo: topo.to_string(), cancel, fail_after, crash_at, applied: 0, verbose: false }
+        Session { backend, journal, topo: topo.to_string(), cancel, fail_after, crash_at, applied: 0, verbose: false, fw_queue: None }
     }
 
     /// Print each change (as its shell command) to stderr as it is made.
@@ -105,10 +109,18 @@ impl Session {
         if self.interrupted() { Err(Error::Interrupted("a signal")) } else { Ok(()) }
     }
 
-    /// Journal first, then the change.
+    /// Journal first, then the change (or, in a firewall batch, the queue).
     fn change(&mut self, op: Op, undo: Vec<Op>) -> Result<()> {
         self.check_interrupt()?;
         let seq = self.journal.begin(&op, &undo)?;
+        if op.is_firewall() && self.fw_queue.is_some() {
+            if let Err(e) = self.count_change(&op.render()) {
+                self.journal.mark(seq, State::Failed)?;
+                return Err(e);
+            }
+            self.fw_queue.as_mut().expect("checked").push((seq, op));
+            return Ok(());
+        }
         self.crash_point("before-apply", self.applied + 1);
         match self.apply_counted(&op) {
             Ok(()) => {
@@ -152,6 +164,62 @@ impl Session {
             )),
             _ => Ok(()),
         }
+    }
+
+    // ---- firewall batches ---------------------------------------------------------
+
+    /// Starts a firewall batch: the firewall changes that follow are journaled at
+    /// once and made together (one iptables-restore per namespace) when the batch
+    /// ends or something needs to see them. Firewall changes commute with the other
+    /// kinds (see rollback), so only firewall reads, processes and checks wait.
+    pub fn fw_batch_begin(&mut self) -> Result<()> {
+        if self.fw_queue.is_some() {
+            return Err(Error::invalid("a firewall batch is already open (fw.batch cannot be nested)"));
+        }
+        self.fw_queue = Some(Vec::new());
+        Ok(())
+    }
+
+    /// Ends the batch: makes the queued changes (`apply`), or drops them (the batch's
+    /// code failed; they were never made). The first change the system refuses is
+    /// the error; the others are made.
+    pub fn fw_batch_end(&mut self, apply: bool) -> Result<()> {
+        let queue = self.fw_queue.take().unwrap_or_default();
+        if apply {
+            self.apply_queued(queue)
+        } else {
+            for (seq, _) in queue {
+                self.journal.mark(seq, State::Failed)?;
+            }
+            Ok(())
+        }
+    }
+
+    /// Makes the queued firewall changes now (the batch stays open).
+    fn settle(&mut self) -> Result<()> {
+        match self.fw_queue.as_mut() {
+            Some(q) if !q.is_empty() => {
+                let queue = std::mem::take(q);
+                self.apply_queued(queue)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn apply_queued(&mut self, queue: Vec<(u64, Op)>) -> Result<()> {
+        let ops: Vec<Op> = queue.iter().map(|(_, op)| op.clone()).collect();
+        let results = self.backend.apply_batch(&ops);
+        let mut first = None;
+        for ((seq, _), r) in queue.into_iter().zip(results) {
+            match r {
+                Ok(()) => self.journal.mark(seq, State::Done)?,
+                Err(e) => {
+                    self.journal.mark(seq, State::Failed)?;
+                    first.get_or_insert(e);
+                }
+            }
+        }
+        first.map_or(Ok(()), Err)
     }
 
     // ---- namespaces -------------------------------------------------------------
@@ -395,7 +463,11 @@ impl Session {
         firewall::check_table(table)?;
         firewall::check_chain_name(chain)?;
         self.require_ns(ns)?;
-        if firewall::builtin_chains(table).contains(&chain) || self.backend.fw_chain_exists(ns, table, chain)? {
+        if firewall::builtin_chains(table).contains(&chain) {
+            return Ok(());
+        }
+        self.settle()?;
+        if self.backend.fw_chain_exists(ns, table, chain)? {
             Ok(())
         } else {
             Err(Error::invalid(format!("table {table} has no chain {chain} in {ns}")))
@@ -405,6 +477,7 @@ impl Session {
     pub fn fw_policy(&mut self, ns: &NsRef, table: &str, chain: &str, target: &str) -> Result<String> {
         firewall::check_policy(table, chain, target)?;
         self.require_ns(ns)?;
+        self.settle()?;
         let old = self.backend.fw_policy(ns, table, chain)?;
         if old == target {
             return Ok(old);
@@ -424,6 +497,7 @@ impl Session {
     }
 
     pub fn fw_insert(&mut self, ns: &NsRef, table: &str, chain: &str, rule: &str, pos: u32) -> Result<()> {
+        self.settle()?;
         self.require_chain(ns, table, chain)?;
         if pos == 0 {
             return Err(Error::invalid("rule positions start at 1"));
@@ -440,6 +514,7 @@ impl Session {
 
     /// Deletes a rule; rollback re-inserts it at its old position.
     pub fn fw_delete(&mut self, ns: &NsRef, table: &str, chain: &str, rule: &str) -> Result<()> {
+        self.settle()?;
         self.require_chain(ns, table, chain)?;
         let words = Self::parse_rule(rule)?;
         // A rule this topology added carries our comment: accept it without.
@@ -478,6 +553,7 @@ impl Session {
     }
 
     pub fn fw_chain(&mut self, ns: &NsRef, table: &str, chain: &str) -> Result<()> {
+        self.settle()?;
         firewall::check_table(table)?;
         firewall::check_chain_name(chain)?;
         self.require_ns(ns)?;
@@ -489,6 +565,7 @@ impl Session {
     }
 
     pub fn fw_rules(&mut self, ns: &NsRef, table: &str) -> Result<Vec<String>> {
+        self.settle()?;
         firewall::check_table(table)?;
         self.require_ns(ns)?;
         let v = self.backend.fw_rules(ns, table, None)?;
@@ -500,6 +577,7 @@ impl Session {
     // ---- processes and checks ---------------------------------------------------
 
     pub fn exec(&mut self, ns: &NsRef, argv: &[String], timeout: Option<Duration>) -> Result<ExecResult> {
+        self.settle()?;
         self.require_ns(ns)?;
         self.check_interrupt()?;
         let r = self.backend.exec(ns, argv, timeout)?;
@@ -513,6 +591,7 @@ impl Session {
     /// undo) is on disk before the process starts; once it runs, its pid and start
     /// time replace the mark.
     pub fn spawn(&mut self, ns: &NsRef, argv: &[String]) -> Result<u32> {
+        self.settle()?;
         self.require_ns(ns)?;
         self.check_interrupt()?;
         let mark = format!("{}:{}:{}", self.mark(), std::process::id(), self.journal.next_seq());
@@ -550,6 +629,7 @@ impl Session {
     }
 
     pub fn ping(&mut self, ns: &NsRef, addr: IpAddr, count: u32, timeout: Duration) -> Result<bool> {
+        self.settle()?;
         self.require_ns(ns)?;
         self.check_interrupt()?;
         let ok = self.backend.ping(ns, addr, count, timeout)?;
@@ -558,6 +638,7 @@ impl Session {
     }
 
     pub fn tcp(&mut self, ns: &NsRef, addr: IpAddr, port: u16, timeout: Duration) -> Result<bool> {
+        self.settle()?;
         self.require_ns(ns)?;
         self.check_interrupt()?;
         let ok = self.backend.tcp(ns, addr, port, timeout)?;
@@ -681,6 +762,7 @@ impl Session {
     /// Like `undo_last`, calling `tick(left)` before each entry (the CLI uses it to
     /// say it is finishing when interrupted again).
     pub fn undo_last_with(&mut self, n: usize, tick: impl FnMut(usize)) -> RollbackReport {
+        let _ = self.fw_batch_end(false);
         let todo: Vec<Entry> = self.journal.live_newest_first().into_iter().take(n).collect();
         self.undo_entries(&todo, tick)
     }
@@ -688,6 +770,7 @@ impl Session {
     /// Undoes the changes made after the journal held `mark` entries (the REPL undoes
     /// one failed line this way).
     pub fn undo_since(&mut self, mark: usize) -> RollbackReport {
+        let _ = self.fw_batch_end(false);
         let newer: Vec<Entry> = self.journal.entries()[mark.min(self.journal.entries().len())..]
             .iter()
             .rev()

@@ -74,6 +74,32 @@ error("os.exit inside pcall must end the script")
 }
 
 #[test]
+fn a_refused_rule_in_a_batch_names_the_rule_and_leaves_nothing() {
+    let sb = Sandbox::new();
+    let before = sb.snapshot();
+    let o = sb.run_lua(
+        "batch.lua",
+        r#"bridge.add("b0")
+fw.batch(function()
+  fw.append("filter", "FORWARD", "-s 10.1.1.1 -j ACCEPT")
+  fw.append("filter", "FORWARD", "-j NO_SUCH_CHAIN")
+  fw.append("nat", "POSTROUTING", "-s 10.1.1.0/24 -j MASQUERADE")
+end)
+"#,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("batch.lua:2: fw.batch(...): iptables -t filter -A FORWARD") && err.contains("NO_SUCH_CHAIN"), "{err}");
+    assert_same(&before, &sb.snapshot(), "after a refused rule in a batch");
+    // A failing batch body: its queued changes are never made; nesting is refused.
+    let o = sb.run_lua("batch2.lua", "fw.batch(function() fw.append(\"filter\", \"FORWARD\", \"-j ACCEPT\"); error(\"body fails\") end)\n");
+    assert!(stderr(&o).contains("body fails"), "{}", stderr(&o));
+    assert_same(&before, &sb.snapshot(), "after a failing batch body");
+    let o = sb.run_lua("batch3.lua", "fw.batch(function() fw.batch(function() end) end)\n");
+    assert!(stderr(&o).contains("cannot be nested"), "{}", stderr(&o));
+}
+
+#[test]
 fn a_failed_primitive_in_the_middle_undoes_the_earlier_ones() {
     let sb = Sandbox::new();
     let before = sb.snapshot();

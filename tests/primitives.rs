@@ -139,6 +139,20 @@ const CASES: &[Case] = &[
         effect: "! iptables -S FORWARD | grep -q 10.2.2.2 && [ $(iptables -S FORWARD | grep -c '^-A') = 2 ]",
     },
     Case {
+        name: "fw_batch",
+        setup: "ip netns add pre",
+        lua: r#"fw.batch(function()
+  fw.policy("filter", "FORWARD", "DROP")
+  for i = 1, 20 do fw.append("filter", "FORWARD", ("-s 10.7.0.%d -j ACCEPT"):format(i)) end
+  bridge.add("inside_batch")
+  fw.append("nat", "POSTROUTING", "-s 10.7.0.0/24 -j MASQUERADE", {ns = "pre"})
+  fw.insert("filter", "INPUT", "-p tcp --dport 22 -j ACCEPT")
+end)
+assert(#fw.rules("filter") == 3 + 21, "the batch is made when it ends")"#,
+        effect: "iptables -S FORWARD | grep -qx -- '-P FORWARD DROP' && [ $(iptables -S FORWARD | grep -c 10.7.0.) = 20 ] \
+                 && ip netns exec pre iptables -t nat -S POSTROUTING | grep -q MASQUERADE && ip link show inside_batch",
+    },
+    Case {
         name: "fw_chain",
         setup: "ip netns add pre",
         lua: r#"fw.chain("filter", "NS_CHAIN", {ns = "pre"}); fw.append("filter", "NS_CHAIN", "-j RETURN", {ns = "pre"}); fw.append("filter", "FORWARD", "-j NS_CHAIN", {ns = "pre"})"#,

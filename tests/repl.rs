@@ -106,7 +106,7 @@ fn expressions_multiline_completion_errors_undo() {
     let out = say(&mut p, "\"ns1\")");
     assert!(out.contains("Netns(\"ns1\") [links: lo (down)]"), "{out}");
     typ(&mut p, "fw.\t\t");
-    p.exp_regex("append +chain +delete +insert +policy +rules").expect("fw.<Tab><Tab> lists the module");
+    p.exp_regex("append +batch +chain +delete +insert +policy +rules").expect("fw.<Tab><Tab> lists the module");
     p.exp_string(PROMPT).unwrap(); // the line, redrawn under the list
     p.send_control('u').unwrap();
     say(&mut p, "");

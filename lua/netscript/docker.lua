@@ -72,12 +72,14 @@ function M.network(opts)
   net.bridge:addr(("%s/%d"):format(gw, plen)):up()
   sysctl.set("net.ipv4.ip_forward", 1, { ns = ns })
   local br = opts.name
-  fw.policy("filter", "FORWARD", "DROP", { ns = ns })
-  fw.append("filter", "FORWARD", ("-i %s -j ACCEPT"):format(br), { ns = ns })
-  -- Replies to what the containers started (Docker's rule; the article's optional
-  -- `-o ns_br -j ACCEPT`, but only for established connections).
-  fw.append("filter", "FORWARD", ("-o %s -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"):format(br), { ns = ns })
-  fw.append("nat", "POSTROUTING", ("-s %s -j MASQUERADE"):format(opts.subnet), { ns = ns })
+  fw.batch(function()
+    fw.policy("filter", "FORWARD", "DROP", { ns = ns })
+    fw.append("filter", "FORWARD", ("-i %s -j ACCEPT"):format(br), { ns = ns })
+    -- Replies to what the containers started (Docker's rule; the article's optional
+    -- `-o ns_br -j ACCEPT`, but only for established connections).
+    fw.append("filter", "FORWARD", ("-o %s -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"):format(br), { ns = ns })
+    fw.append("nat", "POSTROUTING", ("-s %s -j MASQUERADE"):format(opts.subnet), { ns = ns })
+  end)
   return net
 end
 
@@ -149,15 +151,17 @@ function Network:publish(host_port, c, port, opts)
   local ip, br, ns = self:ip(c), self.name, self.ns
   local to = ("%s:%d"):format(ip, port)
   local m = ("-p %s -m %s --dport %d"):format(proto, proto, host_port)
-  fw.append("nat", "PREROUTING", ("%s -m addrtype --dst-type LOCAL -j DNAT --to-destination %s"):format(m, to), { ns = ns })
-  fw.append("filter", "FORWARD", ("-d %s/32 ! -i %s -o %s -p %s -m %s --dport %d -j ACCEPT"):format(ip, br, br, proto, proto, port), { ns = ns })
-  fw.append("nat", "OUTPUT", ("! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL %s -j DNAT --to-destination %s"):format(m, to), { ns = ns })
-  fw.append("nat", "OUTPUT", ("-d 127.0.0.0/8 %s -j DNAT --to-destination %s"):format(m, to), { ns = ns })
-  if not self.localnet then
-    sysctl.set(("net.ipv4.conf.%s.route_localnet"):format(br), 1, { ns = ns })
-    fw.append("nat", "POSTROUTING", ("-s 127.0.0.0/8 -o %s -j MASQUERADE"):format(br), { ns = ns })
-    self.localnet = true
-  end
+  fw.batch(function()
+    fw.append("nat", "PREROUTING", ("%s -m addrtype --dst-type LOCAL -j DNAT --to-destination %s"):format(m, to), { ns = ns })
+    fw.append("filter", "FORWARD", ("-d %s/32 ! -i %s -o %s -p %s -m %s --dport %d -j ACCEPT"):format(ip, br, br, proto, proto, port), { ns = ns })
+    fw.append("nat", "OUTPUT", ("! -d 127.0.0.0/8 -m addrtype --dst-type LOCAL %s -j DNAT --to-destination %s"):format(m, to), { ns = ns })
+    fw.append("nat", "OUTPUT", ("-d 127.0.0.0/8 %s -j DNAT --to-destination %s"):format(m, to), { ns = ns })
+    if not self.localnet then
+      sysctl.set(("net.ipv4.conf.%s.route_localnet"):format(br), 1, { ns = ns })
+      fw.append("nat", "POSTROUTING", ("-s 127.0.0.0/8 -o %s -j MASQUERADE"):format(br), { ns = ns })
+      self.localnet = true
+    end
+  end)
   return self
 end
 

@@ -1,6 +1,6 @@
 //! `fw` module (iptables).
 
-use mlua::{Lua, Table};
+use mlua::{Function, Lua, MultiValue, Table};
 
 use super::util::{q, with, Opts};
 
@@ -49,6 +49,23 @@ pub fn register(lua: &Lua, fw: &Table) -> mlua::Result<()> {
             let o = Opts::new(lua, &call, opts, &["ns"])?;
             let ns = o.ns(lua, &call, "ns")?;
             with(lua, || call.clone(), |s| s.fw_chain(&ns, &table, &name))
+        })?,
+    )?;
+    fw.set(
+        "batch",
+        lua.create_function(|lua, f: Function| {
+            with(lua, || "fw.batch(...)".into(), |s| s.fw_batch_begin())?;
+            let r = f.call::<MultiValue>(());
+            // The batch's own code failed: its queued changes were never made. But an
+            // os.exit(0) inside ends the script successfully: they must be made.
+            let apply = match &r {
+                Ok(_) => true,
+                Err(e) => super::exit_code(e) == Some(0),
+            };
+            let end = with(lua, || "fw.batch(...)".into(), |s| s.fw_batch_end(apply));
+            let values = r?;
+            end?;
+            Ok(values)
         })?,
     )?;
     fw.set(
