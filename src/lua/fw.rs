@@ -2,25 +2,19 @@
 
 use mlua::{Function, Lua, MultiValue, Table};
 
-use super::util::{q, with, Opts};
+use super::util::{ns_only, q, with, Opts};
 
 pub fn register(lua: &Lua, fw: &Table) -> mlua::Result<()> {
     fw.set(
         "policy",
         lua.create_function(|lua, (table, chain, target, opts): (String, String, String, Option<Table>)| {
-            let call = format!("fw.policy({}, {}, {})", q(&table), q(&chain), q(&target));
-            let o = Opts::new(lua, &call, opts, &["ns"])?;
-            let ns = o.ns(lua, &call, "ns")?;
-            with(lua, || call.clone(), |s| s.fw_policy(&ns, &table, &chain, &target))
+            ns_only(lua, format!("fw.policy({}, {}, {})", q(&table), q(&chain), q(&target)), opts, |s, ns| s.fw_policy(ns, &table, &chain, &target))
         })?,
     )?;
     fw.set(
         "append",
         lua.create_function(|lua, (table, chain, rule, opts): (String, String, String, Option<Table>)| {
-            let call = format!("fw.append({}, {}, {})", q(&table), q(&chain), q(&rule));
-            let o = Opts::new(lua, &call, opts, &["ns"])?;
-            let ns = o.ns(lua, &call, "ns")?;
-            with(lua, || call.clone(), |s| s.fw_append(&ns, &table, &chain, &rule))
+            ns_only(lua, format!("fw.append({}, {}, {})", q(&table), q(&chain), q(&rule)), opts, |s, ns| s.fw_append(ns, &table, &chain, &rule))
         })?,
     )?;
     fw.set(
@@ -36,19 +30,13 @@ pub fn register(lua: &Lua, fw: &Table) -> mlua::Result<()> {
     fw.set(
         "delete",
         lua.create_function(|lua, (table, chain, rule, opts): (String, String, String, Option<Table>)| {
-            let call = format!("fw.delete({}, {}, {})", q(&table), q(&chain), q(&rule));
-            let o = Opts::new(lua, &call, opts, &["ns"])?;
-            let ns = o.ns(lua, &call, "ns")?;
-            with(lua, || call.clone(), |s| s.fw_delete(&ns, &table, &chain, &rule))
+            ns_only(lua, format!("fw.delete({}, {}, {})", q(&table), q(&chain), q(&rule)), opts, |s, ns| s.fw_delete(ns, &table, &chain, &rule))
         })?,
     )?;
     fw.set(
         "chain",
         lua.create_function(|lua, (table, name, opts): (String, String, Option<Table>)| {
-            let call = format!("fw.chain({}, {})", q(&table), q(&name));
-            let o = Opts::new(lua, &call, opts, &["ns"])?;
-            let ns = o.ns(lua, &call, "ns")?;
-            with(lua, || call.clone(), |s| s.fw_chain(&ns, &table, &name))
+            ns_only(lua, format!("fw.chain({}, {})", q(&table), q(&name)), opts, |s, ns| s.fw_chain(ns, &table, &name))
         })?,
     )?;
     fw.set(
@@ -71,10 +59,7 @@ pub fn register(lua: &Lua, fw: &Table) -> mlua::Result<()> {
     fw.set(
         "rules",
         lua.create_function(|lua, (table, opts): (String, Option<Table>)| {
-            let call = format!("fw.rules({})", q(&table));
-            let o = Opts::new(lua, &call, opts, &["ns"])?;
-            let ns = o.ns(lua, &call, "ns")?;
-            let v = with(lua, || call.clone(), |s| s.fw_rules(&ns, &table))?;
+            let v = ns_only(lua, format!("fw.rules({})", q(&table)), opts, |s, ns| s.fw_rules(ns, &table))?;
             lua.create_sequence_from(v)
         })?,
     )?;

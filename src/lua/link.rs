@@ -3,7 +3,7 @@
 use mlua::{AnyUserData, Lua, Table, UserData, UserDataFields, UserDataMethods, Value, Variadic};
 
 use super::netns::ns_to_lua;
-use super::util::{fail, no_more, ns_value, q, session, with, Opts};
+use super::util::{fail, no_more, ns_only, ns_value, q, session, with, Opts};
 use crate::error::Error;
 use crate::model::{parse_cidr, NsRef};
 
@@ -158,20 +158,14 @@ pub fn register(lua: &Lua, veth: &Table, bridge: &Table, link: &Table) -> mlua::
     bridge.set(
         "add",
         lua.create_function(|lua, (name, opts): (String, Option<Table>)| {
-            let call = format!("bridge.add({})", q(&name));
-            let o = Opts::new(lua, &call, opts, &["ns"])?;
-            let ns = o.ns(lua, &call, "ns")?;
-            with(lua, || call.clone(), |s| s.bridge_add(&name, &ns))?;
+            let ns = ns_only(lua, format!("bridge.add({})", q(&name)), opts, |s, ns| s.bridge_add(&name, ns).map(|()| ns.clone()))?;
             new_link(lua, ns, name)
         })?,
     )?;
     link.set(
         "get",
         lua.create_function(|lua, (name, opts): (String, Option<Table>)| {
-            let call = format!("link.get({})", q(&name));
-            let o = Opts::new(lua, &call, opts, &["ns"])?;
-            let ns = o.ns(lua, &call, "ns")?;
-            with(lua, || call.clone(), |s| s.link(&ns, &name))?;
+            let ns = ns_only(lua, format!("link.get({})", q(&name)), opts, |s, ns| s.link(ns, &name).map(|_| ns.clone()))?;
             new_link(lua, ns, name)
         })?,
     )?;

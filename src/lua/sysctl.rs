@@ -2,17 +2,14 @@
 
 use mlua::{Lua, Table, Value};
 
-use super::util::{fail, q, with, Opts};
+use super::util::{fail, ns_only, q};
 use crate::error::Error;
 
 pub fn register(lua: &Lua, sysctl: &Table) -> mlua::Result<()> {
     sysctl.set(
         "get",
         lua.create_function(|lua, (key, opts): (String, Option<Table>)| {
-            let call = format!("sysctl.get({})", q(&key));
-            let o = Opts::new(lua, &call, opts, &["ns"])?;
-            let ns = o.ns(lua, &call, "ns")?;
-            with(lua, || call.clone(), |s| s.sysctl_get(&ns, &key))
+            ns_only(lua, format!("sysctl.get({})", q(&key)), opts, |s, ns| s.sysctl_get(ns, &key))
         })?,
     )?;
     sysctl.set(
@@ -26,10 +23,7 @@ pub fn register(lua: &Lua, sysctl: &Table) -> mlua::Result<()> {
                 Value::Boolean(b) => (b as u8).to_string(),
                 _ => return Err(fail(lua, &call, Error::invalid("a sysctl value is a string, an integer or a boolean"))),
             };
-            let call = format!("sysctl.set({}, {})", q(&key), q(&value));
-            let o = Opts::new(lua, &call, opts, &["ns"])?;
-            let ns = o.ns(lua, &call, "ns")?;
-            with(lua, || call.clone(), |s| s.sysctl_set(&ns, &key, &value))
+            ns_only(lua, format!("sysctl.set({}, {})", q(&key), q(&value)), opts, |s, ns| s.sysctl_set(ns, &key, &value))
         })?,
     )?;
     Ok(())

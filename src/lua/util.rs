@@ -92,6 +92,19 @@ pub fn no_more(lua: &Lua, call: &str, rest: &mlua::Variadic<Value>) -> mlua::Res
     Err(fail(lua, call, Error::invalid(format!("unexpected extra argument: {what}"))))
 }
 
+/// The common shape of a function whose only option is `ns`: checks the options,
+/// resolves the namespace, runs `f` on the session (errors read `file:line: call: reason`).
+pub fn ns_only<T>(
+    lua: &Lua,
+    call: String,
+    opts: Option<Table>,
+    f: impl FnOnce(&mut Session, &NsRef) -> crate::error::Result<T>,
+) -> mlua::Result<T> {
+    let o = Opts::new(lua, &call, opts, &["ns"])?;
+    let ns = o.ns(lua, &call, "ns")?;
+    with(lua, move || call, |s| f(s, &ns))
+}
+
 /// An options table: the keys a function accepts, nothing else.
 pub struct Opts {
     t: Option<Table>,
