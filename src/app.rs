@@ -4,8 +4,8 @@
 use std::cell::RefCell;
 use std::path::Path;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::cli::RunOpts;
@@ -14,8 +14,8 @@ use crate::firewall::iptables::Flavor;
 use crate::journal::Meta;
 use crate::kernel::Kernel;
 use crate::lua::SessionRef;
-use crate::session::{mark_for, RollbackReport, Session};
-use crate::state::{default_state_dir, Record};
+use crate::session::{RollbackReport, Session, mark_for};
+use crate::state::{Record, default_state_dir};
 
 pub const EXIT_FAILED: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
@@ -75,7 +75,9 @@ pub fn print_report(what: &str, r: &RollbackReport, list: bool) {
 
 /// The topology's name: --name, or the script's file stem.
 pub fn topo_name(opts: &RunOpts, script: &Path) -> String {
-    opts.name.clone().unwrap_or_else(|| script.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "topology".into()))
+    opts.name.clone().unwrap_or_else(|| {
+        script.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "topology".into())
+    })
 }
 
 /// The command that takes `topo` down (with --state-dir when one was given).

@@ -38,10 +38,7 @@ impl Error {
     /// True when the error means "the object is not there" (used by rollback, where
     /// an object that is already gone counts as undone).
     pub fn is_gone(&self) -> bool {
-        matches!(
-            self.errno(),
-            Some(Errno::ENOENT | Errno::ENODEV | Errno::ESRCH | Errno::EADDRNOTAVAIL)
-        )
+        matches!(self.errno(), Some(Errno::ENOENT | Errno::ENODEV | Errno::ESRCH | Errno::EADDRNOTAVAIL))
     }
 }
 
@@ -50,9 +47,7 @@ pub fn errno_reason(e: Errno) -> String {
     match e {
         Errno::EEXIST => "already exists".into(),
         Errno::ENODEV => "no such link".into(),
-        Errno::EPERM | Errno::EACCES => {
-            "operation not permitted (needs root, or run with --sandbox)".into()
-        }
+        Errno::EPERM | Errno::EACCES => "operation not permitted (needs root, or run with --sandbox)".into(),
         Errno::ENOENT => "not found".into(),
         Errno::ESRCH => "no such object (already gone?)".into(),
         Errno::EBUSY => "busy (in use)".into(),

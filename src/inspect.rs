@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::backend::{Backend, LinkInfo};
 use crate::error::{Error, Result};
 use crate::journal::{Journal, State};
-use crate::model::{split_words, NsRef, ROUTE_PROTO};
+use crate::model::{NsRef, ROUTE_PROTO, split_words};
 use crate::op::Op;
 use crate::state::{self, Record};
 
@@ -133,20 +133,25 @@ fn drift_key(op: &Op) -> (String, Option<(NsRef, String)>) {
     let l = |ns: &NsRef, n: &str| Some((ns.clone(), n.to_string()));
     match op {
         Op::AddNetns { name } | Op::DelNetns { name } => (format!("netns {name}"), None),
-        Op::AddVeth { ns, name, .. } | Op::AddBridge { ns, name } | Op::DelLink { ns, name } | Op::MoveLink { ns, name, .. } => {
-            (format!("link {ns} {name}"), l(ns, name))
-        }
+        Op::AddVeth { ns, name, .. }
+        | Op::AddBridge { ns, name }
+        | Op::DelLink { ns, name }
+        | Op::MoveLink { ns, name, .. } => (format!("link {ns} {name}"), l(ns, name)),
         Op::SetUp { ns, name, .. } => (format!("up {ns} {name}"), l(ns, name)),
-        Op::AddAddr { ns, dev, addr } | Op::DelAddr { ns, dev, addr } => (format!("addr {ns} {dev} {addr}"), l(ns, dev)),
+        Op::AddAddr { ns, dev, addr } | Op::DelAddr { ns, dev, addr } => {
+            (format!("addr {ns} {dev} {addr}"), l(ns, dev))
+        }
         Op::SetMaster { ns, dev, .. } => (format!("master {ns} {dev}"), l(ns, dev)),
         Op::SetMtu { ns, dev, .. } => (format!("mtu {ns} {dev}"), l(ns, dev)),
         Op::AddRoute { ns, route } | Op::DelRoute { ns, route } => (format!("route {ns} {route}"), None),
         Op::SetSysctl { ns, key, .. } => (format!("sysctl {ns} {key}"), None),
         Op::FwPolicy { ns, table, chain, .. } => (format!("policy {ns} {table} {chain}"), None),
-        Op::FwAppend { ns, table, chain, rule } | Op::FwInsert { ns, table, chain, rule, .. } | Op::FwDelete { ns, table, chain, rule } => {
-            (format!("rule {ns} {table} {chain} {rule:?}"), None)
+        Op::FwAppend { ns, table, chain, rule }
+        | Op::FwInsert { ns, table, chain, rule, .. }
+        | Op::FwDelete { ns, table, chain, rule } => (format!("rule {ns} {table} {chain} {rule:?}"), None),
+        Op::FwNewChain { ns, table, chain } | Op::FwDelChain { ns, table, chain } => {
+            (format!("chain {ns} {table} {chain}"), None)
         }
-        Op::FwNewChain { ns, table, chain } | Op::FwDelChain { ns, table, chain } => (format!("chain {ns} {table} {chain}"), None),
         Op::Spawn { pid, .. } | Op::Kill { pid, .. } => (format!("process {pid}"), None),
         Op::StopMarked { mark } => (format!("process {mark}"), None),
     }
@@ -243,7 +248,10 @@ pub fn orphans(base: &Path, backend: &mut dyn Backend) -> Result<Vec<Orphan>> {
     let mut seen_marks = HashSet::new();
     for (pid, mark, cmd) in backend.marked_processes() {
         if mark.starts_with("netscript:") && !processes.contains(&mark) && seen_marks.insert(mark.clone()) {
-            out.push(Orphan { what: format!("process {pid} `{cmd}` (marked {mark})"), remove: Op::StopMarked { mark } });
+            out.push(Orphan {
+                what: format!("process {pid} `{cmd}` (marked {mark})"),
+                remove: Op::StopMarked { mark },
+            });
         }
     }
     let mut nss = vec![NsRef::Host];
@@ -276,7 +284,12 @@ pub fn orphans(base: &Path, backend: &mut dyn Backend) -> Result<Vec<Orphan>> {
                 if !rule_topos.contains(topo) {
                     out.push(Orphan {
                         what: format!("rule `{line}` in table {table} of {ns}"),
-                        remove: Op::FwDelete { ns: ns.clone(), table: table.to_string(), chain: words[0].clone(), rule: words[1..].to_vec() },
+                        remove: Op::FwDelete {
+                            ns: ns.clone(),
+                            table: table.to_string(),
+                            chain: words[0].clone(),
+                            rule: words[1..].to_vec(),
+                        },
                     });
                 }
             }
@@ -284,7 +297,6 @@ pub fn orphans(base: &Path, backend: &mut dyn Backend) -> Result<Vec<Orphan>> {
     }
     Ok(out)
 }
-
 
 /// A Graphviz graph of what a topology owns: namespaces as clusters, links as nodes
 /// (labelled with their addresses), veth pairs as edges between their ends, bridge
@@ -348,7 +360,10 @@ pub fn dot(shown: &Shown) -> String {
         by_ns.entry(ns).or_default();
     }
     for (i, (ns, members)) in by_ns.iter().enumerate() {
-        out += &format!("  subgraph cluster_{i} {{\n    label=\"{}\";\n", if ns == "host" { "host".to_string() } else { format!("netns {ns}") });
+        out += &format!(
+            "  subgraph cluster_{i} {{\n    label=\"{}\";\n",
+            if ns == "host" { "host".to_string() } else { format!("netns {ns}") }
+        );
         for (k, n) in members {
             let mut label = k.1.clone();
             for a in &n.addrs {

@@ -62,10 +62,20 @@ pub struct Meta {
 #[serde(tag = "t", rename_all = "snake_case")]
 enum Line {
     Meta(Meta),
-    Begin { seq: u64, op: Op, undo: Vec<Op> },
-    Done { seq: u64 },
-    Failed { seq: u64 },
-    Undone { seq: u64 },
+    Begin {
+        seq: u64,
+        op: Op,
+        undo: Vec<Op>,
+    },
+    Done {
+        seq: u64,
+    },
+    Failed {
+        seq: u64,
+    },
+    Undone {
+        seq: u64,
+    },
     /// The undo of an entry (and its op), once known exactly (after the change).
     Amend {
         seq: u64,
@@ -97,7 +107,8 @@ impl Journal {
             .mode(0o600)
             .open(path)
             .map_err(|e| Error::sys(format!("cannot create journal {}: {e}", path.display()), None))?;
-        let mut j = Journal { file: Some(file), path: Some(path.to_owned()), meta: meta.clone(), entries: Vec::new(), next: 1 };
+        let mut j =
+            Journal { file: Some(file), path: Some(path.to_owned()), meta: meta.clone(), entries: Vec::new(), next: 1 };
         j.write(&Line::Meta(meta), true)?;
         Ok(j)
     }
@@ -105,8 +116,8 @@ impl Journal {
     /// Reads an existing journal and opens it for appending (for `down`, recovery).
     /// A line that does not parse makes the whole file untrusted: it is reported.
     pub fn open(path: &Path) -> Result<Self> {
-        let f = File::open(path)
-            .map_err(|e| Error::sys(format!("cannot read journal {}: {e}", path.display()), None))?;
+        let f =
+            File::open(path).map_err(|e| Error::sys(format!("cannot read journal {}: {e}", path.display()), None))?;
         let mut meta = Meta::default();
         let mut entries: Vec<Entry> = Vec::new();
         for (i, line) in BufReader::new(f).lines().enumerate() {
@@ -123,23 +134,17 @@ impl Journal {
                          Inspect or remove it by hand",
                         path.display(),
                         i + 1
-                    )))
+                    )));
                 }
             };
             let find = |entries: &mut Vec<Entry>, seq: u64| -> Result<usize> {
                 entries.iter().position(|e| e.seq == seq).ok_or_else(|| {
-                    Error::invalid(format!(
-                        "state file {} line {}: entry {seq} was never begun",
-                        path.display(),
-                        i + 1
-                    ))
+                    Error::invalid(format!("state file {} line {}: entry {seq} was never begun", path.display(), i + 1))
                 })
             };
             match parsed {
                 Line::Meta(m) => meta = m,
-                Line::Begin { seq, op, undo } => {
-                    entries.push(Entry { seq, op, undo, state: State::InFlight })
-                }
+                Line::Begin { seq, op, undo } => entries.push(Entry { seq, op, undo, state: State::InFlight }),
                 Line::Done { seq } => {
                     let k = find(&mut entries, seq)?;
                     entries[k].state = State::Done
@@ -240,11 +245,12 @@ impl Journal {
 /// Creates a directory with mode 0700 (and its parents), and checks that an existing
 /// one is not open to others.
 pub fn private_dir(dir: &Path) -> Result<()> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|e| Error::sys(format!("cannot create state directory {}: {e}", dir.display()), e.raw_os_error().map(nix::errno::Errno::from_raw)))?;
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| {
+        Error::sys(
+            format!("cannot create state directory {}: {e}", dir.display()),
+            e.raw_os_error().map(nix::errno::Errno::from_raw),
+        )
+    })?;
     Ok(())
 }
 

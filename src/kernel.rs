@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::process::Child;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use nix::errno::Errno;
@@ -14,8 +14,8 @@ use rtnetlink::Handle;
 
 use crate::backend::{Backend, LinkInfo};
 use crate::error::{Error, Result};
-use crate::firewall::iptables::{Flavor, Iptables};
 use crate::firewall::Firewall;
+use crate::firewall::iptables::{Flavor, Iptables};
 use crate::model::{NsRef, Route};
 use crate::op::Op;
 use crate::sys::process::{self, ExecResult};
@@ -57,7 +57,18 @@ impl Kernel {
     pub fn new(mark: String, fw_flavor: Option<Flavor>, cancel: Arc<AtomicBool>) -> Result<Self> {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let host_fd = OwnedFd::from(std::fs::File::open("/proc/thread-self/ns/net")?);
-        Ok(Kernel { rt, host_fd, nss: HashMap::new(), fw: None, fw_flavor, mark, children: HashMap::new(), exited: HashMap::new(), cancel, log_dir: None })
+        Ok(Kernel {
+            rt,
+            host_fd,
+            nss: HashMap::new(),
+            fw: None,
+            fw_flavor,
+            mark,
+            children: HashMap::new(),
+            exited: HashMap::new(),
+            cancel,
+            log_dir: None,
+        })
     }
 
     /// Where spawned processes write their output (`<dir>/spawn-PID.log`).
@@ -271,7 +282,9 @@ fn restore_line(op: &Op) -> Option<(&NsRef, String, String)> {
     let words = |rule: &[String]| rule.iter().map(|w| restore_quote(w)).collect::<Vec<_>>().join(" ");
     Some(match op {
         Op::FwAppend { ns, table, chain, rule } => (ns, table.clone(), format!("-A {chain} {}", words(rule))),
-        Op::FwInsert { ns, table, chain, pos, rule } => (ns, table.clone(), format!("-I {chain} {pos} {}", words(rule))),
+        Op::FwInsert { ns, table, chain, pos, rule } => {
+            (ns, table.clone(), format!("-I {chain} {pos} {}", words(rule)))
+        }
         Op::FwDelete { ns, table, chain, rule } => (ns, table.clone(), format!("-D {chain} {}", words(rule))),
         Op::FwPolicy { ns, table, chain, target } => (ns, table.clone(), format!(":{chain} {target} [0:0]")),
         _ => return None,
@@ -346,7 +359,15 @@ impl Backend for Kernel {
         for l in &all {
             let master = l.master.and_then(|m| all.iter().find(|x| x.index == m)).map(|x| x.name.clone());
             let addrs = self.rt.block_on(nl::addrs(&h, l.index))?;
-            out.push(LinkInfo { name: l.name.clone(), up: l.up, master, mtu: l.mtu, kind: l.kind.clone(), alias: l.alias.clone(), addrs });
+            out.push(LinkInfo {
+                name: l.name.clone(),
+                up: l.up,
+                master,
+                mtu: l.mtu,
+                kind: l.kind.clone(),
+                alias: l.alias.clone(),
+                addrs,
+            });
         }
         Ok(out)
     }
@@ -410,7 +431,10 @@ impl Backend for Kernel {
         if let Some(code) = self.exited.get(&pid) {
             return Ok(*code);
         }
-        let mut c = self.children.remove(&pid).ok_or_else(|| Error::invalid(format!("process {pid} was not started by this run")))?;
+        let mut c = self
+            .children
+            .remove(&pid)
+            .ok_or_else(|| Error::invalid(format!("process {pid} was not started by this run")))?;
         loop {
             if let Some(st) = c.try_wait()? {
                 self.exited.insert(pid, exit_code(st));
@@ -426,8 +450,10 @@ impl Backend for Kernel {
 
     fn ping(&mut self, ns: &NsRef, addr: IpAddr, count: u32, timeout: Duration) -> Result<bool> {
         let secs = format!("{:.3}", timeout.as_secs_f64());
-        let argv: Vec<String> =
-            ["ping", "-n", "-q", "-c", &count.to_string(), "-W", &secs, &addr.to_string()].iter().map(|s| s.to_string()).collect();
+        let argv: Vec<String> = ["ping", "-n", "-q", "-c", &count.to_string(), "-W", &secs, &addr.to_string()]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         // -W bounds each reply and ping waits a second between packets; bound the
         // whole run as well.
         let limit = (timeout + Duration::from_secs(1)) * count.max(1) + Duration::from_secs(2);

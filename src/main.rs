@@ -2,8 +2,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
@@ -12,15 +12,20 @@ use netscript::cli::{Cli, Command, RunOpts};
 use netscript::error::{Error, Result};
 use netscript::firewall::iptables::Flavor;
 use netscript::kernel::Kernel;
-use netscript::session::{mark_for, Session};
-use netscript::state::{default_state_dir, Record};
+use netscript::session::{Session, mark_for};
+use netscript::state::{Record, default_state_dir};
 use netscript::{lua, sandbox};
 
-use netscript::app::{self, install_signals, print_report, finishing_notice, EXIT_FAILED, EXIT_ROLLBACK_INCOMPLETE, EXIT_USAGE};
+use netscript::app::{
+    self, EXIT_FAILED, EXIT_ROLLBACK_INCOMPLETE, EXIT_USAGE, finishing_notice, install_signals, print_report,
+};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if matches!(cli.command, Some(Command::Ls { .. } | Command::Show { .. } | Command::Gc { .. } | Command::Plan { .. })) {
+    if matches!(
+        cli.command,
+        Some(Command::Ls { .. } | Command::Show { .. } | Command::Gc { .. } | Command::Plan { .. })
+    ) {
         // Output meant for pipes (`netscript show x | head`): a closed pipe ends the
         // process quietly instead of a panic. Not for runs: a rollback must finish.
         // SAFETY: single-threaded here; resetting a signal disposition.
@@ -31,11 +36,15 @@ fn main() -> ExitCode {
         Some(Command::Down { .. } | Command::Ls { .. } | Command::Show { .. } | Command::Gc { .. })
             if opts.sandbox || opts.wait || opts.ephemeral || opts.name.is_some() =>
         {
-            eprintln!("netscript: --sandbox, --wait, --ephemeral and --name apply to running a script or the REPL, not to down / ls / show / gc");
+            eprintln!(
+                "netscript: --sandbox, --wait, --ephemeral and --name apply to running a script or the REPL, not to down / ls / show / gc"
+            );
             return ExitCode::from(EXIT_USAGE);
         }
         Some(Command::Down { name }) => return code(down(&opts, &name)),
-        Some(Command::Plan { undo, script, args }) => return code(netscript::plan::command(&opts, undo, &script, &args)),
+        Some(Command::Plan { undo, script, args }) => {
+            return code(netscript::plan::command(&opts, undo, &script, &args));
+        }
         Some(Command::Ls { json }) => return code(ls(&opts, json)),
         Some(Command::Show { name, json, dot }) => return code(show(&opts, &name, json, dot)),
         Some(Command::Gc { yes }) => return code(gc(&opts, yes)),
@@ -58,7 +67,6 @@ fn code(r: Result<u8>) -> ExitCode {
         }
     }
 }
-
 
 fn run(opts: &RunOpts, script: &Path, args: &[String]) -> Result<u8> {
     let topo = app::topo_name(opts, script);
@@ -205,8 +213,12 @@ fn gc(opts: &RunOpts, yes: bool) -> Result<u8> {
                 }
             }
         } else {
-            println!("{}
-    remove with: {}", o.what, o.remove.render());
+            println!(
+                "{}
+    remove with: {}",
+                o.what,
+                o.remove.render()
+            );
         }
     }
     if !yes {

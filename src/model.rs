@@ -169,9 +169,7 @@ pub fn check_name(kind: &str, name: &str) -> Result<()> {
         return Err(Error::invalid(format!("{kind} name \"{name}\" is too long (200 bytes at most)")));
     }
     if name == "." || name == ".." || name.contains('/') || name.contains('\0') {
-        return Err(Error::invalid(format!(
-            "\"{name}\" is not a valid {kind} name (no '/', not '.' or '..')"
-        )));
+        return Err(Error::invalid(format!("\"{name}\" is not a valid {kind} name (no '/', not '.' or '..')")));
     }
     if name.starts_with('-') {
         return Err(Error::invalid(format!("{kind} name \"{name}\" must not start with '-'")));
@@ -218,15 +216,12 @@ pub fn parse_dest(s: &str, via: Option<IpAddr>) -> Result<IpNet> {
 }
 
 pub fn parse_ip(s: &str) -> Result<IpAddr> {
-    s.parse::<IpAddr>()
-        .map_err(|_| Error::invalid(format!("\"{s}\" is not an IP address")))
+    s.parse::<IpAddr>().map_err(|_| Error::invalid(format!("\"{s}\" is not an IP address")))
 }
 
 /// Quotes a word for a POSIX shell only when it needs it.
 pub fn shell_quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=,@%+".contains(c))
-    {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=,@%+".contains(c)) {
         s.to_string()
     } else {
         format!("'{}'", s.replace('\'', "'\\''"))

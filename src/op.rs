@@ -7,34 +7,112 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::model::{join_words, shell_quote, NsRef, Route};
+use crate::model::{NsRef, Route, join_words, shell_quote};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Op {
-    AddNetns { name: String },
-    DelNetns { name: String },
+    AddNetns {
+        name: String,
+    },
+    DelNetns {
+        name: String,
+    },
     /// `name` is created in `ns`, `peer` directly in `peer_ns`.
-    AddVeth { ns: NsRef, name: String, peer: String, peer_ns: NsRef },
-    AddBridge { ns: NsRef, name: String },
-    DelLink { ns: NsRef, name: String },
-    MoveLink { ns: NsRef, name: String, to: NsRef },
-    SetUp { ns: NsRef, name: String, up: bool },
-    AddAddr { ns: NsRef, dev: String, addr: IpNet },
-    DelAddr { ns: NsRef, dev: String, addr: IpNet },
+    AddVeth {
+        ns: NsRef,
+        name: String,
+        peer: String,
+        peer_ns: NsRef,
+    },
+    AddBridge {
+        ns: NsRef,
+        name: String,
+    },
+    DelLink {
+        ns: NsRef,
+        name: String,
+    },
+    MoveLink {
+        ns: NsRef,
+        name: String,
+        to: NsRef,
+    },
+    SetUp {
+        ns: NsRef,
+        name: String,
+        up: bool,
+    },
+    AddAddr {
+        ns: NsRef,
+        dev: String,
+        addr: IpNet,
+    },
+    DelAddr {
+        ns: NsRef,
+        dev: String,
+        addr: IpNet,
+    },
     /// Enslave `dev` to `master` (None: release it).
-    SetMaster { ns: NsRef, dev: String, master: Option<String> },
-    SetMtu { ns: NsRef, dev: String, mtu: u32 },
-    AddRoute { ns: NsRef, route: Route },
-    DelRoute { ns: NsRef, route: Route },
-    SetSysctl { ns: NsRef, key: String, value: String },
-    FwPolicy { ns: NsRef, table: String, chain: String, target: String },
-    FwAppend { ns: NsRef, table: String, chain: String, rule: Vec<String> },
-    FwInsert { ns: NsRef, table: String, chain: String, pos: u32, rule: Vec<String> },
-    FwDelete { ns: NsRef, table: String, chain: String, rule: Vec<String> },
-    FwNewChain { ns: NsRef, table: String, chain: String },
+    SetMaster {
+        ns: NsRef,
+        dev: String,
+        master: Option<String>,
+    },
+    SetMtu {
+        ns: NsRef,
+        dev: String,
+        mtu: u32,
+    },
+    AddRoute {
+        ns: NsRef,
+        route: Route,
+    },
+    DelRoute {
+        ns: NsRef,
+        route: Route,
+    },
+    SetSysctl {
+        ns: NsRef,
+        key: String,
+        value: String,
+    },
+    FwPolicy {
+        ns: NsRef,
+        table: String,
+        chain: String,
+        target: String,
+    },
+    FwAppend {
+        ns: NsRef,
+        table: String,
+        chain: String,
+        rule: Vec<String>,
+    },
+    FwInsert {
+        ns: NsRef,
+        table: String,
+        chain: String,
+        pos: u32,
+        rule: Vec<String>,
+    },
+    FwDelete {
+        ns: NsRef,
+        table: String,
+        chain: String,
+        rule: Vec<String>,
+    },
+    FwNewChain {
+        ns: NsRef,
+        table: String,
+        chain: String,
+    },
     /// Flush and remove a user chain.
-    FwDelChain { ns: NsRef, table: String, chain: String },
+    FwDelChain {
+        ns: NsRef,
+        table: String,
+        chain: String,
+    },
     /// A background process (recorded once it runs; `pid` and `start` identify it).
     /// `mark` is the value of NETSCRIPT_OWNER in the process's environment: it finds
     /// the process when a crash left its pid unrecorded.
@@ -47,10 +125,15 @@ pub enum Op {
         mark: String,
     },
     /// Stop a process netscript started (the inverse of Spawn).
-    Kill { pid: u32, start: u64 },
+    Kill {
+        pid: u32,
+        start: u64,
+    },
     /// Stop the processes whose environment carries NETSCRIPT_OWNER=`mark` (the undo
     /// of a spawn until its pid is journaled).
-    StopMarked { mark: String },
+    StopMarked {
+        mark: String,
+    },
 }
 
 impl Op {
@@ -70,7 +153,12 @@ impl Op {
                     shell_quote(n)
                 ),
                 _ => {
-                    let mut s = format!("ip {}link add {} type veth peer name {}", ns.ip_flag(), shell_quote(name), shell_quote(peer));
+                    let mut s = format!(
+                        "ip {}link add {} type veth peer name {}",
+                        ns.ip_flag(),
+                        shell_quote(name),
+                        shell_quote(peer)
+                    );
                     if let (NsRef::Named(p), true) = (peer_ns, peer_ns != ns) {
                         s += &format!(" netns {}", shell_quote(p));
                     }
@@ -88,12 +176,9 @@ impl Op {
                 };
                 format!("ip {}link set {} netns {}", ns.ip_flag(), shell_quote(name), target)
             }
-            SetUp { ns, name, up } => format!(
-                "ip {}link set {} {}",
-                ns.ip_flag(),
-                shell_quote(name),
-                if *up { "up" } else { "down" }
-            ),
+            SetUp { ns, name, up } => {
+                format!("ip {}link set {} {}", ns.ip_flag(), shell_quote(name), if *up { "up" } else { "down" })
+            }
             AddAddr { ns, dev, addr } => {
                 format!("ip {}addr add {addr} dev {}", ns.ip_flag(), shell_quote(dev))
             }
@@ -101,12 +186,7 @@ impl Op {
                 format!("ip {}addr del {addr} dev {}", ns.ip_flag(), shell_quote(dev))
             }
             SetMaster { ns, dev, master } => match master {
-                Some(m) => format!(
-                    "ip {}link set {} master {}",
-                    ns.ip_flag(),
-                    shell_quote(dev),
-                    shell_quote(m)
-                ),
+                Some(m) => format!("ip {}link set {} master {}", ns.ip_flag(), shell_quote(dev), shell_quote(m)),
                 None => format!("ip {}link set {} nomaster", ns.ip_flag(), shell_quote(dev)),
             },
             SetMtu { ns, dev, mtu } => {
@@ -123,11 +203,9 @@ impl Op {
             FwAppend { ns, table, chain, rule } => {
                 format!("{}iptables -t {table} -A {chain} {}", ns.exec_prefix(), join_words(rule))
             }
-            FwInsert { ns, table, chain, pos, rule } => format!(
-                "{}iptables -t {table} -I {chain} {pos} {}",
-                ns.exec_prefix(),
-                join_words(rule)
-            ),
+            FwInsert { ns, table, chain, pos, rule } => {
+                format!("{}iptables -t {table} -I {chain} {pos} {}", ns.exec_prefix(), join_words(rule))
+            }
             FwDelete { ns, table, chain, rule } => {
                 format!("{}iptables -t {table} -D {chain} {}", ns.exec_prefix(), join_words(rule))
             }
@@ -135,10 +213,9 @@ impl Op {
                 format!("{}iptables -t {table} -N {chain}", ns.exec_prefix())
             }
             // Two commands, on two lines (so `set -e` stops at either).
-            FwDelChain { ns, table, chain } => format!(
-                "{p}iptables -t {table} -F {chain}\n{p}iptables -t {table} -X {chain}",
-                p = ns.exec_prefix()
-            ),
+            FwDelChain { ns, table, chain } => {
+                format!("{p}iptables -t {table} -F {chain}\n{p}iptables -t {table} -X {chain}", p = ns.exec_prefix())
+            }
             Spawn { ns, cmd, .. } => format!("{}{} &", ns.exec_prefix(), join_words(cmd)),
             Kill { pid, .. } => format!("kill {pid}"),
             StopMarked { mark } => format!(
@@ -152,7 +229,12 @@ impl Op {
     pub fn is_firewall(&self) -> bool {
         matches!(
             self,
-            Op::FwPolicy { .. } | Op::FwAppend { .. } | Op::FwInsert { .. } | Op::FwDelete { .. } | Op::FwNewChain { .. } | Op::FwDelChain { .. }
+            Op::FwPolicy { .. }
+                | Op::FwAppend { .. }
+                | Op::FwInsert { .. }
+                | Op::FwDelete { .. }
+                | Op::FwNewChain { .. }
+                | Op::FwDelChain { .. }
         )
     }
 
@@ -189,7 +271,9 @@ impl Op {
 /// undoes `spawn` in a namespace the script made, without knowing the pids.
 pub fn render_stop_all_in(ns: &str) -> String {
     let n = shell_quote(ns);
-    format!("ip netns pids {n} | xargs -r kill 2>/dev/null || true; while [ -n \"$(ip netns pids {n})\" ]; do sleep 0.1; done")
+    format!(
+        "ip netns pids {n} | xargs -r kill 2>/dev/null || true; while [ -n \"$(ip netns pids {n})\" ]; do sleep 0.1; done"
+    )
 }
 
 /// A call that only reads the system (`sysctl.get`, `fw.rules`, `Netns:exec`, `ping`,
@@ -231,13 +315,8 @@ mod tests {
         let ns1 = NsRef::named("ns1");
         assert_eq!(Op::AddNetns { name: "ns1".into() }.render(), "ip netns add ns1");
         assert_eq!(
-            Op::AddVeth {
-                ns: NsRef::Host,
-                name: "veth0".into(),
-                peer: "veth_ns_1".into(),
-                peer_ns: NsRef::Host
-            }
-            .render(),
+            Op::AddVeth { ns: NsRef::Host, name: "veth0".into(), peer: "veth_ns_1".into(), peer_ns: NsRef::Host }
+                .render(),
             "ip link add veth0 type veth peer name veth_ns_1"
         );
         assert_eq!(
@@ -245,13 +324,11 @@ mod tests {
             "ip link set veth0 netns ns1"
         );
         assert_eq!(
-            Op::AddAddr { ns: ns1.clone(), dev: "veth0".into(), addr: "175.18.0.2/24".parse().unwrap() }
-                .render(),
+            Op::AddAddr { ns: ns1.clone(), dev: "veth0".into(), addr: "175.18.0.2/24".parse().unwrap() }.render(),
             "ip -n ns1 addr add 175.18.0.2/24 dev veth0"
         );
         assert_eq!(
-            Op::SetSysctl { ns: NsRef::Host, key: "net.ipv4.ip_forward".into(), value: "1".into() }
-                .render(),
+            Op::SetSysctl { ns: NsRef::Host, key: "net.ipv4.ip_forward".into(), value: "1".into() }.render(),
             "sysctl -w net.ipv4.ip_forward=1"
         );
         assert_eq!(
@@ -268,12 +345,7 @@ mod tests {
 
     #[test]
     fn journal_form_round_trips() {
-        let op = Op::AddVeth {
-            ns: NsRef::Host,
-            name: "a".into(),
-            peer: "b".into(),
-            peer_ns: NsRef::named("x"),
-        };
+        let op = Op::AddVeth { ns: NsRef::Host, name: "a".into(), peer: "b".into(), peer_ns: NsRef::named("x") };
         let s = serde_json::to_string(&op).unwrap();
         assert_eq!(serde_json::from_str::<Op>(&s).unwrap(), op);
     }

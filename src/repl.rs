@@ -14,8 +14,8 @@ use std::ffi::c_void;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use mlua::{Function, Lua, MultiValue, Table, Value};
 use rustyline::completion::{Completer, FilenameCompleter, Pair};
@@ -26,9 +26,9 @@ use rustyline::history::DefaultHistory;
 use rustyline::validate::Validator;
 use rustyline::{CompletionType, Config, Context, Editor, Helper};
 
+use crate::app::{self, Signals};
 use crate::cli::RunOpts;
 use crate::error::{Error, Result};
-use crate::app::{self, Signals};
 use crate::journal::State;
 use crate::lua::link::LLink;
 use crate::lua::netns::{LNetns, LProcess};
@@ -60,8 +60,8 @@ const PROCESS_FIELDS: &[&str] = &["pid"];
 const PROCESS_METHODS: &[&str] = &["kill", "wait"];
 
 const KEYWORDS: &[&str] = &[
-    "and", "break", "do", "else", "elseif", "end", "false", "for", "function", "goto", "if", "in", "local", "nil", "not", "or",
-    "repeat", "return", "then", "true", "until", "while",
+    "and", "break", "do", "else", "elseif", "end", "false", "for", "function", "goto", "if", "in", "local", "nil",
+    "not", "or", "repeat", "return", "then", "true", "until", "while",
 ];
 
 const HELP_API: &str = "\
@@ -134,7 +134,6 @@ pub struct Repl {
     exit: Rc<std::cell::Cell<bool>>,
 }
 
-
 /// Runs the REPL to its end. `user_ns` is Some when main has entered the sandbox
 /// (it must, first thing, while single-threaded); `cancel` and `count` are the
 /// SIGINT / SIGTERM flags main installed.
@@ -152,23 +151,37 @@ pub fn run(opts: &RunOpts, user_ns: Option<bool>, signals: &Signals) -> Result<u
     let (cancel, count) = (signals.cancel.clone(), signals.count.clone());
     let lua = lua::new_lua(session.clone(), &topo, None, &[], cancel.clone())
         .map_err(|e| Error::sys(format!("cannot start Lua: {e}"), None))?;
-    let tostring: Function = lua.globals().get("tostring").map_err(|e| Error::sys(format!("cannot start Lua: {e}"), None))?;
+    let tostring: Function =
+        lua.globals().get("tostring").map_err(|e| Error::sys(format!("cannot start Lua: {e}"), None))?;
     let term = Arc::new(AtomicBool::new(false));
     let _ = signal_hook::flag::register(signal_hook::consts::SIGTERM, term.clone());
     // os.exit() (see lua::exit_code) leaves the REPL the normal way: rollback with
     // --sandbox, the "still in place" note otherwise.
     let exit = Rc::new(std::cell::Cell::new(false));
-    let mut repl =
-        Repl { lua, session: session.clone(), cancel, count, term, topo: topo.clone(), chunks: Vec::new(), tostring, exit };
+    let mut repl = Repl {
+        lua,
+        session: session.clone(),
+        cancel,
+        count,
+        term,
+        topo: topo.clone(),
+        chunks: Vec::new(),
+        tostring,
+        exit,
+    };
 
     if std::io::stdin().is_terminal() {
-        println!("netscript {} REPL, topology \"{topo}\"{}", env!("CARGO_PKG_VERSION"), if opts.sandbox {
-            " in a sandbox (everything is undone when you leave)"
-        } else if opts.ephemeral {
-            " (ephemeral: everything is undone when you leave)"
-        } else {
-            ""
-        });
+        println!(
+            "netscript {} REPL, topology \"{topo}\"{}",
+            env!("CARGO_PKG_VERSION"),
+            if opts.sandbox {
+                " in a sandbox (everything is undone when you leave)"
+            } else if opts.ephemeral {
+                " (ephemeral: everything is undone when you leave)"
+            } else {
+                ""
+            }
+        );
         println!("Type Lua. .help for the API and commands, Tab to complete, Ctrl-D to leave.");
         repl.interactive();
     } else {
@@ -204,7 +217,8 @@ fn print_undone(r: &RollbackReport, changes: usize, verbose: bool) {
 /// `$XDG_STATE_HOME/netscript/history`, or `~/.local/state/netscript/history`.
 pub fn history_path() -> Option<PathBuf> {
     let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
-    let base = env("XDG_STATE_HOME").filter(|p| p.is_absolute()).or_else(|| env("HOME").map(|h| h.join(".local/state")))?;
+    let base =
+        env("XDG_STATE_HOME").filter(|p| p.is_absolute()).or_else(|| env("HOME").map(|h| h.join(".local/state")))?;
     Some(base.join("netscript").join("history"))
 }
 
@@ -223,7 +237,11 @@ impl Repl {
                 return self.piped();
             }
         };
-        rl.set_helper(Some(ReplHelper { lua: self.lua.clone(), session: self.session.clone(), files: FilenameCompleter::new() }));
+        rl.set_helper(Some(ReplHelper {
+            lua: self.lua.clone(),
+            session: self.session.clone(),
+            files: FilenameCompleter::new(),
+        }));
         let history = history_path();
         if let Some(h) = &history {
             if let Some(dir) = h.parent() {
@@ -441,7 +459,9 @@ impl Repl {
             Err(e) => {
                 let known = self.session.borrow_mut().netns_list();
                 let hint = match &ns {
-                    NsRef::Named(_) if !known.is_empty() => format!(" (namespaces: {}; `!host` or `! ` for the host)", known.join(", ")),
+                    NsRef::Named(_) if !known.is_empty() => {
+                        format!(" (namespaces: {}; `!host` or `! ` for the host)", known.join(", "))
+                    }
                     NsRef::Named(_) => " (there are no named namespaces; `! cmd` runs in the host)".to_string(),
                     NsRef::Host => String::new(),
                 };
@@ -456,11 +476,7 @@ impl Repl {
             ".help" | ".h" => self.help(),
             ".journal" | ".j" => self.show_journal(),
             ".undo" | ".u" => {
-                let n = if arg.is_empty() {
-                    Ok(1)
-                } else {
-                    arg.parse::<usize>().map_err(|_| ())
-                };
+                let n = if arg.is_empty() { Ok(1) } else { arg.parse::<usize>().map_err(|_| ()) };
                 match n {
                     Ok(0) | Err(()) => eprintln!("usage: .undo [N] (N a positive number of changes; not {arg:?})"),
                     Ok(n) => self.undo(n),
@@ -585,7 +601,12 @@ impl Repl {
         let (text, kept, partly) = self.saved_script();
         match std::fs::write(path, text) {
             Ok(()) => {
-                println!("saved {kept} input{} to {}; rebuild with: netscript {}", if kept == 1 { "" } else { "s" }, path.display(), path.display());
+                println!(
+                    "saved {kept} input{} to {}; rebuild with: netscript {}",
+                    if kept == 1 { "" } else { "s" },
+                    path.display(),
+                    path.display()
+                );
                 if partly > 0 {
                     eprintln!(
                         "note: {partly} input{} partly undone with .undo and written commented out; the script rebuilds less than the session holds",

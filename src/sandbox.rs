@@ -5,8 +5,8 @@
 
 use std::fs;
 
-use nix::mount::{mount, MsFlags};
-use nix::sched::{unshare, CloneFlags};
+use nix::mount::{MsFlags, mount};
+use nix::sched::{CloneFlags, unshare};
 use nix::unistd::{getgid, getuid};
 
 use crate::error::{Error, Result};
@@ -38,7 +38,9 @@ pub fn enter() -> Result<bool> {
         Error::from_errno(format!("cannot create the sandbox namespaces{hint}"), e)
     })?;
     if user_ns {
-        let w = |p: &str, s: String| fs::write(p, s).map_err(|e| Error::sys(format!("sandbox: cannot write {p}: {e}"), None));
+        let w = |p: &str, s: String| {
+            fs::write(p, s).map_err(|e| Error::sys(format!("sandbox: cannot write {p}: {e}"), None))
+        };
         w("/proc/self/setgroups", "deny".into())?;
         w("/proc/self/uid_map", format!("0 {uid} 1"))?;
         w("/proc/self/gid_map", format!("0 {gid} 1"))?;
@@ -48,9 +50,16 @@ pub fn enter() -> Result<bool> {
     // A private /run: /run/netns, the state dir and the xtables lock live there.
     mount(Some("tmpfs"), "/run", Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=0755"))
         .map_err(|e| Error::from_errno("sandbox: cannot mount a tmpfs on /run", e))?;
-    fs::create_dir_all("/run/netns").map_err(|e| Error::sys(format!("sandbox: cannot create /run/netns: {e}"), None))?;
+    fs::create_dir_all("/run/netns")
+        .map_err(|e| Error::sys(format!("sandbox: cannot create /run/netns: {e}"), None))?;
     // sysfs as seen from the new network namespace (as `ip netns exec` does); best effort.
-    let _ = mount(Some("sysfs"), "/sys", Some("sysfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, None::<&str>);
+    let _ = mount(
+        Some("sysfs"),
+        "/sys",
+        Some("sysfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        None::<&str>,
+    );
     // SAFETY: single-threaded here (checked by the caller: this runs before any thread).
     unsafe { std::env::set_var("XTABLES_LOCKFILE", "/run/xtables.lock") };
     Ok(user_ns)

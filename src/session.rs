@@ -4,8 +4,8 @@
 
 use std::collections::HashSet;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -14,7 +14,7 @@ use crate::backend::{Backend, LinkInfo};
 use crate::error::{Error, Result};
 use crate::firewall;
 use crate::journal::{Entry, Journal, State};
-use crate::model::{check_ifname, check_name, split_words, NsRef, Route};
+use crate::model::{NsRef, Route, check_ifname, check_name, split_words};
 use crate::op::{Op, Probe};
 use crate::sys::process::ExecResult;
 
@@ -70,7 +70,17 @@ impl Session {
     pub fn new(backend: Box<dyn Backend>, journal: Journal, topo: &str, cancel: Arc<AtomicBool>) -> Self {
         let fail_after = std::env::var("NETSCRIPT_FAIL_AFTER").ok().and_then(|v| v.parse().ok());
         let crash_at = std::env::var("NETSCRIPT_CRASH_AT").ok();
-        Session { backend, journal, topo: topo.to_string(), cancel, fail_after, crash_at, applied: 0, verbose: false, fw_queue: None }
+        Session {
+            backend,
+            journal,
+            topo: topo.to_string(),
+            cancel,
+            fail_after,
+            crash_at,
+            applied: 0,
+            verbose: false,
+            fw_queue: None,
+        }
     }
 
     /// Print each change (as its shell command) to stderr as it is made.
@@ -291,7 +301,9 @@ impl Session {
         check_ifname(name)?;
         check_ifname(peer)?;
         if name == peer && ns == peer_ns {
-            return Err(Error::invalid(format!("the two ends of a veth pair need different names (both are \"{name}\")")));
+            return Err(Error::invalid(format!(
+                "the two ends of a veth pair need different names (both are \"{name}\")"
+            )));
         }
         self.require_free_name(ns, name)?;
         self.require_free_name(peer_ns, peer)?;
@@ -301,7 +313,10 @@ impl Session {
 
     pub fn bridge_add(&mut self, name: &str, ns: &NsRef) -> Result<()> {
         self.require_free_name(ns, name)?;
-        self.change(Op::AddBridge { ns: ns.clone(), name: name.into() }, vec![Op::DelLink { ns: ns.clone(), name: name.into() }])
+        self.change(
+            Op::AddBridge { ns: ns.clone(), name: name.into() },
+            vec![Op::DelLink { ns: ns.clone(), name: name.into() }],
+        )
     }
 
     pub fn link_set_up(&mut self, ns: &NsRef, name: &str, up: bool) -> Result<()> {
@@ -347,7 +362,9 @@ impl Session {
         let l = self.link(ns, name)?;
         if let Some(m) = master {
             let b = self.backend.link(ns, m)?.ok_or_else(|| {
-                Error::invalid(format!("no link named \"{m}\" in {ns} (a link and its bridge must be in the same namespace)"))
+                Error::invalid(format!(
+                    "no link named \"{m}\" in {ns} (a link and its bridge must be in the same namespace)"
+                ))
             })?;
             if b.kind.as_deref() != Some("bridge") {
                 return Err(Error::invalid(format!("\"{m}\" in {ns} is not a bridge")));
@@ -391,16 +408,24 @@ impl Session {
             self.link(ns, d)?;
         }
         if let Some(v) = route.via
-            && v.is_ipv6() != route.dest.addr().is_ipv6() {
-                return Err(Error::invalid(format!("gateway {v} and destination {} are of different IP versions", route.dest)));
-            }
+            && v.is_ipv6() != route.dest.addr().is_ipv6()
+        {
+            return Err(Error::invalid(format!(
+                "gateway {v} and destination {} are of different IP versions",
+                route.dest
+            )));
+        }
         if route.via.is_none() && route.dev.is_none() {
             return Err(Error::invalid(format!("route {route}: give a gateway (via=) or a link (dev=)")));
         }
         if let Some(r) = self.backend.find_route(ns, &Route { via: None, dev: None, ..route.clone() })?
-            && route.metric.unwrap_or(0) == r.metric.unwrap_or(0) {
-                return Err(Error::invalid(format!("{ns} already has a route to {} ({r})", if route.is_default() { "default".into() } else { route.dest.to_string() })));
-            }
+            && route.metric.unwrap_or(0) == r.metric.unwrap_or(0)
+        {
+            return Err(Error::invalid(format!(
+                "{ns} already has a route to {} ({r})",
+                if route.is_default() { "default".into() } else { route.dest.to_string() }
+            )));
+        }
         self.change(Op::AddRoute { ns: ns.clone(), route: route.clone() }, vec![Op::DelRoute { ns: ns.clone(), route }])
     }
 
@@ -409,8 +434,12 @@ impl Session {
         if let Some(d) = &spec.dev {
             self.link(ns, d)?;
         }
-        let found = self.backend.find_route(ns, &spec)?.ok_or_else(|| Error::invalid(format!("{ns} has no route {spec}")))?;
-        self.change(Op::DelRoute { ns: ns.clone(), route: found.clone() }, vec![Op::AddRoute { ns: ns.clone(), route: found }])
+        let found =
+            self.backend.find_route(ns, &spec)?.ok_or_else(|| Error::invalid(format!("{ns} has no route {spec}")))?;
+        self.change(
+            Op::DelRoute { ns: ns.clone(), route: found.clone() },
+            vec![Op::AddRoute { ns: ns.clone(), route: found }],
+        )
     }
 
     // ---- sysctl -----------------------------------------------------------------
@@ -451,7 +480,9 @@ impl Session {
         if w.is_empty() {
             return Err(Error::invalid("empty rule"));
         }
-        if let Some(bad) = w.iter().find(|x| ["-A", "-I", "-D", "-t", "--table", "-P", "-N", "-X", "-F"].contains(&x.as_str())) {
+        if let Some(bad) =
+            w.iter().find(|x| ["-A", "-I", "-D", "-t", "--table", "-P", "-N", "-X", "-F"].contains(&x.as_str()))
+        {
             return Err(Error::invalid(format!(
                 "the rule is what comes after the chain; it must not contain {bad} (table and chain are arguments of their own)"
             )));
@@ -544,7 +575,9 @@ impl Session {
         let after = self.backend.fw_rules(ns, table, Some(chain))?;
         let rules_before: Vec<&String> = before.iter().filter(|l| l.starts_with("-A ")).collect();
         let rules_after: Vec<&String> = after.iter().filter(|l| l.starts_with("-A ")).collect();
-        let idx = (0..rules_before.len()).find(|&i| rules_after.get(i) != Some(&rules_before[i])).unwrap_or(rules_before.len().saturating_sub(1));
+        let idx = (0..rules_before.len())
+            .find(|&i| rules_after.get(i) != Some(&rules_before[i]))
+            .unwrap_or(rules_before.len().saturating_sub(1));
         let line = rules_before[idx];
         let canon = split_words(line.splitn(3, ' ').nth(2).unwrap_or_default())?;
         let undo = Op::FwInsert { ns: ns.clone(), table: t, chain: c, pos: idx as u32 + 1, rule: canon };
@@ -620,7 +653,8 @@ impl Session {
     }
 
     pub fn kill(&mut self, pid: u32) -> Result<()> {
-        let start = self.spawned(pid).ok_or_else(|| Error::invalid(format!("process {pid} was not started by this run")))?;
+        let start =
+            self.spawned(pid).ok_or_else(|| Error::invalid(format!("process {pid} was not started by this run")))?;
         self.change(Op::Kill { pid, start }, vec![])
     }
 
@@ -633,7 +667,10 @@ impl Session {
         self.require_ns(ns)?;
         self.check_interrupt()?;
         let ok = self.backend.ping(ns, addr, count, timeout)?;
-        self.backend.note_read(&Probe::Ping { ns: ns.clone(), addr, count, timeout_secs: timeout.as_secs().max(1) }, &ok.to_string());
+        self.backend.note_read(
+            &Probe::Ping { ns: ns.clone(), addr, count, timeout_secs: timeout.as_secs().max(1) },
+            &ok.to_string(),
+        );
         Ok(ok)
     }
 
@@ -642,7 +679,10 @@ impl Session {
         self.require_ns(ns)?;
         self.check_interrupt()?;
         let ok = self.backend.tcp(ns, addr, port, timeout)?;
-        self.backend.note_read(&Probe::Tcp { ns: ns.clone(), addr, port, timeout_secs: timeout.as_secs().max(1) }, &ok.to_string());
+        self.backend.note_read(
+            &Probe::Tcp { ns: ns.clone(), addr, port, timeout_secs: timeout.as_secs().max(1) },
+            &ok.to_string(),
+        );
         Ok(ok)
     }
 
@@ -666,9 +706,11 @@ impl Session {
             tick(todo.len() - i);
             let undo: Vec<&Op> = e.undo.iter().filter(|u| !doomed.covers(u)).collect();
             if let (Op::AddVeth { ns, peer, peer_ns, .. }, true) = (&e.op, undo.is_empty())
-                && doomed.ns(ns) && !doomed.ns(peer_ns) {
-                    dying.push((peer_ns.clone(), peer.clone()));
-                }
+                && doomed.ns(ns)
+                && !doomed.ns(peer_ns)
+            {
+                dying.push((peer_ns.clone(), peer.clone()));
+            }
             if undo.is_empty() {
                 // Covered by a deletion still to come: nothing to run, nothing to wait for.
                 report.changes += 1;
@@ -828,7 +870,9 @@ impl Doomed {
     fn covers(&self, undo: &Op) -> bool {
         match undo {
             Op::SetUp { ns, name, .. } => self.link(ns, name),
-            Op::DelAddr { ns, dev, .. } | Op::SetMaster { ns, dev, .. } | Op::SetMtu { ns, dev, .. } => self.link(ns, dev),
+            Op::DelAddr { ns, dev, .. } | Op::SetMaster { ns, dev, .. } | Op::SetMtu { ns, dev, .. } => {
+                self.link(ns, dev)
+            }
             Op::DelRoute { ns, route } => self.ns(ns) || route.dev.as_deref().is_some_and(|d| self.link(ns, d)),
             Op::AddRoute { ns, .. }
             | Op::SetSysctl { ns, .. }

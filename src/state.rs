@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use nix::fcntl::{Flock, FlockArg};
 
 use crate::error::{Error, Result};
-use crate::journal::{private_dir, Journal, Meta};
+use crate::journal::{Journal, Meta, private_dir};
 use crate::model::check_name;
 
 pub const DEFAULT_STATE_DIR: &str = "/run/netscript";

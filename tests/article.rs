@@ -33,7 +33,10 @@ fn http(sb: &Sandbox, ns: Option<&str>, url: &str) -> String {
 /// The article's checks 1 and 4-8 on a finished topology (either example).
 fn check_end_state(sb: &Sandbox, what: &str, ipt: &str) {
     // 1. ns1 and ns2 reach the bridge; the host reaches .2 and .3.
-    assert!(pings(sb, Some("ns1"), "175.18.0.1") && pings(sb, Some("ns2"), "175.18.0.1"), "{what}: check 1, containers -> bridge");
+    assert!(
+        pings(sb, Some("ns1"), "175.18.0.1") && pings(sb, Some("ns2"), "175.18.0.1"),
+        "{what}: check 1, containers -> bridge"
+    );
     assert!(pings(sb, None, "175.18.0.2") && pings(sb, None, "175.18.0.3"), "{what}: check 1, host -> containers");
     // 4. the host reaches both http servers on port 80.
     assert_eq!(http(sb, None, "http://175.18.0.2/"), "hello from ns1", "{what}: check 4, host -> ns1:80");
@@ -42,11 +45,26 @@ fn check_end_state(sb: &Sandbox, what: &str, ipt: &str) {
     // FORWARD rules and policy DROP in place.
     let fwd = sb.ok(&format!("{ipt} -S FORWARD | sed 's/ -m comment --comment \"[^\"]*\"//'"));
     assert!(fwd.contains("-P FORWARD DROP"), "{what}: check 6, policy DROP:\n{fwd}");
-    assert!(fwd.contains("-d 175.18.0.2/32 ! -i ns_br -o ns_br -p tcp -m tcp --dport 80"), "{what}: check 6, strict rule:\n{fwd}");
-    assert_eq!(http(sb, Some("laptop"), "http://10.211.55.32:8088/"), "hello from ns1", "{what}: check 5, laptop -> :8088");
-    assert_eq!(http(sb, Some("laptop"), "http://10.211.55.32:8089/"), "hello from ns2", "{what}: check 5, laptop -> :8089");
+    assert!(
+        fwd.contains("-d 175.18.0.2/32 ! -i ns_br -o ns_br -p tcp -m tcp --dport 80"),
+        "{what}: check 6, strict rule:\n{fwd}"
+    );
+    assert_eq!(
+        http(sb, Some("laptop"), "http://10.211.55.32:8088/"),
+        "hello from ns1",
+        "{what}: check 5, laptop -> :8088"
+    );
+    assert_eq!(
+        http(sb, Some("laptop"), "http://10.211.55.32:8089/"),
+        "hello from ns2",
+        "{what}: check 5, laptop -> :8089"
+    );
     // 7. the host reaches its own address's mapped port (OUTPUT DNAT).
-    assert_eq!(http(sb, None, "http://10.211.55.32:8088/"), "hello from ns1", "{what}: check 7, host -> 10.211.55.32:8088");
+    assert_eq!(
+        http(sb, None, "http://10.211.55.32:8088/"),
+        "hello from ns1",
+        "{what}: check 7, host -> 10.211.55.32:8088"
+    );
     // 8. the host reaches 127.0.0.1:8088: the case the article left unsolved.
     assert_eq!(http(sb, None, "http://127.0.0.1:8088/"), "hello from ns1", "{what}: check 8, host -> 127.0.0.1:8088");
     assert_eq!(http(sb, None, "http://127.0.0.1:8089/"), "hello from ns2", "{what}: check 8, host -> 127.0.0.1:8089");
@@ -134,7 +152,10 @@ net:container("c2", { ip = "10.5.0.2" })
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("docker_bad.lua:4:") && stderr(&o).contains("already taken"), "{}", stderr(&o));
     assert_same(&before, &sb.snapshot(), "after a failed docker script");
-    let o = sb.run_lua("docker_bad2.lua", "require(\"netscript.docker\").network{ name = \"b\", subnet = \"10.5.0.1/24\" }\n");
+    let o = sb.run_lua(
+        "docker_bad2.lua",
+        "require(\"netscript.docker\").network{ name = \"b\", subnet = \"10.5.0.1/24\" }\n",
+    );
     assert!(stderr(&o).contains("docker_bad2.lua:1:") && stderr(&o).contains("10.5.0.0/24"), "{}", stderr(&o));
 }
 
@@ -143,8 +164,10 @@ fn require_finds_modules_next_to_the_script_and_on_netscript_path() {
     let sb = Sandbox::new();
     let dir = std::env::temp_dir().join(format!("netscript-mods-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("shared_mod.lua"), "return { hello = function() return 'from NETSCRIPT_PATH' end }\n").unwrap();
-    let script = script_file("uses_mods.lua", "print(require('shared_mod').hello()); print(require('netscript').name)\n");
+    std::fs::write(dir.join("shared_mod.lua"), "return { hello = function() return 'from NETSCRIPT_PATH' end }\n")
+        .unwrap();
+    let script =
+        script_file("uses_mods.lua", "print(require('shared_mod').hello()); print(require('netscript').name)\n");
     let o = std::process::Command::new("nsenter")
         .args(["-t", &sb.pid.to_string(), "-n", "-m", "--", BIN, &script])
         .env("NETSCRIPT_PATH", &dir)

@@ -99,11 +99,27 @@ fn sandbox_wait_keeps_it_up_for_a_look_then_rolls_back() {
     }
     assert_eq!(hint, format!("nsenter -t {} -n -m", child.id()), "the hint names the process to enter");
     // Look inside from outside, as a person would from another shell.
-    let o = std::process::Command::new("nsenter").args(["-t", &child.id().to_string(), "-n", "-m", "ip", "netns", "list"]).output().unwrap();
+    let o = std::process::Command::new("nsenter")
+        .args(["-t", &child.id().to_string(), "-n", "-m", "ip", "netns", "list"])
+        .output()
+        .unwrap();
     let names = stdout(&o);
     assert!(names.contains("ns1") && names.contains("ns2"), "{names}");
     let o = std::process::Command::new("nsenter")
-        .args(["-t", &child.id().to_string(), "-n", "-m", "ip", "netns", "exec", "ns1", "ping", "-c1", "-W2", "175.18.0.3"])
+        .args([
+            "-t",
+            &child.id().to_string(),
+            "-n",
+            "-m",
+            "ip",
+            "netns",
+            "exec",
+            "ns1",
+            "ping",
+            "-c1",
+            "-W2",
+            "175.18.0.3",
+        ])
         .output()
         .unwrap();
     assert!(o.status.success(), "ping inside the waiting sandbox: {}", stderr(&o));

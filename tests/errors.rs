@@ -6,13 +6,22 @@ use common::*;
 
 /// (Lua line, fragments the error must contain)
 const CASES: &[(&str, &[&str])] = &[
-    (r#"link.get("lo"):addr("175.18.0.2/33")"#, &[":3: ", "addr(\"175.18.0.2/33\")", "malformed CIDR", "prefix length"]),
+    (
+        r#"link.get("lo"):addr("175.18.0.2/33")"#,
+        &[":3: ", "addr(\"175.18.0.2/33\")", "malformed CIDR", "prefix length"],
+    ),
     (r#"link.get("lo"):addr("175.18.0.300/24")"#, &[":3: ", "malformed CIDR", "not an IP address"]),
     (r#"veth.add("averyveryverylongname", "x")"#, &[":3: ", "veth.add(", "21 bytes", "at most 15"]),
-    (r#"bridge.add("b0", {nss = "x"})"#, &[":3: ", "bridge.add(\"b0\")", "unknown option \"nss\"", "known options: ns"]),
+    (
+        r#"bridge.add("b0", {nss = "x"})"#,
+        &[":3: ", "bridge.add(\"b0\")", "unknown option \"nss\"", "known options: ns"],
+    ),
     (r#"veth.add("a0", "b0", {peer_ns = "nope"})"#, &[":3: ", "no namespace named \"nope\""]),
     (r#"netns.get("nope")"#, &[":3: ", "netns.get(\"nope\")", "no namespace named \"nope\""]),
-    (r#"veth.add("va", "other")"#, &[":3: ", "veth.add(\"va\", \"other\")", "a link named \"va\" already exists in the host namespace"]),
+    (
+        r#"veth.add("va", "other")"#,
+        &[":3: ", "veth.add(\"va\", \"other\")", "a link named \"va\" already exists in the host namespace"],
+    ),
     (r#"netns.add("ns1")"#, &[":3: ", "a namespace named \"ns1\" already exists"]),
     (r#"link.get("nope")"#, &[":3: ", "no link named \"nope\" in the host namespace"]),
     (r#"route.add("10.1.2.3/16", {dev = "va"})"#, &[":3: ", "host bits set", "10.1.0.0/16"]),
@@ -52,7 +61,11 @@ fn argument_errors_pcall_and_os_exit() {
     let sb = Sandbox::new();
     let o = sb.run_lua("args.lua", "netns.add(\"ns1\")\nveth.add(\"a\")\n");
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("args.lua:2: bad argument #2 to veth.add: expected a string, got nil"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("args.lua:2: bad argument #2 to veth.add: expected a string, got nil"),
+        "{}",
+        stderr(&o)
+    );
     let o = sb.run_lua(
         "pcall.lua",
         r#"local ok, err = pcall(function() veth.add("averyveryverylongname", "x") end)
@@ -89,10 +102,16 @@ end)
     );
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
-    assert!(err.contains("batch.lua:2: fw.batch(...): iptables -t filter -A FORWARD") && err.contains("NO_SUCH_CHAIN"), "{err}");
+    assert!(
+        err.contains("batch.lua:2: fw.batch(...): iptables -t filter -A FORWARD") && err.contains("NO_SUCH_CHAIN"),
+        "{err}"
+    );
     assert_same(&before, &sb.snapshot(), "after a refused rule in a batch");
     // A failing batch body: its queued changes are never made; nesting is refused.
-    let o = sb.run_lua("batch2.lua", "fw.batch(function() fw.append(\"filter\", \"FORWARD\", \"-j ACCEPT\"); error(\"body fails\") end)\n");
+    let o = sb.run_lua(
+        "batch2.lua",
+        "fw.batch(function() fw.append(\"filter\", \"FORWARD\", \"-j ACCEPT\"); error(\"body fails\") end)\n",
+    );
     assert!(stderr(&o).contains("body fails"), "{}", stderr(&o));
     assert_same(&before, &sb.snapshot(), "after a failing batch body");
     let o = sb.run_lua("batch3.lua", "fw.batch(function() fw.batch(function() end) end)\n");

@@ -31,9 +31,8 @@ impl Tally {
 }
 
 fn same(before: &str, after: &str) -> Result<(), String> {
-    std::panic::catch_unwind(|| assert_same(before, after, "state")).map_err(|e| {
-        e.downcast_ref::<String>().cloned().unwrap_or_else(|| "differs".into())
-    })
+    std::panic::catch_unwind(|| assert_same(before, after, "state"))
+        .map_err(|e| e.downcast_ref::<String>().cloned().unwrap_or_else(|| "differs".into()))
 }
 
 /// How many changes a script makes (it prints them with -v).
@@ -74,7 +73,14 @@ fn nothing_is_ever_left_behind() {
 
         // SIGINT / SIGTERM at several points: the run rolls back by itself. A second
         // signal during the rollback does not cut it short.
-        for (ms, sig, twice) in [(30, "INT", false), (150, "INT", false), (400, "TERM", false), (900, "INT", true), (1800, "INT", false), (3500, "TERM", true)] {
+        for (ms, sig, twice) in [
+            (30, "INT", false),
+            (150, "INT", false),
+            (400, "TERM", false),
+            (900, "INT", true),
+            (1800, "INT", false),
+            (3500, "TERM", true),
+        ] {
             t.case(format!("{name}: SIG{sig}{} after {ms} ms", if twice { " twice" } else { "" }), || {
                 let c = sb.spawn_netscript(&[script], &[]);
                 std::thread::sleep(Duration::from_millis(ms));

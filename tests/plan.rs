@@ -147,8 +147,18 @@ fn undo_prints_the_teardown_as_a_rollback_runs_it() {
 #[test]
 fn model_errors_read_as_in_a_real_run() {
     let cases = [
-        ("dup.lua", "veth.add(\"veth0\", \"peer0\")\nbridge.add(\"veth0\")\n", "dup.lua:2", "a link named \"veth0\" already exists in the host namespace"),
-        ("nons.lua", "local v = veth.add(\"veth0\", \"peer0\")\nv:move(\"nowhere\")\n", "nons.lua:2", "no namespace named \"nowhere\""),
+        (
+            "dup.lua",
+            "veth.add(\"veth0\", \"peer0\")\nbridge.add(\"veth0\")\n",
+            "dup.lua:2",
+            "a link named \"veth0\" already exists in the host namespace",
+        ),
+        (
+            "nons.lua",
+            "local v = veth.add(\"veth0\", \"peer0\")\nv:move(\"nowhere\")\n",
+            "nons.lua:2",
+            "no namespace named \"nowhere\"",
+        ),
         (
             "nolink.lua",
             "local v = veth.add(\"veth0\", \"peer0\")\nlocal ns = netns.add(\"n1\")\nv:del()\nv:addr(\"10.0.0.1/24\")\n",
@@ -161,7 +171,12 @@ fn model_errors_read_as_in_a_real_run() {
             "nogw.lua:2",
             "gateway 10.0.0.1 is not on any link that is up",
         ),
-        ("dupns.lua", "netns.add(\"n1\")\nnetns.add(\"n1\")\n", "dupns.lua:2", "a namespace named \"n1\" already exists"),
+        (
+            "dupns.lua",
+            "netns.add(\"n1\")\nnetns.add(\"n1\")\n",
+            "dupns.lua:2",
+            "a namespace named \"n1\" already exists",
+        ),
     ];
     for (name, src, at, why) in cases {
         let (dir, f) = script(name, src);
@@ -203,7 +218,9 @@ fn scrub(v: &mut serde_json::Value) {
     use serde_json::Value;
     match v {
         Value::Object(m) => {
-            for k in ["ifalias", "protocol", "bridge_id", "root_id", "designated_root", "designated_bridge", "link_netnsid"] {
+            for k in
+                ["ifalias", "protocol", "bridge_id", "root_id", "designated_root", "designated_bridge", "link_netnsid"]
+            {
                 m.remove(k);
             }
             // A link's MAC (and its broadcast MAC); an IPv4 broadcast address stays.
@@ -319,7 +336,6 @@ fn equivalence_scripts() -> Vec<PathBuf> {
     }
     v
 }
-
 
 fn check_equivalent(path: &Path) {
     let p = path.display().to_string();

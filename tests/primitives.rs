@@ -189,7 +189,11 @@ fn every_primitive_has_its_effect_and_rolls_back_exactly() {
     let mut failed = Vec::new();
     for c in CASES {
         if let Err(e) = std::panic::catch_unwind(|| run_case(c)) {
-            let msg = e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
+            let msg = e
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_default();
             eprintln!("CASE {} FAILED: {msg}", c.name);
             failed.push(c.name);
         }
@@ -246,7 +250,8 @@ while true do end
         let child = sb.spawn_netscript(&[&script], &[]);
         wait_for(20, "the script to get going", || sb.sh("test -e /run/ready").status.success());
         // nsenter execs netscript, so the child's pid is netscript's.
-        let k = std::process::Command::new("kill").args([&format!("-{sig}"), &child.id().to_string()]).status().unwrap();
+        let k =
+            std::process::Command::new("kill").args([&format!("-{sig}"), &child.id().to_string()]).status().unwrap();
         assert!(k.success());
         let o = child.wait_with_output().unwrap();
         assert_eq!(o.status.code(), Some(1), "SIG{sig}: {}", stderr(&o));

@@ -28,12 +28,18 @@ fn ls_show_and_drift() {
     let out = stdout(&sb.netscript(&["show", "article-part1"]));
     assert!(out.contains("ns1:\n    ip netns add ns1"), "{out}");
     assert!(out.contains("host:\n    ip link add ns_br type bridge"), "{out}");
-    let json: serde_json::Value = serde_json::from_str(&stdout(&sb.netscript(&["show", "article-part1", "--json"]))).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&stdout(&sb.netscript(&["show", "article-part1", "--json"]))).unwrap();
     assert_eq!(json["changes"].as_array().unwrap().len(), 20);
     assert_eq!(json["changes"][0]["command"], "ip link add ns_br type bridge");
     let dot = stdout(&sb.netscript(&["show", "article-part1", "--dot"]));
     assert!(dot.starts_with("graph \"article-part1\" {"), "{dot}");
-    assert!(dot.contains("\"ns1/veth0\" -- \"host/veth_ns_1\"") && dot.contains("175.18.0.2/24") && dot.contains("label=\"netns ns2\""), "{dot}");
+    assert!(
+        dot.contains("\"ns1/veth0\" -- \"host/veth_ns_1\"")
+            && dot.contains("175.18.0.2/24")
+            && dot.contains("label=\"netns ns2\""),
+        "{dot}"
+    );
     let o = sb.netscript(&["show", "nope"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("topology \"nope\" is not up"), "{}", stderr(&o));
@@ -89,7 +95,8 @@ fn ephemeral_rolls_back_on_success() {
 #[test]
 fn one_process_per_name_and_private_state_files() {
     let sb = Sandbox::new();
-    let script = script_file("slow.lua", "bridge.add(\"br0\")\nio.open('/run/slow-ready','w'):close()\nnetscript.sleep(3)\n");
+    let script =
+        script_file("slow.lua", "bridge.add(\"br0\")\nio.open('/run/slow-ready','w'):close()\nnetscript.sleep(3)\n");
     let first = sb.spawn_netscript(&[&script], &[]);
     wait_for(20, "the first run", || sb.sh("test -e /run/slow-ready").status.success());
     let second = sb.netscript(&[&script]);

@@ -7,9 +7,9 @@ mod common;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use common::{script_file, Sandbox, BIN};
-use rexpect::session::{spawn_with_options, PtySession};
+use common::{BIN, Sandbox, script_file};
 use rexpect::reader::Options;
+use rexpect::session::{PtySession, spawn_with_options};
 use serde_json::Value;
 
 const PROMPT: &str = "netscript> ";
@@ -24,8 +24,12 @@ fn home(test: &str) -> PathBuf {
 }
 
 fn start(mut cmd: Command, home: &PathBuf) -> PtySession {
-    cmd.env("HOME", home).env("XDG_STATE_HOME", home.join("state")).env("TERM", "xterm").env_remove("NETSCRIPT_STATE_DIR");
-    let mut p = spawn_with_options(cmd, Options::new().timeout_ms(Some(20_000)).strip_ansi_escape_codes(false)).expect("the REPL starts in a pty");
+    cmd.env("HOME", home)
+        .env("XDG_STATE_HOME", home.join("state"))
+        .env("TERM", "xterm")
+        .env_remove("NETSCRIPT_STATE_DIR");
+    let mut p = spawn_with_options(cmd, Options::new().timeout_ms(Some(20_000)).strip_ansi_escape_codes(false))
+        .expect("the REPL starts in a pty");
     p.exp_string(PROMPT).expect("the first prompt");
     p
 }
@@ -272,7 +276,10 @@ fn save_then_run_rebuilds_the_same_state() {
     let s = say(&mut p, &format!(".save {}", saved.display()));
     assert!(s.contains("saved"), "{s}");
     let before = state(&a);
-    assert!(before.contains("link h-n1 veth up=true") && !before.contains("junk0") && !before.contains("bad0"), "{before}");
+    assert!(
+        before.contains("link h-n1 veth up=true") && !before.contains("junk0") && !before.contains("bad0"),
+        "{before}"
+    );
 
     // Leaving keeps the changes, says so, and `netscript down` removes them.
     p.send_control('d').unwrap();
@@ -311,7 +318,11 @@ fn reads_plain_lines_when_stdin_is_not_a_terminal() {
     let out = String::from_utf8_lossy(&o.stdout);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");
-    assert_eq!(out.lines().collect::<Vec<_>>(), ["2", "7", "Netns(\"p1\") [links: lo (down)]", "  1  ip netns add p1", "still here"], "{err}");
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["2", "7", "Netns(\"p1\") [links: lo (down)]", "  1  ip netns add p1", "still here"],
+        "{err}"
+    );
     assert!(err.contains("bad") && err.contains("undid 1 change"), "{err}");
 }
 
@@ -335,8 +346,14 @@ fn load_runs_a_script_into_the_session_and_undoes_only_a_failing_one() {
     let o = c.wait_with_output().unwrap();
     let out = String::from_utf8_lossy(&o.stdout);
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(out.contains("(2 changes)") && out.contains("ip netns add g1") && out.contains("ip -n g1 link set lo up"), "{out}");
-    assert!(!out.contains("bad0") && err.contains("repl-bad.lua:2: bad script") && err.contains("ip link del bad0"), "{out}\n{err}");
+    assert!(
+        out.contains("(2 changes)") && out.contains("ip netns add g1") && out.contains("ip -n g1 link set lo up"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("bad0") && err.contains("repl-bad.lua:2: bad script") && err.contains("ip link del bad0"),
+        "{out}\n{err}"
+    );
     let text = std::fs::read_to_string(&saved).unwrap();
     assert!(text.contains("do\nlocal n = netns.add(\"g1\")") && !text.contains("bad0"), "{text}");
 }

@@ -96,7 +96,9 @@ fn rule_string(rule: &[String]) -> Result<String> {
     let mut parts = Vec::with_capacity(rule.len());
     for w in rule {
         if w.contains('"') || w.contains('\'') {
-            return Err(Error::invalid(format!("rule word {w:?} contains a quote character, which iptables rules cannot carry here")));
+            return Err(Error::invalid(format!(
+                "rule word {w:?} contains a quote character, which iptables rules cannot carry here"
+            )));
         }
         if w.is_empty() || w.contains(char::is_whitespace) {
             parts.push(format!("\"{w}\""));
@@ -194,7 +196,8 @@ impl Firewall for Iptables {
 
     fn chain_exists(&self, ns: Option<BorrowedFd<'_>>, table: &str, chain: &str) -> Result<bool> {
         Ok(self.rules(ns, table, None)?.iter().any(|l| {
-            l.strip_prefix("-N ").or_else(|| l.strip_prefix("-P ")).and_then(|r| r.split_whitespace().next()) == Some(chain)
+            l.strip_prefix("-N ").or_else(|| l.strip_prefix("-P ")).and_then(|r| r.split_whitespace().next())
+                == Some(chain)
         }))
     }
 

@@ -30,7 +30,11 @@ pub fn check_table(table: &str) -> Result<()> {
 }
 
 pub fn check_chain_name(chain: &str) -> Result<()> {
-    if chain.is_empty() || chain.len() > 28 || chain.starts_with('-') || chain.chars().any(|c| c.is_whitespace() || c == '!') {
+    if chain.is_empty()
+        || chain.len() > 28
+        || chain.starts_with('-')
+        || chain.chars().any(|c| c.is_whitespace() || c == '!')
+    {
         return Err(Error::invalid(format!(
             "\"{chain}\" is not a valid chain name (1 to 28 characters, no spaces, not starting with '-')"
         )));

@@ -2,19 +2,23 @@
 
 use mlua::{Function, Lua, MultiValue, Table};
 
-use super::util::{ns_only, q, with, Opts};
+use super::util::{Opts, ns_only, q, with};
 
 pub fn register(lua: &Lua, fw: &Table) -> mlua::Result<()> {
     fw.set(
         "policy",
         lua.create_function(|lua, (table, chain, target, opts): (String, String, String, Option<Table>)| {
-            ns_only(lua, format!("fw.policy({}, {}, {})", q(&table), q(&chain), q(&target)), opts, |s, ns| s.fw_policy(ns, &table, &chain, &target))
+            ns_only(lua, format!("fw.policy({}, {}, {})", q(&table), q(&chain), q(&target)), opts, |s, ns| {
+                s.fw_policy(ns, &table, &chain, &target)
+            })
         })?,
     )?;
     fw.set(
         "append",
         lua.create_function(|lua, (table, chain, rule, opts): (String, String, String, Option<Table>)| {
-            ns_only(lua, format!("fw.append({}, {}, {})", q(&table), q(&chain), q(&rule)), opts, |s, ns| s.fw_append(ns, &table, &chain, &rule))
+            ns_only(lua, format!("fw.append({}, {}, {})", q(&table), q(&chain), q(&rule)), opts, |s, ns| {
+                s.fw_append(ns, &table, &chain, &rule)
+            })
         })?,
     )?;
     fw.set(
@@ -30,7 +34,9 @@ pub fn register(lua: &Lua, fw: &Table) -> mlua::Result<()> {
     fw.set(
         "delete",
         lua.create_function(|lua, (table, chain, rule, opts): (String, String, String, Option<Table>)| {
-            ns_only(lua, format!("fw.delete({}, {}, {})", q(&table), q(&chain), q(&rule)), opts, |s, ns| s.fw_delete(ns, &table, &chain, &rule))
+            ns_only(lua, format!("fw.delete({}, {}, {})", q(&table), q(&chain), q(&rule)), opts, |s, ns| {
+                s.fw_delete(ns, &table, &chain, &rule)
+            })
         })?,
     )?;
     fw.set(

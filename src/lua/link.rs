@@ -3,9 +3,9 @@
 use mlua::{AnyUserData, Lua, Table, UserData, UserDataFields, UserDataMethods, Value, Variadic};
 
 use super::netns::ns_to_lua;
-use super::util::{fail, no_more, ns_only, ns_value, q, session, with, Opts};
+use super::util::{Opts, fail, no_more, ns_only, ns_value, q, session, with};
 use crate::error::Error;
-use crate::model::{parse_cidr, NsRef};
+use crate::model::{NsRef, parse_cidr};
 
 #[derive(Clone)]
 pub struct LLink {
@@ -85,10 +85,15 @@ impl UserData for LLink {
         });
         m.add_function("addr", |lua, (this, cidr, rest): (AnyUserData, String, Variadic<Value>)| {
             no_more(lua, &format!("{}:addr({})", this.borrow::<LLink>()?.desc(), q(&cidr)), &rest)?;
-            chain(lua, this, |l| format!("{}:addr({})", l.desc(), q(&cidr)), |s, l| {
-                let a = parse_cidr(&cidr)?;
-                s.link_addr(&l.ns, &l.name, a)
-            })
+            chain(
+                lua,
+                this,
+                |l| format!("{}:addr({})", l.desc(), q(&cidr)),
+                |s, l| {
+                    let a = parse_cidr(&cidr)?;
+                    s.link_addr(&l.ns, &l.name, a)
+                },
+            )
         });
         m.add_function("mtu", |lua, (this, mtu, rest): (AnyUserData, u32, Variadic<Value>)| {
             no_more(lua, &format!("{}:mtu({mtu})", this.borrow::<LLink>()?.desc()), &rest)?;
@@ -100,9 +105,18 @@ impl UserData for LLink {
             no_more(lua, &call, &rest)?;
             let b = link_arg(lua, &call, br, &l.ns)?;
             if b.ns != l.ns {
-                return Err(fail(lua, &call, Error::invalid(format!("bridge \"{}\" is in {} but the link is in {}", b.name, b.ns, l.ns))));
+                return Err(fail(
+                    lua,
+                    &call,
+                    Error::invalid(format!("bridge \"{}\" is in {} but the link is in {}", b.name, b.ns, l.ns)),
+                ));
             }
-            chain(lua, this, |l| format!("{}:master({})", l.desc(), q(&b.name)), |s, l| s.link_master(&l.ns, &l.name, Some(&b.name)))
+            chain(
+                lua,
+                this,
+                |l| format!("{}:master({})", l.desc(), q(&b.name)),
+                |s, l| s.link_master(&l.ns, &l.name, Some(&b.name)),
+            )
         });
         m.add_function("nomaster", |lua, (this, rest): (AnyUserData, Variadic<Value>)| {
             no_more(lua, &format!("{}:nomaster()", this.borrow::<LLink>()?.desc()), &rest)?;
@@ -113,7 +127,11 @@ impl UserData for LLink {
             let call = format!("{}:move(...)", l.desc());
             no_more(lua, &call, &rest)?;
             if to.is_nil() {
-                return Err(fail(lua, &call, Error::invalid("name the target namespace (a Netns, a name, or netns.host())")));
+                return Err(fail(
+                    lua,
+                    &call,
+                    Error::invalid("name the target namespace (a Netns, a name, or netns.host())"),
+                ));
             }
             let to = ns_value(lua, &call, to, "the target namespace")?;
             with(lua, || format!("{}:move({})", l.desc(), q(to.short())), |s| s.link_move(&l.ns, &l.name, &to))?;
@@ -158,14 +176,17 @@ pub fn register(lua: &Lua, veth: &Table, bridge: &Table, link: &Table) -> mlua::
     bridge.set(
         "add",
         lua.create_function(|lua, (name, opts): (String, Option<Table>)| {
-            let ns = ns_only(lua, format!("bridge.add({})", q(&name)), opts, |s, ns| s.bridge_add(&name, ns).map(|()| ns.clone()))?;
+            let ns = ns_only(lua, format!("bridge.add({})", q(&name)), opts, |s, ns| {
+                s.bridge_add(&name, ns).map(|()| ns.clone())
+            })?;
             new_link(lua, ns, name)
         })?,
     )?;
     link.set(
         "get",
         lua.create_function(|lua, (name, opts): (String, Option<Table>)| {
-            let ns = ns_only(lua, format!("link.get({})", q(&name)), opts, |s, ns| s.link(ns, &name).map(|_| ns.clone()))?;
+            let ns =
+                ns_only(lua, format!("link.get({})", q(&name)), opts, |s, ns| s.link(ns, &name).map(|_| ns.clone()))?;
             new_link(lua, ns, name)
         })?,
     )?;
@@ -179,7 +200,11 @@ pub fn dev_name(lua: &Lua, call: &str, v: Value, ns: &NsRef) -> mlua::Result<Opt
         v => {
             let l = link_arg(lua, call, v, ns)?;
             if &l.ns != ns {
-                return Err(fail(lua, call, Error::invalid(format!("link \"{}\" is in {}, not in {ns}", l.name, l.ns))));
+                return Err(fail(
+                    lua,
+                    call,
+                    Error::invalid(format!("link \"{}\" is in {}, not in {ns}", l.name, l.ns)),
+                ));
             }
             Ok(Some(l.name))
         }

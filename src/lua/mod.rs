@@ -10,8 +10,8 @@ pub mod sysctl;
 pub mod util;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use mlua::{HookTriggers, Lua, Table, VmState};
 
@@ -24,7 +24,13 @@ pub const STDLIB: &[(&str, &str)] = &[("netscript.docker", include_str!("../../l
 pub const MODULES: &[&str] = &["netns", "veth", "bridge", "link", "route", "sysctl", "fw"];
 
 /// Builds a Lua state with the whole API bound to `session`.
-pub fn new_lua(session: SessionRef, topo: &str, script: Option<&Path>, args: &[String], cancel: Arc<AtomicBool>) -> mlua::Result<Lua> {
+pub fn new_lua(
+    session: SessionRef,
+    topo: &str,
+    script: Option<&Path>,
+    args: &[String],
+    cancel: Arc<AtomicBool>,
+) -> mlua::Result<Lua> {
     let lua = Lua::new();
     lua.set_app_data(session);
     let g = lua.globals();
@@ -59,7 +65,11 @@ pub fn new_lua(session: SessionRef, topo: &str, script: Option<&Path>, args: &[S
         "sleep",
         lua.create_function(move |lua, secs: f64| {
             if !(secs >= 0.0 && secs.is_finite()) {
-                return Err(util::fail(lua, "netscript.sleep", crate::Error::invalid(format!("{secs} is not a number of seconds"))));
+                return Err(util::fail(
+                    lua,
+                    "netscript.sleep",
+                    crate::Error::invalid(format!("{secs} is not a number of seconds")),
+                ));
             }
             // In small steps, so Ctrl-C ends it.
             let end = std::time::Instant::now() + std::time::Duration::from_secs_f64(secs);
@@ -190,7 +200,8 @@ pub fn output_to_stderr(lua: &Lua) -> mlua::Result<()> {
 
 /// Runs a script file with `args` as `...`.
 pub fn run_file(lua: &Lua, path: &Path, args: &[String]) -> mlua::Result<()> {
-    let src = std::fs::read(path).map_err(|e| mlua::Error::RuntimeError(format!("cannot read {}: {e}", path.display())))?;
+    let src =
+        std::fs::read(path).map_err(|e| mlua::Error::RuntimeError(format!("cannot read {}: {e}", path.display())))?;
     let mut src = src.as_slice();
     // A #! line is allowed, as with the standalone interpreter.
     if src.starts_with(b"#") {
@@ -246,7 +257,10 @@ fn friendly_fn(f: &str) -> String {
 fn traceback_function(tb: &str) -> Option<String> {
     tb.lines().map(str::trim).find_map(|l| {
         let rest = l.strip_prefix("[C]: in ")?;
-        let name = rest.strip_prefix("function '").or_else(|| rest.strip_prefix("method '")).or_else(|| rest.strip_prefix("field '"))?;
+        let name = rest
+            .strip_prefix("function '")
+            .or_else(|| rest.strip_prefix("method '"))
+            .or_else(|| rest.strip_prefix("field '"))?;
         Some(name.trim_end_matches('\'').to_string())
     })
 }
@@ -311,12 +325,19 @@ mod tests {
     #[allow(clippy::arc_with_non_send_sync)]
     fn friendly_errors() {
         assert_eq!(friendly_fn("LNetns.tcp"), "Netns:tcp");
-        assert_eq!(traceback_location("stack traceback:\n\t[C]: in ?\n\t/tmp/x.lua:7: in main chunk"), "/tmp/x.lua:7: ");
+        assert_eq!(
+            traceback_location("stack traceback:\n\t[C]: in ?\n\t/tmp/x.lua:7: in main chunk"),
+            "/tmp/x.lua:7: "
+        );
         let e = mlua::Error::BadArgument {
             to: Some("LNetns.tcp".into()),
             pos: 3,
             name: None,
-            cause: std::sync::Arc::new(mlua::Error::FromLuaConversionError { from: "string", to: "u16".into(), message: None }),
+            cause: std::sync::Arc::new(mlua::Error::FromLuaConversionError {
+                from: "string",
+                to: "u16".into(),
+                message: None,
+            }),
         };
         assert_eq!(error_text(&e), "bad argument #3 to Netns:tcp: expected an integer from 0 to 65535, got string");
     }

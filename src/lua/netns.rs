@@ -4,9 +4,9 @@ use std::time::Duration;
 
 use mlua::{AnyUserData, Lua, Table, UserData, UserDataFields, UserDataMethods, Value, Variadic};
 
-use super::util::{fail, no_more, q, with, Opts};
+use super::util::{Opts, fail, no_more, q, with};
 use crate::error::Error;
-use crate::model::{parse_ip, NsRef};
+use crate::model::{NsRef, parse_ip};
 
 #[derive(Clone)]
 pub struct LNetns {
@@ -36,7 +36,9 @@ pub fn argv(lua: &Lua, call: &str, v: Value) -> mlua::Result<Vec<String>> {
             }
             Ok(v)
         }
-        _ => Err(fail(lua, call, Error::invalid("a command is an argv table like {\"ip\", \"addr\"} or a shell string"))),
+        _ => {
+            Err(fail(lua, call, Error::invalid("a command is an argv table like {\"ip\", \"addr\"} or a shell string")))
+        }
     }
 }
 
@@ -59,7 +61,9 @@ impl UserData for LNetns {
 
     fn add_methods<M: UserDataMethods<Self>>(m: &mut M) {
         m.add_meta_method("__tostring", |_, this, ()| Ok(desc(&this.ns)));
-        m.add_meta_method("__eq", |_, this, other: AnyUserData| Ok(other.borrow::<LNetns>().map(|o| o.ns == this.ns).unwrap_or(false)));
+        m.add_meta_method("__eq", |_, this, other: AnyUserData| {
+            Ok(other.borrow::<LNetns>().map(|o| o.ns == this.ns).unwrap_or(false))
+        });
 
         m.add_method("del", |lua, this, rest: Variadic<Value>| {
             no_more(lua, &format!("{}:del()", desc(&this.ns)), &rest)?;
@@ -130,20 +134,28 @@ impl UserData for LNetns {
                 return Err(fail(lua, &call, Error::invalid("count must be at least 1")));
             }
             let timeout = secs(lua, &call, o.get::<f64>(lua, &call, "timeout")?, 1.0)?;
-            with(lua, || call.clone(), |s| {
-                let ip = parse_ip(&addr)?;
-                s.ping(&this.ns, ip, count, timeout)
-            })
+            with(
+                lua,
+                || call.clone(),
+                |s| {
+                    let ip = parse_ip(&addr)?;
+                    s.ping(&this.ns, ip, count, timeout)
+                },
+            )
         });
 
         m.add_method("tcp", |lua, this, (addr, port, opts): (String, u16, Option<Table>)| {
             let call = format!("{}:tcp({}, {port})", desc(&this.ns), q(&addr));
             let o = Opts::new(lua, &call, opts, &["timeout"])?;
             let timeout = secs(lua, &call, o.get::<f64>(lua, &call, "timeout")?, 1.0)?;
-            with(lua, || call.clone(), |s| {
-                let ip = parse_ip(&addr)?;
-                s.tcp(&this.ns, ip, port, timeout)
-            })
+            with(
+                lua,
+                || call.clone(),
+                |s| {
+                    let ip = parse_ip(&addr)?;
+                    s.tcp(&this.ns, ip, port, timeout)
+                },
+            )
         });
     }
 }

@@ -62,7 +62,11 @@ pub fn origin(lua: &Lua) -> String {
 
 /// Runs `f` on the session; an error becomes a Lua error reading
 /// `file:line: call: reason`.
-pub fn with<T>(lua: &Lua, call: impl FnOnce() -> String, f: impl FnOnce(&mut Session) -> crate::error::Result<T>) -> mlua::Result<T> {
+pub fn with<T>(
+    lua: &Lua,
+    call: impl FnOnce() -> String,
+    f: impl FnOnce(&mut Session) -> crate::error::Result<T>,
+) -> mlua::Result<T> {
     let s = lua.app_data_ref::<SessionRef>().expect("session is registered").clone();
     let r = {
         let mut se = s.borrow_mut();
@@ -88,7 +92,11 @@ pub fn no_more(lua: &Lua, call: &str, rest: &mlua::Variadic<Value>) -> mlua::Res
     if rest.is_empty() {
         return Ok(());
     }
-    let what = if matches!(rest[0], Value::Table(_)) { "a table, but it takes no options" } else { "more arguments than it takes" };
+    let what = if matches!(rest[0], Value::Table(_)) {
+        "a table, but it takes no options"
+    } else {
+        "more arguments than it takes"
+    };
     Err(fail(lua, call, Error::invalid(format!("unexpected extra argument: {what}"))))
 }
 
@@ -118,15 +126,23 @@ impl Opts {
                 let key = match &k {
                     Value::String(s) => s.to_string_lossy(),
                     Value::Integer(i) => {
-                        return Err(fail(lua, call, Error::invalid(format!(
-                            "the options table has a value without a name at position {i}; options are named, like {{{} = ...}}",
-                            allowed.first().unwrap_or(&"ns")
-                        ))));
+                        return Err(fail(
+                            lua,
+                            call,
+                            Error::invalid(format!(
+                                "the options table has a value without a name at position {i}; options are named, like {{{} = ...}}",
+                                allowed.first().unwrap_or(&"ns")
+                            )),
+                        ));
                     }
                     other => other.type_name().to_string(),
                 };
                 if !allowed.contains(&key.as_str()) {
-                    let hint = if allowed.is_empty() { "it takes no options".to_string() } else { format!("known options: {}", allowed.join(", ")) };
+                    let hint = if allowed.is_empty() {
+                        "it takes no options".to_string()
+                    } else {
+                        format!("known options: {}", allowed.join(", "))
+                    };
                     return Err(fail(lua, call, Error::invalid(format!("unknown option \"{key}\" ({hint})"))));
                 }
             }
@@ -137,9 +153,9 @@ impl Opts {
     pub fn get<T: mlua::FromLua>(&self, lua: &Lua, call: &str, key: &str) -> mlua::Result<Option<T>> {
         match &self.t {
             None => Ok(None),
-            Some(t) => t.get::<Option<T>>(key).map_err(|e| {
-                fail(lua, call, Error::invalid(format!("option {key}: {}", short_conv_error(&e))))
-            }),
+            Some(t) => t
+                .get::<Option<T>>(key)
+                .map_err(|e| fail(lua, call, Error::invalid(format!("option {key}: {}", short_conv_error(&e))))),
         }
     }
 
@@ -170,7 +186,9 @@ pub fn ns_value(lua: &Lua, call: &str, v: Value, what: &str) -> mlua::Result<NsR
 
 fn short_conv_error(e: &mlua::Error) -> String {
     match e {
-        mlua::Error::FromLuaConversionError { from, to, .. } => format!("expected {}, got {from}", super::friendly_type(to)),
+        mlua::Error::FromLuaConversionError { from, to, .. } => {
+            format!("expected {}, got {from}", super::friendly_type(to))
+        }
         other => other.to_string(),
     }
 }

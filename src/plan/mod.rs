@@ -22,18 +22,18 @@ use ipnet::IpNet;
 use nix::errno::Errno;
 
 use std::path::Path;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use crate::backend::{Backend, LinkInfo};
 use crate::cli::RunOpts;
-use crate::journal::{Journal, Meta};
-use crate::session::{mark_for, Session};
-use crate::lua;
 use crate::error::{Error, Result};
 use crate::firewall;
-use crate::model::{join_words, NsRef, Route, ROUTE_PROTO};
+use crate::journal::{Journal, Meta};
+use crate::lua;
+use crate::model::{NsRef, ROUTE_PROTO, Route, join_words};
 use crate::op::{Op, Probe};
+use crate::session::{Session, mark_for};
 use crate::sys::process::ExecResult;
 
 const PROTO_KERNEL: u8 = 2;
@@ -286,8 +286,8 @@ fn sysctl_default(key: &str) -> Option<&'static str> {
     }
     if k.starts_with("net.ipv4.conf.") || k.starts_with("net.ipv6.conf.") {
         return match last {
-            "forwarding" | "route_localnet" | "rp_filter" | "proxy_arp" | "disable_ipv6" | "accept_local" | "arp_ignore"
-            | "arp_announce" | "log_martians" => Some("0"),
+            "forwarding" | "route_localnet" | "rp_filter" | "proxy_arp" | "disable_ipv6" | "accept_local"
+            | "arp_ignore" | "arp_announce" | "log_martians" => Some("0"),
             "send_redirects" | "accept_redirects" => Some("1"),
             _ => None,
         };
@@ -396,7 +396,12 @@ impl Plan {
                         Some(Errno::ENOENT),
                     ));
                 }
-                probe = std::path::Path::new("/proc/sys").join(&parts[0]).join(&parts[1]).join(&parts[2]).join("lo").join(&parts[4]);
+                probe = std::path::Path::new("/proc/sys")
+                    .join(&parts[0])
+                    .join(&parts[1])
+                    .join(&parts[2])
+                    .join("lo")
+                    .join(&parts[4]);
             }
         }
         if sysctl_default(key).is_none() && !probe.exists() {
@@ -465,7 +470,10 @@ impl Plan {
         if let Some(d) = &route.dev {
             let l = n.link(d).ok_or_else(|| no_link(ns, d))?;
             if !l.up {
-                return Err(Error::sys(format!("link \"{d}\" in {ns} is down (a route needs its link up)"), Some(Errno::ENETDOWN)));
+                return Err(Error::sys(
+                    format!("link \"{d}\" in {ns} is down (a route needs its link up)"),
+                    Some(Errno::ENETDOWN),
+                ));
             }
         }
         let mut dev = route.dev.clone();
@@ -478,7 +486,7 @@ impl Plan {
                     return Err(Error::sys(
                         format!("gateway {via} is not on any link that is up in {ns} (no connected route reaches it)"),
                         Some(Errno::ENETUNREACH),
-                    ))
+                    ));
                 }
             }
         }
@@ -577,7 +585,10 @@ impl Plan {
             Op::AddAddr { ns, dev, addr } => {
                 let l = self.link_mut(ns, dev)?;
                 if l.addrs.contains(addr) {
-                    return Err(Error::sys(format!("{addr} is already on link \"{dev}\" in {ns}"), Some(Errno::EEXIST)));
+                    return Err(Error::sys(
+                        format!("{addr} is already on link \"{dev}\" in {ns}"),
+                        Some(Errno::EEXIST),
+                    ));
                 }
                 l.addrs.push(*addr);
                 if l.up {
@@ -593,9 +604,9 @@ impl Plan {
                 let still = l.addrs.iter().any(|a| a.trunc() == addr.trunc());
                 if !still {
                     let dest = addr.trunc();
-                    self.ns_mut(ns)?
-                        .routes
-                        .retain(|r| !(r.dest == dest && r.dev.as_deref() == Some(dev) && r.proto == Some(PROTO_KERNEL)));
+                    self.ns_mut(ns)?.routes.retain(|r| {
+                        !(r.dest == dest && r.dev.as_deref() == Some(dev) && r.proto == Some(PROTO_KERNEL))
+                    });
                 }
             }
             Op::SetMaster { ns, dev, master } => {
@@ -617,9 +628,11 @@ impl Plan {
                     self.ns(ns)?.link(d).ok_or_else(|| no_link(ns, d))?;
                 }
                 let n = self.ns_mut(ns)?;
-                let i = n.routes.iter().position(|k| Self::route_matches(k, route)).ok_or_else(|| {
-                    Error::sys(format!("{ns} has no route {route}"), Some(Errno::ESRCH))
-                })?;
+                let i = n
+                    .routes
+                    .iter()
+                    .position(|k| Self::route_matches(k, route))
+                    .ok_or_else(|| Error::sys(format!("{ns} has no route {route}"), Some(Errno::ESRCH)))?;
                 n.routes.remove(i);
             }
             Op::SetSysctl { ns, key, value } => self.set_sysctl(ns, key, value)?,
@@ -644,11 +657,9 @@ impl Plan {
             }
             Op::FwDelete { ns, table, chain, rule } => {
                 let c = self.fw_chain(ns, table, chain)?;
-                let i = c
-                    .rules
-                    .iter()
-                    .position(|r| r == rule)
-                    .ok_or_else(|| Error::sys(format!("chain {chain} has no rule {}", join_words(rule)), Some(Errno::ENOENT)))?;
+                let i = c.rules.iter().position(|r| r == rule).ok_or_else(|| {
+                    Error::sys(format!("chain {chain} has no rule {}", join_words(rule)), Some(Errno::ENOENT))
+                })?;
                 c.rules.remove(i);
             }
             Op::FwNewChain { ns, table, chain } => {
@@ -660,12 +671,15 @@ impl Plan {
             }
             Op::FwDelChain { ns, table, chain } => {
                 let t = self.ns_mut(ns)?.table(table);
-                let i = t
+                let i =
+                    t.chains.iter().position(|c| &c.name == chain && c.policy.is_none()).ok_or_else(|| {
+                        Error::sys(format!("table {table} has no chain {chain}"), Some(Errno::ENOENT))
+                    })?;
+                let used = t
                     .chains
                     .iter()
-                    .position(|c| &c.name == chain && c.policy.is_none())
-                    .ok_or_else(|| Error::sys(format!("table {table} has no chain {chain}"), Some(Errno::ENOENT)))?;
-                let used = t.chains.iter().flat_map(|c| &c.rules).any(|r| r.windows(2).any(|w| w[0] == "-j" && &w[1] == chain));
+                    .flat_map(|c| &c.rules)
+                    .any(|r| r.windows(2).any(|w| w[0] == "-j" && &w[1] == chain));
                 if used {
                     return Err(Error::sys(format!("chain {chain} is still the target of a rule"), Some(Errno::EBUSY)));
                 }
@@ -694,9 +708,9 @@ impl Plan {
                 self.record(Step::Note(format!("stop the process started by `{cmd}` (every process in \"{n}\")")));
                 self.record(Step::Change(crate::op::render_stop_all_in(n)));
             }
-            NsRef::Host => {
-                self.record(Step::Note(format!("stop the process started by `{cmd}` (kill its pid; the plan cannot know it)")))
-            }
+            NsRef::Host => self.record(Step::Note(format!(
+                "stop the process started by `{cmd}` (kill its pid; the plan cannot know it)"
+            ))),
         }
         Ok(())
     }
@@ -795,7 +809,9 @@ impl Backend for Plan {
     fn wait(&mut self, pid: u32) -> Result<i32> {
         // The model's processes end at once, successfully.
         if !self.spawned.iter().any(|(p, _, _)| *p == pid) {
-            return Err(Error::invalid(format!("process {pid} was not started by this run (or was already waited for)")));
+            return Err(Error::invalid(format!(
+                "process {pid} was not started by this run (or was already waited for)"
+            )));
         }
         self.spawned.retain(|(p, _, _)| *p != pid);
         Ok(0)
@@ -844,7 +860,8 @@ pub fn command(opts: &RunOpts, undo: bool, script: &Path, args: &[String]) -> Re
     }
     let model = Plan::new(&mark_for(&topo));
     let rec = model.recording();
-    let journal = Journal::in_memory(Meta { name: topo.clone(), script: script.display().to_string(), ..Meta::default() });
+    let journal =
+        Journal::in_memory(Meta { name: topo.clone(), script: script.display().to_string(), ..Meta::default() });
     let cancel = Arc::new(AtomicBool::new(false));
     let session = Rc::new(RefCell::new(Session::new(Box::new(model), journal, &topo, cancel.clone())));
     let lua = lua::new_lua(session.clone(), &topo, Some(script), args, cancel)
@@ -860,7 +877,11 @@ pub fn command(opts: &RunOpts, undo: bool, script: &Path, args: &[String]) -> Re
     }
     let what = if undo { "undo what" } else { "do what" };
     let header = vec![
-        format!("netscript plan{}: the commands that {what} `netscript {}` does (topology \"{topo}\").", if undo { " --undo" } else { "" }, script.display()),
+        format!(
+            "netscript plan{}: the commands that {what} `netscript {}` does (topology \"{topo}\").",
+            if undo { " --undo" } else { "" },
+            script.display()
+        ),
         "Run as root. Ownership marks (link alias, route protocol 78) are left out.".to_string(),
     ];
     if undo {
@@ -880,9 +901,9 @@ mod tests {
     use crate::journal::{Journal, Meta};
     use crate::model::split_words;
     use crate::session::Session;
+    use std::sync::Arc;
     use std::sync::atomic::AtomicBool;
     use std::time::Duration;
-    use std::sync::Arc;
 
     fn session() -> (Session, RecordingRef) {
         let p = Plan::new("netscript:t");
@@ -900,7 +921,15 @@ mod tests {
         s.link_addr(&ns1, "veth0", "175.18.0.2/24".parse().unwrap()).unwrap();
         s.link_set_up(&ns1, "veth0", true).unwrap();
         s.link_set_up(&ns1, "lo", true).unwrap();
-        let r = Route { dest: "0.0.0.0/0".parse().unwrap(), via: Some("175.18.0.1".parse().unwrap()), dev: None, metric: None, proto: None, scope: None, src: None };
+        let r = Route {
+            dest: "0.0.0.0/0".parse().unwrap(),
+            via: Some("175.18.0.1".parse().unwrap()),
+            dev: None,
+            metric: None,
+            proto: None,
+            scope: None,
+            src: None,
+        };
         s.route_add(&ns1, r).unwrap();
         assert_eq!(s.sysctl_set(&NsRef::Host, "net.ipv4.ip_forward", "1").unwrap(), "0");
         assert_eq!(s.sysctl_get(&NsRef::Host, "net.ipv4.conf.all.forwarding").unwrap(), "1");
@@ -930,9 +959,33 @@ mod tests {
         s.veth_add("a", "b", &NsRef::Host, &ns1).unwrap();
         s.link_addr(&NsRef::Host, "a", "10.0.0.1/24".parse().unwrap()).unwrap();
         s.link_set_up(&NsRef::Host, "a", true).unwrap();
-        assert!(s.backend().find_route(&NsRef::Host, &Route { dest: "10.0.0.0/24".parse().unwrap(), via: None, dev: None, metric: None, proto: None, scope: None, src: None }).unwrap().is_some());
+        assert!(
+            s.backend()
+                .find_route(
+                    &NsRef::Host,
+                    &Route {
+                        dest: "10.0.0.0/24".parse().unwrap(),
+                        via: None,
+                        dev: None,
+                        metric: None,
+                        proto: None,
+                        scope: None,
+                        src: None
+                    }
+                )
+                .unwrap()
+                .is_some()
+        );
         // A gateway nobody reaches is refused, as the kernel does.
-        let r = Route { dest: "0.0.0.0/0".parse().unwrap(), via: Some("10.9.0.1".parse().unwrap()), dev: None, metric: None, proto: None, scope: None, src: None };
+        let r = Route {
+            dest: "0.0.0.0/0".parse().unwrap(),
+            via: Some("10.9.0.1".parse().unwrap()),
+            dev: None,
+            metric: None,
+            proto: None,
+            scope: None,
+            src: None,
+        };
         let e = s.route_add(&NsRef::Host, r).unwrap_err().to_string();
         assert!(e.contains("10.9.0.1") && e.contains("not on any link"), "{e}");
         // Moving drops addresses and takes the link down.
@@ -963,7 +1016,10 @@ mod tests {
         let report = s.rollback();
         assert!(report.complete());
         // The session sends firewall undos together, after the rest.
-        assert_eq!(rec.borrow().commands(), vec!["ip link del a", "ip netns del ns1", "iptables -t filter -P FORWARD ACCEPT"]);
+        assert_eq!(
+            rec.borrow().commands(),
+            vec!["ip link del a", "ip netns del ns1", "iptables -t filter -P FORWARD ACCEPT"]
+        );
     }
 
     #[test]
@@ -983,7 +1039,15 @@ mod tests {
             s.link_set_up(&ns, "eth0", true).unwrap();
             s.link_master(&h, &format!("p{i}"), Some("br")).unwrap();
             s.link_set_up(&h, &format!("p{i}"), true).unwrap();
-            let r = Route { dest: "0.0.0.0/0".parse().unwrap(), via: Some(ip("10.0.0.1")), dev: None, metric: None, proto: None, scope: None, src: None };
+            let r = Route {
+                dest: "0.0.0.0/0".parse().unwrap(),
+                via: Some(ip("10.0.0.1")),
+                dev: None,
+                metric: None,
+                proto: None,
+                scope: None,
+                src: None,
+            };
             s.route_add(&ns, r).unwrap();
         }
         // An outside world with no route back to 10.0.0.0/24.
@@ -1011,9 +1075,11 @@ mod tests {
         // A published port, from outside and from 127.0.0.1.
         s.fw_append(&h, "nat", "PREROUTING", "-p tcp --dport 8080 -j DNAT --to-destination 10.0.0.2:80").unwrap();
         assert!(!s.tcp(&w, ip("192.168.1.1"), 8080, t).unwrap(), "FORWARD drops it");
-        s.fw_append(&h, "filter", "FORWARD", "-d 10.0.0.2/32 ! -i br -o br -p tcp -m tcp --dport 80 -j ACCEPT").unwrap();
+        s.fw_append(&h, "filter", "FORWARD", "-d 10.0.0.2/32 ! -i br -o br -p tcp -m tcp --dport 80 -j ACCEPT")
+            .unwrap();
         assert!(s.tcp(&w, ip("192.168.1.1"), 8080, t).unwrap());
-        s.fw_append(&h, "nat", "OUTPUT", "-d 127.0.0.0/8 -p tcp --dport 8080 -j DNAT --to-destination 10.0.0.2:80").unwrap();
+        s.fw_append(&h, "nat", "OUTPUT", "-d 127.0.0.0/8 -p tcp --dport 8080 -j DNAT --to-destination 10.0.0.2:80")
+            .unwrap();
         assert!(!s.tcp(&h, ip("127.0.0.1"), 8080, t).unwrap(), "127.0.0.1 may not leave lo");
         s.sysctl_set(&h, "net.ipv4.conf.br.route_localnet", "1").unwrap();
         assert!(!s.tcp(&h, ip("127.0.0.1"), 8080, t).unwrap(), "the reply goes to the container's own 127.0.0.1");
@@ -1033,7 +1099,10 @@ mod tests {
             ],
         };
         let s = r.script(&["head".into()]);
-        assert_eq!(s, "#!/bin/bash\n# head\nset -e\n\n# t.lua:1\n# (reads) sh -c 'echo a\n#   echo b'\nsh -c 'x\ny' &\n");
+        assert_eq!(
+            s,
+            "#!/bin/bash\n# head\nset -e\n\n# t.lua:1\n# (reads) sh -c 'echo a\n#   echo b'\nsh -c 'x\ny' &\n"
+        );
     }
 
     #[test]
@@ -1044,6 +1113,9 @@ mod tests {
         let r = s.fw_rules(&NsRef::Host, "filter").unwrap();
         assert_eq!(r[0], "-P INPUT ACCEPT");
         assert_eq!(r[3], "-N MINE");
-        assert_eq!(split_words(r[4].splitn(3, ' ').nth(2).unwrap()).unwrap(), vec!["-m", "comment", "--comment", "netscript:t", "-j", "ACCEPT"]);
+        assert_eq!(
+            split_words(r[4].splitn(3, ' ').nth(2).unwrap()).unwrap(),
+            vec!["-m", "comment", "--comment", "netscript:t", "-j", "ACCEPT"]
+        );
     }
 }

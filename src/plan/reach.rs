@@ -147,7 +147,14 @@ impl Plan {
     }
 
     /// Routes a packet out of `ns` (made there when `in_dev` is None, forwarded otherwise).
-    fn route_out(&self, ns: &NsRef, mut p: Pkt, in_dev: Option<&str>, nats: &mut Vec<Nat>, hops: usize) -> Option<(NsRef, Pkt)> {
+    fn route_out(
+        &self,
+        ns: &NsRef,
+        mut p: Pkt,
+        in_dev: Option<&str>,
+        nats: &mut Vec<Nat>,
+        hops: usize,
+    ) -> Option<(NsRef, Pkt)> {
         if hops > MAX_HOPS {
             return None;
         }
@@ -253,7 +260,9 @@ impl Plan {
                     }
                     let mut fwd = fwd;
                     fwd.push((n.clone(), b.clone()));
-                    for p in self.nss[&n].links.iter().filter(|p| p.master.as_deref() == Some(b.as_str()) && p.name != from) {
+                    for p in
+                        self.nss[&n].links.iter().filter(|p| p.master.as_deref() == Some(b.as_str()) && p.name != from)
+                    {
                         q.push_back((Hop::Out(n.clone(), p.name.clone()), fwd.clone()));
                     }
                 }
@@ -264,7 +273,13 @@ impl Plan {
 
     /// The filter table's verdict: Some(()) when the packet passes.
     fn filter(&self, ns: &NsRef, chain: &str, p: &Pkt, i: Option<&str>, o: Option<&str>) -> Option<()> {
-        let policy = self.nss.get(ns)?.tables.get("filter").and_then(|t| t.chains.iter().find(|c| c.name == chain)).and_then(|c| c.policy.clone());
+        let policy = self
+            .nss
+            .get(ns)?
+            .tables
+            .get("filter")
+            .and_then(|t| t.chains.iter().find(|c| c.name == chain))
+            .and_then(|c| c.policy.clone());
         match self.eval(ns, "filter", chain, p, i, o, 0) {
             Verdict::Drop => None,
             Verdict::Continue if policy.as_deref() == Some("DROP") => None,
@@ -273,7 +288,15 @@ impl Plan {
     }
 
     /// The nat table on a new connection: the packet as it leaves the chain.
-    fn nat(&self, ns: &NsRef, chain: &str, mut p: Pkt, i: Option<&str>, o: Option<&str>, nats: &mut Vec<Nat>) -> Option<Pkt> {
+    fn nat(
+        &self,
+        ns: &NsRef,
+        chain: &str,
+        mut p: Pkt,
+        i: Option<&str>,
+        o: Option<&str>,
+        nats: &mut Vec<Nat>,
+    ) -> Option<Pkt> {
         match self.eval(ns, "nat", chain, &p, i, o, 0) {
             Verdict::Dnat(to) => {
                 let (ip, port) = parse_to(&to, p.dport)?;
@@ -300,8 +323,19 @@ impl Plan {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn eval(&self, ns: &NsRef, table: &str, chain: &str, p: &Pkt, i: Option<&str>, o: Option<&str>, depth: usize) -> Verdict {
-        let Some(c) = self.nss.get(ns).and_then(|n| n.tables.get(table)).and_then(|t| t.chains.iter().find(|c| c.name == chain)) else {
+    fn eval(
+        &self,
+        ns: &NsRef,
+        table: &str,
+        chain: &str,
+        p: &Pkt,
+        i: Option<&str>,
+        o: Option<&str>,
+        depth: usize,
+    ) -> Verdict {
+        let Some(c) =
+            self.nss.get(ns).and_then(|n| n.tables.get(table)).and_then(|t| t.chains.iter().find(|c| c.name == chain))
+        else {
             return Verdict::Continue;
         };
         if depth > 16 {
@@ -310,7 +344,11 @@ impl Plan {
         for rule in &c.rules {
             let Some((target, opts)) = self.matches(ns, rule, p, i, o) else { continue };
             let opt = |names: &[&str]| {
-                opts.iter().position(|w| names.contains(&w.as_str())).and_then(|k| opts.get(k + 1)).cloned().unwrap_or_default()
+                opts.iter()
+                    .position(|w| names.contains(&w.as_str()))
+                    .and_then(|k| opts.get(k + 1))
+                    .cloned()
+                    .unwrap_or_default()
             };
             match target.as_str() {
                 "ACCEPT" => return Verdict::Accept,
@@ -329,7 +367,14 @@ impl Plan {
     }
 
     /// Whether `rule` matches `p`; if so its target and the target's options.
-    fn matches(&self, ns: &NsRef, rule: &[String], p: &Pkt, i: Option<&str>, o: Option<&str>) -> Option<(String, Vec<String>)> {
+    fn matches(
+        &self,
+        ns: &NsRef,
+        rule: &[String],
+        p: &Pkt,
+        i: Option<&str>,
+        o: Option<&str>,
+    ) -> Option<(String, Vec<String>)> {
         let mut k = 0;
         let mut neg = false;
         let arg = |k: usize| rule.get(k + 1).map(String::as_str).unwrap_or("");
@@ -362,7 +407,8 @@ impl Plan {
                 // -m NAME, --comment TEXT and options the model does not know: they match.
                 _ => true,
             };
-            let takes_value = w.starts_with('-') && rule.get(k + 1).is_some_and(|v| !v.starts_with('-') || v.parse::<i64>().is_ok());
+            let takes_value =
+                w.starts_with('-') && rule.get(k + 1).is_some_and(|v| !v.starts_with('-') || v.parse::<i64>().is_ok());
             k += if takes_value { 2 } else { 1 };
             if ok == neg {
                 return None;

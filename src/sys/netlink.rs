@@ -7,14 +7,14 @@ use std::os::fd::RawFd;
 
 use futures::TryStreamExt;
 use ipnet::IpNet;
+use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
 use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope};
-use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 use crate::error::{Error, Result};
-use crate::model::{Route, ROUTE_PROTO};
+use crate::model::{ROUTE_PROTO, Route};
 
 /// What netscript needs to know about a link.
 #[derive(Clone, Debug, PartialEq)]
@@ -165,14 +165,12 @@ fn addr_of(m: &AddressMessage) -> Option<IpNet> {
 
 /// The addresses on a link, in kernel order.
 pub async fn addrs(h: &Handle, index: u32) -> Result<Vec<IpNet>> {
-    let msgs: Vec<AddressMessage> =
-        h.address().get().set_link_index_filter(index).execute().try_collect().await?;
+    let msgs: Vec<AddressMessage> = h.address().get().set_link_index_filter(index).execute().try_collect().await?;
     Ok(msgs.iter().filter(|m| m.header.index == index).filter_map(addr_of).collect())
 }
 
 pub async fn del_addr(h: &Handle, index: u32, addr: IpNet) -> Result<()> {
-    let msgs: Vec<AddressMessage> =
-        h.address().get().set_link_index_filter(index).execute().try_collect().await?;
+    let msgs: Vec<AddressMessage> = h.address().get().set_link_index_filter(index).execute().try_collect().await?;
     let m = msgs
         .into_iter()
         .find(|m| m.header.index == index && addr_of(m) == Some(addr))

@@ -9,8 +9,8 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 use nix::errno::Errno;
-use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use nix::sched::{setns, unshare, CloneFlags};
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sched::{CloneFlags, setns, unshare};
 
 use crate::error::{Error, Result};
 
@@ -27,9 +27,8 @@ pub fn in_netns<T: Send>(fd: Option<BorrowedFd<'_>>, f: impl FnOnce() -> T + Sen
     std::thread::scope(|s| {
         s.spawn(move || {
             if let Some(fd) = fd {
-                setns(fd, CloneFlags::CLONE_NEWNET).map_err(|e| {
-                    Error::from_errno("cannot enter the network namespace", e)
-                })?;
+                setns(fd, CloneFlags::CLONE_NEWNET)
+                    .map_err(|e| Error::from_errno("cannot enter the network namespace", e))?;
             }
             Ok(f())
         })
@@ -45,7 +44,8 @@ fn prepare_run_dir() -> Result<()> {
         let errno = e.raw_os_error().map(Errno::from_raw);
         Error::sys(format!("cannot create {NETNS_RUN_DIR}: {e}"), errno)
     })?;
-    let shared = || mount(None::<&str>, NETNS_RUN_DIR, Some("none"), MsFlags::MS_SHARED | MsFlags::MS_REC, None::<&str>);
+    let shared =
+        || mount(None::<&str>, NETNS_RUN_DIR, Some("none"), MsFlags::MS_SHARED | MsFlags::MS_REC, None::<&str>);
     match shared() {
         Ok(()) => Ok(()),
         Err(Errno::EINVAL) => {
@@ -61,24 +61,15 @@ fn prepare_run_dir() -> Result<()> {
 pub fn create(name: &str) -> Result<()> {
     prepare_run_dir()?;
     let p = path(name);
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o000)
-        .open(&p)
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::AlreadyExists => {
-                Error::sys(format!("a namespace named \"{name}\" already exists"), Some(Errno::EEXIST))
-            }
-            _ => Error::sys(
-                format!("cannot create {}: {e}", p.display()),
-                e.raw_os_error().map(Errno::from_raw),
-            ),
-        })?;
+    OpenOptions::new().write(true).create_new(true).mode(0o000).open(&p).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists => {
+            Error::sys(format!("a namespace named \"{name}\" already exists"), Some(Errno::EEXIST))
+        }
+        _ => Error::sys(format!("cannot create {}: {e}", p.display()), e.raw_os_error().map(Errno::from_raw)),
+    })?;
     let p2 = p.clone();
     let res = in_netns(None, move || -> Result<()> {
-        unshare(CloneFlags::CLONE_NEWNET)
-            .map_err(|e| Error::from_errno("cannot create a network namespace", e))?;
+        unshare(CloneFlags::CLONE_NEWNET).map_err(|e| Error::from_errno("cannot create a network namespace", e))?;
         mount(Some("/proc/thread-self/ns/net"), &p2, Some("none"), MsFlags::MS_BIND, None::<&str>)
             .map_err(|e| Error::from_errno(format!("cannot bind-mount the namespace on {}", p2.display()), e))
     })
@@ -109,9 +100,7 @@ pub fn exists(name: &str) -> bool {
 /// Opens a named namespace (its fd keeps it alive while held).
 pub fn open(name: &str) -> Result<OwnedFd> {
     let f = File::open(path(name)).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => {
-            Error::sys(format!("no namespace named \"{name}\""), Some(Errno::ENOENT))
-        }
+        std::io::ErrorKind::NotFound => Error::sys(format!("no namespace named \"{name}\""), Some(Errno::ENOENT)),
         _ => Error::sys(format!("cannot open namespace \"{name}\": {e}"), e.raw_os_error().map(Errno::from_raw)),
     })?;
     Ok(OwnedFd::from(f))

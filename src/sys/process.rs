@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::sys::signal::{killpg, Signal};
+use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
 use crate::error::{Error, Result};
@@ -41,7 +41,12 @@ fn spawn_err(argv: &[String], e: std::io::Error) -> Error {
 
 /// Runs `argv` inside the namespace and waits for it (killing it after `timeout`,
 /// or when `cancel` becomes true).
-pub fn exec(fd: Option<BorrowedFd<'_>>, argv: &[String], timeout: Option<Duration>, cancel: &AtomicBool) -> Result<ExecResult> {
+pub fn exec(
+    fd: Option<BorrowedFd<'_>>,
+    argv: &[String],
+    timeout: Option<Duration>,
+    cancel: &AtomicBool,
+) -> Result<ExecResult> {
     let mut cmd = command(argv)?;
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
     let mut child: Child = in_netns(fd, move || cmd.spawn())?.map_err(|e| spawn_err(argv, e))?;
@@ -181,8 +186,11 @@ pub fn marked() -> Vec<(u32, String, String)> {
 /// Stops every process whose environment carries NETSCRIPT_OWNER=`mark`. None
 /// found is ESRCH ("already gone").
 pub fn stop_marked(mark: &str, grace: Duration) -> Result<()> {
-    let found: Vec<(u32, u64)> =
-        marked().into_iter().filter(|(_, m, _)| m == mark).filter_map(|(pid, _, _)| Some((pid, start_time(pid)?))).collect();
+    let found: Vec<(u32, u64)> = marked()
+        .into_iter()
+        .filter(|(_, m, _)| m == mark)
+        .filter_map(|(pid, _, _)| Some((pid, start_time(pid)?)))
+        .collect();
     if found.is_empty() {
         return Err(Error::sys(format!("no process carries {OWNER_ENV}={mark}"), Some(Errno::ESRCH)));
     }

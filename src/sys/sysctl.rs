@@ -29,10 +29,9 @@ fn io_err(key: &str, e: std::io::Error, what: &str) -> Error {
     let errno = e.raw_os_error().map(Errno::from_raw);
     match errno {
         Some(Errno::ENOENT) => Error::sys(format!("no sysctl named {key}"), errno),
-        Some(Errno::EACCES | Errno::EPERM) => Error::sys(
-            format!("cannot {what} sysctl {key}: not permitted (needs root, or run with --sandbox)"),
-            errno,
-        ),
+        Some(Errno::EACCES | Errno::EPERM) => {
+            Error::sys(format!("cannot {what} sysctl {key}: not permitted (needs root, or run with --sandbox)"), errno)
+        }
         Some(Errno::EINVAL) => Error::sys(format!("the kernel rejected the value for sysctl {key}"), errno),
         _ => Error::sys(format!("cannot {what} sysctl {key}: {e}"), errno),
     }

@@ -55,7 +55,12 @@ impl Sandbox {
     /// Runs a shell script inside the sandbox; panics with its output if it fails.
     pub fn ok(&self, script: &str) -> String {
         let o = self.sh(script);
-        assert!(o.status.success(), "`{script}` failed:\n{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        assert!(
+            o.status.success(),
+            "`{script}` failed:\n{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
 
