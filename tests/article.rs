@@ -6,6 +6,8 @@
 mod common;
 use common::*;
 
+use std::process::Command;
+
 const BRIDGE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/docker-bridge.lua");
 const SHORT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/docker-short.lua");
 
@@ -175,4 +177,45 @@ fn require_finds_modules_next_to_the_script_and_on_netscript_path() {
         .unwrap();
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(stdout(&o), "from NETSCRIPT_PATH\nuses_mods\n");
+}
+
+#[test]
+fn publish_works_for_udp_too() {
+    let sb = Sandbox::new();
+    let before = sb.snapshot();
+    let script = script_file(
+        "udp.lua",
+        r#"local docker, lan = require("netscript.docker"), require("lan")
+lan.uplink()
+local net = docker.network{ name = "br_u", subnet = "10.50.0.0/24" }
+local c = net:container("u1")
+c:spawn({"python3", "-c", [[
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", 5353))
+while True:
+    d, a = s.recvfrom(100)
+    s.sendto(b"echo:" + d, a)
+]]})
+net:publish(5300, c, 5353, { proto = "udp" })
+"#,
+    );
+    let o = Command::new("nsenter")
+        .args(["-t", &sb.pid.to_string(), "-n", "-m", "--", BIN, &script])
+        .env("NETSCRIPT_PATH", concat!(env!("CARGO_MANIFEST_DIR"), "/examples"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ask = |ns: Option<&str>, addr: &str| {
+        let ex = ns.map(|n| format!("ip netns exec {n} ")).unwrap_or_default();
+        let py = format!(
+            "import socket\ns=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.settimeout(1)\n\
+             for _ in range(5):\n  s.sendto(b'hi', ('{addr}', 5300))\n  try:\n    print(s.recvfrom(100)[0].decode()); break\n  except OSError: pass"
+        );
+        String::from_utf8_lossy(&sb.sh(&format!("{ex}python3 -c \"{py}\"")).stdout).trim().to_string()
+    };
+    assert_eq!(ask(Some("laptop"), "10.211.55.32"), "echo:hi", "the laptop reaches the published UDP port");
+    assert_eq!(ask(None, "127.0.0.1"), "echo:hi", "the host reaches it on 127.0.0.1");
+    assert!(sb.netscript(&["down", "udp"]).status.success());
+    assert_same(&before, &sb.snapshot(), "after down");
 }

@@ -109,6 +109,12 @@ const CASES: &[Case] = &[
         effect: "ip -n pre -j route show default | grep -q '\"gateway\":\"10.9.0.1\"'",
     },
     Case {
+        name: "route_v6",
+        setup: "ip link add d0 type veth peer name d0p && ip link set d0p up && ip link set d0 up && ip addr add fd00:9::1/64 dev d0 nodad",
+        lua: r#"route.add("fd00:77::/48", {via = "fd00:9::fe"}); route.add("default", {via = "fd00:9::fe", metric = 9})"#,
+        effect: "ip -6 -j route show fd00:77::/48 | grep -q '\"gateway\":\"fd00:9::fe\"' && ip -6 -j route show default | grep -q '\"metric\":9'",
+    },
+    Case {
         name: "route_del_preexisting",
         setup: "ip link add d0 type veth peer name d0p && ip addr add 10.9.0.1/24 dev d0 && ip link set d0 up && ip route add 10.66.0.0/16 via 10.9.0.5 metric 7",
         lua: r#"route.del("10.66.0.0/16", {via = "10.9.0.5"})"#,
