@@ -449,11 +449,7 @@ impl Backend for Kernel {
     }
 
     fn ping(&mut self, ns: &NsRef, addr: IpAddr, count: u32, timeout: Duration) -> Result<bool> {
-        let secs = format!("{:.3}", timeout.as_secs_f64());
-        let argv: Vec<String> = ["ping", "-n", "-q", "-c", &count.to_string(), "-W", &secs, &addr.to_string()]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let argv = crate::op::ping_argv(addr, count, timeout);
         // -W bounds each reply and ping waits a second between packets; bound the
         // whole run as well.
         let limit = (timeout + Duration::from_secs(1)) * count.max(1) + Duration::from_secs(2);

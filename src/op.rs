@@ -285,8 +285,15 @@ pub enum Probe {
     SysctlGet { ns: NsRef, key: String },
     FwRules { ns: NsRef, table: String },
     Exec { ns: NsRef, cmd: Vec<String> },
-    Ping { ns: NsRef, addr: IpAddr, count: u32, timeout_secs: u64 },
+    Ping { ns: NsRef, addr: IpAddr, count: u32, timeout: std::time::Duration },
     Tcp { ns: NsRef, addr: IpAddr, port: u16, timeout_secs: u64 },
+}
+
+/// The ping command behind `Netns:ping`: `count` echo requests, each waiting
+/// `timeout` for its reply (fractions of a second allowed).
+pub fn ping_argv(addr: IpAddr, count: u32, timeout: std::time::Duration) -> Vec<String> {
+    let w = format!("{}", (timeout.as_millis() as f64) / 1000.0);
+    ["ping", "-n", "-q", "-c", &count.to_string(), "-W", &w, &addr.to_string()].iter().map(|s| s.to_string()).collect()
 }
 
 impl Probe {
@@ -296,8 +303,8 @@ impl Probe {
             SysctlGet { ns, key } => format!("{}sysctl -n {}", ns.exec_prefix(), shell_quote(key)),
             FwRules { ns, table } => format!("{}iptables -t {table} -S", ns.exec_prefix()),
             Exec { ns, cmd } => format!("{}{}", ns.exec_prefix(), join_words(cmd)),
-            Ping { ns, addr, count, timeout_secs } => {
-                format!("{}ping -n -q -c {count} -W {timeout_secs} {addr}", ns.exec_prefix())
+            Ping { ns, addr, count, timeout } => {
+                format!("{}{}", ns.exec_prefix(), join_words(&ping_argv(*addr, *count, *timeout)))
             }
             Tcp { ns, addr, port, timeout_secs } => {
                 format!("{}nc -z -w {timeout_secs} {addr} {port}", ns.exec_prefix())

@@ -667,10 +667,7 @@ impl Session {
         self.require_ns(ns)?;
         self.check_interrupt()?;
         let ok = self.backend.ping(ns, addr, count, timeout)?;
-        self.backend.note_read(
-            &Probe::Ping { ns: ns.clone(), addr, count, timeout_secs: timeout.as_secs().max(1) },
-            &ok.to_string(),
-        );
+        self.backend.note_read(&Probe::Ping { ns: ns.clone(), addr, count, timeout }, &ok.to_string());
         Ok(ok)
     }
 

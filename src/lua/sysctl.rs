@@ -22,7 +22,11 @@ pub fn register(lua: &Lua, sysctl: &Table) -> mlua::Result<()> {
                 Value::Number(n) if n.fract() == 0.0 => (n as i64).to_string(),
                 Value::Boolean(b) => (b as u8).to_string(),
                 _ => {
-                    return Err(fail(lua, &call, Error::invalid("a sysctl value is a string, an integer or a boolean")));
+                    return Err(fail(
+                        lua,
+                        &call,
+                        Error::invalid("a sysctl value is a string, an integer or a boolean"),
+                    ));
                 }
             };
             ns_only(lua, format!("sysctl.set({}, {})", q(&key), q(&value)), opts, |s, ns| {
