@@ -203,8 +203,26 @@ pub fn normalize_rules(save: &str) -> String {
     out
 }
 
+/// Removes the temporary directories earlier test processes left under /tmp
+/// (`netscript-*-PID` whose process is gone). Once per test process.
+fn sweep_stale_temp_dirs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let Ok(rd) = std::fs::read_dir(std::env::temp_dir()) else { return };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(rest) = name.strip_prefix("netscript-") else { continue };
+            let Some(pid) = rest.split('-').find_map(|w| w.parse::<u32>().ok()) else { continue };
+            if pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    });
+}
+
 /// A script file under /tmp (readable by everyone, for the rootless tests too).
 pub fn script_file(name: &str, src: &str) -> String {
+    sweep_stale_temp_dirs();
     let dir = std::env::temp_dir().join(format!("netscript-tests-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let _ = std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755));
@@ -255,6 +273,7 @@ pub fn wait_for(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
 /// A copy of the binary that any user can run (the build directory may sit below a
 /// directory only root can enter), for the rootless tests.
 pub fn public_bin() -> String {
+    sweep_stale_temp_dirs();
     let dir = std::env::temp_dir().join(format!("netscript-bin-{}", std::process::id()));
     let dst = dir.join("netscript");
     if !dst.exists() {
