@@ -301,20 +301,25 @@ fn save_then_run_rebuilds_the_same_state() {
     assert!(!state(&a).contains("n1"), "down removed the REPL's topology");
 }
 
-#[test]
-fn reads_plain_lines_when_stdin_is_not_a_terminal() {
-    let h = home("piped");
+/// `netscript repl --sandbox` fed `input` on a pipe (no terminal), with HOME at `home`.
+fn piped_repl(home: &std::path::Path, input: &[u8]) -> std::process::Output {
+    use std::io::Write;
     let mut c = Command::new(BIN)
         .args(["repl", "--sandbox"])
-        .env("HOME", &h)
+        .env("HOME", home)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    use std::io::Write;
-    c.stdin.take().unwrap().write_all(b"1+1\nx = {\n  7,\n}\nx[1]\nnetns.add('p1')\n.journal\nerror('bad')\n'still here'\nos.exit(1)\n'not reached'\n").unwrap();
-    let o = c.wait_with_output().unwrap();
+    c.stdin.take().unwrap().write_all(input).unwrap();
+    c.wait_with_output().unwrap()
+}
+
+#[test]
+fn reads_plain_lines_when_stdin_is_not_a_terminal() {
+    let h = home("piped");
+    let o = piped_repl(&h, b"1+1\nx = {\n  7,\n}\nx[1]\nnetns.add('p1')\n.journal\nerror('bad')\n'still here'\nos.exit(1)\n'not reached'\n");
     let out = String::from_utf8_lossy(&o.stdout);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");
@@ -333,17 +338,7 @@ fn load_runs_a_script_into_the_session_and_undoes_only_a_failing_one() {
     let bad = script_file("repl-bad.lua", "bridge.add(\"bad0\")\nerror(\"bad script\")\n");
     let saved = h.join("all.lua");
     let input = format!(".load {good}\n.load {bad}\n.journal\n.save {}\n", saved.display());
-    let mut c = Command::new(BIN)
-        .args(["repl", "--sandbox"])
-        .env("HOME", &h)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    let o = c.wait_with_output().unwrap();
+    let o = piped_repl(&h, input.as_bytes());
     let out = String::from_utf8_lossy(&o.stdout);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(

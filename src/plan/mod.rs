@@ -898,6 +898,19 @@ pub fn command(opts: &RunOpts, undo: bool, script: &Path, args: &[String]) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A default route through `gw`.
+    fn default_via(gw: &str) -> Route {
+        Route {
+            dest: "0.0.0.0/0".parse().unwrap(),
+            via: Some(gw.parse().unwrap()),
+            dev: None,
+            metric: None,
+            proto: None,
+            scope: None,
+            src: None,
+        }
+    }
     use crate::journal::{Journal, Meta};
     use crate::model::split_words;
     use crate::session::Session;
@@ -921,15 +934,7 @@ mod tests {
         s.link_addr(&ns1, "veth0", "175.18.0.2/24".parse().unwrap()).unwrap();
         s.link_set_up(&ns1, "veth0", true).unwrap();
         s.link_set_up(&ns1, "lo", true).unwrap();
-        let r = Route {
-            dest: "0.0.0.0/0".parse().unwrap(),
-            via: Some("175.18.0.1".parse().unwrap()),
-            dev: None,
-            metric: None,
-            proto: None,
-            scope: None,
-            src: None,
-        };
+        let r = default_via("175.18.0.1");
         s.route_add(&ns1, r).unwrap();
         assert_eq!(s.sysctl_set(&NsRef::Host, "net.ipv4.ip_forward", "1").unwrap(), "0");
         assert_eq!(s.sysctl_get(&NsRef::Host, "net.ipv4.conf.all.forwarding").unwrap(), "1");
@@ -977,15 +982,7 @@ mod tests {
                 .is_some()
         );
         // A gateway nobody reaches is refused, as the kernel does.
-        let r = Route {
-            dest: "0.0.0.0/0".parse().unwrap(),
-            via: Some("10.9.0.1".parse().unwrap()),
-            dev: None,
-            metric: None,
-            proto: None,
-            scope: None,
-            src: None,
-        };
+        let r = default_via("10.9.0.1");
         let e = s.route_add(&NsRef::Host, r).unwrap_err().to_string();
         assert!(e.contains("10.9.0.1") && e.contains("not on any link"), "{e}");
         // Moving drops addresses and takes the link down.
@@ -1039,15 +1036,7 @@ mod tests {
             s.link_set_up(&ns, "eth0", true).unwrap();
             s.link_master(&h, &format!("p{i}"), Some("br")).unwrap();
             s.link_set_up(&h, &format!("p{i}"), true).unwrap();
-            let r = Route {
-                dest: "0.0.0.0/0".parse().unwrap(),
-                via: Some(ip("10.0.0.1")),
-                dev: None,
-                metric: None,
-                proto: None,
-                scope: None,
-                src: None,
-            };
+            let r = default_via("10.0.0.1");
             s.route_add(&ns, r).unwrap();
         }
         // An outside world with no route back to 10.0.0.0/24.
