@@ -6,9 +6,9 @@
 //! `backend::Backend` (`kernel::Kernel` for real; a model for `plan`) ->
 //! `sys` (netlink, namespaces, sysctl, processes) and `firewall`.
 
-pub mod app;
 pub mod backend;
 pub mod cli;
+pub mod cmd;
 pub mod error;
 pub mod firewall;
 pub mod inspect;

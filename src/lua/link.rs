@@ -2,29 +2,10 @@
 
 use mlua::{AnyUserData, Lua, Table, UserData, UserDataFields, UserDataMethods, Value, Variadic};
 
-use super::netns::ns_to_lua;
+use super::handles::{LLink, new_link, ns_to_lua};
 use super::util::{Opts, fail, no_more, ns_only, ns_value, q, session, with};
 use crate::error::Error;
 use crate::model::{NsRef, parse_cidr};
-
-#[derive(Clone)]
-pub struct LLink {
-    pub ns: NsRef,
-    pub name: String,
-}
-
-impl LLink {
-    fn desc(&self) -> String {
-        match &self.ns {
-            NsRef::Host => format!("Link({})", q(&self.name)),
-            NsRef::Named(n) => format!("Link({} in {n})", q(&self.name)),
-        }
-    }
-}
-
-pub fn new_link(lua: &Lua, ns: NsRef, name: String) -> mlua::Result<AnyUserData> {
-    lua.create_userdata(LLink { ns, name })
-}
 
 /// A link argument: a Link handle or a name (looked up in `ns`).
 fn link_arg(lua: &Lua, call: &str, v: Value, ns: &NsRef) -> mlua::Result<LLink> {

@@ -3,6 +3,7 @@
 //! standard library, Ctrl-C) and turns Lua errors into text for people.
 
 pub mod fw;
+pub mod handles;
 pub mod link;
 pub mod netns;
 pub mod route;

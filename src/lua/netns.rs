@@ -4,26 +4,10 @@ use std::time::Duration;
 
 use mlua::{AnyUserData, Lua, Table, UserData, UserDataFields, UserDataMethods, Value, Variadic};
 
+use super::handles::{LNetns, LProcess, new_link, new_netns, ns_desc as desc};
 use super::util::{Opts, fail, no_more, q, with};
 use crate::error::Error;
 use crate::model::{NsRef, parse_ip};
-
-#[derive(Clone)]
-pub struct LNetns {
-    pub ns: NsRef,
-}
-
-pub struct LProcess {
-    pub pid: u32,
-    pub cmd: String,
-}
-
-fn desc(ns: &NsRef) -> String {
-    match ns {
-        NsRef::Host => "netns.host()".into(),
-        NsRef::Named(n) => format!("Netns({})", q(n)),
-    }
-}
 
 /// A command argument: an argv table, or a string for /bin/sh -c.
 pub fn argv(lua: &Lua, call: &str, v: Value) -> mlua::Result<Vec<String>> {
@@ -50,10 +34,6 @@ fn secs(lua: &Lua, call: &str, v: Option<f64>, default: f64) -> mlua::Result<Dur
     Ok(Duration::from_secs_f64(s))
 }
 
-pub fn new_netns(lua: &Lua, ns: NsRef) -> mlua::Result<AnyUserData> {
-    lua.create_userdata(LNetns { ns })
-}
-
 impl UserData for LNetns {
     fn add_fields<F: UserDataFields<Self>>(f: &mut F) {
         f.add_field_method_get("name", |_, this| Ok(this.ns.name().map(str::to_string)));
@@ -78,7 +58,7 @@ impl UserData for LNetns {
             let call = format!("{}:link({})", desc(&this.ns), q(&name));
             no_more(lua, &call, &rest)?;
             with(lua, || call.clone(), |s| s.link(&this.ns, &name))?;
-            super::link::new_link(lua, this.ns.clone(), name)
+            new_link(lua, this.ns.clone(), name)
         });
 
         m.add_method("links", |lua, this, rest: Variadic<Value>| {
@@ -87,7 +67,7 @@ impl UserData for LNetns {
             let ls = with(lua, || call, |s| s.links(&this.ns))?;
             let t = lua.create_table()?;
             for l in ls {
-                t.push(super::link::new_link(lua, this.ns.clone(), l.name)?)?;
+                t.push(new_link(lua, this.ns.clone(), l.name)?)?;
             }
             Ok(t)
         });
@@ -205,9 +185,4 @@ pub fn register(lua: &Lua, ns_mod: &Table) -> mlua::Result<()> {
         })?,
     )?;
     Ok(())
-}
-
-/// `netns.host()` style handle for a namespace value returned to Lua.
-pub fn ns_to_lua(lua: &Lua, ns: &NsRef) -> mlua::Result<Value> {
-    Ok(Value::UserData(new_netns(lua, ns.clone())?))
 }

@@ -172,7 +172,7 @@ impl Opts {
 pub fn ns_value(lua: &Lua, call: &str, v: Value, what: &str) -> mlua::Result<NsRef> {
     match v {
         Value::Nil => Ok(NsRef::Host),
-        Value::UserData(ud) => match ud.borrow::<crate::lua::netns::LNetns>() {
+        Value::UserData(ud) => match ud.borrow::<super::handles::LNetns>() {
             Ok(n) => Ok(n.ns.clone()),
             Err(_) => Err(fail(lua, call, Error::invalid(format!("{what} must be a Netns or a namespace name")))),
         },

@@ -9,32 +9,31 @@
 //! On a terminal, input goes through rustyline (history, completion); otherwise the
 //! REPL reads stdin line by line with no prompts, which suits pipes and tests.
 
-use std::collections::HashSet;
-use std::ffi::c_void;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use mlua::{Function, Lua, MultiValue, Table, Value};
-use rustyline::completion::{Completer, FilenameCompleter, Pair};
+use mlua::{Function, Lua, MultiValue};
+use rustyline::completion::FilenameCompleter;
 use rustyline::error::ReadlineError;
-use rustyline::highlight::Highlighter;
-use rustyline::hint::Hinter;
 use rustyline::history::DefaultHistory;
-use rustyline::validate::Validator;
-use rustyline::{CompletionType, Config, Context, Editor, Helper};
+use rustyline::{CompletionType, Config, Editor};
 
-use crate::app::{self, Signals};
 use crate::cli::RunOpts;
+use crate::cmd::{self, Signals};
 use crate::error::{Error, Result};
 use crate::journal::State;
-use crate::lua::link::LLink;
-use crate::lua::netns::{LNetns, LProcess};
+use crate::lua::handles::{LLink, LNetns, LProcess};
 use crate::lua::{self, SessionRef};
 use crate::model::NsRef;
 use crate::session::RollbackReport;
+
+mod complete;
+mod show;
+
+use complete::*;
 
 const PROMPT: &str = "netscript> ";
 const PROMPT_MORE: &str = "       ..> ";
@@ -48,20 +47,6 @@ const COMMANDS: &[(&str, &str)] = &[
     (".save FILE", "write the inputs that built the current state as a script"),
     (".load FILE", "run a script into this session"),
     (".exit", "leave (as Ctrl-D)"),
-];
-
-/// Fields and methods of the handle types, for completion after `.` and `:`
-/// (a unit test checks that each one exists).
-const NETNS_FIELDS: &[&str] = &["name"];
-const NETNS_METHODS: &[&str] = &["del", "exec", "link", "links", "ping", "spawn", "tcp"];
-const LINK_FIELDS: &[&str] = &["name", "ns"];
-const LINK_METHODS: &[&str] = &["addr", "addrs", "del", "down", "info", "master", "move", "mtu", "nomaster", "up"];
-const PROCESS_FIELDS: &[&str] = &["pid"];
-const PROCESS_METHODS: &[&str] = &["kill", "wait"];
-
-const KEYWORDS: &[&str] = &[
-    "and", "break", "do", "else", "elseif", "end", "false", "for", "function", "goto", "if", "in", "local", "nil",
-    "not", "or", "repeat", "return", "then", "true", "until", "while",
 ];
 
 const HELP_API: &str = "\
@@ -140,7 +125,7 @@ pub struct Repl {
 pub fn run(opts: &RunOpts, user_ns: Option<bool>, signals: &Signals) -> Result<u8> {
     let topo = opts.name.clone().unwrap_or_else(|| format!("repl-{}", std::process::id()));
     crate::model::check_name("topology", &topo)?;
-    let opened = app::open(opts, &topo, "(repl)", user_ns.is_some(), signals).map_err(|e| {
+    let opened = cmd::open(opts, &topo, "(repl)", user_ns.is_some(), signals).map_err(|e| {
         if opts.sandbox || nix::unistd::geteuid().is_root() {
             e
         } else {
@@ -641,150 +626,6 @@ impl Repl {
             Err(e) => self.failed(&e, start, &format!("{}", path.display())),
         }
     }
-
-    // ---- printing values --------------------------------------------------------
-
-    /// A value printed at the prompt: strings as they are (as the Lua REPL does),
-    /// everything else as `show` spells it.
-    fn show_top(&self, v: &Value) -> String {
-        match v {
-            Value::String(s) => s.to_string_lossy(),
-            v => self.show(v, 0, &mut HashSet::new()),
-        }
-    }
-
-    fn tostring(&self, v: &Value) -> String {
-        match self.tostring.call::<String>(v.clone()) {
-            Ok(s) => s,
-            Err(e) => format!("<tostring failed: {}>", lua::error_text(&e)),
-        }
-    }
-
-    fn show(&self, v: &Value, depth: usize, seen: &mut HashSet<*const c_void>) -> String {
-        match v {
-            Value::String(s) => lua_quote(&s.as_bytes()),
-            Value::Table(t) => self.show_table(t, depth, seen),
-            Value::UserData(ud) => {
-                if let Ok(n) = ud.borrow::<LNetns>() {
-                    let ns = n.ns.clone();
-                    drop(n);
-                    return format!("{} {}", self.tostring(v), self.netns_summary(&ns));
-                }
-                if let Ok(p) = ud.borrow::<LProcess>() {
-                    let pid = p.pid;
-                    drop(p);
-                    // Where it runs: from the journal entry that started it.
-                    let ns = self.session.borrow().journal().entries().iter().rev().find_map(|e| match &e.op {
-                        crate::op::Op::Spawn { ns, pid: p, .. } if *p == pid => Some(ns.short().to_string()),
-                        _ => None,
-                    });
-                    let place = ns.map(|n| format!("in {n}, ")).unwrap_or_default();
-                    return format!("{} [{place}{}]", self.tostring(v), process_state(pid));
-                }
-                // Link (and anything else): its own __tostring.
-                self.tostring(v)
-            }
-            other => self.tostring(other),
-        }
-    }
-
-    fn netns_summary(&self, ns: &NsRef) -> String {
-        let links = self.session.borrow_mut().links(ns);
-        match links {
-            Err(_) => "[gone]".into(),
-            Ok(ls) => {
-                const MAX: usize = 8;
-                let mut parts: Vec<String> = ls
-                    .iter()
-                    .take(MAX)
-                    .map(|l| {
-                        let mut p = vec![if l.up { "up".to_string() } else { "down".to_string() }];
-                        if let Some(m) = &l.master {
-                            p.push(format!("master {m}"));
-                        }
-                        p.extend(l.addrs.iter().map(|a| a.to_string()));
-                        format!("{} ({})", l.name, p.join(", "))
-                    })
-                    .collect();
-                if ls.len() > MAX {
-                    parts.push(format!("{} more", ls.len() - MAX));
-                }
-                format!("[links: {}]", parts.join(", "))
-            }
-        }
-    }
-
-    fn show_table(&self, t: &Table, depth: usize, seen: &mut HashSet<*const c_void>) -> String {
-        if t.metatable().is_some_and(|m| m.raw_get::<Value>("__tostring").is_ok_and(|v| !v.is_nil())) {
-            return self.tostring(&Value::Table(t.clone()));
-        }
-        let ptr = t.to_pointer();
-        if seen.contains(&ptr) {
-            return "<cycle>".into();
-        }
-        if depth >= 5 {
-            return "{...}".into();
-        }
-        seen.insert(ptr);
-        let n = t.raw_len();
-        let mut items: Vec<String> = Vec::new();
-        for i in 1..=n {
-            let v: Value = t.raw_get(i).unwrap_or(Value::Nil);
-            items.push(self.show(&v, depth + 1, seen));
-        }
-        // (sort key, key as written, value): keys sort by name, not by `[` quoting.
-        let mut rest: Vec<(String, String, String)> = Vec::new();
-        for pair in t.pairs::<Value, Value>() {
-            let Ok((k, v)) = pair else { break };
-            if let Value::Integer(i) = k
-                && i >= 1
-                && (i as usize) <= n
-            {
-                continue;
-            }
-            let (sort, key) = match &k {
-                Value::String(s) => {
-                    let s = s.to_string_lossy();
-                    let key = if is_ident(&s) { s.clone() } else { format!("[{}]", lua_quote(s.as_bytes())) };
-                    (s, key)
-                }
-                other => {
-                    let shown = self.show(other, depth + 1, seen);
-                    // Numbers and other keys first, after the sequence.
-                    (format!("\0{shown}"), format!("[{shown}]"))
-                }
-            };
-            rest.push((sort, key, self.show(&v, depth + 1, seen)));
-        }
-        seen.remove(&ptr);
-        rest.sort();
-        const MAX_ITEMS: usize = 200;
-        let total = items.len() + rest.len();
-        items.extend(rest.into_iter().map(|(_, k, v)| format!("{k} = {v}")));
-        if items.len() > MAX_ITEMS {
-            items.truncate(MAX_ITEMS);
-            items.push(format!("... ({} more)", total - MAX_ITEMS));
-        }
-        if items.is_empty() {
-            return "{}".into();
-        }
-        let one = format!("{{{}}}", items.join(", "));
-        if one.len() <= 72 && !one.contains('\n') {
-            return one;
-        }
-        let mut s = "{\n".to_string();
-        for it in items {
-            for (j, l) in it.lines().enumerate() {
-                s += "  ";
-                s += l;
-                if j + 1 == it.lines().count() {
-                    s += ",";
-                }
-                s += "\n";
-            }
-        }
-        s + "}"
-    }
 }
 
 fn plural(n: usize) -> &'static str {
@@ -827,239 +668,11 @@ fn is_ident(s: &str) -> bool {
         && !KEYWORDS.contains(&s)
 }
 
-/// A string as a Lua literal.
-fn lua_quote(b: &[u8]) -> String {
-    let mut s = String::from("\"");
-    for ch in String::from_utf8_lossy(b).chars() {
-        match ch {
-            '"' => s += "\\\"",
-            '\\' => s += "\\\\",
-            '\n' => s += "\\n",
-            '\r' => s += "\\r",
-            '\t' => s += "\\t",
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => s += &format!("\\{}", c as u32),
-            c => s.push(c),
-        }
-    }
-    s.push('"');
-    s
-}
-
-fn process_state(pid: u32) -> &'static str {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => match s.rfind(')').and_then(|i| s.get(i + 2..i + 3)) {
-            Some("Z") | Some("X") | None => "exited",
-            _ => "running",
-        },
-        Err(_) => "exited",
-    }
-}
-
-// ---- line editing: completion ---------------------------------------------------
-
-struct ReplHelper {
-    lua: Lua,
-    session: SessionRef,
-    files: FilenameCompleter,
-}
-
-impl Helper for ReplHelper {}
-impl Hinter for ReplHelper {
-    type Hint = String;
-}
-impl Highlighter for ReplHelper {}
-impl Validator for ReplHelper {}
-
-impl Completer for ReplHelper {
-    type Candidate = Pair;
-
-    fn complete(&self, line: &str, pos: usize, ctx: &Context<'_>) -> rustyline::Result<(usize, Vec<Pair>)> {
-        let before = &line[..pos];
-        let trimmed = before.trim_start();
-        let lead = before.len() - trimmed.len();
-        // Dot-commands, and file names after .save / .load.
-        if trimmed.starts_with('.') && trimmed[1..].starts_with(|c: char| c.is_ascii_alphabetic()) || trimmed == "." {
-            if let Some((cmd, _)) = trimmed.split_once(char::is_whitespace) {
-                if [".save", ".load"].contains(&cmd) {
-                    return self.files.complete(line, pos, ctx);
-                }
-                return Ok((pos, vec![]));
-            }
-            let v = COMMANDS
-                .iter()
-                .map(|(c, _)| c.split_whitespace().next().unwrap_or(c))
-                .filter(|c| c.starts_with(trimmed))
-                .map(|c| Pair { display: c.to_string(), replacement: format!("{c} ") })
-                .collect();
-            return Ok((lead, v));
-        }
-        // `!NS`: namespace names.
-        if let Some(rest) = trimmed.strip_prefix('!') {
-            if rest.contains(char::is_whitespace) || rest.is_empty() && !trimmed.is_empty() && before.ends_with(' ') {
-                return Ok((pos, vec![]));
-            }
-            let mut names = self.session.borrow_mut().netns_list();
-            names.push("host".into());
-            names.sort();
-            let v = names
-                .into_iter()
-                .filter(|n| n.starts_with(rest))
-                .map(|n| Pair { display: n.clone(), replacement: format!("{n} ") })
-                .collect();
-            return Ok((lead + 1, v));
-        }
-        Ok(lua_completions(&self.lua, before))
-    }
-}
-
-/// Completion of the Lua word before the cursor: `pri`, `fw.ap`, `l:ad`, `x.y.z`.
-pub fn lua_completions(lua: &Lua, before: &str) -> (usize, Vec<Pair>) {
-    let pos = before.len();
-    if in_string(before) {
-        return (pos, vec![]);
-    }
-    let start = before
-        .char_indices()
-        .rev()
-        .find(|(_, c)| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '.' || *c == ':'))
-        .map(|(i, c)| i + c.len_utf8())
-        .unwrap_or(0);
-    let word = &before[start..];
-    if word.starts_with(|c: char| c.is_ascii_digit()) {
-        return (pos, vec![]);
-    }
-    let Some(sep) = word.rfind(['.', ':']) else {
-        // A global or a keyword.
-        let mut names: Vec<(String, Kind)> = Vec::new();
-        for pair in lua.globals().pairs::<Value, Value>() {
-            if let Ok((Value::String(k), v)) = pair {
-                let k = k.to_string_lossy();
-                if is_ident(&k) && k.starts_with(word) {
-                    names.push((k, kind(&v)));
-                }
-            }
-        }
-        names.extend(KEYWORDS.iter().filter(|k| k.starts_with(word)).map(|k| (k.to_string(), Kind::Other)));
-        return (start, pairs(names));
-    };
-    let (base, method) = (&word[..sep], word.as_bytes()[sep] == b':');
-    let prefix = &word[sep + 1..];
-    if base.contains(':') || base.is_empty() {
-        return (pos, vec![]);
-    }
-    // Walk the path through tables (raw access: completion never runs user code).
-    let mut v = Value::Table(lua.globals());
-    for seg in base.split('.') {
-        v = match &v {
-            Value::Table(t) => t.raw_get::<Value>(seg).unwrap_or(Value::Nil),
-            Value::UserData(ud) if seg == "ns" && ud.borrow::<LLink>().is_ok() => {
-                let ns = ud.borrow::<LLink>().map(|l| l.ns.clone()).unwrap_or_default();
-                lua.create_userdata(LNetns { ns }).map(Value::UserData).unwrap_or(Value::Nil)
-            }
-            _ => Value::Nil,
-        };
-    }
-    let mut names: Vec<(String, Kind)> = Vec::new();
-    let mut add_static = |fields: &[&str], methods: &[&str]| {
-        let list = if method { methods } else { fields };
-        for n in list.iter().filter(|n| n.starts_with(prefix)) {
-            names.push((n.to_string(), if method { Kind::Function } else { Kind::Other }));
-        }
-    };
-    match &v {
-        Value::Table(t) => {
-            for pair in t.pairs::<Value, Value>() {
-                if let Ok((Value::String(k), val)) = pair {
-                    let k = k.to_string_lossy();
-                    if is_ident(&k) && k.starts_with(prefix) && (!method || val.is_function()) {
-                        names.push((k, kind(&val)));
-                    }
-                }
-            }
-        }
-        Value::UserData(ud) => {
-            if ud.borrow::<LNetns>().is_ok() {
-                add_static(NETNS_FIELDS, NETNS_METHODS);
-            } else if ud.borrow::<LLink>().is_ok() {
-                add_static(LINK_FIELDS, LINK_METHODS);
-            } else if ud.borrow::<LProcess>().is_ok() {
-                add_static(PROCESS_FIELDS, PROCESS_METHODS);
-            }
-        }
-        Value::String(_) if method => {
-            if let Ok(t) = lua.globals().raw_get::<Table>("string") {
-                for (k, val) in t.pairs::<String, Value>().flatten() {
-                    if k.starts_with(prefix) {
-                        names.push((k, kind(&val)));
-                    }
-                }
-            }
-        }
-        _ => {}
-    }
-    (start + sep + 1, pairs(names))
-}
-
-#[derive(Clone, Copy, PartialEq)]
-enum Kind {
-    Function,
-    Table,
-    Other,
-}
-
-fn kind(v: &Value) -> Kind {
-    match v {
-        Value::Function(_) => Kind::Function,
-        Value::Table(_) => Kind::Table,
-        _ => Kind::Other,
-    }
-}
-
-/// Candidates, sorted. A single one completes a function with `(` and a table
-/// with `.`, so the next Tab goes on.
-fn pairs(mut names: Vec<(String, Kind)>) -> Vec<Pair> {
-    names.sort_by(|a, b| a.0.cmp(&b.0));
-    names.dedup_by(|a, b| a.0 == b.0);
-    let single = names.len() == 1;
-    names
-        .into_iter()
-        .map(|(n, k)| {
-            let suffix = match k {
-                Kind::Function if single => "(",
-                Kind::Table if single => ".",
-                _ => "",
-            };
-            Pair { display: n.clone(), replacement: format!("{n}{suffix}") }
-        })
-        .collect()
-}
-
-/// Whether the cursor is inside a string literal (a rough check: unbalanced quotes).
-fn in_string(s: &str) -> bool {
-    let mut q: Option<char> = None;
-    let mut esc = false;
-    for c in s.chars() {
-        match q {
-            Some(open) => {
-                if esc {
-                    esc = false;
-                } else if c == '\\' {
-                    esc = true;
-                } else if c == open {
-                    q = None;
-                }
-            }
-            None if c == '"' || c == '\'' => q = Some(c),
-            None => {}
-        }
-    }
-    q.is_some()
-}
-
 #[cfg(test)]
 mod tests {
+    use super::show::lua_quote;
     use super::*;
-    use mlua::{AnyUserData, ObjectLike};
+    use mlua::{AnyUserData, ObjectLike, Value};
 
     fn names(lua: &Lua, before: &str) -> Vec<String> {
         lua_completions(lua, before).1.into_iter().map(|p| p.replacement).collect()

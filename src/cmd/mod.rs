@@ -1,25 +1,80 @@
-//! What a script run and the REPL share: signal handling, opening a recorded
-//! session on the kernel, and ending it (keep it up, or roll it back and say so).
+//! The commands: one file each (`run` runs a script or the REPL, `plan` runs it
+//! against the model, `down` takes a topology down, `inspect` is ls / show / gc), and
+//! what they share here: exit codes, signal handling, running a script on a session
+//! (any back end), opening a recorded session on the kernel and ending it (keep it up,
+//! or roll it back and say so). `main.rs` only parses the command line and dispatches.
+
+pub mod down;
+pub mod inspect;
+pub mod plan;
+pub mod run;
 
 use std::cell::RefCell;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::cli::RunOpts;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::firewall::iptables::Flavor;
 use crate::journal::Meta;
 use crate::kernel::Kernel;
-use crate::lua::SessionRef;
+use crate::lua::{self, SessionRef};
 use crate::session::{RollbackReport, Session, mark_for};
 use crate::state::{Record, default_state_dir};
 
 pub const EXIT_FAILED: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_ROLLBACK_INCOMPLETE: u8 = 3;
+
+/// The process's exit code for a command's result: its own code, or 2 for a usage
+/// error and 1 for any other error (printed first).
+pub fn exit_code(r: Result<u8>) -> u8 {
+    match r {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("netscript: {e}");
+            if matches!(e, Error::Invalid(_)) { EXIT_USAGE } else { EXIT_FAILED }
+        }
+    }
+}
+
+/// The state directory: --state-dir, else the default.
+pub fn state_base(opts: &RunOpts) -> PathBuf {
+    opts.state_dir.clone().unwrap_or_else(default_state_dir)
+}
+
+/// The checks every script-running command makes before anything runs: the
+/// topology's name, and that the script is a file. Returns the topology's name.
+pub fn check_script(opts: &RunOpts, script: &Path) -> Result<String> {
+    let topo = topo_name(opts, script);
+    crate::model::check_name("topology", &topo)?;
+    if !script.is_file() {
+        return Err(Error::invalid(format!("no such script: {}", script.display())));
+    }
+    Ok(topo)
+}
+
+/// The script-run sequence that a real run and a plan share: a Lua state on
+/// `session` (whatever its back end), the script run with `args`, the state dropped.
+/// Returns why the run failed, if it did (None: it went well, os.exit(0) included).
+pub fn run_script(
+    session: &SessionRef,
+    topo: &str,
+    script: &Path,
+    args: &[String],
+    cancel: &Arc<AtomicBool>,
+    output_to_stderr: bool,
+) -> Result<Option<String>> {
+    let lua = lua::new_lua(session.clone(), topo, Some(script), args, cancel.clone())
+        .and_then(|l| if output_to_stderr { lua::output_to_stderr(&l).map(|()| l) } else { Ok(l) })
+        .map_err(|e| Error::sys(format!("cannot start Lua: {e}"), None))?;
+    let result = lua::run_file(&lua, script, args);
+    drop(lua);
+    Ok(lua::failure(&result, cancel.load(Ordering::SeqCst)))
+}
 
 /// SIGINT / SIGTERM: `cancel` stops the script; `count` tells a second Ctrl-C
 /// during rollback (which does not stop the rollback).
@@ -82,7 +137,7 @@ pub fn topo_name(opts: &RunOpts, script: &Path) -> String {
 
 /// The command that takes `topo` down (with --state-dir when one was given).
 pub fn down_command(opts: &RunOpts, topo: &str) -> String {
-    crate::state::down_command(&opts.state_dir.clone().unwrap_or_else(default_state_dir), topo)
+    crate::state::down_command(&state_base(opts), topo)
 }
 
 /// A recorded session on the kernel, locked for this process.
@@ -96,8 +151,7 @@ pub struct Opened {
 /// `sandboxed`: the sandbox's own "host" gets a working loopback, as a real host has.
 pub fn open(opts: &RunOpts, topo: &str, script: &str, sandboxed: bool, signals: &Signals) -> Result<Opened> {
     let flavor = Flavor::parse(&opts.iptables)?;
-    let base = opts.state_dir.clone().unwrap_or_else(default_state_dir);
-    let record = Record::lock(&base, topo)?;
+    let record = Record::lock(&state_base(opts), topo)?;
     let meta = Meta {
         name: topo.to_string(),
         script: script.to_string(),

@@ -1,0 +1,37 @@
+//! `netscript down NAME`: undo a recorded topology, newest change first.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use super::{EXIT_ROLLBACK_INCOMPLETE, finishing_notice, install_signals, print_report, state_base};
+use crate::cli::RunOpts;
+use crate::error::Result;
+use crate::firewall::iptables::Flavor;
+use crate::kernel::Kernel;
+use crate::session::{Session, mark_for};
+use crate::state::Record;
+
+pub fn down(opts: &RunOpts, name: &str) -> Result<u8> {
+    crate::model::check_name("topology", name)?;
+    let signals = install_signals();
+    let base = state_base(opts);
+    if !base.join(name).join("journal.jsonl").exists() {
+        eprintln!("netscript: topology \"{name}\" is not up (no record in {}); nothing to do", base.display());
+        return Ok(0);
+    }
+    let record = Record::lock(&base, name)?;
+    let Some(journal) = record.existing()? else {
+        let _ = record.remove();
+        return Ok(0);
+    };
+    let kernel = Kernel::new(mark_for(name), Flavor::parse(&opts.iptables)?, Arc::new(AtomicBool::new(false)))?;
+    let mut session = Session::new(Box::new(kernel), journal, name, Arc::new(AtomicBool::new(false)));
+    let report = session.rollback_with(finishing_notice(&signals));
+    print_report(&format!("down {name}"), &report, opts.verbose);
+    if report.complete() {
+        let _ = record.remove();
+        Ok(0)
+    } else {
+        Ok(EXIT_ROLLBACK_INCOMPLETE)
+    }
+}

@@ -1,0 +1,53 @@
+//! The handle types scripts hold (Netns, Link, Process) and their constructors. The
+//! methods are in the file of their area (netns.rs, link.rs); this file is what those
+//! areas and util.rs share, so that they need not import each other.
+
+use mlua::{AnyUserData, Lua, Value};
+
+use super::util::q;
+use crate::model::NsRef;
+
+#[derive(Clone)]
+pub struct LNetns {
+    pub ns: NsRef,
+}
+
+pub struct LProcess {
+    pub pid: u32,
+    pub cmd: String,
+}
+
+pub fn ns_desc(ns: &NsRef) -> String {
+    match ns {
+        NsRef::Host => "netns.host()".into(),
+        NsRef::Named(n) => format!("Netns({})", q(n)),
+    }
+}
+
+pub fn new_netns(lua: &Lua, ns: NsRef) -> mlua::Result<AnyUserData> {
+    lua.create_userdata(LNetns { ns })
+}
+
+/// `netns.host()` style handle for a namespace value returned to Lua.
+pub fn ns_to_lua(lua: &Lua, ns: &NsRef) -> mlua::Result<Value> {
+    Ok(Value::UserData(new_netns(lua, ns.clone())?))
+}
+
+#[derive(Clone)]
+pub struct LLink {
+    pub ns: NsRef,
+    pub name: String,
+}
+
+impl LLink {
+    pub fn desc(&self) -> String {
+        match &self.ns {
+            NsRef::Host => format!("Link({})", q(&self.name)),
+            NsRef::Named(n) => format!("Link({} in {n})", q(&self.name)),
+        }
+    }
+}
+
+pub fn new_link(lua: &Lua, ns: NsRef, name: String) -> mlua::Result<AnyUserData> {
+    lua.create_userdata(LLink { ns, name })
+}

@@ -1,0 +1,72 @@
+//! What a plan records: each change as its command, each read as a comment, under
+//! a comment naming where it came from; rendered as the bash script `netscript plan`
+//! prints.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+/// One line of the plan: a change (a command), or a read (shown as a comment).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Step {
+    Change(String),
+    Read(String),
+    /// A change the plan cannot spell as a command (shown as a comment).
+    Note(String),
+}
+
+/// What a plan recorded: steps with the origin each came from, in order.
+#[derive(Clone, Debug, Default)]
+pub struct Recording {
+    pub steps: Vec<(String, Step)>,
+}
+
+impl Recording {
+    /// The changes only, as commands.
+    pub fn commands(&self) -> Vec<String> {
+        self.steps
+            .iter()
+            .filter_map(|(_, s)| match s {
+                Step::Change(c) => Some(c.clone()),
+                Step::Read(_) | Step::Note(_) => None,
+            })
+            .collect()
+    }
+
+    /// A runnable bash script: `header` lines (comments), `set -e`, then the steps,
+    /// each group under a `# origin` comment; reads appear as comments.
+    pub fn script(&self, header: &[String]) -> String {
+        let mut out = String::from("#!/bin/bash\n");
+        for h in header {
+            out += &format!("# {h}\n");
+        }
+        out += "set -e\n";
+        let mut last: Option<&str> = None;
+        for (origin, step) in &self.steps {
+            if last != Some(origin.as_str()) {
+                out += "\n";
+                if !origin.is_empty() {
+                    out += &comment("", origin);
+                }
+                last = Some(origin);
+            }
+            match step {
+                Step::Change(c) => out += &format!("{c}\n"),
+                Step::Read(c) => out += &comment("(reads) ", c),
+                Step::Note(c) => out += &comment("", c),
+            }
+        }
+        out
+    }
+}
+
+/// `text` as a bash comment, every line of it (a quoted argument may hold newlines,
+/// which must not turn the rest into commands).
+fn comment(prefix: &str, text: &str) -> String {
+    let mut out = String::new();
+    for (i, l) in text.split('\n').enumerate() {
+        out += &format!("# {}{l}\n", if i == 0 { prefix } else { "  " });
+    }
+    out
+}
+
+/// A shared handle on what a `Plan` records (the session owns the back end itself).
+pub type RecordingRef = Rc<RefCell<Recording>>;
