@@ -51,7 +51,8 @@ fn code(md: &str) -> Code {
             prose.push('\n');
         }
     }
-    let spans = prose.split('`').skip(1).step_by(2).map(|s| s.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
+    let spans =
+        prose.split('`').skip(1).step_by(2).map(|s| s.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
     Code { lines, spans }
 }
 
@@ -178,7 +179,8 @@ fn both_tutorials_name_the_same_lua_files_and_they_exist() {
             if f.starts_with('/') || f.starts_with('~') || READERS_FILES.contains(&f.as_str()) {
                 continue; // the reader's own files
             }
-            let path = if f.contains('/') { Path::new(ROOT).join(&f) } else { Path::new(ROOT).join("examples").join(&f) };
+            let path =
+                if f.contains('/') { Path::new(ROOT).join(&f) } else { Path::new(ROOT).join("examples").join(&f) };
             assert!(path.is_file(), "{doc} names {f}, but {} does not exist", path.display());
         }
     }
@@ -190,7 +192,10 @@ fn every_netscript_subcommand_the_docs_mention_is_in_help() {
     let mut seen = BTreeSet::new();
     for doc in [README, EN, ZH] {
         for (sub, text) in subcommands(&read(doc), &valued) {
-            assert!(known.contains(&sub), "{doc}: `{text}` uses `netscript {sub}`, not in netscript --help ({known:?})");
+            assert!(
+                known.contains(&sub),
+                "{doc}: `{text}` uses `netscript {sub}`, not in netscript --help ({known:?})"
+            );
             seen.insert(sub);
         }
     }
