@@ -12,6 +12,7 @@ Examples:
   sudo netscript ls                                what is up, and what changed behind netscript's back
   sudo netscript down topo                         take it down again, exactly
   netscript repl --sandbox                         try the API at a Lua prompt, with .undo
+  netscript stubs                                  write netscript.lua, API annotations for editors (LuaLS)
 
 A script that fails (error(), a failed assert, a refused change) or is interrupted
 (Ctrl-C, SIGTERM) is rolled back: everything the run changed is undone, newest first.
@@ -132,6 +133,14 @@ pub enum Command {
         /// Print a Graphviz graph (namespaces as clusters, links, veth pairs, bridges).
         #[arg(long)]
         dot: bool,
+    },
+    /// Write LuaLS annotations for the Lua API (netscript.lua: `---@meta`, classes,
+    /// parameter and return types), so editors with lua-language-server complete and
+    /// check scripts. Put the file in the workspace or in `workspace.library`.
+    Stubs {
+        /// Where to write them (`-`: standard output).
+        #[arg(short, long, value_name = "FILE", default_value = "netscript.lua")]
+        output: PathBuf,
     },
     /// Find objects carrying netscript's mark (link alias, rule comment, route
     /// protocol 78, NETSCRIPT_OWNER in a process's environment) that no recorded

@@ -5,13 +5,19 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use netscript::cli::{Cli, Command};
-use netscript::cmd::{self, EXIT_USAGE, down, inspect, plan, run};
+use netscript::cmd::{self, EXIT_USAGE, down, inspect, plan, run, stubs};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if matches!(
         cli.command,
-        Some(Command::Ls { .. } | Command::Show { .. } | Command::Gc { .. } | Command::Plan { .. })
+        Some(
+            Command::Ls { .. }
+                | Command::Show { .. }
+                | Command::Gc { .. }
+                | Command::Plan { .. }
+                | Command::Stubs { .. }
+        )
     ) {
         // Output meant for pipes (`netscript show x | head`): a closed pipe ends the
         // process quietly instead of a panic. Not for runs: a rollback must finish.
@@ -33,6 +39,7 @@ fn main() -> ExitCode {
         Some(Command::Ls { json }) => inspect::ls(&opts, json),
         Some(Command::Show { name, json, dot }) => inspect::show(&opts, &name, json, dot),
         Some(Command::Gc { yes }) => inspect::gc(&opts, yes),
+        Some(Command::Stubs { output }) => stubs::stubs(&output),
         Some(Command::Run { script, args }) => run::run(&opts, &script, &args),
         Some(Command::Repl) => run::repl(&opts),
         None => match cli.script {

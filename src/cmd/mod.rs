@@ -8,6 +8,7 @@ pub mod down;
 pub mod inspect;
 pub mod plan;
 pub mod run;
+pub mod stubs;
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};

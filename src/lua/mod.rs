@@ -2,6 +2,7 @@
 //! module; this file builds the Lua state (globals, `require`, `arg`, the embedded
 //! standard library, Ctrl-C) and turns Lua errors into text for people.
 
+pub mod api;
 pub mod fw;
 pub mod handles;
 pub mod link;
@@ -21,9 +22,6 @@ pub use util::SessionRef;
 /// Lua modules shipped inside the binary: (module name, source).
 pub const STDLIB: &[(&str, &str)] = &[("netscript.docker", include_str!("../../lua/netscript/docker.lua"))];
 
-/// The modules of the API, in the order `.help` lists them.
-pub const MODULES: &[&str] = &["netns", "veth", "bridge", "link", "route", "sysctl", "fw"];
-
 /// Builds a Lua state with the whole API bound to `session`.
 pub fn new_lua(
     session: SessionRef,
@@ -35,55 +33,7 @@ pub fn new_lua(
     let lua = Lua::new();
     lua.set_app_data(session);
     let g = lua.globals();
-    let ns_mod = lua.create_table()?;
-    netns::register(&lua, &ns_mod)?;
-    let (veth, bridge, link_mod) = (lua.create_table()?, lua.create_table()?, lua.create_table()?);
-    link::register(&lua, &veth, &bridge, &link_mod)?;
-    let route_mod = lua.create_table()?;
-    route::register(&lua, &route_mod)?;
-    let sysctl_mod = lua.create_table()?;
-    sysctl::register(&lua, &sysctl_mod)?;
-    let fw_mod = lua.create_table()?;
-    fw::register(&lua, &fw_mod)?;
-
-    let ns_table = lua.create_table()?;
-    for (name, t) in [
-        ("netns", &ns_mod),
-        ("veth", &veth),
-        ("bridge", &bridge),
-        ("link", &link_mod),
-        ("route", &route_mod),
-        ("sysctl", &sysctl_mod),
-        ("fw", &fw_mod),
-    ] {
-        g.set(name, t.clone())?;
-        ns_table.set(name, t.clone())?;
-    }
-    ns_table.set("name", topo)?;
-    ns_table.set("version", env!("CARGO_PKG_VERSION"))?;
-    let c = cancel.clone();
-    ns_table.set(
-        "sleep",
-        lua.create_function(move |lua, secs: f64| {
-            if !(secs >= 0.0 && secs.is_finite()) {
-                return Err(util::fail(
-                    lua,
-                    "netscript.sleep",
-                    crate::Error::invalid(format!("{secs} is not a number of seconds")),
-                ));
-            }
-            // In small steps, so Ctrl-C ends it.
-            let end = std::time::Instant::now() + std::time::Duration::from_secs_f64(secs);
-            while std::time::Instant::now() < end {
-                if c.load(Ordering::SeqCst) {
-                    return Err(mlua::Error::RuntimeError("interrupted".into()));
-                }
-                std::thread::sleep((end - std::time::Instant::now()).min(std::time::Duration::from_millis(20)));
-            }
-            Ok(())
-        })?,
-    )?;
-    g.set("netscript", ns_table.clone())?;
+    let ns_table = register_api(&lua, topo, cancel.clone())?;
 
     // require: netscript itself, the embedded standard library, then modules next
     // to the script and on NETSCRIPT_PATH.
@@ -92,8 +42,8 @@ pub fn new_lua(
     loaded.set("netscript", ns_table)?;
     // The modules in package.loaded too: Lua's tracebacks then name functions
     // `veth.add` (not `add`), which argument errors repeat.
-    for name in MODULES {
-        loaded.set(*name, g.get::<Table>(*name)?)?;
+    for sc in api::SCOPES.iter().filter(|s| s.kind == api::ScopeKind::Global && s.name != "netscript") {
+        loaded.set(sc.name, g.get::<Table>(sc.name)?)?;
     }
     let preload: Table = package.get("preload")?;
     for (name, src) in STDLIB {
@@ -184,6 +134,63 @@ os.exit = exit
         }
     })?;
     Ok(lua)
+}
+
+/// Registers the API (the module globals and the `netscript` table, which it
+/// returns) on `lua`. Needs no session until a function is called: the tests use it
+/// to compare what is registered with the API table (src/lua/api.rs).
+pub fn register_api(lua: &Lua, topo: &str, cancel: Arc<AtomicBool>) -> mlua::Result<Table> {
+    let g = lua.globals();
+    let ns_mod = lua.create_table()?;
+    netns::register(lua, &ns_mod)?;
+    let (veth, bridge, link_mod) = (lua.create_table()?, lua.create_table()?, lua.create_table()?);
+    link::register(lua, &veth, &bridge, &link_mod)?;
+    let route_mod = lua.create_table()?;
+    route::register(lua, &route_mod)?;
+    let sysctl_mod = lua.create_table()?;
+    sysctl::register(lua, &sysctl_mod)?;
+    let fw_mod = lua.create_table()?;
+    fw::register(lua, &fw_mod)?;
+
+    let ns_table = lua.create_table()?;
+    for (name, t) in [
+        ("netns", &ns_mod),
+        ("veth", &veth),
+        ("bridge", &bridge),
+        ("link", &link_mod),
+        ("route", &route_mod),
+        ("sysctl", &sysctl_mod),
+        ("fw", &fw_mod),
+    ] {
+        g.set(name, t.clone())?;
+        ns_table.set(name, t.clone())?;
+    }
+    ns_table.set("name", topo)?;
+    ns_table.set("version", env!("CARGO_PKG_VERSION"))?;
+    let c = cancel;
+    ns_table.set(
+        "sleep",
+        lua.create_function(move |lua, secs: f64| {
+            if !(secs >= 0.0 && secs.is_finite()) {
+                return Err(util::fail(
+                    lua,
+                    "netscript.sleep",
+                    crate::Error::invalid(format!("{secs} is not a number of seconds")),
+                ));
+            }
+            // In small steps, so Ctrl-C ends it.
+            let end = std::time::Instant::now() + std::time::Duration::from_secs_f64(secs);
+            while std::time::Instant::now() < end {
+                if c.load(Ordering::SeqCst) {
+                    return Err(mlua::Error::RuntimeError("interrupted".into()));
+                }
+                std::thread::sleep((end - std::time::Instant::now()).min(std::time::Duration::from_millis(20)));
+            }
+            Ok(())
+        })?,
+    )?;
+    g.set("netscript", ns_table.clone())?;
+    Ok(ns_table)
 }
 
 /// Sends what the script prints (`print`, `io.write`) to stderr: in `plan`, stdout

@@ -9,16 +9,13 @@ use rustyline::validate::Validator;
 use rustyline::{Context, Helper};
 
 use super::*;
+use crate::lua::api;
 
-/// Fields and methods of the handle types, for completion after `.` and `:`
-/// (a unit test checks that each one exists).
-pub(super) const NETNS_FIELDS: &[&str] = &["name"];
-pub(super) const NETNS_METHODS: &[&str] = &["del", "exec", "link", "links", "ping", "spawn", "tcp"];
-pub(super) const LINK_FIELDS: &[&str] = &["name", "ns"];
-pub(super) const LINK_METHODS: &[&str] =
-    &["addr", "addrs", "del", "down", "info", "master", "move", "mtu", "nomaster", "up"];
-pub(super) const PROCESS_FIELDS: &[&str] = &["pid"];
-pub(super) const PROCESS_METHODS: &[&str] = &["kill", "wait"];
+/// Fields and methods of a handle type (`Netns`, `Link`, `Process`), for completion
+/// after `.` and `:`: from the API table (src/lua/api.rs).
+pub(super) fn members(class: &str) -> (Vec<&'static str>, Vec<&'static str>) {
+    (api::names(class, api::Kind::Field), api::names(class, api::Kind::Method))
+}
 
 pub(super) const KEYWORDS: &[&str] = &[
     "and", "break", "do", "else", "elseif", "end", "false", "for", "function", "goto", "if", "in", "local", "nil",
@@ -128,7 +125,8 @@ pub fn lua_completions(lua: &Lua, before: &str) -> (usize, Vec<Pair>) {
         };
     }
     let mut names: Vec<(String, Kind)> = Vec::new();
-    let mut add_static = |fields: &[&str], methods: &[&str]| {
+    let mut add_static = |class: &str| {
+        let (fields, methods) = members(class);
         let list = if method { methods } else { fields };
         for n in list.iter().filter(|n| n.starts_with(prefix)) {
             names.push((n.to_string(), if method { Kind::Function } else { Kind::Other }));
@@ -147,11 +145,11 @@ pub fn lua_completions(lua: &Lua, before: &str) -> (usize, Vec<Pair>) {
         }
         Value::UserData(ud) => {
             if ud.borrow::<LNetns>().is_ok() {
-                add_static(NETNS_FIELDS, NETNS_METHODS);
+                add_static("Netns");
             } else if ud.borrow::<LLink>().is_ok() {
-                add_static(LINK_FIELDS, LINK_METHODS);
+                add_static("Link");
             } else if ud.borrow::<LProcess>().is_ok() {
-                add_static(PROCESS_FIELDS, PROCESS_METHODS);
+                add_static("Process");
             }
         }
         Value::String(_) if method => {

@@ -49,22 +49,6 @@ const COMMANDS: &[(&str, &str)] = &[
     (".exit", "leave (as Ctrl-D)"),
 ];
 
-const HELP_API: &str = "\
-The API (docs/api.md has it all; every module is a global):
-  netns.add(name) -> Netns        netns.get(name), netns.host(), netns.list()
-    Netns.name  :link(name)  :links()  :exec(cmd[, {check=, timeout=}])  :spawn(cmd)
-    :ping(addr[, {count=, timeout=}])  :tcp(addr, port[, {timeout=}])  :del()
-  veth.add(name, peer[, {ns=, peer_ns=}]) -> Link, Link
-  bridge.add(name[, {ns=}]) -> Link          link.get(name[, {ns=}]) -> Link
-    Link.name  Link.ns  :up()  :down()  :addr(cidr)  :move(ns)  :master(br)  :nomaster()
-    :mtu(n)  :del()  :addrs()  :info()
-  route.add(dest[, {via=, dev=, ns=, metric=}])   route.del(dest[, {via=, dev=, ns=}])
-  sysctl.get(key[, {ns=}])   sysctl.set(key, value[, {ns=}])
-  fw.policy(table, chain, target[, {ns=}])   fw.append(table, chain, rule[, {ns=}])
-  fw.insert(table, chain, rule[, {ns=, pos=}])   fw.delete(table, chain, rule[, {ns=}])
-  fw.chain(table, name[, {ns=}])   fw.rules(table[, {ns=}])   fw.batch(function() ... end)
-  require(\"netscript.docker\").network{name=, subnet=}  -> :container(name), :publish(...)";
-
 const HELP_REPL: &str = "\
 Typing:
   An expression prints its value (`1+1`, `ns1`, `fw.rules(\"nat\")`); a statement runs.
@@ -489,7 +473,7 @@ impl Repl {
     }
 
     fn help(&self) {
-        println!("{HELP_API}\n\nCommands:");
+        println!("{}\n\nCommands:", lua::api::help_text());
         for (c, what) in COMMANDS {
             println!("  {c:<12}{what}");
         }
@@ -681,15 +665,17 @@ mod tests {
     #[test]
     fn handle_members_listed_for_completion_exist() {
         let lua = Lua::new();
-        let check = |ud: AnyUserData, fields: &[&str], methods: &[&str]| {
-            for n in fields.iter().chain(methods) {
+        let check = |ud: AnyUserData, class: &str| {
+            let (fields, methods) = members(class);
+            assert!(!methods.is_empty(), "{class} has no methods in the API table");
+            for n in fields.iter().chain(&methods) {
                 let v: Value = ud.get(*n).unwrap_or_else(|e| panic!("{n}: {e}"));
-                assert!(!v.is_nil(), "{n} is listed for completion but does not exist");
+                assert!(!v.is_nil(), "{class}: {n} is listed for completion but does not exist");
             }
         };
-        check(lua.create_userdata(LNetns { ns: NsRef::named("x") }).unwrap(), NETNS_FIELDS, NETNS_METHODS);
-        check(lua.create_userdata(LLink { ns: NsRef::Host, name: "l".into() }).unwrap(), &["name"], LINK_METHODS);
-        check(lua.create_userdata(LProcess { pid: 1, cmd: "x".into() }).unwrap(), PROCESS_FIELDS, PROCESS_METHODS);
+        check(lua.create_userdata(LNetns { ns: NsRef::named("x") }).unwrap(), "Netns");
+        check(lua.create_userdata(LLink { ns: NsRef::Host, name: "l".into() }).unwrap(), "Link");
+        check(lua.create_userdata(LProcess { pid: 1, cmd: "x".into() }).unwrap(), "Process");
     }
 
     #[test]
