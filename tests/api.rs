@@ -135,13 +135,8 @@ fn the_options_the_bindings_accept_are_the_tables() {
             .collect();
         let call = format!("{}({})", e.path(), args.join(", "));
         let err = lua.load(call.as_str()).exec().expect_err(&call).to_string();
-        let known = err
-            .split("known options: ")
-            .nth(1)
-            .unwrap_or_else(|| panic!("{call}: {err}"))
-            .split(')')
-            .next()
-            .unwrap();
+        let known =
+            err.split("known options: ").nth(1).unwrap_or_else(|| panic!("{call}: {err}")).split(')').next().unwrap();
         let mut got: Vec<_> = known.split(", ").collect();
         let mut want = keys.clone();
         got.sort_unstable();
