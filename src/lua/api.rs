@@ -550,13 +550,13 @@ pub fn stubs() -> String {
         let var = match sc.kind {
             ScopeKind::Global => {
                 out += &format!("---{}\n", sc.doc);
+                out += &format!("{} = {{}}\n", sc.name);
                 if sc.name == "netscript" {
-                    out += "---@class netscript\n";
+                    // require("netscript") holds the modules too.
                     for g in SCOPES.iter().filter(|s| s.kind == ScopeKind::Global && s.name != "netscript") {
-                        out += &format!("---@field {0} {0}\n", g.name);
+                        out += &format!("netscript.{0} = {0}\n", g.name);
                     }
                 }
-                out += &format!("{} = {{}}\n", sc.name);
                 sc.name
             }
             ScopeKind::Class(class) | ScopeKind::Module(class) => {
