@@ -224,5 +224,10 @@ fn repl_help_lists_every_function_of_the_table() {
     let help = api::help_text();
     for e in API {
         assert!(help.contains(&e.signature()), ".help lacks {}", e.signature());
+        let one = api::help_for(&e.path()).unwrap();
+        assert!(one.contains(e.doc) && one.contains(e.example.lines().next().unwrap()), ".help {}: {one}", e.path());
     }
+    assert!(api::help_for("fw").unwrap().contains("fw.batch(fn)"));
+    assert!(api::help_for("addr").unwrap().starts_with("Link:addr(cidr) -> Link"));
+    assert_eq!(api::help_for("nope"), None);
 }

@@ -514,28 +514,64 @@ impl Entry {
         }
         s.push(')');
         if !self.returns.is_empty() {
-            s += &format!(" -> {}", self.returns);
+            // A table result as the docs write it: `{code=, stdout=, ...}`.
+            let shown = match table_keys(self.returns) {
+                Some(keys) => format!("{{{}}}", keys.iter().map(|k| format!("{k}=")).collect::<Vec<_>>().join(", ")),
+                None => self.returns.to_string(),
+            };
+            s += &format!(" -> {shown}");
         }
         s
     }
 }
 
-/// The REPL's `.help` text on the API: one line per function, by scope.
+/// The REPL's `.help` text on the API: the signatures, by scope, packed into lines.
 pub fn help_text() -> String {
-    let mut out = String::from("The API (docs/api.md has it all; netscript stubs writes editor annotations):\n");
+    let mut out = String::from(
+        "The API (docs/api.md has it all; `.help NAME` shows one, e.g. `.help Netns:exec` or `.help fw`):\n",
+    );
     for sc in SCOPES {
-        out += &format!("{}: {}\n", sc.name, sc.doc);
+        let mut line = format!("  {:<10}", sc.name);
+        let indent = line.len();
         for e in entries(sc.name) {
             let sig = e.signature();
-            if sig.len() > 44 {
-                out += &format!("  {sig}\n  {:46}{}\n", "", e.doc);
-            } else {
-                out += &format!("  {sig:44}  {}\n", e.doc);
+            if line.len() > indent && line.len() + 2 + sig.len() > 100 {
+                out += line.trim_end();
+                out.push('\n');
+                line = " ".repeat(indent);
+            } else if line.len() > indent {
+                line += "  ";
             }
+            line += &sig;
         }
+        out += line.trim_end();
+        out.push('\n');
     }
     out.pop();
     out
+}
+
+/// `.help NAME`: the entries NAME names (`Netns:exec`, `exec`, `netns`), each with its
+/// signature, doc and example; None when it names none.
+pub fn help_for(name: &str) -> Option<String> {
+    let name = name.trim();
+    let found: Vec<_> = API.iter().filter(|e| e.path() == name || e.scope == name).collect();
+    let found = if found.is_empty() { API.iter().filter(|e| e.name == name).collect() } else { found };
+    if found.is_empty() {
+        return None;
+    }
+    let mut out = String::new();
+    if let Some(sc) = scope(name) {
+        out += &format!("{}: {}\n", sc.name, sc.doc);
+    }
+    for e in found {
+        out += &format!("{}\n    {}\n", e.signature(), e.doc);
+        for l in e.example.lines() {
+            out += &format!("    e.g. {l}\n");
+        }
+    }
+    out.pop();
+    Some(out)
 }
 
 /// A LuaLS annotation file (`---@meta`) for the whole API: what `netscript stubs` writes.

@@ -40,7 +40,7 @@ const PROMPT_MORE: &str = "       ..> ";
 
 /// The dot-commands, for `.help` and completion.
 const COMMANDS: &[(&str, &str)] = &[
-    (".help", "this text"),
+    (".help [NAME]", "this text, or one function (`.help Link:addr`), or one module"),
     (".journal", "what this session changed, as shell commands, oldest first"),
     (".undo [N]", "undo the newest N changes (default 1)"),
     (".rollback", "undo every change this session made"),
@@ -442,7 +442,7 @@ impl Repl {
     fn command(&mut self, line: &str) -> Next {
         let (cmd, arg) = line.split_once(char::is_whitespace).map(|(c, a)| (c, a.trim())).unwrap_or((line, ""));
         match cmd {
-            ".help" | ".h" => self.help(),
+            ".help" | ".h" => self.help(arg),
             ".journal" | ".j" => self.show_journal(),
             ".undo" | ".u" => {
                 let n = if arg.is_empty() { Ok(1) } else { arg.parse::<usize>().map_err(|_| ()) };
@@ -472,10 +472,17 @@ impl Repl {
         if self.exit.get() { Next::Exit } else { Next::Continue }
     }
 
-    fn help(&self) {
+    fn help(&self, arg: &str) {
+        if !arg.is_empty() {
+            match lua::api::help_for(arg) {
+                Some(text) => println!("{text}"),
+                None => eprintln!("no function, field or module named {arg}; .help lists them"),
+            }
+            return;
+        }
         println!("{}\n\nCommands:", lua::api::help_text());
         for (c, what) in COMMANDS {
-            println!("  {c:<12}{what}");
+            println!("  {c:<14}{what}");
         }
         println!("{HELP_REPL}");
     }
