@@ -489,11 +489,6 @@ impl Entry {
         format!("{}{sep}{}", self.scope, self.name)
     }
 
-    /// The option keys it accepts (from its options-table parameter), if it has one.
-    pub fn option_keys(&self) -> Option<Vec<&'static str>> {
-        self.params.iter().find(|p| p.name == "opts" && p.optional).and_then(|p| table_keys(p.ty))
-    }
-
     /// For people: `veth.add(name, peer[, {ns=, peer_ns=}]) -> Link, Link`.
     pub fn signature(&self) -> String {
         if self.kind == Kind::Field {
