@@ -85,37 +85,100 @@ impl Sandbox {
         self.netscript(&[path.as_str()])
     }
 
+    /// Runs netscript and checks its exit code; on a mismatch, panics with `what`,
+    /// the command and its whole output.
+    pub fn netscript_expect(&self, args: &[&str], code: i32, what: &str) -> Output {
+        let o = self.netscript(args);
+        assert_eq!(
+            o.status.code(),
+            Some(code),
+            "{what}: `netscript {}` should exit {code}\n--- stdout:\n{}--- stderr:\n{}",
+            args.join(" "),
+            stdout(&o),
+            stderr(&o)
+        );
+        o
+    }
+
+    /// Runs netscript (a script and its options, or a command); it must succeed.
+    pub fn run_ok(&self, args: &[&str]) -> Output {
+        self.netscript_expect(args, 0, "run")
+    }
+
+    /// Writes a script file and runs it; it must exit with `code`.
+    pub fn run_lua_expect(&self, name: &str, src: &str, code: i32) -> Output {
+        let path = script_file(name, src);
+        self.netscript_expect(&[path.as_str()], code, name)
+    }
+
+    /// `netscript down NAME`; it must succeed.
+    pub fn down(&self, name: &str) -> Output {
+        self.netscript_expect(&["down", name], 0, &format!("down {name}"))
+    }
+
+    /// Asserts the kernel state equals `before` (a `snapshot()`), showing the lines
+    /// that differ under `what`.
+    pub fn assert_unchanged(&self, before: &str, what: &str) {
+        assert_same(before, &self.snapshot(), what);
+    }
+
     /// The kernel state, as the system's own tools print it: links, addresses and
     /// routes in every namespace, the namespace list, the firewall rule set and the
-    /// sysctls of SYSCTLS.
+    /// sysctls of SYSCTLS. One shell run inside the sandbox reads it all; fields that
+    /// change on their own are dropped (`normalize_json`, `normalize_rules`).
     pub fn snapshot(&self) -> String {
-        let mut out = String::new();
+        const SEP: &str = "::netscript-snapshot::";
         let names = self.ok("ip netns list | awk '{print $1}' | sort");
         let mut nss: Vec<Option<&str>> = vec![None];
         nss.extend(names.lines().filter(|l| !l.is_empty()).map(Some));
-        out += &format!("namespaces: {:?}\n", names.lines().collect::<Vec<_>>());
-        for ns in nss {
+        // One section per reading, each headed by SEP and its label; an `ip` that
+        // fails says so (the snapshot must not quietly miss a namespace).
+        let mut script = String::new();
+        let mut labels = Vec::new();
+        for (i, ns) in nss.iter().enumerate() {
             let (ip, ex) = match ns {
                 None => ("ip".to_string(), String::new()),
                 Some(n) => (format!("ip -n {n}"), format!("ip netns exec {n} ")),
             };
-            out += &format!("== {}\n", ns.unwrap_or("host"));
-            for what in ["-d link show", "addr show", "route show table all", "-6 route show table all"] {
-                let raw = self.ok(&format!("{ip} -j {what}"));
-                out += &format!("{what}: {}\n", normalize_json(&raw));
+            for what in IP_READS {
+                labels.push((i, what.to_string()));
+                script += &format!("echo '{SEP}'; {ip} -j {what} || echo '{SEP}failed'\n");
             }
             for save in ["iptables-nft-save", "iptables-legacy-save"] {
-                let o = self.sh(&format!("{ex}{save}"));
-                out += &format!("{save}:\n{}", normalize_rules(&String::from_utf8_lossy(&o.stdout)));
+                labels.push((i, save.to_string()));
+                script += &format!("echo '{SEP}'; {ex}{save} 2>/dev/null\n");
             }
             for k in SYSCTLS {
-                let v = self.sh(&format!("{ex}sysctl -n {k}"));
-                out += &format!("{k} = {}\n", String::from_utf8_lossy(&v.stdout).trim());
+                labels.push((i, k.to_string()));
+                script += &format!("echo '{SEP}'; {ex}sysctl -n {k} 2>/dev/null\n");
+            }
+        }
+        script += "true\n";
+        let raw = self.ok(&script);
+        let sections: Vec<&str> = raw.split(&format!("{SEP}\n")).skip(1).collect();
+        assert_eq!(sections.len(), labels.len(), "snapshot: unexpected output:\n{raw}");
+        let mut out = format!("namespaces: {:?}\n", names.lines().collect::<Vec<_>>());
+        let mut last = usize::MAX;
+        for ((i, label), text) in labels.iter().zip(sections) {
+            if *i != last {
+                out += &format!("== {}\n", nss[*i].unwrap_or("host"));
+                last = *i;
+            }
+            if IP_READS.contains(&label.as_str()) {
+                assert!(!text.contains(SEP), "snapshot: `ip -j {label}` failed in {}", nss[*i].unwrap_or("host"));
+                out += &format!("{label}: {}\n", normalize_json(text));
+            } else if label.contains("-save") {
+                out += &format!("{label}:\n{}", normalize_rules(text));
+            } else {
+                out += &format!("{label} = {}\n", text.trim());
             }
         }
         out
     }
 }
+
+/// The `ip -j` reads of a snapshot, per namespace.
+const IP_READS: [&str; 4] = ["-d link show", "addr show", "route show table all", "-6 route show table all"];
 
 impl Sandbox {
     /// The processes started inside this sandbox (they share its mount namespace,
