@@ -127,8 +127,11 @@ fn same(sb: &Sandbox, before: &str) -> Result<(), String> {
         .map_err(|e| e.downcast_ref::<String>().cloned().unwrap_or_else(|| "differs".into()))
 }
 
-/// Runs `f` for each case, then fails naming every case that was not clean.
-fn tally(cases: Vec<(String, Box<dyn FnOnce() -> Result<(), String> + '_>)>) {
+/// A named case of a tally: Err(why) when it is not clean.
+type Case<'a> = (String, Box<dyn FnOnce() -> Result<(), String> + 'a>);
+
+/// Runs each case, then fails naming every case that was not clean.
+fn tally(cases: Vec<Case<'_>>) {
     let total = cases.len();
     let mut dirty = Vec::new();
     for (name, f) in cases {
