@@ -359,3 +359,139 @@ pub fn as_nobody(args: &[&str]) -> Output {
         .output()
         .unwrap()
 }
+
+// ---- comparing the builds of two sandboxes ---------------------------------------
+
+/// Whether a `portable` snapshot keeps the ownership marks (link alias, route
+/// protocol, rule comments): two netscript runs of one topology carry the same
+/// marks; a plan run by bash carries none.
+#[derive(Clone, Copy, PartialEq)]
+pub enum Marks {
+    Keep,
+    Drop,
+}
+
+/// A `snapshot()` without what differs between two sandboxes that built the same
+/// thing: MAC addresses and what derives from them (bridge ids, IPv6 link-local
+/// addresses and their host routes), interface indexes (a link made and deleted
+/// again moves the counter on), DAD state, and with `Marks::Drop` the ownership marks.
+/// Routes compare as sets.
+pub fn portable(snap: &str, marks: Marks) -> String {
+    let mut out = String::new();
+    for l in snap.lines() {
+        let json = IP_READS.iter().find_map(|p| l.strip_prefix(&format!("{p}: ")).map(|j| (*p, j)));
+        let line = match json {
+            Some((p, j)) => match serde_json::from_str::<serde_json::Value>(j) {
+                Ok(mut v) => {
+                    scrub(&mut v, marks);
+                    if p.contains("route") {
+                        v = routes_compared(v);
+                    }
+                    format!("{p}: {v}")
+                }
+                Err(e) => panic!("snapshot line is not JSON ({e}): {l}"),
+            },
+            None if marks == Marks::Drop => without_marks(l),
+            None => l.to_string(),
+        };
+        out += &line;
+        out.push('\n');
+    }
+    out
+}
+
+impl Sandbox {
+    /// The `portable` state once it stops changing on its own (carrier, DAD).
+    pub fn settled(&self, marks: Marks) -> String {
+        let mut last = portable(&self.snapshot(), marks);
+        for _ in 0..20 {
+            std::thread::sleep(Duration::from_millis(400));
+            let now = portable(&self.snapshot(), marks);
+            if now == last {
+                return now;
+            }
+            last = now;
+        }
+        last
+    }
+}
+
+fn scrub(v: &mut serde_json::Value, marks: Marks) {
+    use serde_json::Value;
+    match v {
+        Value::Object(m) => {
+            for k in [
+                "bridge_id",
+                "root_id",
+                "designated_root",
+                "designated_bridge",
+                "link_netnsid",
+                "ifindex",
+                "link_index",
+            ] {
+                m.remove(k);
+            }
+            if marks == Marks::Drop {
+                m.remove("ifalias");
+                m.remove("protocol");
+            }
+            // A link's MAC (and its broadcast MAC); an IPv4 broadcast address stays.
+            for k in ["address", "broadcast", "perm_address"] {
+                if m.get(k).and_then(Value::as_str).is_some_and(is_mac) {
+                    m.remove(k);
+                }
+            }
+            // DAD in progress ("tentative") is timing, not state.
+            if let Some(Value::Bool(true)) = m.get("tentative") {
+                m.remove("tentative");
+            }
+            if m.get("local").and_then(Value::as_str).is_some_and(|a| a.starts_with("fe80:")) {
+                m.insert("local".into(), Value::String("fe80::(link-local)".into()));
+            }
+            for x in m.values_mut() {
+                scrub(x, marks);
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(|x| scrub(x, marks)),
+        _ => {}
+    }
+}
+
+/// Routes as a set, without the host routes of IPv6 link-local addresses: those
+/// derive from random MACs, and appear only once duplicate address detection is done.
+fn routes_compared(v: serde_json::Value) -> serde_json::Value {
+    let serde_json::Value::Array(routes) = v else { return v };
+    let mut kept: Vec<String> = routes
+        .into_iter()
+        .filter(|r| {
+            let dst = r.get("dst").and_then(serde_json::Value::as_str).unwrap_or("");
+            !dst.starts_with("fe80:") || dst.contains('/')
+        })
+        .map(|r| r.to_string())
+        .collect();
+    kept.sort();
+    serde_json::Value::Array(kept.into_iter().map(|r| serde_json::from_str(&r).unwrap()).collect())
+}
+
+fn is_mac(s: &str) -> bool {
+    s.len() == 17 && s.split(':').all(|b| b.len() == 2 && b.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+fn without_marks(rule: &str) -> String {
+    let w: Vec<&str> = rule.split(' ').collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < w.len() {
+        let mark = w[i] == "-m"
+            && w.get(1 + i) == Some(&"comment")
+            && w.get(2 + i) == Some(&"--comment")
+            && w.get(3 + i).is_some_and(|c| c.trim_matches('"').starts_with("netscript:"));
+        if mark {
+            i += 4;
+            continue;
+        }
+        out.push(w[i]);
+        i += 1;
+    }
+    out.join(" ")
+}
