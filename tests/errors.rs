@@ -79,7 +79,7 @@ error("os.exit inside pcall must end the script")
     );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     sb.ok("ip link show kept");
-    assert!(sb.netscript(&["down", "pcall"]).status.success());
+    sb.down("pcall");
     let o = sb.run_lua("exit3.lua", "bridge.add(\"b3\")\nos.exit(3)\n");
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("os.exit(3)"), "{}", stderr(&o));
@@ -106,14 +106,14 @@ end)
         err.contains("batch.lua:2: fw.batch(...): iptables -t filter -A FORWARD") && err.contains("NO_SUCH_CHAIN"),
         "{err}"
     );
-    assert_same(&before, &sb.snapshot(), "after a refused rule in a batch");
+    sb.assert_unchanged(&before, "after a refused rule in a batch");
     // A failing batch body: its queued changes are never made; nesting is refused.
     let o = sb.run_lua(
         "batch2.lua",
         "fw.batch(function() fw.append(\"filter\", \"FORWARD\", \"-j ACCEPT\"); error(\"body fails\") end)\n",
     );
     assert!(stderr(&o).contains("body fails"), "{}", stderr(&o));
-    assert_same(&before, &sb.snapshot(), "after a failing batch body");
+    sb.assert_unchanged(&before, "after a failing batch body");
     let o = sb.run_lua("batch3.lua", "fw.batch(function() fw.batch(function() end) end)\n");
     assert!(stderr(&o).contains("cannot be nested"), "{}", stderr(&o));
 }
@@ -136,7 +136,7 @@ b:addr("not-an-address")
     let err = stderr(&o);
     assert!(err.contains("mid.lua:6:") && err.contains("malformed CIDR"), "{err}");
     assert!(err.contains("undid 6 changes"), "{err}");
-    assert_same(&before, &sb.snapshot(), "after a failed primitive");
+    sb.assert_unchanged(&before, "after a failed primitive");
 }
 
 #[test]

@@ -206,7 +206,7 @@ fn runs_as_nobody_and_touches_nothing() {
     assert!(stdout(&o).contains("ip netns add ns1"));
     assert!(!state.exists(), "plan created a state directory");
     assert_eq!(sb.ok("ls -A /run /run/netns"), run_before, "plan wrote under /run");
-    assert_same(&before, &sb.snapshot(), "after plan");
+    sb.assert_unchanged(&before, "after plan");
 }
 
 // ---- equivalence: a plan run by bash builds what a real run builds --------------
