@@ -383,3 +383,139 @@ pub fn dot(shown: &Shown) -> String {
     out += "}\n";
     out
 }
+
+/// Drift, checked without root against the plan back end: a session makes the
+/// changes on the model, then the model is changed behind the journal's back.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::Meta;
+    use crate::plan::Plan;
+    use crate::session::Session;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+
+    const H: NsRef = NsRef::Host;
+
+    fn session() -> Session {
+        let j = Journal::in_memory(Meta { name: "t".into(), ..Default::default() });
+        Session::new(Box::new(Plan::new("netscript:t")), j, "t", Arc::new(AtomicBool::new(false)))
+    }
+
+    /// The session's journal as a second reader sees it (entries and their states).
+    fn copy(j: &Journal) -> Journal {
+        let mut c = Journal::in_memory(j.meta.clone());
+        for e in j.entries() {
+            let seq = c.begin(&e.op, &e.undo).unwrap();
+            if e.state != State::InFlight {
+                c.mark(seq, e.state).unwrap();
+            }
+        }
+        c
+    }
+
+    fn drift_of(s: &mut Session) -> Vec<String> {
+        let j = copy(s.journal());
+        drift(&j, s.backend())
+    }
+
+    /// Part 1 of the article, shortened: a namespace, a veth into it, addresses,
+    /// a default route, forwarding and a rule.
+    fn build(s: &mut Session) -> NsRef {
+        let ns1 = s.netns_add("ns1").unwrap();
+        s.veth_add("veth0", "veth_ns_1", &ns1, &H).unwrap();
+        s.link_addr(&ns1, "veth0", "175.18.0.2/24".parse().unwrap()).unwrap();
+        s.link_set_up(&ns1, "veth0", true).unwrap();
+        s.link_addr(&H, "veth_ns_1", "175.18.0.1/24".parse().unwrap()).unwrap();
+        s.link_set_up(&H, "veth_ns_1", true).unwrap();
+        s.route_add(
+            &ns1,
+            crate::model::Route {
+                dest: "0.0.0.0/0".parse().unwrap(),
+                via: Some("175.18.0.1".parse().unwrap()),
+                dev: None,
+                metric: None,
+                proto: None,
+                scope: None,
+                src: None,
+            },
+        )
+        .unwrap();
+        s.sysctl_set(&H, "net.ipv4.ip_forward", "1").unwrap();
+        s.fw_append(&H, "nat", "POSTROUTING", "-s 175.18.0.0/24 -j MASQUERADE").unwrap();
+        ns1
+    }
+
+    #[test]
+    fn a_topology_as_its_run_left_it_has_no_drift() {
+        let mut s = session();
+        build(&mut s);
+        assert_eq!(drift_of(&mut s), Vec::<String>::new());
+    }
+
+    #[test]
+    fn changes_behind_its_back_are_named_once_each() {
+        let mut s = session();
+        build(&mut s);
+        let b = s.backend();
+        b.apply(&Op::SetUp { ns: H, name: "veth_ns_1".into(), up: false }).unwrap();
+        b.apply(&Op::SetSysctl { ns: H, key: "net.ipv4.ip_forward".into(), value: "0".into() }).unwrap();
+        let rule = split_words("-m comment --comment netscript:t -s 175.18.0.0/24 -j MASQUERADE").unwrap();
+        b.apply(&Op::FwDelete { ns: H, table: "nat".into(), chain: "POSTROUTING".into(), rule }).unwrap();
+        assert_eq!(
+            drift_of(&mut s),
+            vec![
+                "not in place: iptables -t nat -A POSTROUTING -m comment --comment netscript:t -s 175.18.0.0/24 -j MASQUERADE",
+                "not in place: sysctl -w net.ipv4.ip_forward=1",
+                "not in place: ip link set veth_ns_1 up",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_deleted_namespace_takes_what_was_in_it_along() {
+        let mut s = session();
+        build(&mut s);
+        s.backend().apply(&Op::DelNetns { name: "ns1".into() }).unwrap();
+        // Its links, their addresses and states, its route: each named, without an
+        // error for reading inside a namespace that is gone. The veth's outer end
+        // died with it, so its address and state are gone too.
+        assert_eq!(
+            drift_of(&mut s),
+            vec![
+                "not in place: ip -n ns1 route add default via 175.18.0.1",
+                "not in place: ip link set veth_ns_1 up",
+                "not in place: ip addr add 175.18.0.1/24 dev veth_ns_1",
+                "not in place: ip -n ns1 link set veth0 up",
+                "not in place: ip -n ns1 addr add 175.18.0.2/24 dev veth0",
+                "not in place: ip link add veth_ns_1 type veth peer name veth0 netns ns1",
+                "not in place: ip netns add ns1",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_newer_change_supersedes_an_older_one_and_undone_or_unfinished_ones_do_not_count() {
+        let mut s = session();
+        let ns1 = build(&mut s);
+        // Down, then up again, by the script: only the newest state is expected.
+        s.link_set_up(&H, "veth_ns_1", false).unwrap();
+        assert_eq!(drift_of(&mut s), Vec::<String>::new());
+        s.link_set_up(&H, "veth_ns_1", true).unwrap();
+        // A link moved by the script: what was about it where it was is not drift.
+        s.bridge_add("br0", &H).unwrap();
+        s.link_addr(&H, "br0", "10.1.0.1/24".parse().unwrap()).unwrap();
+        s.link_move(&H, "br0", &ns1).unwrap();
+        assert_eq!(drift_of(&mut s), Vec::<String>::new());
+        // An undone change is not expected; a change in flight (never confirmed) is not
+        // checked.
+        s.sysctl_set(&H, "net.ipv4.conf.all.rp_filter", "2").unwrap();
+        s.undo_last(1);
+        let mut j = copy(s.journal());
+        j.begin(&Op::AddBridge { ns: H, name: "never".into() }, &[]).unwrap();
+        assert_eq!(drift(&j, s.backend()), Vec::<String>::new());
+        // Moved back behind the script's back: the move is named.
+        s.backend().apply(&Op::MoveLink { ns: ns1, name: "br0".into(), to: H }).unwrap();
+        assert_eq!(drift_of(&mut s), vec!["not in place: ip link set br0 netns ns1"]);
+    }
+}

@@ -11,16 +11,6 @@ use std::process::Command;
 const BRIDGE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/docker-bridge.lua");
 const SHORT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/docker-short.lua");
 
-fn up(sb: &Sandbox, args: &[&str]) {
-    let o = sb.netscript(args);
-    assert!(o.status.success(), "netscript {args:?} failed:\n{}{}", stdout(&o), stderr(&o));
-}
-
-fn down(sb: &Sandbox, name: &str) {
-    let o = sb.netscript(&["down", name]);
-    assert!(o.status.success(), "down {name}: {}", stderr(&o));
-}
-
 fn pings(sb: &Sandbox, ns: Option<&str>, addr: &str) -> bool {
     let ex = ns.map(|n| format!("ip netns exec {n} ")).unwrap_or_default();
     sb.sh(&format!("{ex}ping -c1 -W1 {addr} >/dev/null 2>&1")).status.success()
@@ -81,40 +71,40 @@ fn docker_bridge_step_by_step() {
     let before = sb.snapshot();
 
     // Check 1 after steps 1-2 (no forwarding yet).
-    up(&sb, &[BRIDGE, "2"]);
+    sb.run_ok(&[BRIDGE, "2"]);
     assert!(pings(&sb, Some("ns1"), "175.18.0.1") && pings(&sb, Some("ns2"), "175.18.0.1"), "check 1: ns -> bridge");
     assert!(pings(&sb, None, "175.18.0.2") && pings(&sb, None, "175.18.0.3"), "check 1: host -> ns");
-    down(&sb, "docker-bridge");
+    sb.down("docker-bridge");
 
     // Check 2: FORWARD policy DROP blocks ns1 -> ns2 (br_netfilter), ACCEPT allows it.
-    up(&sb, &[BRIDGE, "3"]);
+    sb.run_ok(&[BRIDGE, "3"]);
     assert!(sb.ok("iptables -S FORWARD").contains("-P FORWARD DROP"));
     assert!(!pings(&sb, Some("ns1"), "175.18.0.3"), "check 2: policy DROP must block ns1 -> ns2");
-    down(&sb, "docker-bridge");
-    up(&sb, &[BRIDGE, "4"]);
+    sb.down("docker-bridge");
+    sb.run_ok(&[BRIDGE, "4"]);
     assert!(pings(&sb, Some("ns1"), "175.18.0.3"), "check 2: policy ACCEPT lets ns1 reach ns2");
     // Check 3: without MASQUERADE no reply from the laptop ...
     assert!(!pings(&sb, Some("ns1"), "10.6.213.149"), "check 3: no reply without MASQUERADE");
-    down(&sb, "docker-bridge");
+    sb.down("docker-bridge");
     // ... with it, a reply.
-    up(&sb, &[BRIDGE, "5"]);
+    sb.run_ok(&[BRIDGE, "5"]);
     assert!(pings(&sb, Some("ns1"), "10.6.213.149"), "check 3: reply with MASQUERADE");
-    down(&sb, "docker-bridge");
+    sb.down("docker-bridge");
 
     // Step 9 done, step 10 not: 127.0.0.1 does not work yet.
-    up(&sb, &[BRIDGE, "9"]);
+    sb.run_ok(&[BRIDGE, "9"]);
     assert_eq!(http(&sb, None, "http://10.211.55.32:8088/"), "hello from ns1", "check 7");
     assert_eq!(http(&sb, None, "http://127.0.0.1:8088/"), "", "127.0.0.1 is not mapped before step 10");
-    down(&sb, "docker-bridge");
+    sb.down("docker-bridge");
 
     // All steps: checks 1 and 4-8.
-    up(&sb, &[BRIDGE]);
+    sb.run_ok(&[BRIDGE]);
     check_end_state(&sb, "docker-bridge.lua", "iptables");
     assert_eq!(sb.ok("cat /proc/sys/net/ipv4/conf/ns_br/route_localnet").trim(), "1");
 
     // Check 9: taken down, everything is as before (servers stopped too).
-    down(&sb, "docker-bridge");
-    assert_same(&before, &sb.snapshot(), "check 9: after down");
+    sb.down("docker-bridge");
+    sb.assert_unchanged(&before, "check 9: after down");
     assert!(sb.processes("hello from").is_empty(), "the http servers are stopped");
 }
 
@@ -123,12 +113,12 @@ fn docker_short_reaches_the_same_end_state() {
     for flavor in ["nft", "legacy"] {
         let sb = Sandbox::new();
         let before = sb.snapshot();
-        up(&sb, &["--iptables", flavor, SHORT]);
+        sb.run_ok(&["--iptables", flavor, SHORT]);
         check_end_state(&sb, &format!("docker-short.lua ({flavor})"), &format!("iptables-{flavor}"));
         // Containers reach each other and, through MASQUERADE, the laptop.
         assert!(pings(&sb, Some("ns1"), "175.18.0.3") && pings(&sb, Some("ns1"), "10.6.213.149"));
-        down(&sb, "docker-short");
-        assert_same(&before, &sb.snapshot(), &format!("docker-short ({flavor}): after down"));
+        sb.down("docker-short");
+        sb.assert_unchanged(&before, &format!("docker-short ({flavor}): after down"));
     }
 }
 
@@ -153,7 +143,7 @@ net:container("c2", { ip = "10.5.0.2" })
     );
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("docker_bad.lua:4:") && stderr(&o).contains("already taken"), "{}", stderr(&o));
-    assert_same(&before, &sb.snapshot(), "after a failed docker script");
+    sb.assert_unchanged(&before, "after a failed docker script");
     let o = sb.run_lua(
         "docker_bad2.lua",
         "require(\"netscript.docker\").network{ name = \"b\", subnet = \"10.5.0.1/24\" }\n",
@@ -216,6 +206,6 @@ net:publish(5300, c, 5353, { proto = "udp" })
     };
     assert_eq!(ask(Some("laptop"), "10.211.55.32"), "echo:hi", "the laptop reaches the published UDP port");
     assert_eq!(ask(None, "127.0.0.1"), "echo:hi", "the host reaches it on 127.0.0.1");
-    assert!(sb.netscript(&["down", "udp"]).status.success());
-    assert_same(&before, &sb.snapshot(), "after down");
+    sb.down("udp");
+    sb.assert_unchanged(&before, "after down");
 }

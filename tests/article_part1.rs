@@ -42,12 +42,10 @@ fn namespaces_veth_bridge_routes_forwarding() {
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("already up") && stderr(&o).contains("netscript down article-part1"), "{}", stderr(&o));
 
-    let o = sb.netscript(&["down", "article-part1"]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    assert_same(&before, &sb.snapshot(), "after down");
+    sb.down("article-part1");
+    sb.assert_unchanged(&before, "after down");
     // down twice is fine.
-    let o = sb.netscript(&["down", "article-part1"]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    sb.down("article-part1");
 }
 
 #[test]

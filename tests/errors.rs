@@ -4,56 +4,56 @@
 mod common;
 use common::*;
 
-/// (Lua line, fragments the error must contain)
-const CASES: &[(&str, &[&str])] = &[
-    (
-        r#"link.get("lo"):addr("175.18.0.2/33")"#,
-        &[":3: ", "addr(\"175.18.0.2/33\")", "malformed CIDR", "prefix length"],
-    ),
-    (r#"link.get("lo"):addr("175.18.0.300/24")"#, &[":3: ", "malformed CIDR", "not an IP address"]),
-    (r#"veth.add("averyveryverylongname", "x")"#, &[":3: ", "veth.add(", "21 bytes", "at most 15"]),
-    (
-        r#"bridge.add("b0", {nss = "x"})"#,
-        &[":3: ", "bridge.add(\"b0\")", "unknown option \"nss\"", "known options: ns"],
-    ),
-    (r#"veth.add("a0", "b0", {peer_ns = "nope"})"#, &[":3: ", "no namespace named \"nope\""]),
-    (r#"netns.get("nope")"#, &[":3: ", "netns.get(\"nope\")", "no namespace named \"nope\""]),
-    (
-        r#"veth.add("va", "other")"#,
-        &[":3: ", "veth.add(\"va\", \"other\")", "a link named \"va\" already exists in the host namespace"],
-    ),
-    (r#"netns.add("ns1")"#, &[":3: ", "a namespace named \"ns1\" already exists"]),
-    (r#"link.get("nope")"#, &[":3: ", "no link named \"nope\" in the host namespace"]),
-    (r#"route.add("10.1.2.3/16", {dev = "va"})"#, &[":3: ", "host bits set", "10.1.0.0/16"]),
-    (r#"route.add("default", {via = "10.99.0.1"})"#, &[":3: ", "network unreachable"]),
-    (r#"fw.policy("filter", "FORWARD", "REJECT")"#, &[":3: ", "ACCEPT or DROP"]),
-    (r#"fw.append("nat", "NOCHAIN", "-j ACCEPT")"#, &[":3: ", "has no chain NOCHAIN"]),
-    (r#"fw.append("nat", "POSTROUTING", "-j NOPE")"#, &[":3: ", "fw.append(", "NOPE"]),
-    (r#"fw.append("filter", "INPUT", "-A INPUT -j ACCEPT")"#, &[":3: ", "must not contain -A"]),
-    (r#"sysctl.get("net.ipv4.nope")"#, &[":3: ", "no sysctl named net.ipv4.nope"]),
-    (r#"link.get("lo"):del()"#, &[":3: ", "not created by this topology"]),
-    (r#"netns.get("pre"):del()"#, &[":3: ", "was not created by this run"]),
-    (r#"netns.add("x", { ns = "pre" })"#, &[":3: ", "netns.add(\"x\")", "takes no options"]),
-    (r#"link.get("va"):up({})"#, &[":3: ", "takes no options"]),
-];
+/// One `#[test]` per case (`cargo test --test errors veth_name_taken`): the Lua
+/// line, run after two changes, and the fragments its error must contain.
+macro_rules! bad_input {
+    ($($name:ident: $line:expr => [$($want:expr),* $(,)?];)*) => {
+        $(
+            #[test]
+            fn $name() {
+                bad_input_gives_a_clear_error_and_leaves_nothing_behind(stringify!($name), $line, &[$($want),*]);
+            }
+        )*
+    };
+}
 
-#[test]
-fn bad_input_gives_a_clear_error_and_leaves_nothing_behind() {
+bad_input! {
+    addr_prefix_too_long: r#"link.get("lo"):addr("175.18.0.2/33")"# =>
+        [":3: ", "addr(\"175.18.0.2/33\")", "malformed CIDR", "prefix length"];
+    addr_not_an_ip: r#"link.get("lo"):addr("175.18.0.300/24")"# => [":3: ", "malformed CIDR", "not an IP address"];
+    veth_name_too_long: r#"veth.add("averyveryverylongname", "x")"# => [":3: ", "veth.add(", "21 bytes", "at most 15"];
+    unknown_option: r#"bridge.add("b0", {nss = "x"})"# =>
+        [":3: ", "bridge.add(\"b0\")", "unknown option \"nss\"", "known options: ns"];
+    peer_ns_missing: r#"veth.add("a0", "b0", {peer_ns = "nope"})"# => [":3: ", "no namespace named \"nope\""];
+    netns_get_missing: r#"netns.get("nope")"# => [":3: ", "netns.get(\"nope\")", "no namespace named \"nope\""];
+    veth_name_taken: r#"veth.add("va", "other")"# =>
+        [":3: ", "veth.add(\"va\", \"other\")", "a link named \"va\" already exists in the host namespace"];
+    netns_name_taken: r#"netns.add("ns1")"# => [":3: ", "a namespace named \"ns1\" already exists"];
+    link_get_missing: r#"link.get("nope")"# => [":3: ", "no link named \"nope\" in the host namespace"];
+    route_host_bits_set: r#"route.add("10.1.2.3/16", {dev = "va"})"# => [":3: ", "host bits set", "10.1.0.0/16"];
+    route_gateway_unreachable: r#"route.add("default", {via = "10.99.0.1"})"# => [":3: ", "network unreachable"];
+    fw_policy_bad_target: r#"fw.policy("filter", "FORWARD", "REJECT")"# => [":3: ", "ACCEPT or DROP"];
+    fw_append_no_chain: r#"fw.append("nat", "NOCHAIN", "-j ACCEPT")"# => [":3: ", "has no chain NOCHAIN"];
+    fw_append_bad_target: r#"fw.append("nat", "POSTROUTING", "-j NOPE")"# => [":3: ", "fw.append(", "NOPE"];
+    fw_rule_with_a_command: r#"fw.append("filter", "INPUT", "-A INPUT -j ACCEPT")"# => [":3: ", "must not contain -A"];
+    sysctl_get_missing: r#"sysctl.get("net.ipv4.nope")"# => [":3: ", "no sysctl named net.ipv4.nope"];
+    link_del_not_owned: r#"link.get("lo"):del()"# => [":3: ", "not created by this topology"];
+    netns_del_not_owned: r#"netns.get("pre"):del()"# => [":3: ", "was not created by this run"];
+    netns_add_takes_no_options: r#"netns.add("x", { ns = "pre" })"# => [":3: ", "netns.add(\"x\")", "takes no options"];
+    link_up_takes_no_options: r#"link.get("va"):up({})"# => [":3: ", "takes no options"];
+}
+
+fn bad_input_gives_a_clear_error_and_leaves_nothing_behind(name: &str, line: &str, want: &[&str]) {
     let sb = Sandbox::new();
     sb.ok("ip netns add pre");
     let before = sb.snapshot();
-    let mut bad = Vec::new();
-    for (i, (line, want)) in CASES.iter().enumerate() {
-        // Two changes first, so "nothing left behind" means something.
-        let src = format!("netns.add(\"ns1\")\nveth.add(\"va\", \"vb\")\n{line}\n");
-        let o = sb.run_lua(&format!("bad{i}.lua"), &src);
-        let err = stderr(&o);
-        if o.status.code() != Some(1) || !want.iter().all(|w| err.contains(w)) {
-            bad.push(format!("{line}\n  exit {:?}, stderr: {err}", o.status.code()));
-        }
-        assert_same(&before, &sb.snapshot(), line);
-    }
-    assert!(bad.is_empty(), "unclear errors:\n{}", bad.join("\n"));
+    // Two changes first, so "nothing left behind" means something.
+    let src = format!("netns.add(\"ns1\")\nveth.add(\"va\", \"vb\")\n{line}\n");
+    let o = sb.run_lua_expect(&format!("{name}.lua"), &src, 1);
+    let err = stderr(&o);
+    let missing: Vec<&&str> = want.iter().filter(|w| !err.contains(**w)).collect();
+    assert!(missing.is_empty(), "{line}\n  the error lacks {missing:?}:\n{err}");
+    sb.assert_unchanged(&before, line);
 }
 
 #[test]
@@ -79,7 +79,7 @@ error("os.exit inside pcall must end the script")
     );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     sb.ok("ip link show kept");
-    assert!(sb.netscript(&["down", "pcall"]).status.success());
+    sb.down("pcall");
     let o = sb.run_lua("exit3.lua", "bridge.add(\"b3\")\nos.exit(3)\n");
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("os.exit(3)"), "{}", stderr(&o));
@@ -106,14 +106,14 @@ end)
         err.contains("batch.lua:2: fw.batch(...): iptables -t filter -A FORWARD") && err.contains("NO_SUCH_CHAIN"),
         "{err}"
     );
-    assert_same(&before, &sb.snapshot(), "after a refused rule in a batch");
+    sb.assert_unchanged(&before, "after a refused rule in a batch");
     // A failing batch body: its queued changes are never made; nesting is refused.
     let o = sb.run_lua(
         "batch2.lua",
         "fw.batch(function() fw.append(\"filter\", \"FORWARD\", \"-j ACCEPT\"); error(\"body fails\") end)\n",
     );
     assert!(stderr(&o).contains("body fails"), "{}", stderr(&o));
-    assert_same(&before, &sb.snapshot(), "after a failing batch body");
+    sb.assert_unchanged(&before, "after a failing batch body");
     let o = sb.run_lua("batch3.lua", "fw.batch(function() fw.batch(function() end) end)\n");
     assert!(stderr(&o).contains("cannot be nested"), "{}", stderr(&o));
 }
@@ -136,7 +136,7 @@ b:addr("not-an-address")
     let err = stderr(&o);
     assert!(err.contains("mid.lua:6:") && err.contains("malformed CIDR"), "{err}");
     assert!(err.contains("undid 6 changes"), "{err}");
-    assert_same(&before, &sb.snapshot(), "after a failed primitive");
+    sb.assert_unchanged(&before, "after a failed primitive");
 }
 
 #[test]

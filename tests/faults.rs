@@ -3,6 +3,12 @@
 //! several points, and `down` (twice) after success. After each case the kernel state
 //! (links, addresses, routes in every namespace, the namespace list, both iptables
 //! back ends, sysctls) must equal the snapshot from before the run.
+//!
+//! Every case is its own `#[test]`, in a module per script
+//! (`cargo test --test faults docker_bridge::sigkill_after_500ms`). The injected
+//! failures and the crash points depend on how many changes a script makes, so they
+//! are counted at run time and looped over in one test per script and kind; a
+//! failure names each dirty case.
 
 mod common;
 use common::*;
@@ -10,38 +16,103 @@ use common::*;
 use std::process::Command;
 use std::time::Duration;
 
-const SCRIPTS: &[(&str, &str)] = &[
-    ("docker-bridge", concat!(env!("CARGO_MANIFEST_DIR"), "/examples/docker-bridge.lua")),
-    ("two-bridges", concat!(env!("CARGO_MANIFEST_DIR"), "/examples/two-bridges.lua")),
-];
+/// (topology name, script path)
+type Script = (&'static str, &'static str);
 
-struct Tally {
-    cases: usize,
-    dirty: Vec<String>,
+macro_rules! script {
+    ($name:literal) => {
+        ($name, concat!(env!("CARGO_MANIFEST_DIR"), "/examples/", $name, ".lua"))
+    };
 }
 
-impl Tally {
-    fn case(&mut self, name: String, f: impl FnOnce() -> Result<(), String>) {
-        self.cases += 1;
-        if let Err(e) = f() {
-            eprintln!("DIRTY {name}: {e}");
-            self.dirty.push(name);
+/// The cases for one script, as a module of tests.
+macro_rules! fault_cases {
+    ($module:ident, $script:expr) => {
+        mod $module {
+            use super::*;
+            const S: Script = $script;
+
+            #[test]
+            fn failure_after_each_change() {
+                super::failure_after_each_change(S);
+            }
+            #[test]
+            fn sigint_after_30ms() {
+                signal_case(S, 30, "INT", false);
+            }
+            #[test]
+            fn sigint_after_150ms() {
+                signal_case(S, 150, "INT", false);
+            }
+            #[test]
+            fn sigterm_after_400ms() {
+                signal_case(S, 400, "TERM", false);
+            }
+            #[test]
+            fn sigint_twice_after_900ms() {
+                signal_case(S, 900, "INT", true);
+            }
+            #[test]
+            fn sigint_after_1800ms() {
+                signal_case(S, 1800, "INT", false);
+            }
+            #[test]
+            fn sigterm_twice_after_3500ms() {
+                signal_case(S, 3500, "TERM", true);
+            }
+            #[test]
+            fn sigkill_after_10ms_then_down() {
+                sigkill_case(S, 10);
+            }
+            #[test]
+            fn sigkill_after_60ms_then_down() {
+                sigkill_case(S, 60);
+            }
+            #[test]
+            fn sigkill_after_200ms_then_down() {
+                sigkill_case(S, 200);
+            }
+            #[test]
+            fn sigkill_after_500ms_then_down() {
+                sigkill_case(S, 500);
+            }
+            #[test]
+            fn sigkill_after_1200ms_then_down() {
+                sigkill_case(S, 1200);
+            }
+            #[test]
+            fn sigkill_after_2500ms_then_down() {
+                sigkill_case(S, 2500);
+            }
+            #[test]
+            fn sigkill_after_4000ms_then_down() {
+                sigkill_case(S, 4000);
+            }
+            #[test]
+            fn run_down_down() {
+                super::run_down_down(S);
+            }
         }
-    }
+    };
 }
 
-fn same(before: &str, after: &str) -> Result<(), String> {
-    std::panic::catch_unwind(|| assert_same(before, after, "state"))
-        .map_err(|e| e.downcast_ref::<String>().cloned().unwrap_or_else(|| "differs".into()))
+fault_cases!(docker_bridge, script!("docker-bridge"));
+fault_cases!(two_bridges, script!("two-bridges"));
+
+/// A fresh sandbox and its state before any run.
+fn fresh() -> (Sandbox, String) {
+    let sb = Sandbox::new();
+    let before = sb.snapshot();
+    (sb, before)
 }
 
-/// How many changes a script makes (it prints them with -v).
-fn count_changes(sb: &Sandbox, script: &str, name: &str) -> usize {
-    let o = sb.netscript(&["-v", script]);
-    assert!(o.status.success(), "{}", stderr(&o));
+/// How many changes a script makes (it prints them with -v); the run is taken down
+/// and must leave the state as it was.
+fn count_changes(sb: &Sandbox, before: &str, (name, script): Script) -> usize {
+    let o = sb.netscript_expect(&["-v", script], 0, "the counting run");
     let n = stderr(&o).lines().filter(|l| l.starts_with("+ ")).count();
-    let d = sb.netscript(&["down", name]);
-    assert!(d.status.success(), "{}", stderr(&d));
+    sb.down(name);
+    sb.assert_unchanged(before, &format!("{name}: after the counting run"));
     n
 }
 
@@ -49,132 +120,147 @@ fn signal(pid: u32, sig: &str) {
     let _ = Command::new("kill").args([&format!("-{sig}"), &pid.to_string()]).status();
 }
 
-#[test]
-fn nothing_is_ever_left_behind() {
-    let mut t = Tally { cases: 0, dirty: Vec::new() };
-    for (name, script) in SCRIPTS {
-        let sb = Sandbox::new();
-        let before = sb.snapshot();
-        let n = count_changes(&sb, script, name);
-        assert!(n > 10, "{name} makes {n} changes");
-        assert_same(&before, &sb.snapshot(), "after the counting run");
+/// The state equals `before`; otherwise the difference, for a tally.
+fn same(sb: &Sandbox, before: &str) -> Result<(), String> {
+    let after = sb.snapshot();
+    std::panic::catch_unwind(|| assert_same(before, &after, "state"))
+        .map_err(|e| e.downcast_ref::<String>().cloned().unwrap_or_else(|| "differs".into()))
+}
 
-        // A failure injected at every change k (k = 0: the very first one fails).
-        for k in 0..n {
-            t.case(format!("{name}: failure after change {k} of {n}"), || {
-                let c = sb.spawn_netscript(&[script], &[("NETSCRIPT_FAIL_AFTER", &k.to_string())]);
-                let o = c.wait_with_output().unwrap();
-                if o.status.code() != Some(1) || !stderr(&o).contains("injected failure") {
-                    return Err(format!("expected an injected failure, got {:?}: {}", o.status.code(), stderr(&o)));
-                }
-                same(&before, &sb.snapshot())
-            });
+/// A named case of a tally: Err(why) when it is not clean.
+type Case<'a> = (String, Box<dyn FnOnce() -> Result<(), String> + 'a>);
+
+/// Runs each case, then fails naming every case that was not clean.
+fn tally(cases: Vec<Case<'_>>) {
+    let total = cases.len();
+    let mut dirty = Vec::new();
+    for (name, f) in cases {
+        if let Err(e) = f() {
+            eprintln!("DIRTY {name}: {e}");
+            dirty.push(name);
         }
-
-        // SIGINT / SIGTERM at several points: the run rolls back by itself. A second
-        // signal during the rollback does not cut it short.
-        for (ms, sig, twice) in [
-            (30, "INT", false),
-            (150, "INT", false),
-            (400, "TERM", false),
-            (900, "INT", true),
-            (1800, "INT", false),
-            (3500, "TERM", true),
-        ] {
-            t.case(format!("{name}: SIG{sig}{} after {ms} ms", if twice { " twice" } else { "" }), || {
-                let c = sb.spawn_netscript(&[script], &[]);
-                std::thread::sleep(Duration::from_millis(ms));
-                signal(c.id(), sig);
-                if twice {
-                    std::thread::sleep(Duration::from_millis(5));
-                    signal(c.id(), sig);
-                }
-                let o = c.wait_with_output().unwrap();
-                match o.status.code() {
-                    Some(1) => {}
-                    // It had finished before the signal: take it down.
-                    Some(0) => {
-                        let d = sb.netscript(&["down", name]);
-                        if !d.status.success() {
-                            return Err(format!("down: {}", stderr(&d)));
-                        }
-                    }
-                    other => return Err(format!("exit {other:?}: {}", stderr(&o))),
-                }
-                same(&before, &sb.snapshot())
-            });
-        }
-
-        // SIGKILL at several points, then `netscript down`: the journal was written
-        // before each change, so even the change in flight is found and undone.
-        for ms in [10, 60, 200, 500, 1200, 2500, 4000] {
-            t.case(format!("{name}: SIGKILL after {ms} ms, then down"), || {
-                let mut c = sb.spawn_netscript(&[script], &[]);
-                std::thread::sleep(Duration::from_millis(ms));
-                signal(c.id(), "KILL");
-                let _ = c.wait();
-                let d = sb.netscript(&["down", name]);
-                if !d.status.success() {
-                    return Err(format!("down failed: {}", stderr(&d)));
-                }
-                same(&before, &sb.snapshot())
-            });
-        }
-
-        // down after a successful run, and down twice.
-        t.case(format!("{name}: run, down, down"), || {
-            let o = sb.netscript(&[script]);
-            if !o.status.success() {
-                return Err(stderr(&o));
-            }
-            for _ in 0..2 {
-                let d = sb.netscript(&["down", name]);
-                if !d.status.success() {
-                    return Err(format!("down: {}", stderr(&d)));
-                }
-            }
-            same(&before, &sb.snapshot())
-        });
     }
-    eprintln!("fault injection: {} cases, {} clean", t.cases, t.cases - t.dirty.len());
-    println!("fault injection: {} cases, {} clean", t.cases, t.cases - t.dirty.len());
-    assert!(t.dirty.is_empty(), "not clean: {:#?}", t.dirty);
+    eprintln!("{total} cases, {} clean", total - dirty.len());
+    assert!(dirty.is_empty(), "not clean: {dirty:#?}");
+}
+
+/// A failure injected at every change k (k = 0: the very first one fails).
+fn failure_after_each_change(s: Script) {
+    let (name, script) = s;
+    let (sb, before) = fresh();
+    let n = count_changes(&sb, &before, s);
+    assert!(n > 10, "{name} makes {n} changes");
+    let (sb, before) = (&sb, &before);
+    tally(
+        (0..n)
+            .map(|k| {
+                let f = move || {
+                    let c = sb.spawn_netscript(&[script], &[("NETSCRIPT_FAIL_AFTER", &k.to_string())]);
+                    let o = c.wait_with_output().unwrap();
+                    if o.status.code() != Some(1) || !stderr(&o).contains("injected failure") {
+                        return Err(format!("expected an injected failure, got {:?}: {}", o.status.code(), stderr(&o)));
+                    }
+                    same(sb, before)
+                };
+                (format!("{name}: failure after change {k} of {n}"), Box::new(f) as Box<dyn FnOnce() -> _>)
+            })
+            .collect(),
+    );
+}
+
+/// SIGINT / SIGTERM after `ms`: the run rolls back by itself. A second signal during
+/// the rollback (`twice`) does not cut it short.
+fn signal_case((name, script): Script, ms: u64, sig: &str, twice: bool) {
+    let (sb, before) = fresh();
+    let c = sb.spawn_netscript(&[script], &[]);
+    std::thread::sleep(Duration::from_millis(ms));
+    signal(c.id(), sig);
+    if twice {
+        std::thread::sleep(Duration::from_millis(5));
+        signal(c.id(), sig);
+    }
+    let o = c.wait_with_output().unwrap();
+    match o.status.code() {
+        Some(1) => {}
+        // It had finished before the signal: take it down.
+        Some(0) => {
+            sb.down(name);
+        }
+        other => panic!("{name}: SIG{sig} after {ms} ms: exit {other:?}: {}", stderr(&o)),
+    }
+    sb.assert_unchanged(&before, &format!("{name}: SIG{sig}{} after {ms} ms", if twice { " twice" } else { "" }));
+}
+
+/// SIGKILL after `ms`, then `netscript down`: the journal was written before each
+/// change, so even the change in flight is found and undone.
+fn sigkill_case((name, script): Script, ms: u64) {
+    let (sb, before) = fresh();
+    let mut c = sb.spawn_netscript(&[script], &[]);
+    std::thread::sleep(Duration::from_millis(ms));
+    signal(c.id(), "KILL");
+    let _ = c.wait();
+    sb.down(name);
+    sb.assert_unchanged(&before, &format!("{name}: SIGKILL after {ms} ms, then down"));
+}
+
+/// down after a successful run, and down twice.
+fn run_down_down((name, script): Script) {
+    let (sb, before) = fresh();
+    sb.run_ok(&[script]);
+    for _ in 0..2 {
+        sb.down(name);
+    }
+    sb.assert_unchanged(&before, &format!("{name}: run, down, down"));
 }
 
 /// Crashes at chosen instants (NETSCRIPT_CRASH_AT): a change journaled but not made,
 /// a change made but not marked done, a process started but its pid not journaled.
 /// `netscript down` afterwards must restore the state exactly, and stop the process.
+/// The points are every third change of docker-bridge, before and after it is made
+/// (one test each), and the instant after a process starts.
+fn crash_points(at: impl Fn(usize) -> Vec<String>) {
+    let s @ (name, script) = script!("docker-bridge");
+    let (sb, before) = fresh();
+    let n = count_changes(&sb, &before, s);
+    let (sb, before) = (&sb, &before);
+    tally(
+        at(n)
+            .into_iter()
+            .map(|at| {
+                let label = format!("{name}: crash {at}, then down");
+                let f = move || {
+                    let c = sb.spawn_netscript(&[script], &[("NETSCRIPT_CRASH_AT", &at)]);
+                    let o = c.wait_with_output().unwrap();
+                    use std::os::unix::process::ExitStatusExt;
+                    if o.status.signal() != Some(6) {
+                        return Err(format!("expected a crash (SIGABRT), got {:?}: {}", o.status, stderr(&o)));
+                    }
+                    let d = sb.netscript(&["down", name]);
+                    if !d.status.success() {
+                        return Err(format!("down failed: {}", stderr(&d)));
+                    }
+                    if !sb.processes("hello from").is_empty() {
+                        return Err("a spawned server still runs".into());
+                    }
+                    same(sb, before)
+                };
+                (label, Box::new(f) as Box<dyn FnOnce() -> _>)
+            })
+            .collect(),
+    );
+}
+
 #[test]
-fn crashes_at_the_worst_instants_are_recovered_by_down() {
-    let (name, script) = SCRIPTS[0];
-    let sb = Sandbox::new();
-    let before = sb.snapshot();
-    let n = count_changes(&sb, script, name);
-    let mut t = Tally { cases: 0, dirty: Vec::new() };
-    let mut points: Vec<String> = Vec::new();
-    for k in (1..=n).step_by(3) {
-        points.push(format!("before-apply:{k}"));
-        points.push(format!("after-apply:{k}"));
-    }
-    points.push("spawned".into());
-    for at in points {
-        t.case(format!("{name}: crash {at}, then down"), || {
-            let c = sb.spawn_netscript(&[script], &[("NETSCRIPT_CRASH_AT", &at)]);
-            let o = c.wait_with_output().unwrap();
-            use std::os::unix::process::ExitStatusExt;
-            if o.status.signal() != Some(6) {
-                return Err(format!("expected a crash (SIGABRT), got {:?}: {}", o.status, stderr(&o)));
-            }
-            let d = sb.netscript(&["down", name]);
-            if !d.status.success() {
-                return Err(format!("down failed: {}", stderr(&d)));
-            }
-            if !sb.processes("hello from").is_empty() {
-                return Err("a spawned server still runs".into());
-            }
-            same(&before, &sb.snapshot())
-        });
-    }
-    eprintln!("crash points: {} cases, {} clean", t.cases, t.cases - t.dirty.len());
-    assert!(t.dirty.is_empty(), "not clean: {:#?}", t.dirty);
+fn crash_before_apply_is_recovered_by_down() {
+    crash_points(|n| (1..=n).step_by(3).map(|k| format!("before-apply:{k}")).collect());
+}
+
+#[test]
+fn crash_after_apply_is_recovered_by_down() {
+    crash_points(|n| (1..=n).step_by(3).map(|k| format!("after-apply:{k}")).collect());
+}
+
+#[test]
+fn crash_after_a_process_started_is_recovered_by_down() {
+    crash_points(|_| vec!["spawned".into()]);
 }

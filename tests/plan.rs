@@ -206,122 +206,10 @@ fn runs_as_nobody_and_touches_nothing() {
     assert!(stdout(&o).contains("ip netns add ns1"));
     assert!(!state.exists(), "plan created a state directory");
     assert_eq!(sb.ok("ls -A /run /run/netns"), run_before, "plan wrote under /run");
-    assert_same(&before, &sb.snapshot(), "after plan");
+    sb.assert_unchanged(&before, "after plan");
 }
 
 // ---- equivalence: a plan run by bash builds what a real run builds --------------
-
-/// Removes what differs between two runs that built the same thing: ownership marks
-/// (link alias, route protocol, rule comments), MAC addresses and what derives from
-/// them (bridge ids, IPv6 link-local addresses), DAD state.
-fn scrub(v: &mut serde_json::Value) {
-    use serde_json::Value;
-    match v {
-        Value::Object(m) => {
-            for k in
-                ["ifalias", "protocol", "bridge_id", "root_id", "designated_root", "designated_bridge", "link_netnsid"]
-            {
-                m.remove(k);
-            }
-            // A link's MAC (and its broadcast MAC); an IPv4 broadcast address stays.
-            for k in ["address", "broadcast", "perm_address"] {
-                if m.get(k).and_then(Value::as_str).is_some_and(is_mac) {
-                    m.remove(k);
-                }
-            }
-            // DAD in progress ("tentative") is timing, not state.
-            if let Some(Value::Bool(true)) = m.get("tentative") {
-                m.remove("tentative");
-            }
-            if m.get("local").and_then(Value::as_str).is_some_and(|a| a.starts_with("fe80:")) {
-                m.insert("local".into(), Value::String("fe80::(link-local)".into()));
-            }
-            for x in m.values_mut() {
-                scrub(x);
-            }
-        }
-        Value::Array(a) => a.iter_mut().for_each(scrub),
-        _ => {}
-    }
-}
-
-/// Routes as a set, without the host routes of IPv6 link-local addresses: those
-/// derive from random MACs, and appear only once duplicate address detection is done.
-fn routes_compared(v: serde_json::Value) -> serde_json::Value {
-    let serde_json::Value::Array(routes) = v else { return v };
-    let mut kept: Vec<String> = routes
-        .into_iter()
-        .filter(|r| {
-            let dst = r.get("dst").and_then(serde_json::Value::as_str).unwrap_or("");
-            !dst.starts_with("fe80:") || dst.contains('/')
-        })
-        .map(|r| r.to_string())
-        .collect();
-    kept.sort();
-    serde_json::Value::Array(kept.into_iter().map(|r| serde_json::from_str(&r).unwrap()).collect())
-}
-
-fn is_mac(s: &str) -> bool {
-    s.len() == 17 && s.split(':').all(|b| b.len() == 2 && b.chars().all(|c| c.is_ascii_hexdigit()))
-}
-
-fn without_marks(rule: &str) -> String {
-    let w: Vec<&str> = rule.split(' ').collect();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < w.len() {
-        let mark = w[i] == "-m"
-            && w.get(1 + i) == Some(&"comment")
-            && w.get(2 + i) == Some(&"--comment")
-            && w.get(3 + i).is_some_and(|c| c.trim_matches('"').starts_with("netscript:"));
-        if mark {
-            i += 4;
-            continue;
-        }
-        out.push(w[i]);
-        i += 1;
-    }
-    out.join(" ")
-}
-
-fn normalized(snap: &str) -> String {
-    let mut out = String::new();
-    for l in snap.lines() {
-        let json = ["-d link show: ", "addr show: ", "route show table all: ", "-6 route show table all: "]
-            .into_iter()
-            .find_map(|p| l.strip_prefix(p).map(|j| (p, j)));
-        let line = match json {
-            Some((p, j)) => match serde_json::from_str::<serde_json::Value>(j) {
-                Ok(mut v) => {
-                    scrub(&mut v);
-                    if p.contains("route") {
-                        v = routes_compared(v);
-                    }
-                    format!("{p}{v}")
-                }
-                Err(e) => panic!("snapshot line is not JSON ({e}): {l}"),
-            },
-            None => without_marks(l),
-        };
-        out += &line;
-        out.push('\n');
-    }
-    out
-}
-
-/// The sandbox's state once it stops changing on its own (carrier, DAD).
-fn settled(sb: &Sandbox) -> String {
-    let mut last = normalized(&sb.snapshot());
-    for _ in 0..20 {
-        std::thread::sleep(std::time::Duration::from_millis(400));
-        let now = normalized(&sb.snapshot());
-        if now == last {
-            return now;
-        }
-        last = now;
-    }
-    last
-}
 
 /// Every script of examples/ (if the directory exists) and of tests/data/.
 fn equivalence_scripts() -> Vec<PathBuf> {
@@ -343,14 +231,14 @@ fn check_equivalent(path: &Path) {
     let real = Sandbox::new();
     let o = real.sh(&format!("{BIN} {p}"));
     assert!(o.status.success(), "{p}: the real run failed:\n{}{}", stdout(&o), stderr(&o));
-    let want = settled(&real);
+    let want = real.settled(Marks::Drop);
     drop(real);
 
     let o = Command::new(BIN).args(["plan", &p]).output().unwrap();
     assert!(o.status.success(), "{p}: plan failed:\n{}", stderr(&o));
     let file = script_file(&format!("{stem}.plan.sh"), &stdout(&o));
     let replay = Sandbox::new();
-    let fresh = settled(&replay);
+    let fresh = replay.settled(Marks::Drop);
     let log = format!("{file}.log");
     let r = replay.sh(&format!("bash {file} >{log} 2>&1"));
     assert!(
@@ -359,7 +247,7 @@ fn check_equivalent(path: &Path) {
         std::fs::read_to_string(&log).unwrap_or_default(),
         stdout(&o)
     );
-    let got = settled(&replay);
+    let got = replay.settled(Marks::Drop);
     assert_same(&want, &got, &format!("{p}: the plan run by bash vs the real run"));
 
     // The teardown, run by bash, returns the sandbox to where it started.
@@ -373,7 +261,7 @@ fn check_equivalent(path: &Path) {
         std::fs::read_to_string(&log).unwrap_or_default(),
         stdout(&o)
     );
-    assert_same(&fresh, &settled(&replay), &format!("{p}: after the teardown run by bash"));
+    assert_same(&fresh, &replay.settled(Marks::Drop), &format!("{p}: after the teardown run by bash"));
 }
 
 #[test]

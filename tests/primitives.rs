@@ -15,137 +15,127 @@ struct Case {
     effect: &'static str,
 }
 
-const CASES: &[Case] = &[
-    Case {
-        name: "netns_add",
+/// One `#[test]` per case, named after it (`cargo test --test primitives fw_batch`).
+macro_rules! cases {
+    ($($name:ident { $($field:ident: $value:expr),* $(,)? })*) => {
+        $(
+            #[test]
+            fn $name() {
+                run_case(&Case { name: stringify!($name), $($field: $value),* });
+            }
+        )*
+    };
+}
+
+cases! {
+    netns_add {
         setup: "",
         lua: r#"local n = netns.add("ns1"); assert(n.name == "ns1")"#,
         effect: "ip netns list | grep -qx 'ns1' && ip -n ns1 -j link show lo | grep -q '\"operstate\":\"DOWN\"'",
-    },
-    Case {
-        name: "netns_del_own",
+    }
+    netns_del_own {
         setup: "",
         lua: r#"netns.add("keep"); local n = netns.add("gone"); n:del()"#,
         effect: "ip netns list | grep -qx keep && ! ip netns list | grep -q gone",
-    },
-    Case {
-        name: "veth_add_host",
+    }
+    veth_add_host {
         setup: "",
         lua: r#"local a, b = veth.add("va", "vb"); assert(a.name == "va" and b.name == "vb")"#,
         effect: "ip -j -d link show va | grep -q '\"info_kind\":\"veth\"' && ip -j link show vb | grep -q '\"ifalias\":\"netscript:veth_add_host\"'",
-    },
-    Case {
-        name: "veth_add_peer_in_ns",
+    }
+    veth_add_peer_in_ns {
         setup: "",
         lua: r#"local n = netns.add("ns1"); veth.add("veth_ns_1", "veth0", {peer_ns = n})"#,
         effect: "ip -j link show veth_ns_1 >/dev/null && ip -n ns1 -j link show veth0 >/dev/null && ! ip link show veth0 2>/dev/null",
-    },
-    Case {
-        name: "veth_add_both_in_ns",
+    }
+    veth_add_both_in_ns {
         setup: "ip netns add pre",
         lua: r#"veth.add("x0", "x1", {ns = "pre", peer_ns = netns.get("pre")})"#,
         effect: "ip -n pre link show x0 && ip -n pre link show x1",
-    },
-    Case {
-        name: "bridge_add",
+    }
+    bridge_add {
         setup: "",
         lua: r#"bridge.add("ns_br")"#,
         effect: "ip -j -d link show ns_br | grep -q '\"info_kind\":\"bridge\"' && ip -j link show ns_br | grep -q '\"operstate\":\"DOWN\"'",
-    },
-    Case {
-        name: "link_up_preexisting",
+    }
+    link_up_preexisting {
         setup: "ip link add d0 type veth peer name d0p",
         lua: r#"link.get("d0"):up()"#,
         effect: "ip -j link show d0 | grep -q '\"flags\":\\[[^]]*\"UP\"'",
-    },
-    Case {
-        name: "link_down_preexisting",
+    }
+    link_down_preexisting {
         setup: "ip link add d0 type veth peer name d0p && ip link set d0 up",
         lua: r#"link.get("d0"):down()"#,
         effect: "! ip -j link show d0 | grep -q '\"flags\":\\[[^]]*\"UP\"'",
-    },
-    Case {
-        name: "link_addr_v4_v6",
+    }
+    link_addr_v4_v6 {
         // Both ends up: IPv6 is configured on d0 before the run (an IPv6 address on
         // a link without carrier makes the kernel add a multicast route of its own).
         setup: "ip link add d0 type veth peer name d0p && ip link set d0p up && ip link set d0 up",
         lua: r#"link.get("d0"):addr("175.18.0.1/24"):addr("fd00:1::1/64")"#,
         effect: "ip -j addr show d0 | grep -q '\"local\":\"175.18.0.1\",\"prefixlen\":24' && ip -j addr show d0 | grep -q 'fd00:1::1'",
-    },
-    Case {
-        name: "link_master_nomaster",
+    }
+    link_master_nomaster {
         setup: "ip link add br9 type bridge && ip link add d0 type veth peer name d0p && ip link add d1 type veth peer name d1p && ip link set d1 master br9",
         lua: r#"link.get("d0"):master(link.get("br9")); link.get("d1"):nomaster()"#,
         effect: "ip -j link show d0 | grep -q '\"master\":\"br9\"' && ! ip -j link show d1 | grep -q master",
-    },
-    Case {
-        name: "link_mtu",
+    }
+    link_mtu {
         setup: "ip link add d0 type veth peer name d0p",
         lua: r#"link.get("d0"):mtu(1400)"#,
         effect: "ip -j link show d0 | grep -q '\"mtu\":1400'",
-    },
-    Case {
-        name: "link_move_preexisting",
+    }
+    link_move_preexisting {
         setup: "ip netns add pre && ip link add d0 type veth peer name d0p && ip addr add 10.9.0.1/24 dev d0 && ip link set d0 up",
         lua: r#"local l = link.get("d0"); l:move("pre"); assert(l.ns.name == "pre"); l:up()"#,
         effect: "ip -n pre -j link show d0 | grep -q UP && ! ip link show d0 2>/dev/null",
-    },
-    Case {
-        name: "link_del_own",
+    }
+    link_del_own {
         setup: "",
         lua: r#"bridge.add("b1"); local b = bridge.add("b2"); b:del()"#,
         effect: "ip link show b1 && ! ip link show b2 2>/dev/null",
-    },
-    Case {
-        name: "route_add",
+    }
+    route_add {
         setup: "ip link add d0 type veth peer name d0p && ip addr add 10.9.0.1/24 dev d0 && ip link set d0 up",
         lua: r#"route.add("10.77.0.0/16", {via = "10.9.0.254"}); route.add("10.78.0.0/16", {dev = "d0", metric = 50})"#,
         effect: "ip -j route show 10.77.0.0/16 | grep -q '\"gateway\":\"10.9.0.254\"' && ip -j route show 10.78.0.0/16 | grep -q '\"metric\":50'",
-    },
-    Case {
-        name: "route_add_default_in_ns",
+    }
+    route_add_default_in_ns {
         setup: "ip netns add pre && ip -n pre link add d0 type veth peer name d0p && ip -n pre addr add 10.9.0.2/24 dev d0 && ip -n pre link set d0 up",
         lua: r#"route.add("default", {via = "10.9.0.1", ns = "pre"})"#,
         effect: "ip -n pre -j route show default | grep -q '\"gateway\":\"10.9.0.1\"'",
-    },
-    Case {
-        name: "route_v6",
+    }
+    route_v6 {
         setup: "ip link add d0 type veth peer name d0p && ip link set d0p up && ip link set d0 up && ip addr add fd00:9::1/64 dev d0 nodad",
         lua: r#"route.add("fd00:77::/48", {via = "fd00:9::fe"}); route.add("default", {via = "fd00:9::fe", metric = 9})"#,
         effect: "ip -6 -j route show fd00:77::/48 | grep -q '\"gateway\":\"fd00:9::fe\"' && ip -6 -j route show default | grep -q '\"metric\":9'",
-    },
-    Case {
-        name: "route_del_preexisting",
+    }
+    route_del_preexisting {
         setup: "ip link add d0 type veth peer name d0p && ip addr add 10.9.0.1/24 dev d0 && ip link set d0 up && ip route add 10.66.0.0/16 via 10.9.0.5 metric 7",
         lua: r#"route.del("10.66.0.0/16", {via = "10.9.0.5"})"#,
         effect: "[ -z \"$(ip route show 10.66.0.0/16)\" ]",
-    },
-    Case {
-        name: "sysctl_set",
+    }
+    sysctl_set {
         setup: "ip netns add pre",
         lua: r#"assert(sysctl.set("net.ipv4.ip_forward", 1) == "0"); sysctl.set("net.ipv4.conf.all.route_localnet", "1", {ns = "pre"})"#,
         effect: "[ $(cat /proc/sys/net/ipv4/ip_forward) = 1 ] && [ $(ip netns exec pre cat /proc/sys/net/ipv4/conf/all/route_localnet) = 1 ]",
-    },
-    Case {
-        name: "fw_policy",
+    }
+    fw_policy {
         setup: "",
         lua: r#"assert(fw.policy("filter", "FORWARD", "DROP") == "ACCEPT")"#,
         effect: "iptables -S FORWARD | grep -qx -- '-P FORWARD DROP'",
-    },
-    Case {
-        name: "fw_append_insert",
+    }
+    fw_append_insert {
         setup: "iptables -A INPUT -s 10.1.1.1/32 -j ACCEPT",
         lua: r#"fw.append("nat", "POSTROUTING", "-s 175.18.0.0/24 -j MASQUERADE"); fw.insert("filter", "INPUT", "-p tcp --dport 22 -j ACCEPT")"#,
         effect: "iptables -t nat -S POSTROUTING | grep -q -- '-s 175.18.0.0/24 -m comment --comment .netscript:fw_append_insert. -j MASQUERADE' && iptables -S INPUT | sed -n 2p | grep -q 'dport 22'",
-    },
-    Case {
-        name: "fw_delete_preexisting",
+    }
+    fw_delete_preexisting {
         setup: "iptables -A FORWARD -s 10.1.1.1/32 -j ACCEPT && iptables -A FORWARD -s 10.2.2.2/32 -j DROP && iptables -A FORWARD -s 10.3.3.3/32 -j ACCEPT",
         lua: r#"fw.delete("filter", "FORWARD", "-s 10.2.2.2 -j DROP")"#,
         effect: "! iptables -S FORWARD | grep -q 10.2.2.2 && [ $(iptables -S FORWARD | grep -c '^-A') = 2 ]",
-    },
-    Case {
-        name: "fw_batch",
+    }
+    fw_batch {
         setup: "ip netns add pre",
         lua: r#"fw.batch(function()
   fw.policy("filter", "FORWARD", "DROP")
@@ -157,14 +147,13 @@ end)
 assert(#fw.rules("filter") == 3 + 21, "the batch is made when it ends")"#,
         effect: "iptables -S FORWARD | grep -qx -- '-P FORWARD DROP' && [ $(iptables -S FORWARD | grep -c 10.7.0.) = 20 ] \
                  && ip netns exec pre iptables -t nat -S POSTROUTING | grep -q MASQUERADE && ip link show inside_batch",
-    },
-    Case {
-        name: "fw_chain",
+    }
+    fw_chain {
         setup: "ip netns add pre",
         lua: r#"fw.chain("filter", "NS_CHAIN", {ns = "pre"}); fw.append("filter", "NS_CHAIN", "-j RETURN", {ns = "pre"}); fw.append("filter", "FORWARD", "-j NS_CHAIN", {ns = "pre"})"#,
         effect: "ip netns exec pre iptables -S NS_CHAIN | grep -q RETURN",
-    },
-];
+    }
+}
 
 fn run_case(c: &Case) {
     let sb = Sandbox::new();
@@ -175,37 +164,15 @@ fn run_case(c: &Case) {
 
     // It has its effect, and `down` restores the state exactly.
     let script = script_file(&format!("{}.lua", c.name), c.lua);
-    let o = sb.netscript(&[&script]);
-    assert!(o.status.success(), "{}: run failed: {}", c.name, stderr(&o));
+    sb.netscript_expect(&[&script], 0, c.name);
     sb.ok(c.effect);
-    let o = sb.netscript(&["down", c.name]);
-    assert!(o.status.success(), "{}: down failed: {}", c.name, stderr(&o));
-    assert_same(&before, &sb.snapshot(), &format!("{}: after down", c.name));
+    sb.down(c.name);
+    sb.assert_unchanged(&before, &format!("{}: after down", c.name));
 
     // The same change followed by error() is rolled back to the same state.
-    let script = script_file(&format!("{}_err.lua", c.name), &format!("{}\nerror(\"stop here\")\n", c.lua));
-    let o = sb.netscript(&[&script]);
-    assert_eq!(o.status.code(), Some(1), "{}: a failed script exits 1: {}", c.name, stderr(&o));
+    let o = sb.run_lua_expect(&format!("{}_err.lua", c.name), &format!("{}\nerror(\"stop here\")\n", c.lua), 1);
     assert!(stderr(&o).contains("stop here"), "{}: {}", c.name, stderr(&o));
-    assert_same(&before, &sb.snapshot(), &format!("{}: after error()", c.name));
-}
-
-#[test]
-fn every_primitive_has_its_effect_and_rolls_back_exactly() {
-    let mut failed = Vec::new();
-    for c in CASES {
-        if let Err(e) = std::panic::catch_unwind(|| run_case(c)) {
-            let msg = e
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default();
-            eprintln!("CASE {} FAILED: {msg}", c.name);
-            failed.push(c.name);
-        }
-    }
-    eprintln!("{} cases, {} clean", CASES.len(), CASES.len() - failed.len());
-    assert!(failed.is_empty(), "failed cases: {failed:?}");
+    sb.assert_unchanged(&before, &format!("{}: after error()", c.name));
 }
 
 #[test]
@@ -230,8 +197,7 @@ assert(not ok and tostring(err):find("exited with code 4"), tostring(err))
 error("stop")
 "#,
     );
-    let o = sb.netscript(&[&script]);
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    sb.netscript_expect(&[&script], 1, "a script that ends in error()");
     let pid = sb.ok("cat /run/spawn.pid");
     assert!(sb.sh(&format!("kill -0 {pid}")).status.code() != Some(0), "process {pid} still runs after rollback");
     assert_eq!(sb.ok("ip netns list"), "");
@@ -262,7 +228,7 @@ while true do end
         let o = child.wait_with_output().unwrap();
         assert_eq!(o.status.code(), Some(1), "SIG{sig}: {}", stderr(&o));
         assert!(stderr(&o).contains("interrupted"), "SIG{sig}: {}", stderr(&o));
-        assert_same(&before, &sb.snapshot(), &format!("after SIG{sig}"));
+        sb.assert_unchanged(&before, &format!("after SIG{sig}"));
     }
 }
 
@@ -290,5 +256,5 @@ while true do end
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("finishing the rollback first"), "{}", stderr(&o));
-    assert_same(&before, &sb.snapshot(), "after two interrupts");
+    sb.assert_unchanged(&before, "after two interrupts");
 }

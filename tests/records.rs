@@ -44,7 +44,7 @@ fn ls_show_and_drift() {
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("topology \"nope\" is not up"), "{}", stderr(&o));
 
-    assert!(sb.netscript(&["down", "article-part1"]).status.success());
+    sb.down("article-part1");
     assert!(stdout(&sb.netscript(&["ls"])).contains("no topologies are up"));
 }
 
@@ -78,7 +78,7 @@ fn gc_removes_only_marked_orphans() {
     assert!(sb.processes("sleep 1001").is_empty(), "the marked non-leader process is stopped");
     sb.ok("ip link show plain0 && ip link show veth_ns_1 && ip netns exec ns1 ping -c1 -W1 175.18.0.3");
     assert!(stdout(&sb.netscript(&["gc"])).contains("nothing to collect"));
-    assert!(sb.netscript(&["down", "keep"]).status.success());
+    sb.down("keep");
 }
 
 #[test]
@@ -88,7 +88,7 @@ fn ephemeral_rolls_back_on_success() {
     let o = sb.netscript(&["--ephemeral", PART1]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("reach the bridge"));
-    assert_same(&before, &sb.snapshot(), "after an ephemeral run");
+    sb.assert_unchanged(&before, "after an ephemeral run");
     assert!(stdout(&sb.netscript(&["ls"])).contains("no topologies are up"));
 }
 

@@ -210,3 +210,255 @@ impl Doomed {
         }
     }
 }
+
+/// Rollback's shortcuts, checked without root against the plan back end (a model of
+/// the system that records every command it is given, in order).
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::{Journal, Meta};
+    use crate::model::Route;
+    use crate::plan::{Plan, RecordingRef, Step};
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+
+    const H: NsRef = NsRef::Host;
+
+    fn session() -> (Session, RecordingRef) {
+        let p = Plan::new("netscript:t");
+        let rec = p.recording();
+        let j = Journal::in_memory(Meta { name: "t".into(), ..Default::default() });
+        (Session::new(Box::new(p), j, "t", Arc::new(AtomicBool::new(false))), rec)
+    }
+
+    fn route_dev(dest: &str, dev: &str) -> Route {
+        Route {
+            dest: dest.parse().unwrap(),
+            via: None,
+            dev: Some(dev.into()),
+            metric: None,
+            proto: None,
+            scope: None,
+            src: None,
+        }
+    }
+
+    /// What the back end was given since the recording was cleared: (origin, command).
+    fn given(rec: &RecordingRef) -> Vec<(String, String)> {
+        rec.borrow()
+            .steps
+            .iter()
+            .filter_map(|(o, s)| match s {
+                Step::Change(c) => Some((o.clone(), c.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A namespace with a veth made inside it (its peer outside, on a bridge), and
+    /// attributes, routes, sysctls and rules on both sides.
+    fn build(s: &mut Session) {
+        let ns1 = s.netns_add("ns1").unwrap();
+        s.veth_add("c0", "h0", &ns1, &H).unwrap();
+        s.link_addr(&ns1, "c0", "10.0.0.2/24".parse().unwrap()).unwrap();
+        s.link_set_up(&ns1, "c0", true).unwrap();
+        s.sysctl_set(&ns1, "net.ipv4.ip_forward", "1").unwrap();
+        s.fw_append(&ns1, "filter", "FORWARD", "-j ACCEPT").unwrap();
+        s.bridge_add("br0", &H).unwrap();
+        s.link_master(&H, "h0", Some("br0")).unwrap();
+        s.link_addr(&H, "br0", "10.0.0.1/24".parse().unwrap()).unwrap();
+        s.link_set_up(&H, "br0", true).unwrap();
+        s.link_set_up(&H, "h0", true).unwrap();
+        s.route_add(&H, route_dev("10.9.0.0/16", "br0")).unwrap();
+        s.sysctl_set(&H, "net.ipv4.ip_forward", "1").unwrap();
+        s.fw_policy(&H, "filter", "FORWARD", "DROP").unwrap();
+        s.fw_append(&H, "nat", "POSTROUTING", "-s 10.0.0.0/24 -j MASQUERADE").unwrap();
+    }
+
+    #[test]
+    fn undos_a_later_deletion_makes_pointless_are_skipped() {
+        let (mut s, rec) = session();
+        build(&mut s);
+        let made = s.journal().live_count();
+        assert_eq!(made, 15);
+        rec.borrow_mut().steps.clear();
+        let report = s.rollback();
+        assert!(report.complete(), "{:?}", report.failures);
+        let cmds: Vec<String> = given(&rec).into_iter().map(|(_, c)| c).collect();
+        // Newest first: the host sysctl; the route, up/down, address and master of
+        // br0 and h0 (deleted below) are skipped, as is everything inside ns1 (its
+        // rule, sysctl, c0's address and state, c0 itself: it dies with ns1, and so
+        // does its peer h0). Deletions are kept. The firewall comes last, in order.
+        assert_eq!(
+            cmds,
+            vec![
+                "sysctl -w net.ipv4.ip_forward=0",
+                "ip link del br0",
+                "ip netns del ns1",
+                "iptables -t nat -D POSTROUTING -m comment --comment netscript:t -s 10.0.0.0/24 -j MASQUERADE",
+                "iptables -t filter -P FORWARD ACCEPT",
+            ]
+        );
+        // Every entry counts as undone, skipped ones too, and the report lists what ran.
+        assert_eq!(report.changes, made);
+        assert_eq!(report.undone, cmds);
+        assert_eq!(s.journal().live_count(), 0);
+        // The model is back where it started.
+        let b = s.backend();
+        assert!(b.netns_list().is_empty());
+        let names: Vec<String> = b.links(&H).unwrap().into_iter().map(|l| l.name).collect();
+        assert_eq!(names, vec!["lo"]);
+        assert_eq!(b.sysctl_get(&H, "net.ipv4.ip_forward").unwrap(), "0");
+        assert_eq!(b.fw_policy(&H, "filter", "FORWARD").unwrap(), "ACCEPT");
+        assert_eq!(b.fw_rules(&H, "nat", Some("POSTROUTING")).unwrap(), vec!["-P POSTROUTING ACCEPT"]);
+    }
+
+    #[test]
+    fn a_partial_undo_skips_nothing_its_own_entries_do_not_delete() {
+        let (mut s, rec) = session();
+        s.bridge_add("br0", &H).unwrap();
+        s.link_addr(&H, "br0", "10.0.0.1/24".parse().unwrap()).unwrap();
+        s.link_set_up(&H, "br0", true).unwrap();
+        rec.borrow_mut().steps.clear();
+        // The bridge stays (its entry is not undone), so its attributes are restored.
+        let report = s.undo_last(2);
+        assert!(report.complete());
+        assert_eq!(report.changes, 2);
+        let cmds: Vec<String> = given(&rec).into_iter().map(|(_, c)| c).collect();
+        assert_eq!(cmds, vec!["ip link set br0 down", "ip addr del 10.0.0.1/24 dev br0"]);
+        let br = s.link(&H, "br0").unwrap();
+        assert!(!br.up && br.addrs.is_empty());
+        assert_eq!(s.journal().live_count(), 1);
+    }
+
+    #[test]
+    fn firewall_undos_go_together_at_the_end_newest_first() {
+        let (mut s, rec) = session();
+        s.fw_chain(&H, "filter", "MINE").unwrap();
+        s.bridge_add("b1", &H).unwrap();
+        s.fw_append(&H, "filter", "MINE", "-j RETURN").unwrap();
+        s.sysctl_set(&H, "net.ipv4.ip_forward", "1").unwrap();
+        s.fw_insert(&H, "filter", "INPUT", "-p tcp --dport 22 -j ACCEPT", 1).unwrap();
+        s.fw_policy(&H, "filter", "FORWARD", "DROP").unwrap();
+        s.bridge_add("b2", &H).unwrap();
+        rec.borrow_mut().steps.clear();
+        let report = s.rollback();
+        assert!(report.complete(), "{:?}", report.failures);
+        assert_eq!(report.changes, 7);
+        let batch = "undo of the firewall changes (sent together, at the end)";
+        let got = given(&rec);
+        let shown: Vec<(bool, &str)> = got.iter().map(|(o, c)| (o == batch, c.as_str())).collect();
+        assert_eq!(
+            shown,
+            vec![
+                (false, "ip link del b2"),
+                (false, "sysctl -w net.ipv4.ip_forward=0"),
+                (false, "ip link del b1"),
+                (true, "iptables -t filter -P FORWARD ACCEPT"),
+                (true, "iptables -t filter -D INPUT -m comment --comment netscript:t -p tcp --dport 22 -j ACCEPT"),
+                (true, "iptables -t filter -D MINE -m comment --comment netscript:t -j RETURN"),
+                (true, "iptables -t filter -F MINE\niptables -t filter -X MINE"),
+            ]
+        );
+        // The others say which change each undoes.
+        assert_eq!(got[0].0, "undo of: ip link add b2 type bridge");
+    }
+
+    #[test]
+    fn when_the_main_inverse_finds_nothing_the_restorations_after_it_are_skipped() {
+        let (mut s, rec) = session();
+        s.bridge_add("br0", &H).unwrap();
+        let ns2 = s.netns_add("ns2").unwrap();
+        rec.borrow_mut().steps.clear();
+        // In flight at a crash, never made: moving a link that is not there.
+        let e = Entry {
+            seq: 99,
+            op: Op::MoveLink { ns: H, name: "ghost".into(), to: ns2.clone() },
+            undo: vec![
+                Op::MoveLink { ns: ns2.clone(), name: "ghost".into(), to: H },
+                Op::SetUp { ns: H, name: "br0".into(), up: true },
+            ],
+            state: State::InFlight,
+        };
+        let mut report = RollbackReport::default();
+        s.undo_ops(&e, &e.undo.iter().collect::<Vec<_>>(), &mut report);
+        assert!(report.complete() && report.undone.is_empty(), "{report:?}");
+        assert!(given(&rec).is_empty());
+        assert!(!s.link(&H, "br0").unwrap().up);
+        // A later restoration that finds nothing does not stop the ones after it.
+        let e = Entry {
+            seq: 100,
+            op: Op::SetUp { ns: H, name: "br0".into(), up: false },
+            undo: vec![
+                Op::SetUp { ns: H, name: "br0".into(), up: true },
+                Op::DelAddr { ns: H, dev: "br0".into(), addr: "10.0.0.1/24".parse().unwrap() },
+                Op::SetMtu { ns: H, dev: "br0".into(), mtu: 1400 },
+            ],
+            state: State::InFlight,
+        };
+        s.undo_ops(&e, &e.undo.iter().collect::<Vec<_>>(), &mut report);
+        assert!(report.complete(), "{report:?}");
+        assert_eq!(report.undone, vec!["ip link set br0 up", "ip link set br0 mtu 1400"]);
+        assert_eq!(s.link(&H, "br0").unwrap().mtu, 1400);
+    }
+
+    fn entry(seq: u64, op: Op) -> Entry {
+        Entry { seq, op, undo: Vec::new(), state: State::Done }
+    }
+
+    #[test]
+    fn doomed_covers_what_a_deletion_takes_along_and_never_a_deletion() {
+        let ns1 = NsRef::named("ns1");
+        let ns2 = NsRef::named("ns2");
+        // Oldest first, as made; Doomed::of takes them newest first.
+        let mut made = vec![
+            entry(1, Op::AddNetns { name: "ns1".into() }),
+            entry(2, Op::AddVeth { ns: H, name: "a".into(), peer: "b".into(), peer_ns: ns2.clone() }),
+            entry(3, Op::AddBridge { ns: H, name: "br".into() }),
+            // A veth end this run made, moved: it is deleted where it went.
+            entry(4, Op::MoveLink { ns: H, name: "a".into(), to: ns2.clone() }),
+            // A link this run did not make, moved: nothing deletes it.
+            entry(5, Op::MoveLink { ns: H, name: "old".into(), to: ns2.clone() }),
+        ];
+        made.reverse();
+        let d = Doomed::of(&made);
+        assert!(d.ns(&ns1) && !d.ns(&ns2) && !d.ns(&H));
+        assert!(d.link(&ns2, "a") && d.link(&ns2, "b") && d.link(&H, "br") && d.link(&ns1, "anything"));
+        assert!(!d.link(&ns2, "old") && !d.link(&H, "old"));
+
+        let up = |ns: &NsRef, n: &str| Op::SetUp { ns: ns.clone(), name: n.into(), up: false };
+        let covered = [
+            up(&ns2, "a"),
+            up(&ns1, "lo"),
+            Op::DelAddr { ns: H, dev: "br".into(), addr: "10.0.0.1/24".parse().unwrap() },
+            Op::SetMaster { ns: ns2.clone(), dev: "b".into(), master: None },
+            Op::SetMtu { ns: H, dev: "br".into(), mtu: 1500 },
+            Op::DelRoute { ns: H, route: route_dev("10.9.0.0/16", "br") },
+            Op::DelRoute { ns: ns1.clone(), route: route_dev("10.9.0.0/16", "x") },
+            Op::SetSysctl { ns: ns1.clone(), key: "net.ipv4.ip_forward".into(), value: "0".into() },
+            Op::FwPolicy { ns: ns1.clone(), table: "filter".into(), chain: "FORWARD".into(), target: "ACCEPT".into() },
+            Op::FwDelChain { ns: ns1.clone(), table: "filter".into(), chain: "MINE".into() },
+            // A link inside a namespace that goes dies with it.
+            Op::DelLink { ns: ns1.clone(), name: "c0".into() },
+        ];
+        for u in &covered {
+            assert!(d.covers(u), "should be skipped: {}", u.render());
+        }
+        let kept = [
+            // Deletions outside a doomed namespace wait for the kernel: never skipped.
+            Op::DelLink { ns: H, name: "br".into() },
+            Op::DelLink { ns: ns2.clone(), name: "a".into() },
+            Op::DelNetns { name: "ns1".into() },
+            // Moves back, and what is about links nobody deletes.
+            Op::MoveLink { ns: ns2.clone(), name: "old".into(), to: H },
+            up(&ns2, "old"),
+            Op::DelRoute { ns: H, route: route_dev("10.9.0.0/16", "eth0") },
+            Op::SetSysctl { ns: H, key: "net.ipv4.ip_forward".into(), value: "0".into() },
+            Op::FwPolicy { ns: ns2.clone(), table: "filter".into(), chain: "FORWARD".into(), target: "ACCEPT".into() },
+            Op::Kill { pid: 42, start: 7 },
+        ];
+        for u in &kept {
+            assert!(!d.covers(u), "should be run: {}", u.render());
+        }
+    }
+}

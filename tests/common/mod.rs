@@ -85,37 +85,100 @@ impl Sandbox {
         self.netscript(&[path.as_str()])
     }
 
+    /// Runs netscript and checks its exit code; on a mismatch, panics with `what`,
+    /// the command and its whole output.
+    pub fn netscript_expect(&self, args: &[&str], code: i32, what: &str) -> Output {
+        let o = self.netscript(args);
+        assert_eq!(
+            o.status.code(),
+            Some(code),
+            "{what}: `netscript {}` should exit {code}\n--- stdout:\n{}--- stderr:\n{}",
+            args.join(" "),
+            stdout(&o),
+            stderr(&o)
+        );
+        o
+    }
+
+    /// Runs netscript (a script and its options, or a command); it must succeed.
+    pub fn run_ok(&self, args: &[&str]) -> Output {
+        self.netscript_expect(args, 0, "run")
+    }
+
+    /// Writes a script file and runs it; it must exit with `code`.
+    pub fn run_lua_expect(&self, name: &str, src: &str, code: i32) -> Output {
+        let path = script_file(name, src);
+        self.netscript_expect(&[path.as_str()], code, name)
+    }
+
+    /// `netscript down NAME`; it must succeed.
+    pub fn down(&self, name: &str) -> Output {
+        self.netscript_expect(&["down", name], 0, &format!("down {name}"))
+    }
+
+    /// Asserts the kernel state equals `before` (a `snapshot()`), showing the lines
+    /// that differ under `what`.
+    pub fn assert_unchanged(&self, before: &str, what: &str) {
+        assert_same(before, &self.snapshot(), what);
+    }
+
     /// The kernel state, as the system's own tools print it: links, addresses and
     /// routes in every namespace, the namespace list, the firewall rule set and the
-    /// sysctls of SYSCTLS.
+    /// sysctls of SYSCTLS. One shell run inside the sandbox reads it all; fields that
+    /// change on their own are dropped (`normalize_json`, `normalize_rules`).
     pub fn snapshot(&self) -> String {
-        let mut out = String::new();
+        const SEP: &str = "::netscript-snapshot::";
         let names = self.ok("ip netns list | awk '{print $1}' | sort");
         let mut nss: Vec<Option<&str>> = vec![None];
         nss.extend(names.lines().filter(|l| !l.is_empty()).map(Some));
-        out += &format!("namespaces: {:?}\n", names.lines().collect::<Vec<_>>());
-        for ns in nss {
+        // One section per reading, each headed by SEP and its label; an `ip` that
+        // fails says so (the snapshot must not quietly miss a namespace).
+        let mut script = String::new();
+        let mut labels = Vec::new();
+        for (i, ns) in nss.iter().enumerate() {
             let (ip, ex) = match ns {
                 None => ("ip".to_string(), String::new()),
                 Some(n) => (format!("ip -n {n}"), format!("ip netns exec {n} ")),
             };
-            out += &format!("== {}\n", ns.unwrap_or("host"));
-            for what in ["-d link show", "addr show", "route show table all", "-6 route show table all"] {
-                let raw = self.ok(&format!("{ip} -j {what}"));
-                out += &format!("{what}: {}\n", normalize_json(&raw));
+            for what in IP_READS {
+                labels.push((i, what.to_string()));
+                script += &format!("echo '{SEP}'; {ip} -j {what} || echo '{SEP}failed'\n");
             }
             for save in ["iptables-nft-save", "iptables-legacy-save"] {
-                let o = self.sh(&format!("{ex}{save}"));
-                out += &format!("{save}:\n{}", normalize_rules(&String::from_utf8_lossy(&o.stdout)));
+                labels.push((i, save.to_string()));
+                script += &format!("echo '{SEP}'; {ex}{save} 2>/dev/null\n");
             }
             for k in SYSCTLS {
-                let v = self.sh(&format!("{ex}sysctl -n {k}"));
-                out += &format!("{k} = {}\n", String::from_utf8_lossy(&v.stdout).trim());
+                labels.push((i, k.to_string()));
+                script += &format!("echo '{SEP}'; {ex}sysctl -n {k} 2>/dev/null\n");
+            }
+        }
+        script += "true\n";
+        let raw = self.ok(&script);
+        let sections: Vec<&str> = raw.split(&format!("{SEP}\n")).skip(1).collect();
+        assert_eq!(sections.len(), labels.len(), "snapshot: unexpected output:\n{raw}");
+        let mut out = format!("namespaces: {:?}\n", names.lines().collect::<Vec<_>>());
+        let mut last = usize::MAX;
+        for ((i, label), text) in labels.iter().zip(sections) {
+            if *i != last {
+                out += &format!("== {}\n", nss[*i].unwrap_or("host"));
+                last = *i;
+            }
+            if IP_READS.contains(&label.as_str()) {
+                assert!(!text.contains(SEP), "snapshot: `ip -j {label}` failed in {}", nss[*i].unwrap_or("host"));
+                out += &format!("{label}: {}\n", normalize_json(text));
+            } else if label.contains("-save") {
+                out += &format!("{label}:\n{}", normalize_rules(text));
+            } else {
+                out += &format!("{label} = {}\n", text.trim());
             }
         }
         out
     }
 }
+
+/// The `ip -j` reads of a snapshot, per namespace.
+const IP_READS: [&str; 4] = ["-d link show", "addr show", "route show table all", "-6 route show table all"];
 
 impl Sandbox {
     /// The processes started inside this sandbox (they share its mount namespace,
@@ -295,4 +358,140 @@ pub fn as_nobody(args: &[&str]) -> Output {
         .args(args)
         .output()
         .unwrap()
+}
+
+// ---- comparing the builds of two sandboxes ---------------------------------------
+
+/// Whether a `portable` snapshot keeps the ownership marks (link alias, route
+/// protocol, rule comments): two netscript runs of one topology carry the same
+/// marks; a plan run by bash carries none.
+#[derive(Clone, Copy, PartialEq)]
+pub enum Marks {
+    Keep,
+    Drop,
+}
+
+/// A `snapshot()` without what differs between two sandboxes that built the same
+/// thing: MAC addresses and what derives from them (bridge ids, IPv6 link-local
+/// addresses and their host routes), interface indexes (a link made and deleted
+/// again moves the counter on), DAD state, and with `Marks::Drop` the ownership marks.
+/// Routes compare as sets.
+pub fn portable(snap: &str, marks: Marks) -> String {
+    let mut out = String::new();
+    for l in snap.lines() {
+        let json = IP_READS.iter().find_map(|p| l.strip_prefix(&format!("{p}: ")).map(|j| (*p, j)));
+        let line = match json {
+            Some((p, j)) => match serde_json::from_str::<serde_json::Value>(j) {
+                Ok(mut v) => {
+                    scrub(&mut v, marks);
+                    if p.contains("route") {
+                        v = routes_compared(v);
+                    }
+                    format!("{p}: {v}")
+                }
+                Err(e) => panic!("snapshot line is not JSON ({e}): {l}"),
+            },
+            None if marks == Marks::Drop => without_marks(l),
+            None => l.to_string(),
+        };
+        out += &line;
+        out.push('\n');
+    }
+    out
+}
+
+impl Sandbox {
+    /// The `portable` state once it stops changing on its own (carrier, DAD).
+    pub fn settled(&self, marks: Marks) -> String {
+        let mut last = portable(&self.snapshot(), marks);
+        for _ in 0..20 {
+            std::thread::sleep(Duration::from_millis(400));
+            let now = portable(&self.snapshot(), marks);
+            if now == last {
+                return now;
+            }
+            last = now;
+        }
+        last
+    }
+}
+
+fn scrub(v: &mut serde_json::Value, marks: Marks) {
+    use serde_json::Value;
+    match v {
+        Value::Object(m) => {
+            for k in [
+                "bridge_id",
+                "root_id",
+                "designated_root",
+                "designated_bridge",
+                "link_netnsid",
+                "ifindex",
+                "link_index",
+            ] {
+                m.remove(k);
+            }
+            if marks == Marks::Drop {
+                m.remove("ifalias");
+                m.remove("protocol");
+            }
+            // A link's MAC (and its broadcast MAC); an IPv4 broadcast address stays.
+            for k in ["address", "broadcast", "perm_address"] {
+                if m.get(k).and_then(Value::as_str).is_some_and(is_mac) {
+                    m.remove(k);
+                }
+            }
+            // DAD in progress ("tentative") is timing, not state.
+            if let Some(Value::Bool(true)) = m.get("tentative") {
+                m.remove("tentative");
+            }
+            if m.get("local").and_then(Value::as_str).is_some_and(|a| a.starts_with("fe80:")) {
+                m.insert("local".into(), Value::String("fe80::(link-local)".into()));
+            }
+            for x in m.values_mut() {
+                scrub(x, marks);
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(|x| scrub(x, marks)),
+        _ => {}
+    }
+}
+
+/// Routes as a set, without the host routes of IPv6 link-local addresses: those
+/// derive from random MACs, and appear only once duplicate address detection is done.
+fn routes_compared(v: serde_json::Value) -> serde_json::Value {
+    let serde_json::Value::Array(routes) = v else { return v };
+    let mut kept: Vec<String> = routes
+        .into_iter()
+        .filter(|r| {
+            let dst = r.get("dst").and_then(serde_json::Value::as_str).unwrap_or("");
+            !dst.starts_with("fe80:") || dst.contains('/')
+        })
+        .map(|r| r.to_string())
+        .collect();
+    kept.sort();
+    serde_json::Value::Array(kept.into_iter().map(|r| serde_json::from_str(&r).unwrap()).collect())
+}
+
+fn is_mac(s: &str) -> bool {
+    s.len() == 17 && s.split(':').all(|b| b.len() == 2 && b.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+fn without_marks(rule: &str) -> String {
+    let w: Vec<&str> = rule.split(' ').collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < w.len() {
+        let mark = w[i] == "-m"
+            && w.get(1 + i) == Some(&"comment")
+            && w.get(2 + i) == Some(&"--comment")
+            && w.get(3 + i).is_some_and(|c| c.trim_matches('"').starts_with("netscript:"));
+        if mark {
+            i += 4;
+            continue;
+        }
+        out.push(w[i]);
+        i += 1;
+    }
+    out.join(" ")
 }
