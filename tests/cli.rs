@@ -64,25 +64,3 @@ fn subcommand_help_lists_only_its_own_options() {
     let o = netscript(&["down", "--sandbox", "x"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 }
-
-#[test]
-fn without_root_and_without_sandbox_it_says_what_is_needed() {
-    if !nix_is_root() {
-        eprintln!("skipped: needs root to switch to nobody");
-        return;
-    }
-    let o = Command::new("setpriv")
-        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", BIN, "examples/docker-short.lua"])
-        .output()
-        .unwrap();
-    let err = stderr(&o);
-    assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(err.contains("needs root") && err.contains("--sandbox") && err.contains("nothing was changed"), "{err}");
-}
-
-fn nix_is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("Uid:")).map(|u| u.split_whitespace().next() == Some("0")))
-        .unwrap_or(false)
-}
