@@ -210,6 +210,22 @@ pub enum Command {
         #[arg(id = "topology", value_name = "NAME")]
         name: String,
     },
+    /// Run a command inside a namespace of a topology that is up (also one running in
+    /// a `--sandbox --wait` sandbox): by default your shell, on this terminal.
+    #[command(
+        after_help = "Examples:\n  netscript exec docker-bridge ns1                 a shell in ns1\n  netscript exec docker-bridge ns1 ip -br addr     one command\n  netscript exec docker-bridge host iptables-save  the topology's host (a sandbox's own)"
+    )]
+    Exec {
+        /// The topology's name (see `netscript ls`).
+        #[arg(id = "topology", value_name = "TOPOLOGY")]
+        topology: String,
+        /// A namespace the topology created, or `host`.
+        #[arg(value_name = "NS")]
+        ns: String,
+        /// The command and its arguments [default: $SHELL, else /bin/sh].
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
+        cmd: Vec<String>,
+    },
     /// List recorded topologies: name, script, when, how many changes, and whether
     /// anything is missing or changed since.
     Ls {

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use netscript::cli::{Cli, Command, RunOpts};
-use netscript::cmd::{self, EXIT_USAGE, down, inspect, plan, run};
+use netscript::cmd::{self, EXIT_USAGE, down, exec, inspect, plan, run};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -34,9 +34,15 @@ fn main() -> ExitCode {
         Some(Command::Plan { .. }) if top.sandbox || top.wait || top.ephemeral => {
             return usage("--sandbox, --wait and --ephemeral apply to running a script or the REPL, not to plan");
         }
-        Some(Command::Down { .. } | Command::Ls { .. } | Command::Show { .. } | Command::Gc { .. }) if top.any() => {
+        Some(
+            Command::Down { .. }
+            | Command::Ls { .. }
+            | Command::Show { .. }
+            | Command::Gc { .. }
+            | Command::Exec { .. },
+        ) if top.any() => {
             return usage(
-                "--sandbox, --wait, --ephemeral and --name apply to running a script or the REPL, not to down / ls / show / gc",
+                "--sandbox, --wait, --ephemeral and --name apply to running a script or the REPL, not to down / ls / show / gc / exec",
             );
         }
         Some(Command::Down { name }) => down::down(&opts(&top), name),
@@ -45,6 +51,7 @@ fn main() -> ExitCode {
             o.name = name.clone().or(o.name);
             plan::plan(&o, *undo, script, args)
         }
+        Some(Command::Exec { topology, ns, cmd }) => exec::exec(&opts(&top), topology, ns, cmd),
         Some(Command::Ls { json }) => inspect::ls(&opts(&top), *json),
         Some(Command::Show { name, json, dot }) => inspect::show(&opts(&top), name, *json, *dot),
         Some(Command::Gc { yes }) => inspect::gc(&opts(&top), *yes),

@@ -5,6 +5,7 @@
 //! or roll it back and say so). `main.rs` only parses the command line and dispatches.
 
 pub mod down;
+pub mod exec;
 pub mod inspect;
 pub mod plan;
 pub mod run;

@@ -37,6 +37,8 @@ pub fn run(opts: &RunOpts, script: &Path, args: &[String]) -> Result<u8> {
     let topo = check_script(opts, script)?;
     check_privileges(opts)?;
     Flavor::parse(&opts.iptables)?;
+    // For `netscript exec` from another shell (written before the sandbox hides /run).
+    let _pointer = if opts.sandbox && opts.wait { Some(super::exec::announce_sandbox(&topo)?) } else { None };
     // First, while single-threaded.
     let user_ns = if opts.sandbox { Some(sandbox::enter()?) } else { None };
     let signals = install_signals();
@@ -52,7 +54,8 @@ pub fn run(opts: &RunOpts, script: &Path, args: &[String]) -> Result<u8> {
     }
     if let Some(user_ns) = user_ns.filter(|_| opts.wait) {
         eprintln!(
-            "netscript: the sandbox is up. Enter it from another shell with:\n  {}\nPress Ctrl-C here to roll back and exit.",
+            "netscript: the sandbox is up. From another shell, run a shell in one of its namespaces with:\n  netscript exec {} NS\nor enter the sandbox itself with:\n  {}\nPress Ctrl-C here to roll back and exit.",
+            crate::model::shell_quote(&topo),
             sandbox::enter_hint(std::process::id(), user_ns)
         );
         while !signals.cancel.load(Ordering::SeqCst) {
