@@ -49,6 +49,14 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
+/// The shells `netscript completions` writes for.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
 /// Options every command takes.
 #[derive(Args, Debug, Clone, Default)]
 pub struct CommonOpts {
@@ -226,6 +234,16 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
         cmd: Vec<String>,
     },
+    /// Print a shell completion script (it also completes topology names for down,
+    /// show and exec). Install with, e.g., `netscript completions bash >
+    /// /etc/bash_completion.d/netscript` or `netscript completions fish >
+    /// ~/.config/fish/completions/netscript.fish`.
+    Completions {
+        #[arg(value_enum)]
+        shell: CompletionShell,
+    },
+    /// Print the manual page (roff), e.g. `netscript man | man -l -`.
+    Man,
     /// List recorded topologies: name, script, when, how many changes, and whether
     /// anything is missing or changed since.
     Ls {

@@ -5,13 +5,20 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use netscript::cli::{Cli, Command, RunOpts};
-use netscript::cmd::{self, EXIT_USAGE, down, exec, inspect, plan, run};
+use netscript::cmd::{self, EXIT_USAGE, down, exec, inspect, plan, run, shell};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if matches!(
         cli.command,
-        Some(Command::Ls { .. } | Command::Show { .. } | Command::Gc { .. } | Command::Plan { .. })
+        Some(
+            Command::Ls { .. }
+                | Command::Show { .. }
+                | Command::Gc { .. }
+                | Command::Plan { .. }
+                | Command::Completions { .. }
+                | Command::Man
+        )
     ) {
         // Output meant for pipes (`netscript show x | head`): a closed pipe ends the
         // process quietly instead of a panic. Not for runs: a rollback must finish.
@@ -52,6 +59,8 @@ fn main() -> ExitCode {
             plan::plan(&o, *undo, script, args)
         }
         Some(Command::Exec { topology, ns, cmd }) => exec::exec(&opts(&top), topology, ns, cmd),
+        Some(Command::Completions { shell: sh }) => shell::completions(*sh),
+        Some(Command::Man) => shell::man(),
         Some(Command::Ls { json }) => inspect::ls(&opts(&top), *json),
         Some(Command::Show { name, json, dot }) => inspect::show(&opts(&top), name, *json, *dot),
         Some(Command::Gc { yes }) => inspect::gc(&opts(&top), *yes),

@@ -64,3 +64,51 @@ fn subcommand_help_lists_only_its_own_options() {
     let o = netscript(&["down", "--sandbox", "x"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 }
+
+#[test]
+fn bash_completion_completes_commands_and_topology_names() {
+    let o = netscript(&["completions", "bash"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let dir = std::env::temp_dir().join(format!("netscript-compl-{}", std::process::id()));
+    let state = dir.join("state");
+    for t in ["lab-a", "lab-b"] {
+        std::fs::create_dir_all(state.join(t)).unwrap();
+    }
+    let script = dir.join("netscript.bash");
+    std::fs::write(&script, &o.stdout).unwrap();
+    let complete = |words: &str, cword: usize| {
+        let o = Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "source {}; COMP_WORDS=({words}); COMP_CWORD={cword}; COMP_LINE='{words}'; COMP_POINT=${{#COMP_LINE}}; \
+                 _netscript_with_topologies netscript \"${{COMP_WORDS[COMP_CWORD]}}\" \"${{COMP_WORDS[COMP_CWORD-1]}}\"; \
+                 echo \"${{COMPREPLY[@]}}\"",
+                script.display()
+            ))
+            .env("NETSCRIPT_STATE_DIR", &state)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    assert_eq!(complete("netscript down lab", 2), "lab-a lab-b");
+    assert_eq!(complete("netscript show lab-b", 2), "lab-b");
+    assert_eq!(complete("netscript exec l", 2), "lab-a lab-b");
+    assert_eq!(complete("netscript sh", 1), "show");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn zsh_and_fish_completions_and_the_man_page() {
+    let zsh = String::from_utf8(netscript(&["completions", "zsh"]).stdout).unwrap();
+    assert!(zsh.starts_with("#compdef netscript"), "{zsh}");
+    assert_eq!(zsh.matches("(see `netscript ls`):_netscript_topologies").count(), 3, "down, show, exec:\n{zsh}");
+    let fish = String::from_utf8(netscript(&["completions", "fish"]).stdout).unwrap();
+    assert!(fish.contains("__fish_seen_subcommand_from down show exec") && fish.contains("-a \"exec\""), "{fish}");
+    let o = netscript(&["completions", "powershell"]);
+    assert_eq!(o.status.code(), Some(2));
+    let man = String::from_utf8(netscript(&["man"]).stdout).unwrap();
+    assert!(man.contains(".TH netscript 1"), "{man}");
+    for sub in ["down", "exec", "plan", "completions"] {
+        assert!(man.contains(&format!("netscript\\-{sub}")) || man.contains(sub), "man lacks {sub}");
+    }
+}

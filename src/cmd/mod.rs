@@ -9,6 +9,7 @@ pub mod exec;
 pub mod inspect;
 pub mod plan;
 pub mod run;
+pub mod shell;
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
