@@ -10,6 +10,7 @@ Examples:
   netscript plan examples/docker-short.lua         read what a script would do, as ip/iptables commands
   sudo netscript topo.lua                          build it for real; it stays up
   sudo netscript ls                                what is up, and what changed behind netscript's back
+  sudo netscript exec topo ns1                     a shell inside namespace ns1 of topology topo
   sudo netscript down topo                         take it down again, exactly
   netscript repl --sandbox                         try the API at a Lua prompt, with .undo
 
