@@ -109,3 +109,13 @@ fn exec_into_a_topology_that_is_up() {
     assert!(stderr(&o).contains("\"nothere\" is not up"), "{}", stderr(&o));
     sb.ok(&format!("{BIN} down up"));
 }
+
+#[test]
+fn printed_hints_are_shell_quoted() {
+    let sb = Sandbox::new();
+    let path = script_file("hint.lua", "netns.add(\"nsq\")\n");
+    let o = sb.netscript(&["--name", "my topo", &path]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("Take it down with: netscript down 'my topo'"), "{}", stderr(&o));
+    sb.ok(&format!("{BIN} down 'my topo'"));
+}
