@@ -34,6 +34,8 @@ fn waiting_sandbox(name: &str, user: Option<&str>) -> Child {
     while err.read_line(&mut line).unwrap() > 0 {
         all += &line;
         if line.contains(&format!("netscript exec {name} NS")) {
+            // Keep reading: a closed pipe would fail the runner's next write.
+            std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
             return child;
         }
         line.clear();

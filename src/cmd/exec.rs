@@ -127,7 +127,8 @@ pub fn exec(opts: &RunOpts, topo: &str, ns: &str, cmd: &[String]) -> Result<u8> 
 
     // A waiting sandbox first: enter its user (when rootless), mount and network
     // namespaces, where its record and /run/netns are.
-    if let Some(pid) = waiting_sandbox(topo)? {
+    let sandbox = waiting_sandbox(topo)?;
+    if let Some(pid) = sandbox {
         let own_user = fs::metadata(format!("/proc/{pid}/ns/user")).map(|m| m.ino()).ok()
             != fs::metadata("/proc/self/ns/user").map(|m| m.ino()).ok();
         if own_user {
@@ -141,10 +142,16 @@ pub fn exec(opts: &RunOpts, topo: &str, ns: &str, cmd: &[String]) -> Result<u8> 
     let base = state_base(opts);
     let journal_path = base.join(topo).join("journal.jsonl");
     if !journal_path.exists() {
-        return Err(Error::invalid(format!(
-            "topology \"{topo}\" is not up (no record in {}, and no --sandbox --wait run of that name)",
-            base.display()
-        )));
+        return Err(Error::invalid(match sandbox {
+            Some(pid) => format!(
+                "topology \"{topo}\" is not up in the sandbox of process {pid} (no record in its {})",
+                base.display()
+            ),
+            None => format!(
+                "topology \"{topo}\" is not up (no record in {}, and no --sandbox --wait run of that name)",
+                base.display()
+            ),
+        }));
     }
     if ns != "host" {
         let journal = Journal::open(&journal_path)?;
