@@ -10,6 +10,7 @@ Examples:
   netscript plan examples/docker-short.lua         read what a script would do, as ip/iptables commands
   sudo netscript topo.lua                          build it for real; it stays up
   sudo netscript ls                                what is up, and what changed behind netscript's back
+  sudo netscript exec topo ns1                     a shell inside namespace ns1 of topology topo
   sudo netscript down topo                         take it down again, exactly
   netscript repl --sandbox                         try the API at a Lua prompt, with .undo
   netscript stubs                                  write netscript.lua, API annotations for editors (LuaLS)
@@ -34,7 +35,10 @@ Docs: docs/tutorial.md, docs/api.md (the Lua API), docs/design.md.";
 )]
 pub struct Cli {
     #[command(flatten)]
-    pub run: RunOpts,
+    pub common: CommonOpts,
+
+    #[command(flatten)]
+    pub script_opts: ScriptOpts,
 
     /// The Lua script to run.
     pub script: Option<PathBuf>,
@@ -47,28 +51,17 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
+/// The shells `netscript completions` writes for.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+/// Options every command takes.
 #[derive(Args, Debug, Clone, Default)]
-pub struct RunOpts {
-    /// Run inside fresh network and mount namespaces (plus a user namespace when
-    /// not root) with a private /run: nothing touches the host, everything vanishes
-    /// at exit. Works without root.
-    #[arg(long, global = true)]
-    pub sandbox: bool,
-
-    /// With --sandbox: after the script, keep the sandbox alive until Ctrl-C (prints
-    /// how to enter it from another shell), then roll back.
-    #[arg(long, global = true, requires = "sandbox")]
-    pub wait: bool,
-
-    /// Roll back even when the script succeeds (for experiments).
-    #[arg(long, global = true)]
-    pub ephemeral: bool,
-
-    /// The topology's name (default: the script's file stem). It names the record
-    /// used by `netscript down` and the ownership mark on what the run creates.
-    #[arg(long, global = true, value_name = "NAME")]
-    pub name: Option<String>,
-
+pub struct CommonOpts {
     /// Where topologies are recorded [default: /run/netscript, or $NETSCRIPT_STATE_DIR].
     #[arg(long, global = true, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
@@ -84,11 +77,117 @@ pub struct RunOpts {
     pub verbose: bool,
 }
 
+/// Options of the commands that run a script or the REPL.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ScriptOpts {
+    /// Run inside fresh network, mount, UTS and IPC namespaces (plus a user namespace
+    /// when not root) with a private /run: nothing touches the host, everything
+    /// vanishes at exit. Works without root.
+    #[arg(long)]
+    pub sandbox: bool,
+
+    /// With --sandbox: after the script, keep the sandbox alive until Ctrl-C (enter it
+    /// with `netscript exec NAME NS` from another shell), then roll back.
+    #[arg(long)]
+    pub wait: bool,
+
+    /// Roll back even when the script succeeds (for experiments).
+    #[arg(long)]
+    pub ephemeral: bool,
+
+    /// The topology's name (default: the script's file stem). It names the record
+    /// used by `netscript down` and the ownership mark on what the run creates.
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+}
+
+impl ScriptOpts {
+    /// Options given before the command word and after it, together.
+    pub fn and(&self, other: &ScriptOpts) -> ScriptOpts {
+        ScriptOpts {
+            sandbox: self.sandbox || other.sandbox,
+            wait: self.wait || other.wait,
+            ephemeral: self.ephemeral || other.ephemeral,
+            name: other.name.clone().or_else(|| self.name.clone()),
+        }
+    }
+
+    /// Whether any of these options was given.
+    pub fn any(&self) -> bool {
+        self.sandbox || self.wait || self.ephemeral || self.name.is_some()
+    }
+}
+
+/// Everything a command is run with: the common options and the script options.
+#[derive(Debug, Clone, Default)]
+pub struct RunOpts {
+    pub sandbox: bool,
+    pub wait: bool,
+    pub ephemeral: bool,
+    pub name: Option<String>,
+    pub state_dir: Option<PathBuf>,
+    pub iptables: String,
+    pub verbose: bool,
+}
+
+impl RunOpts {
+    pub fn new(common: &CommonOpts, script: &ScriptOpts) -> RunOpts {
+        RunOpts {
+            sandbox: script.sandbox,
+            wait: script.wait,
+            ephemeral: script.ephemeral,
+            name: script.name.clone(),
+            state_dir: common.state_dir.clone(),
+            iptables: common.iptables.clone(),
+            verbose: common.verbose,
+        }
+    }
+}
+
+/// The subcommand closest to a mistyped word (`shwo` -> `show`), if one is close.
+pub fn similar_command(word: &str) -> Option<String> {
+    use clap::CommandFactory;
+    let cmd = Cli::command();
+    cmd.get_subcommands()
+        .map(|c| c.get_name().to_string())
+        .filter(|n| n != "help")
+        .map(|n| (edit_distance(word, &n), n))
+        .filter(|(d, n)| *d <= 2 && *d < n.len().max(word.len()))
+        .min()
+        .map(|(_, n)| n)
+}
+
+/// Levenshtein distance, with a transposition counted as one edit.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for j in 0..=b.len() {
+        d[0][j] = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            d[i][j] = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
+            }
+        }
+    }
+    d[a.len()][b.len()]
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run a script (the same as `netscript SCRIPT`).
     Run {
+        #[command(flatten)]
+        opts: ScriptOpts,
+        /// The Lua script to run.
         script: PathBuf,
+        /// Arguments for the script (its `arg` table and `...`).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
@@ -98,6 +197,9 @@ pub enum Command {
         /// Print the teardown instead: the commands that undo the run, newest first.
         #[arg(long)]
         undo: bool,
+        /// The topology's name (default: the script's file stem).
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
         /// The Lua script to plan (see docs/plan.md).
         script: PathBuf,
         /// Arguments for the script (its `arg` table and `...`).
@@ -107,7 +209,10 @@ pub enum Command {
     /// An interactive Lua prompt with the whole API, over a session recorded as
     /// `repl-<pid>` (or --name), with .undo, .journal, .save (see docs/repl.md).
     /// `netscript` with no script does the same.
-    Repl,
+    Repl {
+        #[command(flatten)]
+        opts: ScriptOpts,
+    },
     /// Undo exactly what a recorded topology did, newest first, and forget it.
     /// Taking down a topology that is not up is not an error.
     Down {
@@ -115,6 +220,32 @@ pub enum Command {
         #[arg(id = "topology", value_name = "NAME")]
         name: String,
     },
+    /// Run a command inside a namespace of a topology that is up (also one running in
+    /// a `--sandbox --wait` sandbox): by default your shell, on this terminal.
+    #[command(
+        after_help = "Examples:\n  netscript exec docker-bridge ns1                 a shell in ns1\n  netscript exec docker-bridge ns1 ip -br addr     one command\n  netscript exec docker-bridge host iptables-save  the topology's host (a sandbox's own)"
+    )]
+    Exec {
+        /// The topology's name (see `netscript ls`).
+        #[arg(id = "topology", value_name = "TOPOLOGY")]
+        topology: String,
+        /// A namespace the topology created, or `host`.
+        #[arg(value_name = "NS")]
+        ns: String,
+        /// The command and its arguments [default: $SHELL, else /bin/sh].
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
+        cmd: Vec<String>,
+    },
+    /// Print a shell completion script (it also completes topology names for down,
+    /// show and exec). Install with, e.g., `netscript completions bash >
+    /// /etc/bash_completion.d/netscript` or `netscript completions fish >
+    /// ~/.config/fish/completions/netscript.fish`.
+    Completions {
+        #[arg(value_enum)]
+        shell: CompletionShell,
+    },
+    /// Print the manual page (roff), e.g. `netscript man | man -l -`.
+    Man,
     /// List recorded topologies: name, script, when, how many changes, and whether
     /// anything is missing or changed since.
     Ls {

@@ -4,8 +4,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use netscript::cli::{Cli, Command};
-use netscript::cmd::{self, EXIT_USAGE, down, inspect, plan, run, stubs};
+use netscript::cli::{Cli, Command, RunOpts};
+use netscript::cmd::{self, EXIT_USAGE, down, exec, inspect, plan, run, shell, stubs};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -16,6 +16,8 @@ fn main() -> ExitCode {
                 | Command::Show { .. }
                 | Command::Gc { .. }
                 | Command::Plan { .. }
+                | Command::Completions { .. }
+                | Command::Man
                 | Command::Stubs { .. }
         )
     ) {
@@ -24,27 +26,51 @@ fn main() -> ExitCode {
         // SAFETY: single-threaded here; resetting a signal disposition.
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     }
-    let opts = cli.run.clone();
-    let result = match cli.command {
-        Some(Command::Down { .. } | Command::Ls { .. } | Command::Show { .. } | Command::Gc { .. })
-            if opts.sandbox || opts.wait || opts.ephemeral || opts.name.is_some() =>
-        {
-            eprintln!(
-                "netscript: --sandbox, --wait, --ephemeral and --name apply to running a script or the REPL, not to down / ls / show / gc"
-            );
-            return ExitCode::from(EXIT_USAGE);
+    let top = cli.script_opts.clone();
+    let usage = |msg: &str| {
+        eprintln!("netscript: {msg}");
+        ExitCode::from(EXIT_USAGE)
+    };
+    let opts = |script_opts| RunOpts::new(&cli.common, script_opts);
+    let result = match &cli.command {
+        Some(Command::Run { opts: o, .. } | Command::Repl { opts: o }) if top.and(o).wait && !top.and(o).sandbox => {
+            return usage("--wait needs --sandbox (it keeps the sandbox open after the script)");
         }
-        Some(Command::Down { name }) => down::down(&opts, &name),
-        Some(Command::Plan { undo, script, args }) => plan::plan(&opts, undo, &script, &args),
-        Some(Command::Ls { json }) => inspect::ls(&opts, json),
-        Some(Command::Show { name, json, dot }) => inspect::show(&opts, &name, json, dot),
-        Some(Command::Gc { yes }) => inspect::gc(&opts, yes),
-        Some(Command::Stubs { output }) => stubs::stubs(&output),
-        Some(Command::Run { script, args }) => run::run(&opts, &script, &args),
-        Some(Command::Repl) => run::repl(&opts),
-        None => match cli.script {
-            Some(s) => run::run(&opts, &s, &cli.args),
-            None => run::repl(&opts),
+        None if top.wait && !top.sandbox => {
+            return usage("--wait needs --sandbox (it keeps the sandbox open after the script)");
+        }
+        Some(Command::Plan { .. }) if top.sandbox || top.wait || top.ephemeral => {
+            return usage("--sandbox, --wait and --ephemeral apply to running a script or the REPL, not to plan");
+        }
+        Some(
+            Command::Down { .. }
+            | Command::Ls { .. }
+            | Command::Show { .. }
+            | Command::Gc { .. }
+            | Command::Exec { .. },
+        ) if top.any() => {
+            return usage(
+                "--sandbox, --wait, --ephemeral and --name apply to running a script or the REPL, not to down / ls / show / gc / exec / completions / man / stubs",
+            );
+        }
+        Some(Command::Down { name }) => down::down(&opts(&top), name),
+        Some(Command::Plan { undo, name, script, args }) => {
+            let mut o = opts(&top);
+            o.name = name.clone().or(o.name);
+            plan::plan(&o, *undo, script, args)
+        }
+        Some(Command::Exec { topology, ns, cmd }) => exec::exec(&opts(&top), topology, ns, cmd),
+        Some(Command::Completions { shell: sh }) => shell::completions(*sh),
+        Some(Command::Man) => shell::man(),
+        Some(Command::Stubs { output }) => stubs::stubs(output),
+        Some(Command::Ls { json }) => inspect::ls(&opts(&top), *json),
+        Some(Command::Show { name, json, dot }) => inspect::show(&opts(&top), name, *json, *dot),
+        Some(Command::Gc { yes }) => inspect::gc(&opts(&top), *yes),
+        Some(Command::Run { opts: o, script, args }) => run::run(&opts(&top.and(o)), script, args),
+        Some(Command::Repl { opts: o }) => run::repl(&opts(&top.and(o))),
+        None => match &cli.script {
+            Some(s) => run::run(&opts(&top), s, &cli.args),
+            None => run::repl(&opts(&top)),
         },
     };
     ExitCode::from(cmd::exit_code(result))

@@ -21,9 +21,13 @@ pub fn default_state_dir() -> PathBuf {
 /// The command that takes topology `name`, recorded under `base`, down.
 pub fn down_command(base: &Path, name: &str) -> String {
     if base == default_state_dir() {
-        format!("netscript down {name}")
+        format!("netscript down {}", crate::model::shell_quote(name))
     } else {
-        format!("netscript --state-dir {} down {name}", crate::model::shell_quote(&base.display().to_string()))
+        format!(
+            "netscript --state-dir {} down {}",
+            crate::model::shell_quote(&base.display().to_string()),
+            crate::model::shell_quote(name)
+        )
     }
 }
 

@@ -172,6 +172,9 @@ fn without_root_or_sandbox_the_error_says_so() {
     let path = script_file("eperm.lua", "bridge.add(\"br0\")\n");
     let state = std::env::temp_dir().join(format!("netscript-eperm-{}", std::process::id()));
     let o = as_nobody(&["--state-dir", &state.display().to_string(), &path]);
-    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
-    assert!(stderr(&o).contains("needs root, or run with --sandbox"), "{}", stderr(&o));
+    // Refused before anything ran: exit 2, saying what would work.
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("needs root") && err.contains("sudo") && err.contains("--sandbox"), "{err}");
+    assert!(err.contains("nothing was changed"), "{err}");
 }

@@ -5,9 +5,11 @@
 //! or roll it back and say so). `main.rs` only parses the command line and dispatches.
 
 pub mod down;
+pub mod exec;
 pub mod inspect;
 pub mod plan;
 pub mod run;
+pub mod shell;
 pub mod stubs;
 
 use std::cell::RefCell;
@@ -50,11 +52,24 @@ pub fn state_base(opts: &RunOpts) -> PathBuf {
 /// The checks every script-running command makes before anything runs: the
 /// topology's name, and that the script is a file. Returns the topology's name.
 pub fn check_script(opts: &RunOpts, script: &Path) -> Result<String> {
+    let shown = script.display();
+    if script.is_dir() {
+        return Err(Error::invalid(format!("{shown} is a directory, not a script; nothing was changed")));
+    }
+    if !script.exists() {
+        let word = script.to_string_lossy();
+        if let Some(cmd) = crate::cli::similar_command(&word) {
+            return Err(Error::invalid(format!(
+                "no such script or command: {word} (did you mean `netscript {cmd}`?); nothing was changed"
+            )));
+        }
+        return Err(Error::invalid(format!("no such script: {shown}; nothing was changed")));
+    }
+    if let Err(e) = std::fs::File::open(script) {
+        return Err(Error::invalid(format!("cannot read {shown}: {e}; nothing was changed")));
+    }
     let topo = topo_name(opts, script);
     crate::model::check_name("topology", &topo)?;
-    if !script.is_file() {
-        return Err(Error::invalid(format!("no such script: {}", script.display())));
-    }
     Ok(topo)
 }
 

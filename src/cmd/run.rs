@@ -6,13 +6,39 @@ use std::sync::atomic::Ordering;
 
 use super::{EXIT_FAILED, check_script, install_signals, open, run_script};
 use crate::cli::RunOpts;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::firewall::iptables::Flavor;
 use crate::sandbox;
 
+/// Refuses a run on the real host without the privileges it needs, saying what would
+/// work, before anything is made (not a "Permission denied" from the first change).
+fn check_privileges(opts: &RunOpts) -> Result<()> {
+    if opts.sandbox || can_admin_network() {
+        return Ok(());
+    }
+    Err(Error::invalid(
+        "changing this machine's network needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN): run it with sudo, \
+         or add --sandbox to run it in a throwaway sandbox, which needs no root; nothing was changed",
+    ))
+}
+
+/// Whether this process holds CAP_NET_ADMIN and CAP_SYS_ADMIN (what making
+/// namespaces, links and rules needs), from /proc/self/status.
+fn can_admin_network() -> bool {
+    const CAP_NET_ADMIN: u32 = 12;
+    const CAP_SYS_ADMIN: u32 = 21;
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else { return true };
+    let eff =
+        status.lines().find_map(|l| l.strip_prefix("CapEff:")).and_then(|v| u64::from_str_radix(v.trim(), 16).ok());
+    eff.is_none_or(|e| e & (1 << CAP_NET_ADMIN) != 0 && e & (1 << CAP_SYS_ADMIN) != 0)
+}
+
 pub fn run(opts: &RunOpts, script: &Path, args: &[String]) -> Result<u8> {
     let topo = check_script(opts, script)?;
+    check_privileges(opts)?;
     Flavor::parse(&opts.iptables)?;
+    // For `netscript exec` from another shell (written before the sandbox hides /run).
+    let _pointer = if opts.sandbox && opts.wait { Some(super::exec::announce_sandbox(&topo)?) } else { None };
     // First, while single-threaded.
     let user_ns = if opts.sandbox { Some(sandbox::enter()?) } else { None };
     let signals = install_signals();
@@ -28,7 +54,8 @@ pub fn run(opts: &RunOpts, script: &Path, args: &[String]) -> Result<u8> {
     }
     if let Some(user_ns) = user_ns.filter(|_| opts.wait) {
         eprintln!(
-            "netscript: the sandbox is up. Enter it from another shell with:\n  {}\nPress Ctrl-C here to roll back and exit.",
+            "netscript: the sandbox is up. From another shell, run a shell in one of its namespaces with:\n  netscript exec {} NS\nor enter the sandbox itself with:\n  {}\nPress Ctrl-C here to roll back and exit.",
+            crate::model::shell_quote(&topo),
             sandbox::enter_hint(std::process::id(), user_ns)
         );
         while !signals.cancel.load(Ordering::SeqCst) {
@@ -40,6 +67,7 @@ pub fn run(opts: &RunOpts, script: &Path, args: &[String]) -> Result<u8> {
 
 /// The interactive REPL (src/repl); the sandbox first, while single-threaded.
 pub fn repl(opts: &RunOpts) -> Result<u8> {
+    check_privileges(opts)?;
     let user_ns = if opts.sandbox { Some(sandbox::enter()?) } else { None };
     let signals = install_signals();
     crate::repl::run(opts, user_ns, &signals)

@@ -1,0 +1,165 @@
+//! `netscript exec TOPOLOGY NS [CMD...]`: a command (default: the user's shell, on the
+//! terminal) inside a namespace of a topology that is up, including one that runs in
+//! a `--sandbox --wait` sandbox. The process becomes the command (execvp), so the
+//! terminal, signals and exit code are the command's own.
+//!
+//! A `--sandbox --wait` run is invisible from the host (its records live in the
+//! sandbox's own /run), so while it waits it leaves a pointer in
+//! `/tmp/netscript.<uid>/sandboxes/<topology>`: its pid and that process's start time
+//! (so a reused pid is never entered). The directory must be this user's and private.
+
+use std::ffi::CString;
+use std::fs::{self, File};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::PathBuf;
+
+use nix::sched::{CloneFlags, setns};
+use nix::unistd::{execvp, getuid};
+
+use super::state_base;
+use crate::cli::RunOpts;
+use crate::error::{Error, Result};
+use crate::journal::Journal;
+use crate::op::Op;
+
+/// Where a waiting sandbox of this user leaves its pointer files.
+fn pointer_dir() -> PathBuf {
+    PathBuf::from(format!("/tmp/netscript.{}/sandboxes", getuid()))
+}
+
+/// Checks that `dir` (and its parent under /tmp) is a real directory of this user that
+/// no one else can write: anything else in a shared /tmp could be planted.
+fn private(dir: &std::path::Path) -> Result<()> {
+    for d in [dir.parent().unwrap_or(dir), dir] {
+        let m = fs::symlink_metadata(d).map_err(|e| Error::sys(format!("{}: {e}", d.display()), None))?;
+        if !m.is_dir() || m.uid() != getuid().as_raw() || m.permissions().mode() & 0o077 != 0 {
+            return Err(Error::invalid(format!(
+                "{} is not a private directory of this user; not trusted (remove it)",
+                d.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The start time of process `pid` (field 22 of /proc/PID/stat), if it runs.
+fn start_time(pid: u32) -> Option<u64> {
+    let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    s[s.rfind(')')? + 2..].split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Leaves the pointer for `netscript exec` while a `--sandbox --wait` run waits;
+/// removed when the returned guard drops. Called before the sandbox is entered (the
+/// pid and /tmp are the host's then too).
+pub fn announce_sandbox(topo: &str) -> Result<SandboxPointer> {
+    let dir = pointer_dir();
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| Error::sys(format!("cannot create {}: {e}", dir.display()), None))?;
+    private(&dir)?;
+    let pid = std::process::id();
+    let start = start_time(pid).unwrap_or(0);
+    let path = dir.join(topo);
+    let tmp = dir.join(format!(".{topo}.{pid}"));
+    fs::write(&tmp, format!("{pid} {start}\n"))
+        .and_then(|()| fs::rename(&tmp, &path))
+        .map_err(|e| Error::sys(format!("cannot write {}: {e}", path.display()), None))?;
+    Ok(SandboxPointer { path })
+}
+
+pub struct SandboxPointer {
+    path: PathBuf,
+}
+
+impl Drop for SandboxPointer {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+/// The pid of the waiting sandbox that runs `topo`, if there is one.
+fn waiting_sandbox(topo: &str) -> Result<Option<u32>> {
+    let dir = pointer_dir();
+    let path = dir.join(topo);
+    if fs::symlink_metadata(&path).is_err() {
+        return Ok(None);
+    }
+    private(&dir)?;
+    let text = fs::read_to_string(&path).map_err(|e| Error::sys(format!("{}: {e}", path.display()), None))?;
+    let mut w = text.split_whitespace().map(str::parse::<u64>);
+    let (Some(Ok(pid)), Some(Ok(start))) = (w.next(), w.next()) else {
+        return Err(Error::invalid(format!("{} is not a sandbox pointer", path.display())));
+    };
+    let pid = u32::try_from(pid).map_err(|_| Error::invalid(format!("{}: bad pid", path.display())))?;
+    if start_time(pid) != Some(start) {
+        let _ = fs::remove_file(&path);
+        return Ok(None);
+    }
+    Ok(Some(pid))
+}
+
+fn enter(path: &str, flags: CloneFlags, what: &str) -> Result<()> {
+    let f = File::open(path).map_err(|e| Error::sys(format!("cannot open {path} ({what}): {e}"), None))?;
+    setns(&f, flags).map_err(|e| Error::from_errno(format!("cannot enter {what} ({path})"), e))
+}
+
+/// Whether the namespace `ns` belongs to topology `topo` (recorded under `base`).
+fn owned(journal: &Journal, ns: &str) -> bool {
+    journal.entries().iter().any(|e| e.live() && matches!(&e.op, Op::AddNetns { name } if name == ns))
+}
+
+pub fn exec(opts: &RunOpts, topo: &str, ns: &str, cmd: &[String]) -> Result<u8> {
+    crate::model::check_name("topology", topo)?;
+    if ns != "host" {
+        crate::model::check_name("namespace", ns)?;
+    }
+    let argv: Vec<String> = if cmd.is_empty() {
+        vec![std::env::var("SHELL").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| "/bin/sh".into())]
+    } else {
+        cmd.to_vec()
+    };
+    let argv: Vec<CString> = argv
+        .into_iter()
+        .map(|a| CString::new(a).map_err(|_| Error::invalid("a command argument holds a NUL byte")))
+        .collect::<Result<_>>()?;
+
+    // A waiting sandbox first: enter its user (when rootless), mount and network
+    // namespaces, where its record and /run/netns are.
+    let sandbox = waiting_sandbox(topo)?;
+    if let Some(pid) = sandbox {
+        let own_user = fs::metadata(format!("/proc/{pid}/ns/user")).map(|m| m.ino()).ok()
+            != fs::metadata("/proc/self/ns/user").map(|m| m.ino()).ok();
+        if own_user {
+            enter(&format!("/proc/{pid}/ns/user"), CloneFlags::CLONE_NEWUSER, "the sandbox's user namespace")?;
+        }
+        enter(&format!("/proc/{pid}/ns/mnt"), CloneFlags::CLONE_NEWNS, "the sandbox's mount namespace")?;
+        enter(&format!("/proc/{pid}/ns/net"), CloneFlags::CLONE_NEWNET, "the sandbox's network namespace")?;
+        let _ = std::env::set_current_dir("/");
+    }
+
+    let base = state_base(opts);
+    let journal_path = base.join(topo).join("journal.jsonl");
+    if !journal_path.exists() {
+        return Err(Error::invalid(match sandbox {
+            Some(pid) => format!(
+                "topology \"{topo}\" is not up in the sandbox of process {pid} (no record in its {})",
+                base.display()
+            ),
+            None => format!(
+                "topology \"{topo}\" is not up (no record in {}, and no --sandbox --wait run of that name)",
+                base.display()
+            ),
+        }));
+    }
+    if ns != "host" {
+        let journal = Journal::open(&journal_path)?;
+        if !owned(&journal, ns) {
+            return Err(Error::invalid(format!("topology \"{topo}\" has no namespace \"{ns}\"")));
+        }
+        enter(&format!("/run/netns/{ns}"), CloneFlags::CLONE_NEWNET, &format!("namespace {ns}"))?;
+    }
+    let e = execvp(&argv[0], &argv).unwrap_err();
+    Err(Error::from_errno(format!("cannot run {}", argv[0].to_string_lossy()), e))
+}

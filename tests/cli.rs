@@ -1,0 +1,114 @@
+//! The command line as a new user meets it: help per subcommand, mistyped commands,
+//! refusals before anything runs (exit 2, "nothing was changed"). None of these
+//! changes anything, so they need no sandbox.
+
+use std::process::{Command, Output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_netscript");
+
+fn netscript(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).env("NETSCRIPT_STATE_DIR", "/nonexistent/netscript-cli-test").output().unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn a_mistyped_command_gets_a_suggestion() {
+    let o = netscript(&["shwo", "x"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("did you mean `netscript show`?"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("nothing was changed"), "{}", stderr(&o));
+    let o = netscript(&["dwon", "x"]);
+    assert!(stderr(&o).contains("did you mean `netscript down`?"), "{}", stderr(&o));
+    // A name far from every command is just a missing script.
+    let o = netscript(&["topology-that-is-not-there.lua"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("no such script: topology-that-is-not-there.lua"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("did you mean"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_directory_is_not_a_script() {
+    let o = netscript(&["examples"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("examples is a directory, not a script; nothing was changed"), "{}", stderr(&o));
+}
+
+#[test]
+fn wait_needs_sandbox() {
+    for args in [&["--wait", "examples/docker-short.lua"][..], &["run", "--wait", "examples/docker-short.lua"]] {
+        let o = netscript(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(stderr(&o).contains("--wait needs --sandbox"), "{args:?}: {}", stderr(&o));
+    }
+}
+
+#[test]
+fn subcommand_help_lists_only_its_own_options() {
+    for sub in ["down", "ls", "show", "gc"] {
+        let o = netscript(&[sub, "--help"]);
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success(), "{sub} --help");
+        for opt in ["--sandbox", "--wait", "--ephemeral", "--name"] {
+            assert!(!out.contains(opt), "`netscript {sub} --help` lists {opt}:\n{out}");
+        }
+        assert!(out.contains("--state-dir"), "{sub} --help lacks --state-dir:\n{out}");
+    }
+    let run = String::from_utf8_lossy(&netscript(&["run", "--help"]).stdout).into_owned();
+    for opt in ["--sandbox", "--wait", "--ephemeral", "--name", "--state-dir"] {
+        assert!(run.contains(opt), "`netscript run --help` lacks {opt}:\n{run}");
+    }
+    // Options after the command word are that command's; the run options are refused for down.
+    let o = netscript(&["down", "--sandbox", "x"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}
+
+#[test]
+fn bash_completion_completes_commands_and_topology_names() {
+    let o = netscript(&["completions", "bash"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let dir = std::env::temp_dir().join(format!("netscript-compl-{}", std::process::id()));
+    let state = dir.join("state");
+    for t in ["lab-a", "lab-b"] {
+        std::fs::create_dir_all(state.join(t)).unwrap();
+    }
+    let script = dir.join("netscript.bash");
+    std::fs::write(&script, &o.stdout).unwrap();
+    let complete = |words: &str, cword: usize| {
+        let o = Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "source {}; COMP_WORDS=({words}); COMP_CWORD={cword}; COMP_LINE='{words}'; COMP_POINT=${{#COMP_LINE}}; \
+                 _netscript_with_topologies netscript \"${{COMP_WORDS[COMP_CWORD]}}\" \"${{COMP_WORDS[COMP_CWORD-1]}}\"; \
+                 echo \"${{COMPREPLY[@]}}\"",
+                script.display()
+            ))
+            .env("NETSCRIPT_STATE_DIR", &state)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    assert_eq!(complete("netscript down lab", 2), "lab-a lab-b");
+    assert_eq!(complete("netscript show lab-b", 2), "lab-b");
+    assert_eq!(complete("netscript exec l", 2), "lab-a lab-b");
+    assert_eq!(complete("netscript sh", 1), "show");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn zsh_and_fish_completions_and_the_man_page() {
+    let zsh = String::from_utf8(netscript(&["completions", "zsh"]).stdout).unwrap();
+    assert!(zsh.starts_with("#compdef netscript"), "{zsh}");
+    assert_eq!(zsh.matches("(see `netscript ls`):_netscript_topologies").count(), 3, "down, show, exec:\n{zsh}");
+    let fish = String::from_utf8(netscript(&["completions", "fish"]).stdout).unwrap();
+    assert!(fish.contains("__fish_seen_subcommand_from down show exec") && fish.contains("-a \"exec\""), "{fish}");
+    let o = netscript(&["completions", "powershell"]);
+    assert_eq!(o.status.code(), Some(2));
+    let man = String::from_utf8(netscript(&["man"]).stdout).unwrap();
+    assert!(man.contains(".TH netscript 1"), "{man}");
+    for sub in ["down", "exec", "plan", "completions"] {
+        assert!(man.contains(&format!("netscript\\-{sub}")) || man.contains(sub), "man lacks {sub}");
+    }
+}

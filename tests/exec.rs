@@ -1,0 +1,123 @@
+//! `netscript exec TOPOLOGY NS [CMD...]`: a command inside a namespace of a topology
+//! that is up, including one in a `--sandbox --wait` sandbox (as root and as a normal
+//! user); refusals for namespaces the topology does not own.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use common::*;
+
+const SCRIPT: &str = "local ns = netns.add(\"ns1\")\nveth.add(\"v0\", \"v1\", {peer_ns = ns})\n";
+
+/// Starts `--sandbox --wait` (as `user` when given) and waits until it says it is up.
+fn waiting_sandbox(name: &str, user: Option<&str>) -> Child {
+    let path = script_file(&format!("{name}.lua"), SCRIPT);
+    let mut c = match user {
+        Some(u) => {
+            let mut c = Command::new("setpriv");
+            c.args([&format!("--reuid={u}"), "--regid=nogroup", "--clear-groups", &public_bin()]);
+            c
+        }
+        None => Command::new(BIN),
+    };
+    let mut child = c
+        .args(["--sandbox", "--wait", "--name", name, &path])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let mut all = String::new();
+    while err.read_line(&mut line).unwrap() > 0 {
+        all += &line;
+        if line.contains(&format!("netscript exec {name} NS")) {
+            // Keep reading: a closed pipe would fail the runner's next write.
+            std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
+            return child;
+        }
+        line.clear();
+    }
+    panic!("the sandbox did not come up:\n{all}");
+}
+
+fn exec_as(user: Option<&str>, args: &[&str]) -> std::process::Output {
+    let mut c = match user {
+        Some(u) => {
+            let mut c = Command::new("setpriv");
+            c.args([&format!("--reuid={u}"), "--regid=nogroup", "--clear-groups", &public_bin()]);
+            c
+        }
+        None => Command::new(BIN),
+    };
+    c.arg("exec").args(args).output().unwrap()
+}
+
+fn stop(mut child: Child) {
+    let _ = nix_kill(child.id());
+    let _ = child.wait();
+}
+
+fn nix_kill(pid: u32) -> std::io::Result<std::process::ExitStatus> {
+    Command::new("kill").args(["-INT", &pid.to_string()]).status()
+}
+
+fn check_exec_into_sandbox(name: &str, user: Option<&str>) {
+    let child = waiting_sandbox(name, user);
+    // Inside ns1: its own veth end, not the host's.
+    let o = exec_as(user, &[name, "ns1", "ip", "-j", "link"]);
+    let links = stdout(&o);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(links.contains("\"v1\"") && !links.contains("\"v0\""), "{links}");
+    // The sandbox's own host namespace.
+    let o = exec_as(user, &[name, "host", "ip", "-j", "link"]);
+    assert!(stdout(&o).contains("\"v0\""), "{}{}", stdout(&o), stderr(&o));
+    // The exit code is the command's.
+    let o = exec_as(user, &[name, "ns1", "sh", "-c", "exit 7"]);
+    assert_eq!(o.status.code(), Some(7));
+    // A namespace the topology did not create is refused, naming it.
+    let o = exec_as(user, &[name, "ns9", "true"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("has no namespace \"ns9\""), "{}", stderr(&o));
+    stop(child);
+    // Gone with the sandbox.
+    let o = exec_as(user, &[name, "ns1", "true"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("is not up"), "{}", stderr(&o));
+}
+
+#[test]
+fn exec_into_a_waiting_sandbox_as_root() {
+    check_exec_into_sandbox(&format!("ex-root-{}", std::process::id()), None);
+}
+
+#[test]
+fn exec_into_a_waiting_sandbox_as_a_normal_user() {
+    check_exec_into_sandbox(&format!("ex-user-{}", std::process::id()), Some("nobody"));
+}
+
+#[test]
+fn exec_into_a_topology_that_is_up() {
+    let sb = Sandbox::new();
+    let path = script_file("exec-up.lua", SCRIPT);
+    let o = sb.netscript(&["--name", "up", &path]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = sb.ok(&format!("{BIN} exec up ns1 ip -j link"));
+    assert!(out.contains("\"v1\"") && !out.contains("\"v0\""), "{out}");
+    let o = sb.sh(&format!("{BIN} exec up host cat /proc/self/status >/dev/null; {BIN} exec nothere ns1 true"));
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("\"nothere\" is not up"), "{}", stderr(&o));
+    sb.ok(&format!("{BIN} down up"));
+}
+
+#[test]
+fn printed_hints_are_shell_quoted() {
+    let sb = Sandbox::new();
+    let path = script_file("hint.lua", "netns.add(\"nsq\")\n");
+    let o = sb.netscript(&["--name", "my topo", &path]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("Take it down with: netscript down 'my topo'"), "{}", stderr(&o));
+    sb.ok(&format!("{BIN} down 'my topo'"));
+}
