@@ -40,6 +40,8 @@ fn waiting_sandbox(name: &str, user: Option<&str>) -> Child {
         }
         line.clear();
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("the sandbox did not come up:\n{all}");
 }
 
