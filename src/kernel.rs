@@ -276,6 +276,77 @@ impl Kernel {
     }
 }
 
+/// The `iptables -S` lines of each table, in one namespace.
+type FwSnapshot = HashMap<String, Vec<String>>;
+
+/// How many rules `chain` has in `iptables -S` output.
+fn rule_count(lines: &[String], chain: &str) -> i64 {
+    lines.iter().filter(|l| l.strip_prefix("-A ").and_then(|r| r.split(' ').next()) == Some(chain)).count() as i64
+}
+
+impl Kernel {
+    fn fw_snapshot(&mut self, ns: &NsRef, tables: &[String]) -> Result<FwSnapshot> {
+        tables.iter().map(|t| Ok((t.clone(), self.with_fw(ns, |fw, fd| fw.rules(fd, t, None))?))).collect()
+    }
+
+    /// After an iptables-restore that said it succeeded: is what the batch meant to
+    /// do there? (`iptables-restore` exits 0 having done nothing when a line asks
+    /// for help, say.) Cheap check first: each chain holds as many rules more (or
+    /// fewer) as the batch added (deleted), and each policy is what it set. If not,
+    /// each added rule is looked up (`iptables -C`), and one that is not there is
+    /// the error of its change, naming the rule.
+    fn check_batch(&mut self, ns: &NsRef, ops: &[Op], tables: &[String], before: &FwSnapshot) -> Vec<Result<()>> {
+        let mut delta: HashMap<(&str, &str), i64> = HashMap::new();
+        let mut policies: HashMap<(&str, &str), &str> = HashMap::new();
+        for op in ops {
+            match op {
+                Op::FwAppend { table, chain, .. } | Op::FwInsert { table, chain, .. } => {
+                    *delta.entry((table, chain)).or_default() += 1
+                }
+                Op::FwDelete { table, chain, .. } => *delta.entry((table, chain)).or_default() -= 1,
+                Op::FwPolicy { table, chain, target, .. } => {
+                    policies.insert((table, chain), target);
+                }
+                _ => {}
+            }
+        }
+        let after = self.fw_snapshot(ns, tables);
+        let policy_of = |snap: &FwSnapshot, t: &str, c: &str| {
+            let p = format!("-P {c} ");
+            snap.get(t).and_then(|ls| ls.iter().find_map(|l| l.strip_prefix(&p).map(str::to_string)))
+        };
+        if let Ok(after) = &after
+            && delta
+                .iter()
+                .all(|((t, c), d)| rule_count(&after[*t], c) == before.get(*t).map_or(0, |b| rule_count(b, c)) + d)
+            && policies.iter().all(|((t, c), p)| policy_of(after, t, c).as_deref() == Some(*p))
+        {
+            return ops.iter().map(|_| Ok(())).collect();
+        }
+        let missing = |op: &Op, what: &str| {
+            Error::sys(format!("{}: iptables-restore reported success, but {what}", op.render()), None)
+        };
+        ops.iter()
+            .map(|op| match op {
+                Op::FwAppend { ns, table, chain, rule } | Op::FwInsert { ns, table, chain, rule, .. } => {
+                    match self.with_fw(ns, |fw, fd| fw.exists(fd, table, chain, rule)) {
+                        Ok(true) => Ok(()),
+                        Ok(false) => Err(missing(op, "the rule is not there")),
+                        Err(e) => Err(e),
+                    }
+                }
+                Op::FwPolicy { table, chain, target, .. } => match &after {
+                    Ok(a) if policy_of(a, table, chain).as_deref() != Some(target.as_str()) => {
+                        Err(missing(op, "the policy was not set"))
+                    }
+                    _ => Ok(()),
+                },
+                _ => Ok(()),
+            })
+            .collect()
+    }
+}
+
 /// A firewall change as a line of iptables-restore input: (table, line).
 fn restore_line(op: &Op) -> Option<(&NsRef, String, String)> {
     use crate::firewall::restore_quote;
@@ -322,10 +393,19 @@ impl Backend for Kernel {
                 }
                 j += 1;
             }
-            let batched = lines.len() > 1 && self.with_fw(&ns, |fw, fd| fw.restore(fd, &lines)).is_ok();
-            if batched {
-                results.extend((i..j).map(|_| Ok(())));
-            } else {
+            let mut batched = false;
+            if lines.len() > 1 {
+                let mut tables: Vec<String> = lines.iter().map(|(t, _)| t.clone()).collect();
+                tables.sort();
+                tables.dedup();
+                if let Ok(before) = self.fw_snapshot(&ns, &tables)
+                    && self.with_fw(&ns, |fw, fd| fw.restore(fd, &lines)).is_ok()
+                {
+                    results.extend(self.check_batch(&ns, &ops[i..j], &tables, &before));
+                    batched = true;
+                }
+            }
+            if !batched {
                 results.extend(ops[i..j].iter().map(|op| self.apply(op)));
             }
             i = j;

@@ -138,41 +138,63 @@ impl fmt::Display for Route {
     }
 }
 
-/// Checks a link name the way the kernel does (dev_valid_name), before asking it.
+/// Checks a link name the way the kernel does (dev_valid_name), before asking it,
+/// and refuses `%`: the kernel takes `a%d` as a pattern and makes `a0`, a name the
+/// journal would not know.
 pub fn check_ifname(name: &str) -> Result<()> {
     if name.is_empty() {
         return Err(Error::invalid("a link name cannot be empty"));
     }
     if name.len() > 15 {
         return Err(Error::invalid(format!(
-            "link name \"{name}\" is {} bytes long; Linux allows at most 15",
+            "link name {name:?} is {} bytes long; Linux allows at most 15",
             name.len()
         )));
     }
     if name == "." || name == ".." {
         return Err(Error::invalid(format!("\"{name}\" is not a valid link name")));
     }
-    if let Some(c) = name.chars().find(|c| *c == '/' || *c == ':' || c.is_whitespace()) {
+    if let Some(c) = name.chars().find(|c| "/:%".contains(*c) || c.is_whitespace() || c.is_control()) {
         return Err(Error::invalid(format!(
-            "link name \"{name}\" contains {c:?}; '/', ':' and white space are not allowed"
+            "link name {name:?} contains {c:?}; '/', ':', '%', white space and control characters are not allowed"
         )));
     }
     Ok(())
 }
 
-/// Checks a namespace (or topology) name: it becomes a file name.
+/// Checks a namespace (or topology) name: it becomes a file name, and it is printed
+/// in commands and comments.
 pub fn check_name(kind: &str, name: &str) -> Result<()> {
     if name.is_empty() {
         return Err(Error::invalid(format!("a {kind} name cannot be empty")));
     }
     if name.len() > 200 {
-        return Err(Error::invalid(format!("{kind} name \"{name}\" is too long (200 bytes at most)")));
+        return Err(Error::invalid(format!("{kind} name {name:?} is too long (200 bytes at most)")));
     }
-    if name == "." || name == ".." || name.contains('/') || name.contains('\0') {
-        return Err(Error::invalid(format!("\"{name}\" is not a valid {kind} name (no '/', not '.' or '..')")));
+    if name == "." || name == ".." || name.contains('/') {
+        return Err(Error::invalid(format!("{name:?} is not a valid {kind} name (no '/', not '.' or '..')")));
+    }
+    if let Some(c) = name.chars().find(|c| c.is_control()) {
+        return Err(Error::invalid(format!(
+            "{kind} name {name:?} contains the control character {c:?} (no line breaks, NUL or other control characters)"
+        )));
     }
     if name.starts_with('-') {
         return Err(Error::invalid(format!("{kind} name \"{name}\" must not start with '-'")));
+    }
+    Ok(())
+}
+
+/// Checks words that become a process's arguments or a value written to the
+/// system (`exec`, `spawn`, sysctl values): no NUL (no program can receive it) and
+/// no line break or other control character (a plan prints them as commands).
+pub fn check_words(what: &str, words: &[String]) -> Result<()> {
+    for w in words {
+        if let Some(c) = w.chars().find(|c| c.is_control() && *c != '\t') {
+            return Err(Error::invalid(format!(
+                "{what} {w:?} contains the control character {c:?} (no line breaks, NUL or other control characters)"
+            )));
+        }
     }
     Ok(())
 }
@@ -219,13 +241,46 @@ pub fn parse_ip(s: &str) -> Result<IpAddr> {
     s.parse::<IpAddr>().map_err(|_| Error::invalid(format!("\"{s}\" is not an IP address")))
 }
 
-/// Quotes a word for a POSIX shell only when it needs it.
+/// The one quoting function for everything printed as a command (`Op::render`,
+/// plan, -v, show, rollback messages): a word goes through `shlex::try_quote`,
+/// except a plain word that reads the same to every shell wherever it stands
+/// (letters, digits and `-_./:@+,%=`, not starting with `%` or `=`, and not
+/// `NAME=...`, which a shell would take as an assignment), printed as it is, so
+/// `sysctl -w net.ipv4.ip_forward=1` stays readable. A NUL (which no real name or
+/// argument can hold; they are refused earlier) is shown as `\0` inside the quotes.
 pub fn shell_quote(s: &str) -> String {
-    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=,@%+".contains(c)) {
-        s.to_string()
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
+    let plain = |s: &str| {
+        let assignment = s.split_once('=').is_some_and(|(n, _)| {
+            let n = n.strip_suffix('+').unwrap_or(n);
+            n.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        });
+        !s.is_empty()
+            && !s.starts_with(['%', '='])
+            && !assignment
+            && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:@+,%=".contains(c))
+    };
+    if plain(s) {
+        return s.to_string();
     }
+    match shlex::try_quote(s) {
+        Ok(q) => q.into_owned(),
+        Err(_) => shell_quote(&s.replace('\0', "\\0")),
+    }
+}
+
+/// Text for a comment line in printed commands (`# ...`): line breaks and other
+/// control characters are shown escaped (`\n`), so a comment stays one line.
+pub fn one_line(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Splits a command line the way a POSIX shell splits words (quotes and
@@ -303,6 +358,14 @@ mod tests {
         assert!(check_ifname("a/b").is_err());
         assert!(check_ifname("a b").is_err());
         assert!(check_ifname("").is_err());
+        assert!(check_ifname("a%d").unwrap_err().to_string().contains("'%'"));
+        assert!(check_ifname("a\0b").is_err());
+        assert!(check_ifname("a\nb").is_err());
+        assert!(check_ifname("$(id>x)").is_ok());
+        assert!(check_name("namespace", "a\nb").is_err());
+        assert!(check_name("topology", "a\0b").is_err());
+        assert!(check_words("argument", &["a\nb".into()]).is_err());
+        assert!(check_words("argument", &["a\tb $(x)".into()]).is_ok());
     }
 
     #[test]
@@ -325,5 +388,18 @@ mod tests {
         assert_eq!(split_words("! -d 127.0.0.0/8").unwrap(), vec!["!", "-d", "127.0.0.0/8"]);
         assert!(split_words("\"open").is_err());
         assert_eq!(join_words(&["a b".into(), "c".into()]), "'a b' c");
+    }
+
+    #[test]
+    fn quoting() {
+        for plain in ["net.ipv4.ip_forward=1", "RELATED,ESTABLISHED", "--to=1.2.3.4:80", "a%d", "x+y"] {
+            assert_eq!(shell_quote(plain), plain);
+        }
+        for (w, q) in [("FOO=1", "'FOO=1'"), ("a+=1", "'a+=1'"), ("%1", "'%1'"), ("=ls", "'=ls'"), ("", "''")] {
+            assert_eq!(shell_quote(w), q);
+        }
+        assert_eq!(shell_quote("it's"), "\"it's\"");
+        assert!(!shell_quote("a\0b").contains('\0'));
+        assert_eq!(one_line("a\nb\0"), "a\\nb\\u{0}");
     }
 }

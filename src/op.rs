@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::model::{NsRef, Route, join_words, shell_quote};
+use crate::model::{NsRef, Route, join_words, shell_quote as q};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -141,86 +141,79 @@ impl Op {
     pub fn render(&self) -> String {
         use Op::*;
         match self {
-            AddNetns { name } => format!("ip netns add {}", shell_quote(name)),
-            DelNetns { name } => format!("ip netns del {}", shell_quote(name)),
+            AddNetns { name } => format!("ip netns add {}", q(name)),
+            DelNetns { name } => format!("ip netns del {}", q(name)),
             AddVeth { ns, name, peer, peer_ns } => match (ns, peer_ns) {
                 // Made from inside the namespace with the peer in the host: the same
                 // pair reads best as made from the host with the peer sent inside.
-                (NsRef::Named(n), NsRef::Host) => format!(
-                    "ip link add {} type veth peer name {} netns {}",
-                    shell_quote(peer),
-                    shell_quote(name),
-                    shell_quote(n)
-                ),
+                (NsRef::Named(n), NsRef::Host) => {
+                    format!("ip link add {} type veth peer name {} netns {}", q(peer), q(name), q(n))
+                }
                 _ => {
-                    let mut s = format!(
-                        "ip {}link add {} type veth peer name {}",
-                        ns.ip_flag(),
-                        shell_quote(name),
-                        shell_quote(peer)
-                    );
+                    let mut s = format!("ip {}link add {} type veth peer name {}", ns.ip_flag(), q(name), q(peer));
                     if let (NsRef::Named(p), true) = (peer_ns, peer_ns != ns) {
-                        s += &format!(" netns {}", shell_quote(p));
+                        s += &format!(" netns {}", q(p));
                     }
                     s
                 }
             },
             AddBridge { ns, name } => {
-                format!("ip {}link add {} type bridge", ns.ip_flag(), shell_quote(name))
+                format!("ip {}link add {} type bridge", ns.ip_flag(), q(name))
             }
-            DelLink { ns, name } => format!("ip {}link del {}", ns.ip_flag(), shell_quote(name)),
+            DelLink { ns, name } => format!("ip {}link del {}", ns.ip_flag(), q(name)),
             MoveLink { ns, name, to } => {
                 let target = match to {
-                    NsRef::Named(n) => shell_quote(n),
+                    NsRef::Named(n) => q(n),
                     NsRef::Host => "$$".into(),
                 };
-                format!("ip {}link set {} netns {}", ns.ip_flag(), shell_quote(name), target)
+                format!("ip {}link set {} netns {}", ns.ip_flag(), q(name), target)
             }
             SetUp { ns, name, up } => {
-                format!("ip {}link set {} {}", ns.ip_flag(), shell_quote(name), if *up { "up" } else { "down" })
+                format!("ip {}link set {} {}", ns.ip_flag(), q(name), if *up { "up" } else { "down" })
             }
             AddAddr { ns, dev, addr } => {
-                format!("ip {}addr add {addr} dev {}", ns.ip_flag(), shell_quote(dev))
+                format!("ip {}addr add {addr} dev {}", ns.ip_flag(), q(dev))
             }
             DelAddr { ns, dev, addr } => {
-                format!("ip {}addr del {addr} dev {}", ns.ip_flag(), shell_quote(dev))
+                format!("ip {}addr del {addr} dev {}", ns.ip_flag(), q(dev))
             }
             SetMaster { ns, dev, master } => match master {
-                Some(m) => format!("ip {}link set {} master {}", ns.ip_flag(), shell_quote(dev), shell_quote(m)),
-                None => format!("ip {}link set {} nomaster", ns.ip_flag(), shell_quote(dev)),
+                Some(m) => format!("ip {}link set {} master {}", ns.ip_flag(), q(dev), q(m)),
+                None => format!("ip {}link set {} nomaster", ns.ip_flag(), q(dev)),
             },
             SetMtu { ns, dev, mtu } => {
-                format!("ip {}link set {} mtu {mtu}", ns.ip_flag(), shell_quote(dev))
+                format!("ip {}link set {} mtu {mtu}", ns.ip_flag(), q(dev))
             }
             AddRoute { ns, route } => format!("ip {}route add {}", ns.ip_flag(), route.render_args()),
             DelRoute { ns, route } => format!("ip {}route del {}", ns.ip_flag(), route.render_args()),
             SetSysctl { ns, key, value } => {
-                format!("{}sysctl -w {}", ns.exec_prefix(), shell_quote(&format!("{key}={value}")))
+                format!("{}sysctl -w {}", ns.exec_prefix(), q(&format!("{key}={value}")))
             }
             FwPolicy { ns, table, chain, target } => {
-                format!("{}iptables -t {table} -P {chain} {target}", ns.exec_prefix())
+                format!("{}iptables -t {} -P {} {}", ns.exec_prefix(), q(table), q(chain), q(target))
             }
             FwAppend { ns, table, chain, rule } => {
-                format!("{}iptables -t {table} -A {chain} {}", ns.exec_prefix(), join_words(rule))
+                format!("{}iptables -t {} -A {} {}", ns.exec_prefix(), q(table), q(chain), join_words(rule))
             }
             FwInsert { ns, table, chain, pos, rule } => {
-                format!("{}iptables -t {table} -I {chain} {pos} {}", ns.exec_prefix(), join_words(rule))
+                format!("{}iptables -t {} -I {} {pos} {}", ns.exec_prefix(), q(table), q(chain), join_words(rule))
             }
             FwDelete { ns, table, chain, rule } => {
-                format!("{}iptables -t {table} -D {chain} {}", ns.exec_prefix(), join_words(rule))
+                format!("{}iptables -t {} -D {} {}", ns.exec_prefix(), q(table), q(chain), join_words(rule))
             }
             FwNewChain { ns, table, chain } => {
-                format!("{}iptables -t {table} -N {chain}", ns.exec_prefix())
+                format!("{}iptables -t {} -N {}", ns.exec_prefix(), q(table), q(chain))
             }
             // Two commands, on two lines (so `set -e` stops at either).
             FwDelChain { ns, table, chain } => {
-                format!("{p}iptables -t {table} -F {chain}\n{p}iptables -t {table} -X {chain}", p = ns.exec_prefix())
+                let (p, t, c) = (ns.exec_prefix(), q(table), q(chain));
+                format!("{p}iptables -t {t} -F {c}\n{p}iptables -t {t} -X {c}")
             }
             Spawn { ns, cmd, .. } => format!("{}{} &", ns.exec_prefix(), join_words(cmd)),
             Kill { pid, .. } => format!("kill {pid}"),
             StopMarked { mark } => format!(
                 "grep -lzx {} /proc/[0-9]*/environ 2>/dev/null | cut -d/ -f3 | xargs -r kill",
-                shell_quote(&format!("{}={mark}", crate::sys::process::OWNER_ENV))
+                q(&format!("{}={mark}", crate::sys::process::OWNER_ENV))
             ),
         }
     }
@@ -270,7 +263,7 @@ impl Op {
 /// Stops every process in a namespace and waits until they are gone: how a plan
 /// undoes `spawn` in a namespace the script made, without knowing the pids.
 pub fn render_stop_all_in(ns: &str) -> String {
-    let n = shell_quote(ns);
+    let n = q(ns);
     format!(
         "ip netns pids {n} | xargs -r kill 2>/dev/null || true; while [ -n \"$(ip netns pids {n})\" ]; do sleep 0.1; done"
     )
@@ -300,8 +293,8 @@ impl Probe {
     pub fn render(&self) -> String {
         use Probe::*;
         match self {
-            SysctlGet { ns, key } => format!("{}sysctl -n {}", ns.exec_prefix(), shell_quote(key)),
-            FwRules { ns, table } => format!("{}iptables -t {table} -S", ns.exec_prefix()),
+            SysctlGet { ns, key } => format!("{}sysctl -n {}", ns.exec_prefix(), q(key)),
+            FwRules { ns, table } => format!("{}iptables -t {} -S", ns.exec_prefix(), q(table)),
             Exec { ns, cmd } => format!("{}{}", ns.exec_prefix(), join_words(cmd)),
             Ping { ns, addr, count, timeout } => {
                 format!("{}{}", ns.exec_prefix(), join_words(&ping_argv(*addr, *count, *timeout)))

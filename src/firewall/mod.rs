@@ -3,6 +3,9 @@
 //! in; the implementation runs its tool from a thread inside that namespace.
 
 pub mod iptables;
+pub mod rule;
+
+pub use rule::parse_rule;
 
 use std::os::fd::BorrowedFd;
 
@@ -29,15 +32,71 @@ pub fn check_table(table: &str) -> Result<()> {
     }
 }
 
+/// Targets a chain may not be named after (iptables: "chain name may not clash
+/// with target name"): the standard verdicts and the target extensions.
+const TARGET_NAMES: &[&str] = &[
+    "ACCEPT",
+    "DROP",
+    "QUEUE",
+    "RETURN",
+    "AUDIT",
+    "CHECKSUM",
+    "CLASSIFY",
+    "CONNMARK",
+    "CONNSECMARK",
+    "CT",
+    "DNAT",
+    "DSCP",
+    "ECN",
+    "HMARK",
+    "IDLETIMER",
+    "LED",
+    "LOG",
+    "MARK",
+    "MASQUERADE",
+    "NETMAP",
+    "NFLOG",
+    "NFQUEUE",
+    "NOTRACK",
+    "RATEEST",
+    "REDIRECT",
+    "REJECT",
+    "SECMARK",
+    "SET",
+    "SNAT",
+    "SNPT",
+    "DNPT",
+    "SYNPROXY",
+    "TCPMSS",
+    "TCPOPTSTRIP",
+    "TEE",
+    "TOS",
+    "TPROXY",
+    "TRACE",
+    "TTL",
+    "ULOG",
+];
+
+/// Checks a chain name as iptables does (1 to 28 bytes, no white space, not starting
+/// with '-' or '!', not a target's name), and refuses what its `iptables-restore`
+/// input cannot carry (quotes, backslashes) and what has no place in a name (control
+/// characters, '!').
 pub fn check_chain_name(chain: &str) -> Result<()> {
-    if chain.is_empty()
-        || chain.len() > 28
-        || chain.starts_with('-')
-        || chain.chars().any(|c| c.is_whitespace() || c == '!')
-    {
-        return Err(Error::invalid(format!(
-            "\"{chain}\" is not a valid chain name (1 to 28 characters, no spaces, not starting with '-')"
-        )));
+    let bad = |why: &str| Err(Error::invalid(format!("{chain:?} is not a valid chain name: {why}")));
+    if chain.is_empty() {
+        return bad("it is empty");
+    }
+    if chain.len() > 28 {
+        return bad(&format!("it is {} bytes long; iptables allows at most 28", chain.len()));
+    }
+    if chain.starts_with('-') {
+        return bad("it starts with '-'");
+    }
+    if let Some(c) = chain.chars().find(|c| c.is_whitespace() || c.is_control() || "!\"'\\".contains(*c)) {
+        return bad(&format!("it contains {c:?} (no white space, control characters, '!', quotes or backslashes)"));
+    }
+    if TARGET_NAMES.contains(&chain) {
+        return bad("it is the name of a target");
     }
     Ok(())
 }

@@ -1,0 +1,189 @@
+//! What a rule string may hold. A rule is what comes after `iptables -t TABLE -A
+//! CHAIN`: matches and a target. Table, chain and command are arguments of their own
+//! (the journal records them), so a rule that spells any of them again, asks for help
+//! or the version (iptables prints it and exits 0 having done nothing), runs a
+//! program (`--modprobe`), or carries a line break (a new command in
+//! `iptables-restore` input) is refused before anything is journaled.
+
+use crate::error::{Error, Result};
+use crate::model::split_words;
+
+/// iptables' own short options (xshared.h, 1.8: OPTSTRING_COMMON plus the iptables
+/// ones): the letter and whether it takes an argument (required or optional; either
+/// way the rest of the word is that argument).
+const SHORT_WITH_ARG: &str = "ACDEFILMNPRSWZcdghijmopstw";
+const SHORT_FLAGS: &str = "Vbfnvx46";
+
+/// The options a rule must not contain: (short letter, long name, why).
+const REFUSED: &[(Option<char>, &str, &str)] = &[
+    (Some('A'), "append", "is a command"),
+    (Some('C'), "check", "is a command"),
+    (Some('D'), "delete", "is a command"),
+    (Some('I'), "insert", "is a command"),
+    (Some('R'), "replace", "is a command"),
+    (Some('L'), "list", "is a command"),
+    (Some('S'), "list-rules", "is a command"),
+    (Some('F'), "flush", "is a command"),
+    (Some('Z'), "zero", "is a command"),
+    (Some('N'), "new-chain", "is a command"),
+    (Some('X'), "delete-chain", "is a command"),
+    (Some('E'), "rename-chain", "is a command"),
+    (Some('P'), "policy", "is a command"),
+    (Some('t'), "table", "names the table, which is an argument of its own"),
+    (Some('h'), "help", "makes iptables print its help and add nothing"),
+    (Some('V'), "version", "makes iptables print its version and add nothing"),
+    (Some('M'), "modprobe", "runs a program"),
+];
+
+/// Long options of matches that start like a refused one, allowed once their match
+/// is loaded (getopt takes an exact name first): `-m policy --pol ipsec`.
+const MATCH_LONG: &[(&str, &str)] = &[("policy", "pol")];
+
+/// Splits a rule string into words (shell-like quoting) and checks every word.
+/// Errors name the word and say why.
+pub fn parse_rule(rule: &str) -> Result<Vec<String>> {
+    let words = split_words(rule)?;
+    if words.is_empty() {
+        return Err(Error::invalid("empty rule"));
+    }
+    check_rule_words(&words)?;
+    Ok(words)
+}
+
+/// Checks rule words (see the module comment).
+pub fn check_rule_words(words: &[String]) -> Result<()> {
+    let mut matches: Vec<&str> = Vec::new();
+    let mut prev: Option<&str> = None;
+    for w in words {
+        if let Some(c) = w.chars().find(|c| c.is_control()) {
+            return Err(Error::invalid(format!(
+                "rule word {w:?} contains the control character {c:?}; rules cannot hold line breaks, NUL or other control characters"
+            )));
+        }
+        if matches!(prev, Some("-m" | "--match")) {
+            matches.push(w);
+        }
+        if let Some((opt, why)) = refused_option(w, &matches) {
+            return Err(Error::invalid(format!(
+                "rule word {w:?} is iptables' {opt} option, which {why}; a rule holds only matches and a target (table and chain are fw's own arguments)"
+            )));
+        }
+        prev = Some(w);
+    }
+    Ok(())
+}
+
+/// The refused option a word spells, if any: ("-t/--table", why).
+fn refused_option(w: &str, matches: &[&str]) -> Option<(String, &'static str)> {
+    let name = |short: Option<char>, long: &str| match short {
+        Some(c) => format!("-{c}/--{long}"),
+        None => format!("--{long}"),
+    };
+    if let Some(long) = w.strip_prefix("--") {
+        let long = long.split_once('=').map_or(long, |(n, _)| n);
+        if long.is_empty() {
+            return None;
+        }
+        if MATCH_LONG.iter().any(|(m, o)| *o == long && matches.contains(m)) {
+            return None;
+        }
+        // getopt takes any unambiguous prefix of a long option.
+        return REFUSED.iter().find(|(_, l, _)| l.starts_with(long)).map(|(s, l, why)| (name(*s, l), *why));
+    }
+    let cluster = w.strip_prefix('-')?;
+    // Short options cluster (`-vA`); the first one that takes an argument takes the
+    // rest of the word (`-tnat`, `-jACCEPT`).
+    for c in cluster.chars() {
+        if let Some((s, l, why)) = REFUSED.iter().find(|(s, _, _)| *s == Some(c)) {
+            return Some((name(*s, l), *why));
+        }
+        if SHORT_WITH_ARG.contains(c) || !SHORT_FLAGS.contains(c) {
+            return None;
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(rule: &str) -> bool {
+        parse_rule(rule).is_err()
+    }
+
+    #[test]
+    fn ordinary_rules_pass() {
+        for r in [
+            "-s 10.0.0.0/24 -j MASQUERADE",
+            "-p tcp -m tcp --dport 80 -j DNAT --to-destination 10.0.0.2:80",
+            "! -i br0 -o br0 -j ACCEPT",
+            "-m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+            "-m comment --comment \"a b\" -jACCEPT",
+            "-m policy --dir in --pol ipsec -j ACCEPT",
+            "-ieth0 -4 -j DROP",
+            "-m multiport --dports 80,443 -j ACCEPT",
+            "-p icmp --icmp-type echo-request -j ACCEPT",
+            "-j REJECT --reject-with tcp-reset",
+        ] {
+            assert!(parse_rule(r).is_ok(), "{r}: {:?}", parse_rule(r));
+        }
+    }
+
+    #[test]
+    fn every_spelling_of_table_chain_command_help_is_refused() {
+        for r in [
+            "-t nat -j ACCEPT",
+            "-tnat -j ACCEPT",
+            "--table nat -j ACCEPT",
+            "--table=nat -j ACCEPT",
+            "--tab nat -j ACCEPT",
+            "--t=nat -j ACCEPT",
+            "-j ACCEPT -A FORWARD",
+            "-j ACCEPT --append FORWARD",
+            "-j ACCEPT --app FORWARD",
+            "-j ACCEPT -I FORWARD",
+            "-j ACCEPT --insert=FORWARD",
+            "-j ACCEPT -D FORWARD",
+            "-j ACCEPT -R FORWARD 1",
+            "-j ACCEPT -N x",
+            "-j ACCEPT -X",
+            "-j ACCEPT -F",
+            "-j ACCEPT -Z",
+            "-j ACCEPT -P FORWARD DROP",
+            "-j ACCEPT -E a b",
+            "-j ACCEPT -L",
+            "-j ACCEPT -S",
+            "-j ACCEPT --list",
+            "-j ACCEPT --list-rules",
+            "-j ACCEPT --flush",
+            "-j ACCEPT --zero",
+            "-j ACCEPT --new-chain x",
+            "-j ACCEPT --delete-chain",
+            "-j ACCEPT --rename-chain a b",
+            "-j ACCEPT --policy DROP",
+            "-j ACCEPT --pol DROP",
+            "-j ACCEPT -C FORWARD",
+            "-j ACCEPT --check",
+            "-j ACCEPT -vA FORWARD",
+            "-j ACCEPT -nt nat",
+            "-j ACCEPT -h",
+            "-j ACCEPT --help",
+            "-j ACCEPT --he",
+            "-j ACCEPT -V",
+            "-j ACCEPT --version",
+            "-j ACCEPT --vers",
+            "-j ACCEPT -M /tmp/x",
+            "-j ACCEPT --modprobe=/tmp/x",
+            "-j \"ACCEPT\nCOMMIT\"",
+            "-j 'ACCEPT\0'",
+            "-m comment --comment 'a\rb' -j ACCEPT",
+        ] {
+            assert!(refused(r), "not refused: {r:?}");
+        }
+        let e = parse_rule("-tnat -j ACCEPT").unwrap_err().to_string();
+        assert!(e.contains("\"-tnat\"") && e.contains("-t/--table"), "{e}");
+        let e = parse_rule("-j ACCEPT -h").unwrap_err().to_string();
+        assert!(e.contains("help"), "{e}");
+    }
+}
