@@ -99,6 +99,14 @@ pub struct ScriptOpts {
     /// used by `netscript down` and the ownership mark on what the run creates.
     #[arg(long, value_name = "NAME")]
     pub name: Option<String>,
+
+    /// Run the script (or the REPL) restricted as `plan` runs it: only netscript's
+    /// API and pure Lua. No os.execute, io.popen, os.remove, os.rename, os.tmpname,
+    /// io.tmpfile, no file opened for writing, no C modules or binary chunks, no
+    /// debug library; reading files and `require` of Lua modules stay. A refused
+    /// call is an error naming it (and the run is rolled back).
+    #[arg(long)]
+    pub safe: bool,
 }
 
 impl ScriptOpts {
@@ -109,12 +117,13 @@ impl ScriptOpts {
             wait: self.wait || other.wait,
             ephemeral: self.ephemeral || other.ephemeral,
             name: other.name.clone().or_else(|| self.name.clone()),
+            safe: self.safe || other.safe,
         }
     }
 
     /// Whether any of these options was given.
     pub fn any(&self) -> bool {
-        self.sandbox || self.wait || self.ephemeral || self.name.is_some()
+        self.sandbox || self.wait || self.ephemeral || self.safe || self.name.is_some()
     }
 }
 
@@ -125,6 +134,7 @@ pub struct RunOpts {
     pub wait: bool,
     pub ephemeral: bool,
     pub name: Option<String>,
+    pub safe: bool,
     pub state_dir: Option<PathBuf>,
     pub iptables: String,
     pub verbose: bool,
@@ -137,6 +147,7 @@ impl RunOpts {
             wait: script.wait,
             ephemeral: script.ephemeral,
             name: script.name.clone(),
+            safe: script.safe,
             state_dir: common.state_dir.clone(),
             iptables: common.iptables.clone(),
             verbose: common.verbose,

@@ -50,7 +50,7 @@ fn main() -> ExitCode {
             | Command::Exec { .. },
         ) if top.any() => {
             return usage(
-                "--sandbox, --wait, --ephemeral and --name apply to running a script or the REPL, not to down / ls / show / gc / exec / completions / man / stubs",
+                "--sandbox, --wait, --ephemeral, --safe and --name apply to running a script or the REPL, not to down / ls / show / gc / exec / completions / man / stubs",
             );
         }
         Some(Command::Down { name }) => down::down(&opts(&top), name),

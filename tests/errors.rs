@@ -35,7 +35,7 @@ bad_input! {
     fw_policy_bad_target: r#"fw.policy("filter", "FORWARD", "REJECT")"# => [":3: ", "ACCEPT or DROP"];
     fw_append_no_chain: r#"fw.append("nat", "NOCHAIN", "-j ACCEPT")"# => [":3: ", "has no chain NOCHAIN"];
     fw_append_bad_target: r#"fw.append("nat", "POSTROUTING", "-j NOPE")"# => [":3: ", "fw.append(", "NOPE"];
-    fw_rule_with_a_command: r#"fw.append("filter", "INPUT", "-A INPUT -j ACCEPT")"# => [":3: ", "must not contain -A"];
+    fw_rule_with_a_command: r#"fw.append("filter", "INPUT", "-A INPUT -j ACCEPT")"# => [":3: ", "rule word \"-A\" is iptables' -A/--append option"];
     sysctl_get_missing: r#"sysctl.get("net.ipv4.nope")"# => [":3: ", "no sysctl named net.ipv4.nope"];
     link_del_not_owned: r#"link.get("lo"):del()"# => [":3: ", "not created by this topology"];
     netns_del_not_owned: r#"netns.get("pre"):del()"# => [":3: ", "was not created by this run"];

@@ -83,9 +83,11 @@ pub fn run_script(
     args: &[String],
     cancel: &Arc<AtomicBool>,
     output_to_stderr: bool,
+    restricted: Option<&str>,
 ) -> Result<Option<String>> {
     let lua = lua::new_lua(session.clone(), topo, Some(script), args, cancel.clone())
         .and_then(|l| if output_to_stderr { lua::output_to_stderr(&l).map(|()| l) } else { Ok(l) })
+        .and_then(|l| restricted.map_or(Ok(()), |who| lua::restrict::restrict(&l, who)).map(|()| l))
         .map_err(|e| Error::sys(format!("cannot start Lua: {e}"), None))?;
     let result = lua::run_file(&lua, script, args);
     drop(lua);

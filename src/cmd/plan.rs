@@ -11,6 +11,7 @@ use super::{EXIT_FAILED, check_script, run_script};
 use crate::cli::RunOpts;
 use crate::error::Result;
 use crate::journal::{Journal, Meta};
+use crate::model::shell_quote;
 use crate::plan::Plan;
 use crate::session::{Session, mark_for};
 
@@ -24,7 +25,7 @@ pub fn plan(opts: &RunOpts, undo: bool, script: &Path, args: &[String]) -> Resul
         Journal::in_memory(Meta { name: topo.clone(), script: script.display().to_string(), ..Meta::default() });
     let cancel = Arc::new(AtomicBool::new(false));
     let session = Rc::new(RefCell::new(Session::new(Box::new(model), journal, &topo, cancel.clone())));
-    if let Some(msg) = run_script(&session, &topo, script, args, &cancel, true)? {
+    if let Some(msg) = run_script(&session, &topo, script, args, &cancel, true, Some("plan"))? {
         eprintln!("netscript: {msg}");
         let n = session.borrow().journal().live_count();
         eprintln!("netscript: plan: the script failed after {n} change(s); a real run failing here rolls them back");
@@ -33,9 +34,10 @@ pub fn plan(opts: &RunOpts, undo: bool, script: &Path, args: &[String]) -> Resul
     let what = if undo { "undo what" } else { "do what" };
     let header = vec![
         format!(
-            "netscript plan{}: the commands that {what} `netscript {}` does (topology \"{topo}\").",
+            "netscript plan{}: the commands that {what} `netscript {}` does (topology {}).",
             if undo { " --undo" } else { "" },
-            script.display()
+            shell_quote(&script.display().to_string()),
+            shell_quote(&topo)
         ),
         "Run as root. Ownership marks (link alias, route protocol 78) are left out.".to_string(),
     ];

@@ -44,7 +44,8 @@ pub fn run(opts: &RunOpts, script: &Path, args: &[String]) -> Result<u8> {
     let signals = install_signals();
     let script_abs = std::fs::canonicalize(script).unwrap_or_else(|_| PathBuf::from(script));
     let opened = open(opts, &topo, &script_abs.display().to_string(), user_ns.is_some(), &signals)?;
-    let failed = run_script(&opened.session, &topo, script, args, &signals.cancel, false)?;
+    let failed =
+        run_script(&opened.session, &topo, script, args, &signals.cancel, false, opts.safe.then_some("--safe"))?;
 
     if let Some(msg) = failed {
         eprintln!("netscript: {msg}; rolling back");

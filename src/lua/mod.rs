@@ -7,6 +7,7 @@ pub mod fw;
 pub mod handles;
 pub mod link;
 pub mod netns;
+pub mod restrict;
 pub mod route;
 pub mod sysctl;
 pub mod util;
@@ -203,7 +204,8 @@ pub fn output_to_stderr(lua: &Lua) -> mlua::Result<()> {
         Ok(())
     })?;
     lua.globals().set("print", print)?;
-    lua.load("io.output(io.stderr)").exec()
+    // io.stdout too: a script writing there would write into the plan.
+    lua.load("io.output(io.stderr) io.stdout = io.stderr").exec()
 }
 
 /// Runs a script file with `args` as `...`.

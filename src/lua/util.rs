@@ -12,7 +12,9 @@ use crate::session::Session;
 
 pub type SessionRef = Rc<RefCell<Session>>;
 
-/// Quotes a Lua string argument for the call description in error messages.
+/// A Lua string argument as it reads in the call description of an error message
+/// (`veth.add("a")`; control characters escaped). Never used for commands: those
+/// are quoted by `model::shell_quote`.
 pub fn q(s: &str) -> String {
     format!("{s:?}")
 }
@@ -39,6 +41,11 @@ fn frames(lua: &Lua) -> Vec<(bool, String)> {
 /// embedded standard library), so errors inside `docker.lua` point at the user's line.
 fn position(frames: &[(bool, String)]) -> Option<&str> {
     frames.iter().find(|(file, _)| *file).or(frames.first()).map(|(_, at)| at.as_str())
+}
+
+/// The script line a call comes from ("file:line"), as errors name it.
+pub fn here(lua: &Lua) -> Option<String> {
+    position(&frames(lua)).map(str::to_string)
 }
 
 /// `position` as a message prefix: "file:line: " (empty when there is none).

@@ -4,6 +4,9 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
+
+use crate::model::one_line;
+
 /// One line of the plan: a change (a command), or a read (shown as a comment).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Step {
@@ -36,7 +39,7 @@ impl Recording {
     pub fn script(&self, header: &[String]) -> String {
         let mut out = String::from("#!/bin/bash\n");
         for h in header {
-            out += &format!("# {h}\n");
+            out += &comment("", h);
         }
         out += "set -e\n";
         let mut last: Option<&str> = None;
@@ -58,14 +61,11 @@ impl Recording {
     }
 }
 
-/// `text` as a bash comment, every line of it (a quoted argument may hold newlines,
-/// which must not turn the rest into commands).
+/// `text` as one bash comment line: line breaks and other control characters in it
+/// (a quoted argument, a file name) are shown escaped, so they cannot turn the rest
+/// into commands.
 fn comment(prefix: &str, text: &str) -> String {
-    let mut out = String::new();
-    for (i, l) in text.split('\n').enumerate() {
-        out += &format!("# {}{l}\n", if i == 0 { prefix } else { "  " });
-    }
-    out
+    format!("# {prefix}{}\n", one_line(text))
 }
 
 /// A shared handle on what a `Plan` records (the session owns the back end itself).

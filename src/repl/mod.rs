@@ -119,6 +119,7 @@ pub fn run(opts: &RunOpts, user_ns: Option<bool>, signals: &Signals) -> Result<u
     let session = opened.session.clone();
     let (cancel, count) = (signals.cancel.clone(), signals.count.clone());
     let lua = lua::new_lua(session.clone(), &topo, None, &[], cancel.clone())
+        .and_then(|l| if opts.safe { lua::restrict::restrict(&l, "--safe").map(|()| l) } else { Ok(l) })
         .map_err(|e| Error::sys(format!("cannot start Lua: {e}"), None))?;
     let tostring: Function =
         lua.globals().get("tostring").map_err(|e| Error::sys(format!("cannot start Lua: {e}"), None))?;

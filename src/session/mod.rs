@@ -13,7 +13,7 @@ use crate::backend::{Backend, LinkInfo};
 use crate::error::{Error, Result};
 use crate::firewall;
 use crate::journal::{Journal, State};
-use crate::model::{NsRef, Route, check_ifname, check_name, split_words};
+use crate::model::{NsRef, Route, check_ifname, check_name, check_words, split_words};
 use crate::op::{Op, Probe};
 use crate::sys::process::ExecResult;
 
@@ -459,6 +459,7 @@ impl Session {
 
     /// Sets a sysctl; returns the previous value (restored on rollback).
     pub fn sysctl_set(&mut self, ns: &NsRef, key: &str, value: &str) -> Result<String> {
+        check_words(&format!("the value for sysctl {key}:"), &[value.to_string()])?;
         let old = self.read_sysctl(ns, key)?;
         if old == value {
             return Ok(old);
@@ -474,21 +475,6 @@ impl Session {
         let mut v = vec!["-m".to_string(), "comment".into(), "--comment".into(), self.mark()];
         v.extend_from_slice(rule);
         v
-    }
-
-    fn parse_rule(rule: &str) -> Result<Vec<String>> {
-        let w = split_words(rule)?;
-        if w.is_empty() {
-            return Err(Error::invalid("empty rule"));
-        }
-        if let Some(bad) =
-            w.iter().find(|x| ["-A", "-I", "-D", "-t", "--table", "-P", "-N", "-X", "-F"].contains(&x.as_str()))
-        {
-            return Err(Error::invalid(format!(
-                "the rule is what comes after the chain; it must not contain {bad} (table and chain are arguments of their own)"
-            )));
-        }
-        Ok(w)
     }
 
     fn require_chain(&mut self, ns: &NsRef, table: &str, chain: &str) -> Result<()> {
@@ -522,7 +508,7 @@ impl Session {
 
     pub fn fw_append(&mut self, ns: &NsRef, table: &str, chain: &str, rule: &str) -> Result<()> {
         self.require_chain(ns, table, chain)?;
-        let rule = self.marked(&Self::parse_rule(rule)?);
+        let rule = self.marked(&firewall::parse_rule(rule)?);
         let (t, c) = (table.to_string(), chain.to_string());
         let undo = Op::FwDelete { ns: ns.clone(), table: t.clone(), chain: c.clone(), rule: rule.clone() };
         self.change(Op::FwAppend { ns: ns.clone(), table: t, chain: c, rule }, vec![undo])
@@ -538,7 +524,7 @@ impl Session {
         if pos as usize > count + 1 {
             return Err(Error::invalid(format!("position {pos} is past the end of chain {chain} ({count} rules)")));
         }
-        let rule = self.marked(&Self::parse_rule(rule)?);
+        let rule = self.marked(&firewall::parse_rule(rule)?);
         let (t, c) = (table.to_string(), chain.to_string());
         let undo = Op::FwDelete { ns: ns.clone(), table: t.clone(), chain: c.clone(), rule: rule.clone() };
         self.change(Op::FwInsert { ns: ns.clone(), table: t, chain: c, pos, rule }, vec![undo])
@@ -548,7 +534,7 @@ impl Session {
     pub fn fw_delete(&mut self, ns: &NsRef, table: &str, chain: &str, rule: &str) -> Result<()> {
         self.settle()?;
         self.require_chain(ns, table, chain)?;
-        let words = Self::parse_rule(rule)?;
+        let words = firewall::parse_rule(rule)?;
         // A rule this topology added carries our comment: accept it without.
         let spec = if self.backend.fw_exists(ns, table, chain, &words)? {
             words
@@ -611,6 +597,7 @@ impl Session {
     // ---- processes and checks ---------------------------------------------------
 
     pub fn exec(&mut self, ns: &NsRef, argv: &[String], timeout: Option<Duration>) -> Result<ExecResult> {
+        check_words("argument", argv)?;
         self.settle()?;
         self.require_ns(ns)?;
         self.check_interrupt()?;
@@ -625,6 +612,7 @@ impl Session {
     /// undo) is on disk before the process starts; once it runs, its pid and start
     /// time replace the mark.
     pub fn spawn(&mut self, ns: &NsRef, argv: &[String]) -> Result<u32> {
+        check_words("argument", argv)?;
         self.settle()?;
         self.require_ns(ns)?;
         self.check_interrupt()?;
