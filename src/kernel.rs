@@ -293,8 +293,8 @@ impl Kernel {
     /// do there? (`iptables-restore` exits 0 having done nothing when a line asks
     /// for help, say.) Cheap check first: each chain holds as many rules more (or
     /// fewer) as the batch added (deleted), and each policy is what it set. If not,
-    /// each added rule is looked up (`iptables -C`), and one that is not there is
-    /// the error of its change, naming the rule.
+    /// each rule is looked up (`iptables -C`): one added that is not there, or one
+    /// deleted that still is, is the error of its change, naming the rule.
     fn check_batch(&mut self, ns: &NsRef, ops: &[Op], tables: &[String], before: &FwSnapshot) -> Vec<Result<()>> {
         let mut delta: HashMap<(&str, &str), i64> = HashMap::new();
         let mut policies: HashMap<(&str, &str), &str> = HashMap::new();
@@ -332,6 +332,13 @@ impl Kernel {
                     match self.with_fw(ns, |fw, fd| fw.exists(fd, table, chain, rule)) {
                         Ok(true) => Ok(()),
                         Ok(false) => Err(missing(op, "the rule is not there")),
+                        Err(e) => Err(e),
+                    }
+                }
+                Op::FwDelete { ns, table, chain, rule } => {
+                    match self.with_fw(ns, |fw, fd| fw.exists(fd, table, chain, rule)) {
+                        Ok(false) => Ok(()),
+                        Ok(true) => Err(missing(op, "the rule is still there")),
                         Err(e) => Err(e),
                     }
                 }
