@@ -42,6 +42,13 @@ const MATCH_LONG: &[(&str, &str)] = &[("policy", "pol")];
 /// Splits a rule string into words (shell-like quoting) and checks every word.
 /// Errors name the word and say why.
 pub fn parse_rule(rule: &str) -> Result<Vec<String>> {
+    // Before splitting: a line break between words would be a new command in
+    // iptables-restore input if it ever reached it.
+    if let Some(c) = rule.chars().find(|c| c.is_control() && *c != '\t') {
+        return Err(Error::invalid(format!(
+            "the rule contains the control character {c:?}; rules cannot hold line breaks, NUL or other control characters"
+        )));
+    }
     let words = split_words(rule)?;
     if words.is_empty() {
         return Err(Error::invalid("empty rule"));
@@ -176,6 +183,7 @@ mod tests {
             "-j ACCEPT -M /tmp/x",
             "-j ACCEPT --modprobe=/tmp/x",
             "-j \"ACCEPT\nCOMMIT\"",
+            "-j ACCEPT\n-F INPUT",
             "-j 'ACCEPT\0'",
             "-m comment --comment 'a\rb' -j ACCEPT",
         ] {

@@ -1,0 +1,150 @@
+//! Rule strings cannot smuggle commands or silently do nothing: every spelling of a
+//! table, chain or command option, help / version, `--modprobe` and control
+//! characters are refused before anything is journaled (iptables-save before ==
+//! after); a chain name iptables would not take is refused; and after an
+//! iptables-restore batch, what it was meant to add (or delete) is checked to be
+//! there (or gone).
+
+mod common;
+
+use common::*;
+
+/// Rule strings (as Lua source of a string literal) and a word of the error.
+const BAD_RULES: &[(&str, &str)] = &[
+    (r#""-j ACCEPT\n-F INPUT""#, "control character"),
+    (r#""-m comment --comment 'a\nb' -j ACCEPT""#, "control character"),
+    (r#""-m comment --comment 'a\0b' -j ACCEPT""#, "control character"),
+    (r#""-j ACCEPT -h""#, "-h/--help"),
+    (r#""-j ACCEPT --help""#, "-h/--help"),
+    (r#""-j ACCEPT -V""#, "-V/--version"),
+    (r#""-j ACCEPT --version""#, "-V/--version"),
+    (r#""-tnat -j ACCEPT""#, "-t/--table"),
+    (r#""-t nat -j ACCEPT""#, "-t/--table"),
+    (r#""--table=nat -j ACCEPT""#, "-t/--table"),
+    (r#""--tab nat -j ACCEPT""#, "-t/--table"),
+    (r#""-j ACCEPT -A INPUT""#, "-A/--append"),
+    (r#""-j ACCEPT --app INPUT""#, "-A/--append"),
+    (r#""-j ACCEPT -vA INPUT""#, "-A/--append"),
+    (r#""-j ACCEPT -I INPUT""#, "-I/--insert"),
+    (r#""-j ACCEPT -D INPUT""#, "-D/--delete"),
+    (r#""-j ACCEPT -R INPUT 1""#, "-R/--replace"),
+    (r#""-j ACCEPT -N x""#, "-N/--new-chain"),
+    (r#""-j ACCEPT -X""#, "-X/--delete-chain"),
+    (r#""-j ACCEPT -F""#, "-F/--flush"),
+    (r#""-j ACCEPT --flush=INPUT""#, "-F/--flush"),
+    (r#""-j ACCEPT -Z""#, "-Z/--zero"),
+    (r#""-j ACCEPT -P INPUT DROP""#, "-P/--policy"),
+    (r#""-j ACCEPT -E a b""#, "-E/--rename-chain"),
+    (r#""-j ACCEPT -L""#, "-L/--list"),
+    (r#""-j ACCEPT --list""#, "-L/--list"),
+    (r#""-j ACCEPT -S""#, "-S/--list-rules"),
+    (r#""-j ACCEPT -C INPUT""#, "-C/--check"),
+    (r#""-j ACCEPT --modprobe=/bin/true""#, "-M/--modprobe"),
+];
+
+/// Every bad rule, through fw.append, fw.insert, fw.delete and inside fw.batch,
+/// is refused naming the word, and the firewall is as before (the chain the newline
+/// would flush keeps its rule).
+#[test]
+fn smuggled_options_and_line_breaks_are_refused_and_nothing_changes() {
+    let sb = Sandbox::new();
+    sb.ok("iptables -A INPUT -s 10.9.9.9/32 -j ACCEPT");
+    let before = sb.snapshot();
+    let before_rules = sb.ok("iptables-save | grep -v '^#'");
+    for (rule, why) in BAD_RULES {
+        for call in [
+            format!("fw.append('filter', 'FORWARD', {rule})"),
+            format!("fw.insert('filter', 'FORWARD', {rule})"),
+            format!("fw.delete('filter', 'FORWARD', {rule})"),
+            format!(
+                "fw.batch(function() fw.append('filter', 'FORWARD', '-j ACCEPT') fw.append('filter', 'FORWARD', {rule}) end)"
+            ),
+        ] {
+            let o = sb.run_lua("bad_rule.lua", &format!("netns.add('r1')\n{call}\n"));
+            let err = stderr(&o);
+            assert_eq!(o.status.code(), Some(1), "{call}: {err}");
+            assert!(err.contains(why) && err.contains("bad_rule.lua:2:"), "{call}: expected {why:?}:\n{err}");
+            assert_same(&before, &sb.snapshot(), &call);
+        }
+    }
+    assert_eq!(before_rules, sb.ok("iptables-save | grep -v '^#'"));
+}
+
+#[test]
+fn chain_names_iptables_would_not_take_are_refused() {
+    let sb = Sandbox::new();
+    let before = sb.snapshot();
+    for (name, why) in [
+        ("'a b'", "white space"),
+        ("'a\\nb'", "control"),
+        ("string.rep('c', 29)", "29 bytes long"),
+        ("'-x'", "starts with '-'"),
+        ("'!x'", "'!'"),
+        ("'a\"b'", "quotes"),
+        ("'ACCEPT'", "name of a target"),
+        ("'MASQUERADE'", "name of a target"),
+        ("''", "empty"),
+    ] {
+        let o = sb.run_lua("bad_chain.lua", &format!("fw.chain('filter', {name})\n"));
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{name}: {err}");
+        assert!(err.contains("not a valid chain name") && err.contains(why), "{name}: {err}");
+        assert_same(&before, &sb.snapshot(), name);
+    }
+    // What iptables takes, netscript takes: 28 bytes, shell characters.
+    let o = sb.run_lua("good_chain.lua", "fw.chain('filter', string.rep('c', 28))\nfw.chain('filter', '$(x);`y`|z')\n");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rules = sb.ok("iptables -S");
+    assert!(rules.contains(&format!("-N {}\n", "c".repeat(28))) && rules.contains("-N $(x);`y`|z\n"), "{rules}");
+}
+
+/// A fake `iptables-restore` that reads its input, does nothing and exits 0 (as
+/// iptables-restore does for a line with `-h`): the batch's post-check reports the
+/// rule that is not there, and the run is rolled back to the state before.
+#[test]
+fn a_batch_that_says_ok_but_did_nothing_is_an_error_naming_the_rule() {
+    let sb = Sandbox::new();
+    let base = std::path::PathBuf::from(script_file(".keep", ""));
+    let dir = base.parent().unwrap().join("fakebin");
+    std::fs::create_dir_all(&dir).unwrap();
+    let restore = dir.join("iptables-restore");
+    std::fs::write(&restore, "#!/bin/sh\ncat >/dev/null\nexit 0\n").unwrap();
+    std::fs::set_permissions(&restore, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!("PATH={}:$PATH", dir.display());
+
+    let before = sb.snapshot();
+    let script = script_file(
+        "batch_check.lua",
+        "fw.batch(function()\n  fw.append('filter', 'FORWARD', '-s 10.1.0.0/16 -j ACCEPT')\n  fw.append('nat', 'POSTROUTING', '-s 10.1.0.0/16 -j MASQUERADE')\nend)\n",
+    );
+    let o = sb.sh(&format!("{path} {BIN} --iptables auto {script}"));
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("iptables -t filter -A FORWARD -m comment --comment netscript:batch_check -s 10.1.0.0/16 -j ACCEPT: iptables-restore reported success, but the rule is not there"),
+        "{err}"
+    );
+    assert_same(&before, &sb.snapshot(), "after the failed batch");
+
+    // With the real iptables-restore the same batch works.
+    let o = sb.sh(&format!("{BIN} --ephemeral {script}"));
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // Rollback's batch is checked too: rules added one by one, then a rollback whose
+    // deletions go to the fake: they are reported as not undone (exit 3).
+    let script = script_file(
+        "rollback_check.lua",
+        "fw.append('filter', 'FORWARD', '-s 10.2.0.0/16 -j ACCEPT')\nfw.append('filter', 'FORWARD', '-s 10.3.0.0/16 -j ACCEPT')\nerror('stop')\n",
+    );
+    let o = sb.sh(&format!("{path} {BIN} {script}"));
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("could not undo `iptables -t filter -D FORWARD -m comment --comment netscript:rollback_check -s 10.3.0.0/16 -j ACCEPT`: ")
+            && err.contains("but the rule is still there"),
+        "{err}"
+    );
+    // The report is true: both rules are still there.
+    let rules = sb.ok("iptables -S FORWARD");
+    assert!(rules.contains("10.2.0.0/16") && rules.contains("10.3.0.0/16"), "{rules}");
+}
