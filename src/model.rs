@@ -185,14 +185,18 @@ pub fn check_name(kind: &str, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Checks words that become a process's arguments or a value written to the
-/// system (`exec`, `spawn`, sysctl values): no NUL (no program can receive it) and
-/// no line break or other control character (a plan prints them as commands).
-pub fn check_words(what: &str, words: &[String]) -> Result<()> {
+/// Checks words that become a process's arguments (`exec`, `spawn`; `lines`: a line
+/// break is allowed, as in a program given to `python3 -c`: printed commands quote
+/// it, comments escape it) or a value written to the system (a sysctl value: no line
+/// break). No NUL (no program can receive it) and no other control character (a
+/// carriage return or an escape sequence would hide text from a person reading the
+/// printed command).
+pub fn check_words(what: &str, words: &[String], lines: bool) -> Result<()> {
     for w in words {
-        if let Some(c) = w.chars().find(|c| c.is_control() && *c != '\t') {
+        if let Some(c) = w.chars().find(|c| c.is_control() && *c != '\t' && !(lines && *c == '\n')) {
             return Err(Error::invalid(format!(
-                "{what} {w:?} contains the control character {c:?} (no line breaks, NUL or other control characters)"
+                "{what} {w:?} contains the control character {c:?} (no NUL, carriage return or other control characters{})",
+                if lines { "" } else { ", no line break" }
             )));
         }
     }
@@ -364,8 +368,11 @@ mod tests {
         assert!(check_ifname("$(id>x)").is_ok());
         assert!(check_name("namespace", "a\nb").is_err());
         assert!(check_name("topology", "a\0b").is_err());
-        assert!(check_words("argument", &["a\nb".into()]).is_err());
-        assert!(check_words("argument", &["a\tb $(x)".into()]).is_ok());
+        assert!(check_words("value", &["a\nb".into()], false).is_err());
+        assert!(check_words("argument", &["a\nb".into()], true).is_ok());
+        assert!(check_words("argument", &["a\rb".into()], true).is_err());
+        assert!(check_words("argument", &["a\0b".into()], true).is_err());
+        assert!(check_words("argument", &["a\tb $(x)".into()], true).is_ok());
     }
 
     #[test]

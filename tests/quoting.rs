@@ -258,9 +258,10 @@ try("chain 29 bytes", fw.chain, "filter", string.rep("c", 29))
 try("chain space", fw.chain, "filter", "a b")
 try("rule newline", fw.append, "filter", "FORWARD", "-m comment --comment " .. rule_quote("a\nid>pw7") .. " -j ACCEPT")
 try("rule nul", fw.append, "filter", "FORWARD", "-m comment --comment " .. rule_quote("a\0b") .. " -j ACCEPT")
-try("spawn newline", last.spawn, last, { "echo", "a\nid>pw8" })
+last:spawn({ "echo", "a\nid>pw8" })  -- a line break in an argument is quoted
+try("spawn cr", last.spawn, last, { "echo", "a\rb" })
 try("spawn nul", last.spawn, last, { "echo", "a\0b" })
-try("exec newline", last.exec, last, { "echo", "a\nid>pw9" })
+try("exec escape", last.exec, last, { "echo", "a\27[2Kb" })
 try("sysctl value newline", sysctl.set, "net.ipv4.ip_forward", "1\nid>pw10")
 "##;
 
@@ -289,9 +290,9 @@ fn a_plan_of_hostile_names_runs_in_bash_and_makes_exactly_those_objects() {
         "chain space",
         "rule newline",
         "rule nul",
-        "spawn newline",
+        "spawn cr",
         "spawn nul",
-        "exec newline",
+        "exec escape",
         "sysctl value newline",
     ] {
         assert!(err.contains(&format!("REFUSED {refused}: ")), "{refused} was not refused:\n{err}");
@@ -303,6 +304,7 @@ fn a_plan_of_hostile_names_runs_in_bash_and_makes_exactly_those_objects() {
         assert!(!l.starts_with("$(id>pw0)") && l != ".lua" && !l.starts_with(".lua:"), "a comment broke: {l:?}");
     }
     assert!(plan.contains("# netscript plan: the commands that do what `netscript '"), "{plan}");
+    assert!(plan.contains("echo 'a\nid>pw8' &\n"), "a line break in an argument is quoted: {plan}");
     let path = d.join("plan.sh");
     std::fs::write(&path, &plan).unwrap();
     let o = Command::new("bash").arg("-n").arg(&path).output().unwrap();

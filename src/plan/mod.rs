@@ -391,10 +391,7 @@ mod tests {
             ],
         };
         let s = r.script(&["head".into()]);
-        assert_eq!(
-            s,
-            "#!/bin/bash\n# head\nset -e\n\n# t.lua:1\n# (reads) sh -c 'echo a\n#   echo b'\nsh -c 'x\ny' &\n"
-        );
+        assert_eq!(s, "#!/bin/bash\n# head\nset -e\n\n# t.lua:1\n# (reads) sh -c 'echo a\\necho b'\nsh -c 'x\ny' &\n");
     }
 
     #[test]

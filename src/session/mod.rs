@@ -459,7 +459,7 @@ impl Session {
 
     /// Sets a sysctl; returns the previous value (restored on rollback).
     pub fn sysctl_set(&mut self, ns: &NsRef, key: &str, value: &str) -> Result<String> {
-        check_words(&format!("the value for sysctl {key}:"), &[value.to_string()])?;
+        check_words(&format!("the value for sysctl {key}:"), &[value.to_string()], false)?;
         let old = self.read_sysctl(ns, key)?;
         if old == value {
             return Ok(old);
@@ -597,7 +597,7 @@ impl Session {
     // ---- processes and checks ---------------------------------------------------
 
     pub fn exec(&mut self, ns: &NsRef, argv: &[String], timeout: Option<Duration>) -> Result<ExecResult> {
-        check_words("argument", argv)?;
+        check_words("argument", argv, true)?;
         self.settle()?;
         self.require_ns(ns)?;
         self.check_interrupt()?;
@@ -612,7 +612,7 @@ impl Session {
     /// undo) is on disk before the process starts; once it runs, its pid and start
     /// time replace the mark.
     pub fn spawn(&mut self, ns: &NsRef, argv: &[String]) -> Result<u32> {
-        check_words("argument", argv)?;
+        check_words("argument", argv, true)?;
         self.settle()?;
         self.require_ns(ns)?;
         self.check_interrupt()?;
