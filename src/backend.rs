@@ -8,7 +8,7 @@ use ipnet::IpNet;
 
 use crate::error::Result;
 use crate::model::{NsRef, Route};
-use crate::op::{Op, Probe};
+use crate::op::Op;
 use crate::sys::process::ExecResult;
 
 /// A link as the session sees it.
@@ -26,16 +26,6 @@ pub struct LinkInfo {
 pub trait Backend {
     /// Makes the change. Errors name the object and the reason.
     fn apply(&mut self, op: &Op) -> Result<()>;
-
-    /// Where the calls that follow come from (a script's "file:line", or what a
-    /// rollback is undoing). The session sets it before each call; `plan` prints it
-    /// as a comment above the commands. The kernel has no use for it, so it is
-    /// passed as a function, called only by a back end that wants it.
-    fn set_origin(&mut self, _origin: &dyn Fn() -> String) {}
-
-    /// A call the script made that only reads, and what it returned (`plan` shows
-    /// both as a comment).
-    fn note_read(&mut self, _probe: &Probe, _answer: &str) {}
 
     /// Makes several changes, one result each, in order. A back end may do them in
     /// one go (the kernel back end sends consecutive firewall changes through one

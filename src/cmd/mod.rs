@@ -19,13 +19,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::backend::Backend;
 use crate::cli::RunOpts;
 use crate::error::{Error, Result};
+use crate::faults::{Faults, Faulty};
 use crate::firewall::iptables::Flavor;
 use crate::journal::Meta;
 use crate::kernel::Kernel;
 use crate::lua::{self, SessionRef};
-use crate::session::{RollbackReport, Session, mark_for};
+use crate::op::Op;
+use crate::session::{Observer, RollbackReport, Session, mark_for};
 use crate::state::{Record, default_state_dir};
 
 pub const EXIT_FAILED: u8 = 1;
@@ -158,6 +161,15 @@ pub fn down_command(opts: &RunOpts, topo: &str) -> String {
     crate::state::down_command(&state_base(opts), topo)
 }
 
+/// `-v`: each change, as its shell command, on stderr as it is made.
+pub struct Verbose;
+
+impl Observer for Verbose {
+    fn change(&mut self, op: &Op) {
+        eprintln!("+ {}", op.render());
+    }
+}
+
 /// A recorded session on the kernel, locked for this process.
 pub struct Opened {
     pub topo: String,
@@ -182,8 +194,22 @@ pub fn open(opts: &RunOpts, topo: &str, script: &str, sandboxed: bool, signals: 
     if sandboxed {
         kernel.set_lo_up()?;
     }
-    let mut session = Session::new(Box::new(kernel), journal, topo, signals.cancel.clone());
-    session.set_verbose(opts.verbose);
+    // The test switch (NETSCRIPT_FAIL_AFTER / NETSCRIPT_CRASH_AT) wraps the kernel.
+    let (backend, counter): (Box<dyn Backend>, _) = match Faults::from_env() {
+        Some(f) => {
+            let faulty = Faulty::new(kernel, f);
+            let counter = faulty.counter();
+            (Box::new(faulty), Some(counter))
+        }
+        None => (Box::new(kernel), None),
+    };
+    let mut session = Session::new(backend, journal, topo, signals.cancel.clone());
+    if opts.verbose {
+        session.observe(Box::new(Verbose));
+    }
+    if let Some(c) = counter {
+        session.observe(c);
+    }
     Ok(Opened { topo: topo.to_string(), record, session: Rc::new(RefCell::new(session)) })
 }
 

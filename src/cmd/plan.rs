@@ -21,10 +21,13 @@ pub fn plan(opts: &RunOpts, undo: bool, script: &Path, args: &[String]) -> Resul
     let topo = check_script(opts, script)?;
     let model = Plan::new(&mark_for(&topo));
     let rec = model.recording();
+    let recorder = model.recorder();
     let journal =
         Journal::in_memory(Meta { name: topo.clone(), script: script.display().to_string(), ..Meta::default() });
     let cancel = Arc::new(AtomicBool::new(false));
-    let session = Rc::new(RefCell::new(Session::new(Box::new(model), journal, &topo, cancel.clone())));
+    let mut session = Session::new(Box::new(model), journal, &topo, cancel.clone());
+    session.observe(recorder);
+    let session = Rc::new(RefCell::new(session));
     if let Some(msg) = run_script(&session, &topo, script, args, &cancel, true, Some("plan"))? {
         eprintln!("netscript: {msg}");
         let n = session.borrow().journal().live_count();

@@ -15,7 +15,7 @@ mod reach;
 mod record;
 
 use model::{MLink, Netns, no_link};
-pub use record::{Recording, RecordingRef, Step};
+pub use record::{Recorder, Recording, RecordingRef, Step};
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -29,7 +29,8 @@ use crate::error::{Error, Result};
 use crate::firewall;
 
 use crate::model::{NsRef, Route};
-use crate::op::{Op, Probe};
+use crate::op::Op;
+use crate::session::Observer;
 
 use crate::sys::process::ExecResult;
 
@@ -41,7 +42,6 @@ pub struct Plan {
     /// The ownership mark put on links (alias), as the kernel back end does.
     mark: String,
     nss: BTreeMap<NsRef, Netns>,
-    origin: String,
     rec: RecordingRef,
     next_pid: u32,
     /// Processes the script started: the plan's made-up pid and the command.
@@ -58,7 +58,7 @@ impl Plan {
         lo.addrs = vec!["127.0.0.1/8".parse().unwrap(), "::1/128".parse().unwrap()];
         let mut nss = BTreeMap::new();
         nss.insert(NsRef::Host, host);
-        Plan { mark: mark.into(), nss, origin: String::new(), rec: Rc::default(), next_pid: 10000, spawned: Vec::new() }
+        Plan { mark: mark.into(), nss, rec: Rc::default(), next_pid: 10000, spawned: Vec::new() }
     }
 
     /// What this plan records (shared: the session owns the plan itself).
@@ -66,8 +66,14 @@ impl Plan {
         self.rec.clone()
     }
 
+    /// The session observer that gives this plan's recording the origins and reads
+    /// (install it with `Session::observe`).
+    pub fn recorder(&self) -> Box<dyn Observer> {
+        Box::new(Recorder(self.rec.clone()))
+    }
+
     fn record(&self, step: Step) {
-        self.rec.borrow_mut().steps.push((self.origin.clone(), step));
+        self.rec.borrow_mut().push(step);
     }
 }
 
@@ -187,14 +193,6 @@ impl Backend for Plan {
     fn alive(&mut self, pid: u32, _start: u64) -> bool {
         self.spawned.iter().any(|(p, _, _)| *p == pid)
     }
-
-    fn set_origin(&mut self, origin: &dyn Fn() -> String) {
-        self.origin = origin();
-    }
-
-    fn note_read(&mut self, probe: &Probe, answer: &str) {
-        self.record(Step::Read(format!("{}   -> {answer}", probe.render())));
-    }
 }
 
 #[cfg(test)]
@@ -225,7 +223,10 @@ mod tests {
         let p = Plan::new("netscript:t");
         let rec = p.recording();
         let j = Journal::in_memory(Meta { name: "t".into(), ..Default::default() });
-        (Session::new(Box::new(p), j, "t", Arc::new(AtomicBool::new(false))), rec)
+        let recorder = p.recorder();
+        let mut s = Session::new(Box::new(p), j, "t", Arc::new(AtomicBool::new(false)));
+        s.observe(recorder);
+        (s, rec)
     }
 
     #[test]
@@ -389,6 +390,7 @@ mod tests {
                 ("t.lua:1".into(), Step::Read("sh -c 'echo a\necho b'".into())),
                 ("t.lua:1".into(), Step::Change("sh -c 'x\ny' &".into())),
             ],
+            ..Recording::default()
         };
         let s = r.script(&["head".into()]);
         assert_eq!(s, "#!/bin/bash\n# head\nset -e\n\n# t.lua:1\n# (reads) sh -c 'echo a\\necho b'\nsh -c 'x\ny' &\n");

@@ -6,6 +6,8 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use crate::model::one_line;
+use crate::op::Probe;
+use crate::session::Observer;
 
 /// One line of the plan: a change (a command), or a read (shown as a comment).
 #[derive(Clone, Debug, PartialEq)]
@@ -20,9 +22,17 @@ pub enum Step {
 #[derive(Clone, Debug, Default)]
 pub struct Recording {
     pub steps: Vec<(String, Step)>,
+    /// Where the steps recorded now come from (set by the `Recorder`).
+    pub origin: String,
 }
 
 impl Recording {
+    /// Records a step under the current origin.
+    pub fn push(&mut self, step: Step) {
+        let origin = self.origin.clone();
+        self.steps.push((origin, step));
+    }
+
     /// The changes only, as commands.
     pub fn commands(&self) -> Vec<String> {
         self.steps
@@ -70,3 +80,18 @@ fn comment(prefix: &str, text: &str) -> String {
 
 /// A shared handle on what a `Plan` records (the session owns the back end itself).
 pub type RecordingRef = Rc<RefCell<Recording>>;
+
+/// The session observer of a plan: the origin of each call (a comment above its
+/// commands) and each read with its answer (a comment). The changes themselves are
+/// recorded by the plan back end, which alone knows whether the model accepted them.
+pub struct Recorder(pub RecordingRef);
+
+impl Observer for Recorder {
+    fn origin(&mut self, origin: &dyn Fn() -> String) {
+        self.0.borrow_mut().origin = origin();
+    }
+
+    fn read(&mut self, probe: &Probe, answer: &str) {
+        self.0.borrow_mut().push(Step::Read(format!("{}   -> {answer}", probe.render())));
+    }
+}

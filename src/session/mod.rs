@@ -41,19 +41,27 @@ impl RollbackReport {
     }
 }
 
+/// Watches a session from outside: the CLI prints changes with `-v`, `plan` records
+/// origins and reads, the fault injection of the tests counts changes. The core itself
+/// neither prints nor reads test switches.
+pub trait Observer {
+    /// A change the session hands to the back end now (after its journal entry is
+    /// written; undos during rollback are not reported).
+    fn change(&mut self, _op: &Op) {}
+    /// A call that only reads, and what it returned.
+    fn read(&mut self, _probe: &Probe, _answer: &str) {}
+    /// Where the calls that follow come from (a script's "file:line", or what a
+    /// rollback is undoing). Passed as a function: only an observer that wants it
+    /// pays for working it out.
+    fn origin(&mut self, _origin: &dyn Fn() -> String) {}
+}
+
 pub struct Session {
     backend: Box<dyn Backend>,
     journal: Journal,
     topo: String,
     cancel: Arc<AtomicBool>,
-    /// When set, every op after this many mutating ops fails (fault injection for tests).
-    fail_after: Option<u64>,
-    /// Where to crash on purpose (tests of crash recovery): NETSCRIPT_CRASH_AT=
-    /// `before-apply:K` (journaled, not applied), `after-apply:K` (applied, not marked
-    /// done) or `spawned` (a process runs, its pid not yet journaled).
-    crash_at: Option<String>,
-    applied: u64,
-    verbose: bool,
+    observers: Vec<Box<dyn Observer>>,
     /// Inside `fw_batch_begin` / `fw_batch_end`: firewall changes journaled but not yet
     /// made, applied together (one iptables-restore) before anything that could see
     /// them: a firewall read, a process, a check, the end of the batch.
@@ -69,24 +77,12 @@ fn is_link_local(a: &IpNet) -> bool {
 
 impl Session {
     pub fn new(backend: Box<dyn Backend>, journal: Journal, topo: &str, cancel: Arc<AtomicBool>) -> Self {
-        let fail_after = std::env::var("NETSCRIPT_FAIL_AFTER").ok().and_then(|v| v.parse().ok());
-        let crash_at = std::env::var("NETSCRIPT_CRASH_AT").ok();
-        Session {
-            backend,
-            journal,
-            topo: topo.to_string(),
-            cancel,
-            fail_after,
-            crash_at,
-            applied: 0,
-            verbose: false,
-            fw_queue: None,
-        }
+        Session { backend, journal, topo: topo.to_string(), cancel, observers: Vec::new(), fw_queue: None }
     }
 
-    /// Print each change (as its shell command) to stderr as it is made.
-    pub fn set_verbose(&mut self, on: bool) {
-        self.verbose = on;
+    /// Adds an observer (see `Observer`).
+    pub fn observe(&mut self, o: Box<dyn Observer>) {
+        self.observers.push(o);
     }
 
     pub fn topo(&self) -> &str {
@@ -103,9 +99,18 @@ impl Session {
     }
 
     /// Where the calls that follow come from (the binding layer passes the script's
-    /// "file:line" before each call); handed to the back end, which may show it.
+    /// "file:line" before each call); handed to the observers, which may show it.
     pub fn set_origin(&mut self, origin: &dyn Fn() -> String) {
-        self.backend.set_origin(origin);
+        for o in &mut self.observers {
+            o.origin(origin);
+        }
+    }
+
+    /// Tells the observers about a read and its answer.
+    fn note_read(&mut self, probe: &Probe, answer: &str) {
+        for o in &mut self.observers {
+            o.read(probe, answer);
+        }
     }
 
     pub fn backend(&mut self) -> &mut dyn Backend {
@@ -125,19 +130,11 @@ impl Session {
         self.check_interrupt()?;
         let seq = self.journal.begin(&op, &undo)?;
         if op.is_firewall() && self.fw_queue.is_some() {
-            if let Err(e) = self.count_change(&op.render()) {
-                self.journal.mark(seq, State::Failed)?;
-                return Err(e);
-            }
             self.fw_queue.as_mut().expect("checked").push((seq, op));
             return Ok(());
         }
-        self.crash_point("before-apply", self.applied + 1);
-        match self.apply_counted(&op) {
-            Ok(()) => {
-                self.crash_point("after-apply", self.applied);
-                self.journal.mark(seq, State::Done)
-            }
+        match self.apply_now(&op) {
+            Ok(()) => self.journal.mark(seq, State::Done),
             Err(e) => {
                 self.journal.mark(seq, State::Failed)?;
                 Err(e)
@@ -145,36 +142,17 @@ impl Session {
         }
     }
 
-    /// Dies on the spot (SIGABRT) when NETSCRIPT_CRASH_AT names this point.
-    fn crash_point(&self, point: &str, k: u64) {
-        if let Some(at) = &self.crash_at
-            && (at == point || *at == format!("{point}:{k}"))
-        {
-            std::process::abort();
+    /// Tells the observers about a change the back end gets now.
+    fn notify_change(&mut self, op: &Op) {
+        for o in &mut self.observers {
+            o.change(op);
         }
     }
 
-    /// Applies one change, failing it instead when fault injection says so
-    /// (NETSCRIPT_FAIL_AFTER=k fails every change after the k-th).
-    fn apply_counted(&mut self, op: &Op) -> Result<()> {
-        self.count_change(&op.render())?;
+    /// Hands one journaled change to the back end (the observers hear of it first).
+    fn apply_now(&mut self, op: &Op) -> Result<()> {
+        self.notify_change(op);
         self.backend.apply(op)
-    }
-
-    /// Counts a change about to be made: prints it with -v, and fails it when fault
-    /// injection says so (NETSCRIPT_FAIL_AFTER=k fails every change after the k-th).
-    fn count_change(&mut self, rendered: &str) -> Result<()> {
-        self.applied += 1;
-        if self.verbose {
-            eprintln!("+ {rendered}");
-        }
-        match self.fail_after {
-            Some(k) if self.applied > k => Err(Error::sys(
-                format!("{rendered}: injected failure at change {} (NETSCRIPT_FAIL_AFTER={k})", self.applied),
-                None,
-            )),
-            _ => Ok(()),
-        }
     }
 
     // ---- firewall batches ---------------------------------------------------------
@@ -219,6 +197,9 @@ impl Session {
 
     fn apply_queued(&mut self, queue: Vec<(u64, Op)>) -> Result<()> {
         let ops: Vec<Op> = queue.iter().map(|(_, op)| op.clone()).collect();
+        for op in &ops {
+            self.notify_change(op);
+        }
         let results = self.backend.apply_batch(&ops);
         let mut first = None;
         for ((seq, _), r) in queue.into_iter().zip(results) {
@@ -447,7 +428,7 @@ impl Session {
 
     pub fn sysctl_get(&mut self, ns: &NsRef, key: &str) -> Result<String> {
         let v = self.read_sysctl(ns, key)?;
-        self.backend.note_read(&Probe::SysctlGet { ns: ns.clone(), key: key.into() }, &v);
+        self.note_read(&Probe::SysctlGet { ns: ns.clone(), key: key.into() }, &v);
         Ok(v)
     }
 
@@ -555,7 +536,7 @@ impl Session {
         let provisional = Op::FwAppend { ns: ns.clone(), table: t.clone(), chain: c.clone(), rule: spec };
         self.check_interrupt()?;
         let seq = self.journal.begin(&op, &[provisional])?;
-        if let Err(e) = self.apply_counted(&op) {
+        if let Err(e) = self.apply_now(&op) {
             self.journal.mark(seq, State::Failed)?;
             return Err(e);
         }
@@ -590,7 +571,7 @@ impl Session {
         self.require_ns(ns)?;
         let v = self.backend.fw_rules(ns, table, None)?;
         let n = v.iter().filter(|l| l.starts_with("-A ")).count();
-        self.backend.note_read(&Probe::FwRules { ns: ns.clone(), table: table.into() }, &format!("{n} rule(s)"));
+        self.note_read(&Probe::FwRules { ns: ns.clone(), table: table.into() }, &format!("{n} rule(s)"));
         Ok(v)
     }
 
@@ -602,7 +583,7 @@ impl Session {
         self.require_ns(ns)?;
         self.check_interrupt()?;
         let r = self.backend.exec(ns, argv, timeout)?;
-        self.backend.note_read(&Probe::Exec { ns: ns.clone(), cmd: argv.to_vec() }, &format!("exit code {}", r.code));
+        self.note_read(&Probe::Exec { ns: ns.clone(), cmd: argv.to_vec() }, &format!("exit code {}", r.code));
         Ok(r)
     }
 
@@ -618,11 +599,10 @@ impl Session {
         self.check_interrupt()?;
         let mark = format!("{}:{}:{}", self.mark(), std::process::id(), self.journal.next_seq());
         let spawn = |pid, start| Op::Spawn { ns: ns.clone(), cmd: argv.to_vec(), pid, start, mark: mark.clone() };
-        self.count_change(&spawn(0, 0).render())?;
         let seq = self.journal.begin(&spawn(0, 0), &[Op::StopMarked { mark: mark.clone() }])?;
+        self.notify_change(&spawn(0, 0));
         match self.backend.spawn(ns, argv, &mark) {
             Ok((pid, start)) => {
-                self.crash_point("spawned", 0);
                 self.journal.amend(seq, Some(spawn(pid, start)), vec![Op::Kill { pid, start }])?;
                 self.journal.mark(seq, State::Done)?;
                 Ok(pid)
@@ -656,7 +636,7 @@ impl Session {
         self.require_ns(ns)?;
         self.check_interrupt()?;
         let ok = self.backend.ping(ns, addr, count, timeout)?;
-        self.backend.note_read(&Probe::Ping { ns: ns.clone(), addr, count, timeout }, &ok.to_string());
+        self.note_read(&Probe::Ping { ns: ns.clone(), addr, count, timeout }, &ok.to_string());
         Ok(ok)
     }
 
@@ -665,7 +645,7 @@ impl Session {
         self.require_ns(ns)?;
         self.check_interrupt()?;
         let ok = self.backend.tcp(ns, addr, port, timeout)?;
-        self.backend.note_read(
+        self.note_read(
             &Probe::Tcp { ns: ns.clone(), addr, port, timeout_secs: timeout.as_secs().max(1) },
             &ok.to_string(),
         );

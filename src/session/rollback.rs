@@ -54,7 +54,7 @@ impl Session {
     }
 
     pub(super) fn undo_ops(&mut self, e: &Entry, undo: &[&Op], report: &mut RollbackReport) {
-        self.backend.set_origin(&|| format!("undo of: {}", e.op.render()));
+        self.set_origin(&|| format!("undo of: {}", e.op.render()));
         report.changes += 1;
         for (i, u) in undo.iter().enumerate() {
             match self.backend.apply(u) {
@@ -78,7 +78,7 @@ impl Session {
             return;
         }
         let ops: Vec<Op> = batch.iter().map(|e| e.undo[0].clone()).collect();
-        self.backend.set_origin(&|| "undo of the firewall changes (sent together, at the end)".into());
+        self.set_origin(&|| "undo of the firewall changes (sent together, at the end)".into());
         let results = self.backend.apply_batch(&ops);
         for ((e, op), r) in batch.drain(..).zip(ops).zip(results) {
             report.changes += 1;

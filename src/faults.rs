@@ -1,0 +1,197 @@
+//! Fault injection for the tests of rollback and crash recovery, as a back-end
+//! decorator: `Faulty` wraps the real back end and fails or crashes at the k-th
+//! change. src/cmd builds it only when a test sets the switch
+//! (NETSCRIPT_FAIL_AFTER=k, NETSCRIPT_CRASH_AT=...); the session knows nothing of it.
+//!
+//! The changes are counted as `-v` prints them: the session's observer stream
+//! (`Faults::counter`) numbers each change it hands to the back end, and the
+//! decorator acts on the back-end call that follows. Undos during rollback are not
+//! reported to observers, so they are neither counted nor failed.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::net::IpAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use crate::backend::{Backend, LinkInfo};
+use crate::error::{Error, Result};
+use crate::model::{NsRef, Route};
+use crate::op::Op;
+use crate::session::Observer;
+use crate::sys::process::ExecResult;
+
+/// What to inject.
+#[derive(Clone, Debug, Default)]
+pub struct Faults {
+    /// Every change after the k-th fails.
+    pub fail_after: Option<u64>,
+    /// Where to die (SIGABRT): `before-apply:K` (journaled, not applied),
+    /// `after-apply:K` (applied, not marked done), `spawned` (a process runs, its
+    /// pid not yet journaled); without `:K`, at the first such point.
+    pub crash_at: Option<String>,
+}
+
+impl Faults {
+    /// From NETSCRIPT_FAIL_AFTER / NETSCRIPT_CRASH_AT; None when neither is set.
+    pub fn from_env() -> Option<Faults> {
+        let f = Faults {
+            fail_after: std::env::var("NETSCRIPT_FAIL_AFTER").ok().and_then(|v| v.parse().ok()),
+            crash_at: std::env::var("NETSCRIPT_CRASH_AT").ok(),
+        };
+        (f.fail_after.is_some() || f.crash_at.is_some()).then_some(f)
+    }
+}
+
+#[derive(Default)]
+struct Count {
+    /// Changes reported so far.
+    seen: u64,
+    /// The numbers of reported changes the back end has not been handed yet.
+    pending: VecDeque<u64>,
+}
+
+/// Counts the changes the session reports (see the module's comment).
+struct Counter(Rc<RefCell<Count>>);
+
+impl Observer for Counter {
+    fn change(&mut self, _op: &Op) {
+        let mut c = self.0.borrow_mut();
+        c.seen += 1;
+        let k = c.seen;
+        c.pending.push_back(k);
+    }
+}
+
+/// A back end that fails or crashes where `Faults` says, and otherwise passes every
+/// call to the one it wraps.
+pub struct Faulty<B: Backend> {
+    inner: B,
+    faults: Faults,
+    count: Rc<RefCell<Count>>,
+}
+
+impl<B: Backend> Faulty<B> {
+    pub fn new(inner: B, faults: Faults) -> Self {
+        Faulty { inner, faults, count: Rc::default() }
+    }
+
+    /// The observer to install on the session, which numbers the changes.
+    pub fn counter(&self) -> Box<dyn Observer> {
+        Box::new(Counter(self.count.clone()))
+    }
+
+    /// The number of the change this back-end call makes (None: not a counted
+    /// change, e.g. an undo).
+    fn next(&self) -> Option<u64> {
+        self.count.borrow_mut().pending.pop_front()
+    }
+
+    /// Dies on the spot (SIGABRT) when NETSCRIPT_CRASH_AT names this point.
+    fn crash_point(&self, point: &str, k: u64) {
+        if let Some(at) = &self.faults.crash_at
+            && (at == point || *at == format!("{point}:{k}"))
+        {
+            std::process::abort();
+        }
+    }
+
+    fn injected(&self, op: &Op, k: u64) -> Result<()> {
+        match self.faults.fail_after {
+            Some(n) if k > n => Err(Error::sys(
+                format!("{}: injected failure at change {k} (NETSCRIPT_FAIL_AFTER={n})", op.render()),
+                None,
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl<B: Backend> Backend for Faulty<B> {
+    fn apply(&mut self, op: &Op) -> Result<()> {
+        let Some(k) = self.next() else { return self.inner.apply(op) };
+        self.crash_point("before-apply", k);
+        self.injected(op, k)?;
+        self.inner.apply(op)?;
+        self.crash_point("after-apply", k);
+        Ok(())
+    }
+
+    /// Counted changes past the limit fail; the ones before it go to the wrapped
+    /// back end together, as they would without the decorator.
+    fn apply_batch(&mut self, ops: &[Op]) -> Vec<Result<()>> {
+        let ks: Vec<Option<u64>> = ops.iter().map(|_| self.next()).collect();
+        let ok = ops.iter().zip(&ks).take_while(|(op, k)| k.is_none_or(|k| self.injected(op, k).is_ok())).count();
+        let mut results = self.inner.apply_batch(&ops[..ok]);
+        results.extend(ops[ok..].iter().zip(&ks[ok..]).map(|(op, k)| match k {
+            Some(k) => self.injected(op, *k),
+            None => Ok(()),
+        }));
+        results
+    }
+
+    fn spawn(&mut self, ns: &NsRef, argv: &[String], mark: &str) -> Result<(u32, u64)> {
+        if let Some(k) = self.next() {
+            let op = Op::Spawn { ns: ns.clone(), cmd: argv.to_vec(), pid: 0, start: 0, mark: mark.into() };
+            self.injected(&op, k)?;
+        }
+        let r = self.inner.spawn(ns, argv, mark)?;
+        self.crash_point("spawned", 0);
+        Ok(r)
+    }
+
+    fn netns_exists(&mut self, name: &str) -> bool {
+        self.inner.netns_exists(name)
+    }
+    fn netns_list(&mut self) -> Vec<String> {
+        self.inner.netns_list()
+    }
+    fn link(&mut self, ns: &NsRef, name: &str) -> Result<Option<LinkInfo>> {
+        self.inner.link(ns, name)
+    }
+    fn links(&mut self, ns: &NsRef) -> Result<Vec<LinkInfo>> {
+        self.inner.links(ns)
+    }
+    fn find_route(&mut self, ns: &NsRef, r: &Route) -> Result<Option<Route>> {
+        self.inner.find_route(ns, r)
+    }
+    fn sysctl_get(&mut self, ns: &NsRef, key: &str) -> Result<String> {
+        self.inner.sysctl_get(ns, key)
+    }
+    fn fw_policy(&mut self, ns: &NsRef, table: &str, chain: &str) -> Result<String> {
+        self.inner.fw_policy(ns, table, chain)
+    }
+    fn fw_rules(&mut self, ns: &NsRef, table: &str, chain: Option<&str>) -> Result<Vec<String>> {
+        self.inner.fw_rules(ns, table, chain)
+    }
+    fn fw_exists(&mut self, ns: &NsRef, table: &str, chain: &str, rule: &[String]) -> Result<bool> {
+        self.inner.fw_exists(ns, table, chain, rule)
+    }
+    fn fw_chain_exists(&mut self, ns: &NsRef, table: &str, chain: &str) -> Result<bool> {
+        self.inner.fw_chain_exists(ns, table, chain)
+    }
+    fn exec(&mut self, ns: &NsRef, argv: &[String], timeout: Option<Duration>) -> Result<ExecResult> {
+        self.inner.exec(ns, argv, timeout)
+    }
+    fn wait(&mut self, pid: u32) -> Result<i32> {
+        self.inner.wait(pid)
+    }
+    fn ping(&mut self, ns: &NsRef, addr: IpAddr, count: u32, timeout: Duration) -> Result<bool> {
+        self.inner.ping(ns, addr, count, timeout)
+    }
+    fn tcp(&mut self, ns: &NsRef, addr: IpAddr, port: u16, timeout: Duration) -> Result<bool> {
+        self.inner.tcp(ns, addr, port, timeout)
+    }
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    fn routes(&mut self, ns: &NsRef) -> Result<Vec<Route>> {
+        self.inner.routes(ns)
+    }
+    fn marked_processes(&mut self) -> Vec<(u32, String, String)> {
+        self.inner.marked_processes()
+    }
+    fn alive(&mut self, pid: u32, start: u64) -> bool {
+        self.inner.alive(pid, start)
+    }
+}
