@@ -2,7 +2,9 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::firewall;
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -69,8 +71,8 @@ pub struct CommonOpts {
     /// Firewall back end: auto (the system's `iptables`, unless only
     /// iptables-legacy holds rules, as Kubernetes' iptables-wrapper decides), nft
     /// (iptables-nft) or legacy (iptables-legacy).
-    #[arg(long, global = true, value_name = "auto|nft|legacy", default_value = "auto")]
-    pub iptables: String,
+    #[arg(long, global = true, value_enum, value_name = "auto|nft|legacy", default_value_t = Iptables::Auto)]
+    pub iptables: Iptables,
 
     /// Print each change as it is made, as the equivalent shell command.
     #[arg(short, long, global = true)]
@@ -136,7 +138,7 @@ pub struct RunOpts {
     pub name: Option<String>,
     pub safe: bool,
     pub state_dir: Option<PathBuf>,
-    pub iptables: String,
+    pub iptables: Iptables,
     pub verbose: bool,
 }
 
@@ -149,8 +151,27 @@ impl RunOpts {
             name: script.name.clone(),
             safe: script.safe,
             state_dir: common.state_dir.clone(),
-            iptables: common.iptables.clone(),
+            iptables: common.iptables,
             verbose: common.verbose,
+        }
+    }
+}
+
+/// `--iptables`: which firewall driver (see `firewall::driver`).
+#[derive(ValueEnum, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Iptables {
+    #[default]
+    Auto,
+    Nft,
+    Legacy,
+}
+
+impl From<Iptables> for firewall::Choice {
+    fn from(i: Iptables) -> Self {
+        match i {
+            Iptables::Auto => firewall::Choice::Auto,
+            Iptables::Nft => firewall::Choice::Nft,
+            Iptables::Legacy => firewall::Choice::Legacy,
         }
     }
 }

@@ -14,8 +14,7 @@ use rtnetlink::Handle;
 
 use crate::backend::{Backend, LinkInfo};
 use crate::error::{Error, Result};
-use crate::firewall::Firewall;
-use crate::firewall::iptables::{Flavor, Iptables};
+use crate::firewall::{Change, Firewall};
 use crate::model::{NsRef, Route};
 use crate::op::Op;
 use crate::sys::process::{self, ExecResult};
@@ -32,8 +31,7 @@ pub struct Kernel {
     rt: tokio::runtime::Runtime,
     host_fd: OwnedFd,
     nss: HashMap<NsRef, NsCtx>,
-    fw: Option<Iptables>,
-    fw_flavor: Option<Flavor>,
+    fw: Box<dyn Firewall>,
     /// The ownership mark put on links (alias).
     mark: String,
     children: HashMap<u32, Child>,
@@ -54,15 +52,15 @@ fn not_found_link(ns: &NsRef, name: &str) -> Error {
 }
 
 impl Kernel {
-    pub fn new(mark: String, fw_flavor: Option<Flavor>, cancel: Arc<AtomicBool>) -> Result<Self> {
+    /// `fw`: the firewall driver (`firewall::driver`).
+    pub fn new(mark: String, fw: Box<dyn Firewall>, cancel: Arc<AtomicBool>) -> Result<Self> {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         let host_fd = OwnedFd::from(std::fs::File::open("/proc/thread-self/ns/net")?);
         Ok(Kernel {
             rt,
             host_fd,
             nss: HashMap::new(),
-            fw: None,
-            fw_flavor,
+            fw,
             mark,
             children: HashMap::new(),
             exited: HashMap::new(),
@@ -133,19 +131,15 @@ impl Kernel {
         self.rt.block_on(nl::link_by_name(&h, name))?.map(|l| l.index).ok_or_else(|| not_found_link(ns, name))
     }
 
-    fn firewall(&mut self) -> Result<&Iptables> {
-        if self.fw.is_none() {
-            self.fw = Some(Iptables::new(self.fw_flavor)?);
-        }
-        Ok(self.fw.as_ref().unwrap())
-    }
-
     /// Runs a firewall call in `ns`.
-    fn with_fw<T>(&mut self, ns: &NsRef, f: impl FnOnce(&Iptables, Option<BorrowedFd<'_>>) -> Result<T>) -> Result<T> {
-        self.firewall()?;
+    fn with_fw<T>(
+        &mut self,
+        ns: &NsRef,
+        f: impl FnOnce(&dyn Firewall, Option<BorrowedFd<'_>>) -> Result<T>,
+    ) -> Result<T> {
         self.ctx(ns)?;
         let fd = self.nss[ns].fd.as_ref().map(|f| f.as_fd());
-        f(self.fw.as_ref().unwrap(), fd)
+        f(self.fw.as_ref(), fd)
     }
 
     /// Puts the ownership mark (alias) on a link just created (index `i` in `ns`) and
@@ -354,17 +348,13 @@ impl Kernel {
     }
 }
 
-/// A firewall change as a line of iptables-restore input: (table, line).
-fn restore_line(op: &Op) -> Option<(&NsRef, String, String)> {
-    use crate::firewall::restore_quote;
-    let words = |rule: &[String]| rule.iter().map(|w| restore_quote(w)).collect::<Vec<_>>().join(" ");
+/// A firewall change as the driver's batch takes it, with its namespace.
+fn fw_change(op: &Op) -> Option<(&NsRef, Change<'_>)> {
     Some(match op {
-        Op::FwAppend { ns, table, chain, rule } => (ns, table.clone(), format!("-A {chain} {}", words(rule))),
-        Op::FwInsert { ns, table, chain, pos, rule } => {
-            (ns, table.clone(), format!("-I {chain} {pos} {}", words(rule)))
-        }
-        Op::FwDelete { ns, table, chain, rule } => (ns, table.clone(), format!("-D {chain} {}", words(rule))),
-        Op::FwPolicy { ns, table, chain, target } => (ns, table.clone(), format!(":{chain} {target} [0:0]")),
+        Op::FwAppend { ns, table, chain, rule } => (ns, Change::Append { table, chain, rule }),
+        Op::FwInsert { ns, table, chain, pos, rule } => (ns, Change::Insert { table, chain, pos: *pos, rule }),
+        Op::FwDelete { ns, table, chain, rule } => (ns, Change::Delete { table, chain, rule }),
+        Op::FwPolicy { ns, table, chain, target } => (ns, Change::Policy { table, chain, target }),
         _ => return None,
     })
 }
@@ -385,28 +375,28 @@ impl Backend for Kernel {
         let mut results = Vec::with_capacity(ops.len());
         let mut i = 0;
         while i < ops.len() {
-            let Some((ns, ..)) = restore_line(&ops[i]) else {
+            let Some((ns, _)) = fw_change(&ops[i]) else {
                 results.push(self.apply(&ops[i]));
                 i += 1;
                 continue;
             };
             let ns = ns.clone();
             let mut j = i;
-            let mut lines = Vec::new();
+            let mut changes = Vec::new();
             while j < ops.len() {
-                match restore_line(&ops[j]) {
-                    Some((n, t, l)) if *n == ns => lines.push((t, l)),
+                match fw_change(&ops[j]) {
+                    Some((n, c)) if *n == ns => changes.push(c),
                     _ => break,
                 }
                 j += 1;
             }
             let mut batched = false;
-            if lines.len() > 1 {
-                let mut tables: Vec<String> = lines.iter().map(|(t, _)| t.clone()).collect();
+            if changes.len() > 1 {
+                let mut tables: Vec<String> = changes.iter().map(|c| c.table().to_string()).collect();
                 tables.sort();
                 tables.dedup();
                 if let Ok(before) = self.fw_snapshot(&ns, &tables)
-                    && self.with_fw(&ns, |fw, fd| fw.restore(fd, &lines)).is_ok()
+                    && self.with_fw(&ns, |fw, fd| fw.batch(fd, &changes)).is_ok()
                 {
                     results.extend(self.check_batch(&ns, &ops[i..j], &tables, &before));
                     batched = true;
@@ -581,10 +571,7 @@ impl Backend for Kernel {
     }
 
     fn describe(&self) -> String {
-        match &self.fw {
-            Some(f) => format!("kernel ({})", f.describe()),
-            None => "kernel".into(),
-        }
+        format!("kernel ({})", self.fw.describe())
     }
 }
 

@@ -3,10 +3,9 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use super::{EXIT_ROLLBACK_INCOMPLETE, finishing_notice, install_signals, print_report, state_base};
+use super::{EXIT_ROLLBACK_INCOMPLETE, finishing_notice, firewall, install_signals, print_report, state_base};
 use crate::cli::RunOpts;
 use crate::error::Result;
-use crate::firewall::iptables::Flavor;
 use crate::kernel::Kernel;
 use crate::session::{Session, mark_for};
 use crate::state::Record;
@@ -24,7 +23,7 @@ pub fn down(opts: &RunOpts, name: &str) -> Result<u8> {
         let _ = record.remove();
         return Ok(0);
     };
-    let kernel = Kernel::new(mark_for(name), Flavor::parse(&opts.iptables)?, Arc::new(AtomicBool::new(false)))?;
+    let kernel = Kernel::new(mark_for(name), firewall(opts)?, Arc::new(AtomicBool::new(false)))?;
     let mut session = Session::new(Box::new(kernel), journal, name, Arc::new(AtomicBool::new(false)));
     let report = session.rollback_with(finishing_notice(&signals));
     print_report(&format!("down {name}"), &report, opts.verbose);

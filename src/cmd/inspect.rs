@@ -5,14 +5,13 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::{EXIT_ROLLBACK_INCOMPLETE, state_base};
+use super::{EXIT_ROLLBACK_INCOMPLETE, firewall, state_base};
 use crate::cli::RunOpts;
 use crate::error::Result;
-use crate::firewall::iptables::Flavor;
 use crate::kernel::Kernel;
 
 fn inspector(opts: &RunOpts) -> Result<Kernel> {
-    Kernel::new(String::new(), Flavor::parse(&opts.iptables)?, Arc::new(AtomicBool::new(false)))
+    Kernel::new(String::new(), firewall(opts)?, Arc::new(AtomicBool::new(false)))
 }
 
 fn when(secs: u64) -> String {

@@ -23,7 +23,7 @@ use crate::backend::Backend;
 use crate::cli::RunOpts;
 use crate::error::{Error, Result};
 use crate::faults::{Faults, Faulty};
-use crate::firewall::iptables::Flavor;
+use crate::firewall::{self, Firewall};
 use crate::journal::Meta;
 use crate::kernel::Kernel;
 use crate::lua::{self, SessionRef};
@@ -149,6 +149,11 @@ pub fn print_report(what: &str, r: &RollbackReport, list: bool) {
     }
 }
 
+/// The firewall driver --iptables chose.
+pub fn firewall(opts: &RunOpts) -> Result<Box<dyn Firewall>> {
+    firewall::driver(opts.iptables.into())
+}
+
 /// The topology's name: --name, or the script's file stem.
 pub fn topo_name(opts: &RunOpts, script: &Path) -> String {
     opts.name.clone().unwrap_or_else(|| {
@@ -180,7 +185,6 @@ pub struct Opened {
 /// Locks the record of `topo`, starts its journal and a session on the kernel.
 /// `sandboxed`: the sandbox's own "host" gets a working loopback, as a real host has.
 pub fn open(opts: &RunOpts, topo: &str, script: &str, sandboxed: bool, signals: &Signals) -> Result<Opened> {
-    let flavor = Flavor::parse(&opts.iptables)?;
     let record = Record::lock(&state_base(opts), topo)?;
     let meta = Meta {
         name: topo.to_string(),
@@ -189,7 +193,7 @@ pub fn open(opts: &RunOpts, topo: &str, script: &str, sandboxed: bool, signals: 
         started: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
     };
     let journal = record.start(meta)?;
-    let mut kernel = Kernel::new(mark_for(topo), flavor, signals.cancel.clone())?;
+    let mut kernel = Kernel::new(mark_for(topo), firewall(opts)?, signals.cancel.clone())?;
     kernel.set_log_dir(Some(record.dir.clone()));
     if sandboxed {
         kernel.set_lo_up()?;

@@ -7,7 +7,6 @@ use std::sync::atomic::Ordering;
 use super::{EXIT_FAILED, check_script, install_signals, open, run_script};
 use crate::cli::RunOpts;
 use crate::error::{Error, Result};
-use crate::firewall::iptables::Flavor;
 use crate::sandbox;
 
 /// Refuses a run on the real host without the privileges it needs, saying what would
@@ -36,7 +35,6 @@ fn can_admin_network() -> bool {
 pub fn run(opts: &RunOpts, script: &Path, args: &[String]) -> Result<u8> {
     let topo = check_script(opts, script)?;
     check_privileges(opts)?;
-    Flavor::parse(&opts.iptables)?;
     // For `netscript exec` from another shell (written before the sandbox hides /run).
     let _pointer = if opts.sandbox && opts.wait { Some(super::exec::announce_sandbox(&topo)?) } else { None };
     // First, while single-threaded.

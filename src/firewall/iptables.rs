@@ -1,17 +1,18 @@
 //! The iptables back end: the `iptables` crate for single rules (run from a thread
 //! inside the namespace, with `--wait` for the xtables lock).
 
+use std::cell::OnceCell;
 use std::os::fd::BorrowedFd;
 use std::process::Command;
 
 use nix::errno::Errno;
 
-use super::Firewall;
+use super::{Change, Choice, Firewall};
 use crate::error::{Error, Result};
 use crate::sys::netns::in_netns;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Flavor {
+enum Flavor {
     /// The system's `iptables` (an alternative for one of the two below).
     System,
     Nft,
@@ -19,14 +20,6 @@ pub enum Flavor {
 }
 
 impl Flavor {
-    pub fn parse(s: &str) -> Result<Option<Flavor>> {
-        match s {
-            "auto" => Ok(None),
-            "nft" => Ok(Some(Flavor::Nft)),
-            "legacy" => Ok(Some(Flavor::Legacy)),
-            other => Err(Error::invalid(format!("--iptables takes auto, nft or legacy, not \"{other}\""))),
-        }
-    }
     fn cmd(self) -> &'static str {
         match self {
             Flavor::System => "iptables",
@@ -37,7 +30,9 @@ impl Flavor {
 }
 
 pub struct Iptables {
-    ipt: iptables::IPTables,
+    choice: Choice,
+    /// The command, found on first use (see `ipt`).
+    ipt: OnceCell<iptables::IPTables>,
 }
 
 fn has(cmd: &str) -> bool {
@@ -52,20 +47,30 @@ fn rule_count(save: &str) -> usize {
 }
 
 impl Iptables {
-    /// `flavor` None = auto-detect as Kubernetes' iptables-wrapper does: when both
-    /// back ends are installed and only the legacy one holds rules, the system is
-    /// using legacy; otherwise the system's `iptables` command.
-    pub fn new(flavor: Option<Flavor>) -> Result<Self> {
-        let flavor = match flavor {
-            Some(f) => f,
-            None if has("iptables-legacy")
-                && has("iptables-nft")
-                && rule_count("iptables-nft-save") == 0
-                && rule_count("iptables-legacy-save") > 0 =>
+    /// The driver for `choice`; the command is looked for on first use.
+    pub fn new(choice: Choice) -> Self {
+        Iptables { choice, ipt: OnceCell::new() }
+    }
+
+    /// The command to run. `Auto` decides as Kubernetes' iptables-wrapper does: when
+    /// both variants are installed and only the legacy one holds rules, the system
+    /// is using legacy; otherwise the system's `iptables` command.
+    fn ipt(&self) -> Result<&iptables::IPTables> {
+        if let Some(i) = self.ipt.get() {
+            return Ok(i);
+        }
+        let flavor = match self.choice {
+            Choice::Nft => Flavor::Nft,
+            Choice::Legacy => Flavor::Legacy,
+            Choice::Auto
+                if has("iptables-legacy")
+                    && has("iptables-nft")
+                    && rule_count("iptables-nft-save") == 0
+                    && rule_count("iptables-legacy-save") > 0 =>
             {
                 Flavor::Legacy
             }
-            None => Flavor::System,
+            Choice::Auto => Flavor::System,
         };
         if !has(flavor.cmd()) {
             return Err(Error::sys(
@@ -73,21 +78,40 @@ impl Iptables {
                 Some(Errno::ENOENT),
             ));
         }
-        Ok(Iptables {
-            ipt: iptables::IPTables { cmd: flavor.cmd(), has_check: true, has_wait: true, is_numeric: true },
-        })
-    }
-
-    pub fn cmd(&self) -> &'static str {
-        self.ipt.cmd
+        Ok(self.ipt.get_or_init(|| iptables::IPTables {
+            cmd: flavor.cmd(),
+            has_check: true,
+            has_wait: true,
+            is_numeric: true,
+        }))
     }
 
     /// The matching iptables-restore command.
-    fn restore_cmd(&self) -> String {
-        match self.ipt.cmd {
+    fn restore_cmd(&self) -> Result<String> {
+        Ok(match self.ipt()?.cmd {
             "iptables" => "iptables-restore".into(),
             other => format!("{other}-restore"),
-        }
+        })
+    }
+}
+
+/// Quotes a rule word for iptables-save / iptables-restore syntax.
+fn restore_quote(w: &str) -> String {
+    if !w.is_empty() && !w.contains(|c: char| c.is_whitespace() || c == '"' || c == '\\' || c == '\'') {
+        w.to_string()
+    } else {
+        format!("\"{}\"", w.replace('\\', "\\\\").replace('"', "\\\""))
+    }
+}
+
+/// A change as a line of iptables-restore input: (table, line).
+fn restore_line<'a>(c: &Change<'a>) -> (&'a str, String) {
+    let words = |rule: &[String]| rule.iter().map(|w| restore_quote(w)).collect::<Vec<_>>().join(" ");
+    match *c {
+        Change::Append { table, chain, rule } => (table, format!("-A {chain} {}", words(rule))),
+        Change::Insert { table, chain, pos, rule } => (table, format!("-I {chain} {pos} {}", words(rule))),
+        Change::Delete { table, chain, rule } => (table, format!("-D {chain} {}", words(rule))),
+        Change::Policy { table, chain, target } => (table, format!(":{chain} {target} [0:0]")),
     }
 }
 
@@ -129,7 +153,7 @@ impl Iptables {
         ns: Option<BorrowedFd<'_>>,
         f: impl FnOnce(&iptables::IPTables) -> std::result::Result<T, Box<dyn std::error::Error>> + Send,
     ) -> Result<T> {
-        let ipt = &self.ipt;
+        let ipt = self.ipt()?;
         in_netns(ns, move || f(ipt).map_err(|e| tool_message(e.as_ref())))?.map_err(|m| {
             let errno = if m.contains("Permission denied") || m.contains("you must be root") {
                 Some(Errno::EPERM)
@@ -147,7 +171,12 @@ impl Iptables {
 
 impl Firewall for Iptables {
     fn describe(&self) -> String {
-        self.ipt.cmd.to_string()
+        match (self.ipt.get(), self.choice) {
+            (Some(i), _) => i.cmd.to_string(),
+            (None, Choice::Nft) => Flavor::Nft.cmd().into(),
+            (None, Choice::Legacy) => Flavor::Legacy.cmd().into(),
+            (None, Choice::Auto) => "iptables (not used yet)".into(),
+        }
     }
 
     fn policy(&self, ns: Option<BorrowedFd<'_>>, table: &str, chain: &str) -> Result<String> {
@@ -201,12 +230,12 @@ impl Firewall for Iptables {
         }))
     }
 
-    fn restore(&self, ns: Option<BorrowedFd<'_>>, lines: &[(String, String)]) -> Result<()> {
+    fn batch(&self, ns: Option<BorrowedFd<'_>>, changes: &[Change<'_>]) -> Result<()> {
         // Group by table, keeping the order of lines within each table (changes to
         // different tables do not depend on each other).
-        let mut tables: Vec<(&str, Vec<&str>)> = Vec::new();
-        for (t, l) in lines {
-            match tables.iter_mut().find(|(x, _)| x == t) {
+        let mut tables: Vec<(&str, Vec<String>)> = Vec::new();
+        for (t, l) in changes.iter().map(restore_line) {
+            match tables.iter_mut().find(|(x, _)| *x == t) {
                 Some((_, v)) => v.push(l),
                 None => tables.push((t, vec![l])),
             }
@@ -220,7 +249,7 @@ impl Firewall for Iptables {
             }
             input += "COMMIT\n";
         }
-        let cmd = self.restore_cmd();
+        let cmd = self.restore_cmd()?;
         self.run(ns, move |_| {
             use std::io::Write;
             let mut child = Command::new(&cmd)

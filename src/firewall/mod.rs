@@ -1,6 +1,7 @@
-//! The firewall behind `fw.*`: a trait with one implementation per back end
-//! (iptables now; room for native nftables). Every call names the namespace it acts
-//! in; the implementation runs its tool from a thread inside that namespace.
+//! The firewall behind `fw.*`: a trait with one implementation per driver
+//! (iptables now; room for native nftables), and `driver` which picks one. Every
+//! call names the namespace it acts in; the implementation runs its tool from a
+//! thread inside that namespace. Rule syntax is in `rule`.
 
 pub mod iptables;
 pub mod rule;
@@ -115,7 +116,44 @@ pub fn check_policy(table: &str, chain: &str, target: &str) -> Result<()> {
     Ok(())
 }
 
-/// One firewall back end. `ns` is the namespace to act in (None: netscript's own).
+/// Which firewall driver to use (`--iptables`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Choice {
+    /// The system's `iptables`, unless only iptables-legacy holds rules.
+    #[default]
+    Auto,
+    Nft,
+    Legacy,
+}
+
+/// The firewall driver for `choice`. The iptables driver finds its command on first
+/// use, so a run that never touches the firewall needs no iptables installed.
+pub fn driver(choice: Choice) -> Result<Box<dyn Firewall>> {
+    Ok(Box::new(iptables::Iptables::new(choice)))
+}
+
+/// One change in a batch (`Firewall::batch`).
+#[derive(Clone, Copy, Debug)]
+pub enum Change<'a> {
+    Policy { table: &'a str, chain: &'a str, target: &'a str },
+    Append { table: &'a str, chain: &'a str, rule: &'a [String] },
+    Insert { table: &'a str, chain: &'a str, pos: u32, rule: &'a [String] },
+    Delete { table: &'a str, chain: &'a str, rule: &'a [String] },
+}
+
+impl Change<'_> {
+    /// The table the change is in.
+    pub fn table(&self) -> &str {
+        match self {
+            Change::Policy { table, .. }
+            | Change::Append { table, .. }
+            | Change::Insert { table, .. }
+            | Change::Delete { table, .. } => table,
+        }
+    }
+}
+
+/// One firewall driver. `ns` is the namespace to act in (None: netscript's own).
 pub trait Firewall {
     /// A short name for messages and `--help` ("iptables-nft", ...).
     fn describe(&self) -> String;
@@ -131,16 +169,7 @@ pub trait Firewall {
     fn chain_exists(&self, ns: Option<BorrowedFd<'_>>, table: &str, chain: &str) -> Result<bool>;
     /// The table (or one chain of it) as `iptables -t TABLE -S [CHAIN]` prints it.
     fn rules(&self, ns: Option<BorrowedFd<'_>>, table: &str, chain: Option<&str>) -> Result<Vec<String>>;
-    /// Applies many changes at once, all or nothing per table (`iptables-restore
-    /// --noflush`): `lines` are (table, line in iptables-save syntax), in order.
-    fn restore(&self, ns: Option<BorrowedFd<'_>>, lines: &[(String, String)]) -> Result<()>;
-}
-
-/// Quotes a rule word for iptables-save / iptables-restore syntax.
-pub fn restore_quote(w: &str) -> String {
-    if !w.is_empty() && !w.contains(|c: char| c.is_whitespace() || c == '"' || c == '\\' || c == '\'') {
-        w.to_string()
-    } else {
-        format!("\"{}\"", w.replace('\\', "\\\\").replace('"', "\\\""))
-    }
+    /// Makes many changes at once, in order, all or nothing per table (iptables:
+    /// one `iptables-restore --noflush`).
+    fn batch(&self, ns: Option<BorrowedFd<'_>>, changes: &[Change<'_>]) -> Result<()>;
 }

@@ -4,6 +4,11 @@
 //! or the version (iptables prints it and exits 0 having done nothing), runs a
 //! program (`--modprobe`), or carries a line break (a new command in
 //! `iptables-restore` input) is refused before anything is journaled.
+//!
+//! The rest of the rule syntax the session needs is here too: the ownership mark on
+//! a rule, and reading the `-S` listing a driver returns (its rules, which one a
+//! deletion removed, in its canonical spelling). The session knows no iptables
+//! syntax itself.
 
 use crate::error::{Error, Result};
 use crate::model::split_words;
@@ -111,6 +116,34 @@ fn refused_option(w: &str, matches: &[&str]) -> Option<(String, &'static str)> {
     None
 }
 
+/// `rule` with the ownership mark as its first match (a comment, so it does not
+/// change what the rule matches).
+pub fn marked(mark: &str, rule: &[String]) -> Vec<String> {
+    let mut v = vec!["-m".to_string(), "comment".into(), "--comment".into(), mark.to_string()];
+    v.extend_from_slice(rule);
+    v
+}
+
+/// The rules of a `-S` listing (its `-A` lines), in order.
+pub fn rules(listing: &[String]) -> Vec<&String> {
+    listing.iter().filter(|l| l.starts_with("-A ")).collect()
+}
+
+/// How many rules a `-S` listing holds.
+pub fn count(listing: &[String]) -> usize {
+    rules(listing).len()
+}
+
+/// The rule a deletion removed, from the `-S` listings of its chain before and
+/// after: its position (from 1) and its canonical spelling (the words after the
+/// chain, as the kernel holds them).
+pub fn removed(before: &[String], after: &[String]) -> Result<(u32, Vec<String>)> {
+    let (before, after) = (rules(before), rules(after));
+    let idx = (0..before.len()).find(|&i| after.get(i) != Some(&before[i])).unwrap_or(before.len().saturating_sub(1));
+    let line = before.get(idx).ok_or_else(|| Error::sys("the chain held no rule to delete", None))?;
+    Ok((idx as u32 + 1, split_words(line.splitn(3, ' ').nth(2).unwrap_or_default())?))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,5 +226,31 @@ mod tests {
         assert!(e.contains("\"-tnat\"") && e.contains("-t/--table"), "{e}");
         let e = parse_rule("-j ACCEPT -h").unwrap_err().to_string();
         assert!(e.contains("help"), "{e}");
+    }
+
+    fn lines(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn removed_finds_position_and_spelling() {
+        let before = lines(&[
+            "-P FORWARD ACCEPT",
+            "-A FORWARD -i a -j ACCEPT",
+            "-A FORWARD -m comment --comment \"x y\" -j DROP",
+            "-A FORWARD -j DROP",
+        ]);
+        let after = lines(&["-P FORWARD ACCEPT", "-A FORWARD -i a -j ACCEPT", "-A FORWARD -j DROP"]);
+        let (pos, words) = removed(&before, &after).unwrap();
+        assert_eq!(pos, 2);
+        assert_eq!(words, vec!["-m", "comment", "--comment", "x y", "-j", "DROP"]);
+        // The last one (identical rules before it compare equal).
+        let (pos, _) = removed(&before, &before[..3]).unwrap();
+        assert_eq!(pos, 3);
+        assert_eq!(count(&before), 3);
+        assert_eq!(
+            marked("netscript:t", &lines(&["-j", "DROP"]))[..4],
+            lines(&["-m", "comment", "--comment", "netscript:t"])[..]
+        );
     }
 }

@@ -11,9 +11,9 @@ use ipnet::IpNet;
 
 use crate::backend::{Backend, LinkInfo};
 use crate::error::{Error, Result};
-use crate::firewall;
+use crate::firewall::{self, rule};
 use crate::journal::{Journal, State};
-use crate::model::{NsRef, Route, check_ifname, check_name, check_words, split_words};
+use crate::model::{NsRef, Route, check_ifname, check_name, check_words};
 use crate::op::{Op, Probe};
 use crate::sys::process::ExecResult;
 
@@ -452,10 +452,9 @@ impl Session {
 
     // ---- firewall ---------------------------------------------------------------
 
-    fn marked(&self, rule: &[String]) -> Vec<String> {
-        let mut v = vec!["-m".to_string(), "comment".into(), "--comment".into(), self.mark()];
-        v.extend_from_slice(rule);
-        v
+    /// A script's rule string as words, with this topology's mark (`firewall::rule`).
+    fn marked_rule(&self, rule: &str) -> Result<Vec<String>> {
+        Ok(rule::marked(&self.mark(), &rule::parse_rule(rule)?))
     }
 
     fn require_chain(&mut self, ns: &NsRef, table: &str, chain: &str) -> Result<()> {
@@ -489,7 +488,7 @@ impl Session {
 
     pub fn fw_append(&mut self, ns: &NsRef, table: &str, chain: &str, rule: &str) -> Result<()> {
         self.require_chain(ns, table, chain)?;
-        let rule = self.marked(&firewall::parse_rule(rule)?);
+        let rule = self.marked_rule(rule)?;
         let (t, c) = (table.to_string(), chain.to_string());
         let undo = Op::FwDelete { ns: ns.clone(), table: t.clone(), chain: c.clone(), rule: rule.clone() };
         self.change(Op::FwAppend { ns: ns.clone(), table: t, chain: c, rule }, vec![undo])
@@ -501,11 +500,11 @@ impl Session {
         if pos == 0 {
             return Err(Error::invalid("rule positions start at 1"));
         }
-        let count = self.backend.fw_rules(ns, table, Some(chain))?.iter().filter(|l| l.starts_with("-A ")).count();
+        let count = rule::count(&self.backend.fw_rules(ns, table, Some(chain))?);
         if pos as usize > count + 1 {
             return Err(Error::invalid(format!("position {pos} is past the end of chain {chain} ({count} rules)")));
         }
-        let rule = self.marked(&firewall::parse_rule(rule)?);
+        let rule = self.marked_rule(rule)?;
         let (t, c) = (table.to_string(), chain.to_string());
         let undo = Op::FwDelete { ns: ns.clone(), table: t.clone(), chain: c.clone(), rule: rule.clone() };
         self.change(Op::FwInsert { ns: ns.clone(), table: t, chain: c, pos, rule }, vec![undo])
@@ -515,12 +514,12 @@ impl Session {
     pub fn fw_delete(&mut self, ns: &NsRef, table: &str, chain: &str, rule: &str) -> Result<()> {
         self.settle()?;
         self.require_chain(ns, table, chain)?;
-        let words = firewall::parse_rule(rule)?;
+        let words = rule::parse_rule(rule)?;
         // A rule this topology added carries our comment: accept it without.
         let spec = if self.backend.fw_exists(ns, table, chain, &words)? {
             words
         } else {
-            let m = self.marked(&words);
+            let m = rule::marked(&self.mark(), &words);
             if !self.backend.fw_exists(ns, table, chain, &m)? {
                 return Err(Error::invalid(format!("chain {chain} of table {table} in {ns} has no rule {rule}")));
             }
@@ -541,14 +540,8 @@ impl Session {
             return Err(e);
         }
         let after = self.backend.fw_rules(ns, table, Some(chain))?;
-        let rules_before: Vec<&String> = before.iter().filter(|l| l.starts_with("-A ")).collect();
-        let rules_after: Vec<&String> = after.iter().filter(|l| l.starts_with("-A ")).collect();
-        let idx = (0..rules_before.len())
-            .find(|&i| rules_after.get(i) != Some(&rules_before[i]))
-            .unwrap_or(rules_before.len().saturating_sub(1));
-        let line = rules_before[idx];
-        let canon = split_words(line.splitn(3, ' ').nth(2).unwrap_or_default())?;
-        let undo = Op::FwInsert { ns: ns.clone(), table: t, chain: c, pos: idx as u32 + 1, rule: canon };
+        let (pos, canon) = rule::removed(&before, &after)?;
+        let undo = Op::FwInsert { ns: ns.clone(), table: t, chain: c, pos, rule: canon };
         self.journal.amend(seq, None, vec![undo])?;
         self.journal.mark(seq, State::Done)
     }
@@ -570,7 +563,7 @@ impl Session {
         firewall::check_table(table)?;
         self.require_ns(ns)?;
         let v = self.backend.fw_rules(ns, table, None)?;
-        let n = v.iter().filter(|l| l.starts_with("-A ")).count();
+        let n = rule::count(&v);
         self.note_read(&Probe::FwRules { ns: ns.clone(), table: table.into() }, &format!("{n} rule(s)"));
         Ok(v)
     }
