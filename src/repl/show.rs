@@ -172,11 +172,8 @@ pub(super) fn lua_quote(b: &[u8]) -> String {
 }
 
 pub(super) fn process_state(pid: u32) -> &'static str {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => match s.rfind(')').and_then(|i| s.get(i + 2..i + 3)) {
-            Some("Z") | Some("X") | None => "exited",
-            _ => "running",
-        },
-        Err(_) => "exited",
+    match crate::sys::proc::stat(pid) {
+        Some(s) if !s.exited() => "running",
+        _ => "exited",
     }
 }

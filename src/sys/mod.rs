@@ -1,5 +1,6 @@
 //! The kernel side: namespaces, netlink, sysctl, processes. No Lua, no journal.
 pub mod netlink;
 pub mod netns;
+pub mod proc;
 pub mod process;
 pub mod sysctl;

@@ -111,9 +111,7 @@ pub fn spawn(fd: Option<BorrowedFd<'_>>, argv: &[String], log: Option<std::fs::F
 /// The start time of a process (field 22 of /proc/PID/stat), which tells a pid
 /// that was reused from the one netscript started.
 pub fn start_time(pid: u32) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &s[s.rfind(')')? + 2..];
-    rest.split_whitespace().nth(19)?.parse().ok()
+    super::proc::stat(pid).map(|s| s.start)
 }
 
 /// Stops `pid` if it is still the process we started: SIGTERM, then SIGKILL after a
@@ -155,10 +153,7 @@ fn running(pid: u32, start: u64) -> bool {
 }
 
 fn state_is_dead(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| s.rfind(')').map(|i| matches!(s.get(i + 2..i + 3), Some("Z" | "X"))))
-        .unwrap_or(true)
+    super::proc::stat(pid).is_none_or(|s| s.exited())
 }
 
 /// Every process carrying a NETSCRIPT_OWNER mark: (pid, mark, command line). Only
