@@ -84,19 +84,3 @@ impl From<Errno> for Error {
         Error::Sys { msg: errno_reason(e), errno: Some(e) }
     }
 }
-
-/// Adds the object to an error's text: `ctx("bridge \"br0\"")` turns
-/// "already exists" into `bridge "br0": already exists`.
-pub trait Context<T> {
-    fn ctx(self, what: impl FnOnce() -> String) -> Result<T>;
-}
-
-impl<T, E: Into<Error>> Context<T> for std::result::Result<T, E> {
-    fn ctx(self, what: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|e| match e.into() {
-            Error::Sys { msg, errno } => Error::Sys { msg: format!("{}: {msg}", what()), errno },
-            Error::Invalid(msg) => Error::Invalid(format!("{}: {msg}", what())),
-            other => other,
-        })
-    }
-}

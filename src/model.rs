@@ -287,6 +287,11 @@ pub fn one_line(s: &str) -> String {
     out
 }
 
+/// `n` and the noun, plural unless `n` is 1: "1 change", "3 changes".
+pub fn plural(n: usize, noun: &str) -> String {
+    if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
+}
+
 /// Splits a command line the way a POSIX shell splits words (quotes and
 /// backslashes; no expansion). Used for iptables rule specs.
 pub fn split_words(s: &str) -> Result<Vec<String>> {
@@ -394,6 +399,13 @@ mod tests {
         );
         assert_eq!(split_words("! -d 127.0.0.0/8").unwrap(), vec!["!", "-d", "127.0.0.0/8"]);
         assert!(split_words("\"open").is_err());
+    }
+
+    #[test]
+    fn plural_counts() {
+        assert_eq!(plural(0, "change"), "0 changes");
+        assert_eq!(plural(1, "change"), "1 change");
+        assert_eq!(plural(2, "undone change"), "2 undone changes");
         assert_eq!(join_words(&["a b".into(), "c".into()]), "'a b' c");
     }
 

@@ -10,7 +10,7 @@ use nix::fcntl::{Flock, FlockArg};
 
 use crate::error::{Error, Result};
 use crate::journal::{Journal, Meta, private_dir};
-use crate::model::check_name;
+use crate::model::{check_name, plural};
 
 pub const DEFAULT_STATE_DIR: &str = "/run/netscript";
 
@@ -78,10 +78,9 @@ impl Record {
         if let Some(old) = self.existing()? {
             if old.live_count() > 0 {
                 return Err(Error::invalid(format!(
-                    "topology \"{}\" is already up ({} change{}, from {}); take it down first with: {}",
+                    "topology \"{}\" is already up ({}, from {}); take it down first with: {}",
                     self.name,
-                    old.live_count(),
-                    if old.live_count() == 1 { "" } else { "s" },
+                    plural(old.live_count(), "change"),
                     if old.meta.script.is_empty() { "an earlier run".to_string() } else { old.meta.script.clone() },
                     down_command(self.dir.parent().unwrap_or(&self.dir), &self.name)
                 )));

@@ -27,6 +27,7 @@ use crate::firewall::{self, Firewall};
 use crate::journal::Meta;
 use crate::kernel::Kernel;
 use crate::lua::{self, SessionRef};
+use crate::model::plural;
 use crate::op::Op;
 use crate::session::{Observer, RollbackReport, Session, mark_for};
 use crate::state::{Record, default_state_dir};
@@ -142,7 +143,7 @@ pub fn print_report(what: &str, r: &RollbackReport, list: bool) {
         }
     }
     if r.changes > 0 || !r.complete() {
-        eprintln!("netscript: {what}: undid {} change{}", r.changes, if r.changes == 1 { "" } else { "s" });
+        eprintln!("netscript: {what}: undid {}", plural(r.changes, "change"));
     }
     for f in &r.failures {
         eprintln!("netscript: could not undo `{}`: {}", f.undo.render(), f.error);
@@ -245,9 +246,9 @@ impl Opened {
             let _ = self.record.remove();
         } else {
             eprintln!(
-                "netscript: topology \"{}\" is up ({n} change{} still in place). Take it down with: {}",
+                "netscript: topology \"{}\" is up ({} still in place). Take it down with: {}",
                 self.topo,
-                if n == 1 { "" } else { "s" },
+                plural(n, "change"),
                 down_command(opts, &self.topo)
             );
         }

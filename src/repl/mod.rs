@@ -27,7 +27,7 @@ use crate::error::{Error, Result};
 use crate::journal::State;
 use crate::lua::handles::{LLink, LNetns, LProcess};
 use crate::lua::{self, SessionRef};
-use crate::model::NsRef;
+use crate::model::{NsRef, plural};
 use crate::session::RollbackReport;
 
 mod complete;
@@ -177,7 +177,7 @@ fn print_undone(r: &RollbackReport, changes: usize, verbose: bool) {
         }
     }
     if changes > 0 && !verbose {
-        eprintln!("netscript: undid {changes} change{}", plural(changes));
+        eprintln!("netscript: undid {}", plural(changes, "change"));
     }
     for f in &r.failures {
         eprintln!("netscript: could not undo `{}`: {}", f.undo.render(), f.error);
@@ -391,7 +391,7 @@ impl Repl {
         let changes = self.session.borrow().journal().entries()[start..].iter().filter(|e| e.live()).count();
         let report = self.session.borrow_mut().undo_since(start);
         if changes > 0 || !report.complete() {
-            eprintln!("(undid the {changes} change{} {what} made; the rest stays)", plural(changes));
+            eprintln!("(undid the {} {what} made; the rest stays)", plural(changes, "change"));
             print_undone(&report, changes, true);
         }
     }
@@ -500,7 +500,7 @@ impl Repl {
             println!("{:>3}  {}", i + 1, e.op.render());
         }
         if undone > 0 {
-            println!("({undone} undone change{} not shown)", if undone == 1 { "" } else { "s" });
+            println!("({} not shown)", plural(undone, "undone change"));
         }
     }
 
@@ -579,8 +579,8 @@ impl Repl {
         match std::fs::write(path, text) {
             Ok(()) => {
                 println!(
-                    "saved {kept} input{} to {}; rebuild with: netscript {}",
-                    if kept == 1 { "" } else { "s" },
+                    "saved {} to {}; rebuild with: netscript {}",
+                    plural(kept, "input"),
                     path.display(),
                     path.display()
                 );
@@ -612,16 +612,12 @@ impl Repl {
                 let save = format!("-- .load {}\ndo\n{}\nend", path.display(), body.trim_end());
                 self.chunks.push(Chunk { save: Some(save), label: format!(".load {}", path.display()), start, end });
                 let n = self.session.borrow().journal().entries()[start..end].iter().filter(|e| e.live()).count();
-                println!("loaded {} ({n} change{})", path.display(), if n == 1 { "" } else { "s" });
+                println!("loaded {} ({})", path.display(), plural(n, "change"));
             }
             Err(e) if lua::exit_code(&e).is_some() => self.exit.set(true),
             Err(e) => self.failed(&e, start, &format!("{}", path.display())),
         }
     }
-}
-
-fn plural(n: usize) -> &'static str {
-    if n == 1 { "" } else { "s" }
 }
 
 /// `~/x` -> `$HOME/x`, as a shell would.
