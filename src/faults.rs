@@ -195,3 +195,61 @@ impl<B: Backend> Backend for Faulty<B> {
         self.inner.alive(pid, start)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::{Journal, Meta};
+    use crate::plan::Plan;
+    use crate::session::Session;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+
+    /// A session on the plan model wrapped in `Faulty` (no root needed).
+    fn session(faults: Faults) -> Session {
+        let faulty = Faulty::new(Plan::new("netscript:t"), faults);
+        let counter = faulty.counter();
+        let j = Journal::in_memory(Meta { name: "t".into(), ..Default::default() });
+        let mut s = Session::new(Box::new(faulty), j, "t", Arc::new(AtomicBool::new(false)));
+        s.observe(counter);
+        s
+    }
+
+    #[test]
+    fn fails_every_change_after_k_but_never_an_undo() {
+        let mut s = session(Faults { fail_after: Some(2), crash_at: None });
+        s.netns_add("a").unwrap();
+        s.netns_add("b").unwrap();
+        let e = s.netns_add("c").unwrap_err().to_string();
+        assert!(e.contains("injected failure at change 3 (NETSCRIPT_FAIL_AFTER=2)"), "{e}");
+        assert!(s.netns_add("d").is_err());
+        // Reads pass through; the rollback's undos are not counted, so they all work.
+        assert_eq!(s.netns_list(), vec!["a", "b"]);
+        let r = s.rollback();
+        assert!(r.complete(), "{:?}", r.failures);
+        assert_eq!(r.changes, 2);
+        assert!(s.netns_list().is_empty());
+    }
+
+    #[test]
+    fn a_batch_makes_the_changes_before_the_limit() {
+        let mut s = session(Faults { fail_after: Some(2), crash_at: None });
+        let ns = s.netns_add("a").unwrap();
+        s.fw_batch_begin().unwrap();
+        s.fw_append(&ns, "filter", "INPUT", "-j ACCEPT").unwrap();
+        s.fw_append(&ns, "filter", "INPUT", "-j DROP").unwrap();
+        let e = s.fw_batch_end(true).unwrap_err().to_string();
+        assert!(e.contains("injected failure at change 3"), "{e}");
+        let rules = s.fw_rules(&ns, "filter").unwrap();
+        assert_eq!(rules.iter().filter(|l| l.starts_with("-A ")).count(), 1, "{rules:?}");
+    }
+
+    #[test]
+    fn without_limit_nothing_fails() {
+        let mut s = session(Faults::default());
+        for n in ["a", "b", "c"] {
+            s.netns_add(n).unwrap();
+        }
+        assert_eq!(s.netns_list().len(), 3);
+    }
+}

@@ -129,8 +129,8 @@ impl Session {
     fn change(&mut self, op: Op, undo: Vec<Op>) -> Result<()> {
         self.check_interrupt()?;
         let seq = self.journal.begin(&op, &undo)?;
-        if op.is_firewall() && self.fw_queue.is_some() {
-            self.fw_queue.as_mut().expect("checked").push((seq, op));
+        if let Some(queue) = self.fw_queue.as_mut().filter(|_| op.is_firewall()) {
+            queue.push((seq, op));
             return Ok(());
         }
         match self.apply_now(&op) {
