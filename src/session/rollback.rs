@@ -227,8 +227,11 @@ mod tests {
     fn session() -> (Session, RecordingRef) {
         let p = Plan::new("netscript:t");
         let rec = p.recording();
+        let recorder = p.recorder();
         let j = Journal::in_memory(Meta { name: "t".into(), ..Default::default() });
-        (Session::new(Box::new(p), j, "t", Arc::new(AtomicBool::new(false))), rec)
+        let mut s = Session::new(Box::new(p), j, "t", Arc::new(AtomicBool::new(false)));
+        s.observe(recorder);
+        (s, rec)
     }
 
     fn route_dev(dest: &str, dev: &str) -> Route {
