@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::journal::{Journal, State};
 use crate::model::{NsRef, ROUTE_PROTO, split_words};
 use crate::op::Op;
-use crate::state::{self, Record};
+use crate::state::{LockMode, Record, StateDir};
 
 #[derive(Debug, Serialize)]
 pub struct TopologySummary {
@@ -24,16 +24,26 @@ pub struct TopologySummary {
     pub status: String,
     /// Changes whose effect is missing or altered since the run.
     pub drift: Vec<String>,
+    /// What a person should know about the record itself (a last line cut short by
+    /// a crash: that change never started).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
-/// Every recorded topology under `base`, checked against the system.
-pub fn list(base: &Path, backend: &mut dyn Backend) -> Vec<TopologySummary> {
+/// Whether another netscript process is changing topology `name` right now.
+pub fn busy(base: &Path, name: &str) -> bool {
+    Record::lock_as(base, name, LockMode::Shared).is_err()
+}
+
+/// Every recorded topology under `base`, checked against the system. Records that
+/// cannot be read at all (no permission) are an error, never an empty list.
+pub fn list(base: &Path, backend: &mut dyn Backend) -> Result<Vec<TopologySummary>> {
     let mut out = Vec::new();
-    for name in state::list(base) {
-        let path = base.join(&name).join("journal.jsonl");
-        let running = Record::lock(base, &name).is_err();
-        match Journal::open(&path) {
-            Ok(j) => {
+    let Some(sd) = StateDir::open(base, false)? else { return Ok(out) };
+    for name in sd.list()? {
+        let running = busy(base, &name);
+        match sd.read_journal(&name) {
+            Ok(Some(j)) => {
                 let changes = j.live_count();
                 let meta = j.meta.clone();
                 let drift = if running { Vec::new() } else { drift(&j, backend) };
@@ -44,8 +54,10 @@ pub fn list(base: &Path, backend: &mut dyn Backend) -> Vec<TopologySummary> {
                     changes,
                     status: if running { "running".into() } else { "up".into() },
                     drift,
+                    notes: j.torn.iter().cloned().collect(),
                 });
             }
+            Ok(None) => {}
             Err(e) => out.push(TopologySummary {
                 name,
                 script: String::new(),
@@ -53,10 +65,11 @@ pub fn list(base: &Path, backend: &mut dyn Backend) -> Vec<TopologySummary> {
                 changes: 0,
                 status: "unreadable".into(),
                 drift: vec![e.to_string()],
+                notes: Vec::new(),
             }),
         }
     }
-    out
+    Ok(out)
 }
 
 /// What of a topology is no longer as its run left it: one line per change whose
@@ -187,11 +200,9 @@ impl Shown {
 
 pub fn show(base: &Path, name: &str) -> Result<Shown> {
     crate::model::check_name("topology", name)?;
-    let path = base.join(name).join("journal.jsonl");
-    if !path.exists() {
-        return Err(Error::invalid(format!("topology \"{name}\" is not up (no record in {})", base.display())));
-    }
-    let j = Journal::open(&path)?;
+    let not_up = || Error::invalid(format!("topology \"{name}\" is not up (no record in {})", base.display()));
+    let sd = StateDir::open(base, false)?.ok_or_else(not_up)?;
+    let j = sd.read_journal(name)?.ok_or_else(not_up)?;
     let changes = j
         .entries()
         .iter()
@@ -217,8 +228,9 @@ pub fn orphans(base: &Path, backend: &mut dyn Backend) -> Result<Vec<Orphan>> {
     let mut rule_topos: HashSet<String> = HashSet::new();
     let mut routes: HashSet<(NsRef, String)> = HashSet::new();
     let mut processes: HashSet<String> = HashSet::new();
-    for name in state::list(base) {
-        let j = Journal::open(&base.join(&name).join("journal.jsonl"))?;
+    let sd = StateDir::open(base, false)?;
+    for name in sd.as_ref().map(|s| s.list()).transpose()?.unwrap_or_default() {
+        let Some(j) = sd.as_ref().expect("listed").read_journal(&name)? else { continue };
         for e in j.entries().iter().filter(|e| e.live()) {
             match &e.op {
                 Op::AddVeth { ns, name: n, peer, peer_ns } => {

@@ -498,12 +498,8 @@ impl Backend for Kernel {
 
     fn spawn(&mut self, ns: &NsRef, argv: &[String], mark: &str) -> Result<(u32, u64)> {
         let log = match &self.log_dir {
-            Some(d) => Some(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(d.join(format!("spawn-{}.log", std::process::id())))?,
-            ),
+            // Never through a link; refused when someone else owns it (see state.rs).
+            Some(d) => Some(crate::state::open_file_in(d, &format!("spawn-{}.log", std::process::id()))?),
             None => None,
         };
         let fd = self.fd(ns)?;

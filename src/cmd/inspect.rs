@@ -27,7 +27,7 @@ fn when(secs: u64) -> String {
 
 pub fn ls(opts: &RunOpts, json: bool) -> Result<u8> {
     let mut k = inspector(opts)?;
-    let list = crate::inspect::list(&state_base(opts), &mut k);
+    let list = crate::inspect::list(&state_base(opts), &mut k)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&list).expect("serializes"));
         return Ok(0);
@@ -40,7 +40,7 @@ pub fn ls(opts: &RunOpts, json: bool) -> Result<u8> {
     for t in &list {
         let status = if t.drift.is_empty() { t.status.clone() } else { format!("drift({})", t.drift.len()) };
         println!("{:<20} {:>7} {:<10} {:<12} {}", t.name, t.changes, status, when(t.started), t.script);
-        for d in &t.drift {
+        for d in t.drift.iter().chain(&t.notes) {
             println!("    {d}");
         }
     }

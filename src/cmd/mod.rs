@@ -75,7 +75,8 @@ pub fn check_script(opts: &RunOpts, script: &Path) -> Result<String> {
 
 /// The script-run sequence that a real run and a plan share: a Lua state on
 /// `session` (whatever its back end), the script run with `args`, the state dropped.
-/// Returns why the run failed, if it did (None: it went well, os.exit(0) included).
+/// Returns why the run failed, if it did (None: it went well, os.exit(0) included);
+/// an error when the script could not even start (unreadable, a syntax error).
 pub fn run_script(
     session: &SessionRef,
     topo: &str,
@@ -89,7 +90,10 @@ pub fn run_script(
         .and_then(|l| if output_to_stderr { lua::output_to_stderr(&l).map(|()| l) } else { Ok(l) })
         .and_then(|l| restricted.map_or(Ok(()), |who| lua::restrict::restrict(&l, who)).map(|()| l))
         .map_err(|e| Error::sys(format!("cannot start Lua: {e}"), None))?;
-    let result = lua::run_file(&lua, script, args);
+    // An unreadable script or a syntax error: refused, nothing of it ran.
+    let chunk = lua::load_file(&lua, script).map_err(|e| refused(Error::invalid(lua::error_text(&e))))?;
+    let result = lua::call_chunk(&lua, &chunk, args);
+    drop(chunk);
     drop(lua);
     Ok(lua::failure(&result, cancel.load(Ordering::SeqCst)))
 }
@@ -144,6 +148,12 @@ pub fn print_report(what: &str, r: &RollbackReport, list: bool) {
     for f in &r.failures {
         eprintln!("netscript: could not undo `{}`: {}", f.undo.render(), f.error);
     }
+}
+
+/// An error that stopped a run before anything was changed: a usage error (exit 2)
+/// that says so.
+pub fn refused(e: Error) -> Error {
+    Error::invalid(format!("{e}; nothing was changed"))
 }
 
 /// The topology's name: --name, or the script's file stem.
