@@ -93,6 +93,14 @@ pub fn drift(journal: &Journal, b: &mut dyn Backend) -> Vec<String> {
         if !seen.insert(key) {
             continue;
         }
+        match not_ours(b, &e, &crate::session::mark_for(&journal.meta.name)) {
+            Ok(Some(why)) => {
+                out.push(format!("not ours: {why}; `down` will leave it alone"));
+                continue;
+            }
+            Ok(None) => {}
+            Err(err) => out.push(format!("cannot check `{}`: {err}", e.op.render())),
+        }
         match in_place(b, &e.op) {
             Ok(true) => {}
             Ok(false) => out.push(format!("not in place: {}", e.op.render())),
@@ -100,6 +108,49 @@ pub fn drift(journal: &Journal, b: &mut dyn Backend) -> Vec<String> {
         }
     }
     out
+}
+
+/// Whether the object a creation made has been replaced by another one under its
+/// name (not marked for the topology, another link index, another namespace, a
+/// route of another protocol): what, if so.
+fn not_ours(b: &mut dyn Backend, e: &crate::journal::Entry, mark: &str) -> Result<Option<String>> {
+    Ok(match (&e.op, e.undo.first()) {
+        (Op::AddNetns { name }, Some(Op::DelNetns { id: Some(want), .. })) => match b.netns_id(name) {
+            Some(have) if have != *want => {
+                Some(format!("namespace \"{name}\" is not the namespace this topology created"))
+            }
+            _ => None,
+        },
+        (Op::AddVeth { ns, name, .. } | Op::AddBridge { ns, name }, undo) => {
+            if ns.name().is_some_and(|n| !b.netns_exists(n)) {
+                return Ok(None);
+            }
+            let Some(l) = b.link(ns, name)? else { return Ok(None) };
+            let index = match undo {
+                Some(Op::DelLink { ifindex: Some(i), .. }) => Some(*i),
+                _ => None,
+            };
+            if l.alias.as_deref() != Some(mark) {
+                Some(format!("\"{name}\" in {ns} is not the link this topology created (it is not marked {mark})"))
+            } else if index.is_some() && b.link_index(ns, name)? != index {
+                Some(format!("\"{name}\" in {ns} is not the link this topology created (another link took its name)"))
+            } else {
+                None
+            }
+        }
+        (Op::AddRoute { ns, route }, _) if route.proto.is_none() => {
+            if ns.name().is_some_and(|n| !b.netns_exists(n)) {
+                return Ok(None);
+            }
+            match b.find_route(ns, route)? {
+                Some(k) if k.proto != Some(ROUTE_PROTO) => {
+                    Some(format!("the route {route} in {ns} is not the route this topology added ({k})"))
+                }
+                _ => None,
+            }
+        }
+        _ => None,
+    })
 }
 
 /// Whether the effect of `op` is what the system shows now.
@@ -115,9 +166,9 @@ fn in_place(b: &mut dyn Backend, op: &Op) -> Result<bool> {
     }
     Ok(match op {
         Op::AddNetns { name } => b.netns_exists(name),
-        Op::DelNetns { name } => !b.netns_exists(name),
+        Op::DelNetns { name, .. } => !b.netns_exists(name),
         Op::AddVeth { ns, name, .. } | Op::AddBridge { ns, name } => link(b, ns, name)?.is_some(),
-        Op::DelLink { ns, name } => link(b, ns, name)?.is_none(),
+        Op::DelLink { ns, name, .. } => link(b, ns, name)?.is_none(),
         Op::MoveLink { name, to, .. } => link(b, to, name)?.is_some(),
         Op::SetUp { ns, name, up } => link(b, ns, name)?.is_some_and(|l| l.up == *up),
         Op::AddAddr { ns, dev, addr } => link(b, ns, dev)?.is_some_and(|l| l.addrs.contains(addr)),
@@ -145,10 +196,10 @@ fn in_place(b: &mut dyn Backend, op: &Op) -> Result<bool> {
 fn drift_key(op: &Op) -> (String, Option<(NsRef, String)>) {
     let l = |ns: &NsRef, n: &str| Some((ns.clone(), n.to_string()));
     match op {
-        Op::AddNetns { name } | Op::DelNetns { name } => (format!("netns {name}"), None),
+        Op::AddNetns { name } | Op::DelNetns { name, .. } => (format!("netns {name}"), None),
         Op::AddVeth { ns, name, .. }
         | Op::AddBridge { ns, name }
-        | Op::DelLink { ns, name }
+        | Op::DelLink { ns, name, .. }
         | Op::MoveLink { ns, name, .. } => (format!("link {ns} {name}"), l(ns, name)),
         Op::SetUp { ns, name, .. } => (format!("up {ns} {name}"), l(ns, name)),
         Op::AddAddr { ns, dev, addr } | Op::DelAddr { ns, dev, addr } => {
@@ -274,7 +325,7 @@ pub fn orphans(base: &Path, backend: &mut dyn Backend) -> Result<Vec<Orphan>> {
             if !links.contains(&(topo.to_string(), ns.clone(), l.name.clone())) {
                 out.push(Orphan {
                     what: format!("link \"{}\" in {ns} (marked for topology \"{topo}\")", l.name),
-                    remove: Op::DelLink { ns: ns.clone(), name: l.name.clone() },
+                    remove: Op::del_link(&ns, &l.name),
                 });
             }
         }

@@ -353,7 +353,7 @@ mod tests {
         let p = dir.join("journal.jsonl");
         let mut j = Journal::create(&p, Meta { name: "t".into(), ..Default::default() }).unwrap();
         let op = Op::AddNetns { name: "a".into() };
-        let undo = vec![Op::DelNetns { name: "a".into() }];
+        let undo = vec![Op::del_netns("a")];
         let s1 = j.begin(&op, &undo).unwrap();
         j.mark(s1, State::Done).unwrap();
         let s2 = j.begin(&Op::AddBridge { ns: NsRef::Host, name: "b".into() }, &[]).unwrap();
@@ -379,7 +379,7 @@ mod tests {
         let dir = temp_dir("torn");
         let p = dir.join("journal.jsonl");
         let mut j = Journal::create(&p, Meta { name: "t".into(), ..Default::default() }).unwrap();
-        let s1 = j.begin(&Op::AddNetns { name: "a".into() }, &[Op::DelNetns { name: "a".into() }]).unwrap();
+        let s1 = j.begin(&Op::AddNetns { name: "a".into() }, &[Op::del_netns("a")]).unwrap();
         j.mark(s1, State::Done).unwrap();
         drop(j);
         // A crash while the next `begin` was written: half a line, no newline.

@@ -117,3 +117,72 @@ fn refused_before_anything_ran_exits_2_and_says_nothing_changed() {
     assert!(stdout(&sb.netscript(&["ls"])).contains("no topologies are up"));
     assert_same(&before, &sb.snapshot(), "after refused runs");
 }
+
+// ---- 4. teardown deletes only what is ours ----------------------------------------
+
+const OWNED: &str = r#"
+netns.add("ns1")
+local br = bridge.add("br0")
+br:addr("10.8.0.1/24"):up()
+route.add("10.9.0.0/24", { via = "10.8.0.2" })
+"#;
+
+#[test]
+fn down_leaves_alone_what_took_the_name_of_ours() {
+    let sb = Sandbox::new();
+    let script = script_file("owned.lua", OWNED);
+    let o = sb.netscript(&[&script]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Ours are deleted behind netscript's back; someone else makes objects with the
+    // same names: an unmarked bridge, a `proto static` route, a new namespace.
+    sb.ok("ip link del br0 && ip netns del ns1 && ip link add br0 type bridge && ip link set br0 up \
+           && ip addr add 10.8.0.1/24 dev br0 && ip route add 10.9.0.0/24 via 10.8.0.2 proto static && ip netns add ns1");
+    let theirs = sb.snapshot();
+    let out = stdout(&sb.netscript(&["ls"]));
+    assert!(out.contains("not ours: \"br0\" in the host namespace is not the link this topology created"), "{out}");
+    assert!(out.contains("not ours: namespace \"ns1\" is not the namespace this topology created"), "{out}");
+    assert!(out.contains("not ours: the route 10.9.0.0/24 via 10.8.0.2 in the host namespace"), "{out}");
+    let o = sb.netscript(&["down", "owned"]);
+    assert_eq!(o.status.code(), Some(0), "nothing of ours was left: {}", stderr(&o));
+    let e = stderr(&o);
+    for what in
+        ["\"br0\" in the host namespace is not the link", "namespace \"ns1\" is not the namespace", "route 10.9.0.0/24"]
+    {
+        assert!(e.contains(what) && e.contains("left alone"), "{what}: {e}");
+    }
+    assert_same(&theirs, &sb.snapshot(), "their objects after down");
+    assert!(stdout(&sb.netscript(&["ls"])).contains("no topologies are up"));
+}
+
+#[test]
+fn a_marked_link_with_another_index_is_not_ours_either() {
+    let sb = Sandbox::new();
+    let script = script_file("marked.lua", "bridge.add(\"br0\")\n");
+    assert!(sb.netscript(&[&script]).status.success());
+    // Same name, same mark, another link.
+    sb.ok("ip link del br0 && ip link add x0 type veth peer name x1 && ip link add br0 type bridge \
+           && ip link set br0 alias netscript:marked");
+    let out = stdout(&sb.netscript(&["ls"]));
+    assert!(out.contains("another link took its name"), "{out}");
+    let o = sb.netscript(&["down", "marked"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("left alone"), "{}", stderr(&o));
+    sb.ok("ip link show br0");
+}
+
+#[test]
+fn ours_are_still_deleted_after_a_move_and_back() {
+    // The index recorded at creation stops counting once the link moved (the
+    // kernel may renumber it); its mark still identifies it.
+    let sb = Sandbox::new();
+    let before = sb.snapshot();
+    let script = script_file(
+        "moved.lua",
+        "local ns = netns.add(\"m1\")\nlocal a = veth.add(\"va\", \"vb\")\na:move(ns)\nnetns.get(\"m1\"):link(\"va\"):move(netns.host())\n",
+    );
+    let o = sb.netscript(&[&script]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = sb.netscript(&["down", "moved"]);
+    assert!(o.status.success() && !stderr(&o).contains("left alone"), "{}", stderr(&o));
+    assert_same(&before, &sb.snapshot(), "after down");
+}

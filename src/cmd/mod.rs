@@ -145,6 +145,9 @@ pub fn print_report(what: &str, r: &RollbackReport, list: bool) {
     if r.changes > 0 || !r.complete() {
         eprintln!("netscript: {what}: undid {} change{}", r.changes, if r.changes == 1 { "" } else { "s" });
     }
+    for l in &r.left_alone {
+        eprintln!("netscript: {l}");
+    }
     for f in &r.failures {
         eprintln!("netscript: could not undo `{}`: {}", f.undo.render(), f.error);
     }

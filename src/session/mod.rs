@@ -33,6 +33,9 @@ pub struct RollbackReport {
     /// The commands run to undo them, in order.
     pub undone: Vec<String>,
     pub failures: Vec<UndoFailure>,
+    /// Objects found under a name of ours that are not ours (another one took the
+    /// name): not touched. Not a failure: nothing of ours is left.
+    pub left_alone: Vec<String>,
 }
 
 impl RollbackReport {
@@ -136,12 +139,46 @@ impl Session {
         match self.apply_counted(&op) {
             Ok(()) => {
                 self.crash_point("after-apply", self.applied);
+                if let Some(exact) = self.identified(&op, &undo) {
+                    self.journal.amend(seq, None, exact)?;
+                }
                 self.journal.mark(seq, State::Done)
             }
             Err(e) => {
                 self.journal.mark(seq, State::Failed)?;
                 Err(e)
             }
+        }
+    }
+
+    /// The undo of a creation with the identity of what was created (a link's
+    /// index, a namespace's nsfs inode), so that rollback deletes that object and
+    /// never another one that took its name later.
+    fn identified(&mut self, op: &Op, undo: &[Op]) -> Option<Vec<Op>> {
+        match (op, undo) {
+            (Op::AddNetns { name }, [Op::DelNetns { id: None, .. }]) => {
+                let id = self.backend.netns_id(name)?;
+                Some(vec![Op::DelNetns { name: name.clone(), id: Some(id) }])
+            }
+            (Op::AddVeth { ns, name, .. } | Op::AddBridge { ns, name }, [Op::DelLink { ifindex: None, .. }]) => {
+                let i = self.backend.link_index(ns, name).ok()??;
+                Some(vec![Op::DelLink { ns: ns.clone(), name: name.clone(), ifindex: Some(i) }])
+            }
+            _ => None,
+        }
+    }
+
+    /// Before a link moves: the kernel may give it another index in its new
+    /// namespace (and again on the way back), so the index recorded at its creation
+    /// no longer says which link it is; its mark still does.
+    fn forget_index(&mut self, ns: &NsRef, name: &str) -> Result<()> {
+        let found = self.journal.entries().iter().rev().find_map(|e| match e.undo.as_slice() {
+            [Op::DelLink { ns: n, name: m, ifindex: Some(_) }] if e.live() && n == ns && m == name => Some(e.seq),
+            _ => None,
+        });
+        match found {
+            Some(seq) => self.journal.amend(seq, None, vec![Op::del_link(ns, name)]),
+            None => Ok(()),
         }
     }
 
@@ -248,7 +285,7 @@ impl Session {
         if self.backend.netns_exists(name) {
             return Err(Error::invalid(format!("a namespace named \"{name}\" already exists")));
         }
-        self.change(Op::AddNetns { name: name.into() }, vec![Op::DelNetns { name: name.into() }])?;
+        self.change(Op::AddNetns { name: name.into() }, vec![Op::del_netns(name)])?;
         Ok(NsRef::named(name))
     }
 
@@ -274,7 +311,7 @@ impl Session {
                 "namespace \"{name}\" was not created by this run; netscript deletes only what it created"
             )));
         }
-        self.change(Op::DelNetns { name: name.into() }, vec![])
+        self.change(Op::del_netns(name), vec![])
     }
 
     // ---- links ------------------------------------------------------------------
@@ -309,15 +346,12 @@ impl Session {
         self.require_free_name(ns, name)?;
         self.require_free_name(peer_ns, peer)?;
         let op = Op::AddVeth { ns: ns.clone(), name: name.into(), peer: peer.into(), peer_ns: peer_ns.clone() };
-        self.change(op, vec![Op::DelLink { ns: ns.clone(), name: name.into() }])
+        self.change(op, vec![Op::del_link(ns, name)])
     }
 
     pub fn bridge_add(&mut self, name: &str, ns: &NsRef) -> Result<()> {
         self.require_free_name(ns, name)?;
-        self.change(
-            Op::AddBridge { ns: ns.clone(), name: name.into() },
-            vec![Op::DelLink { ns: ns.clone(), name: name.into() }],
-        )
+        self.change(Op::AddBridge { ns: ns.clone(), name: name.into() }, vec![Op::del_link(ns, name)])
     }
 
     pub fn link_set_up(&mut self, ns: &NsRef, name: &str, up: bool) -> Result<()> {
@@ -356,6 +390,7 @@ impl Session {
         if l.up {
             undo.push(Op::SetUp { ns: ns.clone(), name: name.into(), up: true });
         }
+        self.forget_index(ns, name)?;
         self.change(Op::MoveLink { ns: ns.clone(), name: name.into(), to: to.clone() }, undo)
     }
 
@@ -398,7 +433,7 @@ impl Session {
                 "link \"{name}\" in {ns} was not created by this topology; netscript deletes only what it created"
             )));
         }
-        self.change(Op::DelLink { ns: ns.clone(), name: name.into() }, vec![])
+        self.change(Op::del_link(ns, name), vec![])
     }
 
     // ---- routes -----------------------------------------------------------------

@@ -67,6 +67,14 @@ impl Session {
                         break;
                     }
                 }
+                // Another object took the name of ours: not touched, and the
+                // restorations that belong to ours do not apply to it either.
+                Err(err) if err.is_not_ours() => {
+                    report.left_alone.push(err.to_string());
+                    if i == 0 {
+                        break;
+                    }
+                }
                 Err(error) => report.failures.push(UndoFailure { undo: (*u).clone(), error }),
             }
         }
@@ -101,10 +109,11 @@ impl Session {
                 _ => return,
             }
         }
-        let op = Op::DelLink { ns: ns.clone(), name: name.to_string() };
+        let op = Op::del_link(ns, name);
         match self.backend.apply(&op) {
             Ok(()) => report.undone.push(op.render()),
             Err(err) if err.is_gone() => {}
+            Err(err) if err.is_not_ours() => report.left_alone.push(err.to_string()),
             Err(error) => report.failures.push(UndoFailure { undo: op, error }),
         }
     }
