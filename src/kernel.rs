@@ -263,7 +263,7 @@ impl Kernel {
                         k.dest == route.dest
                             && (route.via.is_none() || k.via == route.via)
                             && (route.dev.is_none() || k.dev == route.dev)
-                            && k.metric.unwrap_or(0) == route.metric.unwrap_or(0)
+                            && (route.metric.is_none() || k.metric.unwrap_or(0) == route.metric.unwrap_or(0))
                     };
                     let found: Vec<&Route> = all.iter().filter(same).collect();
                     if found.is_empty() {
