@@ -186,3 +186,72 @@ fn ours_are_still_deleted_after_a_move_and_back() {
     assert!(o.status.success() && !stderr(&o).contains("left alone"), "{}", stderr(&o));
     assert_same(&before, &sb.snapshot(), "after down");
 }
+
+#[test]
+fn a_thousand_namespaces_at_soft_limit_1024() {
+    // Two fds per namespace: the default soft limit (1024) ended a run at about
+    // 500 namespaces. netscript raises the soft limit to the hard one (4096 here).
+    let script = script_file(
+        "thousand.lua",
+        "for i = 1, 1000 do netns.add(\"n\" .. i):link(\"lo\"):up() end\n\
+         print(netns.get(\"n1000\"):exec({ \"sh\", \"-c\", \"ulimit -n\" }).stdout)\n",
+    );
+    let o = Command::new("prlimit").args(["--nofile=1024:4096", BIN, "--sandbox", &script]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The processes netscript starts get the limit it started with.
+    assert_eq!(stdout(&o).trim(), "1024", "{}", stdout(&o));
+    assert!(stderr(&o).contains("undid 2000 changes"), "{}", stderr(&o));
+}
+
+// ---- 8. the sandbox keeps non-network state away from the host ----------------------
+
+/// Runs `netscript --sandbox SCRIPT` inside throwaway UTS and IPC namespaces of the
+/// test's own (so that the host's name can never change, whatever netscript does),
+/// printing that namespace's host name and IPC namespace before and after.
+fn sandboxed_in_own_uts(script: &str) -> (std::process::Output, String) {
+    let o = Command::new("unshare")
+        .args(["--uts", "--ipc", "--", "sh", "-c"])
+        .arg(format!(
+            "hostname outer-name; echo ipc=$(readlink /proc/self/ns/ipc); {BIN} --sandbox {script}; echo \"status=$?\"; echo after=$(hostname)"
+        ))
+        .output()
+        .unwrap();
+    let out = stdout(&o);
+    (o, out)
+}
+
+#[test]
+fn the_sandbox_refuses_sysctls_that_are_not_per_network_namespace() {
+    let script = script_file(
+        "hostname.lua",
+        "sysctl.set(\"net.ipv4.ip_forward\", 1)\nsysctl.set(\"kernel.hostname\", \"changed-by-script\")\n",
+    );
+    let (o, out) = sandboxed_in_own_uts(&script);
+    assert!(out.contains("status=1") && out.contains("after=outer-name"), "{out}{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(e.contains("sysctl kernel.hostname is not per network namespace"), "{e}");
+    for key in ["vm.swappiness", "fs/file-max"] {
+        let s = script_file("other.lua", &format!("sysctl.set(\"{key}\", \"1\")\n"));
+        let (o, out) = sandboxed_in_own_uts(&s);
+        assert!(
+            out.contains("status=1") && stderr(&o).contains(&format!("sysctl {key} is not per")),
+            "{key}: {out}{}",
+            stderr(&o)
+        );
+    }
+}
+
+#[test]
+fn the_sandbox_has_its_own_host_name_and_ipc() {
+    let script = script_file(
+        "uts.lua",
+        "local h = netns.host()\nh:exec({ \"hostname\", \"inner-name\" }, { check = true })\n\
+         print(\"inner-ipc=\" .. h:exec(\"readlink /proc/self/ns/ipc\").stdout)\n",
+    );
+    let (o, out) = sandboxed_in_own_uts(&script);
+    assert!(out.contains("status=0"), "{out}{}", stderr(&o));
+    assert!(out.contains("after=outer-name"), "the host name changed outside the sandbox: {out}");
+    let outer = out.lines().find_map(|l| l.strip_prefix("ipc=")).unwrap();
+    let inner = out.lines().find_map(|l| l.strip_prefix("inner-ipc=")).unwrap();
+    assert_ne!(outer.trim(), inner.trim(), "{out}");
+}

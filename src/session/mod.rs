@@ -495,6 +495,12 @@ impl Session {
     /// Sets a sysctl; returns the previous value (restored on rollback).
     pub fn sysctl_set(&mut self, ns: &NsRef, key: &str, value: &str) -> Result<String> {
         check_words(&format!("the value for sysctl {key}:"), &[value.to_string()], false)?;
+        if crate::sandbox::active() && !crate::sys::sysctl::per_netns(key) {
+            return Err(Error::invalid(format!(
+                "sysctl {key} is not per network namespace: it would change the real machine, not the sandbox; \
+                 in --sandbox only net.* keys can be set"
+            )));
+        }
         let old = self.read_sysctl(ns, key)?;
         if old == value {
             return Ok(old);
