@@ -268,52 +268,112 @@ pub fn show(base: &Path, name: &str) -> Result<Shown> {
 pub struct Orphan {
     pub what: String,
     pub remove: Op,
+    /// The topology its mark names (None for a route: protocol 78 names none).
+    #[serde(skip)]
+    topo: Option<String>,
+}
+
+/// What `gc` found, with the records it read held under a shared lock (no run or
+/// `down` changes them while gc looks and removes).
+pub struct Collection {
+    pub orphans: Vec<Orphan>,
+    /// What was not looked at, and why (a topology being changed right now).
+    pub skipped: Vec<String>,
+    busy: HashSet<String>,
+    _locks: Vec<Record>,
+}
+
+/// What the live entries of the recorded topologies account for.
+#[derive(Default)]
+struct Accounted {
+    links: HashSet<(String, NsRef, String)>,
+    rule_topos: HashSet<String>,
+    routes: HashSet<(NsRef, String)>,
+    processes: HashSet<String>,
+}
+
+impl Accounted {
+    fn add(&mut self, name: &str, j: &Journal) {
+        for e in j.entries().iter().filter(|e| e.live()) {
+            match &e.op {
+                Op::AddVeth { ns, name: n, peer, peer_ns } => {
+                    self.links.insert((name.to_string(), ns.clone(), n.clone()));
+                    self.links.insert((name.to_string(), peer_ns.clone(), peer.clone()));
+                }
+                Op::AddBridge { ns, name: n } => {
+                    self.links.insert((name.to_string(), ns.clone(), n.clone()));
+                }
+                Op::MoveLink { name: n, to, .. } => {
+                    self.links.insert((name.to_string(), to.clone(), n.clone()));
+                }
+                Op::FwAppend { .. } | Op::FwInsert { .. } => {
+                    self.rule_topos.insert(name.to_string());
+                }
+                Op::AddRoute { ns, route } => {
+                    self.routes.insert((ns.clone(), route.dest.to_string()));
+                }
+                Op::Spawn { mark, .. } => {
+                    self.processes.insert(mark.clone());
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Every record's journal, read now.
+    fn read(base: &Path) -> Result<Accounted> {
+        let mut acc = Accounted::default();
+        if let Some(sd) = StateDir::open(base, false)? {
+            for name in sd.list()? {
+                if let Some(j) = sd.read_journal(&name)? {
+                    acc.add(&name, &j);
+                }
+            }
+        }
+        Ok(acc)
+    }
 }
 
 /// Finds objects carrying netscript's ownership mark (link alias `netscript:NAME`, rule
 /// comment `netscript:NAME`, route protocol 78, process environment
 /// NETSCRIPT_OWNER) that no recorded topology accounts for, in the namespace
 /// netscript runs in and every named namespace.
-pub fn orphans(base: &Path, backend: &mut dyn Backend) -> Result<Vec<Orphan>> {
-    let mut links: HashSet<(String, NsRef, String)> = HashSet::new();
-    let mut rule_topos: HashSet<String> = HashSet::new();
-    let mut routes: HashSet<(NsRef, String)> = HashSet::new();
-    let mut processes: HashSet<String> = HashSet::new();
+///
+/// Each record is read under its lock, shared: a topology that a netscript process
+/// is changing right now (its journal may be ahead of what was listed) is skipped,
+/// and so are routes while one is (their mark names no topology).
+pub fn orphans(base: &Path, backend: &mut dyn Backend) -> Result<Collection> {
+    let mut acc = Accounted::default();
+    let mut busy = HashSet::new();
+    let mut locks = Vec::new();
+    let mut skipped = Vec::new();
     let sd = StateDir::open(base, false)?;
     for name in sd.as_ref().map(|s| s.list()).transpose()?.unwrap_or_default() {
-        let Some(j) = sd.as_ref().expect("listed").read_journal(&name)? else { continue };
-        for e in j.entries().iter().filter(|e| e.live()) {
-            match &e.op {
-                Op::AddVeth { ns, name: n, peer, peer_ns } => {
-                    links.insert((name.clone(), ns.clone(), n.clone()));
-                    links.insert((name.clone(), peer_ns.clone(), peer.clone()));
-                }
-                Op::AddBridge { ns, name: n } => {
-                    links.insert((name.clone(), ns.clone(), n.clone()));
-                }
-                Op::MoveLink { name: n, to, .. } => {
-                    links.insert((name.clone(), to.clone(), n.clone()));
-                }
-                Op::FwAppend { .. } | Op::FwInsert { .. } => {
-                    rule_topos.insert(name.clone());
-                }
-                Op::AddRoute { ns, route } => {
-                    routes.insert((ns.clone(), route.dest.to_string()));
-                }
-                Op::Spawn { mark, .. } => {
-                    processes.insert(mark.clone());
-                }
-                _ => {}
+        match Record::lock_as(base, &name, LockMode::Shared) {
+            Ok(r) => locks.push(r),
+            Err(_) => {
+                skipped.push(format!(
+                    "topology \"{name}\" is being changed by a netscript process right now: its objects (and all routes) are left for a later gc"
+                ));
+                busy.insert(name);
+                continue;
             }
         }
+        let Some(j) = sd.as_ref().expect("listed").read_journal(&name)? else { continue };
+        acc.add(&name, &j);
     }
     let mut out = Vec::new();
     let mut seen_marks = HashSet::new();
     for (pid, mark, cmd) in backend.marked_processes() {
-        if mark.starts_with("netscript:") && !processes.contains(&mark) && seen_marks.insert(mark.clone()) {
+        let topo = mark.strip_prefix("netscript:").and_then(|m| m.split(':').next()).map(str::to_string);
+        if topo.as_ref().is_some_and(|t| !busy.contains(t))
+            && !acc.processes.contains(&mark)
+            && seen_marks.insert(mark.clone())
+        {
             out.push(Orphan {
                 what: format!("process {pid} `{cmd}` (marked {mark})"),
                 remove: Op::StopMarked { mark },
+                topo,
             });
         }
     }
@@ -322,18 +382,23 @@ pub fn orphans(base: &Path, backend: &mut dyn Backend) -> Result<Vec<Orphan>> {
     for ns in nss {
         for l in backend.links(&ns)? {
             let Some(topo) = l.alias.as_deref().and_then(|a| a.strip_prefix("netscript:")) else { continue };
-            if !links.contains(&(topo.to_string(), ns.clone(), l.name.clone())) {
+            if !busy.contains(topo) && !acc.links.contains(&(topo.to_string(), ns.clone(), l.name.clone())) {
                 out.push(Orphan {
                     what: format!("link \"{}\" in {ns} (marked for topology \"{topo}\")", l.name),
                     remove: Op::del_link(&ns, &l.name),
+                    topo: Some(topo.to_string()),
                 });
             }
         }
         for r in backend.routes(&ns)? {
-            if r.proto == Some(ROUTE_PROTO) && !routes.contains(&(ns.clone(), r.dest.to_string())) {
+            if busy.is_empty()
+                && r.proto == Some(ROUTE_PROTO)
+                && !acc.routes.contains(&(ns.clone(), r.dest.to_string()))
+            {
                 out.push(Orphan {
                     what: format!("route {r} in {ns}"),
                     remove: Op::DelRoute { ns: ns.clone(), route: r.clone() },
+                    topo: None,
                 });
             }
         }
@@ -344,7 +409,7 @@ pub fn orphans(base: &Path, backend: &mut dyn Backend) -> Result<Vec<Orphan>> {
                 let Ok(words) = split_words(rest) else { continue };
                 let Some(i) = words.iter().position(|w| w == "--comment") else { continue };
                 let Some(topo) = words.get(i + 1).and_then(|c| c.strip_prefix("netscript:")) else { continue };
-                if !rule_topos.contains(topo) {
+                if !busy.contains(topo) && !acc.rule_topos.contains(topo) {
                     out.push(Orphan {
                         what: format!("rule `{line}` in table {table} of {ns}"),
                         remove: Op::FwDelete {
@@ -353,12 +418,46 @@ pub fn orphans(base: &Path, backend: &mut dyn Backend) -> Result<Vec<Orphan>> {
                             chain: words[0].clone(),
                             rule: words[1..].to_vec(),
                         },
+                        topo: Some(topo.to_string()),
                     });
                 }
             }
         }
     }
-    Ok(out)
+    Ok(Collection { orphans: out, skipped, busy, _locks: locks })
+}
+
+impl Collection {
+    /// Checks an orphan again right before it is removed: still there, still
+    /// marked the same, and its topology still without a record and not being
+    /// changed (a run that started since gc looked owns what it made). None: remove
+    /// it; Some(why) not.
+    pub fn recheck(&self, base: &Path, backend: &mut dyn Backend, o: &Orphan) -> Result<Option<String>> {
+        if let Some(t) = &o.topo {
+            let recorded = StateDir::open(base, false)?.map(|s| s.has_record(t)).transpose()?.unwrap_or(false);
+            let ours = self._locks.iter().any(|r| &r.name == t);
+            if self.busy.contains(t) || (recorded && !ours && busy(base, t)) {
+                return Ok(Some(format!("topology \"{t}\" is being changed now")));
+            }
+            if recorded && !ours {
+                return Ok(Some(format!("topology \"{t}\" has a record now")));
+            }
+        }
+        let mark = o.topo.as_ref().map(|t| crate::session::mark_for(t));
+        let there = match &o.remove {
+            Op::DelLink { ns, name, .. } => backend.link(ns, name)?.is_some_and(|l| l.alias == mark),
+            Op::DelRoute { ns, route } => {
+                let acc = Accounted::read(base)?;
+                if acc.routes.contains(&(ns.clone(), route.dest.to_string())) {
+                    return Ok(Some("a recorded topology has it now".into()));
+                }
+                backend.find_route(ns, route)?.is_some_and(|r| r.proto == Some(ROUTE_PROTO))
+            }
+            Op::FwDelete { ns, table, chain, rule } => backend.fw_exists(ns, table, chain, rule)?,
+            _ => true,
+        };
+        Ok(if there { None } else { Some("it is gone or changed since".into()) })
+    }
 }
 
 /// A Graphviz graph of what a topology owns: namespaces as clusters, links as nodes

@@ -255,3 +255,31 @@ fn the_sandbox_has_its_own_host_name_and_ipc() {
     let inner = out.lines().find_map(|l| l.strip_prefix("inner-ipc=")).unwrap();
     assert_ne!(outer.trim(), inner.trim(), "{out}");
 }
+
+// ---- 7. gc never races a live topology ---------------------------------------------
+
+#[test]
+fn gc_leaves_a_topology_being_changed_alone() {
+    let sb = Sandbox::new();
+    let script = script_file(
+        "slowbuild.lua",
+        "bridge.add(\"br0\"):addr(\"10.3.0.1/24\"):up()\nio.open('/run/build-ready','w'):close()\nnetscript.sleep(4)\n",
+    );
+    let build = sb.spawn_netscript(&[&script], &[]);
+    wait_for(20, "the build", || sb.sh("test -e /run/build-ready").status.success());
+    // What the build is making right now, its journal not yet read by gc: a marked
+    // link and a route of protocol 78. And a real orphan of a topology with no record.
+    sb.ok("ip link add late0 type bridge && ip link set late0 alias netscript:slowbuild \
+           && ip route add 10.4.0.0/16 via 10.3.0.2 proto 78 \
+           && ip link add ghost0 type bridge && ip link set ghost0 alias netscript:ghost");
+    let o = sb.netscript(&["gc", "--yes"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("skipped: topology \"slowbuild\" is being changed"), "{out}");
+    assert!(out.contains("removed link \"ghost0\""), "{out}");
+    sb.ok("ip link show late0 && ip link show br0");
+    assert!(sb.ok("ip route show 10.4.0.0/16").contains("proto 78"), "the build's route stays");
+    assert!(build.wait_with_output().unwrap().status.success());
+    sb.ok("ip link del late0 && ip route del 10.4.0.0/16");
+    assert!(sb.netscript(&["down", "slowbuild"]).status.success());
+}

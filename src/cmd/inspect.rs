@@ -68,14 +68,30 @@ pub fn show(opts: &RunOpts, name: &str, json: bool, dot: bool) -> Result<u8> {
 pub fn gc(opts: &RunOpts, yes: bool) -> Result<u8> {
     use crate::backend::Backend;
     let mut k = inspector(opts)?;
-    let found = crate::inspect::orphans(&state_base(opts), &mut k)?;
-    if found.is_empty() {
+    let base = state_base(opts);
+    let found = crate::inspect::orphans(&base, &mut k)?;
+    for s in &found.skipped {
+        println!("skipped: {s}");
+    }
+    if found.orphans.is_empty() {
         println!("nothing to collect: every marked object belongs to a recorded topology");
         return Ok(0);
     }
     let mut failed = 0;
-    for o in &found {
+    for o in &found.orphans {
         if yes {
+            match found.recheck(&base, &mut k, o) {
+                Ok(None) => {}
+                Ok(Some(why)) => {
+                    println!("left alone {}: {why}", o.what);
+                    continue;
+                }
+                Err(e) => {
+                    failed += 1;
+                    eprintln!("netscript: could not check {} again: {e}", o.what);
+                    continue;
+                }
+            }
             match k.apply(&o.remove) {
                 Ok(()) => println!("removed {}: {}", o.what, o.remove.render()),
                 Err(e) if e.is_gone() => println!("already gone: {}", o.what),
@@ -85,16 +101,11 @@ pub fn gc(opts: &RunOpts, yes: bool) -> Result<u8> {
                 }
             }
         } else {
-            println!(
-                "{}
-    remove with: {}",
-                o.what,
-                o.remove.render()
-            );
+            println!("{}\n    remove with: {}", o.what, o.remove.render());
         }
     }
     if !yes {
-        println!("{} object(s) found; run `netscript gc --yes` to remove them", found.len());
+        println!("{} object(s) found; run `netscript gc --yes` to remove them", found.orphans.len());
     }
     Ok(if failed > 0 { EXIT_ROLLBACK_INCOMPLETE } else { 0 })
 }
