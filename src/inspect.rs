@@ -54,7 +54,12 @@ pub fn list(base: &Path, backend: &mut dyn Backend) -> Result<Vec<TopologySummar
                     changes,
                     status: if running { "running".into() } else { "up".into() },
                     drift,
-                    notes: j.torn.iter().cloned().collect(),
+                    notes: j
+                        .torn
+                        .iter()
+                        .cloned()
+                        .chain(j.entries().iter().filter(|e| e.live()).filter_map(|e| e.note.clone()))
+                        .collect(),
                 });
             }
             Ok(None) => {}
@@ -227,6 +232,9 @@ pub struct Owned {
     pub ns: String,
     pub command: String,
     pub op: Op,
+    /// A value to restore that another topology handed over (a shared host-wide setting).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -258,7 +266,12 @@ pub fn show(base: &Path, name: &str) -> Result<Shown> {
         .entries()
         .iter()
         .filter(|e| e.state == State::Done)
-        .map(|e| Owned { ns: e.op.ns().short().to_string(), command: e.op.render(), op: e.op.clone() })
+        .map(|e| Owned {
+            ns: e.op.ns().short().to_string(),
+            command: e.op.render(),
+            op: e.op.clone(),
+            note: e.note.clone(),
+        })
         .collect();
     Ok(Shown { name: name.into(), script: j.meta.script.clone(), started: j.meta.started, changes })
 }

@@ -41,6 +41,9 @@ pub struct Entry {
     pub op: Op,
     pub undo: Vec<Op>,
     pub state: State,
+    /// Why the undo is what it is when another topology handed it over (a host-wide
+    /// setting both changed: "holds net.ipv4.ip_forward=0 for topology a").
+    pub note: Option<String>,
 }
 
 impl Entry {
@@ -60,6 +63,17 @@ pub struct Meta {
     /// Seconds since the epoch.
     #[serde(default)]
     pub started: u64,
+    /// Nanoseconds since the epoch (orders topologies started in the same second;
+    /// absent in records of older versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_ns: Option<u64>,
+}
+
+impl Meta {
+    /// When the run started, as finely as the record says.
+    pub fn started_at(&self) -> u128 {
+        self.started_ns.map_or(self.started as u128 * 1_000_000_000, u128::from)
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -86,6 +100,9 @@ enum Line {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         op: Option<Op>,
         undo: Vec<Op>,
+        /// Set when another topology handed this undo over (see `Entry::note`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
     },
 }
 
@@ -229,7 +246,9 @@ impl Journal {
             };
             match parsed {
                 Line::Meta(m) => meta = m,
-                Line::Begin { seq, op, undo } => entries.push(Entry { seq, op, undo, state: State::InFlight }),
+                Line::Begin { seq, op, undo } => {
+                    entries.push(Entry { seq, op, undo, state: State::InFlight, note: None })
+                }
                 Line::Done { seq } => {
                     let k = find(&mut entries, seq)?;
                     entries[k].state = State::Done
@@ -242,9 +261,12 @@ impl Journal {
                     let k = find(&mut entries, seq)?;
                     entries[k].state = State::Undone
                 }
-                Line::Amend { seq, op, undo } => {
+                Line::Amend { seq, op, undo, note } => {
                     let k = find(&mut entries, seq)?;
                     entries[k].undo = undo;
+                    if note.is_some() {
+                        entries[k].note = note;
+                    }
                     if let Some(op) = op {
                         entries[k].op = op;
                     }
@@ -282,7 +304,7 @@ impl Journal {
         let seq = self.next;
         self.next += 1;
         self.write(&Line::Begin { seq, op: op.clone(), undo: undo.to_vec() }, true)?;
-        self.entries.push(Entry { seq, op: op.clone(), undo: undo.to_vec(), state: State::InFlight });
+        self.entries.push(Entry { seq, op: op.clone(), undo: undo.to_vec(), state: State::InFlight, note: None });
         Ok(seq)
     }
 
@@ -304,12 +326,23 @@ impl Journal {
 
     /// Replaces an entry's undo, and its op when given (fsynced).
     pub fn amend(&mut self, seq: u64, op: Option<Op>, undo: Vec<Op>) -> Result<()> {
-        self.write(&Line::Amend { seq, op: op.clone(), undo: undo.clone() }, true)?;
+        self.write(&Line::Amend { seq, op: op.clone(), undo: undo.clone(), note: None }, true)?;
         if let Some(e) = self.entries.iter_mut().find(|e| e.seq == seq) {
             e.undo = undo;
             if let Some(op) = op {
                 e.op = op;
             }
+        }
+        Ok(())
+    }
+
+    /// Replaces an entry's undo with one another topology handed over, saying so
+    /// in `note` (fsynced).
+    pub fn hand_over(&mut self, seq: u64, undo: Vec<Op>, note: String) -> Result<()> {
+        self.write(&Line::Amend { seq, op: None, undo: undo.clone(), note: Some(note.clone()) }, true)?;
+        if let Some(e) = self.entries.iter_mut().find(|e| e.seq == seq) {
+            e.undo = undo;
+            e.note = Some(note);
         }
         Ok(())
     }

@@ -18,8 +18,9 @@ use nix::sys::stat::{Mode, SFlag, fstat, mkdirat};
 use nix::unistd::{UnlinkatFlags, geteuid, unlinkat};
 
 use crate::error::{Error, Result};
-use crate::journal::{JOURNAL_FILE, Journal, Meta};
-use crate::model::check_name;
+use crate::journal::{JOURNAL_FILE, Journal, Meta, State};
+use crate::model::{NsRef, check_name};
+use crate::op::Op;
 
 pub const DEFAULT_STATE_DIR: &str = "/run/netscript";
 
@@ -318,4 +319,73 @@ pub fn list(base: &Path) -> Result<Vec<String>> {
         Some(s) => s.list(),
         None => Ok(Vec::new()),
     }
+}
+
+/// What a host-wide setting is (a sysctl of the namespace netscript runs in, a
+/// chain policy there), to compare two changes of it: None for anything else.
+fn host_setting(op: &Op) -> Option<String> {
+    match op {
+        Op::SetSysctl { ns: NsRef::Host, key, .. } => {
+            Some(format!("sysctl {}", crate::sys::sysctl::key_path(key).ok()?.display()))
+        }
+        Op::FwPolicy { ns: NsRef::Host, table, chain, .. } => Some(format!("policy {table} {chain}")),
+        _ => None,
+    }
+}
+
+/// A host-wide setting as a person reads it: `net.ipv4.ip_forward=0`, `the policy
+/// of filter FORWARD (ACCEPT)`.
+fn setting_words(op: &Op) -> String {
+    match op {
+        Op::SetSysctl { key, value, .. } => format!("{key}={value}"),
+        Op::FwPolicy { table, chain, target, .. } => format!("the policy {target} of {table} {chain}"),
+        other => other.render(),
+    }
+}
+
+/// Host-wide settings shared by topologies (`ip_forward`, chain policies): when
+/// topology `own` (started at `own_started`) is about to undo its change of such a
+/// setting with `undo`, and a live topology started after it changed the same
+/// setting too, the value to restore is handed over to that topology's record
+/// instead (its undo becomes `undo`), and the setting is left as it is: the last
+/// one down restores what was there before all of them. Returns what was done, to
+/// tell; None: undo it here as usual.
+pub fn hand_over(base: &Path, own: &str, own_started: u128, undo: &Op) -> Option<String> {
+    let key = host_setting(undo)?;
+    let sd = StateDir::open(base, false).ok()??;
+    // The topology that changed it next after us: the earliest of the later ones.
+    let mut next: Option<(u128, String)> = None;
+    for name in sd.list().ok()? {
+        if name == own {
+            continue;
+        }
+        let Ok(Some(j)) = sd.read_journal(&name) else { continue };
+        let t = j.meta.started_at();
+        let sets = j.entries().iter().any(|e| e.state == State::Done && host_setting(&e.op).as_ref() == Some(&key));
+        if t > own_started && sets && next.as_ref().is_none_or(|(n, _)| t < *n) {
+            next = Some((t, name));
+        }
+    }
+    let (_, name) = next?;
+    // Its record is changed under its lock; one being changed right now is not.
+    let record = Record::lock(base, &name).ok()?;
+    let mut j = record.existing().ok()??;
+    let seq = j
+        .entries()
+        .iter()
+        .find(|e| {
+            e.state == State::Done
+                && host_setting(&e.op).as_ref() == Some(&key)
+                && matches!(e.undo.as_slice(), [u] if host_setting(u).as_ref() == Some(&key))
+        })?
+        .seq;
+    let note = format!(
+        "holds {} for topology \"{own}\" (both changed it; the last one down restores it)",
+        setting_words(undo)
+    );
+    j.hand_over(seq, vec![undo.clone()], note).ok()?;
+    Some(format!(
+        "{} handed over to topology \"{name}\", which changed it too; it restores it when it goes down",
+        setting_words(undo)
+    ))
 }

@@ -283,3 +283,44 @@ fn gc_leaves_a_topology_being_changed_alone() {
     sb.ok("ip link del late0 && ip route del 10.4.0.0/16");
     assert!(sb.netscript(&["down", "slowbuild"]).status.success());
 }
+
+// ---- 6. topologies that share host settings ----------------------------------------
+
+const SHARED: &str = "sysctl.set(\"net.ipv4.ip_forward\", 1)\nfw.policy(\"filter\", \"FORWARD\", \"DROP\")\n";
+
+#[test]
+fn the_last_topology_down_restores_shared_host_settings() {
+    let sb = Sandbox::new();
+    let before = sb.snapshot();
+    let state = || {
+        (
+            sb.ok("sysctl -n net.ipv4.ip_forward").trim().to_string(),
+            sb.ok("iptables -S FORWARD | head -1").trim().to_string(),
+        )
+    };
+    let a = script_file("a.lua", SHARED);
+    let b = script_file("b.lua", SHARED);
+    // A, then B (both rely on forwarding and the DROP policy); A goes down first.
+    assert!(sb.netscript(&[&a]).status.success());
+    assert!(sb.netscript(&[&b]).status.success());
+    let o = sb.netscript(&["down", "a"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("net.ipv4.ip_forward=0 handed over to topology \"b\""), "{}", stderr(&o));
+    assert_eq!(state(), ("1".into(), "-P FORWARD DROP".into()), "B's settings stay while B is up");
+    let out = stdout(&sb.netscript(&["ls"]));
+    assert!(out.contains("holds net.ipv4.ip_forward=0 for topology \"a\""), "{out}");
+    assert!(out.contains("holds the policy ACCEPT of filter FORWARD for topology \"a\""), "{out}");
+    let out = stdout(&sb.netscript(&["show", "b"]));
+    assert!(out.contains("sysctl -w net.ipv4.ip_forward=1\n        # holds net.ipv4.ip_forward=0"), "{out}");
+    let o = sb.netscript(&["down", "b"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_same(&before, &sb.snapshot(), "after both went down (A first)");
+
+    // B goes down first: A's settings stay, then A restores what was there before both.
+    assert!(sb.netscript(&[&a]).status.success());
+    assert!(sb.netscript(&[&b]).status.success());
+    assert!(sb.netscript(&["down", "b"]).status.success());
+    assert_eq!(state(), ("1".into(), "-P FORWARD DROP".into()), "A's settings stay while A is up");
+    assert!(sb.netscript(&["down", "a"]).status.success());
+    assert_same(&before, &sb.snapshot(), "after both went down (B first)");
+}

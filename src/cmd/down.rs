@@ -28,7 +28,9 @@ pub fn down(opts: &RunOpts, name: &str) -> Result<u8> {
         eprintln!("netscript: {t}; taking down the rest");
     }
     let kernel = Kernel::new(mark_for(name), Flavor::parse(&opts.iptables)?, Arc::new(AtomicBool::new(false)))?;
+    let started = journal.meta.started_at();
     let mut session = Session::new(Box::new(kernel), journal, name, Arc::new(AtomicBool::new(false)));
+    session.set_handover(super::handover(opts, name, started));
     let report = session.rollback_with(finishing_notice(&signals));
     print_report(&format!("down {name}"), &report, opts.verbose);
     if report.complete() {

@@ -59,6 +59,9 @@ pub fn show(opts: &RunOpts, name: &str, json: bool, dot: bool) -> Result<u8> {
             println!("{ns}:");
             for o in owned {
                 println!("    {}", o.command);
+                if let Some(n) = &o.note {
+                    println!("        # {n}");
+                }
             }
         }
     }

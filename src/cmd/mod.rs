@@ -145,6 +145,9 @@ pub fn print_report(what: &str, r: &RollbackReport, list: bool) {
     if r.changes > 0 || !r.complete() {
         eprintln!("netscript: {what}: undid {} change{}", r.changes, if r.changes == 1 { "" } else { "s" });
     }
+    for h in &r.handed_over {
+        eprintln!("netscript: {h}");
+    }
     for l in &r.left_alone {
         eprintln!("netscript: {l}");
     }
@@ -171,6 +174,13 @@ pub fn down_command(opts: &RunOpts, topo: &str) -> String {
     crate::state::down_command(&state_base(opts), topo)
 }
 
+/// The rollback of topology `topo` hands the host-wide settings that a later live
+/// topology changed too over to it (`state::hand_over`).
+pub fn handover(opts: &RunOpts, topo: &str, started: u128) -> crate::session::Handover {
+    let (base, topo) = (state_base(opts), topo.to_string());
+    Box::new(move |undo| crate::state::hand_over(&base, &topo, started, undo))
+}
+
 /// A recorded session on the kernel, locked for this process.
 pub struct Opened {
     pub topo: String,
@@ -188,7 +198,9 @@ pub fn open(opts: &RunOpts, topo: &str, script: &str, sandboxed: bool, signals: 
         script: script.to_string(),
         pid: std::process::id(),
         started: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        started_ns: SystemTime::now().duration_since(UNIX_EPOCH).ok().map(|d| d.as_nanos() as u64),
     };
+    let started = meta.started_at();
     let journal = record.start(meta)?;
     let mut kernel = Kernel::new(mark_for(topo), flavor, signals.cancel.clone())?;
     kernel.set_log_dir(Some(record.dir.clone()));
@@ -197,6 +209,7 @@ pub fn open(opts: &RunOpts, topo: &str, script: &str, sandboxed: bool, signals: 
     }
     let mut session = Session::new(Box::new(kernel), journal, topo, signals.cancel.clone());
     session.set_verbose(opts.verbose);
+    session.set_handover(handover(opts, topo, started));
     Ok(Opened { topo: topo.to_string(), record, session: Rc::new(RefCell::new(session)) })
 }
 

@@ -36,6 +36,8 @@ pub struct RollbackReport {
     /// Objects found under a name of ours that are not ours (another one took the
     /// name): not touched. Not a failure: nothing of ours is left.
     pub left_alone: Vec<String>,
+    /// Host-wide settings whose value to restore went to another topology.
+    pub handed_over: Vec<String>,
 }
 
 impl RollbackReport {
@@ -61,6 +63,10 @@ pub struct Session {
     /// made, applied together (one iptables-restore) before anything that could see
     /// them: a firewall read, a process, a check, the end of the batch.
     fw_queue: Option<Vec<(u64, Op)>>,
+    /// Asked before a host-wide setting is restored in a rollback: Some(what was
+    /// done) when the value was handed over to another topology instead (see
+    /// `state::hand_over`).
+    handover: Option<Handover>,
 }
 
 fn is_link_local(a: &IpNet) -> bool {
@@ -84,10 +90,15 @@ impl Session {
             applied: 0,
             verbose: false,
             fw_queue: None,
+            handover: None,
         }
     }
 
     /// Print each change (as its shell command) to stderr as it is made.
+    pub fn set_handover(&mut self, f: Handover) {
+        self.handover = Some(f);
+    }
+
     pub fn set_verbose(&mut self, on: bool) {
         self.verbose = on;
     }
@@ -502,10 +513,13 @@ impl Session {
             )));
         }
         let old = self.read_sysctl(ns, key)?;
-        if old == value {
+        // A host-wide setting already at the value is journaled all the same (once):
+        // the topology relies on it, so another one going down hands its original
+        // value over instead of changing it under this one.
+        let op = Op::SetSysctl { ns: ns.clone(), key: key.into(), value: value.into() };
+        if old == value && (!ns.is_host() || self.created_here(|o| same_setting(o, &op))) {
             return Ok(old);
         }
-        let op = Op::SetSysctl { ns: ns.clone(), key: key.into(), value: value.into() };
         self.change(op, vec![Op::SetSysctl { ns: ns.clone(), key: key.into(), value: old.clone() }])?;
         Ok(old)
     }
@@ -538,10 +552,11 @@ impl Session {
         self.require_ns(ns)?;
         self.settle()?;
         let old = self.backend.fw_policy(ns, table, chain)?;
-        if old == target {
+        let op = Op::FwPolicy { ns: ns.clone(), table: table.into(), chain: chain.into(), target: target.into() };
+        // As for sysctls: a host chain's policy already at the target is journaled once.
+        if old == target && (!ns.is_host() || self.created_here(|o| same_setting(o, &op))) {
             return Ok(old);
         }
-        let op = Op::FwPolicy { ns: ns.clone(), table: table.into(), chain: chain.into(), target: target.into() };
         let undo = Op::FwPolicy { ns: ns.clone(), table: table.into(), chain: chain.into(), target: old.clone() };
         self.change(op, vec![undo])?;
         Ok(old)
@@ -711,6 +726,21 @@ impl Session {
             &ok.to_string(),
         );
         Ok(ok)
+    }
+}
+
+/// A rollback's question for each host-wide setting it is about to restore.
+pub type Handover = Box<dyn FnMut(&Op) -> Option<String>>;
+
+/// Whether two changes are of the same setting (sysctl key, chain policy) in the
+/// same namespace.
+fn same_setting(a: &Op, b: &Op) -> bool {
+    match (a, b) {
+        (Op::SetSysctl { ns, key, .. }, Op::SetSysctl { ns: n2, key: k2, .. }) => ns == n2 && key == k2,
+        (Op::FwPolicy { ns, table, chain, .. }, Op::FwPolicy { ns: n2, table: t2, chain: c2, .. }) => {
+            ns == n2 && table == t2 && chain == c2
+        }
+        _ => false,
     }
 }
 

@@ -27,6 +27,16 @@ impl Session {
         let mut dying: Vec<(NsRef, String)> = Vec::new();
         for (i, e) in todo.iter().enumerate() {
             tick(todo.len() - i);
+            if let ([u], Some(h), State::Done) = (e.undo.as_slice(), self.handover.as_mut(), e.state)
+                && let Some(told) = h(u)
+            {
+                // Another live topology changed the same host-wide setting after this
+                // one: it now holds the value to restore; the setting stays.
+                report.changes += 1;
+                report.handed_over.push(told);
+                let _ = self.journal.mark(e.seq, State::Undone);
+                continue;
+            }
             let undo: Vec<&Op> = e.undo.iter().filter(|u| !doomed.covers(u)).collect();
             if let (Op::AddVeth { ns, peer, peer_ns, .. }, true) = (&e.op, undo.is_empty())
                 && doomed.ns(ns)
