@@ -651,7 +651,7 @@ mod tests {
     fn a_deleted_namespace_takes_what_was_in_it_along() {
         let mut s = session();
         build(&mut s);
-        s.backend().apply(&Op::DelNetns { name: "ns1".into() }).unwrap();
+        s.backend().apply(&Op::del_netns("ns1")).unwrap();
         // Its links, their addresses and states, its route: each named, without an
         // error for reading inside a namespace that is gone. The veth's outer end
         // died with it, so its address and state are gone too.

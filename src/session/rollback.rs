@@ -398,6 +398,7 @@ mod tests {
                 Op::SetUp { ns: H, name: "br0".into(), up: true },
             ],
             state: State::InFlight,
+            note: None,
         };
         let mut report = RollbackReport::default();
         s.undo_ops(&e, &e.undo.iter().collect::<Vec<_>>(), &mut report);
@@ -414,6 +415,7 @@ mod tests {
                 Op::SetMtu { ns: H, dev: "br0".into(), mtu: 1400 },
             ],
             state: State::InFlight,
+            note: None,
         };
         s.undo_ops(&e, &e.undo.iter().collect::<Vec<_>>(), &mut report);
         assert!(report.complete(), "{report:?}");
@@ -422,7 +424,7 @@ mod tests {
     }
 
     fn entry(seq: u64, op: Op) -> Entry {
-        Entry { seq, op, undo: Vec::new(), state: State::Done }
+        Entry { seq, op, undo: Vec::new(), state: State::Done, note: None }
     }
 
     #[test]
@@ -458,16 +460,16 @@ mod tests {
             Op::FwPolicy { ns: ns1.clone(), table: "filter".into(), chain: "FORWARD".into(), target: "ACCEPT".into() },
             Op::FwDelChain { ns: ns1.clone(), table: "filter".into(), chain: "MINE".into() },
             // A link inside a namespace that goes dies with it.
-            Op::DelLink { ns: ns1.clone(), name: "c0".into() },
+            Op::del_link(&ns1, "c0"),
         ];
         for u in &covered {
             assert!(d.covers(u), "should be skipped: {}", u.render());
         }
         let kept = [
             // Deletions outside a doomed namespace wait for the kernel: never skipped.
-            Op::DelLink { ns: H, name: "br".into() },
-            Op::DelLink { ns: ns2.clone(), name: "a".into() },
-            Op::DelNetns { name: "ns1".into() },
+            Op::del_link(&H, "br"),
+            Op::del_link(&ns2, "a"),
+            Op::del_netns("ns1"),
             // Moves back, and what is about links nobody deletes.
             Op::MoveLink { ns: ns2.clone(), name: "old".into(), to: H },
             up(&ns2, "old"),
