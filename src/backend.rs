@@ -62,6 +62,15 @@ pub trait Backend {
     fn routes(&mut self, _ns: &NsRef) -> Result<Vec<Route>> {
         Ok(Vec::new())
     }
+    /// The identity of a named namespace (recorded at creation, checked before
+    /// deleting); None where the back end has none.
+    fn netns_id(&mut self, _name: &str) -> Option<crate::op::NsId> {
+        None
+    }
+    /// The index of a link (recorded at creation, checked before deleting).
+    fn link_index(&mut self, _ns: &NsRef, _name: &str) -> Result<Option<u32>> {
+        Ok(None)
+    }
     /// Processes carrying a NETSCRIPT_OWNER mark: (pid, mark, command line).
     fn marked_processes(&mut self) -> Vec<(u32, String, String)> {
         Vec::new()

@@ -11,6 +11,10 @@ pub enum Error {
     /// The kernel or a system tool refused; `msg` names the object and the reason.
     #[error("{msg}")]
     Sys { msg: String, errno: Option<Errno> },
+    /// The object by that name is not the one netscript made (another one took its
+    /// name): it is left alone, and said so.
+    #[error("{0}")]
+    NotOurs(String),
     /// SIGINT or SIGTERM arrived.
     #[error("interrupted by {0}")]
     Interrupted(&'static str),
@@ -34,6 +38,10 @@ impl Error {
             Error::Sys { errno, .. } => *errno,
             _ => None,
         }
+    }
+    /// True when the object found is not the one netscript made (left alone).
+    pub fn is_not_ours(&self) -> bool {
+        matches!(self, Error::NotOurs(_))
     }
     /// True when the error means "the object is not there" (used by rollback, where
     /// an object that is already gone counts as undone).

@@ -194,6 +194,12 @@ impl<B: Backend> Backend for Faulty<B> {
     fn alive(&mut self, pid: u32, start: u64) -> bool {
         self.inner.alive(pid, start)
     }
+    fn netns_id(&mut self, name: &str) -> Option<crate::op::NsId> {
+        self.inner.netns_id(name)
+    }
+    fn link_index(&mut self, ns: &NsRef, name: &str) -> Result<Option<u32>> {
+        self.inner.link_index(ns, name)
+    }
 }
 
 #[cfg(test)]

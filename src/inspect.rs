@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::journal::{Journal, State};
 use crate::model::{NsRef, ROUTE_PROTO, split_words};
 use crate::op::Op;
-use crate::state::{self, Record};
+use crate::state::{LockMode, Record, StateDir};
 
 #[derive(Debug, Serialize)]
 pub struct TopologySummary {
@@ -24,16 +24,26 @@ pub struct TopologySummary {
     pub status: String,
     /// Changes whose effect is missing or altered since the run.
     pub drift: Vec<String>,
+    /// What a person should know about the record itself (a last line cut short by
+    /// a crash: that change never started).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
-/// Every recorded topology under `base`, checked against the system.
-pub fn list(base: &Path, backend: &mut dyn Backend) -> Vec<TopologySummary> {
+/// Whether another netscript process is changing topology `name` right now.
+pub fn busy(base: &Path, name: &str) -> bool {
+    Record::lock_as(base, name, LockMode::Shared).is_err()
+}
+
+/// Every recorded topology under `base`, checked against the system. Records that
+/// cannot be read at all (no permission) are an error, never an empty list.
+pub fn list(base: &Path, backend: &mut dyn Backend) -> Result<Vec<TopologySummary>> {
     let mut out = Vec::new();
-    for name in state::list(base) {
-        let path = base.join(&name).join("journal.jsonl");
-        let running = Record::lock(base, &name).is_err();
-        match Journal::open(&path) {
-            Ok(j) => {
+    let Some(sd) = StateDir::open(base, false)? else { return Ok(out) };
+    for name in sd.list()? {
+        let running = busy(base, &name);
+        match sd.read_journal(&name) {
+            Ok(Some(j)) => {
                 let changes = j.live_count();
                 let meta = j.meta.clone();
                 let drift = if running { Vec::new() } else { drift(&j, backend) };
@@ -44,8 +54,15 @@ pub fn list(base: &Path, backend: &mut dyn Backend) -> Vec<TopologySummary> {
                     changes,
                     status: if running { "running".into() } else { "up".into() },
                     drift,
+                    notes: j
+                        .torn
+                        .iter()
+                        .cloned()
+                        .chain(j.entries().iter().filter(|e| e.live()).filter_map(|e| e.note.clone()))
+                        .collect(),
                 });
             }
+            Ok(None) => {}
             Err(e) => out.push(TopologySummary {
                 name,
                 script: String::new(),
@@ -53,10 +70,11 @@ pub fn list(base: &Path, backend: &mut dyn Backend) -> Vec<TopologySummary> {
                 changes: 0,
                 status: "unreadable".into(),
                 drift: vec![e.to_string()],
+                notes: Vec::new(),
             }),
         }
     }
-    out
+    Ok(out)
 }
 
 /// What of a topology is no longer as its run left it: one line per change whose
@@ -80,6 +98,14 @@ pub fn drift(journal: &Journal, b: &mut dyn Backend) -> Vec<String> {
         if !seen.insert(key) {
             continue;
         }
+        match not_ours(b, &e, &crate::session::mark_for(&journal.meta.name)) {
+            Ok(Some(why)) => {
+                out.push(format!("not ours: {why}; `down` will leave it alone"));
+                continue;
+            }
+            Ok(None) => {}
+            Err(err) => out.push(format!("cannot check `{}`: {err}", e.op.render())),
+        }
         match in_place(b, &e.op) {
             Ok(true) => {}
             Ok(false) => out.push(format!("not in place: {}", e.op.render())),
@@ -87,6 +113,49 @@ pub fn drift(journal: &Journal, b: &mut dyn Backend) -> Vec<String> {
         }
     }
     out
+}
+
+/// Whether the object a creation made has been replaced by another one under its
+/// name (not marked for the topology, another link index, another namespace, a
+/// route of another protocol): what, if so.
+fn not_ours(b: &mut dyn Backend, e: &crate::journal::Entry, mark: &str) -> Result<Option<String>> {
+    Ok(match (&e.op, e.undo.first()) {
+        (Op::AddNetns { name }, Some(Op::DelNetns { id: Some(want), .. })) => match b.netns_id(name) {
+            Some(have) if have != *want => {
+                Some(format!("namespace \"{name}\" is not the namespace this topology created"))
+            }
+            _ => None,
+        },
+        (Op::AddVeth { ns, name, .. } | Op::AddBridge { ns, name }, undo) => {
+            if ns.name().is_some_and(|n| !b.netns_exists(n)) {
+                return Ok(None);
+            }
+            let Some(l) = b.link(ns, name)? else { return Ok(None) };
+            let index = match undo {
+                Some(Op::DelLink { ifindex: Some(i), .. }) => Some(*i),
+                _ => None,
+            };
+            if l.alias.as_deref() != Some(mark) {
+                Some(format!("\"{name}\" in {ns} is not the link this topology created (it is not marked {mark})"))
+            } else if index.is_some() && b.link_index(ns, name)? != index {
+                Some(format!("\"{name}\" in {ns} is not the link this topology created (another link took its name)"))
+            } else {
+                None
+            }
+        }
+        (Op::AddRoute { ns, route }, _) if route.proto.is_none() => {
+            if ns.name().is_some_and(|n| !b.netns_exists(n)) {
+                return Ok(None);
+            }
+            match b.find_route(ns, route)? {
+                Some(k) if k.proto != Some(ROUTE_PROTO) => {
+                    Some(format!("the route {route} in {ns} is not the route this topology added ({k})"))
+                }
+                _ => None,
+            }
+        }
+        _ => None,
+    })
 }
 
 /// Whether the effect of `op` is what the system shows now.
@@ -102,9 +171,9 @@ fn in_place(b: &mut dyn Backend, op: &Op) -> Result<bool> {
     }
     Ok(match op {
         Op::AddNetns { name } => b.netns_exists(name),
-        Op::DelNetns { name } => !b.netns_exists(name),
+        Op::DelNetns { name, .. } => !b.netns_exists(name),
         Op::AddVeth { ns, name, .. } | Op::AddBridge { ns, name } => link(b, ns, name)?.is_some(),
-        Op::DelLink { ns, name } => link(b, ns, name)?.is_none(),
+        Op::DelLink { ns, name, .. } => link(b, ns, name)?.is_none(),
         Op::MoveLink { name, to, .. } => link(b, to, name)?.is_some(),
         Op::SetUp { ns, name, up } => link(b, ns, name)?.is_some_and(|l| l.up == *up),
         Op::AddAddr { ns, dev, addr } => link(b, ns, dev)?.is_some_and(|l| l.addrs.contains(addr)),
@@ -132,10 +201,10 @@ fn in_place(b: &mut dyn Backend, op: &Op) -> Result<bool> {
 fn drift_key(op: &Op) -> (String, Option<(NsRef, String)>) {
     let l = |ns: &NsRef, n: &str| Some((ns.clone(), n.to_string()));
     match op {
-        Op::AddNetns { name } | Op::DelNetns { name } => (format!("netns {name}"), None),
+        Op::AddNetns { name } | Op::DelNetns { name, .. } => (format!("netns {name}"), None),
         Op::AddVeth { ns, name, .. }
         | Op::AddBridge { ns, name }
-        | Op::DelLink { ns, name }
+        | Op::DelLink { ns, name, .. }
         | Op::MoveLink { ns, name, .. } => (format!("link {ns} {name}"), l(ns, name)),
         Op::SetUp { ns, name, .. } => (format!("up {ns} {name}"), l(ns, name)),
         Op::AddAddr { ns, dev, addr } | Op::DelAddr { ns, dev, addr } => {
@@ -163,6 +232,9 @@ pub struct Owned {
     pub ns: String,
     pub command: String,
     pub op: Op,
+    /// A value to restore that another topology handed over (a shared host-wide setting).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -187,16 +259,19 @@ impl Shown {
 
 pub fn show(base: &Path, name: &str) -> Result<Shown> {
     crate::model::check_name("topology", name)?;
-    let path = base.join(name).join("journal.jsonl");
-    if !path.exists() {
-        return Err(Error::invalid(format!("topology \"{name}\" is not up (no record in {})", base.display())));
-    }
-    let j = Journal::open(&path)?;
+    let not_up = || Error::invalid(format!("topology \"{name}\" is not up (no record in {})", base.display()));
+    let sd = StateDir::open(base, false)?.ok_or_else(not_up)?;
+    let j = sd.read_journal(name)?.ok_or_else(not_up)?;
     let changes = j
         .entries()
         .iter()
         .filter(|e| e.state == State::Done)
-        .map(|e| Owned { ns: e.op.ns().short().to_string(), command: e.op.render(), op: e.op.clone() })
+        .map(|e| Owned {
+            ns: e.op.ns().short().to_string(),
+            command: e.op.render(),
+            op: e.op.clone(),
+            note: e.note.clone(),
+        })
         .collect();
     Ok(Shown { name: name.into(), script: j.meta.script.clone(), started: j.meta.started, changes })
 }
@@ -206,51 +281,112 @@ pub fn show(base: &Path, name: &str) -> Result<Shown> {
 pub struct Orphan {
     pub what: String,
     pub remove: Op,
+    /// The topology its mark names (None for a route: protocol 78 names none).
+    #[serde(skip)]
+    topo: Option<String>,
+}
+
+/// What `gc` found, with the records it read held under a shared lock (no run or
+/// `down` changes them while gc looks and removes).
+pub struct Collection {
+    pub orphans: Vec<Orphan>,
+    /// What was not looked at, and why (a topology being changed right now).
+    pub skipped: Vec<String>,
+    busy: HashSet<String>,
+    _locks: Vec<Record>,
+}
+
+/// What the live entries of the recorded topologies account for.
+#[derive(Default)]
+struct Accounted {
+    links: HashSet<(String, NsRef, String)>,
+    rule_topos: HashSet<String>,
+    routes: HashSet<(NsRef, String)>,
+    processes: HashSet<String>,
+}
+
+impl Accounted {
+    fn add(&mut self, name: &str, j: &Journal) {
+        for e in j.entries().iter().filter(|e| e.live()) {
+            match &e.op {
+                Op::AddVeth { ns, name: n, peer, peer_ns } => {
+                    self.links.insert((name.to_string(), ns.clone(), n.clone()));
+                    self.links.insert((name.to_string(), peer_ns.clone(), peer.clone()));
+                }
+                Op::AddBridge { ns, name: n } => {
+                    self.links.insert((name.to_string(), ns.clone(), n.clone()));
+                }
+                Op::MoveLink { name: n, to, .. } => {
+                    self.links.insert((name.to_string(), to.clone(), n.clone()));
+                }
+                Op::FwAppend { .. } | Op::FwInsert { .. } => {
+                    self.rule_topos.insert(name.to_string());
+                }
+                Op::AddRoute { ns, route } => {
+                    self.routes.insert((ns.clone(), route.dest.to_string()));
+                }
+                Op::Spawn { mark, .. } => {
+                    self.processes.insert(mark.clone());
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Every record's journal, read now.
+    fn read(base: &Path) -> Result<Accounted> {
+        let mut acc = Accounted::default();
+        if let Some(sd) = StateDir::open(base, false)? {
+            for name in sd.list()? {
+                if let Some(j) = sd.read_journal(&name)? {
+                    acc.add(&name, &j);
+                }
+            }
+        }
+        Ok(acc)
+    }
 }
 
 /// Finds objects carrying netscript's ownership mark (link alias `netscript:NAME`, rule
 /// comment `netscript:NAME`, route protocol 78, process environment
 /// NETSCRIPT_OWNER) that no recorded topology accounts for, in the namespace
 /// netscript runs in and every named namespace.
-pub fn orphans(base: &Path, backend: &mut dyn Backend) -> Result<Vec<Orphan>> {
-    let mut links: HashSet<(String, NsRef, String)> = HashSet::new();
-    let mut rule_topos: HashSet<String> = HashSet::new();
-    let mut routes: HashSet<(NsRef, String)> = HashSet::new();
-    let mut processes: HashSet<String> = HashSet::new();
-    for name in state::list(base) {
-        let j = Journal::open(&base.join(&name).join("journal.jsonl"))?;
-        for e in j.entries().iter().filter(|e| e.live()) {
-            match &e.op {
-                Op::AddVeth { ns, name: n, peer, peer_ns } => {
-                    links.insert((name.clone(), ns.clone(), n.clone()));
-                    links.insert((name.clone(), peer_ns.clone(), peer.clone()));
-                }
-                Op::AddBridge { ns, name: n } => {
-                    links.insert((name.clone(), ns.clone(), n.clone()));
-                }
-                Op::MoveLink { name: n, to, .. } => {
-                    links.insert((name.clone(), to.clone(), n.clone()));
-                }
-                Op::FwAppend { .. } | Op::FwInsert { .. } => {
-                    rule_topos.insert(name.clone());
-                }
-                Op::AddRoute { ns, route } => {
-                    routes.insert((ns.clone(), route.dest.to_string()));
-                }
-                Op::Spawn { mark, .. } => {
-                    processes.insert(mark.clone());
-                }
-                _ => {}
+///
+/// Each record is read under its lock, shared: a topology that a netscript process
+/// is changing right now (its journal may be ahead of what was listed) is skipped,
+/// and so are routes while one is (their mark names no topology).
+pub fn orphans(base: &Path, backend: &mut dyn Backend) -> Result<Collection> {
+    let mut acc = Accounted::default();
+    let mut busy = HashSet::new();
+    let mut locks = Vec::new();
+    let mut skipped = Vec::new();
+    let sd = StateDir::open(base, false)?;
+    for name in sd.as_ref().map(|s| s.list()).transpose()?.unwrap_or_default() {
+        match Record::lock_as(base, &name, LockMode::Shared) {
+            Ok(r) => locks.push(r),
+            Err(_) => {
+                skipped.push(format!(
+                    "topology \"{name}\" is being changed by a netscript process right now: its objects (and all routes) are left for a later gc"
+                ));
+                busy.insert(name);
+                continue;
             }
         }
+        let Some(j) = sd.as_ref().expect("listed").read_journal(&name)? else { continue };
+        acc.add(&name, &j);
     }
     let mut out = Vec::new();
     let mut seen_marks = HashSet::new();
     for (pid, mark, cmd) in backend.marked_processes() {
-        if mark.starts_with("netscript:") && !processes.contains(&mark) && seen_marks.insert(mark.clone()) {
+        let topo = mark.strip_prefix("netscript:").and_then(|m| m.split(':').next()).map(str::to_string);
+        if topo.as_ref().is_some_and(|t| !busy.contains(t))
+            && !acc.processes.contains(&mark)
+            && seen_marks.insert(mark.clone())
+        {
             out.push(Orphan {
                 what: format!("process {pid} `{cmd}` (marked {mark})"),
                 remove: Op::StopMarked { mark },
+                topo,
             });
         }
     }
@@ -259,18 +395,23 @@ pub fn orphans(base: &Path, backend: &mut dyn Backend) -> Result<Vec<Orphan>> {
     for ns in nss {
         for l in backend.links(&ns)? {
             let Some(topo) = l.alias.as_deref().and_then(|a| a.strip_prefix("netscript:")) else { continue };
-            if !links.contains(&(topo.to_string(), ns.clone(), l.name.clone())) {
+            if !busy.contains(topo) && !acc.links.contains(&(topo.to_string(), ns.clone(), l.name.clone())) {
                 out.push(Orphan {
                     what: format!("link \"{}\" in {ns} (marked for topology \"{topo}\")", l.name),
-                    remove: Op::DelLink { ns: ns.clone(), name: l.name.clone() },
+                    remove: Op::del_link(&ns, &l.name),
+                    topo: Some(topo.to_string()),
                 });
             }
         }
         for r in backend.routes(&ns)? {
-            if r.proto == Some(ROUTE_PROTO) && !routes.contains(&(ns.clone(), r.dest.to_string())) {
+            if busy.is_empty()
+                && r.proto == Some(ROUTE_PROTO)
+                && !acc.routes.contains(&(ns.clone(), r.dest.to_string()))
+            {
                 out.push(Orphan {
                     what: format!("route {r} in {ns}"),
                     remove: Op::DelRoute { ns: ns.clone(), route: r.clone() },
+                    topo: None,
                 });
             }
         }
@@ -281,7 +422,7 @@ pub fn orphans(base: &Path, backend: &mut dyn Backend) -> Result<Vec<Orphan>> {
                 let Ok(words) = split_words(rest) else { continue };
                 let Some(i) = words.iter().position(|w| w == "--comment") else { continue };
                 let Some(topo) = words.get(i + 1).and_then(|c| c.strip_prefix("netscript:")) else { continue };
-                if !rule_topos.contains(topo) {
+                if !busy.contains(topo) && !acc.rule_topos.contains(topo) {
                     out.push(Orphan {
                         what: format!("rule `{line}` in table {table} of {ns}"),
                         remove: Op::FwDelete {
@@ -290,12 +431,46 @@ pub fn orphans(base: &Path, backend: &mut dyn Backend) -> Result<Vec<Orphan>> {
                             chain: words[0].clone(),
                             rule: words[1..].to_vec(),
                         },
+                        topo: Some(topo.to_string()),
                     });
                 }
             }
         }
     }
-    Ok(out)
+    Ok(Collection { orphans: out, skipped, busy, _locks: locks })
+}
+
+impl Collection {
+    /// Checks an orphan again right before it is removed: still there, still
+    /// marked the same, and its topology still without a record and not being
+    /// changed (a run that started since gc looked owns what it made). None: remove
+    /// it; Some(why) not.
+    pub fn recheck(&self, base: &Path, backend: &mut dyn Backend, o: &Orphan) -> Result<Option<String>> {
+        if let Some(t) = &o.topo {
+            let recorded = StateDir::open(base, false)?.map(|s| s.has_record(t)).transpose()?.unwrap_or(false);
+            let ours = self._locks.iter().any(|r| &r.name == t);
+            if self.busy.contains(t) || (recorded && !ours && busy(base, t)) {
+                return Ok(Some(format!("topology \"{t}\" is being changed now")));
+            }
+            if recorded && !ours {
+                return Ok(Some(format!("topology \"{t}\" has a record now")));
+            }
+        }
+        let mark = o.topo.as_ref().map(|t| crate::session::mark_for(t));
+        let there = match &o.remove {
+            Op::DelLink { ns, name, .. } => backend.link(ns, name)?.is_some_and(|l| l.alias == mark),
+            Op::DelRoute { ns, route } => {
+                let acc = Accounted::read(base)?;
+                if acc.routes.contains(&(ns.clone(), route.dest.to_string())) {
+                    return Ok(Some("a recorded topology has it now".into()));
+                }
+                backend.find_route(ns, route)?.is_some_and(|r| r.proto == Some(ROUTE_PROTO))
+            }
+            Op::FwDelete { ns, table, chain, rule } => backend.fw_exists(ns, table, chain, rule)?,
+            _ => true,
+        };
+        Ok(if there { None } else { Some("it is gone or changed since".into()) })
+    }
 }
 
 /// A Graphviz graph of what a topology owns: namespaces as clusters, links as nodes
@@ -476,7 +651,7 @@ mod tests {
     fn a_deleted_namespace_takes_what_was_in_it_along() {
         let mut s = session();
         build(&mut s);
-        s.backend().apply(&Op::DelNetns { name: "ns1".into() }).unwrap();
+        s.backend().apply(&Op::del_netns("ns1")).unwrap();
         // Its links, their addresses and states, its route: each named, without an
         // error for reading inside a namespace that is gone. The veth's outer end
         // died with it, so its address and state are gone too.

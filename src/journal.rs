@@ -13,15 +13,19 @@
 //! An entry with `begin` but neither `done` nor `failed` was in flight when the
 //! process died: rollback undoes it too, treating "not there" as success.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
+
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::op::Op;
+use crate::state::open_file_at;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum State {
@@ -37,6 +41,9 @@ pub struct Entry {
     pub op: Op,
     pub undo: Vec<Op>,
     pub state: State,
+    /// Why the undo is what it is when another topology handed it over (a host-wide
+    /// setting both changed: "holds net.ipv4.ip_forward=0 for topology a").
+    pub note: Option<String>,
 }
 
 impl Entry {
@@ -56,6 +63,17 @@ pub struct Meta {
     /// Seconds since the epoch.
     #[serde(default)]
     pub started: u64,
+    /// Nanoseconds since the epoch (orders topologies started in the same second;
+    /// absent in records of older versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_ns: Option<u64>,
+}
+
+impl Meta {
+    /// When the run started, as finely as the record says.
+    pub fn started_at(&self) -> u128 {
+        self.started_ns.map_or(self.started as u128 * 1_000_000_000, u128::from)
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -82,6 +100,9 @@ enum Line {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         op: Option<Op>,
         undo: Vec<Op>,
+        /// Set when another topology handed this undo over (see `Entry::note`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
     },
 }
 
@@ -91,43 +112,124 @@ pub struct Journal {
     pub meta: Meta,
     entries: Vec<Entry>,
     next: u64,
+    /// What the file needs before the next line is appended (a torn last line).
+    repair: Repair,
+    /// Set when the last line was cut short by a crash: what to tell a person.
+    pub torn: Option<String>,
+}
+
+/// A fix the file needs before anything is appended to it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Repair {
+    None,
+    /// Cut the file to this length (a torn last line).
+    Truncate(u64),
+    /// The last line is whole but lacks its newline.
+    Newline,
+}
+
+/// The journal's file name in a record's directory.
+pub const JOURNAL_FILE: &str = "journal.jsonl";
+
+/// Opens the directory of `path` without following a link (and checks it).
+fn parent_dir(path: &Path) -> Result<(OwnedFd, PathBuf)> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let fd = nix::fcntl::open(
+        dir,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| Error::from_errno(format!("cannot open {}", dir.display()), e))?;
+    crate::state::check_trusted(fd.as_fd(), dir, true)?;
+    Ok((fd, dir.to_path_buf()))
 }
 
 impl Journal {
     /// A journal kept only in memory (plan mode, tests).
     pub fn in_memory(meta: Meta) -> Self {
-        Journal { file: None, path: None, meta, entries: Vec::new(), next: 1 }
+        Journal { file: None, path: None, meta, entries: Vec::new(), next: 1, repair: Repair::None, torn: None }
     }
 
-    /// Starts a new journal file (created 0600; it must not exist).
-    pub fn create(path: &Path, meta: Meta) -> Result<Self> {
-        let file = OpenOptions::new()
-            .create_new(true)
-            .append(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(|e| Error::sys(format!("cannot create journal {}: {e}", path.display()), None))?;
-        let mut j =
-            Journal { file: Some(file), path: Some(path.to_owned()), meta: meta.clone(), entries: Vec::new(), next: 1 };
+    /// Starts a new journal file (created 0600; it must not exist) in the directory
+    /// `dir_path`, already opened (and checked) as `dir`.
+    pub fn create_at(dir: BorrowedFd<'_>, dir_path: &Path, meta: Meta) -> Result<Self> {
+        let path = dir_path.join(JOURNAL_FILE);
+        let file = open_file_at(
+            dir,
+            dir_path,
+            JOURNAL_FILE,
+            OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_APPEND,
+            0o600,
+        )
+        .map_err(|e| match e {
+            Error::Sys { msg, errno } => Error::Sys { msg: format!("cannot create journal: {msg}"), errno },
+            e => e,
+        })?;
+        let mut j = Journal {
+            file: Some(file),
+            path: Some(path),
+            meta: meta.clone(),
+            entries: Vec::new(),
+            next: 1,
+            repair: Repair::None,
+            torn: None,
+        };
         j.write(&Line::Meta(meta), true)?;
         Ok(j)
     }
 
-    /// Reads an existing journal and opens it for appending (for `down`, recovery).
-    /// A line that does not parse makes the whole file untrusted: it is reported.
+    /// `create_at` for a path (its directory is opened without following links).
+    pub fn create(path: &Path, meta: Meta) -> Result<Self> {
+        let (dir, dir_path) = parent_dir(path)?;
+        Self::create_at(dir.as_fd(), &dir_path, meta)
+    }
+
+    /// `open_at` for a path (its directory is opened without following links).
     pub fn open(path: &Path) -> Result<Self> {
-        let f =
-            File::open(path).map_err(|e| Error::sys(format!("cannot read journal {}: {e}", path.display()), None))?;
+        let (dir, dir_path) = parent_dir(path)?;
+        Self::open_at(dir.as_fd(), &dir_path)
+    }
+
+    /// Reads the journal in `dir` and keeps it open for appending (for `down`,
+    /// recovery). The file is opened without following a link, and refused when
+    /// another user owns it or others may write it. A line that does not parse makes
+    /// the whole file untrusted: it is reported. The one exception is a last line cut
+    /// short (no newline: a crash while it was written): that change never started
+    /// (its `begin` is written before the change), so it is left out, said in
+    /// `torn`, and cut off the file before anything is appended.
+    pub fn open_at(dir: BorrowedFd<'_>, dir_path: &Path) -> Result<Self> {
+        let path = dir_path.join(JOURNAL_FILE);
+        let mut f = open_file_at(dir, dir_path, JOURNAL_FILE, OFlag::O_RDWR | OFlag::O_APPEND, 0)?;
+        let mut bytes = Vec::new();
+        f.read_to_end(&mut bytes)
+            .map_err(|e| Error::sys(format!("cannot read journal {}: {e}", path.display()), None))?;
         let mut meta = Meta::default();
         let mut entries: Vec<Entry> = Vec::new();
-        for (i, line) in BufReader::new(f).lines().enumerate() {
-            let line = line?;
+        let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let mut torn = None;
+        let mut repair = Repair::None;
+        if complete < bytes.len() {
+            let tail = String::from_utf8_lossy(&bytes[complete..]).into_owned();
+            if serde_json::from_str::<Line>(&tail).is_ok() {
+                // Whole but for its newline: used, and ended before anything is appended.
+                bytes.push(b'\n');
+                repair = Repair::Newline;
+            } else {
+                torn = Some(format!(
+                    "the last line of {} was cut short (a crash while writing it); the change it began never started",
+                    path.display()
+                ));
+                repair = Repair::Truncate(complete as u64);
+                bytes.truncate(complete);
+            }
+        }
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        for (i, line) in text.lines().enumerate() {
             if line.trim().is_empty() {
                 continue;
             }
-            let parsed: Line = match serde_json::from_str(&line) {
+            let parsed: Line = match serde_json::from_str(line) {
                 Ok(l) => l,
-                // A torn last line (crash while writing) is expected; anything else is not.
                 Err(e) => {
                     return Err(Error::invalid(format!(
                         "state file {} line {} does not parse ({e}); not trusting it. \
@@ -144,7 +246,9 @@ impl Journal {
             };
             match parsed {
                 Line::Meta(m) => meta = m,
-                Line::Begin { seq, op, undo } => entries.push(Entry { seq, op, undo, state: State::InFlight }),
+                Line::Begin { seq, op, undo } => {
+                    entries.push(Entry { seq, op, undo, state: State::InFlight, note: None })
+                }
                 Line::Done { seq } => {
                     let k = find(&mut entries, seq)?;
                     entries[k].state = State::Done
@@ -157,9 +261,12 @@ impl Journal {
                     let k = find(&mut entries, seq)?;
                     entries[k].state = State::Undone
                 }
-                Line::Amend { seq, op, undo } => {
+                Line::Amend { seq, op, undo, note } => {
                     let k = find(&mut entries, seq)?;
                     entries[k].undo = undo;
+                    if note.is_some() {
+                        entries[k].note = note;
+                    }
                     if let Some(op) = op {
                         entries[k].op = op;
                     }
@@ -167,8 +274,7 @@ impl Journal {
             }
         }
         let next = entries.iter().map(|e| e.seq).max().unwrap_or(0) + 1;
-        let file = OpenOptions::new().append(true).open(path)?;
-        Ok(Journal { file: Some(file), path: Some(path.to_owned()), meta, entries, next })
+        Ok(Journal { file: Some(f), path: Some(path), meta, entries, next, repair, torn })
     }
 
     pub fn path(&self) -> Option<&Path> {
@@ -177,6 +283,13 @@ impl Journal {
 
     fn write(&mut self, line: &Line, sync: bool) -> Result<()> {
         if let Some(f) = &mut self.file {
+            let fixed = match self.repair {
+                Repair::None => Ok(()),
+                Repair::Truncate(len) => f.set_len(len),
+                Repair::Newline => f.write_all(b"\n"),
+            };
+            fixed.map_err(|e| Error::sys(format!("cannot repair the journal's last line: {e}"), None))?;
+            self.repair = Repair::None;
             let mut s = serde_json::to_string(line).expect("journal lines serialize");
             s.push('\n');
             f.write_all(s.as_bytes())
@@ -191,7 +304,7 @@ impl Journal {
         let seq = self.next;
         self.next += 1;
         self.write(&Line::Begin { seq, op: op.clone(), undo: undo.to_vec() }, true)?;
-        self.entries.push(Entry { seq, op: op.clone(), undo: undo.to_vec(), state: State::InFlight });
+        self.entries.push(Entry { seq, op: op.clone(), undo: undo.to_vec(), state: State::InFlight, note: None });
         Ok(seq)
     }
 
@@ -213,12 +326,23 @@ impl Journal {
 
     /// Replaces an entry's undo, and its op when given (fsynced).
     pub fn amend(&mut self, seq: u64, op: Option<Op>, undo: Vec<Op>) -> Result<()> {
-        self.write(&Line::Amend { seq, op: op.clone(), undo: undo.clone() }, true)?;
+        self.write(&Line::Amend { seq, op: op.clone(), undo: undo.clone(), note: None }, true)?;
         if let Some(e) = self.entries.iter_mut().find(|e| e.seq == seq) {
             e.undo = undo;
             if let Some(op) = op {
                 e.op = op;
             }
+        }
+        Ok(())
+    }
+
+    /// Replaces an entry's undo with one another topology handed over, saying so
+    /// in `note` (fsynced).
+    pub fn hand_over(&mut self, seq: u64, undo: Vec<Op>, note: String) -> Result<()> {
+        self.write(&Line::Amend { seq, op: None, undo: undo.clone(), note: Some(note.clone()) }, true)?;
+        if let Some(e) = self.entries.iter_mut().find(|e| e.seq == seq) {
+            e.undo = undo;
+            e.note = Some(note);
         }
         Ok(())
     }
@@ -242,32 +366,27 @@ impl Journal {
     }
 }
 
-/// Creates a directory with mode 0700 (and its parents), and checks that an existing
-/// one is not open to others.
-pub fn private_dir(dir: &Path) -> Result<()> {
-    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| {
-        Error::sys(
-            format!("cannot create state directory {}: {e}", dir.display()),
-            e.raw_os_error().map(nix::errno::Errno::from_raw),
-        )
-    })?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::NsRef;
+    use std::fs;
+    use std::os::unix::fs::DirBuilderExt;
+
+    fn temp_dir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("ns-journal-{tag}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::DirBuilder::new().mode(0o700).create(&dir).unwrap();
+        dir
+    }
 
     #[test]
     fn survives_reopen_and_reports_garbage() {
-        let dir = std::env::temp_dir().join(format!("ns-journal-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        private_dir(&dir).unwrap();
+        let dir = temp_dir("reopen");
         let p = dir.join("journal.jsonl");
         let mut j = Journal::create(&p, Meta { name: "t".into(), ..Default::default() }).unwrap();
         let op = Op::AddNetns { name: "a".into() };
-        let undo = vec![Op::DelNetns { name: "a".into() }];
+        let undo = vec![Op::del_netns("a")];
         let s1 = j.begin(&op, &undo).unwrap();
         j.mark(s1, State::Done).unwrap();
         let s2 = j.begin(&Op::AddBridge { ns: NsRef::Host, name: "b".into() }, &[]).unwrap();
@@ -279,11 +398,59 @@ mod tests {
         assert_eq!(j.entries()[1].state, State::InFlight);
         assert_eq!(j.entries()[1].seq, s2);
         assert_eq!(j.live_newest_first()[0].seq, s2);
+        assert!(j.torn.is_none());
         let mode = std::os::unix::fs::PermissionsExt::mode(&fs::metadata(&p).unwrap().permissions());
         assert_eq!(mode & 0o777, 0o600);
         fs::write(&p, "{not json\n").unwrap();
         let e = Journal::open(&p).err().unwrap().to_string();
         assert!(e.contains("does not parse"), "{e}");
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_torn_last_line_is_a_change_that_never_started() {
+        let dir = temp_dir("torn");
+        let p = dir.join("journal.jsonl");
+        let mut j = Journal::create(&p, Meta { name: "t".into(), ..Default::default() }).unwrap();
+        let s1 = j.begin(&Op::AddNetns { name: "a".into() }, &[Op::del_netns("a")]).unwrap();
+        j.mark(s1, State::Done).unwrap();
+        drop(j);
+        // A crash while the next `begin` was written: half a line, no newline.
+        let whole = fs::read_to_string(&p).unwrap();
+        fs::write(&p, format!("{whole}{{\"t\":\"begin\",\"seq\":2,\"op\":{{\"op\":\"add_br")).unwrap();
+        let mut j = Journal::open(&p).unwrap();
+        assert_eq!(j.entries().len(), 1, "the torn begin is not an entry");
+        assert!(j.torn.as_deref().unwrap().contains("cut short"), "{:?}", j.torn);
+        // Appending cuts the torn tail first: the file parses again, whole.
+        let s = j.begin(&Op::AddNetns { name: "b".into() }, &[]).unwrap();
+        assert_eq!(s, 2);
+        drop(j);
+        let j = Journal::open(&p).unwrap();
+        assert_eq!(j.entries().len(), 2);
+        assert!(j.torn.is_none());
+        // Bad in the middle: untrusted, whatever follows.
+        let text = fs::read_to_string(&p).unwrap();
+        let mut lines: Vec<&str> = text.lines().collect();
+        lines.insert(1, "{\"t\":\"beg");
+        fs::write(&p, lines.join("\n") + "\n").unwrap();
+        assert!(Journal::open(&p).err().unwrap().to_string().contains("line 2 does not parse"));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn refuses_links_and_files_others_may_write() {
+        let dir = temp_dir("trust");
+        let p = dir.join("journal.jsonl");
+        drop(Journal::create(&p, Meta { name: "t".into(), ..Default::default() }).unwrap());
+        fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o622)).unwrap();
+        let e = Journal::open(&p).err().unwrap().to_string();
+        assert!(e.contains("writable by group or others"), "{e}");
+        fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        let other = temp_dir("trust-link");
+        std::os::unix::fs::symlink(&p, other.join("journal.jsonl")).unwrap();
+        let e = Journal::open(&other.join("journal.jsonl")).err().unwrap().to_string();
+        assert!(e.contains("symbolic link"), "{e}");
+        fs::remove_dir_all(&dir).unwrap();
+        fs::remove_dir_all(&other).unwrap();
     }
 }

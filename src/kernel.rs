@@ -166,7 +166,14 @@ impl Kernel {
     fn apply_inner(&mut self, op: &Op) -> Result<()> {
         match op {
             Op::AddNetns { name } => netns::create(name),
-            Op::DelNetns { name } => {
+            Op::DelNetns { name, id } => {
+                if let (Some(want), Some(have)) = (id, netns::id(name))
+                    && *want != have
+                {
+                    return Err(Error::NotOurs(format!(
+                        "namespace \"{name}\" is not the namespace this topology created (another one took its name); left alone"
+                    )));
+                }
                 self.forget(&NsRef::named(name.clone()));
                 netns::delete(name)
             }
@@ -183,10 +190,21 @@ impl Kernel {
                 let i = self.index(ns, name)?;
                 self.mark_new_link(ns, i, &[])
             }
-            Op::DelLink { ns, name } => {
-                let i = self.index(ns, name)?;
+            Op::DelLink { ns, name, ifindex } => {
                 let h = self.nl(ns)?;
-                self.rt.block_on(nl::del_link(&h, i))
+                let l = self.rt.block_on(nl::link_by_name(&h, name))?.ok_or_else(|| not_found_link(ns, name))?;
+                let marked = self.mark.is_empty() || l.alias.as_deref() == Some(self.mark.as_str());
+                if !marked || ifindex.is_some_and(|i| i != l.index) {
+                    return Err(Error::NotOurs(format!(
+                        "\"{name}\" in {ns} is not the link this topology created ({}); left alone",
+                        if marked {
+                            "another link took its name".to_string()
+                        } else {
+                            format!("it is not marked {}", self.mark)
+                        }
+                    )));
+                }
+                self.rt.block_on(nl::del_link(&h, l.index))
             }
             Op::MoveLink { ns, name, to } => {
                 let i = self.index(ns, name)?;
@@ -232,6 +250,26 @@ impl Kernel {
                 self.rt.block_on(nl::add_route(&h, route, oif))
             }
             Op::DelRoute { ns, route } => {
+                if route.proto.is_none() {
+                    // Ours (protocol 78): a route to the same place of someone else's is left alone.
+                    let all = self.routes(ns)?;
+                    let same = |k: &&Route| {
+                        k.dest == route.dest
+                            && (route.via.is_none() || k.via == route.via)
+                            && (route.dev.is_none() || k.dev == route.dev)
+                            && (route.metric.is_none() || k.metric.unwrap_or(0) == route.metric.unwrap_or(0))
+                    };
+                    let found: Vec<&Route> = all.iter().filter(same).collect();
+                    if found.is_empty() {
+                        return Err(Error::sys(format!("no route {route} in {ns}"), Some(Errno::ESRCH)));
+                    }
+                    if !found.iter().any(|k| k.proto == Some(crate::model::ROUTE_PROTO)) {
+                        return Err(Error::NotOurs(format!(
+                            "the route {route} in {ns} is not the route this topology added ({}); left alone",
+                            found[0]
+                        )));
+                    }
+                }
                 let oif = match &route.dev {
                     Some(d) => Some(self.index(ns, d)?),
                     None => None,
@@ -414,6 +452,15 @@ impl Backend for Kernel {
         netns::exists(name)
     }
 
+    fn netns_id(&mut self, name: &str) -> Option<crate::op::NsId> {
+        netns::id(name)
+    }
+
+    fn link_index(&mut self, ns: &NsRef, name: &str) -> Result<Option<u32>> {
+        let h = self.nl(ns)?;
+        Ok(self.rt.block_on(nl::link_by_name(&h, name))?.map(|l| l.index))
+    }
+
     fn netns_list(&mut self) -> Vec<String> {
         netns::list()
     }
@@ -488,12 +535,8 @@ impl Backend for Kernel {
 
     fn spawn(&mut self, ns: &NsRef, argv: &[String], mark: &str) -> Result<(u32, u64)> {
         let log = match &self.log_dir {
-            Some(d) => Some(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(d.join(format!("spawn-{}.log", std::process::id())))?,
-            ),
+            // Never through a link; refused when someone else owns it (see state.rs).
+            Some(d) => Some(crate::state::open_file_in(d, &format!("spawn-{}.log", std::process::id()))?),
             None => None,
         };
         let fd = self.fd(ns)?;

@@ -9,6 +9,7 @@ use netscript::cmd::{self, EXIT_USAGE, down, exec, inspect, plan, run, shell, st
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    netscript::sys::raise_nofile_limit();
     if matches!(
         cli.command,
         Some(

@@ -43,6 +43,9 @@ impl NsRef {
             NsRef::Named(s) => Some(s),
         }
     }
+    pub fn is_host(&self) -> bool {
+        matches!(self, NsRef::Host)
+    }
     /// "host" or the namespace's name, for short listings.
     pub fn short(&self) -> &str {
         self.name().unwrap_or("host")

@@ -17,6 +17,10 @@ pub enum Op {
     },
     DelNetns {
         name: String,
+        /// The namespace's identity, recorded when netscript created it (the nsfs
+        /// inode behind /run/netns/NAME): deleted only while the name still holds it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<NsId>,
     },
     /// `name` is created in `ns`, `peer` directly in `peer_ns`.
     AddVeth {
@@ -32,6 +36,10 @@ pub enum Op {
     DelLink {
         ns: NsRef,
         name: String,
+        /// The link's index, recorded when netscript created it: deleted only while
+        /// the name still belongs to that link (and it carries the topology's mark).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ifindex: Option<u32>,
     },
     MoveLink {
         ns: NsRef,
@@ -136,13 +144,31 @@ pub enum Op {
     },
 }
 
+/// A network namespace's identity: the device and inode of its nsfs file (what
+/// `stat -L /run/netns/NAME` shows).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NsId {
+    pub dev: u64,
+    pub ino: u64,
+}
+
 impl Op {
+    /// The undo of a deletion of an object netscript created, as a plain deletion
+    /// by name (what `DelLink { ns, name }` was before identities were recorded).
+    pub fn del_link(ns: &NsRef, name: &str) -> Op {
+        Op::DelLink { ns: ns.clone(), name: name.to_string(), ifindex: None }
+    }
+
+    pub fn del_netns(name: &str) -> Op {
+        Op::DelNetns { name: name.to_string(), id: None }
+    }
+
     /// The equivalent shell command, as iproute2 / iptables / sysctl spell it.
     pub fn render(&self) -> String {
         use Op::*;
         match self {
             AddNetns { name } => format!("ip netns add {}", q(name)),
-            DelNetns { name } => format!("ip netns del {}", q(name)),
+            DelNetns { name, .. } => format!("ip netns del {}", q(name)),
             AddVeth { ns, name, peer, peer_ns } => match (ns, peer_ns) {
                 // Made from inside the namespace with the peer in the host: the same
                 // pair reads best as made from the host with the peer sent inside.
@@ -160,7 +186,7 @@ impl Op {
             AddBridge { ns, name } => {
                 format!("ip {}link add {} type bridge", ns.ip_flag(), q(name))
             }
-            DelLink { ns, name } => format!("ip {}link del {}", ns.ip_flag(), q(name)),
+            DelLink { ns, name, .. } => format!("ip {}link del {}", ns.ip_flag(), q(name)),
             MoveLink { ns, name, to } => {
                 let target = match to {
                     NsRef::Named(n) => q(n),
@@ -235,7 +261,7 @@ impl Op {
     pub fn ns(&self) -> NsRef {
         use Op::*;
         match self {
-            AddNetns { name } | DelNetns { name } => NsRef::Named(name.clone()),
+            AddNetns { name } | DelNetns { name, .. } => NsRef::Named(name.clone()),
             AddVeth { ns, .. }
             | AddBridge { ns, .. }
             | DelLink { ns, .. }

@@ -1,9 +1,10 @@
-//! `--sandbox`: fresh network and mount namespaces (and a user namespace when not
-//! root) with a private /run, so a script touches nothing of the host and everything
+//! `--sandbox`: fresh network, mount, UTS and IPC namespaces (and a user namespace
+//! when not root) with a private /run, so a script touches nothing of the host and everything
 //! it made vanishes when netscript exits. Must run first thing in `main`, while the
 //! process has one thread: unshare(CLONE_NEWUSER) fails in a threaded process.
 
 use std::fs;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::mount::{MsFlags, mount};
 use nix::sched::{CloneFlags, unshare};
@@ -20,11 +21,21 @@ pub fn enter_hint(pid: u32, user_ns: bool) -> String {
     }
 }
 
+static ACTIVE: AtomicBool = AtomicBool::new(false);
+
+/// Whether this process runs in the sandbox: then only what is per network
+/// namespace may change (see `sys::sysctl::per_netns`).
+pub fn active() -> bool {
+    ACTIVE.load(Ordering::SeqCst)
+}
+
 /// Enters the sandbox. Returns whether a user namespace was made (not root).
 pub fn enter() -> Result<bool> {
     let (uid, gid) = (getuid(), getgid());
     let user_ns = !uid.is_root();
-    let mut flags = CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWNS;
+    // UTS and IPC too: the host name and System V IPC are no business of a script's.
+    let mut flags =
+        CloneFlags::CLONE_NEWNET | CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC;
     if user_ns {
         flags |= CloneFlags::CLONE_NEWUSER;
     }
@@ -62,5 +73,6 @@ pub fn enter() -> Result<bool> {
     );
     // SAFETY: single-threaded here (checked by the caller: this runs before any thread).
     unsafe { std::env::set_var("XTABLES_LOCKFILE", "/run/xtables.lock") };
+    ACTIVE.store(true, Ordering::SeqCst);
     Ok(user_ns)
 }

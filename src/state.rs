@@ -1,16 +1,26 @@
 //! Where topologies are recorded: `<state dir>/<name>/` (0700) holding the journal
 //! (0600) and a lock file. The default state dir is /run/netscript: a tmpfs, so a
 //! record dies with the network state it describes at reboot.
+//!
+//! The records decide what root undoes, so they are trusted only when they deserve
+//! it: the state dir, a record's directory, its journal, lock and spawn logs are
+//! opened without following symbolic links (`O_NOFOLLOW`, each file `openat` under
+//! its directory's fd), and refused when another user owns them or when group or
+//! others may write them.
 
-use std::fs::{self, File, OpenOptions};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::{self, File};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use nix::fcntl::{Flock, FlockArg};
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg, OFlag, openat};
+use nix::sys::stat::{Mode, SFlag, fstat, mkdirat};
+use nix::unistd::{UnlinkatFlags, geteuid, unlinkat};
 
 use crate::error::{Error, Result};
-use crate::journal::{Journal, Meta, private_dir};
-use crate::model::{check_name, plural};
+use crate::journal::{JOURNAL_FILE, Journal, Meta, State};
+use crate::model::{NsRef, check_name, plural};
+use crate::op::Op;
 
 pub const DEFAULT_STATE_DIR: &str = "/run/netscript";
 
@@ -31,46 +41,239 @@ pub fn down_command(base: &Path, name: &str) -> String {
     }
 }
 
+/// Refuses a file or directory that netscript should not take orders from: not of
+/// the expected kind, owned by another user, or writable by group or others.
+pub fn check_trusted(fd: BorrowedFd<'_>, path: &Path, dir: bool) -> Result<()> {
+    let st = fstat(fd).map_err(|e| Error::from_errno(format!("cannot stat {}", path.display()), e))?;
+    let kind = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits());
+    let want = if dir { SFlag::S_IFDIR } else { SFlag::S_IFREG };
+    let untrusted = |why: String| {
+        Error::invalid(format!(
+            "not trusting the state in {}: {why}. Records decide what netscript undoes as root; \
+             check it, then fix its owner and mode (or remove it) by hand",
+            path.display()
+        ))
+    };
+    if kind != want {
+        return Err(untrusted(format!("it is not a {}", if dir { "directory" } else { "regular file" })));
+    }
+    if st.st_uid != geteuid().as_raw() {
+        return Err(untrusted(format!("it is owned by uid {}, not by uid {} running netscript", st.st_uid, geteuid())));
+    }
+    if st.st_mode & 0o022 != 0 {
+        return Err(untrusted(format!("it is writable by group or others (mode {:o})", st.st_mode & 0o7777)));
+    }
+    Ok(())
+}
+
+fn no_permission(path: &Path) -> Error {
+    Error::invalid(format!(
+        "cannot read the records in {}: permission denied. Run as root (sudo netscript ...), \
+         or give a state directory of your own with --state-dir",
+        path.display()
+    ))
+}
+
+fn open_err(path: &Path, e: Errno) -> Error {
+    match e {
+        Errno::EACCES | Errno::EPERM => no_permission(path),
+        Errno::ELOOP | Errno::ENOTDIR => Error::invalid(format!(
+            "not trusting the state in {}: it is a symbolic link (or below one); records are never followed through links",
+            path.display()
+        )),
+        e => Error::from_errno(format!("cannot open {}", path.display()), e),
+    }
+}
+
+/// Opens `name` under the directory `dir` without following a symbolic link and
+/// checks it (`check_trusted`). `create`: made with mode `mode` when missing.
+pub fn open_file_at(dir: BorrowedFd<'_>, dir_path: &Path, name: &str, flags: OFlag, mode: u32) -> Result<File> {
+    let path = dir_path.join(name);
+    let fd = openat(dir, name, flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::from_bits_truncate(mode)).map_err(
+        |e| match e {
+            Errno::ENOENT => Error::sys(format!("{} does not exist", path.display()), Some(e)),
+            Errno::EEXIST => Error::sys(format!("{} already exists", path.display()), Some(e)),
+            e => open_err(&path, e),
+        },
+    )?;
+    check_trusted(fd.as_fd(), &path, false)?;
+    Ok(File::from(fd))
+}
+
+/// Opens (creating it, 0600, for appending) the file `name` in a record's directory
+/// `dir`, neither through a link (checked).
+pub fn open_file_in(dir: &Path, name: &str) -> Result<File> {
+    let fd = open_dir(None, dir, dir, false)?.ok_or_else(|| Error::sys(format!("{} is gone", dir.display()), None))?;
+    open_file_at(fd.as_fd(), dir, name, OFlag::O_CREAT | OFlag::O_WRONLY | OFlag::O_APPEND, 0o600)
+}
+
+/// Opens (or creates, 0700) the directory `name` under `parent` (the current
+/// directory's view of an absolute path when `parent` is None), refusing links.
+fn open_dir(parent: Option<BorrowedFd<'_>>, path: &Path, name: &Path, create: bool) -> Result<Option<OwnedFd>> {
+    let at = |p: Option<BorrowedFd<'_>>| -> std::result::Result<(), Errno> {
+        match p {
+            Some(fd) => mkdirat(fd, name, Mode::from_bits_truncate(0o700)),
+            None => nix::unistd::mkdir(name, Mode::from_bits_truncate(0o700)),
+        }
+    };
+    if create {
+        if parent.is_none()
+            && let Some(up) = path.parent().filter(|p| !p.as_os_str().is_empty())
+        {
+            // The state dir's own parents (/run) are the system's; made if missing.
+            fs::create_dir_all(up).map_err(|e| {
+                Error::sys(
+                    format!("cannot create state directory {}: {e}", up.display()),
+                    e.raw_os_error().map(Errno::from_raw),
+                )
+            })?;
+        }
+        match at(parent) {
+            Ok(()) | Err(Errno::EEXIST) => {}
+            Err(e @ (Errno::EACCES | Errno::EPERM | Errno::EROFS)) => {
+                return Err(Error::sys(
+                    format!("cannot create state directory {}: {}", path.display(), e.desc()),
+                    Some(e),
+                ));
+            }
+            Err(e) => return Err(open_err(path, e)),
+        }
+    }
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let fd = match parent {
+        Some(p) => openat(p, name, flags, Mode::empty()),
+        None => nix::fcntl::open(name, flags, Mode::empty()),
+    };
+    let fd = match fd {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) if !create => return Ok(None),
+        Err(e) => return Err(open_err(path, e)),
+    };
+    check_trusted(fd.as_fd(), path, true)?;
+    Ok(Some(fd))
+}
+
+/// The state directory, opened once and checked.
+pub struct StateDir {
+    pub path: PathBuf,
+    fd: OwnedFd,
+}
+
+impl StateDir {
+    /// Opens the state dir (creating it, 0700, when `create`). None: it does not
+    /// exist (nothing is recorded). A state dir the caller may not read is an error
+    /// that says so, with the fix, never an empty list.
+    pub fn open(base: &Path, create: bool) -> Result<Option<StateDir>> {
+        Ok(open_dir(None, base, base, create)?.map(|fd| StateDir { path: base.to_path_buf(), fd }))
+    }
+
+    /// Names of recorded topologies (directories holding a journal).
+    pub fn list(&self) -> Result<Vec<String>> {
+        let rd = fs::read_dir(format!("/proc/self/fd/{}", self.fd.as_raw_fd())).map_err(|e| match e.kind() {
+            std::io::ErrorKind::PermissionDenied => no_permission(&self.path),
+            _ => Error::sys(format!("cannot list {}: {e}", self.path.display()), None),
+        })?;
+        let mut v: Vec<String> = rd
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| check_name("topology", n).is_ok() && self.has_record(n).unwrap_or(true))
+            .collect();
+        v.sort();
+        Ok(v)
+    }
+
+    /// Whether topology `name` has a journal here.
+    pub fn has_record(&self, name: &str) -> Result<bool> {
+        let st = nix::sys::stat::fstatat(
+            self.fd.as_fd(),
+            &Path::new(name).join(JOURNAL_FILE),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        );
+        match st {
+            Ok(_) => Ok(true),
+            Err(Errno::ENOENT | Errno::ENOTDIR) => Ok(false),
+            Err(Errno::EACCES | Errno::EPERM) => Err(no_permission(&self.path)),
+            Err(e) => Err(Error::from_errno(format!("cannot look at {}", self.path.join(name).display()), e)),
+        }
+    }
+
+    /// The directory of topology `name` (made when `create`), checked.
+    fn record_dir(&self, name: &str, create: bool) -> Result<Option<OwnedFd>> {
+        open_dir(Some(self.fd.as_fd()), &self.path.join(name), Path::new(name), create)
+    }
+
+    /// Reads the journal of `name` without locking it (`ls`, `show`, `gc`).
+    pub fn read_journal(&self, name: &str) -> Result<Option<Journal>> {
+        check_name("topology", name)?;
+        let Some(dir) = self.record_dir(name, false)? else { return Ok(None) };
+        match Journal::open_at(dir.as_fd(), &self.path.join(name)) {
+            Ok(j) => Ok(Some(j)),
+            Err(e) if e.errno() == Some(Errno::ENOENT) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
 /// A topology's record, locked by this process while it lives.
 pub struct Record {
     pub dir: PathBuf,
     pub name: String,
+    dir_fd: OwnedFd,
     _lock: Flock<File>,
+}
+
+/// Whether another netscript process holds the lock of `name` (it is being
+/// changed right now).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockMode {
+    Exclusive,
+    Shared,
 }
 
 impl Record {
     /// Locks the record of `name` (creating its directory). A second netscript on
     /// the same name is refused, never interleaved.
     pub fn lock(base: &Path, name: &str) -> Result<Record> {
+        Self::lock_as(base, name, LockMode::Exclusive)
+    }
+
+    /// Locks the record of `name`: exclusively (to change it) or shared (to read it
+    /// while nobody changes it: `gc`).
+    pub fn lock_as(base: &Path, name: &str, how: LockMode) -> Result<Record> {
         check_name("topology", name)?;
-        private_dir(base)?;
+        let state = StateDir::open(base, true)?.expect("created");
+        let dir_fd = state.record_dir(name, true)?.expect("created");
         let dir = base.join(name);
-        private_dir(&dir)?;
-        let f = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .mode(0o600)
-            .open(dir.join("lock"))
-            .map_err(|e| Error::sys(format!("cannot open lock file in {}: {e}", dir.display()), None))?;
-        let lock = Flock::lock(f, FlockArg::LockExclusiveNonblock).map_err(|(_, e)| {
+        let f = open_file_at(dir_fd.as_fd(), &dir, "lock", OFlag::O_CREAT | OFlag::O_RDWR, 0o600)?;
+        let arg = match how {
+            LockMode::Exclusive => FlockArg::LockExclusiveNonblock,
+            LockMode::Shared => FlockArg::LockSharedNonblock,
+        };
+        let lock = Flock::lock(f, arg).map_err(|(_, e)| {
             Error::sys(
                 format!("topology \"{name}\" is being changed by another netscript process right now ({e}); wait for it, or use another --name"),
                 Some(e),
             )
         })?;
-        Ok(Record { dir, name: name.to_string(), _lock: lock })
+        Ok(Record { dir, name: name.to_string(), dir_fd, _lock: lock })
     }
 
     pub fn journal_path(&self) -> PathBuf {
-        self.dir.join("journal.jsonl")
+        self.dir.join(JOURNAL_FILE)
+    }
+
+    /// The record's directory, to open files under it (`open_file_at`).
+    pub fn dir_fd(&self) -> BorrowedFd<'_> {
+        self.dir_fd.as_fd()
     }
 
     /// The journal of an earlier run, if there is one.
     pub fn existing(&self) -> Result<Option<Journal>> {
-        let p = self.journal_path();
-        if p.exists() { Journal::open(&p).map(Some) } else { Ok(None) }
+        match Journal::open_at(self.dir_fd.as_fd(), &self.dir) {
+            Ok(j) => Ok(Some(j)),
+            Err(e) if e.errno() == Some(Errno::ENOENT) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Starts the journal of a new run. A record that is still up is refused.
@@ -85,32 +288,103 @@ impl Record {
                     down_command(self.dir.parent().unwrap_or(&self.dir), &self.name)
                 )));
             }
-            fs::remove_file(self.journal_path())?;
+            unlinkat(self.dir_fd.as_fd(), JOURNAL_FILE, UnlinkatFlags::NoRemoveDir)?;
         }
-        Journal::create(&self.journal_path(), meta)
+        Journal::create_at(self.dir_fd.as_fd(), &self.dir, meta)
     }
 
-    /// Removes the record (after a complete rollback).
+    /// Removes the record (after a complete rollback): the files in its directory
+    /// (found through the directory's fd, never through a link), then the directory.
     pub fn remove(self) -> Result<()> {
-        let _ = fs::remove_file(self.journal_path());
-        for e in fs::read_dir(&self.dir)?.flatten() {
-            let _ = fs::remove_file(e.path());
+        if let Ok(rd) = fs::read_dir(format!("/proc/self/fd/{}", self.dir_fd.as_raw_fd())) {
+            for e in rd.flatten() {
+                if e.file_type().is_ok_and(|t| !t.is_dir()) {
+                    let _ = unlinkat(self.dir_fd.as_fd(), Path::new(&e.file_name()), UnlinkatFlags::NoRemoveDir);
+                }
+            }
         }
-        let _ = fs::remove_dir(&self.dir);
+        if let Some(base) = self.dir.parent()
+            && let Ok(Some(state)) = StateDir::open(base, false)
+        {
+            let _ = unlinkat(state.fd.as_fd(), self.name.as_str(), UnlinkatFlags::RemoveDir);
+        }
         Ok(())
     }
 }
 
-/// Names of recorded topologies under `base`.
-pub fn list(base: &Path) -> Vec<String> {
-    let mut v: Vec<String> = fs::read_dir(base)
-        .map(|rd| {
-            rd.flatten()
-                .filter(|e| e.path().join("journal.jsonl").exists())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
+/// Names of recorded topologies under `base` (an error when they cannot be read).
+pub fn list(base: &Path) -> Result<Vec<String>> {
+    match StateDir::open(base, false)? {
+        Some(s) => s.list(),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// What a host-wide setting is (a sysctl of the namespace netscript runs in, a
+/// chain policy there), to compare two changes of it: None for anything else.
+fn host_setting(op: &Op) -> Option<String> {
+    match op {
+        Op::SetSysctl { ns: NsRef::Host, key, .. } => {
+            Some(format!("sysctl {}", crate::sys::sysctl::key_path(key).ok()?.display()))
+        }
+        Op::FwPolicy { ns: NsRef::Host, table, chain, .. } => Some(format!("policy {table} {chain}")),
+        _ => None,
+    }
+}
+
+/// A host-wide setting as a person reads it: `net.ipv4.ip_forward=0`, `the policy
+/// of filter FORWARD (ACCEPT)`.
+fn setting_words(op: &Op) -> String {
+    match op {
+        Op::SetSysctl { key, value, .. } => format!("{key}={value}"),
+        Op::FwPolicy { table, chain, target, .. } => format!("the policy {target} of {table} {chain}"),
+        other => other.render(),
+    }
+}
+
+/// Host-wide settings shared by topologies (`ip_forward`, chain policies): when
+/// topology `own` (started at `own_started`) is about to undo its change of such a
+/// setting with `undo`, and a live topology started after it changed the same
+/// setting too, the value to restore is handed over to that topology's record
+/// instead (its undo becomes `undo`), and the setting is left as it is: the last
+/// one down restores what was there before all of them. Returns what was done, to
+/// tell; None: undo it here as usual.
+pub fn hand_over(base: &Path, own: &str, own_started: u128, undo: &Op) -> Option<String> {
+    let key = host_setting(undo)?;
+    let sd = StateDir::open(base, false).ok()??;
+    // The topology that changed it next after us: the earliest of the later ones.
+    let mut next: Option<(u128, String)> = None;
+    for name in sd.list().ok()? {
+        if name == own {
+            continue;
+        }
+        let Ok(Some(j)) = sd.read_journal(&name) else { continue };
+        let t = j.meta.started_at();
+        let sets = j.entries().iter().any(|e| e.state == State::Done && host_setting(&e.op).as_ref() == Some(&key));
+        if t > own_started && sets && next.as_ref().is_none_or(|(n, _)| t < *n) {
+            next = Some((t, name));
+        }
+    }
+    let (_, name) = next?;
+    // Its record is changed under its lock; one being changed right now is not.
+    let record = Record::lock(base, &name).ok()?;
+    let mut j = record.existing().ok()??;
+    let seq = j
+        .entries()
+        .iter()
+        .find(|e| {
+            e.state == State::Done
+                && host_setting(&e.op).as_ref() == Some(&key)
+                && matches!(e.undo.as_slice(), [u] if host_setting(u).as_ref() == Some(&key))
+        })?
+        .seq;
+    let note = format!(
+        "holds {} for topology \"{own}\" (both changed it; the last one down restores it)",
+        setting_words(undo)
+    );
+    j.hand_over(seq, vec![undo.clone()], note).ok()?;
+    Some(format!(
+        "{} handed over to topology \"{name}\", which changed it too; it restores it when it goes down",
+        setting_words(undo)
+    ))
 }

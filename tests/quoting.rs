@@ -99,11 +99,11 @@ fn ops(h: &str) -> Vec<Op> {
     };
     vec![
         Op::AddNetns { name: s() },
-        Op::DelNetns { name: s() },
+        Op::DelNetns { name: s(), id: Some(netscript::op::NsId { dev: 4, ino: 4026532000 }) },
         Op::AddVeth { ns: n(), name: s(), peer: s(), peer_ns: NsRef::Host },
         Op::AddVeth { ns: NsRef::Host, name: s(), peer: s(), peer_ns: n() },
         Op::AddBridge { ns: n(), name: s() },
-        Op::DelLink { ns: n(), name: s() },
+        Op::DelLink { ns: n(), name: s(), ifindex: Some(7) },
         Op::MoveLink { ns: n(), name: s(), to: n() },
         Op::MoveLink { ns: n(), name: s(), to: NsRef::Host },
         Op::SetUp { ns: n(), name: s(), up: true },

@@ -100,8 +100,9 @@ fn one_process_per_name_and_private_state_files() {
     let first = sb.spawn_netscript(&[&script], &[]);
     wait_for(20, "the first run", || sb.sh("test -e /run/slow-ready").status.success());
     let second = sb.netscript(&[&script]);
-    assert_eq!(second.status.code(), Some(1), "{}", stderr(&second));
+    assert_eq!(second.status.code(), Some(2), "{}", stderr(&second));
     assert!(stderr(&second).contains("being changed by another netscript process"), "{}", stderr(&second));
+    assert!(stderr(&second).contains("nothing was changed"), "{}", stderr(&second));
     // A different name runs side by side.
     let other = sb.run_lua("other.lua", "bridge.add(\"br1\")\n");
     assert!(other.status.success(), "{}", stderr(&other));

@@ -14,7 +14,7 @@ pub fn down(opts: &RunOpts, name: &str) -> Result<u8> {
     crate::model::check_name("topology", name)?;
     let signals = install_signals();
     let base = state_base(opts);
-    if !base.join(name).join("journal.jsonl").exists() {
+    if !crate::state::StateDir::open(&base, false)?.map(|s| s.has_record(name)).transpose()?.unwrap_or(false) {
         eprintln!("netscript: topology \"{name}\" is not up (no record in {}); nothing to do", base.display());
         return Ok(0);
     }
@@ -23,8 +23,13 @@ pub fn down(opts: &RunOpts, name: &str) -> Result<u8> {
         let _ = record.remove();
         return Ok(0);
     };
+    if let Some(t) = &journal.torn {
+        eprintln!("netscript: {t}; taking down the rest");
+    }
     let kernel = Kernel::new(mark_for(name), firewall(opts)?, Arc::new(AtomicBool::new(false)))?;
+    let started = journal.meta.started_at();
     let mut session = Session::new(Box::new(kernel), journal, name, Arc::new(AtomicBool::new(false)));
+    session.set_handover(super::handover(opts, name, started));
     let report = session.rollback_with(finishing_notice(&signals));
     print_report(&format!("down {name}"), &report, opts.verbose);
     if report.complete() {

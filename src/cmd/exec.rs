@@ -140,8 +140,12 @@ pub fn exec(opts: &RunOpts, topo: &str, ns: &str, cmd: &[String]) -> Result<u8> 
     }
 
     let base = state_base(opts);
-    let journal_path = base.join(topo).join("journal.jsonl");
-    if !journal_path.exists() {
+    let records = crate::state::StateDir::open(&base, false)?;
+    let journal = match &records {
+        Some(sd) => sd.read_journal(topo)?,
+        None => None,
+    };
+    let Some(journal) = journal else {
         return Err(Error::invalid(match sandbox {
             Some(pid) => format!(
                 "topology \"{topo}\" is not up in the sandbox of process {pid} (no record in its {})",
@@ -152,9 +156,8 @@ pub fn exec(opts: &RunOpts, topo: &str, ns: &str, cmd: &[String]) -> Result<u8> 
                 base.display()
             ),
         }));
-    }
+    };
     if ns != "host" {
-        let journal = Journal::open(&journal_path)?;
         if !owned(&journal, ns) {
             return Err(Error::invalid(format!("topology \"{topo}\" has no namespace \"{ns}\"")));
         }

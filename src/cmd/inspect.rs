@@ -26,7 +26,7 @@ fn when(secs: u64) -> String {
 
 pub fn ls(opts: &RunOpts, json: bool) -> Result<u8> {
     let mut k = inspector(opts)?;
-    let list = crate::inspect::list(&state_base(opts), &mut k);
+    let list = crate::inspect::list(&state_base(opts), &mut k)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&list).expect("serializes"));
         return Ok(0);
@@ -39,7 +39,7 @@ pub fn ls(opts: &RunOpts, json: bool) -> Result<u8> {
     for t in &list {
         let status = if t.drift.is_empty() { t.status.clone() } else { format!("drift({})", t.drift.len()) };
         println!("{:<20} {:>7} {:<10} {:<12} {}", t.name, t.changes, status, when(t.started), t.script);
-        for d in &t.drift {
+        for d in t.drift.iter().chain(&t.notes) {
             println!("    {d}");
         }
     }
@@ -58,6 +58,9 @@ pub fn show(opts: &RunOpts, name: &str, json: bool, dot: bool) -> Result<u8> {
             println!("{ns}:");
             for o in owned {
                 println!("    {}", o.command);
+                if let Some(n) = &o.note {
+                    println!("        # {n}");
+                }
             }
         }
     }
@@ -67,14 +70,30 @@ pub fn show(opts: &RunOpts, name: &str, json: bool, dot: bool) -> Result<u8> {
 pub fn gc(opts: &RunOpts, yes: bool) -> Result<u8> {
     use crate::backend::Backend;
     let mut k = inspector(opts)?;
-    let found = crate::inspect::orphans(&state_base(opts), &mut k)?;
-    if found.is_empty() {
+    let base = state_base(opts);
+    let found = crate::inspect::orphans(&base, &mut k)?;
+    for s in &found.skipped {
+        println!("skipped: {s}");
+    }
+    if found.orphans.is_empty() {
         println!("nothing to collect: every marked object belongs to a recorded topology");
         return Ok(0);
     }
     let mut failed = 0;
-    for o in &found {
+    for o in &found.orphans {
         if yes {
+            match found.recheck(&base, &mut k, o) {
+                Ok(None) => {}
+                Ok(Some(why)) => {
+                    println!("left alone {}: {why}", o.what);
+                    continue;
+                }
+                Err(e) => {
+                    failed += 1;
+                    eprintln!("netscript: could not check {} again: {e}", o.what);
+                    continue;
+                }
+            }
             match k.apply(&o.remove) {
                 Ok(()) => println!("removed {}: {}", o.what, o.remove.render()),
                 Err(e) if e.is_gone() => println!("already gone: {}", o.what),
@@ -84,16 +103,11 @@ pub fn gc(opts: &RunOpts, yes: bool) -> Result<u8> {
                 }
             }
         } else {
-            println!(
-                "{}
-    remove with: {}",
-                o.what,
-                o.remove.render()
-            );
+            println!("{}\n    remove with: {}", o.what, o.remove.render());
         }
     }
     if !yes {
-        println!("{} object(s) found; run `netscript gc --yes` to remove them", found.len());
+        println!("{} object(s) found; run `netscript gc --yes` to remove them", found.orphans.len());
     }
     Ok(if failed > 0 { EXIT_ROLLBACK_INCOMPLETE } else { 0 })
 }

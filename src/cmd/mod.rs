@@ -79,7 +79,8 @@ pub fn check_script(opts: &RunOpts, script: &Path) -> Result<String> {
 
 /// The script-run sequence that a real run and a plan share: a Lua state on
 /// `session` (whatever its back end), the script run with `args`, the state dropped.
-/// Returns why the run failed, if it did (None: it went well, os.exit(0) included).
+/// Returns why the run failed, if it did (None: it went well, os.exit(0) included);
+/// an error when the script could not even start (unreadable, a syntax error).
 pub fn run_script(
     session: &SessionRef,
     topo: &str,
@@ -93,7 +94,10 @@ pub fn run_script(
         .and_then(|l| if output_to_stderr { lua::output_to_stderr(&l).map(|()| l) } else { Ok(l) })
         .and_then(|l| restricted.map_or(Ok(()), |who| lua::restrict::restrict(&l, who)).map(|()| l))
         .map_err(|e| Error::sys(format!("cannot start Lua: {e}"), None))?;
-    let result = lua::run_file(&lua, script, args);
+    // An unreadable script or a syntax error: refused, nothing of it ran.
+    let chunk = lua::load_file(&lua, script).map_err(|e| refused(Error::invalid(lua::error_text(&e))))?;
+    let result = lua::call_chunk(&lua, &chunk, args);
+    drop(chunk);
     drop(lua);
     Ok(lua::failure(&result, cancel.load(Ordering::SeqCst)))
 }
@@ -145,6 +149,12 @@ pub fn print_report(what: &str, r: &RollbackReport, list: bool) {
     if r.changes > 0 || !r.complete() {
         eprintln!("netscript: {what}: undid {}", plural(r.changes, "change"));
     }
+    for h in &r.handed_over {
+        eprintln!("netscript: {h}");
+    }
+    for l in &r.left_alone {
+        eprintln!("netscript: {l}");
+    }
     for f in &r.failures {
         eprintln!("netscript: could not undo `{}`: {}", f.undo.render(), f.error);
     }
@@ -153,6 +163,12 @@ pub fn print_report(what: &str, r: &RollbackReport, list: bool) {
 /// The firewall driver --iptables chose.
 pub fn firewall(opts: &RunOpts) -> Result<Box<dyn Firewall>> {
     firewall::driver(opts.iptables.into())
+}
+
+/// An error that stopped a run before anything was changed: a usage error (exit 2)
+/// that says so.
+pub fn refused(e: Error) -> Error {
+    Error::invalid(format!("{e}; nothing was changed"))
 }
 
 /// The topology's name: --name, or the script's file stem.
@@ -176,6 +192,13 @@ impl Observer for Verbose {
     }
 }
 
+/// The rollback of topology `topo` hands the host-wide settings that a later live
+/// topology changed too over to it (`state::hand_over`).
+pub fn handover(opts: &RunOpts, topo: &str, started: u128) -> crate::session::Handover {
+    let (base, topo) = (state_base(opts), topo.to_string());
+    Box::new(move |undo| crate::state::hand_over(&base, &topo, started, undo))
+}
+
 /// A recorded session on the kernel, locked for this process.
 pub struct Opened {
     pub topo: String,
@@ -192,7 +215,9 @@ pub fn open(opts: &RunOpts, topo: &str, script: &str, sandboxed: bool, signals: 
         script: script.to_string(),
         pid: std::process::id(),
         started: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        started_ns: SystemTime::now().duration_since(UNIX_EPOCH).ok().map(|d| d.as_nanos() as u64),
     };
+    let started = meta.started_at();
     let journal = record.start(meta)?;
     let mut kernel = Kernel::new(mark_for(topo), firewall(opts)?, signals.cancel.clone())?;
     kernel.set_log_dir(Some(record.dir.clone()));
@@ -209,6 +234,7 @@ pub fn open(opts: &RunOpts, topo: &str, script: &str, sandboxed: bool, signals: 
         None => (Box::new(kernel), None),
     };
     let mut session = Session::new(backend, journal, topo, signals.cancel.clone());
+    session.set_handover(handover(opts, topo, started));
     if opts.verbose {
         session.observe(Box::new(Verbose));
     }

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
-use super::{EXIT_FAILED, check_script, install_signals, open, run_script};
+use super::{EXIT_FAILED, check_script, install_signals, open, refused, run_script};
 use crate::cli::RunOpts;
 use crate::error::{Error, Result};
 use crate::sandbox;
@@ -41,9 +41,16 @@ pub fn run(opts: &RunOpts, script: &Path, args: &[String]) -> Result<u8> {
     let user_ns = if opts.sandbox { Some(sandbox::enter()?) } else { None };
     let signals = install_signals();
     let script_abs = std::fs::canonicalize(script).unwrap_or_else(|_| PathBuf::from(script));
-    let opened = open(opts, &topo, &script_abs.display().to_string(), user_ns.is_some(), &signals)?;
+    let opened = open(opts, &topo, &script_abs.display().to_string(), user_ns.is_some(), &signals).map_err(refused)?;
     let failed =
-        run_script(&opened.session, &topo, script, args, &signals.cancel, false, opts.safe.then_some("--safe"))?;
+        match run_script(&opened.session, &topo, script, args, &signals.cancel, false, opts.safe.then_some("--safe")) {
+            Ok(f) => f,
+            Err(e) => {
+                // Nothing ran: the empty record goes.
+                let _ = opened.rollback("", false, &signals);
+                return Err(e);
+            }
+        };
 
     if let Some(msg) = failed {
         eprintln!("netscript: {msg}; rolling back");

@@ -210,6 +210,12 @@ pub fn output_to_stderr(lua: &Lua) -> mlua::Result<()> {
 
 /// Runs a script file with `args` as `...`.
 pub fn run_file(lua: &Lua, path: &Path, args: &[String]) -> mlua::Result<()> {
+    call_chunk(lua, &load_file(lua, path)?, args)
+}
+
+/// Reads and compiles a script without running any of it (an unreadable file or a
+/// syntax error is found here, before anything changed).
+pub fn load_file(lua: &Lua, path: &Path) -> mlua::Result<mlua::Function> {
     let src =
         std::fs::read(path).map_err(|e| mlua::Error::RuntimeError(format!("cannot read {}: {e}", path.display())))?;
     let mut src = src.as_slice();
@@ -218,7 +224,11 @@ pub fn run_file(lua: &Lua, path: &Path, args: &[String]) -> mlua::Result<()> {
         let end = src.iter().position(|&b| b == b'\n').unwrap_or(src.len());
         src = &src[end..];
     }
-    let f = lua.load(src).set_name(format!("@{}", path.display())).into_function()?;
+    lua.load(src).set_name(format!("@{}", path.display())).into_function()
+}
+
+/// Runs a compiled script with its arguments.
+pub fn call_chunk(lua: &Lua, f: &mlua::Function, args: &[String]) -> mlua::Result<()> {
     f.call::<()>(mlua::MultiValue::from_iter(args.iter().map(|a| mlua::Value::String(lua.create_string(a).unwrap()))))
 }
 

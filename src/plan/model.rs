@@ -399,7 +399,7 @@ impl Plan {
                 }
                 self.nss.insert(ns, Netns::fresh());
             }
-            Op::DelNetns { name } => {
+            Op::DelNetns { name, .. } => {
                 let ns = NsRef::named(name.clone());
                 let gone = self.nss.remove(&ns).ok_or_else(|| no_ns(&ns))?;
                 for l in gone.links {
@@ -425,7 +425,7 @@ impl Plan {
                 let l = MLink::new(name, "bridge", &self.mark);
                 self.ns_mut(ns)?.links.push(l);
             }
-            Op::DelLink { ns, name } => self.delete_link(ns, name)?,
+            Op::DelLink { ns, name, .. } => self.delete_link(ns, name)?,
             Op::MoveLink { ns, name, to } => {
                 self.ns(ns)?.link(name).ok_or_else(|| no_link(ns, name))?;
                 self.ns(to)?;

@@ -33,6 +33,11 @@ pub struct RollbackReport {
     /// The commands run to undo them, in order.
     pub undone: Vec<String>,
     pub failures: Vec<UndoFailure>,
+    /// Objects found under a name of ours that are not ours (another one took the
+    /// name): not touched. Not a failure: nothing of ours is left.
+    pub left_alone: Vec<String>,
+    /// Host-wide settings whose value to restore went to another topology.
+    pub handed_over: Vec<String>,
 }
 
 impl RollbackReport {
@@ -66,6 +71,10 @@ pub struct Session {
     /// made, applied together (one iptables-restore) before anything that could see
     /// them: a firewall read, a process, a check, the end of the batch.
     fw_queue: Option<Vec<(u64, Op)>>,
+    /// Asked before a host-wide setting is restored in a rollback: Some(what was
+    /// done) when the value was handed over to another topology instead (see
+    /// `state::hand_over`).
+    handover: Option<Handover>,
 }
 
 fn is_link_local(a: &IpNet) -> bool {
@@ -77,12 +86,25 @@ fn is_link_local(a: &IpNet) -> bool {
 
 impl Session {
     pub fn new(backend: Box<dyn Backend>, journal: Journal, topo: &str, cancel: Arc<AtomicBool>) -> Self {
-        Session { backend, journal, topo: topo.to_string(), cancel, observers: Vec::new(), fw_queue: None }
+        Session {
+            backend,
+            journal,
+            topo: topo.to_string(),
+            cancel,
+            observers: Vec::new(),
+            fw_queue: None,
+            handover: None,
+        }
     }
 
     /// Adds an observer (see `Observer`).
     pub fn observe(&mut self, o: Box<dyn Observer>) {
         self.observers.push(o);
+    }
+
+    /// What rollback asks before it restores a host-wide setting (see `Handover`).
+    pub fn set_handover(&mut self, f: Handover) {
+        self.handover = Some(f);
     }
 
     pub fn topo(&self) -> &str {
@@ -134,11 +156,47 @@ impl Session {
             return Ok(());
         }
         match self.apply_now(&op) {
-            Ok(()) => self.journal.mark(seq, State::Done),
+            Ok(()) => {
+                if let Some(exact) = self.identified(&op, &undo) {
+                    self.journal.amend(seq, None, exact)?;
+                }
+                self.journal.mark(seq, State::Done)
+            }
             Err(e) => {
                 self.journal.mark(seq, State::Failed)?;
                 Err(e)
             }
+        }
+    }
+
+    /// The undo of a creation with the identity of what was created (a link's
+    /// index, a namespace's nsfs inode), so that rollback deletes that object and
+    /// never another one that took its name later.
+    fn identified(&mut self, op: &Op, undo: &[Op]) -> Option<Vec<Op>> {
+        match (op, undo) {
+            (Op::AddNetns { name }, [Op::DelNetns { id: None, .. }]) => {
+                let id = self.backend.netns_id(name)?;
+                Some(vec![Op::DelNetns { name: name.clone(), id: Some(id) }])
+            }
+            (Op::AddVeth { ns, name, .. } | Op::AddBridge { ns, name }, [Op::DelLink { ifindex: None, .. }]) => {
+                let i = self.backend.link_index(ns, name).ok()??;
+                Some(vec![Op::DelLink { ns: ns.clone(), name: name.clone(), ifindex: Some(i) }])
+            }
+            _ => None,
+        }
+    }
+
+    /// Before a link moves: the kernel may give it another index in its new
+    /// namespace (and again on the way back), so the index recorded at its creation
+    /// no longer says which link it is; its mark still does.
+    fn forget_index(&mut self, ns: &NsRef, name: &str) -> Result<()> {
+        let found = self.journal.entries().iter().rev().find_map(|e| match e.undo.as_slice() {
+            [Op::DelLink { ns: n, name: m, ifindex: Some(_) }] if e.live() && n == ns && m == name => Some(e.seq),
+            _ => None,
+        });
+        match found {
+            Some(seq) => self.journal.amend(seq, None, vec![Op::del_link(ns, name)]),
+            None => Ok(()),
         }
     }
 
@@ -229,7 +287,7 @@ impl Session {
         if self.backend.netns_exists(name) {
             return Err(Error::invalid(format!("a namespace named \"{name}\" already exists")));
         }
-        self.change(Op::AddNetns { name: name.into() }, vec![Op::DelNetns { name: name.into() }])?;
+        self.change(Op::AddNetns { name: name.into() }, vec![Op::del_netns(name)])?;
         Ok(NsRef::named(name))
     }
 
@@ -255,7 +313,7 @@ impl Session {
                 "namespace \"{name}\" was not created by this run; netscript deletes only what it created"
             )));
         }
-        self.change(Op::DelNetns { name: name.into() }, vec![])
+        self.change(Op::del_netns(name), vec![])
     }
 
     // ---- links ------------------------------------------------------------------
@@ -290,15 +348,12 @@ impl Session {
         self.require_free_name(ns, name)?;
         self.require_free_name(peer_ns, peer)?;
         let op = Op::AddVeth { ns: ns.clone(), name: name.into(), peer: peer.into(), peer_ns: peer_ns.clone() };
-        self.change(op, vec![Op::DelLink { ns: ns.clone(), name: name.into() }])
+        self.change(op, vec![Op::del_link(ns, name)])
     }
 
     pub fn bridge_add(&mut self, name: &str, ns: &NsRef) -> Result<()> {
         self.require_free_name(ns, name)?;
-        self.change(
-            Op::AddBridge { ns: ns.clone(), name: name.into() },
-            vec![Op::DelLink { ns: ns.clone(), name: name.into() }],
-        )
+        self.change(Op::AddBridge { ns: ns.clone(), name: name.into() }, vec![Op::del_link(ns, name)])
     }
 
     pub fn link_set_up(&mut self, ns: &NsRef, name: &str, up: bool) -> Result<()> {
@@ -337,6 +392,7 @@ impl Session {
         if l.up {
             undo.push(Op::SetUp { ns: ns.clone(), name: name.into(), up: true });
         }
+        self.forget_index(ns, name)?;
         self.change(Op::MoveLink { ns: ns.clone(), name: name.into(), to: to.clone() }, undo)
     }
 
@@ -379,7 +435,7 @@ impl Session {
                 "link \"{name}\" in {ns} was not created by this topology; netscript deletes only what it created"
             )));
         }
-        self.change(Op::DelLink { ns: ns.clone(), name: name.into() }, vec![])
+        self.change(Op::del_link(ns, name), vec![])
     }
 
     // ---- routes -----------------------------------------------------------------
@@ -441,11 +497,20 @@ impl Session {
     /// Sets a sysctl; returns the previous value (restored on rollback).
     pub fn sysctl_set(&mut self, ns: &NsRef, key: &str, value: &str) -> Result<String> {
         check_words(&format!("the value for sysctl {key}:"), &[value.to_string()], false)?;
+        if crate::sandbox::active() && !crate::sys::sysctl::per_netns(key) {
+            return Err(Error::invalid(format!(
+                "sysctl {key} is not per network namespace: it would change the real machine, not the sandbox; \
+                 in --sandbox only net.* keys can be set"
+            )));
+        }
         let old = self.read_sysctl(ns, key)?;
-        if old == value {
+        // A host-wide setting already at the value is journaled all the same (once):
+        // the topology relies on it, so another one going down hands its original
+        // value over instead of changing it under this one.
+        let op = Op::SetSysctl { ns: ns.clone(), key: key.into(), value: value.into() };
+        if old == value && (!ns.is_host() || self.created_here(|o| same_setting(o, &op))) {
             return Ok(old);
         }
-        let op = Op::SetSysctl { ns: ns.clone(), key: key.into(), value: value.into() };
         self.change(op, vec![Op::SetSysctl { ns: ns.clone(), key: key.into(), value: old.clone() }])?;
         Ok(old)
     }
@@ -477,10 +542,11 @@ impl Session {
         self.require_ns(ns)?;
         self.settle()?;
         let old = self.backend.fw_policy(ns, table, chain)?;
-        if old == target {
+        let op = Op::FwPolicy { ns: ns.clone(), table: table.into(), chain: chain.into(), target: target.into() };
+        // As for sysctls: a host chain's policy already at the target is journaled once.
+        if old == target && (!ns.is_host() || self.created_here(|o| same_setting(o, &op))) {
             return Ok(old);
         }
-        let op = Op::FwPolicy { ns: ns.clone(), table: table.into(), chain: chain.into(), target: target.into() };
         let undo = Op::FwPolicy { ns: ns.clone(), table: table.into(), chain: chain.into(), target: old.clone() };
         self.change(op, vec![undo])?;
         Ok(old)
@@ -643,6 +709,21 @@ impl Session {
             &ok.to_string(),
         );
         Ok(ok)
+    }
+}
+
+/// A rollback's question for each host-wide setting it is about to restore.
+pub type Handover = Box<dyn FnMut(&Op) -> Option<String>>;
+
+/// Whether two changes are of the same setting (sysctl key, chain policy) in the
+/// same namespace.
+fn same_setting(a: &Op, b: &Op) -> bool {
+    match (a, b) {
+        (Op::SetSysctl { ns, key, .. }, Op::SetSysctl { ns: n2, key: k2, .. }) => ns == n2 && key == k2,
+        (Op::FwPolicy { ns, table, chain, .. }, Op::FwPolicy { ns: n2, table: t2, chain: c2, .. }) => {
+            ns == n2 && table == t2 && chain == c2
+        }
+        _ => false,
     }
 }
 

@@ -27,6 +27,16 @@ impl Session {
         let mut dying: Vec<(NsRef, String)> = Vec::new();
         for (i, e) in todo.iter().enumerate() {
             tick(todo.len() - i);
+            if let ([u], Some(h), State::Done) = (e.undo.as_slice(), self.handover.as_mut(), e.state)
+                && let Some(told) = h(u)
+            {
+                // Another live topology changed the same host-wide setting after this
+                // one: it now holds the value to restore; the setting stays.
+                report.changes += 1;
+                report.handed_over.push(told);
+                let _ = self.journal.mark(e.seq, State::Undone);
+                continue;
+            }
             let undo: Vec<&Op> = e.undo.iter().filter(|u| !doomed.covers(u)).collect();
             if let (Op::AddVeth { ns, peer, peer_ns, .. }, true) = (&e.op, undo.is_empty())
                 && doomed.ns(ns)
@@ -67,6 +77,14 @@ impl Session {
                         break;
                     }
                 }
+                // Another object took the name of ours: not touched, and the
+                // restorations that belong to ours do not apply to it either.
+                Err(err) if err.is_not_ours() => {
+                    report.left_alone.push(err.to_string());
+                    if i == 0 {
+                        break;
+                    }
+                }
                 Err(error) => report.failures.push(UndoFailure { undo: (*u).clone(), error }),
             }
         }
@@ -101,10 +119,11 @@ impl Session {
                 _ => return,
             }
         }
-        let op = Op::DelLink { ns: ns.clone(), name: name.to_string() };
+        let op = Op::del_link(ns, name);
         match self.backend.apply(&op) {
             Ok(()) => report.undone.push(op.render()),
             Err(err) if err.is_gone() => {}
+            Err(err) if err.is_not_ours() => report.left_alone.push(err.to_string()),
             Err(error) => report.failures.push(UndoFailure { undo: op, error }),
         }
     }
@@ -382,6 +401,7 @@ mod tests {
                 Op::SetUp { ns: H, name: "br0".into(), up: true },
             ],
             state: State::InFlight,
+            note: None,
         };
         let mut report = RollbackReport::default();
         s.undo_ops(&e, &e.undo.iter().collect::<Vec<_>>(), &mut report);
@@ -398,6 +418,7 @@ mod tests {
                 Op::SetMtu { ns: H, dev: "br0".into(), mtu: 1400 },
             ],
             state: State::InFlight,
+            note: None,
         };
         s.undo_ops(&e, &e.undo.iter().collect::<Vec<_>>(), &mut report);
         assert!(report.complete(), "{report:?}");
@@ -406,7 +427,7 @@ mod tests {
     }
 
     fn entry(seq: u64, op: Op) -> Entry {
-        Entry { seq, op, undo: Vec::new(), state: State::Done }
+        Entry { seq, op, undo: Vec::new(), state: State::Done, note: None }
     }
 
     #[test]
@@ -442,16 +463,16 @@ mod tests {
             Op::FwPolicy { ns: ns1.clone(), table: "filter".into(), chain: "FORWARD".into(), target: "ACCEPT".into() },
             Op::FwDelChain { ns: ns1.clone(), table: "filter".into(), chain: "MINE".into() },
             // A link inside a namespace that goes dies with it.
-            Op::DelLink { ns: ns1.clone(), name: "c0".into() },
+            Op::del_link(&ns1, "c0"),
         ];
         for u in &covered {
             assert!(d.covers(u), "should be skipped: {}", u.render());
         }
         let kept = [
             // Deletions outside a doomed namespace wait for the kernel: never skipped.
-            Op::DelLink { ns: H, name: "br".into() },
-            Op::DelLink { ns: ns2.clone(), name: "a".into() },
-            Op::DelNetns { name: "ns1".into() },
+            Op::del_link(&H, "br"),
+            Op::del_link(&ns2, "a"),
+            Op::del_netns("ns1"),
             // Moves back, and what is about links nobody deletes.
             Op::MoveLink { ns: ns2.clone(), name: "old".into(), to: H },
             up(&ns2, "old"),

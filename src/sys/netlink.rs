@@ -210,10 +210,9 @@ pub async fn add_route(h: &Handle, r: &Route, oif: Option<u32>) -> Result<()> {
 
 pub async fn del_route(h: &Handle, r: &Route, oif: Option<u32>) -> Result<()> {
     let mut m = route_msg(r, oif)?;
-    // Deletion matches on what is given; leave protocol and scope open unless known.
-    if r.proto.is_none() {
-        m.header.protocol = RouteProtocol::Unspec;
-    }
+    // Deletion matches on what is given; leave the scope open unless known. The
+    // protocol is always given: a route of netscript's own (proto None) is deleted
+    // only as protocol 78, never another route to the same place.
     if r.scope.is_none() {
         m.header.scope = RouteScope::NoWhere;
     }

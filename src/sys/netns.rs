@@ -93,6 +93,13 @@ pub fn delete(name: &str) -> Result<()> {
     fs::remove_file(&p).map_err(|e| Error::sys(format!("cannot remove {}: {e}", p.display()), None))
 }
 
+/// The identity of the namespace mounted on /run/netns/NAME (its nsfs inode), or
+/// None when the name holds none.
+pub fn id(name: &str) -> Option<crate::op::NsId> {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata(path(name)).ok().map(|m| crate::op::NsId { dev: m.dev(), ino: m.ino() })
+}
+
 pub fn exists(name: &str) -> bool {
     path(name).exists()
 }

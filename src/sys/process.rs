@@ -28,6 +28,13 @@ fn command(argv: &[String]) -> Result<Command> {
     let (prog, args) = argv.split_first().ok_or_else(|| Error::invalid("empty command"))?;
     let mut c = Command::new(prog);
     c.args(args);
+    // SAFETY: the hook only makes async-signal-safe system calls.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut c, || {
+            crate::sys::restore_nofile_limit_in_child();
+            Ok(())
+        })
+    };
     Ok(c)
 }
 

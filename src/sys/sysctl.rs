@@ -25,6 +25,13 @@ pub fn key_path(key: &str) -> Result<PathBuf> {
     Ok(PathBuf::from("/proc/sys").join(rel))
 }
 
+/// Whether a sysctl belongs to a network namespace (`net.*`): the only ones a
+/// sandbox may set. Every other key (`kernel.*`, `vm.*`, `fs.*`, ...) is the
+/// machine's own, whatever namespace writes it.
+pub fn per_netns(key: &str) -> bool {
+    key_path(key).is_ok_and(|p| p.starts_with("/proc/sys/net/"))
+}
+
 fn io_err(key: &str, e: std::io::Error, what: &str) -> Error {
     let errno = e.raw_os_error().map(Errno::from_raw);
     match errno {

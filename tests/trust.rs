@@ -1,0 +1,326 @@
+//! Trust and ownership (issue 9, items 4-9): records are trusted only when they
+//! deserve it, teardown deletes only what is ours, gc never races a live topology,
+//! shared host settings are handed over, the sandbox keeps non-network state away,
+//! and the limits and exit codes of refused runs.
+
+mod common;
+use common::*;
+
+use std::process::Command;
+
+const BRIDGE: &str = "bridge.add(\"br0\")\n";
+
+// ---- 5. the state directory ------------------------------------------------------
+
+#[test]
+fn a_symlinked_record_dir_is_refused_and_its_target_untouched() {
+    let sb = Sandbox::new();
+    let script = script_file("victim.lua", BRIDGE);
+    sb.ok("mkdir -p -m 700 /run/netscript /run/precious && echo data > /run/precious/keep.txt \
+           && ln -s /run/precious /run/netscript/victim");
+    let o = sb.netscript(&["--ephemeral", "--name", "victim", &script]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("symbolic link"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("nothing was changed"), "{}", stderr(&o));
+    assert_eq!(sb.ok("cat /run/precious/keep.txt"), "data\n");
+    assert_eq!(sb.ok("ls /run/precious"), "keep.txt\n", "nothing was written through the link");
+    assert!(sb.sh("ip link show br0").status.code() != Some(0));
+    // A symlinked state dir as a whole is refused as well.
+    sb.ok("rm /run/netscript/victim && rmdir /run/netscript && ln -s /run/precious /run/netscript");
+    let o = sb.netscript(&["ls"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("symbolic link"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_journal_others_may_write_is_not_trusted() {
+    let sb = Sandbox::new();
+    let script = script_file("shared.lua", BRIDGE);
+    assert!(sb.netscript(&[&script]).status.success());
+    for (fix, undo) in [
+        ("chmod 622 /run/netscript/shared/journal.jsonl", "chmod 600 /run/netscript/shared/journal.jsonl"),
+        ("chown nobody /run/netscript/shared/journal.jsonl", "chown root /run/netscript/shared/journal.jsonl"),
+        ("chmod 777 /run/netscript/shared", "chmod 700 /run/netscript/shared"),
+        ("chown nobody /run/netscript", "chown root /run/netscript"),
+    ] {
+        sb.ok(fix);
+        let o = sb.netscript(&["down", "shared"]);
+        assert_eq!(o.status.code(), Some(2), "{fix}: {}", stderr(&o));
+        let e = stderr(&o);
+        assert!(
+            e.contains("not trusting") && (e.contains("writable by group") || e.contains("owned by uid")),
+            "{fix}: {e}"
+        );
+        sb.ok("ip link show br0"); // nothing was undone on the word of an untrusted file
+        sb.ok(undo);
+    }
+    let o = sb.netscript(&["down", "shared"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(sb.sh("ip link show br0").status.code() != Some(0));
+}
+
+#[test]
+fn a_torn_last_line_is_a_change_that_never_started() {
+    let sb = Sandbox::new();
+    let before = sb.snapshot();
+    let script = script_file("torn.lua", "bridge.add(\"br0\"):up()\n");
+    assert!(sb.netscript(&[&script]).status.success());
+    // A crash while the next `begin` was written: half a line, no newline.
+    sb.ok("printf '%s' '{\"t\":\"begin\",\"seq\":3,\"op\":{\"op\":\"add_bri' >> /run/netscript/torn/journal.jsonl");
+    let o = sb.netscript(&["ls"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("cut short") && stdout(&o).contains(" up "), "{}", stdout(&o));
+    let o = sb.netscript(&["gc"]);
+    assert!(o.status.success() && stdout(&o).contains("nothing to collect"), "{}{}", stdout(&o), stderr(&o));
+    let o = sb.netscript(&["down", "torn"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("cut short"), "{}", stderr(&o));
+    assert_same(&before, &sb.snapshot(), "after down with a torn last line");
+}
+
+#[test]
+fn without_permission_to_read_the_records_commands_say_so() {
+    let state = std::env::temp_dir().join(format!("netscript-private-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::set_permissions(&state, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let st = state.display().to_string();
+    for args in [vec!["down", "x"], vec!["ls"], vec!["show", "x"], vec!["gc"]] {
+        let mut full = vec!["--state-dir", st.as_str()];
+        full.extend(&args);
+        let o = as_nobody(&full);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}{}", stdout(&o), stderr(&o));
+        let e = stderr(&o);
+        assert!(e.contains("permission denied") && e.contains("--state-dir") && e.contains("root"), "{args:?}: {e}");
+    }
+    std::fs::remove_dir_all(&state).unwrap();
+}
+
+// ---- 9. limits and exit codes -----------------------------------------------------
+
+#[test]
+fn refused_before_anything_ran_exits_2_and_says_nothing_changed() {
+    let sb = Sandbox::new();
+    let before = sb.snapshot();
+    let syntax = script_file("syntax.lua", "bridge.add(\"br0\")\nlocal x = = 1\n");
+    let o = sb.netscript(&[&syntax]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(e.contains("nothing was changed") && !e.contains("rolling back"), "{e}");
+    assert!(e.contains("syntax.lua:2"), "{e}");
+    // A read-only state dir: refused before anything ran.
+    let ok = script_file("ro.lua", BRIDGE);
+    sb.ok("mkdir -p /run/ro && mount -t tmpfs -o ro tmpfs /run/ro");
+    let o = sb.netscript(&["--state-dir", "/run/ro/state", &ok]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("nothing was changed"), "{}", stderr(&o));
+    assert!(stdout(&sb.netscript(&["ls"])).contains("no topologies are up"));
+    assert_same(&before, &sb.snapshot(), "after refused runs");
+}
+
+// ---- 4. teardown deletes only what is ours ----------------------------------------
+
+const OWNED: &str = r#"
+netns.add("ns1")
+local br = bridge.add("br0")
+br:addr("10.8.0.1/24"):up()
+route.add("10.9.0.0/24", { via = "10.8.0.2" })
+"#;
+
+#[test]
+fn down_leaves_alone_what_took_the_name_of_ours() {
+    let sb = Sandbox::new();
+    let script = script_file("owned.lua", OWNED);
+    let o = sb.netscript(&[&script]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Ours are deleted behind netscript's back; someone else makes objects with the
+    // same names: an unmarked bridge, a `proto static` route, a new namespace.
+    sb.ok("ip link del br0 && ip netns del ns1 && ip link add br0 type bridge && ip link set br0 up \
+           && ip addr add 10.8.0.1/24 dev br0 && ip route add 10.9.0.0/24 via 10.8.0.2 proto static && ip netns add ns1");
+    let theirs = sb.snapshot();
+    let out = stdout(&sb.netscript(&["ls"]));
+    assert!(out.contains("not ours: \"br0\" in the host namespace is not the link this topology created"), "{out}");
+    assert!(out.contains("not ours: namespace \"ns1\" is not the namespace this topology created"), "{out}");
+    assert!(out.contains("not ours: the route 10.9.0.0/24 via 10.8.0.2 in the host namespace"), "{out}");
+    let o = sb.netscript(&["down", "owned"]);
+    assert_eq!(o.status.code(), Some(0), "nothing of ours was left: {}", stderr(&o));
+    let e = stderr(&o);
+    for what in
+        ["\"br0\" in the host namespace is not the link", "namespace \"ns1\" is not the namespace", "route 10.9.0.0/24"]
+    {
+        assert!(e.contains(what) && e.contains("left alone"), "{what}: {e}");
+    }
+    assert_same(&theirs, &sb.snapshot(), "their objects after down");
+    assert!(stdout(&sb.netscript(&["ls"])).contains("no topologies are up"));
+}
+
+#[test]
+fn a_marked_link_with_another_index_is_not_ours_either() {
+    let sb = Sandbox::new();
+    let script = script_file("marked.lua", "bridge.add(\"br0\")\n");
+    assert!(sb.netscript(&[&script]).status.success());
+    // Same name, same mark, another link.
+    sb.ok("ip link del br0 && ip link add x0 type veth peer name x1 && ip link add br0 type bridge \
+           && ip link set br0 alias netscript:marked");
+    let out = stdout(&sb.netscript(&["ls"]));
+    assert!(out.contains("another link took its name"), "{out}");
+    let o = sb.netscript(&["down", "marked"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("left alone"), "{}", stderr(&o));
+    sb.ok("ip link show br0");
+}
+
+#[test]
+fn ours_are_still_deleted_after_a_move_and_back() {
+    // The index recorded at creation stops counting once the link moved (the
+    // kernel may renumber it); its mark still identifies it.
+    let sb = Sandbox::new();
+    let before = sb.snapshot();
+    let script = script_file(
+        "moved.lua",
+        "local ns = netns.add(\"m1\")\nlocal a = veth.add(\"va\", \"vb\")\na:move(ns)\nnetns.get(\"m1\"):link(\"va\"):move(netns.host())\n",
+    );
+    let o = sb.netscript(&[&script]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = sb.netscript(&["down", "moved"]);
+    assert!(o.status.success() && !stderr(&o).contains("left alone"), "{}", stderr(&o));
+    assert_same(&before, &sb.snapshot(), "after down");
+}
+
+#[test]
+fn a_thousand_namespaces_at_soft_limit_1024() {
+    // Two fds per namespace: the default soft limit (1024) ended a run at about
+    // 500 namespaces. netscript raises the soft limit to the hard one (4096 here).
+    let script = script_file(
+        "thousand.lua",
+        "for i = 1, 1000 do netns.add(\"n\" .. i):link(\"lo\"):up() end\n\
+         print(netns.get(\"n1000\"):exec({ \"sh\", \"-c\", \"ulimit -n\" }).stdout)\n",
+    );
+    let o = Command::new("prlimit").args(["--nofile=1024:4096", BIN, "--sandbox", &script]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The processes netscript starts get the limit it started with.
+    assert_eq!(stdout(&o).trim(), "1024", "{}", stdout(&o));
+    assert!(stderr(&o).contains("undid 2000 changes"), "{}", stderr(&o));
+}
+
+// ---- 8. the sandbox keeps non-network state away from the host ----------------------
+
+/// Runs `netscript --sandbox SCRIPT` inside throwaway UTS and IPC namespaces of the
+/// test's own (so that the host's name can never change, whatever netscript does),
+/// printing that namespace's host name and IPC namespace before and after.
+fn sandboxed_in_own_uts(script: &str) -> (std::process::Output, String) {
+    let o = Command::new("unshare")
+        .args(["--uts", "--ipc", "--", "sh", "-c"])
+        .arg(format!(
+            "hostname outer-name; echo ipc=$(readlink /proc/self/ns/ipc); {BIN} --sandbox {script}; echo \"status=$?\"; echo after=$(hostname)"
+        ))
+        .output()
+        .unwrap();
+    let out = stdout(&o);
+    (o, out)
+}
+
+#[test]
+fn the_sandbox_refuses_sysctls_that_are_not_per_network_namespace() {
+    let script = script_file(
+        "hostname.lua",
+        "sysctl.set(\"net.ipv4.ip_forward\", 1)\nsysctl.set(\"kernel.hostname\", \"changed-by-script\")\n",
+    );
+    let (o, out) = sandboxed_in_own_uts(&script);
+    assert!(out.contains("status=1") && out.contains("after=outer-name"), "{out}{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(e.contains("sysctl kernel.hostname is not per network namespace"), "{e}");
+    for key in ["vm.swappiness", "fs/file-max"] {
+        let s = script_file("other.lua", &format!("sysctl.set(\"{key}\", \"1\")\n"));
+        let (o, out) = sandboxed_in_own_uts(&s);
+        assert!(
+            out.contains("status=1") && stderr(&o).contains(&format!("sysctl {key} is not per")),
+            "{key}: {out}{}",
+            stderr(&o)
+        );
+    }
+}
+
+#[test]
+fn the_sandbox_has_its_own_host_name_and_ipc() {
+    let script = script_file(
+        "uts.lua",
+        "local h = netns.host()\nh:exec({ \"hostname\", \"inner-name\" }, { check = true })\n\
+         print(\"inner-ipc=\" .. h:exec(\"readlink /proc/self/ns/ipc\").stdout)\n",
+    );
+    let (o, out) = sandboxed_in_own_uts(&script);
+    assert!(out.contains("status=0"), "{out}{}", stderr(&o));
+    assert!(out.contains("after=outer-name"), "the host name changed outside the sandbox: {out}");
+    let outer = out.lines().find_map(|l| l.strip_prefix("ipc=")).unwrap();
+    let inner = out.lines().find_map(|l| l.strip_prefix("inner-ipc=")).unwrap();
+    assert_ne!(outer.trim(), inner.trim(), "{out}");
+}
+
+// ---- 7. gc never races a live topology ---------------------------------------------
+
+#[test]
+fn gc_leaves_a_topology_being_changed_alone() {
+    let sb = Sandbox::new();
+    let script = script_file(
+        "slowbuild.lua",
+        "bridge.add(\"br0\"):addr(\"10.3.0.1/24\"):up()\nio.open('/run/build-ready','w'):close()\nnetscript.sleep(4)\n",
+    );
+    let build = sb.spawn_netscript(&[&script], &[]);
+    wait_for(20, "the build", || sb.sh("test -e /run/build-ready").status.success());
+    // What the build is making right now, its journal not yet read by gc: a marked
+    // link and a route of protocol 78. And a real orphan of a topology with no record.
+    sb.ok("ip link add late0 type bridge && ip link set late0 alias netscript:slowbuild \
+           && ip route add 10.4.0.0/16 via 10.3.0.2 proto 78 \
+           && ip link add ghost0 type bridge && ip link set ghost0 alias netscript:ghost");
+    let o = sb.netscript(&["gc", "--yes"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("skipped: topology \"slowbuild\" is being changed"), "{out}");
+    assert!(out.contains("removed link \"ghost0\""), "{out}");
+    sb.ok("ip link show late0 && ip link show br0");
+    assert!(sb.ok("ip route show 10.4.0.0/16").contains("proto 78"), "the build's route stays");
+    assert!(build.wait_with_output().unwrap().status.success());
+    sb.ok("ip link del late0 && ip route del 10.4.0.0/16");
+    assert!(sb.netscript(&["down", "slowbuild"]).status.success());
+}
+
+// ---- 6. topologies that share host settings ----------------------------------------
+
+const SHARED: &str = "sysctl.set(\"net.ipv4.ip_forward\", 1)\nfw.policy(\"filter\", \"FORWARD\", \"DROP\")\n";
+
+#[test]
+fn the_last_topology_down_restores_shared_host_settings() {
+    let sb = Sandbox::new();
+    let before = sb.snapshot();
+    let state = || {
+        (
+            sb.ok("sysctl -n net.ipv4.ip_forward").trim().to_string(),
+            sb.ok("iptables -S FORWARD | head -1").trim().to_string(),
+        )
+    };
+    let a = script_file("a.lua", SHARED);
+    let b = script_file("b.lua", SHARED);
+    // A, then B (both rely on forwarding and the DROP policy); A goes down first.
+    assert!(sb.netscript(&[&a]).status.success());
+    assert!(sb.netscript(&[&b]).status.success());
+    let o = sb.netscript(&["down", "a"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("net.ipv4.ip_forward=0 handed over to topology \"b\""), "{}", stderr(&o));
+    assert_eq!(state(), ("1".into(), "-P FORWARD DROP".into()), "B's settings stay while B is up");
+    let out = stdout(&sb.netscript(&["ls"]));
+    assert!(out.contains("holds net.ipv4.ip_forward=0 for topology \"a\""), "{out}");
+    assert!(out.contains("holds the policy ACCEPT of filter FORWARD for topology \"a\""), "{out}");
+    let out = stdout(&sb.netscript(&["show", "b"]));
+    assert!(out.contains("sysctl -w net.ipv4.ip_forward=1\n        # holds net.ipv4.ip_forward=0"), "{out}");
+    let o = sb.netscript(&["down", "b"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_same(&before, &sb.snapshot(), "after both went down (A first)");
+
+    // B goes down first: A's settings stay, then A restores what was there before both.
+    assert!(sb.netscript(&[&a]).status.success());
+    assert!(sb.netscript(&[&b]).status.success());
+    assert!(sb.netscript(&["down", "b"]).status.success());
+    assert_eq!(state(), ("1".into(), "-P FORWARD DROP".into()), "A's settings stay while A is up");
+    assert!(sb.netscript(&["down", "a"]).status.success());
+    assert_same(&before, &sb.snapshot(), "after both went down (B first)");
+}
