@@ -17,9 +17,10 @@ use crate::error::{Error, Result};
 use crate::firewall::Firewall;
 use crate::firewall::iptables::{Flavor, Iptables};
 use crate::model::{NsRef, Route};
-use crate::op::Op;
+use crate::op::{BridgeOpts, Op, PortFlags};
+use crate::qdisc::RootQdisc;
 use crate::sys::process::{self, ExecResult};
-use crate::sys::{netlink as nl, netns, sysctl};
+use crate::sys::{netlink as nl, netns, sysctl, tc};
 
 struct NsCtx {
     /// None for the namespace netscript runs in (no thread needs to enter it).
@@ -189,6 +190,35 @@ impl Kernel {
                 let i = self.index(ns, name)?;
                 self.mark_new_link(ns, i, &[])
             }
+            Op::AddLink { ns, name, link, from } => {
+                let lower = match link.lower() {
+                    Some(p) => Some(self.index(from, p)?),
+                    None => None,
+                };
+                let target = if from != ns { Some(self.target_fd(ns)?) } else { None };
+                let h = self.nl(from)?;
+                self.rt.block_on(nl::add_kind(&h, name, link, lower, target)).map_err(|e| missing_kind(e, link))?;
+                let i = self.index(ns, name)?;
+                self.mark_new_link(ns, i, &[])
+            }
+            Op::SetBridge { ns, name, opts } => {
+                let i = self.index(ns, name)?;
+                let h = self.nl(ns)?;
+                self.rt.block_on(nl::set_bridge_opts(&h, i, opts))
+            }
+            Op::SetBridgePort { ns, dev, flags } => {
+                let i = self.index(ns, dev)?;
+                let h = self.nl(ns)?;
+                self.rt.block_on(nl::set_port_flags(&h, i, flags))
+            }
+            Op::SetQdisc { ns, dev, qdisc } => {
+                let fd = self.fd(ns)?;
+                tc::replace(fd, dev, qdisc)
+            }
+            Op::DelQdisc { ns, dev } => {
+                let fd = self.fd(ns)?;
+                tc::delete_root(fd, dev)
+            }
             Op::DelLink { ns, name } => {
                 let i = self.index(ns, name)?;
                 let h = self.nl(ns)?;
@@ -354,6 +384,26 @@ impl Kernel {
     }
 }
 
+/// A link kind the kernel does not know (EOPNOTSUPP from the creation request):
+/// the error names the module that is missing and what still works.
+fn missing_kind(e: Error, link: &crate::op::LinkKind) -> Error {
+    if e.errno() != Some(Errno::EOPNOTSUPP) {
+        return e;
+    }
+    let module = match link.name() {
+        "vlan" => "8021q",
+        other => other,
+    };
+    Error::sys(
+        format!(
+            "this kernel cannot make {} links (module {module} is missing; `modprobe {module}` on the host may add it). \
+             veth pairs, bridges and the other link kinds it has still work",
+            link.name()
+        ),
+        Some(Errno::EOPNOTSUPP),
+    )
+}
+
 /// A firewall change as a line of iptables-restore input: (table, line).
 fn restore_line(op: &Op) -> Option<(&NsRef, String, String)> {
     use crate::firewall::restore_quote;
@@ -472,6 +522,23 @@ impl Backend for Kernel {
     fn sysctl_get(&mut self, ns: &NsRef, key: &str) -> Result<String> {
         let fd = self.fd(ns)?;
         sysctl::get(fd, key)
+    }
+
+    fn root_qdisc(&mut self, ns: &NsRef, dev: &str) -> Result<RootQdisc> {
+        let fd = self.fd(ns)?;
+        tc::root(fd, dev)
+    }
+
+    fn bridge_opts(&mut self, ns: &NsRef, name: &str) -> Result<BridgeOpts> {
+        let i = self.index(ns, name)?;
+        let h = self.nl(ns)?;
+        self.rt.block_on(nl::bridge_opts(&h, i))
+    }
+
+    fn port_flags(&mut self, ns: &NsRef, dev: &str) -> Result<PortFlags> {
+        let i = self.index(ns, dev)?;
+        let h = self.nl(ns)?;
+        self.rt.block_on(nl::port_flags(&h, i))
     }
 
     fn fw_policy(&mut self, ns: &NsRef, table: &str, chain: &str) -> Result<String> {

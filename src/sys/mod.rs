@@ -3,3 +3,4 @@ pub mod netlink;
 pub mod netns;
 pub mod process;
 pub mod sysctl;
+pub mod tc;
