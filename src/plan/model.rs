@@ -26,6 +26,12 @@ pub(super) struct MLink {
     pub(super) addrs: Vec<IpNet>,
     /// The other end of a veth pair.
     pub(super) peer: Option<(NsRef, String)>,
+    /// The root qdisc netscript set (None: the kernel's default).
+    pub(super) qdisc: Option<crate::qdisc::Qdisc>,
+    /// A bridge's options, a bridge port's flags (as set; unset ones read as the
+    /// kernel's defaults).
+    pub(super) bridge: crate::op::BridgeOpts,
+    pub(super) port: crate::op::PortFlags,
 }
 
 impl MLink {
@@ -39,6 +45,9 @@ impl MLink {
             alias: Some(alias.into()),
             addrs: Vec::new(),
             peer: None,
+            qdisc: None,
+            bridge: Default::default(),
+            port: Default::default(),
         }
     }
 
@@ -122,6 +131,9 @@ impl Netns {
             alias: None,
             addrs: Vec::new(),
             peer: None,
+            qdisc: None,
+            bridge: Default::default(),
+            port: Default::default(),
         };
         Netns { links: vec![lo], routes: Vec::new(), sysctls: BTreeMap::new(), tables: BTreeMap::new() }
     }
@@ -425,6 +437,36 @@ impl Plan {
                 let l = MLink::new(name, "bridge", &self.mark);
                 self.ns_mut(ns)?.links.push(l);
             }
+            Op::AddLink { ns, name, link, from } => {
+                self.ns(ns)?;
+                self.require_free(ns, name)?;
+                if let Some(p) = link.lower() {
+                    self.ns(from)?.link(p).ok_or_else(|| no_link(from, p))?;
+                }
+                let l = MLink::new(name, link.name(), &self.mark);
+                self.ns_mut(ns)?.links.push(l);
+            }
+            Op::SetBridge { ns, name, opts } => {
+                let l = self.link_mut(ns, name)?;
+                if l.kind.as_deref() != Some("bridge") {
+                    return Err(Error::sys(format!("\"{name}\" in {ns} is not a bridge"), Some(Errno::EOPNOTSUPP)));
+                }
+                l.bridge.vlan_filtering = opts.vlan_filtering.or(l.bridge.vlan_filtering);
+                l.bridge.stp = opts.stp.or(l.bridge.stp);
+            }
+            Op::SetBridgePort { ns, dev, flags } => {
+                let l = self.link_mut(ns, dev)?;
+                if l.master.is_none() {
+                    return Err(Error::sys(format!("link \"{dev}\" in {ns} is not a bridge port"), Some(Errno::EINVAL)));
+                }
+                let p = &mut l.port;
+                p.hairpin = flags.hairpin.or(p.hairpin);
+                p.isolated = flags.isolated.or(p.isolated);
+                p.learning = flags.learning.or(p.learning);
+                p.flood = flags.flood.or(p.flood);
+            }
+            Op::SetQdisc { ns, dev, qdisc } => self.link_mut(ns, dev)?.qdisc = Some(qdisc.clone()),
+            Op::DelQdisc { ns, dev } => self.link_mut(ns, dev)?.qdisc = None,
             Op::DelLink { ns, name } => self.delete_link(ns, name)?,
             Op::MoveLink { ns, name, to } => {
                 self.ns(ns)?.link(name).ok_or_else(|| no_link(ns, name))?;
