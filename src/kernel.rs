@@ -204,7 +204,14 @@ impl Kernel {
             Op::SetBridge { ns, name, opts } => {
                 let i = self.index(ns, name)?;
                 let h = self.nl(ns)?;
-                self.rt.block_on(nl::set_bridge_opts(&h, i, opts))
+                self.rt.block_on(nl::set_bridge_opts(&h, i, opts)).map_err(|e| match (e.errno(), opts.vlan_filtering) {
+                    (Some(Errno::EOPNOTSUPP), Some(true)) => Error::sys(
+                        "this kernel has no bridge VLAN filtering (CONFIG_BRIDGE_VLAN_FILTERING); \
+                         the bridge works without it, and stp can be set",
+                        Some(Errno::EOPNOTSUPP),
+                    ),
+                    _ => e,
+                })
             }
             Op::SetBridgePort { ns, dev, flags } => {
                 let i = self.index(ns, dev)?;

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod fw;
 pub mod handles;
+pub mod kinds;
 pub mod link;
 pub mod netns;
 pub mod restrict;

@@ -2,6 +2,8 @@
 //! writes the journal entry with its undo before the change, applies it, and rolls
 //! back newest first. This is the typed API the Lua bindings and the tests use.
 
+mod links;
+
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
