@@ -144,6 +144,8 @@ impl Sandbox {
                 labels.push((i, what.to_string()));
                 script += &format!("echo '{SEP}'; {ip} -j {what} || echo '{SEP}failed'\n");
             }
+            let q = self.ok(&format!("tc {} -j qdisc show", ns.map(|n| format!("-n {n}")).unwrap_or_default()));
+            out += &format!("qdiscs: {}\n", normalize_qdiscs(&q));
             for save in ["iptables-nft-save", "iptables-legacy-save"] {
                 labels.push((i, save.to_string()));
                 script += &format!("echo '{SEP}'; {ex}{save} 2>/dev/null\n");
@@ -236,6 +238,28 @@ pub fn normalize_json(s: &str) -> String {
         }
         Err(_) => s.trim().to_string(),
     }
+}
+
+/// `tc -j qdisc show` without what the kernel does on its own: the default qdisc a
+/// link gets when first brought up (`noqueue`, handle 0:), reference counts, and
+/// the handle numbers it allocates (a qdisc made again gets a new one).
+pub fn normalize_qdiscs(s: &str) -> String {
+    let Ok(serde_json::Value::Array(v)) = serde_json::from_str::<serde_json::Value>(s) else {
+        return s.trim().to_string();
+    };
+    let kept: Vec<serde_json::Value> = v
+        .into_iter()
+        .filter(|q| !(q["kind"] == "noqueue" && q["handle"] == "0:"))
+        .map(|mut q| {
+            if let Some(m) = q.as_object_mut() {
+                m.remove("refcnt");
+                let default = m.get("handle").and_then(|h| h.as_str()) == Some("0:");
+                m.insert("handle".into(), if default { "0:" } else { "allocated" }.into());
+            }
+            q
+        })
+        .collect();
+    serde_json::Value::Array(kept).to_string()
 }
 
 /// The rule set of `iptables-save`, compared as rules, not tables: counters and
