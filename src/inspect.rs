@@ -334,7 +334,8 @@ pub fn dot(shown: &Shown) -> String {
     let mut pairs: Vec<((String, String), (String, String))> = Vec::new();
     let mut masters: BTreeMap<(String, String), String> = BTreeMap::new();
     // Links made on top of another (macvlan on its parent, vxlan on its underlay).
-    let mut lowers: Vec<((String, String), (String, String), &'static str)> = Vec::new();
+    type Key = (String, String);
+    let mut lowers: Vec<(Key, Key, &'static str)> = Vec::new();
     let key = |ns: &NsRef, n: &str| (ns.short().to_string(), n.to_string());
     for op in shown.changes.iter().map(|o| &o.op) {
         match op {
@@ -365,7 +366,11 @@ pub fn dot(shown: &Shown) -> String {
                 }
             }
             Op::AddAddr { ns, dev, addr } => {
-                nodes.entry(key(ns, dev)).or_insert(Node { kind: "link", ..Default::default() }).addrs.push(addr.to_string());
+                nodes
+                    .entry(key(ns, dev))
+                    .or_insert(Node { kind: "link", ..Default::default() })
+                    .addrs
+                    .push(addr.to_string());
             }
             Op::SetMaster { ns, dev, master: Some(m) } => {
                 masters.insert(key(ns, dev), m.clone());

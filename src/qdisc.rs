@@ -93,7 +93,9 @@ pub fn check_percent(what: &str, s: &str) -> Result<()> {
 /// A rate as tc spells it: "10mbit", "512kbit", "1gbit", "1000000bit"; returns it in
 /// bits per second. (tc's "bps" means bytes per second; it is refused here, as a trap.)
 pub fn parse_rate(what: &str, s: &str) -> Result<f64> {
-    let bad = || Error::invalid(format!("{what} \"{s}\" is not a rate (a number and bit, kbit, mbit or gbit, like \"10mbit\")"));
+    let bad = || {
+        Error::invalid(format!("{what} \"{s}\" is not a rate (a number and bit, kbit, mbit or gbit, like \"10mbit\")"))
+    };
     let (n, unit) = number_unit(s, &["bit", "kbit", "mbit", "gbit"]).ok_or_else(bad)?;
     let bits = n * match unit {
         "kbit" => 1e3,
@@ -233,7 +235,8 @@ fn netem_args(o: &serde_json::Value) -> Option<Vec<String>> {
             args.push(format!("{}us", (j * 1e6).round() as u64));
         }
     }
-    for (key, word) in [("loss-random", "loss"), ("duplicate", "duplicate"), ("corrupt", "corrupt"), ("reorder", "reorder")]
+    for (key, word) in
+        [("loss-random", "loss"), ("duplicate", "duplicate"), ("corrupt", "corrupt"), ("reorder", "reorder")]
     {
         let inner = if key == "loss-random" { "loss" } else { key };
         if o[key].is_object() {

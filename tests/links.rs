@@ -128,9 +128,8 @@ fn transfer_secs(sb: &Sandbox, bytes: usize) -> f64 {
     let client = format!(
         "import socket,time; time.sleep(0.3); s=socket.create_connection(('10.7.0.2', 5001)); t=time.time(); s.sendall(b'x'*{bytes}); s.shutdown(socket.SHUT_WR); s.recv(1); print(time.time()-t)"
     );
-    let out = sb.ok(&format!(
-        "ip netns exec b python3 -c \"{server}\" & ip netns exec a python3 -c \"{client}\"; wait"
-    ));
+    let out =
+        sb.ok(&format!("ip netns exec b python3 -c \"{server}\" & ip netns exec a python3 -c \"{client}\"; wait"));
     out.trim().parse().unwrap_or_else(|_| panic!("transfer time: {out}"))
 }
 
@@ -337,7 +336,10 @@ fn refused_input_is_named() {
         (r#"link.add("x0", "wireguardish")"#, "unknown link kind \"wireguardish\""),
         (r#"link.add("x0", "veth")"#, "veth pairs are made by veth.add"),
         (r#"link.add("x0", "macvlan", {parent = "nope"})"#, "no link named \"nope\""),
-        (r#"bridge.add("b0"); link.add("x0", "macvlan", {parent = "b0", mode = "sideways"})"#, "unknown macvlan mode \"sideways\""),
+        (
+            r#"bridge.add("b0"); link.add("x0", "macvlan", {parent = "b0", mode = "sideways"})"#,
+            "unknown macvlan mode \"sideways\"",
+        ),
         (r#"link.add("x0", "vxlan", {id = 16777216})"#, "vxlan id 16777216 is out of range"),
         (r#"link.add("x0", "vxlan", {id = 1, colour = "red"})"#, "unknown option \"colour\""),
         (r#"link.add("x0", "ifb"):shape{rate = "10mbps"}"#, "\"10mbps\" is not a rate"),
@@ -389,4 +391,26 @@ fn a_qdisc_netscript_cannot_put_back_is_left_alone() {
         sb.ok("tc -j qdisc show dev d0 root | grep -q '\"kind\":\"htb\",\"handle\":\"1:\"'");
         assert_same(&before, &sb.snapshot(), lua);
     }
+}
+
+#[test]
+fn the_examples_run() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let o = std::process::Command::new(BIN)
+        .args(["--sandbox", &format!("{root}/examples/two-hosts-vxlan.lua")])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("c1 -> c2 over vxlan 42: ok"), "{}", stdout(&o));
+    let o = std::process::Command::new(BIN)
+        .args(["--sandbox", &format!("{root}/examples/impaired.lua"), "16mbit"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("rate 16mbit"), "{out}");
+    let secs: Vec<f64> =
+        out.lines().filter_map(|l| l.split(" bytes in ").nth(1)?.split(' ').next()?.parse().ok()).collect();
+    assert_eq!(secs.len(), 2, "{out}");
+    assert!(secs[1] > secs[0] * 3.0 && secs[1] >= 0.8, "impaired download not clearly slower: {out}");
 }

@@ -76,11 +76,8 @@ fn link_add(lua: &Lua, name: String, kind: String, opts: Option<Table>) -> mlua:
         "macvlan" | "macvtap" => {
             let (parent, from) = required(lua, &call, lower(lua, &call, &o, "parent", &ns)?, "parent")?;
             let mode = o.get::<String>(lua, &call, "mode")?.unwrap_or_else(|| "bridge".into());
-            let k = if kind == "macvlan" {
-                LinkKind::Macvlan { parent, mode }
-            } else {
-                LinkKind::Macvtap { parent, mode }
-            };
+            let k =
+                if kind == "macvlan" { LinkKind::Macvlan { parent, mode } } else { LinkKind::Macvtap { parent, mode } };
             (k, from)
         }
         "vlan" => {
@@ -98,7 +95,9 @@ fn link_add(lua: &Lua, name: String, kind: String, opts: Option<Table>) -> mlua:
 pub fn register(lua: &Lua, link: &Table) -> mlua::Result<()> {
     link.set(
         "add",
-        lua.create_function(|lua, (name, kind, opts): (String, String, Option<Table>)| link_add(lua, name, kind, opts))?,
+        lua.create_function(|lua, (name, kind, opts): (String, String, Option<Table>)| {
+            link_add(lua, name, kind, opts)
+        })?,
     )
 }
 

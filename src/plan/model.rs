@@ -457,7 +457,10 @@ impl Plan {
             Op::SetBridgePort { ns, dev, flags } => {
                 let l = self.link_mut(ns, dev)?;
                 if l.master.is_none() {
-                    return Err(Error::sys(format!("link \"{dev}\" in {ns} is not a bridge port"), Some(Errno::EINVAL)));
+                    return Err(Error::sys(
+                        format!("link \"{dev}\" in {ns} is not a bridge port"),
+                        Some(Errno::EINVAL),
+                    ));
                 }
                 let p = &mut l.port;
                 p.hairpin = flags.hairpin.or(p.hairpin);

@@ -85,10 +85,8 @@ impl Session {
         if change == BridgeOpts::default() {
             return Ok(());
         }
-        let old = BridgeOpts {
-            vlan_filtering: change.vlan_filtering.and(now.vlan_filtering),
-            stp: change.stp.and(now.stp),
-        };
+        let old =
+            BridgeOpts { vlan_filtering: change.vlan_filtering.and(now.vlan_filtering), stp: change.stp.and(now.stp) };
         let undo = Op::SetBridge { ns: ns.clone(), name: name.into(), opts: old };
         self.change(Op::SetBridge { ns: ns.clone(), name: name.into(), opts: change }, vec![undo])
     }
@@ -119,10 +117,12 @@ impl Session {
 
     /// The qdisc this run last put on `dev`, if it is still in effect.
     fn our_qdisc(&self, ns: &NsRef, dev: &str) -> Option<Qdisc> {
-        self.journal.entries().iter().rev().filter(|e| e.state == State::Done && e.live()).find_map(|e| match &e.op {
-            Op::SetQdisc { ns: n, dev: d, qdisc } if n == ns && d == dev => Some(Some(qdisc.clone())),
-            Op::DelQdisc { ns: n, dev: d } if n == ns && d == dev => Some(None),
-            _ => None,
+        self.journal.entries().iter().rev().filter(|e| e.state == State::Done && e.live()).find_map(|e| {
+            match &e.op {
+                Op::SetQdisc { ns: n, dev: d, qdisc } if n == ns && d == dev => Some(Some(qdisc.clone())),
+                Op::DelQdisc { ns: n, dev: d } if n == ns && d == dev => Some(None),
+                _ => None,
+            }
         })?
     }
 
