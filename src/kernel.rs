@@ -205,11 +205,9 @@ impl Kernel {
                 let i = self.index(ns, name)?;
                 let h = self.nl(ns)?;
                 self.rt.block_on(nl::set_bridge_opts(&h, i, opts)).map_err(|e| match (e.errno(), opts.vlan_filtering) {
-                    (Some(Errno::EOPNOTSUPP), Some(true)) => Error::sys(
-                        "this kernel has no bridge VLAN filtering (CONFIG_BRIDGE_VLAN_FILTERING); \
-                         the bridge works without it, and stp can be set",
-                        Some(Errno::EOPNOTSUPP),
-                    ),
+                    (Some(Errno::EOPNOTSUPP), Some(true)) => {
+                        Error::sys(crate::sys::kconfig::NO_VLAN_FILTERING, Some(Errno::EOPNOTSUPP))
+                    }
                     _ => e,
                 })
             }
@@ -397,18 +395,7 @@ fn missing_kind(e: Error, link: &crate::op::LinkKind) -> Error {
     if e.errno() != Some(Errno::EOPNOTSUPP) {
         return e;
     }
-    let module = match link.name() {
-        "vlan" => "8021q",
-        other => other,
-    };
-    Error::sys(
-        format!(
-            "this kernel cannot make {} links (module {module} is missing; `modprobe {module}` on the host may add it). \
-             veth pairs, bridges and the other link kinds it has still work",
-            link.name()
-        ),
-        Some(Errno::EOPNOTSUPP),
-    )
+    Error::sys(crate::sys::kconfig::missing_link_kind(link.name()), Some(Errno::EOPNOTSUPP))
 }
 
 /// A firewall change as a line of iptables-restore input: (table, line).

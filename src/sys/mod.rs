@@ -1,4 +1,5 @@
 //! The kernel side: namespaces, netlink, sysctl, processes. No Lua, no journal.
+pub mod kconfig;
 pub mod netlink;
 pub mod netns;
 pub mod process;
