@@ -14,6 +14,9 @@ use crate::qdisc::{Impair, RootQdisc, Shape};
 
 const KINDS: &[&str] = &["vxlan", "macvlan", "macvtap", "vlan", "dummy", "ifb"];
 
+/// The options of `link.add`, all kinds together.
+const ALL_OPTS: &[&str] = &["ns", "id", "remote", "local_addr", "dev", "port", "parent", "mode"];
+
 /// The options each kind takes (besides `ns`).
 fn kind_opts(kind: &str) -> &'static [&'static str] {
     match kind {
@@ -42,6 +45,9 @@ fn required<T>(lua: &Lua, call: &str, v: Option<T>, what: &str) -> mlua::Result<
 
 fn link_add(lua: &Lua, name: String, kind: String, opts: Option<Table>) -> mlua::Result<AnyUserData> {
     let call = format!("link.add({}, {})", q(&name), q(&kind));
+    // Unknown keys first (every kind's options), then the kind, then whether each
+    // key given applies to it.
+    let o = Opts::new(lua, &call, opts, ALL_OPTS)?;
     if !KINDS.contains(&kind.as_str()) {
         let hint = match kind.as_str() {
             "veth" => " (veth pairs are made by veth.add)".to_string(),
@@ -54,7 +60,19 @@ fn link_add(lua: &Lua, name: String, kind: String, opts: Option<Table>) -> mlua:
             Error::invalid(format!("unknown link kind \"{kind}\"{hint}; known: {}", KINDS.join(", "))),
         ));
     }
-    let o = Opts::new(lua, &call, opts, kind_opts(&kind))?;
+    let takes = kind_opts(&kind);
+    for key in ALL_OPTS.iter().filter(|k| !takes.contains(k)) {
+        if !matches!(o.get::<Value>(lua, &call, key)?, None | Some(Value::Nil)) {
+            return Err(fail(
+                lua,
+                &call,
+                Error::invalid(format!(
+                    "option {key} does not apply to {kind} links ({kind} takes: {})",
+                    takes.join(", ")
+                )),
+            ));
+        }
+    }
     let ns = o.ns(lua, &call, "ns")?;
     let ip = |key: &str| -> mlua::Result<Option<std::net::IpAddr>> {
         match o.get::<String>(lua, &call, key)? {

@@ -123,8 +123,8 @@ impl Sandbox {
     }
 
     /// The kernel state, as the system's own tools print it: links, addresses and
-    /// routes in every namespace, the namespace list, the firewall rule set and the
-    /// sysctls of SYSCTLS. One shell run inside the sandbox reads it all; fields that
+    /// routes in every namespace, the namespace list, the root and other qdiscs, the
+    /// firewall rule set and the sysctls of SYSCTLS. One shell run inside the sandbox reads it all; fields that
     /// change on their own are dropped (`normalize_json`, `normalize_rules`).
     pub fn snapshot(&self) -> String {
         const SEP: &str = "::netscript-snapshot::";
@@ -144,8 +144,9 @@ impl Sandbox {
                 labels.push((i, what.to_string()));
                 script += &format!("echo '{SEP}'; {ip} -j {what} || echo '{SEP}failed'\n");
             }
-            let q = self.ok(&format!("tc {} -j qdisc show", ns.map(|n| format!("-n {n}")).unwrap_or_default()));
-            out += &format!("qdiscs: {}\n", normalize_qdiscs(&q));
+            labels.push((i, "qdiscs".to_string()));
+            let tc = ns.map(|n| format!("tc -n {n}")).unwrap_or_else(|| "tc".into());
+            script += &format!("echo '{SEP}'; {tc} -j qdisc show || echo '{SEP}failed'\n");
             for save in ["iptables-nft-save", "iptables-legacy-save"] {
                 labels.push((i, save.to_string()));
                 script += &format!("echo '{SEP}'; {ex}{save} 2>/dev/null\n");
@@ -169,6 +170,9 @@ impl Sandbox {
             if IP_READS.contains(&label.as_str()) {
                 assert!(!text.contains(SEP), "snapshot: `ip -j {label}` failed in {}", nss[*i].unwrap_or("host"));
                 out += &format!("{label}: {}\n", normalize_json(text));
+            } else if label == "qdiscs" {
+                assert!(!text.contains(SEP), "snapshot: `tc -j qdisc show` failed in {}", nss[*i].unwrap_or("host"));
+                out += &format!("qdiscs: {}\n", normalize_qdiscs(text));
             } else if label.contains("-save") {
                 out += &format!("{label}:\n{}", normalize_rules(text));
             } else {
