@@ -117,7 +117,13 @@ fn in_place(b: &mut dyn Backend, op: &Op) -> Result<bool> {
             link(b, ns, dev)?.is_some() && b.port_flags(ns, dev)?.restricted_to(flags) == *flags
         }
         Op::SetQdisc { ns, dev, qdisc } => {
-            link(b, ns, dev)?.is_some() && b.root_qdisc(ns, dev)? == RootQdisc::Known(qdisc.clone())
+            // The kind: the kernel rounds some parameters (tbf's burst) as it reports them.
+            link(b, ns, dev)?.is_some()
+                && match b.root_qdisc(ns, dev)? {
+                    RootQdisc::Known(q) => q.kind == qdisc.kind,
+                    RootQdisc::Other { kind, .. } => kind == qdisc.kind,
+                    RootQdisc::Default => false,
+                }
         }
         Op::DelQdisc { ns, dev } => link(b, ns, dev)?.is_none() || b.root_qdisc(ns, dev)? == RootQdisc::Default,
         Op::DelLink { ns, name } => link(b, ns, name)?.is_none(),
