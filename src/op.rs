@@ -342,8 +342,11 @@ impl Op {
                 format!("ip {}link set dev {} type bridge {}", ns.ip_flag(), q(name), join_words(&opts.words()))
             }
             SetBridgePort { ns, dev, flags } => {
-                let words: Vec<String> =
-                    flags.set().iter().flat_map(|(k, v)| [k.to_string(), if *v { "on" } else { "off" }.into()]).collect();
+                let words: Vec<String> = flags
+                    .set()
+                    .iter()
+                    .flat_map(|(k, v)| [k.to_string(), if *v { "on" } else { "off" }.into()])
+                    .collect();
                 format!("ip {}link set dev {} type bridge_slave {}", ns.ip_flag(), q(dev), join_words(&words))
             }
             SetQdisc { ns, dev, qdisc } => {
