@@ -8,7 +8,8 @@ use ipnet::IpNet;
 
 use crate::error::Result;
 use crate::model::{NsRef, Route};
-use crate::op::Op;
+use crate::op::{BridgeOpts, Op, PortFlags};
+use crate::qdisc::RootQdisc;
 use crate::sys::process::ExecResult;
 
 /// A link as the session sees it.
@@ -42,6 +43,12 @@ pub trait Backend {
     /// metric where given), as the system holds it.
     fn find_route(&mut self, ns: &NsRef, r: &Route) -> Result<Option<Route>>;
     fn sysctl_get(&mut self, ns: &NsRef, key: &str) -> Result<String>;
+    /// The root qdisc of link `dev`.
+    fn root_qdisc(&mut self, ns: &NsRef, dev: &str) -> Result<RootQdisc>;
+    /// The options of bridge `name` (every field set).
+    fn bridge_opts(&mut self, ns: &NsRef, name: &str) -> Result<BridgeOpts>;
+    /// The flags of bridge port `dev` (every field set).
+    fn port_flags(&mut self, ns: &NsRef, dev: &str) -> Result<PortFlags>;
     fn fw_policy(&mut self, ns: &NsRef, table: &str, chain: &str) -> Result<String>;
     fn fw_rules(&mut self, ns: &NsRef, table: &str, chain: Option<&str>) -> Result<Vec<String>>;
     fn fw_exists(&mut self, ns: &NsRef, table: &str, chain: &str, rule: &[String]) -> Result<bool>;

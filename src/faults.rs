@@ -194,6 +194,15 @@ impl<B: Backend> Backend for Faulty<B> {
     fn alive(&mut self, pid: u32, start: u64) -> bool {
         self.inner.alive(pid, start)
     }
+    fn root_qdisc(&mut self, ns: &NsRef, dev: &str) -> Result<crate::qdisc::RootQdisc> {
+        self.inner.root_qdisc(ns, dev)
+    }
+    fn bridge_opts(&mut self, ns: &NsRef, name: &str) -> Result<crate::op::BridgeOpts> {
+        self.inner.bridge_opts(ns, name)
+    }
+    fn port_flags(&mut self, ns: &NsRef, dev: &str) -> Result<crate::op::PortFlags> {
+        self.inner.port_flags(ns, dev)
+    }
     fn netns_id(&mut self, name: &str) -> Option<crate::op::NsId> {
         self.inner.netns_id(name)
     }

@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::journal::{Journal, State};
 use crate::model::{NsRef, ROUTE_PROTO, split_words};
 use crate::op::Op;
+use crate::qdisc::RootQdisc;
 use crate::state::{LockMode, Record, StateDir};
 
 #[derive(Debug, Serialize)]
@@ -173,6 +174,27 @@ fn in_place(b: &mut dyn Backend, op: &Op) -> Result<bool> {
         Op::AddNetns { name } => b.netns_exists(name),
         Op::DelNetns { name, .. } => !b.netns_exists(name),
         Op::AddVeth { ns, name, .. } | Op::AddBridge { ns, name } => link(b, ns, name)?.is_some(),
+        Op::AddLink { ns, name, .. } => link(b, ns, name)?.is_some(),
+        Op::SetBridge { ns, name, opts } => {
+            link(b, ns, name)?.is_some() && {
+                let now = b.bridge_opts(ns, name)?;
+                opts.vlan_filtering.is_none_or(|v| now.vlan_filtering == Some(v))
+                    && opts.stp.is_none_or(|v| now.stp == Some(v))
+            }
+        }
+        Op::SetBridgePort { ns, dev, flags } => {
+            link(b, ns, dev)?.is_some() && b.port_flags(ns, dev)?.restricted_to(flags) == *flags
+        }
+        Op::SetQdisc { ns, dev, qdisc } => {
+            // The kind: the kernel rounds some parameters (tbf's burst) as it reports them.
+            link(b, ns, dev)?.is_some()
+                && match b.root_qdisc(ns, dev)? {
+                    RootQdisc::Known(q) => q.kind == qdisc.kind,
+                    RootQdisc::Other { kind, .. } => kind == qdisc.kind,
+                    RootQdisc::Default => false,
+                }
+        }
+        Op::DelQdisc { ns, dev } => link(b, ns, dev)?.is_none() || b.root_qdisc(ns, dev)? == RootQdisc::Default,
         Op::DelLink { ns, name, .. } => link(b, ns, name)?.is_none(),
         Op::MoveLink { name, to, .. } => link(b, to, name)?.is_some(),
         Op::SetUp { ns, name, up } => link(b, ns, name)?.is_some_and(|l| l.up == *up),
@@ -204,8 +226,12 @@ fn drift_key(op: &Op) -> (String, Option<(NsRef, String)>) {
         Op::AddNetns { name } | Op::DelNetns { name, .. } => (format!("netns {name}"), None),
         Op::AddVeth { ns, name, .. }
         | Op::AddBridge { ns, name }
+        | Op::AddLink { ns, name, .. }
         | Op::DelLink { ns, name, .. }
         | Op::MoveLink { ns, name, .. } => (format!("link {ns} {name}"), l(ns, name)),
+        Op::SetBridge { ns, name, .. } => (format!("bridge {ns} {name}"), l(ns, name)),
+        Op::SetBridgePort { ns, dev, .. } => (format!("port {ns} {dev}"), l(ns, dev)),
+        Op::SetQdisc { ns, dev, .. } | Op::DelQdisc { ns, dev } => (format!("qdisc {ns} {dev}"), l(ns, dev)),
         Op::SetUp { ns, name, .. } => (format!("up {ns} {name}"), l(ns, name)),
         Op::AddAddr { ns, dev, addr } | Op::DelAddr { ns, dev, addr } => {
             (format!("addr {ns} {dev} {addr}"), l(ns, dev))
@@ -313,7 +339,7 @@ impl Accounted {
                     self.links.insert((name.to_string(), ns.clone(), n.clone()));
                     self.links.insert((name.to_string(), peer_ns.clone(), peer.clone()));
                 }
-                Op::AddBridge { ns, name: n } => {
+                Op::AddBridge { ns, name: n } | Op::AddLink { ns, name: n, .. } => {
                     self.links.insert((name.to_string(), ns.clone(), n.clone()));
                 }
                 Op::MoveLink { name: n, to, .. } => {
@@ -482,11 +508,15 @@ pub fn dot(shown: &Shown) -> String {
     struct Node {
         kind: &'static str,
         addrs: Vec<String>,
+        qdisc: Option<String>,
     }
     let mut nodes: BTreeMap<(String, String), Node> = BTreeMap::new();
     let mut nss: std::collections::BTreeSet<String> = Default::default();
     let mut pairs: Vec<((String, String), (String, String))> = Vec::new();
     let mut masters: BTreeMap<(String, String), String> = BTreeMap::new();
+    // Links made on top of another (macvlan on its parent, vxlan on its underlay).
+    type Key = (String, String);
+    let mut lowers: Vec<(Key, Key, &'static str)> = Vec::new();
     let key = |ns: &NsRef, n: &str| (ns.short().to_string(), n.to_string());
     for op in shown.changes.iter().map(|o| &o.op) {
         match op {
@@ -494,15 +524,34 @@ pub fn dot(shown: &Shown) -> String {
                 nss.insert(name.clone());
             }
             Op::AddVeth { ns, name, peer, peer_ns } => {
-                nodes.insert(key(ns, name), Node { kind: "veth", addrs: vec![] });
-                nodes.insert(key(peer_ns, peer), Node { kind: "veth", addrs: vec![] });
+                nodes.insert(key(ns, name), Node { kind: "veth", ..Default::default() });
+                nodes.insert(key(peer_ns, peer), Node { kind: "veth", ..Default::default() });
                 pairs.push((key(ns, name), key(peer_ns, peer)));
             }
             Op::AddBridge { ns, name } => {
-                nodes.insert(key(ns, name), Node { kind: "bridge", addrs: vec![] });
+                nodes.insert(key(ns, name), Node { kind: "bridge", ..Default::default() });
+            }
+            Op::AddLink { ns, name, link, from } => {
+                nodes.insert(key(ns, name), Node { kind: link.name(), ..Default::default() });
+                if let Some(p) = link.lower() {
+                    lowers.push((key(ns, name), key(from, p), link.name()));
+                }
+            }
+            Op::SetQdisc { ns, dev, qdisc } => {
+                nodes.entry(key(ns, dev)).or_insert(Node { kind: "link", ..Default::default() }).qdisc =
+                    Some(qdisc.describe());
+            }
+            Op::DelQdisc { ns, dev } => {
+                if let Some(n) = nodes.get_mut(&key(ns, dev)) {
+                    n.qdisc = None;
+                }
             }
             Op::AddAddr { ns, dev, addr } => {
-                nodes.entry(key(ns, dev)).or_insert(Node { kind: "link", addrs: vec![] }).addrs.push(addr.to_string());
+                nodes
+                    .entry(key(ns, dev))
+                    .or_insert(Node { kind: "link", ..Default::default() })
+                    .addrs
+                    .push(addr.to_string());
             }
             Op::SetMaster { ns, dev, master: Some(m) } => {
                 masters.insert(key(ns, dev), m.clone());
@@ -511,6 +560,9 @@ pub fn dot(shown: &Shown) -> String {
                 let (from, dest) = (key(ns, name), key(to, name));
                 if let Some(n) = nodes.remove(&from) {
                     nodes.insert(dest.clone(), n);
+                }
+                for l in lowers.iter_mut().filter(|l| l.0 == from) {
+                    l.0 = dest.clone();
                 }
                 for p in pairs.iter_mut() {
                     if p.0 == from {
@@ -544,6 +596,9 @@ pub fn dot(shown: &Shown) -> String {
             for a in &n.addrs {
                 label += &format!("\\n{a}");
             }
+            if let Some(q) = &n.qdisc {
+                label += &format!("\\n{}", q.replace('"', "'"));
+            }
             let shape = if n.kind == "bridge" { ", shape=component" } else { "" };
             out += &format!("    {} [label=\"{label}\"{shape}];\n", id(k));
         }
@@ -551,6 +606,9 @@ pub fn dot(shown: &Shown) -> String {
     }
     for (a, b) in &pairs {
         out += &format!("  {} -- {} [label=\"veth\"];\n", id(a), id(b));
+    }
+    for (upper, lower, kind) in &lowers {
+        out += &format!("  {} -- {} [style=dotted, label=\"{kind}\"];\n", id(upper), id(lower));
     }
     for (port, m) in &masters {
         out += &format!("  {} -- {} [style=dashed];\n", id(port), id(&(port.0.clone(), m.clone())));

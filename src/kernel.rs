@@ -16,9 +16,10 @@ use crate::backend::{Backend, LinkInfo};
 use crate::error::{Error, Result};
 use crate::firewall::{Change, Firewall};
 use crate::model::{NsRef, Route};
-use crate::op::Op;
+use crate::op::{BridgeOpts, Op, PortFlags};
+use crate::qdisc::RootQdisc;
 use crate::sys::process::{self, ExecResult};
-use crate::sys::{netlink as nl, netns, sysctl};
+use crate::sys::{netlink as nl, netns, sysctl, tc};
 
 struct NsCtx {
     /// None for the namespace netscript runs in (no thread needs to enter it).
@@ -189,6 +190,40 @@ impl Kernel {
                 self.rt.block_on(nl::add_bridge(&h, name))?;
                 let i = self.index(ns, name)?;
                 self.mark_new_link(ns, i, &[])
+            }
+            Op::AddLink { ns, name, link, from } => {
+                let lower = match link.lower() {
+                    Some(p) => Some(self.index(from, p)?),
+                    None => None,
+                };
+                let target = if from != ns { Some(self.target_fd(ns)?) } else { None };
+                let h = self.nl(from)?;
+                self.rt.block_on(nl::add_kind(&h, name, link, lower, target)).map_err(|e| missing_kind(e, link))?;
+                let i = self.index(ns, name)?;
+                self.mark_new_link(ns, i, &[])
+            }
+            Op::SetBridge { ns, name, opts } => {
+                let i = self.index(ns, name)?;
+                let h = self.nl(ns)?;
+                self.rt.block_on(nl::set_bridge_opts(&h, i, opts)).map_err(|e| match (e.errno(), opts.vlan_filtering) {
+                    (Some(Errno::EOPNOTSUPP), Some(true)) => {
+                        Error::sys(crate::sys::kconfig::NO_VLAN_FILTERING, Some(Errno::EOPNOTSUPP))
+                    }
+                    _ => e,
+                })
+            }
+            Op::SetBridgePort { ns, dev, flags } => {
+                let i = self.index(ns, dev)?;
+                let h = self.nl(ns)?;
+                self.rt.block_on(nl::set_port_flags(&h, i, flags))
+            }
+            Op::SetQdisc { ns, dev, qdisc } => {
+                let fd = self.fd(ns)?;
+                tc::replace(fd, dev, qdisc)
+            }
+            Op::DelQdisc { ns, dev } => {
+                let fd = self.fd(ns)?;
+                tc::delete_root(fd, dev)
             }
             Op::DelLink { ns, name, ifindex } => {
                 let h = self.nl(ns)?;
@@ -386,6 +421,15 @@ impl Kernel {
     }
 }
 
+/// A link kind the kernel does not know (EOPNOTSUPP from the creation request):
+/// the error names the module that is missing and what still works.
+fn missing_kind(e: Error, link: &crate::op::LinkKind) -> Error {
+    if e.errno() != Some(Errno::EOPNOTSUPP) {
+        return e;
+    }
+    Error::sys(crate::sys::kconfig::missing_link_kind(link.name()), Some(Errno::EOPNOTSUPP))
+}
+
 /// A firewall change as the driver's batch takes it, with its namespace.
 fn fw_change(op: &Op) -> Option<(&NsRef, Change<'_>)> {
     Some(match op {
@@ -509,6 +553,23 @@ impl Backend for Kernel {
     fn sysctl_get(&mut self, ns: &NsRef, key: &str) -> Result<String> {
         let fd = self.fd(ns)?;
         sysctl::get(fd, key)
+    }
+
+    fn root_qdisc(&mut self, ns: &NsRef, dev: &str) -> Result<RootQdisc> {
+        let fd = self.fd(ns)?;
+        tc::root(fd, dev)
+    }
+
+    fn bridge_opts(&mut self, ns: &NsRef, name: &str) -> Result<BridgeOpts> {
+        let i = self.index(ns, name)?;
+        let h = self.nl(ns)?;
+        self.rt.block_on(nl::bridge_opts(&h, i))
+    }
+
+    fn port_flags(&mut self, ns: &NsRef, dev: &str) -> Result<PortFlags> {
+        let i = self.index(ns, dev)?;
+        let h = self.nl(ns)?;
+        self.rt.block_on(nl::port_flags(&h, i))
     }
 
     fn fw_policy(&mut self, ns: &NsRef, table: &str, chain: &str) -> Result<String> {

@@ -19,6 +19,7 @@ pub mod lua;
 pub mod model;
 pub mod op;
 pub mod plan;
+pub mod qdisc;
 pub mod repl;
 pub mod sandbox;
 pub mod session;

@@ -8,6 +8,144 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::model::{NsRef, Route, join_words, shell_quote as q};
+use crate::qdisc::Qdisc;
+
+/// A link of a kind made by `link.add` (veth and bridge have ops of their own).
+/// `parent` / `dev` name a link in the namespace the new link is created from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum LinkKind {
+    Vxlan {
+        id: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        remote: Option<IpAddr>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        local: Option<IpAddr>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        dev: Option<String>,
+        port: u16,
+    },
+    Macvlan {
+        parent: String,
+        mode: String,
+    },
+    Macvtap {
+        parent: String,
+        mode: String,
+    },
+    Vlan {
+        parent: String,
+        id: u16,
+    },
+    Dummy,
+    Ifb,
+}
+
+impl LinkKind {
+    /// The kind as `ip link` names it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            LinkKind::Vxlan { .. } => "vxlan",
+            LinkKind::Macvlan { .. } => "macvlan",
+            LinkKind::Macvtap { .. } => "macvtap",
+            LinkKind::Vlan { .. } => "vlan",
+            LinkKind::Dummy => "dummy",
+            LinkKind::Ifb => "ifb",
+        }
+    }
+
+    /// The link this one sits on (the parent of a macvlan / vlan, a vxlan's `dev`).
+    pub fn lower(&self) -> Option<&str> {
+        match self {
+            LinkKind::Vxlan { dev, .. } => dev.as_deref(),
+            LinkKind::Macvlan { parent, .. } | LinkKind::Macvtap { parent, .. } | LinkKind::Vlan { parent, .. } => {
+                Some(parent)
+            }
+            LinkKind::Dummy | LinkKind::Ifb => None,
+        }
+    }
+
+    /// The words after `type KIND` in `ip link add`.
+    fn type_args(&self) -> Vec<String> {
+        let mut v = vec![self.name().to_string()];
+        match self {
+            LinkKind::Vxlan { id, remote, local, dev, port } => {
+                v.extend(["id".into(), id.to_string()]);
+                if let Some(r) = remote {
+                    v.extend(["remote".into(), r.to_string()]);
+                }
+                if let Some(l) = local {
+                    v.extend(["local".into(), l.to_string()]);
+                }
+                if let Some(d) = dev {
+                    v.extend(["dev".into(), d.clone()]);
+                }
+                v.extend(["dstport".into(), port.to_string()]);
+            }
+            LinkKind::Macvlan { mode, .. } | LinkKind::Macvtap { mode, .. } => v.extend(["mode".into(), mode.clone()]),
+            LinkKind::Vlan { id, .. } => v.extend(["id".into(), id.to_string()]),
+            LinkKind::Dummy | LinkKind::Ifb => {}
+        }
+        v
+    }
+}
+
+/// Bridge options (`bridge.add(name, {vlan_filtering =, stp =})`); None: left as is.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct BridgeOpts {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vlan_filtering: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stp: Option<bool>,
+}
+
+impl BridgeOpts {
+    fn words(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        let b = |x: bool| if x { "1" } else { "0" }.to_string();
+        if let Some(x) = self.vlan_filtering {
+            v.extend(["vlan_filtering".into(), b(x)]);
+        }
+        if let Some(x) = self.stp {
+            v.extend(["stp_state".into(), b(x)]);
+        }
+        v
+    }
+}
+
+/// Flags of a bridge port (`Link:bridge_port{hairpin =, isolated =, learning =,
+/// flood =}`); None: left as is.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct PortFlags {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hairpin: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isolated: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub learning: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flood: Option<bool>,
+}
+
+impl PortFlags {
+    /// (name, value) of the flags that are set, in a fixed order.
+    pub fn set(&self) -> Vec<(&'static str, bool)> {
+        [("hairpin", self.hairpin), ("isolated", self.isolated), ("learning", self.learning), ("flood", self.flood)]
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, v)))
+            .collect()
+    }
+
+    /// Only the flags `like` sets, with the values of `self`.
+    pub fn restricted_to(&self, like: &PortFlags) -> PortFlags {
+        PortFlags {
+            hairpin: like.hairpin.and(self.hairpin),
+            isolated: like.isolated.and(self.isolated),
+            learning: like.learning.and(self.learning),
+            flood: like.flood.and(self.flood),
+        }
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -32,6 +170,35 @@ pub enum Op {
     AddBridge {
         ns: NsRef,
         name: String,
+    },
+    /// A link of another kind, made in `ns` from `from` (where its parent / underlay
+    /// link lives; the same namespace unless the link is sent elsewhere at creation).
+    AddLink {
+        ns: NsRef,
+        name: String,
+        link: LinkKind,
+        from: NsRef,
+    },
+    SetBridge {
+        ns: NsRef,
+        name: String,
+        opts: BridgeOpts,
+    },
+    SetBridgePort {
+        ns: NsRef,
+        dev: String,
+        flags: PortFlags,
+    },
+    /// Makes `qdisc` the root qdisc of `dev` (`tc qdisc replace ... root`).
+    SetQdisc {
+        ns: NsRef,
+        dev: String,
+        qdisc: Qdisc,
+    },
+    /// Gives `dev` back the root qdisc the kernel attaches by default.
+    DelQdisc {
+        ns: NsRef,
+        dev: String,
     },
     DelLink {
         ns: NsRef,
@@ -186,6 +353,32 @@ impl Op {
             AddBridge { ns, name } => {
                 format!("ip {}link add {} type bridge", ns.ip_flag(), q(name))
             }
+            AddLink { ns, name, link, from } => {
+                let mut s = format!("ip {}link add ", from.ip_flag());
+                if let (Some(p), false) = (link.lower(), matches!(link, LinkKind::Vxlan { .. })) {
+                    s += &format!("link {} name ", q(p));
+                }
+                s += &q(name);
+                if from != ns {
+                    s += &format!(" netns {}", ns.name().map(q).unwrap_or_else(|| "$$".into()));
+                }
+                format!("{s} type {}", join_words(&link.type_args()))
+            }
+            SetBridge { ns, name, opts } => {
+                format!("ip {}link set dev {} type bridge {}", ns.ip_flag(), q(name), join_words(&opts.words()))
+            }
+            SetBridgePort { ns, dev, flags } => {
+                let words: Vec<String> = flags
+                    .set()
+                    .iter()
+                    .flat_map(|(k, v)| [k.to_string(), if *v { "on" } else { "off" }.into()])
+                    .collect();
+                format!("ip {}link set dev {} type bridge_slave {}", ns.ip_flag(), q(dev), join_words(&words))
+            }
+            SetQdisc { ns, dev, qdisc } => {
+                format!("tc {}qdisc replace dev {} root {}", ns.ip_flag(), q(dev), join_words(&qdisc.words()))
+            }
+            DelQdisc { ns, dev } => format!("tc {}qdisc del dev {} root", ns.ip_flag(), q(dev)),
             DelLink { ns, name, .. } => format!("ip {}link del {}", ns.ip_flag(), q(name)),
             MoveLink { ns, name, to } => {
                 let target = match to {
@@ -264,6 +457,11 @@ impl Op {
             AddNetns { name } | DelNetns { name, .. } => NsRef::Named(name.clone()),
             AddVeth { ns, .. }
             | AddBridge { ns, .. }
+            | AddLink { ns, .. }
+            | SetBridge { ns, .. }
+            | SetBridgePort { ns, .. }
+            | SetQdisc { ns, .. }
+            | DelQdisc { ns, .. }
             | DelLink { ns, .. }
             | MoveLink { ns, .. }
             | SetUp { ns, .. }
@@ -366,6 +564,46 @@ mod tests {
             }
             .render(),
             "iptables -t nat -A POSTROUTING -s 175.18.0.0/24 -j MASQUERADE"
+        );
+    }
+
+    #[test]
+    fn renders_new_kinds_and_qdiscs() {
+        let ns1 = NsRef::named("ns1");
+        let vx = LinkKind::Vxlan {
+            id: 42,
+            remote: Some("10.0.0.2".parse().unwrap()),
+            local: Some("10.0.0.1".parse().unwrap()),
+            dev: Some("eth0".into()),
+            port: 4789,
+        };
+        assert_eq!(
+            Op::AddLink { ns: ns1.clone(), name: "vx0".into(), link: vx, from: ns1.clone() }.render(),
+            "ip -n ns1 link add vx0 type vxlan id 42 remote 10.0.0.2 local 10.0.0.1 dev eth0 dstport 4789"
+        );
+        let mv = LinkKind::Macvlan { parent: "br0".into(), mode: "bridge".into() };
+        assert_eq!(
+            Op::AddLink { ns: ns1.clone(), name: "mv0".into(), link: mv, from: NsRef::Host }.render(),
+            "ip link add link br0 name mv0 netns ns1 type macvlan mode bridge"
+        );
+        assert_eq!(
+            Op::AddLink { ns: NsRef::Host, name: "d 0".into(), link: LinkKind::Dummy, from: NsRef::Host }.render(),
+            "ip link add 'd 0' type dummy"
+        );
+        let q = Qdisc { kind: "netem".into(), args: vec!["delay".into(), "50ms".into()] };
+        assert_eq!(
+            Op::SetQdisc { ns: ns1.clone(), dev: "veth0".into(), qdisc: q }.render(),
+            "tc -n ns1 qdisc replace dev veth0 root netem delay 50ms"
+        );
+        let flags = PortFlags { hairpin: Some(true), learning: Some(false), ..Default::default() };
+        assert_eq!(
+            Op::SetBridgePort { ns: NsRef::Host, dev: "v1".into(), flags }.render(),
+            "ip link set dev v1 type bridge_slave hairpin on learning off"
+        );
+        let opts = BridgeOpts { vlan_filtering: Some(true), stp: Some(false) };
+        assert_eq!(
+            Op::SetBridge { ns: NsRef::Host, name: "br0".into(), opts }.render(),
+            "ip link set dev br0 type bridge vlan_filtering 1 stp_state 0"
         );
     }
 

@@ -71,9 +71,18 @@ fn every_registered_handle_member_is_in_the_table_and_back() {
         assert_eq!(fields, table_names(class, &[Kind::Field]), "{class} fields: registered (left) vs table");
         assert_eq!(methods, table_names(class, &[Kind::Method]), "{class} methods: registered (left) vs table");
     }
-    // The handle scopes of the table are exactly these three and the docker network.
+    // The handle scopes of the table are exactly these three, the partition and the
+    // docker network.
     let classes: Vec<_> = SCOPES.iter().filter(|s| matches!(s.kind, ScopeKind::Class(_))).map(|s| s.name).collect();
-    assert_eq!(classes, ["Netns", "Process", "Link", "net"]);
+    assert_eq!(classes, ["Netns", "Process", "Link", "Partition", "net"]);
+    // A partition's methods are those partition.lua defines.
+    let (_, src) = netscript::lua::STDLIB.iter().find(|(n, _)| *n == "netscript.partition").unwrap();
+    let defined: BTreeSet<String> = src
+        .lines()
+        .filter_map(|l| l.strip_prefix("function Partition:"))
+        .map(|rest| rest.split('(').next().unwrap().to_string())
+        .collect();
+    assert_eq!(defined, table_names("Partition", &[Kind::Method]));
 }
 
 #[test]
@@ -125,9 +134,10 @@ fn the_options_the_bindings_accept_are_the_tables() {
             .iter()
             .map(|p| match p.name {
                 "opts" if p.optional => "{ bogus = 1 }".to_string(),
-                "opts" => {
+                "opts" if e.scope == "docker" => {
                     "{ name = 'x', subnet = '10.2.0.0/24', bogus = 1 }".to_string() // docker.network
                 }
+                "opts" => "{ bogus = 1 }".to_string(),
                 _ if p.ty.contains("integer") => "1".into(),
                 _ if p.ty.contains("Netns") => "N".into(),
                 _ => "'x'".into(),

@@ -12,7 +12,8 @@ use std::process::Command;
 
 use common::*;
 use netscript::model::{NsRef, Route};
-use netscript::op::{Op, Probe, render_stop_all_in};
+use netscript::op::{BridgeOpts, LinkKind, Op, PortFlags, Probe, render_stop_all_in};
+use netscript::qdisc::Qdisc;
 
 /// Hostile strings; `{D}` is replaced by the test's directory (markers land there).
 const HOSTILE: &[&str] = &[
@@ -80,9 +81,14 @@ fn kind(op: &Op) -> &'static str {
         Op::Spawn { .. } => "Spawn",
         Op::Kill { .. } => "Kill",
         Op::StopMarked { .. } => "StopMarked",
+        Op::AddLink { .. } => "AddLink",
+        Op::SetBridge { .. } => "SetBridge",
+        Op::SetBridgePort { .. } => "SetBridgePort",
+        Op::SetQdisc { .. } => "SetQdisc",
+        Op::DelQdisc { .. } => "DelQdisc",
     }
 }
-const KINDS: usize = 23;
+const KINDS: usize = 28;
 
 /// Every op kind with `h` in each of its string fields (and each namespace).
 fn ops(h: &str) -> Vec<Op> {
@@ -125,6 +131,21 @@ fn ops(h: &str) -> Vec<Op> {
         Op::Spawn { ns: NsRef::Host, cmd: vec!["echo".into(), s()], pid: 1, start: 1, mark: s() },
         Op::Kill { pid: 1, start: 1 },
         Op::StopMarked { mark: s() },
+        Op::AddLink {
+            ns: n(),
+            name: s(),
+            link: LinkKind::Vxlan { id: 1, remote: None, local: None, dev: Some(s()), port: 4789 },
+            from: n(),
+        },
+        Op::AddLink { ns: n(), name: s(), link: LinkKind::Macvlan { parent: s(), mode: s() }, from: NsRef::Host },
+        Op::AddLink { ns: NsRef::Host, name: s(), link: LinkKind::Macvtap { parent: s(), mode: s() }, from: n() },
+        Op::AddLink { ns: n(), name: s(), link: LinkKind::Vlan { parent: s(), id: 5 }, from: n() },
+        Op::AddLink { ns: n(), name: s(), link: LinkKind::Dummy, from: n() },
+        Op::AddLink { ns: n(), name: s(), link: LinkKind::Ifb, from: n() },
+        Op::SetBridge { ns: n(), name: s(), opts: BridgeOpts { vlan_filtering: Some(true), stp: Some(false) } },
+        Op::SetBridgePort { ns: n(), dev: s(), flags: PortFlags { hairpin: Some(true), ..Default::default() } },
+        Op::SetQdisc { ns: n(), dev: s(), qdisc: Qdisc { kind: s(), args: vec![s(), s()] } },
+        Op::DelQdisc { ns: n(), dev: s() },
     ]
 }
 
@@ -149,6 +170,7 @@ const STUBS: &str = r#"
 rec() { printf '%s\0' "$@" >> "$ARGS"; }
 ip() { rec ip "$@"; }
 iptables() { rec iptables "$@"; }
+tc() { rec tc "$@"; }
 sysctl() { rec sysctl "$@"; }
 kill() { rec kill "$@"; }
 grep() { rec grep "$@"; }

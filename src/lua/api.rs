@@ -105,7 +105,7 @@ pub const SCOPES: &[Scope] = &[
     Scope { name: "Process", kind: ScopeKind::Class("Process"), doc: "A process started by Netns:spawn." },
     Scope { name: "veth", kind: ScopeKind::Global, doc: "veth pairs." },
     Scope { name: "bridge", kind: ScopeKind::Global, doc: "Bridges." },
-    Scope { name: "link", kind: ScopeKind::Global, doc: "Existing links." },
+    Scope { name: "link", kind: ScopeKind::Global, doc: "Existing links, and links of other kinds." },
     Scope { name: "Link", kind: ScopeKind::Class("Link"), doc: "A link, by name and namespace." },
     Scope { name: "route", kind: ScopeKind::Global, doc: "Routes." },
     Scope { name: "sysctl", kind: ScopeKind::Global, doc: "sysctls (/proc/sys), per namespace." },
@@ -115,6 +115,7 @@ pub const SCOPES: &[Scope] = &[
         kind: ScopeKind::Global,
         doc: "The script's own run; also holds the modules (require(\"netscript\")).",
     },
+    Scope { name: "Partition", kind: ScopeKind::Class("Partition"), doc: "A split made by netscript.partition." },
     Scope {
         name: "docker",
         kind: ScopeKind::Module("netscript.docker"),
@@ -234,9 +235,9 @@ pub const API: &[Entry] = &[
     f(
         "bridge",
         "add",
-        &[p("name", "string"), opt("opts", "{ns?: Netns|string}")],
+        &[p("name", "string"), opt("opts", "{ns?: Netns|string, stp?: boolean, vlan_filtering?: boolean}")],
         "Link",
-        "Create a bridge.",
+        "Create a bridge (spanning tree and VLAN filtering off unless asked).",
         "local br = bridge.add(\"br0\"):addr(\"10.0.0.1/24\"):up()",
     ),
     f(
@@ -246,6 +247,21 @@ pub const API: &[Entry] = &[
         "Link",
         "A handle for an existing link.",
         "print(link.get(\"lo\"):info().up)",
+    ),
+    f(
+        "link",
+        "add",
+        &[
+            p("name", "string"),
+            p("kind", "\"vxlan\"|\"macvlan\"|\"macvtap\"|\"vlan\"|\"dummy\"|\"ifb\""),
+            opt(
+                "opts",
+                "{ns?: Netns|string, id?: integer, remote?: string, local_addr?: string, dev?: Link|string, port?: integer, parent?: Link|string, mode?: string}",
+            ),
+        ],
+        "Link",
+        "Create a link of another kind (vxlan, macvlan, macvtap, vlan, dummy, ifb).",
+        "link.add(\"mv0\", \"macvlan\", { parent = bridge.add(\"br0\"), ns = netns.add(\"c1\") })",
     ),
     // Link
     field("Link", "name", "string", "The link's name.", "print(bridge.add(\"br0\").name)"),
@@ -284,9 +300,44 @@ pub const API: &[Entry] = &[
         "Link",
         "info",
         &[],
-        "{name: string, up: boolean, mtu: integer, kind: string?, master: string?, alias: string?, addrs: string[]}",
+        "{name: string, up: boolean, mtu: integer, kind: string?, master: string?, alias: string?, addrs: string[], qdisc: string?}",
         "What the kernel says about the link now.",
         "print(link.get(\"lo\"):info().mtu)",
+    ),
+    m(
+        "Link",
+        "shape",
+        &[p("opts", "{rate: string, burst?: string, latency?: string}")],
+        "Link",
+        "Limit the rate the link sends at (tbf root qdisc).",
+        "veth.add(\"a\", \"b\"):shape{ rate = \"10mbit\" }",
+    ),
+    m(
+        "Link",
+        "impair",
+        &[p(
+            "opts",
+            "{delay?: string, jitter?: string, loss?: string, duplicate?: string, corrupt?: string, reorder?: string, rate?: string}",
+        )],
+        "Link",
+        "Delay, lose, duplicate, corrupt or reorder what the link sends (netem root qdisc).",
+        "veth.add(\"a\", \"b\"):impair{ delay = \"50ms\", loss = \"1%\" }",
+    ),
+    m(
+        "Link",
+        "unimpair",
+        &[],
+        "Link",
+        "Give the link back the kernel's default root qdisc.",
+        "link.get(\"a\"):unimpair()",
+    ),
+    m(
+        "Link",
+        "bridge_port",
+        &[p("opts", "{hairpin?: boolean, isolated?: boolean, learning?: boolean, flood?: boolean}")],
+        "Link",
+        "Set flags of a bridge port.",
+        "veth.add(\"a\", \"b\"):master(bridge.add(\"br0\")):bridge_port{ hairpin = true }",
     ),
     // route
     f(
@@ -401,6 +452,15 @@ pub const API: &[Entry] = &[
         "Sleep (fractions allowed); Ctrl-C cuts it short.",
         "netscript.sleep(0.2)",
     ),
+    f(
+        "netscript",
+        "partition",
+        &[p("group", "(Netns|string)[]"), p("...", "(Netns|string)[]")],
+        "Partition",
+        "Cut IPv4 traffic between groups of namespaces (by firewall) until :heal().",
+        "local p = netscript.partition({ a, b }, { c })",
+    ),
+    m("Partition", "heal", &[], "Partition", "Undo the partition.", "p:heal()"),
     // netscript.docker
     f(
         "docker",

@@ -8,7 +8,7 @@ use crate::error::Error;
 use crate::model::{NsRef, parse_cidr};
 
 /// A link argument: a Link handle or a name (looked up in `ns`).
-fn link_arg(lua: &Lua, call: &str, v: Value, ns: &NsRef) -> mlua::Result<LLink> {
+pub fn link_arg(lua: &Lua, call: &str, v: Value, ns: &NsRef) -> mlua::Result<LLink> {
     match v {
         Value::UserData(ud) => ud
             .borrow::<LLink>()
@@ -38,6 +38,7 @@ impl UserData for LLink {
     }
 
     fn add_methods<M: UserDataMethods<Self>>(m: &mut M) {
+        super::kinds::add_methods(m);
         m.add_meta_method("__tostring", |lua, this, ()| {
             let s = session(lua);
             let info = s.borrow_mut().link(&this.ns, &this.name);
@@ -51,6 +52,7 @@ impl UserData for LLink {
                         parts.push(format!("master {m}"));
                     }
                     parts.extend(i.addrs.iter().map(|a| a.to_string()));
+                    parts.extend(super::kinds::qdisc_text(&mut s.borrow_mut(), this));
                     format!("{} [{}]", this.desc(), parts.join(", "))
                 }
                 Err(_) => format!("{} [gone]", this.desc()),
@@ -136,6 +138,8 @@ impl UserData for LLink {
             t.set("kind", i.kind)?;
             t.set("master", i.master)?;
             t.set("alias", i.alias)?;
+            let qd = super::kinds::qdisc_text(&mut session(lua).borrow_mut(), this);
+            t.set("qdisc", qd)?;
             t.set("addrs", lua.create_sequence_from(i.addrs.iter().map(|a| a.to_string()))?)?;
             Ok(t)
         });
@@ -157,12 +161,22 @@ pub fn register(lua: &Lua, veth: &Table, bridge: &Table, link: &Table) -> mlua::
     bridge.set(
         "add",
         lua.create_function(|lua, (name, opts): (String, Option<Table>)| {
-            let ns = ns_only(lua, format!("bridge.add({})", q(&name)), opts, |s, ns| {
-                s.bridge_add(&name, ns).map(|()| ns.clone())
-            })?;
+            let call = format!("bridge.add({})", q(&name));
+            let o = Opts::new(lua, &call, opts, super::kinds::BRIDGE_OPTS)?;
+            let ns = o.ns(lua, &call, "ns")?;
+            let bo = super::kinds::bridge_opts(lua, &call, &o)?;
+            with(
+                lua,
+                || call.clone(),
+                |s| {
+                    s.bridge_add(&name, &ns)?;
+                    s.bridge_set(&ns, &name, bo)
+                },
+            )?;
             new_link(lua, ns, name)
         })?,
     )?;
+    super::kinds::register(lua, link)?;
     link.set(
         "get",
         lua.create_function(|lua, (name, opts): (String, Option<Table>)| {

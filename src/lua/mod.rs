@@ -5,6 +5,7 @@
 pub mod api;
 pub mod fw;
 pub mod handles;
+pub mod kinds;
 pub mod link;
 pub mod netns;
 pub mod restrict;
@@ -21,7 +22,10 @@ use mlua::{HookTriggers, Lua, Table, VmState};
 pub use util::SessionRef;
 
 /// Lua modules shipped inside the binary: (module name, source).
-pub const STDLIB: &[(&str, &str)] = &[("netscript.docker", include_str!("../../lua/netscript/docker.lua"))];
+pub const STDLIB: &[(&str, &str)] = &[
+    ("netscript.docker", include_str!("../../lua/netscript/docker.lua")),
+    ("netscript.partition", include_str!("../../lua/netscript/partition.lua")),
+];
 
 /// Builds a Lua state with the whole API bound to `session`.
 pub fn new_lua(
@@ -52,6 +56,13 @@ pub fn new_lua(
         let f = lua.load(*src).set_name(chunk).into_function()?;
         preload.set(*name, f)?;
     }
+    // netscript.partition comes from the standard library (loaded on first use; a
+    // tail call, so its errors point at the script's line).
+    let partition = lua
+        .load("local r = require; return function(...) return r('netscript.partition').partition(...) end")
+        .set_name("=[netscript]")
+        .eval::<mlua::Function>()?;
+    g.get::<Table>("netscript")?.set("partition", partition)?;
     let mut path = String::new();
     if let Some(dir) = script.and_then(|s| s.parent()) {
         let d = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };

@@ -107,6 +107,32 @@ impl Backend for Plan {
         Ok(self.ns(ns)?.links.iter().map(MLink::info).collect())
     }
 
+    fn root_qdisc(&mut self, ns: &NsRef, dev: &str) -> Result<crate::qdisc::RootQdisc> {
+        let l = self.ns(ns)?.link(dev).ok_or_else(|| no_link(ns, dev))?;
+        Ok(l.qdisc.clone().map_or(crate::qdisc::RootQdisc::Default, crate::qdisc::RootQdisc::Known))
+    }
+
+    fn bridge_opts(&mut self, ns: &NsRef, name: &str) -> Result<crate::op::BridgeOpts> {
+        let l = self.ns(ns)?.link(name).ok_or_else(|| no_link(ns, name))?;
+        Ok(crate::op::BridgeOpts {
+            vlan_filtering: Some(l.bridge.vlan_filtering.unwrap_or(false)),
+            stp: Some(l.bridge.stp.unwrap_or(false)),
+        })
+    }
+
+    fn port_flags(&mut self, ns: &NsRef, dev: &str) -> Result<crate::op::PortFlags> {
+        let l = self.ns(ns)?.link(dev).ok_or_else(|| no_link(ns, dev))?;
+        if l.master.is_none() {
+            return Err(Error::sys(format!("link \"{dev}\" in {ns} is not a bridge port"), Some(Errno::EINVAL)));
+        }
+        Ok(crate::op::PortFlags {
+            hairpin: Some(l.port.hairpin.unwrap_or(false)),
+            isolated: Some(l.port.isolated.unwrap_or(false)),
+            learning: Some(l.port.learning.unwrap_or(true)),
+            flood: Some(l.port.flood.unwrap_or(true)),
+        })
+    }
+
     fn find_route(&mut self, ns: &NsRef, r: &Route) -> Result<Option<Route>> {
         let n = self.ns(ns)?;
         if let Some(d) = &r.dev {

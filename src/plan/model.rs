@@ -26,6 +26,15 @@ pub(super) struct MLink {
     pub(super) addrs: Vec<IpNet>,
     /// The other end of a veth pair.
     pub(super) peer: Option<(NsRef, String)>,
+    /// The root qdisc netscript set (None: the kernel's default).
+    pub(super) qdisc: Option<crate::qdisc::Qdisc>,
+    /// A bridge's options, a bridge port's flags (as set; unset ones read as the
+    /// kernel's defaults).
+    pub(super) bridge: crate::op::BridgeOpts,
+    pub(super) port: crate::op::PortFlags,
+    /// A vxlan's id, port, local and remote address: the plan's packet walk joins two
+    /// vxlan links whose ends match (the underlay between them is not modelled).
+    pub(super) vxlan: Option<(u32, u16, Option<IpAddr>, Option<IpAddr>)>,
 }
 
 impl MLink {
@@ -39,6 +48,10 @@ impl MLink {
             alias: Some(alias.into()),
             addrs: Vec::new(),
             peer: None,
+            qdisc: None,
+            bridge: Default::default(),
+            port: Default::default(),
+            vxlan: None,
         }
     }
 
@@ -122,6 +135,10 @@ impl Netns {
             alias: None,
             addrs: Vec::new(),
             peer: None,
+            qdisc: None,
+            bridge: Default::default(),
+            port: Default::default(),
+            vxlan: None,
         };
         Netns { links: vec![lo], routes: Vec::new(), sysctls: BTreeMap::new(), tables: BTreeMap::new() }
     }
@@ -425,6 +442,57 @@ impl Plan {
                 let l = MLink::new(name, "bridge", &self.mark);
                 self.ns_mut(ns)?.links.push(l);
             }
+            Op::AddLink { ns, name, link, from } => {
+                // As the kernel where the plan is made would answer.
+                if crate::sys::kconfig::lacks(crate::sys::kconfig::link_kind_option(link.name()).0) {
+                    let msg = crate::sys::kconfig::missing_link_kind(link.name());
+                    return Err(Error::sys(msg, Some(Errno::EOPNOTSUPP)));
+                }
+                self.ns(ns)?;
+                self.require_free(ns, name)?;
+                if let Some(p) = link.lower() {
+                    self.ns(from)?.link(p).ok_or_else(|| no_link(from, p))?;
+                }
+                let mut l = MLink::new(name, link.name(), &self.mark);
+                if let crate::op::LinkKind::Vxlan { id, remote, local, port, .. } = link {
+                    l.vxlan = Some((*id, *port, *local, *remote));
+                }
+                self.ns_mut(ns)?.links.push(l);
+            }
+            Op::SetBridge { ns, name, opts } => {
+                let l = self.link_mut(ns, name)?;
+                if l.kind.as_deref() != Some("bridge") {
+                    return Err(Error::sys(format!("\"{name}\" in {ns} is not a bridge"), Some(Errno::EOPNOTSUPP)));
+                }
+                if opts.vlan_filtering == Some(true) && crate::sys::kconfig::lacks("CONFIG_BRIDGE_VLAN_FILTERING") {
+                    return Err(Error::sys(crate::sys::kconfig::NO_VLAN_FILTERING, Some(Errno::EOPNOTSUPP)));
+                }
+                l.bridge.vlan_filtering = opts.vlan_filtering.or(l.bridge.vlan_filtering);
+                l.bridge.stp = opts.stp.or(l.bridge.stp);
+            }
+            Op::SetBridgePort { ns, dev, flags } => {
+                let l = self.link_mut(ns, dev)?;
+                if l.master.is_none() {
+                    return Err(Error::sys(
+                        format!("link \"{dev}\" in {ns} is not a bridge port"),
+                        Some(Errno::EINVAL),
+                    ));
+                }
+                let p = &mut l.port;
+                p.hairpin = flags.hairpin.or(p.hairpin);
+                p.isolated = flags.isolated.or(p.isolated);
+                p.learning = flags.learning.or(p.learning);
+                p.flood = flags.flood.or(p.flood);
+            }
+            Op::SetQdisc { ns, dev, qdisc } => {
+                let l = self.link_mut(ns, dev)?;
+                if crate::sys::kconfig::lacks(&format!("CONFIG_NET_SCH_{}", qdisc.kind.to_uppercase())) {
+                    let msg = format!("link \"{dev}\": {}", crate::sys::tc::missing_kind(&qdisc.kind));
+                    return Err(Error::sys(msg, Some(Errno::EOPNOTSUPP)));
+                }
+                l.qdisc = Some(qdisc.clone());
+            }
+            Op::DelQdisc { ns, dev } => self.link_mut(ns, dev)?.qdisc = None,
             Op::DelLink { ns, name, .. } => self.delete_link(ns, name)?,
             Op::MoveLink { ns, name, to } => {
                 self.ns(ns)?.link(name).ok_or_else(|| no_link(ns, name))?;
@@ -495,7 +563,12 @@ impl Plan {
                         return Err(Error::sys(format!("\"{m}\" cannot be its own master"), Some(Errno::ELOOP)));
                     }
                 }
-                self.link_mut(ns, dev)?.master = master.clone();
+                let l = self.link_mut(ns, dev)?;
+                if l.master != *master {
+                    // A port's flags belong to its place on a bridge.
+                    l.port = Default::default();
+                }
+                l.master = master.clone();
             }
             Op::SetMtu { ns, dev, mtu } => self.link_mut(ns, dev)?.mtu = *mtu,
             Op::AddRoute { ns, route } => self.add_route(ns, route)?,

@@ -240,6 +240,16 @@ impl Plan {
                         }
                     } else if let Some((pn, pl)) = &link.peer {
                         q.push_back((Hop::In(pn.clone(), pl.clone()), fwd));
+                    } else if let Some((id, port, Some(local), Some(remote))) = link.vxlan {
+                        // The other end of a point-to-point vxlan: same id and port,
+                        // its local address our remote and the other way round.
+                        for (pn, x) in &self.nss {
+                            for o in &x.links {
+                                if o.vxlan == Some((id, port, Some(remote), Some(local))) {
+                                    q.push_back((Hop::In(pn.clone(), o.name.clone()), fwd.clone()));
+                                }
+                            }
+                        }
                     }
                 }
                 Hop::In(n, l) => {

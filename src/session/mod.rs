@@ -2,6 +2,8 @@
 //! writes the journal entry with its undo before the change, applies it, and rolls
 //! back newest first. This is the typed API the Lua bindings and the tests use.
 
+mod links;
+
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -178,7 +180,10 @@ impl Session {
                 let id = self.backend.netns_id(name)?;
                 Some(vec![Op::DelNetns { name: name.clone(), id: Some(id) }])
             }
-            (Op::AddVeth { ns, name, .. } | Op::AddBridge { ns, name }, [Op::DelLink { ifindex: None, .. }]) => {
+            (
+                Op::AddVeth { ns, name, .. } | Op::AddBridge { ns, name } | Op::AddLink { ns, name, .. },
+                [Op::DelLink { ifindex: None, .. }],
+            ) => {
                 let i = self.backend.link_index(ns, name).ok()??;
                 Some(vec![Op::DelLink { ns: ns.clone(), name: name.clone(), ifindex: Some(i) }])
             }

@@ -189,7 +189,7 @@ impl Doomed {
                     d.links.insert((ns.clone(), name.clone()));
                     d.links.insert((peer_ns.clone(), peer.clone()));
                 }
-                Op::AddBridge { ns, name } => {
+                Op::AddBridge { ns, name } | Op::AddLink { ns, name, .. } => {
                     d.links.insert((ns.clone(), name.clone()));
                 }
                 Op::MoveLink { ns, name, to } if d.links.contains(&(ns.clone(), name.clone())) => {
@@ -212,9 +212,13 @@ impl Doomed {
     fn covers(&self, undo: &Op) -> bool {
         match undo {
             Op::SetUp { ns, name, .. } => self.link(ns, name),
-            Op::DelAddr { ns, dev, .. } | Op::SetMaster { ns, dev, .. } | Op::SetMtu { ns, dev, .. } => {
-                self.link(ns, dev)
-            }
+            Op::DelAddr { ns, dev, .. }
+            | Op::SetMaster { ns, dev, .. }
+            | Op::SetMtu { ns, dev, .. }
+            | Op::SetBridgePort { ns, dev, .. }
+            | Op::SetQdisc { ns, dev, .. }
+            | Op::DelQdisc { ns, dev } => self.link(ns, dev),
+            Op::SetBridge { ns, name, .. } => self.link(ns, name),
             Op::DelRoute { ns, route } => self.ns(ns) || route.dev.as_deref().is_some_and(|d| self.link(ns, d)),
             Op::AddRoute { ns, .. }
             | Op::SetSysctl { ns, .. }

@@ -1,9 +1,11 @@
 //! The kernel side: namespaces, netlink, sysctl, processes. No Lua, no journal.
+pub mod kconfig;
 pub mod netlink;
 pub mod netns;
 pub mod proc;
 pub mod process;
 pub mod sysctl;
+pub mod tc;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -287,3 +287,146 @@ pub async fn routes(h: &Handle, v6: bool) -> Result<Vec<KernelRoute>> {
     }
     Ok(out)
 }
+
+// ---- other link kinds, bridge options and port flags (link.add, bridge.add,
+// Link:bridge_port) --------------------------------------------------------------
+
+/// Creates a link of `kind` named `name` through the socket of the namespace the
+/// request is sent to; `lower` is the index there of its parent / underlay link;
+/// `target_fd` sends it straight into another namespace (IFLA_NET_NS_FD).
+pub async fn add_kind(
+    h: &Handle,
+    name: &str,
+    kind: &crate::op::LinkKind,
+    lower: Option<u32>,
+    target_fd: Option<RawFd>,
+) -> Result<()> {
+    use crate::op::LinkKind as K;
+    use rtnetlink::packet_route::link::MacVlanMode;
+    use rtnetlink::{LinkDummy, LinkIfb, LinkMacVlan, LinkMacVtap, LinkVlan, LinkVxlan};
+    let mode = |m: &str| match m {
+        "private" => MacVlanMode::Private,
+        "vepa" => MacVlanMode::Vepa,
+        "passthru" => MacVlanMode::Passthrough,
+        "source" => MacVlanMode::Source,
+        _ => MacVlanMode::Bridge,
+    };
+    let need_lower = || Error::invalid(format!("{} \"{name}\" needs its parent link", kind.name()));
+    let mut msg = match kind {
+        K::Vxlan { id, remote, local, port, .. } => {
+            let mut b = LinkVxlan::new(name, *id).port(*port);
+            if let Some(i) = lower {
+                b = b.dev(i);
+            }
+            match remote {
+                Some(IpAddr::V4(a)) => b = b.remote(*a),
+                Some(IpAddr::V6(a)) => b = b.remote6(*a),
+                None => {}
+            }
+            match local {
+                Some(IpAddr::V4(a)) => b = b.local(*a),
+                Some(IpAddr::V6(a)) => b = b.local6(*a),
+                None => {}
+            }
+            b.build()
+        }
+        K::Macvlan { mode: m, .. } => LinkMacVlan::new(name, lower.ok_or_else(need_lower)?, mode(m)).build(),
+        K::Macvtap { mode: m, .. } => LinkMacVtap::new(name, lower.ok_or_else(need_lower)?, mode(m)).build(),
+        K::Vlan { id, .. } => LinkVlan::new(name, lower.ok_or_else(need_lower)?, *id).build(),
+        K::Dummy => LinkDummy::new(name).build(),
+        K::Ifb => LinkIfb::new(name).build(),
+    };
+    if let Some(fd) = target_fd {
+        msg.attributes.push(LinkAttribute::NetNsFd(fd));
+    }
+    h.link().add(msg).execute().await?;
+    Ok(())
+}
+
+async fn link_message(h: &Handle, index: u32) -> Result<LinkMessage> {
+    let mut st = h.link().get().match_index(index).execute();
+    st.try_next().await?.ok_or_else(|| Error::sys("no such link", Some(nix::errno::Errno::ENODEV)))
+}
+
+/// vlan_filtering and stp of bridge `index`.
+pub async fn bridge_opts(h: &Handle, index: u32) -> Result<crate::op::BridgeOpts> {
+    use rtnetlink::packet_route::link::{BridgeStpState, InfoBridge};
+    let m = link_message(h, index).await?;
+    let mut o = crate::op::BridgeOpts::default();
+    for a in &m.attributes {
+        if let LinkAttribute::LinkInfo(infos) = a {
+            for i in infos {
+                if let LinkInfo::Data(InfoData::Bridge(v)) = i {
+                    for x in v {
+                        match x {
+                            InfoBridge::VlanFiltering(b) => o.vlan_filtering = Some(*b),
+                            InfoBridge::StpState(s) => o.stp = Some(*s != BridgeStpState::Disabled),
+                            _ => {}
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(o)
+}
+
+pub async fn set_bridge_opts(h: &Handle, index: u32, o: &crate::op::BridgeOpts) -> Result<()> {
+    use rtnetlink::packet_route::link::BridgeStpState;
+    let mut b = LinkMessageBuilder::<LinkBridge>::new_with_info_kind(InfoKind::Bridge).index(index);
+    if let Some(v) = o.vlan_filtering {
+        b = b.vlan_filtering(v);
+    }
+    if let Some(s) = o.stp {
+        b = b.stp_state(if s { BridgeStpState::KernelStp } else { BridgeStpState::Disabled });
+    }
+    h.link().change(b.build()).execute().await?;
+    Ok(())
+}
+
+/// hairpin, isolated, learning and flood (unicast flooding) of bridge port `index`.
+pub async fn port_flags(h: &Handle, index: u32) -> Result<crate::op::PortFlags> {
+    use rtnetlink::packet_route::link::{InfoBridgePort, InfoPortData};
+    let m = link_message(h, index).await?;
+    let mut f = crate::op::PortFlags::default();
+    for a in &m.attributes {
+        if let LinkAttribute::LinkInfo(infos) = a {
+            for i in infos {
+                if let LinkInfo::PortData(InfoPortData::BridgePort(v)) = i {
+                    for x in v {
+                        match x {
+                            InfoBridgePort::HairpinMode(b) => f.hairpin = Some(*b),
+                            InfoBridgePort::Isolated(b) => f.isolated = Some(*b),
+                            InfoBridgePort::Learning(b) => f.learning = Some(*b),
+                            InfoBridgePort::UnicastFlood(b) => f.flood = Some(*b),
+                            _ => {}
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if f.hairpin.is_none() && f.learning.is_none() {
+        return Err(Error::sys("not a bridge port (it has no master bridge)", Some(nix::errno::Errno::EINVAL)));
+    }
+    Ok(f)
+}
+
+pub async fn set_port_flags(h: &Handle, index: u32, f: &crate::op::PortFlags) -> Result<()> {
+    use rtnetlink::LinkBridgePort;
+    let mut b = LinkBridgePort::new(index);
+    if let Some(v) = f.hairpin {
+        b = b.hairpin(v);
+    }
+    if let Some(v) = f.isolated {
+        b = b.isolated(v);
+    }
+    if let Some(v) = f.learning {
+        b = b.learning(v);
+    }
+    if let Some(v) = f.flood {
+        b = b.flood(v);
+    }
+    h.link().set_port(b.build()).execute().await?;
+    Ok(())
+}

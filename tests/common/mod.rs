@@ -123,8 +123,8 @@ impl Sandbox {
     }
 
     /// The kernel state, as the system's own tools print it: links, addresses and
-    /// routes in every namespace, the namespace list, the firewall rule set and the
-    /// sysctls of SYSCTLS. One shell run inside the sandbox reads it all; fields that
+    /// routes in every namespace, the namespace list, the root and other qdiscs, the
+    /// firewall rule set and the sysctls of SYSCTLS. One shell run inside the sandbox reads it all; fields that
     /// change on their own are dropped (`normalize_json`, `normalize_rules`).
     pub fn snapshot(&self) -> String {
         const SEP: &str = "::netscript-snapshot::";
@@ -144,6 +144,9 @@ impl Sandbox {
                 labels.push((i, what.to_string()));
                 script += &format!("echo '{SEP}'; {ip} -j {what} || echo '{SEP}failed'\n");
             }
+            labels.push((i, "qdiscs".to_string()));
+            let tc = ns.map(|n| format!("tc -n {n}")).unwrap_or_else(|| "tc".into());
+            script += &format!("echo '{SEP}'; {tc} -j qdisc show || echo '{SEP}failed'\n");
             for save in ["iptables-nft-save", "iptables-legacy-save"] {
                 labels.push((i, save.to_string()));
                 script += &format!("echo '{SEP}'; {ex}{save} 2>/dev/null\n");
@@ -167,6 +170,9 @@ impl Sandbox {
             if IP_READS.contains(&label.as_str()) {
                 assert!(!text.contains(SEP), "snapshot: `ip -j {label}` failed in {}", nss[*i].unwrap_or("host"));
                 out += &format!("{label}: {}\n", normalize_json(text));
+            } else if label == "qdiscs" {
+                assert!(!text.contains(SEP), "snapshot: `tc -j qdisc show` failed in {}", nss[*i].unwrap_or("host"));
+                out += &format!("qdiscs: {}\n", normalize_qdiscs(text));
             } else if label.contains("-save") {
                 out += &format!("{label}:\n{}", normalize_rules(text));
             } else {
@@ -236,6 +242,28 @@ pub fn normalize_json(s: &str) -> String {
         }
         Err(_) => s.trim().to_string(),
     }
+}
+
+/// `tc -j qdisc show` without what the kernel does on its own: the default qdisc a
+/// link gets when first brought up (`noqueue`, handle 0:), reference counts, and
+/// the handle numbers it allocates (a qdisc made again gets a new one).
+pub fn normalize_qdiscs(s: &str) -> String {
+    let Ok(serde_json::Value::Array(v)) = serde_json::from_str::<serde_json::Value>(s) else {
+        return s.trim().to_string();
+    };
+    let kept: Vec<serde_json::Value> = v
+        .into_iter()
+        .filter(|q| !(q["kind"] == "noqueue" && q["handle"] == "0:"))
+        .map(|mut q| {
+            if let Some(m) = q.as_object_mut() {
+                m.remove("refcnt");
+                let default = m.get("handle").and_then(|h| h.as_str()) == Some("0:");
+                m.insert("handle".into(), if default { "0:" } else { "allocated" }.into());
+            }
+            q
+        })
+        .collect();
+    serde_json::Value::Array(kept).to_string()
 }
 
 /// The rule set of `iptables-save`, compared as rules, not tables: counters and

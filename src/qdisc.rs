@@ -1,0 +1,298 @@
+//! Link impairment and shaping as values: the root qdisc netscript puts on a link
+//! (`netem` for delay / loss / ..., `tbf` for a rate limit), checked before the
+//! kernel sees it, spelled as the words of a `tc qdisc replace` command, and read
+//! back from what `tc -j qdisc show` reports (to restore exactly what was there).
+//! No kernel access here.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// A root qdisc: its kind and the words `tc` takes after the kind.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Qdisc {
+    pub kind: String,
+    pub args: Vec<String>,
+}
+
+impl Qdisc {
+    /// "netem delay 50ms loss 1%": the words after `root` in a tc command.
+    pub fn words(&self) -> Vec<String> {
+        let mut v = vec![self.kind.clone()];
+        v.extend(self.args.iter().cloned());
+        v
+    }
+
+    /// A short description for `tostring(link)`: "netem delay 50ms loss 1%".
+    pub fn describe(&self) -> String {
+        self.words().join(" ")
+    }
+}
+
+/// The root qdisc of a link as the system has it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum RootQdisc {
+    /// The one the kernel attached itself (handle 0:, or none): `tc qdisc del ...
+    /// root` brings it back.
+    Default,
+    /// One that netscript knows how to make again.
+    Known(Qdisc),
+    /// Another kind (or parameters netscript cannot read back): `json` is what
+    /// `tc -j qdisc show` said.
+    Other { kind: String, json: String },
+}
+
+/// `Link:impair{...}`: the netem options, as the script gave them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Impair {
+    pub delay: Option<String>,
+    pub jitter: Option<String>,
+    pub loss: Option<String>,
+    pub duplicate: Option<String>,
+    pub corrupt: Option<String>,
+    pub reorder: Option<String>,
+    pub rate: Option<String>,
+}
+
+/// `Link:shape{...}`: the tbf options.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Shape {
+    pub rate: String,
+    pub burst: Option<String>,
+    pub latency: Option<String>,
+}
+
+/// A number with an optional fraction, then a unit from `units`; returns the number
+/// and the unit.
+fn number_unit<'a>(s: &'a str, units: &[&'a str]) -> Option<(f64, &'a str)> {
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    if num.is_empty() || num.starts_with('.') || num.ends_with('.') || num.matches('.').count() > 1 {
+        return None;
+    }
+    let n: f64 = num.parse().ok()?;
+    units.iter().find(|u| **u == unit).map(|u| (n, *u))
+}
+
+/// A duration: "50ms", "1.5s", "200us".
+pub fn check_time(what: &str, s: &str) -> Result<()> {
+    match number_unit(s, &["us", "ms", "s"]) {
+        Some(_) => Ok(()),
+        None => Err(Error::invalid(format!("{what} \"{s}\" is not a time (a number and us, ms or s, like \"50ms\")"))),
+    }
+}
+
+/// A percentage: "1%", "0.5%".
+pub fn check_percent(what: &str, s: &str) -> Result<()> {
+    match s.strip_suffix('%').and_then(|n| number_unit(n, &[""])) {
+        Some((n, _)) if n <= 100.0 => Ok(()),
+        _ => Err(Error::invalid(format!("{what} \"{s}\" is not a percentage from 0% to 100% (like \"1%\")"))),
+    }
+}
+
+/// A rate as tc spells it: "10mbit", "512kbit", "1gbit", "1000000bit"; returns it in
+/// bits per second. (tc's "bps" means bytes per second; it is refused here, as a trap.)
+pub fn parse_rate(what: &str, s: &str) -> Result<f64> {
+    let bad = || {
+        Error::invalid(format!("{what} \"{s}\" is not a rate (a number and bit, kbit, mbit or gbit, like \"10mbit\")"))
+    };
+    let (n, unit) = number_unit(s, &["bit", "kbit", "mbit", "gbit"]).ok_or_else(bad)?;
+    let bits = n * match unit {
+        "kbit" => 1e3,
+        "mbit" => 1e6,
+        "gbit" => 1e9,
+        _ => 1.0,
+    };
+    if bits < 8.0 {
+        return Err(bad());
+    }
+    Ok(bits)
+}
+
+/// A size as tc spells it: "32kb", "1500b", "1mb" (bytes, kilobytes, megabytes).
+pub fn check_size(what: &str, s: &str) -> Result<()> {
+    match number_unit(s, &["b", "kb", "mb"]) {
+        Some((n, _)) if n > 0.0 => Ok(()),
+        _ => Err(Error::invalid(format!("{what} \"{s}\" is not a size (a number and b, kb or mb, like \"32kb\")"))),
+    }
+}
+
+impl Impair {
+    /// The netem qdisc these options ask for.
+    pub fn qdisc(&self) -> Result<Qdisc> {
+        let mut args = Vec::new();
+        if let Some(d) = &self.delay {
+            check_time("delay", d)?;
+            args.extend(["delay".to_string(), d.clone()]);
+            if let Some(j) = &self.jitter {
+                check_time("jitter", j)?;
+                args.push(j.clone());
+            }
+        } else if self.jitter.is_some() {
+            return Err(Error::invalid("jitter needs a delay (jitter varies the delay)"));
+        } else if self.reorder.is_some() {
+            return Err(Error::invalid("reorder needs a delay (packets are reordered by sending some without it)"));
+        }
+        for (name, v) in [
+            ("loss", &self.loss),
+            ("duplicate", &self.duplicate),
+            ("corrupt", &self.corrupt),
+            ("reorder", &self.reorder),
+        ] {
+            if let Some(p) = v {
+                check_percent(name, p)?;
+                args.extend([name.to_string(), p.clone()]);
+            }
+        }
+        if let Some(r) = &self.rate {
+            parse_rate("rate", r)?;
+            args.extend(["rate".to_string(), r.clone()]);
+        }
+        if args.is_empty() {
+            return Err(Error::invalid(
+                "impair needs at least one of delay, loss, duplicate, corrupt, reorder, rate (unimpair() removes one)",
+            ));
+        }
+        Ok(Qdisc { kind: "netem".into(), args })
+    }
+}
+
+impl Shape {
+    /// The tbf qdisc these options ask for. Without `burst`: a hundredth of a second
+    /// at the rate, 16kb at least; without `latency`: 50ms.
+    pub fn qdisc(&self) -> Result<Qdisc> {
+        let bits = parse_rate("rate", &self.rate)?;
+        let burst = match &self.burst {
+            Some(b) => {
+                check_size("burst", b)?;
+                b.clone()
+            }
+            None => format!("{}b", ((bits / 8.0 / 100.0) as u64).max(16384)),
+        };
+        let latency = match &self.latency {
+            Some(l) => {
+                check_time("latency", l)?;
+                l.clone()
+            }
+            None => "50ms".into(),
+        };
+        let args = ["rate", &self.rate, "burst", &burst, "latency", &latency].iter().map(|s| s.to_string()).collect();
+        Ok(Qdisc { kind: "tbf".into(), args })
+    }
+}
+
+/// The root qdisc in `tc -j qdisc show dev X root` output.
+pub fn root_from_json(json: &str) -> Result<RootQdisc> {
+    let v: serde_json::Value = serde_json::from_str(json.trim())
+        .map_err(|e| Error::sys(format!("cannot read the output of tc -j qdisc show: {e}"), None))?;
+    let root = v.as_array().and_then(|a| a.iter().find(|q| q["root"].as_bool() == Some(true)));
+    let Some(q) = root else { return Ok(RootQdisc::Default) };
+    let kind = q["kind"].as_str().unwrap_or_default().to_string();
+    if q["handle"].as_str() == Some("0:") || kind == "noop" {
+        return Ok(RootQdisc::Default);
+    }
+    let o = &q["options"];
+    let num = |k: &str| o[k].as_u64();
+    let known = match kind.as_str() {
+        "tbf" => match (num("rate"), num("burst")) {
+            (Some(rate), Some(burst)) => {
+                let mut args = vec!["rate".into(), format!("{}bit", rate * 8), "burst".into(), format!("{burst}b")];
+                match (num("lat"), num("limit")) {
+                    (Some(lat), _) => args.extend(["latency".into(), format!("{lat}us")]),
+                    (None, Some(limit)) => args.extend(["limit".into(), format!("{limit}b")]),
+                    _ => {}
+                }
+                Some(args)
+            }
+            _ => None,
+        },
+        "pfifo" | "bfifo" => num("limit").map(|l| vec!["limit".into(), l.to_string()]),
+        "netem" => netem_args(o),
+        _ => None,
+    };
+    Ok(match known {
+        Some(args) => RootQdisc::Known(Qdisc { kind, args }),
+        None => RootQdisc::Other { kind, json: q.to_string() },
+    })
+}
+
+/// The netem options iproute2 prints in JSON, back as tc words (the ones
+/// `Link:impair` sets; anything else makes the qdisc one netscript cannot restore).
+fn netem_args(o: &serde_json::Value) -> Option<Vec<String>> {
+    let secs = |v: &serde_json::Value| v.as_f64().map(|s| format!("{}us", (s * 1e6).round() as u64));
+    let pct = |v: &serde_json::Value| v.as_f64().map(|p| format!("{}%", (p * 1e6).round() / 1e4));
+    let mut args = Vec::new();
+    let known = ["limit", "delay", "loss-random", "duplicate", "corrupt", "reorder", "rate", "ecn", "gap"];
+    if o.as_object()?.keys().any(|k| !known.contains(&k.as_str())) {
+        return None;
+    }
+    if let Some(l) = o["limit"].as_u64() {
+        args.extend(["limit".into(), l.to_string()]);
+    }
+    if o["delay"].is_object() {
+        args.extend(["delay".into(), secs(&o["delay"]["delay"])?]);
+        if let Some(j) = o["delay"]["jitter"].as_f64().filter(|j| *j > 0.0) {
+            args.push(format!("{}us", (j * 1e6).round() as u64));
+        }
+    }
+    for (key, word) in
+        [("loss-random", "loss"), ("duplicate", "duplicate"), ("corrupt", "corrupt"), ("reorder", "reorder")]
+    {
+        let inner = if key == "loss-random" { "loss" } else { key };
+        if o[key].is_object() {
+            args.extend([word.into(), pct(&o[key][inner])?]);
+        }
+    }
+    if o["rate"].is_object() {
+        args.extend(["rate".into(), format!("{}bit", o["rate"]["rate"].as_u64()? * 8)]);
+    }
+    Some(args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn impair_words() {
+        let i = Impair {
+            delay: Some("50ms".into()),
+            jitter: Some("5ms".into()),
+            loss: Some("1%".into()),
+            ..Default::default()
+        };
+        assert_eq!(i.qdisc().unwrap().describe(), "netem delay 50ms 5ms loss 1%");
+        assert!(Impair { jitter: Some("5ms".into()), ..Default::default() }.qdisc().is_err());
+        assert!(Impair { loss: Some("101%".into()), ..Default::default() }.qdisc().is_err());
+        assert!(Impair { delay: Some("50".into()), ..Default::default() }.qdisc().is_err());
+        assert!(Impair { delay: Some("5ms; reboot".into()), ..Default::default() }.qdisc().is_err());
+        assert!(Impair::default().qdisc().is_err());
+    }
+
+    #[test]
+    fn shape_words() {
+        let s = Shape { rate: "8mbit".into(), burst: None, latency: None };
+        assert_eq!(s.qdisc().unwrap().describe(), "tbf rate 8mbit burst 16384b latency 50ms");
+        let s = Shape { rate: "1gbit".into(), burst: Some("64kb".into()), latency: Some("10ms".into()) };
+        assert_eq!(s.qdisc().unwrap().describe(), "tbf rate 1gbit burst 64kb latency 10ms");
+        assert!(Shape { rate: "10mbps".into(), ..Default::default() }.qdisc().is_err());
+        assert!(Shape { rate: "fast".into(), ..Default::default() }.qdisc().is_err());
+    }
+
+    #[test]
+    fn reads_tc_json() {
+        let dflt = r#"[{"kind":"noqueue","handle":"0:","root":true,"refcnt":2,"options":{}}]"#;
+        assert_eq!(root_from_json(dflt).unwrap(), RootQdisc::Default);
+        assert_eq!(root_from_json("[]").unwrap(), RootQdisc::Default);
+        let tbf = r#"[{"kind":"tbf","handle":"8001:","root":true,"refcnt":3,"options":{"rate":1250000,"burst":16383,"lat":50000}}]"#;
+        assert_eq!(
+            root_from_json(tbf).unwrap(),
+            RootQdisc::Known(Qdisc {
+                kind: "tbf".into(),
+                args: ["rate", "10000000bit", "burst", "16383b", "latency", "50000us"].map(String::from).to_vec()
+            })
+        );
+        let htb = r#"[{"kind":"htb","handle":"1:","root":true,"options":{"r2q":10}}]"#;
+        assert!(matches!(root_from_json(htb).unwrap(), RootQdisc::Other { .. }));
+    }
+}
