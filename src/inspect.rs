@@ -107,7 +107,7 @@ fn in_place(b: &mut dyn Backend, op: &Op) -> Result<bool> {
         Op::DelLink { ns, name } => link(b, ns, name)?.is_none(),
         Op::MoveLink { name, to, .. } => link(b, to, name)?.is_some(),
         Op::SetUp { ns, name, up } => link(b, ns, name)?.is_some_and(|l| l.up == *up),
-        Op::AddAddr { ns, dev, addr } => link(b, ns, dev)?.is_some_and(|l| l.addrs.contains(addr)),
+        Op::AddAddr { ns, dev, addr, .. } => link(b, ns, dev)?.is_some_and(|l| l.addrs.contains(addr)),
         Op::DelAddr { ns, dev, addr } => link(b, ns, dev)?.is_none_or(|l| !l.addrs.contains(addr)),
         Op::SetMaster { ns, dev, master } => link(b, ns, dev)?.is_some_and(|l| &l.master == master),
         Op::SetMtu { ns, dev, mtu } => link(b, ns, dev)?.is_some_and(|l| l.mtu == *mtu),
@@ -138,7 +138,7 @@ fn drift_key(op: &Op) -> (String, Option<(NsRef, String)>) {
         | Op::DelLink { ns, name }
         | Op::MoveLink { ns, name, .. } => (format!("link {ns} {name}"), l(ns, name)),
         Op::SetUp { ns, name, .. } => (format!("up {ns} {name}"), l(ns, name)),
-        Op::AddAddr { ns, dev, addr } | Op::DelAddr { ns, dev, addr } => {
+        Op::AddAddr { ns, dev, addr, .. } | Op::DelAddr { ns, dev, addr } => {
             (format!("addr {ns} {dev} {addr}"), l(ns, dev))
         }
         Op::SetMaster { ns, dev, .. } => (format!("master {ns} {dev}"), l(ns, dev)),
@@ -326,7 +326,7 @@ pub fn dot(shown: &Shown) -> String {
             Op::AddBridge { ns, name } => {
                 nodes.insert(key(ns, name), Node { kind: "bridge", addrs: vec![] });
             }
-            Op::AddAddr { ns, dev, addr } => {
+            Op::AddAddr { ns, dev, addr, .. } => {
                 nodes.entry(key(ns, dev)).or_insert(Node { kind: "link", addrs: vec![] }).addrs.push(addr.to_string());
             }
             Op::SetMaster { ns, dev, master: Some(m) } => {
