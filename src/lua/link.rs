@@ -70,7 +70,14 @@ impl UserData for LLink {
                 let call = format!("{}:addr({})", this.borrow::<LLink>()?.desc(), q(&cidr));
                 no_more(lua, &call, &rest)?;
                 let o = Opts::new(lua, &call, opts, &["nodad"])?;
-                let nodad = o.get::<bool>(lua, &call, "nodad")?.unwrap_or(true);
+                let nodad = match o.get::<Value>(lua, &call, "nodad")? {
+                    None | Some(Value::Nil) => true,
+                    Some(Value::Boolean(b)) => b,
+                    Some(v) => {
+                        let e = format!("option nodad: expected a boolean, got {}", v.type_name());
+                        return Err(fail(lua, &call, Error::invalid(e)));
+                    }
+                };
                 chain(
                     lua,
                     this,
