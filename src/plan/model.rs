@@ -112,6 +112,8 @@ pub(super) struct Netns {
     /// Sysctls this plan set (others read as their defaults).
     pub(super) sysctls: BTreeMap<String, String>,
     pub(super) tables: BTreeMap<String, Table>,
+    /// The ip6tables tables (empty until a script writes IPv6 rules).
+    pub(super) tables6: BTreeMap<String, Table>,
 }
 
 impl Netns {
@@ -128,7 +130,13 @@ impl Netns {
             nodad: Vec::new(),
             peer: None,
         };
-        Netns { links: vec![lo], routes: Vec::new(), sysctls: BTreeMap::new(), tables: BTreeMap::new() }
+        Netns {
+            links: vec![lo],
+            routes: Vec::new(),
+            sysctls: BTreeMap::new(),
+            tables: BTreeMap::new(),
+            tables6: BTreeMap::new(),
+        }
     }
 
     pub(super) fn link(&self, name: &str) -> Option<&MLink> {
