@@ -22,6 +22,9 @@ pub struct LinkInfo {
     pub kind: Option<String>,
     pub alias: Option<String>,
     pub addrs: Vec<IpNet>,
+    /// The IPv6 addresses of `addrs` added without duplicate address detection
+    /// (IFA_F_NODAD), so that a restored address gets its flag back.
+    pub nodad: Vec<IpNet>,
 }
 
 pub trait Backend {

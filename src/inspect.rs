@@ -198,7 +198,7 @@ fn in_place(b: &mut dyn Backend, op: &Op) -> Result<bool> {
         Op::DelLink { ns, name, .. } => link(b, ns, name)?.is_none(),
         Op::MoveLink { name, to, .. } => link(b, to, name)?.is_some(),
         Op::SetUp { ns, name, up } => link(b, ns, name)?.is_some_and(|l| l.up == *up),
-        Op::AddAddr { ns, dev, addr } => link(b, ns, dev)?.is_some_and(|l| l.addrs.contains(addr)),
+        Op::AddAddr { ns, dev, addr, .. } => link(b, ns, dev)?.is_some_and(|l| l.addrs.contains(addr)),
         Op::DelAddr { ns, dev, addr } => link(b, ns, dev)?.is_none_or(|l| !l.addrs.contains(addr)),
         Op::SetMaster { ns, dev, master } => link(b, ns, dev)?.is_some_and(|l| &l.master == master),
         Op::SetMtu { ns, dev, mtu } => link(b, ns, dev)?.is_some_and(|l| l.mtu == *mtu),
@@ -233,7 +233,7 @@ fn drift_key(op: &Op) -> (String, Option<(NsRef, String)>) {
         Op::SetBridgePort { ns, dev, .. } => (format!("port {ns} {dev}"), l(ns, dev)),
         Op::SetQdisc { ns, dev, .. } | Op::DelQdisc { ns, dev } => (format!("qdisc {ns} {dev}"), l(ns, dev)),
         Op::SetUp { ns, name, .. } => (format!("up {ns} {name}"), l(ns, name)),
-        Op::AddAddr { ns, dev, addr } | Op::DelAddr { ns, dev, addr } => {
+        Op::AddAddr { ns, dev, addr, .. } | Op::DelAddr { ns, dev, addr } => {
             (format!("addr {ns} {dev} {addr}"), l(ns, dev))
         }
         Op::SetMaster { ns, dev, .. } => (format!("master {ns} {dev}"), l(ns, dev)),
@@ -546,7 +546,7 @@ pub fn dot(shown: &Shown) -> String {
                     n.qdisc = None;
                 }
             }
-            Op::AddAddr { ns, dev, addr } => {
+            Op::AddAddr { ns, dev, addr, .. } => {
                 nodes
                     .entry(key(ns, dev))
                     .or_insert(Node { kind: "link", ..Default::default() })

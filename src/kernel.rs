@@ -164,6 +164,62 @@ impl Kernel {
         res
     }
 
+    /// Waits until the IPv6 addresses in the namespaces this run touched are usable.
+    /// An address still under duplicate address detection ("tentative") neither
+    /// sends nor receives: the ones netscript adds skip it (nodad), but the kernel's
+    /// own link-local address goes through it for a second or two after a link comes
+    /// up, and until then a router sends no neighbour solicitation there (it has no
+    /// source address for it), so forwarded IPv6 is lost. And an address on a link
+    /// that just came up answers solicitations only once the kernel has joined its
+    /// solicited-node multicast group, up to a second later (nodad or not). A check
+    /// right after either would fail. Only links that are up with carrier count
+    /// (others wait for carrier), and the wait ends after 3 s whatever happens.
+    fn wait_usable_v6(&mut self) -> Result<()> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        loop {
+            let mut busy = false;
+            let nss: Vec<NsRef> = self.nss.keys().cloned().collect();
+            for ns in nss {
+                let h = self.nl(&ns)?;
+                let links = self.rt.block_on(nl::links(&h))?;
+                let addrs = self.rt.block_on(nl::all_addrs(&h))?;
+                let waiting: Vec<(String, std::net::Ipv6Addr, bool)> = addrs
+                    .iter()
+                    .filter_map(|(i, a)| {
+                        let IpAddr::V6(v) = a.addr.addr() else { return None };
+                        let l = links.iter().find(|l| l.index == *i && l.up && l.carrier && !l.no_nd)?;
+                        Some((l.name.clone(), v, a.tentative))
+                    })
+                    .collect();
+                if waiting.iter().any(|w| w.2) {
+                    busy = true;
+                    continue;
+                }
+                if waiting.is_empty() {
+                    continue;
+                }
+                let fd = self.fd(&ns)?;
+                let groups =
+                    netns::in_netns(fd, || std::fs::read_to_string("/proc/thread-self/net/igmp6").unwrap_or_default())?;
+                busy |= waiting.iter().any(|(dev, a, _)| {
+                    let o = a.octets();
+                    let sol = format!("ff0200000000000000000001ff{:02x}{:02x}{:02x}", o[13], o[14], o[15]);
+                    !groups.lines().any(|l| {
+                        let w: Vec<&str> = l.split_whitespace().collect();
+                        w.get(1) == Some(&dev.as_str()) && w.get(2) == Some(&sol.as_str())
+                    })
+                });
+            }
+            if !busy || std::time::Instant::now() > deadline {
+                return Ok(());
+            }
+            if self.cancel.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(Error::Interrupted("a signal"));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     fn apply_inner(&mut self, op: &Op) -> Result<()> {
         match op {
             Op::AddNetns { name } => netns::create(name),
@@ -252,10 +308,10 @@ impl Kernel {
                 let h = self.nl(ns)?;
                 self.rt.block_on(nl::set_up(&h, i, *up))
             }
-            Op::AddAddr { ns, dev, addr } => {
+            Op::AddAddr { ns, dev, addr, nodad } => {
                 let i = self.index(ns, dev)?;
                 let h = self.nl(ns)?;
-                self.rt.block_on(nl::add_addr(&h, i, *addr))
+                self.rt.block_on(nl::add_addr(&h, i, *addr, *nodad))
             }
             Op::DelAddr { ns, dev, addr } => {
                 let i = self.index(ns, dev)?;
@@ -430,6 +486,12 @@ fn missing_kind(e: Error, link: &crate::op::LinkKind) -> Error {
     Error::sys(crate::sys::kconfig::missing_link_kind(link.name()), Some(Errno::EOPNOTSUPP))
 }
 
+/// The addresses of a link, and those of them that carry nodad.
+fn split_addrs(st: Vec<nl::AddrState>) -> (Vec<ipnet::IpNet>, Vec<ipnet::IpNet>) {
+    let nodad = st.iter().filter(|a| a.nodad).map(|a| a.addr).collect();
+    (st.into_iter().map(|a| a.addr).collect(), nodad)
+}
+
 /// A firewall change as the driver's batch takes it, with its namespace.
 fn fw_change(op: &Op) -> Option<(&NsRef, Change<'_>)> {
     Some(match op {
@@ -516,8 +578,8 @@ impl Backend for Kernel {
             Some(m) => self.rt.block_on(nl::link_by_index(&h, m))?.map(|x| x.name),
             None => None,
         };
-        let addrs = self.rt.block_on(nl::addrs(&h, l.index))?;
-        Ok(Some(LinkInfo { name: l.name, up: l.up, master, mtu: l.mtu, kind: l.kind, alias: l.alias, addrs }))
+        let (addrs, nodad) = split_addrs(self.rt.block_on(nl::addrs(&h, l.index))?);
+        Ok(Some(LinkInfo { name: l.name, up: l.up, master, mtu: l.mtu, kind: l.kind, alias: l.alias, addrs, nodad }))
     }
 
     fn links(&mut self, ns: &NsRef) -> Result<Vec<LinkInfo>> {
@@ -526,8 +588,9 @@ impl Backend for Kernel {
         let mut out = Vec::new();
         for l in &all {
             let master = l.master.and_then(|m| all.iter().find(|x| x.index == m)).map(|x| x.name.clone());
-            let addrs = self.rt.block_on(nl::addrs(&h, l.index))?;
+            let (addrs, nodad) = split_addrs(self.rt.block_on(nl::addrs(&h, l.index))?);
             out.push(LinkInfo {
+                nodad,
                 name: l.name.clone(),
                 up: l.up,
                 master,
@@ -630,6 +693,9 @@ impl Backend for Kernel {
     }
 
     fn ping(&mut self, ns: &NsRef, addr: IpAddr, count: u32, timeout: Duration) -> Result<bool> {
+        if addr.is_ipv6() {
+            self.wait_usable_v6()?;
+        }
         let argv = crate::op::ping_argv(addr, count, timeout);
         // -W bounds each reply and ping waits a second between packets; bound the
         // whole run as well.
@@ -642,6 +708,9 @@ impl Backend for Kernel {
     }
 
     fn tcp(&mut self, ns: &NsRef, addr: IpAddr, port: u16, timeout: Duration) -> Result<bool> {
+        if addr.is_ipv6() {
+            self.wait_usable_v6()?;
+        }
         let fd = self.fd(ns)?;
         let sa = SocketAddr::new(addr, port);
         netns::in_netns(fd, move || TcpStream::connect_timeout(&sa, timeout).is_ok())

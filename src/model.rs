@@ -103,6 +103,11 @@ impl Route {
     pub fn is_default(&self) -> bool {
         self.dest.prefix_len() == 0
     }
+    /// `-6 ` for an IPv6 route ("" for IPv4): `ip -6 route` (needed for "default"
+    /// without a gateway, and how people read IPv6 routes).
+    pub fn family_flag(&self) -> &'static str {
+        if self.dest.addr().is_ipv6() { "-6 " } else { "" }
+    }
     /// The route's arguments after `ip route add`, as iproute2 spells them.
     pub fn render_args(&self) -> String {
         let mut s = if self.is_default() { "default".to_string() } else { self.dest.to_string() };

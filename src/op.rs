@@ -218,10 +218,13 @@ pub enum Op {
         name: String,
         up: bool,
     },
+    /// `nodad`: IPv6 only, no duplicate address detection (usable at once).
     AddAddr {
         ns: NsRef,
         dev: String,
         addr: IpNet,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        nodad: bool,
     },
     DelAddr {
         ns: NsRef,
@@ -390,8 +393,9 @@ impl Op {
             SetUp { ns, name, up } => {
                 format!("ip {}link set {} {}", ns.ip_flag(), q(name), if *up { "up" } else { "down" })
             }
-            AddAddr { ns, dev, addr } => {
-                format!("ip {}addr add {addr} dev {}", ns.ip_flag(), q(dev))
+            AddAddr { ns, dev, addr, nodad } => {
+                let nodad = if *nodad { " nodad" } else { "" };
+                format!("ip {}addr add {addr} dev {}{nodad}", ns.ip_flag(), q(dev))
             }
             DelAddr { ns, dev, addr } => {
                 format!("ip {}addr del {addr} dev {}", ns.ip_flag(), q(dev))
@@ -403,8 +407,12 @@ impl Op {
             SetMtu { ns, dev, mtu } => {
                 format!("ip {}link set {} mtu {mtu}", ns.ip_flag(), q(dev))
             }
-            AddRoute { ns, route } => format!("ip {}route add {}", ns.ip_flag(), route.render_args()),
-            DelRoute { ns, route } => format!("ip {}route del {}", ns.ip_flag(), route.render_args()),
+            AddRoute { ns, route } => {
+                format!("ip {}{}route add {}", route.family_flag(), ns.ip_flag(), route.render_args())
+            }
+            DelRoute { ns, route } => {
+                format!("ip {}{}route del {}", route.family_flag(), ns.ip_flag(), route.render_args())
+            }
             SetSysctl { ns, key, value } => {
                 format!("{}sysctl -w {}", ns.exec_prefix(), q(&format!("{key}={value}")))
             }
@@ -548,7 +556,8 @@ mod tests {
             "ip link set veth0 netns ns1"
         );
         assert_eq!(
-            Op::AddAddr { ns: ns1.clone(), dev: "veth0".into(), addr: "175.18.0.2/24".parse().unwrap() }.render(),
+            Op::AddAddr { ns: ns1.clone(), dev: "veth0".into(), addr: "175.18.0.2/24".parse().unwrap(), nodad: false }
+                .render(),
             "ip -n ns1 addr add 175.18.0.2/24 dev veth0"
         );
         assert_eq!(

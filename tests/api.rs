@@ -238,6 +238,10 @@ fn repl_help_lists_every_function_of_the_table() {
         assert!(one.contains(e.doc) && one.contains(e.example.lines().next().unwrap()), ".help {}: {one}", e.path());
     }
     assert!(api::help_for("fw").unwrap().contains("fw.batch(fn)"));
-    assert!(api::help_for("addr").unwrap().starts_with("Link:addr(cidr) -> Link"));
+    assert!(
+        api::help_for("addr").unwrap().starts_with("Link:addr(cidr[, {nodad=}]) -> Link"),
+        "{:?}",
+        api::help_for("addr")
+    );
     assert_eq!(api::help_for("nope"), None);
 }

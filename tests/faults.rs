@@ -219,7 +219,13 @@ fn run_down_down((name, script): Script) {
 /// The points are every third change of docker-bridge, before and after it is made
 /// (one test each), and the instant after a process starts.
 fn crash_points(at: impl Fn(usize) -> Vec<String>) {
-    let s @ (name, script) = script!("docker-bridge");
+    crash_points_of(script!("docker-bridge"), "hello from", at)
+}
+
+/// `crash_points` for script `s`; `server` is a part of the command line of the
+/// processes it spawns (none may be left).
+fn crash_points_of(s: Script, server: &str, at: impl Fn(usize) -> Vec<String>) {
+    let (name, script) = s;
     let (sb, before) = fresh();
     let n = count_changes(&sb, &before, s);
     let (sb, before) = (&sb, &before);
@@ -239,7 +245,7 @@ fn crash_points(at: impl Fn(usize) -> Vec<String>) {
                     if !d.status.success() {
                         return Err(format!("down failed: {}", stderr(&d)));
                     }
-                    if !sb.processes("hello from").is_empty() {
+                    if !sb.processes(server).is_empty() {
                         return Err("a spawned server still runs".into());
                     }
                     same(sb, before)
@@ -263,4 +269,34 @@ fn crash_after_apply_is_recovered_by_down() {
 #[test]
 fn crash_after_a_process_started_is_recovered_by_down() {
     crash_points(|_| vec!["spawned".into()]);
+}
+
+/// The IPv6 example (addresses, routes, forwarding, a server): a crash before and
+/// after every other change (the last, the server's start, is not a crash point of
+/// these kinds), then `down`, restores the state exactly; so does a failure injected
+/// after each change.
+mod ipv6_routed {
+    use super::*;
+    const S: Script = script!("ipv6-routed");
+
+    #[test]
+    fn crash_before_apply_is_recovered_by_down() {
+        crash_points_of(S, "8080", |n| (1..n).step_by(2).map(|k| format!("before-apply:{k}")).collect());
+    }
+    #[test]
+    fn crash_after_apply_is_recovered_by_down() {
+        crash_points_of(S, "8080", |n| (1..n).step_by(2).map(|k| format!("after-apply:{k}")).collect());
+    }
+    #[test]
+    fn failure_after_each_change() {
+        super::failure_after_each_change(S);
+    }
+    #[test]
+    fn sigkill_after_1500ms_then_down() {
+        sigkill_case(S, 1500);
+    }
+    #[test]
+    fn run_down_down() {
+        super::run_down_down(S);
+    }
 }

@@ -75,6 +75,70 @@ cases! {
         lua: r#"link.get("d0"):addr("175.18.0.1/24"):addr("fd00:1::1/64")"#,
         effect: "ip -j addr show d0 | grep -q '\"local\":\"175.18.0.1\",\"prefixlen\":24' && ip -j addr show d0 | grep -q 'fd00:1::1'",
     }
+    link_addr_v6_nodad {
+        // netscript's IPv6 addresses skip duplicate address detection (nodad): a
+        // ping right after works; one added with nodad = false waits for it.
+        setup: "",
+        lua: r#"local n = netns.add("ns1"); n:link("lo"):up()
+local a, b = veth.add("eth0", "v6host", {ns = n})
+a:addr("fd00:5::2/64"):up(); b:addr("fd00:5::1/64"):addr("fd00:5::6/64", {nodad = false}):up()
+assert(n:ping("fd00:5::1"), "nodad address reachable at once")
+assert(n:ping("fd00:5::6"), "a ping waits for duplicate address detection")
+assert(not n:ping("fd00:7::1", {timeout = 0.3}), "no route, no answer")"#,
+        effect: "ip -n ns1 -j addr show eth0 | grep -q '\"local\":\"fd00:5::2\",\"prefixlen\":64,\"scope\":\"global\",\"nodad\":true' \
+                 && ip -j addr show v6host | grep -q '\"local\":\"fd00:5::6\",\"prefixlen\":64,\"scope\":\"global\",\"valid' \
+                 && ip netns exec ns1 ping -c1 -W1 fd00:5::6",
+    }
+    link_down_restores_v6_addrs_and_routes {
+        // Down, the kernel drops the link's IPv6 addresses and every route through
+        // it (both families); the undo brings them back.
+        setup: "ip link add d0 type veth peer name d0p && ip link set d0p up && ip link set d0 up \
+                && ip addr add 10.9.0.1/24 dev d0 && ip addr add fd00:9::1/64 dev d0 nodad \
+                && ip route add 10.66.0.0/16 via 10.9.0.5 && ip -6 route add fd00:66::/48 via fd00:9::5 \
+                && ip -6 route add fd00:67::/48 dev d0 metric 5",
+        lua: r#"link.get("d0"):down()"#,
+        effect: "! ip addr show d0 | grep -q fd00:9::1 && [ -z \"$(ip -6 route show fd00:66::/48)\" ] && [ -z \"$(ip route show 10.66.0.0/16)\" ]",
+    }
+    link_move_restores_routes {
+        setup: "ip netns add pre && ip link add d0 type veth peer name d0p && ip link set d0p up && ip link set d0 up \
+                && ip addr add 10.9.0.1/24 dev d0 && ip addr add fd00:9::1/64 dev d0 nodad \
+                && ip route add 10.66.0.0/16 via 10.9.0.5 metric 7 && ip -6 route add fd00:66::/48 via fd00:9::5",
+        lua: r#"link.get("d0"):move("pre")"#,
+        effect: "ip -n pre link show d0 && [ -z \"$(ip route show 10.66.0.0/16)\" ]",
+    }
+    route_v6_in_ns {
+        setup: "",
+        lua: r#"local n = netns.add("ns1"); n:link("lo"):up()
+local r = netns.add("r"); r:link("lo"):up():addr("2001:db8::1/128")
+local a, b = veth.add("eth0", "eth0", {ns = n, peer_ns = r})
+a:addr("fd00:8::2/64"):up(); b:addr("fd00:8::1/64"):up()
+assert(not n:ping("2001:db8::1", {timeout = 0.3}), "no route yet")
+route.add("2001:db8::/32", {via = "fd00:8::1", ns = n})
+assert(n:ping("2001:db8::1"), "routed")
+route.add("default", {dev = "eth0", ns = r, metric = 10, family = "ipv6"})"#,
+        effect: "ip -n ns1 -6 -j route show 2001:db8::/32 | grep -q '\"gateway\":\"fd00:8::1\"' && ip -n r -6 -j route show default | grep -q '\"metric\":10' \
+                 && ip netns exec ns1 ping -c1 -W1 2001:db8::1",
+    }
+    sysctl_ipv6_per_namespace {
+        setup: "ip netns add pre && ip -n pre link add d0 type veth peer name d0p",
+        lua: r#"sysctl.set("net.ipv6.conf.all.forwarding", 1, {ns = "pre"}); sysctl.set("net.ipv6.conf.d0.accept_ra", 2, {ns = "pre"})
+sysctl.set("net.ipv6.conf.default.disable_ipv6", 1)"#,
+        effect: "[ $(ip netns exec pre cat /proc/sys/net/ipv6/conf/d0p/forwarding) = 1 ] && [ $(ip netns exec pre cat /proc/sys/net/ipv6/conf/d0/accept_ra) = 2 ] \
+                 && [ $(cat /proc/sys/net/ipv6/conf/all/forwarding) = 0 ] && [ $(cat /proc/sys/net/ipv6/conf/default/disable_ipv6) = 1 ]",
+    }
+    sysctl_forwarding_keeps_per_link_values {
+        // Writing all.forwarding (or ip_forward) sets every link's value; the undo
+        // gives back the links that had a value of their own.
+        setup: "ip link add d0 type veth peer name d0p && sysctl -qw net.ipv6.conf.d0.forwarding=1 && sysctl -qw net.ipv4.conf.d0p.forwarding=1",
+        lua: r#"sysctl.set("net.ipv6.conf.all.forwarding", 1); sysctl.set("net.ipv4.ip_forward", 1)"#,
+        effect: "[ $(cat /proc/sys/net/ipv6/conf/d0p/forwarding) = 1 ] && [ $(cat /proc/sys/net/ipv4/conf/d0/forwarding) = 1 ]",
+    }
+    sysctl_disable_ipv6_restores_addrs {
+        setup: "ip link add d0 type veth peer name d0p && ip link set d0p up && ip link set d0 up \
+                && ip addr add fd00:9::1/64 dev d0 nodad && ip -6 route add fd00:66::/48 via fd00:9::5",
+        lua: r#"sysctl.set("net.ipv6.conf.d0.disable_ipv6", 1)"#,
+        effect: "! ip addr show d0 | grep -q inet6 && [ -z \"$(ip -6 route show fd00:66::/48)\" ]",
+    }
     link_master_nomaster {
         setup: "ip link add br9 type bridge && ip link add d0 type veth peer name d0p && ip link add d1 type veth peer name d1p && ip link set d1 master br9",
         lua: r#"link.get("d0"):master(link.get("br9")); link.get("d1"):nomaster()"#,

@@ -271,10 +271,10 @@ pub const API: &[Entry] = &[
     m(
         "Link",
         "addr",
-        &[p("cidr", "string")],
+        &[p("cidr", "string"), opt("opts", "{nodad?: boolean}")],
         "Link",
-        "Add an address (ip addr add).",
-        "bridge.add(\"br0\"):addr(\"10.0.0.1/24\")",
+        "Add an IPv4 or IPv6 address (ip addr add); IPv6 ones without duplicate address detection unless nodad = false.",
+        "bridge.add(\"br0\"):addr(\"10.0.0.1/24\"):addr(\"fd00::1/64\")",
     ),
     m(
         "Link",
@@ -343,7 +343,10 @@ pub const API: &[Entry] = &[
     f(
         "route",
         "add",
-        &[p("dest", "string"), opt("opts", "{via?: string, dev?: Link|string, ns?: Netns|string, metric?: integer}")],
+        &[
+            p("dest", "string"),
+            opt("opts", "{via?: string, dev?: Link|string, ns?: Netns|string, metric?: integer, family?: string}"),
+        ],
         "",
         "Add a route (\"default\" or a CIDR).",
         "route.add(\"default\", { via = \"10.0.0.1\", ns = \"ns1\" })",
@@ -351,7 +354,10 @@ pub const API: &[Entry] = &[
     f(
         "route",
         "del",
-        &[p("dest", "string"), opt("opts", "{via?: string, dev?: Link|string, ns?: Netns|string, metric?: integer}")],
+        &[
+            p("dest", "string"),
+            opt("opts", "{via?: string, dev?: Link|string, ns?: Netns|string, metric?: integer, family?: string}"),
+        ],
         "",
         "Delete a route (also one the run did not create; rollback puts it back).",
         "route.del(\"10.0.0.0/24\", { dev = \"br0\" })",

@@ -66,18 +66,31 @@ impl UserData for LLink {
             no_more(lua, &format!("{}:down()", this.borrow::<LLink>()?.desc()), &rest)?;
             chain(lua, this, |l| format!("{}:down()", l.desc()), |s, l| s.link_set_up(&l.ns, &l.name, false))
         });
-        m.add_function("addr", |lua, (this, cidr, rest): (AnyUserData, String, Variadic<Value>)| {
-            no_more(lua, &format!("{}:addr({})", this.borrow::<LLink>()?.desc(), q(&cidr)), &rest)?;
-            chain(
-                lua,
-                this,
-                |l| format!("{}:addr({})", l.desc(), q(&cidr)),
-                |s, l| {
-                    let a = parse_cidr(&cidr)?;
-                    s.link_addr(&l.ns, &l.name, a)
-                },
-            )
-        });
+        m.add_function(
+            "addr",
+            |lua, (this, cidr, opts, rest): (AnyUserData, String, Option<Table>, Variadic<Value>)| {
+                let call = format!("{}:addr({})", this.borrow::<LLink>()?.desc(), q(&cidr));
+                no_more(lua, &call, &rest)?;
+                let o = Opts::new(lua, &call, opts, &["nodad"])?;
+                let nodad = match o.get::<Value>(lua, &call, "nodad")? {
+                    None | Some(Value::Nil) => true,
+                    Some(Value::Boolean(b)) => b,
+                    Some(v) => {
+                        let e = format!("option nodad: expected a boolean, got {}", v.type_name());
+                        return Err(fail(lua, &call, Error::invalid(e)));
+                    }
+                };
+                chain(
+                    lua,
+                    this,
+                    |_| call.clone(),
+                    |s, l| {
+                        let a = parse_cidr(&cidr)?;
+                        s.link_addr_opts(&l.ns, &l.name, a, nodad)
+                    },
+                )
+            },
+        );
         m.add_function("mtu", |lua, (this, mtu, rest): (AnyUserData, u32, Variadic<Value>)| {
             no_more(lua, &format!("{}:mtu({mtu})", this.borrow::<LLink>()?.desc()), &rest)?;
             chain(lua, this, |l| format!("{}:mtu({mtu})", l.desc()), |s, l| s.link_mtu(&l.ns, &l.name, mtu))

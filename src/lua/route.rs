@@ -4,18 +4,40 @@ use mlua::{Lua, Table, Value};
 
 use super::link::dev_name;
 use super::util::{Opts, q, with};
+use std::net::{IpAddr, Ipv6Addr};
+
+use crate::error::Error;
 use crate::model::{Route, parse_dest, parse_ip};
 
 fn spec(lua: &Lua, call: &str, dest: &str, o: &Opts, ns: &crate::model::NsRef) -> mlua::Result<Route> {
     let via: Option<String> = o.get(lua, call, "via")?;
     let dev = dev_name(lua, call, o.get::<Value>(lua, call, "dev")?.unwrap_or(Value::Nil), ns)?;
     let metric: Option<u32> = if o_has(o, lua, call, "metric")? { o.get(lua, call, "metric")? } else { None };
+    let family: Option<String> = o.get(lua, call, "family")?;
     with(
         lua,
         || call.to_string(),
         |_| {
             let via = via.as_deref().map(parse_ip).transpose()?;
-            let dest = parse_dest(dest, via)?;
+            let v6 = match family.as_deref() {
+                None => None,
+                Some("ipv4") => Some(false),
+                Some("ipv6") => Some(true),
+                Some(f) => return Err(Error::invalid(format!("family \"{f}\" is not \"ipv4\" or \"ipv6\""))),
+            };
+            // "default" without a gateway says nothing of the family: `family` does
+            // (IPv4 when neither does, as `ip route` without -6).
+            let hint = via.or(v6.filter(|v| *v).map(|_| IpAddr::V6(Ipv6Addr::UNSPECIFIED)));
+            let dest = parse_dest(dest, hint)?;
+            if let Some(v6) = v6
+                && dest.addr().is_ipv6() != v6
+            {
+                let other = if v6 { "ipv4" } else { "ipv6" };
+                return Err(Error::invalid(format!(
+                    "{dest} is an {} route; use {{family = \"{other}\"}} (or leave family out)",
+                    if v6 { "IPv4" } else { "IPv6" }
+                )));
+            }
             Ok(Route { dest, via, dev, metric, proto: None, scope: None, src: None })
         },
     )
@@ -30,7 +52,7 @@ pub fn register(lua: &Lua, route: &Table) -> mlua::Result<()> {
         "add",
         lua.create_function(|lua, (dest, opts): (String, Option<Table>)| {
             let call = format!("route.add({})", q(&dest));
-            let o = Opts::new(lua, &call, opts, &["via", "dev", "ns", "metric"])?;
+            let o = Opts::new(lua, &call, opts, &["via", "dev", "ns", "metric", "family"])?;
             let ns = o.ns(lua, &call, "ns")?;
             let r = spec(lua, &call, &dest, &o, &ns)?;
             with(lua, || call.clone(), |s| s.route_add(&ns, r))
@@ -40,7 +62,7 @@ pub fn register(lua: &Lua, route: &Table) -> mlua::Result<()> {
         "del",
         lua.create_function(|lua, (dest, opts): (String, Option<Table>)| {
             let call = format!("route.del({})", q(&dest));
-            let o = Opts::new(lua, &call, opts, &["via", "dev", "ns", "metric"])?;
+            let o = Opts::new(lua, &call, opts, &["via", "dev", "ns", "metric", "family"])?;
             let ns = o.ns(lua, &call, "ns")?;
             let r = spec(lua, &call, &dest, &o, &ns)?;
             with(lua, || call.clone(), |s| s.route_del(&ns, r))

@@ -410,6 +410,61 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_pings_follow_ipv6_routes_and_forwarding() {
+        let (mut s, rec) = session();
+        let h = NsRef::Host;
+        let addr = |x: &str| -> IpNet { x.parse().unwrap() };
+        let ip = |x: &str| -> IpAddr { x.parse().unwrap() };
+        let t = Duration::from_secs(1);
+        s.bridge_add("br", &h).unwrap();
+        s.link_addr(&h, "br", addr("175.30.0.1/24")).unwrap();
+        s.link_addr(&h, "br", addr("fd00:30::1/64")).unwrap();
+        s.link_set_up(&h, "br", true).unwrap();
+        let c1 = s.netns_add("c1").unwrap();
+        s.veth_add("eth0", "p1", &c1, &h).unwrap();
+        s.link_addr(&c1, "eth0", addr("fd00:30::2/64")).unwrap();
+        s.link_set_up(&c1, "eth0", true).unwrap();
+        s.link_master(&h, "p1", Some("br")).unwrap();
+        s.link_set_up(&h, "p1", true).unwrap();
+        assert!(s.ping(&c1, ip("fd00:30::1"), 1, t).unwrap(), "across the bridge");
+        assert!(!s.ping(&c1, ip("175.30.0.1"), 1, t).unwrap(), "c1 has no IPv4 address");
+        // A remote site behind a router namespace.
+        let r = s.netns_add("r").unwrap();
+        s.link_set_up(&r, "lo", true).unwrap();
+        s.link_addr(&r, "lo", addr("2001:db8::1/128")).unwrap();
+        s.veth_add("eth0", "up0", &r, &h).unwrap();
+        s.link_addr(&r, "eth0", addr("fd00:31::2/64")).unwrap();
+        s.link_set_up(&r, "eth0", true).unwrap();
+        s.link_addr(&h, "up0", addr("fd00:31::1/64")).unwrap();
+        s.link_set_up(&h, "up0", true).unwrap();
+        assert!(!s.ping(&c1, ip("2001:db8::1"), 1, t).unwrap(), "no route in c1");
+        let gw = Route { dest: "::/0".parse().unwrap(), ..default_via("fd00:30::1") };
+        s.route_add(&c1, Route { via: Some(ip("fd00:30::1")), ..gw }).unwrap();
+        assert!(!s.ping(&c1, ip("2001:db8::1"), 1, t).unwrap(), "no route in the host");
+        let to_r = Route { dest: "2001:db8::/32".parse().unwrap(), ..default_via("fd00:31::2") };
+        s.route_add(&h, Route { via: Some(ip("fd00:31::2")), ..to_r }).unwrap();
+        assert!(!s.ping(&c1, ip("2001:db8::1"), 1, t).unwrap(), "no IPv6 forwarding");
+        s.sysctl_set(&h, "net.ipv4.ip_forward", "1").unwrap();
+        assert!(!s.ping(&c1, ip("2001:db8::1"), 1, t).unwrap(), "IPv4 forwarding does not forward IPv6");
+        s.sysctl_set(&h, "net.ipv6.conf.all.forwarding", "1").unwrap();
+        assert_eq!(s.sysctl_get(&h, "net.ipv6.conf.up0.forwarding").unwrap(), "1", "copied to every link");
+        assert!(!s.ping(&c1, ip("2001:db8::1"), 1, t).unwrap(), "no route back from r");
+        let back = Route { dest: "fd00:30::/64".parse().unwrap(), ..default_via("fd00:31::1") };
+        s.route_add(&r, Route { via: Some(ip("fd00:31::1")), ..back }).unwrap();
+        assert!(s.ping(&c1, ip("2001:db8::1"), 1, t).unwrap(), "routed there and back");
+        assert!(s.tcp(&c1, ip("2001:db8::1"), 80, t).unwrap());
+        assert!(s.tcp(&h, ip("::1"), 80, t).unwrap(), "the host reaches its own ::1");
+        assert!(!s.ping(&c1, ip("::1"), 1, t).unwrap(), "lo is down in c1");
+        // A link going down loses its IPv6 addresses, as in the kernel.
+        s.link_set_up(&h, "up0", false).unwrap();
+        assert!(!s.link(&h, "up0").unwrap().addrs.iter().any(|a| a.addr().is_ipv6()));
+        assert!(!s.ping(&c1, ip("2001:db8::1"), 1, t).unwrap());
+        let cmds = rec.borrow().commands();
+        assert!(cmds.contains(&"ip -6 route add 2001:db8::/32 via fd00:31::2".to_string()), "{cmds:#?}");
+        assert!(cmds.contains(&"ip -n c1 addr add fd00:30::2/64 dev eth0 nodad".to_string()), "{cmds:#?}");
+    }
+
+    #[test]
     fn comments_stay_comments() {
         let r = Recording {
             steps: vec![

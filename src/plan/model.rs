@@ -24,6 +24,8 @@ pub(super) struct MLink {
     pub(super) mtu: u32,
     pub(super) alias: Option<String>,
     pub(super) addrs: Vec<IpNet>,
+    /// The IPv6 addresses of `addrs` added with nodad.
+    pub(super) nodad: Vec<IpNet>,
     /// The other end of a veth pair.
     pub(super) peer: Option<(NsRef, String)>,
     /// The root qdisc netscript set (None: the kernel's default).
@@ -47,6 +49,7 @@ impl MLink {
             mtu: 1500,
             alias: Some(alias.into()),
             addrs: Vec::new(),
+            nodad: Vec::new(),
             peer: None,
             qdisc: None,
             bridge: Default::default(),
@@ -64,6 +67,7 @@ impl MLink {
             kind: self.kind.clone(),
             alias: self.alias.clone(),
             addrs: self.addrs.clone(),
+            nodad: self.nodad.clone(),
         }
     }
 }
@@ -121,6 +125,8 @@ pub(super) struct Netns {
     /// Sysctls this plan set (others read as their defaults).
     pub(super) sysctls: BTreeMap<String, String>,
     pub(super) tables: BTreeMap<String, Table>,
+    /// The ip6tables tables (empty until a script writes IPv6 rules).
+    pub(super) tables6: BTreeMap<String, Table>,
 }
 
 impl Netns {
@@ -134,13 +140,20 @@ impl Netns {
             mtu: 65536,
             alias: None,
             addrs: Vec::new(),
+            nodad: Vec::new(),
             peer: None,
             qdisc: None,
             bridge: Default::default(),
             port: Default::default(),
             vxlan: None,
         };
-        Netns { links: vec![lo], routes: Vec::new(), sysctls: BTreeMap::new(), tables: BTreeMap::new() }
+        Netns {
+            links: vec![lo],
+            routes: Vec::new(),
+            sysctls: BTreeMap::new(),
+            tables: BTreeMap::new(),
+            tables6: BTreeMap::new(),
+        }
     }
 
     pub(super) fn link(&self, name: &str) -> Option<&MLink> {
@@ -188,6 +201,16 @@ impl Netns {
     /// A link goes down or away: the kernel drops every route through it.
     pub(super) fn drop_routes_via(&mut self, dev: &str) {
         self.routes.retain(|r| r.dev.as_deref() != Some(dev));
+    }
+
+    /// The kernel drops a link's IPv6 addresses (link down, disable_ipv6) and so the
+    /// IPv6 routes through it.
+    pub(super) fn flush_v6(&mut self, dev: &str) {
+        if let Some(l) = self.link_mut(dev) {
+            l.addrs.retain(|a| a.addr().is_ipv4());
+            l.nodad.clear();
+        }
+        self.routes.retain(|r| !(r.dest.addr().is_ipv6() && r.dev.as_deref() == Some(dev)));
     }
 
     /// Takes a link out of this namespace (deleted or moved): its routes go, the
@@ -336,11 +359,25 @@ impl Plan {
         // forwarding on every link (and the default for new ones).
         if k == "net.ipv4.ip_forward" || k == "net.ipv4.conf.all.forwarding" {
             n.sysctls.insert("net.ipv4.ip_forward".into(), value.into());
-            for d in ["all".to_string(), "default".to_string()].into_iter().chain(links) {
+            for d in ["all".to_string(), "default".to_string()].into_iter().chain(links.iter().cloned()) {
                 n.sysctls.insert(format!("net.ipv4.conf.{d}.forwarding"), value.into());
             }
+        } else if let Some(leaf @ ("forwarding" | "disable_ipv6")) = k.strip_prefix("net.ipv6.conf.all.") {
+            // IPv6 propagates these two from "all" to every link and the default.
+            for d in ["all".to_string(), "default".to_string()].into_iter().chain(links.iter().cloned()) {
+                n.sysctls.insert(format!("net.ipv6.conf.{d}.{leaf}"), value.into());
+            }
         } else {
-            n.sysctls.insert(k, value.into());
+            n.sysctls.insert(k.clone(), value.into());
+        }
+        // Disabling IPv6 on a link drops its IPv6 addresses (and their routes).
+        if value.trim() == "1"
+            && let Some(dev) = k.strip_prefix("net.ipv6.conf.").and_then(|r| r.strip_suffix(".disable_ipv6"))
+        {
+            let devs = if dev == "all" { links } else { vec![dev.to_string()] };
+            for d in devs.iter().filter(|d| d.as_str() != "default") {
+                n.flush_v6(d);
+            }
         }
         Ok(())
     }
@@ -524,9 +561,12 @@ impl Plan {
                     }
                 } else {
                     n.drop_routes_via(name);
+                    // The kernel flushes a link's IPv6 addresses when it goes down
+                    // (keep_addr_on_down is 0 by default).
+                    n.flush_v6(name);
                 }
             }
-            Op::AddAddr { ns, dev, addr } => {
+            Op::AddAddr { ns, dev, addr, nodad } => {
                 let l = self.link_mut(ns, dev)?;
                 if l.addrs.contains(addr) {
                     return Err(Error::sys(
@@ -535,6 +575,9 @@ impl Plan {
                     ));
                 }
                 l.addrs.push(*addr);
+                if *nodad && addr.addr().is_ipv6() {
+                    l.nodad.push(*addr);
+                }
                 if l.up {
                     self.ns_mut(ns)?.add_connected(dev, addr);
                 }
@@ -545,6 +588,7 @@ impl Plan {
                     Error::sys(format!("{addr} is not on link \"{dev}\" in {ns}"), Some(Errno::EADDRNOTAVAIL))
                 })?;
                 l.addrs.remove(i);
+                l.nodad.retain(|a| a != addr);
                 let still = l.addrs.iter().any(|a| a.trunc() == addr.trunc());
                 if !still {
                     let dest = addr.trunc();

@@ -2,19 +2,25 @@
 //! enough for the topologies scripts build: routing (longest prefix), veth pairs and
 //! bridges, forwarding, the filter table (with bridged traffic passing FORWARD, as
 //! br_netfilter does), DNAT / SNAT / MASQUERADE in the nat table, undone for the
-//! reply as conntrack does, and route_localnet for 127.0.0.0/8. IPv4 only (IPv6
-//! answers yes). The reply must find its way back, so "no route back" is caught.
+//! reply as conntrack does, and route_localnet for 127.0.0.0/8. IPv4 and IPv6 alike:
+//! an IPv6 packet follows the IPv6 routes, needs net.ipv6.conf.all.forwarding to be
+//! forwarded, passes the ip6tables tables of the model (net.bridge.bridge-nf-call-ip6tables
+//! for bridged traffic), and ::1 never leaves lo. The reply must find its way back, so
+//! "no route back" is caught.
 //!
-//! Not modelled: rp_filter, ARP, MTU, rules matching anything but addresses,
+//! Not modelled: rp_filter, ARP and neighbour discovery, IPv6 link-local addresses (a
+//! route through an fe80:: gateway leads nowhere in the model), MTU, rules matching anything but addresses,
 //! interfaces, protocol, ports, address types and conntrack state (an unknown match
 //! is taken as matching), and whether anything listens on a port (it does).
 
+use std::collections::BTreeMap;
 use std::collections::{HashSet, VecDeque};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
-use ipnet::Ipv4Net;
+use ipnet::IpNet;
 
 use super::Plan;
+use super::model::Table;
 use crate::model::NsRef;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -25,8 +31,8 @@ pub enum L4 {
 
 #[derive(Clone, Debug)]
 struct Pkt {
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
+    src: IpAddr,
+    dst: IpAddr,
     l4: L4,
     sport: u16,
     dport: u16,
@@ -37,8 +43,8 @@ struct Pkt {
 /// A translation made on the way there, undone on the way back.
 #[derive(Clone, Debug)]
 enum Nat {
-    Dnat { ns: NsRef, from: (Ipv4Addr, u16), to: (Ipv4Addr, u16) },
-    Snat { ns: NsRef, from: Ipv4Addr, to: Ipv4Addr },
+    Dnat { ns: NsRef, from: (IpAddr, u16), to: (IpAddr, u16) },
+    Snat { ns: NsRef, from: IpAddr, to: IpAddr },
 }
 
 enum Verdict {
@@ -56,7 +62,6 @@ const MAX_HOPS: usize = 32;
 impl Plan {
     /// Would `dst` answer a ping (or a TCP connect to `port`) sent from `ns`?
     pub(super) fn reaches(&self, ns: &NsRef, dst: IpAddr, tcp_port: Option<u16>) -> bool {
-        let IpAddr::V4(dst) = dst else { return true };
         let Some(src) = self.source_for(ns, dst) else { return false };
         let (l4, dport) = match tcp_port {
             Some(p) => (L4::Tcp, p),
@@ -72,50 +77,40 @@ impl Plan {
         }
     }
 
-    fn v4_addrs(&self, ns: &NsRef, dev: &str) -> Vec<Ipv4Net> {
+    /// The addresses of `dev` of the family of `like` (IPv6 link-local ones left out).
+    fn fam_addrs(&self, ns: &NsRef, dev: &str, like: IpAddr) -> Vec<IpNet> {
         let Some(l) = self.nss.get(ns).and_then(|n| n.link(dev)) else { return Vec::new() };
-        l.addrs
-            .iter()
-            .filter_map(|a| match a {
-                ipnet::IpNet::V4(v) => Some(*v),
-                _ => None,
-            })
-            .collect()
+        l.addrs.iter().filter(|a| a.addr().is_ipv6() == like.is_ipv6() && !link_local(a.addr())).copied().collect()
     }
 
-    fn is_local(&self, ns: &NsRef, a: Ipv4Addr) -> bool {
+    fn is_local(&self, ns: &NsRef, a: IpAddr) -> bool {
         let Some(n) = self.nss.get(ns) else { return false };
         n.links.iter().any(|l| {
-            l.addrs.iter().any(|x| match x {
-                ipnet::IpNet::V4(v) => v.addr() == a || (l.name == "lo" && l.up && a.is_loopback() && v.contains(&a)),
-                _ => false,
-            })
+            l.addrs
+                .iter()
+                .any(|x| x.addr() == a || (l.name == "lo" && l.up && a.is_loopback() && a.is_ipv4() && x.contains(&a)))
         })
     }
 
-    /// The route to `dst`: (device, next hop).
-    fn lookup(&self, ns: &NsRef, dst: Ipv4Addr) -> Option<(String, Ipv4Addr, Option<Ipv4Addr>)> {
+    /// The route to `dst`: (device, next hop, preferred source).
+    fn lookup(&self, ns: &NsRef, dst: IpAddr) -> Option<(String, IpAddr, Option<IpAddr>)> {
         let n = self.nss.get(ns)?;
         let r = n
             .routes
             .iter()
-            .filter(|r| r.dest.contains(&IpAddr::V4(dst)))
+            .filter(|r| r.dest.contains(&dst))
             .filter(|r| r.dev.as_deref().and_then(|d| n.link(d)).is_some_and(|l| l.up))
             .max_by_key(|r| (r.dest.prefix_len(), std::cmp::Reverse(r.metric.unwrap_or(0))))?;
         let nh = match r.via {
-            Some(IpAddr::V4(v)) => v,
-            Some(IpAddr::V6(_)) => return None,
+            Some(v) if v.is_ipv6() != dst.is_ipv6() => return None,
+            Some(v) => v,
             None => dst,
         };
-        let src = match r.src {
-            Some(IpAddr::V4(s)) => Some(s),
-            _ => None,
-        };
-        Some((r.dev.clone()?, nh, src))
+        Some((r.dev.clone()?, nh, r.src.filter(|s| s.is_ipv6() == dst.is_ipv6())))
     }
 
     /// The source address the kernel picks for a packet to `dst`.
-    fn source_for(&self, ns: &NsRef, dst: Ipv4Addr) -> Option<Ipv4Addr> {
+    fn source_for(&self, ns: &NsRef, dst: IpAddr) -> Option<IpAddr> {
         if self.is_local(ns, dst) {
             return Some(dst);
         }
@@ -123,15 +118,26 @@ impl Plan {
         if src.is_some() {
             return src;
         }
-        let addrs = self.v4_addrs(ns, &dev);
+        let addrs = self.fam_addrs(ns, &dev, dst);
         addrs.iter().find(|a| a.contains(&nh)).or(addrs.first()).map(|a| a.addr())
+    }
+
+    /// The firewall tables a packet of `p`'s family passes: iptables or ip6tables.
+    fn tables(&self, ns: &NsRef, p: &Pkt) -> Option<&BTreeMap<String, Table>> {
+        let n = self.nss.get(ns)?;
+        Some(if p.dst.is_ipv6() { &n.tables6 } else { &n.tables })
     }
 
     fn sysctl_is(&self, ns: &NsRef, key: &str, want: &str) -> bool {
         self.sysctl_value(ns, key).is_ok_and(|v| v.trim() == want)
     }
 
-    fn route_localnet(&self, ns: &NsRef, dev: &str) -> bool {
+    /// Whether loopback addresses may leave (or arrive on) `dev`: IPv4 with
+    /// route_localnet, IPv6 (::1) never.
+    fn route_localnet(&self, ns: &NsRef, dev: &str, p: &Pkt) -> bool {
+        if p.dst.is_ipv6() {
+            return false;
+        }
         self.sysctl_is(ns, "net.ipv4.conf.all.route_localnet", "1")
             || self.sysctl_is(ns, &format!("net.ipv4.conf.{dev}.route_localnet"), "1")
     }
@@ -166,12 +172,13 @@ impl Plan {
             return Some((ns.clone(), p));
         }
         let (dev, nh, _) = self.lookup(ns, p.dst)?;
-        if p.src.is_loopback() && !self.route_localnet(ns, &dev) {
+        if p.src.is_loopback() && !self.route_localnet(ns, &dev, &p) {
             return None;
         }
         match in_dev {
             Some(i) => {
-                if !self.sysctl_is(ns, "net.ipv4.ip_forward", "1") {
+                let forwarding = if p.dst.is_ipv6() { "net.ipv6.conf.all.forwarding" } else { "net.ipv4.ip_forward" };
+                if !self.sysctl_is(ns, forwarding, "1") {
                     return None;
                 }
                 self.filter(ns, "FORWARD", &p, Some(i), Some(&dev))?;
@@ -182,8 +189,10 @@ impl Plan {
             p = self.nat(ns, "POSTROUTING", p, in_dev, Some(&dev), nats)?;
         }
         let (rns, rdev, bridged) = self.l2(ns, &dev, nh)?;
+        let nf_call =
+            if p.dst.is_ipv6() { "net.bridge.bridge-nf-call-ip6tables" } else { "net.bridge.bridge-nf-call-iptables" };
         for (bns, br) in &bridged {
-            if self.sysctl_is(bns, "net.bridge.bridge-nf-call-iptables", "1") {
+            if self.sysctl_is(bns, nf_call, "1") {
                 self.filter(bns, "FORWARD", &p, Some(br), Some(br))?;
             }
         }
@@ -196,7 +205,7 @@ impl Plan {
         } else {
             p = self.nat(ns, "PREROUTING", p, Some(dev), None, nats)?;
         }
-        if (p.dst.is_loopback() || p.src.is_loopback()) && !self.route_localnet(ns, dev) {
+        if (p.dst.is_loopback() || p.src.is_loopback()) && !self.route_localnet(ns, dev, &p) {
             return None;
         }
         if self.is_local(ns, p.dst) {
@@ -209,13 +218,13 @@ impl Plan {
     /// Which interface takes a frame sent out of `dev` to `nh`: through veth pairs
     /// and bridges. Also returns the bridges that forwarded it (port to port).
     #[allow(clippy::type_complexity)]
-    fn l2(&self, ns: &NsRef, dev: &str, nh: Ipv4Addr) -> Option<(NsRef, String, Vec<(NsRef, String)>)> {
+    fn l2(&self, ns: &NsRef, dev: &str, nh: IpAddr) -> Option<(NsRef, String, Vec<(NsRef, String)>)> {
         enum Hop {
             Out(NsRef, String),
             In(NsRef, String),
             Bridge(NsRef, String, String),
         }
-        let has = |n: &NsRef, l: &str| self.v4_addrs(n, l).iter().any(|a| a.addr() == nh);
+        let has = |n: &NsRef, l: &str| self.fam_addrs(n, l, nh).iter().any(|a| a.addr() == nh);
         let up = |n: &NsRef, l: &str| self.nss.get(n).and_then(|x| x.link(l)).is_some_and(|l| l.up);
         let mut q = VecDeque::from([(Hop::Out(ns.clone(), dev.to_string()), Vec::new())]);
         let mut seen = HashSet::new();
@@ -284,9 +293,7 @@ impl Plan {
     /// The filter table's verdict: Some(()) when the packet passes.
     fn filter(&self, ns: &NsRef, chain: &str, p: &Pkt, i: Option<&str>, o: Option<&str>) -> Option<()> {
         let policy = self
-            .nss
-            .get(ns)?
-            .tables
+            .tables(ns, p)?
             .get("filter")
             .and_then(|t| t.chains.iter().find(|c| c.name == chain))
             .and_then(|c| c.policy.clone());
@@ -322,7 +329,7 @@ impl Plan {
             Verdict::Masquerade => {
                 let dev = o?;
                 let (_, nh, _) = self.lookup(ns, p.dst)?;
-                let addrs = self.v4_addrs(ns, dev);
+                let addrs = self.fam_addrs(ns, dev, p.dst);
                 let ip = addrs.iter().find(|a| a.contains(&nh)).or(addrs.first())?.addr();
                 nats.push(Nat::Snat { ns: ns.clone(), from: p.src, to: ip });
                 p.src = ip;
@@ -344,7 +351,7 @@ impl Plan {
         depth: usize,
     ) -> Verdict {
         let Some(c) =
-            self.nss.get(ns).and_then(|n| n.tables.get(table)).and_then(|t| t.chains.iter().find(|c| c.name == chain))
+            self.tables(ns, p).and_then(|t| t.get(table)).and_then(|t| t.chains.iter().find(|c| c.name == chain))
         else {
             return Verdict::Continue;
         };
@@ -406,7 +413,8 @@ impl Plan {
                 "-p" | "--protocol" => match arg(k) {
                     "all" | "0" => true,
                     "tcp" | "6" => p.l4 == L4::Tcp,
-                    "icmp" | "1" => p.l4 == L4::Icmp,
+                    "icmp" | "1" => p.l4 == L4::Icmp && p.dst.is_ipv4(),
+                    "ipv6-icmp" | "icmpv6" | "58" => p.l4 == L4::Icmp && p.dst.is_ipv6(),
                     _ => false,
                 },
                 "--dport" | "--destination-port" => p.l4 == L4::Tcp && port_in(arg(k), p.dport),
@@ -430,11 +438,15 @@ impl Plan {
     }
 }
 
-fn net_has(net: &str, a: Ipv4Addr) -> bool {
-    if let Ok(n) = net.parse::<Ipv4Net>() {
+fn net_has(net: &str, a: IpAddr) -> bool {
+    if let Ok(n) = net.parse::<IpNet>() {
         return n.contains(&a);
     }
-    net.parse::<Ipv4Addr>().is_ok_and(|x| x == a)
+    net.parse::<IpAddr>().is_ok_and(|x| x == a)
+}
+
+fn link_local(a: IpAddr) -> bool {
+    matches!(a, IpAddr::V6(v) if (v.segments()[0] & 0xffc0) == 0xfe80)
 }
 
 fn iface(pat: &str, dev: Option<&str>) -> bool {
@@ -464,10 +476,23 @@ fn addr_type(types: &str, local: bool) -> bool {
     })
 }
 
-/// "175.18.0.2:80" or "175.18.0.2" (keeping `port`).
-fn parse_to(to: &str, port: u16) -> Option<(Ipv4Addr, u16)> {
+/// "175.18.0.2:80" or "175.18.0.2" (keeping `port`); IPv6 as "[fd00::2]:80" or
+/// "fd00::2".
+fn parse_to(to: &str, port: u16) -> Option<(IpAddr, u16)> {
+    let port_of = |p: &str| p.split('-').next()?.parse().ok();
+    if let Some(rest) = to.strip_prefix('[') {
+        let (ip, after) = rest.split_once(']')?;
+        let p = match after.strip_prefix(':') {
+            Some(p) => port_of(p)?,
+            None => port,
+        };
+        return Some((ip.split('-').next()?.parse().ok()?, p));
+    }
+    if to.matches(':').count() > 1 {
+        return Some((to.split('-').next()?.parse().ok()?, port));
+    }
     let (ip, p) = match to.split_once(':') {
-        Some((ip, p)) => (ip, p.split('-').next()?.parse().ok()?),
+        Some((ip, p)) => (ip, port_of(p)?),
         None => (to, port),
     };
     Some((ip.split('-').next()?.parse().ok()?, p))

@@ -366,17 +366,58 @@ impl Session {
         if l.up == up {
             return Ok(());
         }
-        let (ns, name) = (ns.clone(), name.to_string());
-        self.change(Op::SetUp { ns: ns.clone(), name: name.clone(), up }, vec![Op::SetUp { ns, name, up: !up }])
+        // Down, the kernel drops the link's IPv6 addresses and every route through
+        // it: the undo brings them back after bringing the link up.
+        let mut undo = vec![Op::SetUp { ns: ns.clone(), name: name.to_string(), up: !up }];
+        if !up {
+            undo.extend(self.restore_ops(ns, &l, true)?);
+            let v4_routes = self.restore_ops(ns, &LinkInfo { addrs: vec![], ..l.clone() }, false)?;
+            undo.extend(
+                v4_routes
+                    .into_iter()
+                    .filter(|o| matches!(o, Op::AddRoute { route, .. } if route.dest.addr().is_ipv4())),
+            );
+        }
+        self.change(Op::SetUp { ns: ns.clone(), name: name.to_string(), up }, undo)
     }
 
+    /// Adds an address. An IPv6 address is added without duplicate address
+    /// detection (`nodad`): usable at once, as labs want.
     pub fn link_addr(&mut self, ns: &NsRef, name: &str, addr: IpNet) -> Result<()> {
+        self.link_addr_opts(ns, name, addr, true)
+    }
+
+    /// `link_addr` with the choice: `nodad = false` lets the kernel check IPv6
+    /// addresses for duplicates first (the address is "tentative" for a second or
+    /// two; checks wait for it). No effect on IPv4.
+    pub fn link_addr_opts(&mut self, ns: &NsRef, name: &str, addr: IpNet, nodad: bool) -> Result<()> {
         let l = self.link(ns, name)?;
         if l.addrs.contains(&addr) {
             return Err(Error::invalid(format!("{addr} is already on link \"{name}\" in {ns}")));
         }
+        let nodad = nodad && addr.addr().is_ipv6();
         let (ns, dev) = (ns.clone(), name.to_string());
-        self.change(Op::AddAddr { ns: ns.clone(), dev: dev.clone(), addr }, vec![Op::DelAddr { ns, dev, addr }])
+        self.change(Op::AddAddr { ns: ns.clone(), dev: dev.clone(), addr, nodad }, vec![Op::DelAddr { ns, dev, addr }])
+    }
+
+    /// What brings back a link's addresses and routes after the kernel dropped them
+    /// (link down, disable_ipv6, a move): its addresses (IPv6 only with `v6_only`;
+    /// link-local ones the kernel makes itself), with their nodad flag, then the
+    /// routes through it that someone added (kernel and router-advertised ones come
+    /// back by themselves).
+    fn restore_ops(&mut self, ns: &NsRef, l: &LinkInfo, v6_only: bool) -> Result<Vec<Op>> {
+        let mut ops = Vec::new();
+        for a in l.addrs.iter().filter(|a| !is_link_local(a) && (!v6_only || a.addr().is_ipv6())) {
+            let nodad = l.nodad.contains(a);
+            ops.push(Op::AddAddr { ns: ns.clone(), dev: l.name.clone(), addr: *a, nodad });
+        }
+        for r in self.backend.routes(ns)? {
+            let ours = r.dev.as_deref() == Some(l.name.as_str()) && !matches!(r.proto, Some(2 | 9));
+            if ours && (!v6_only || r.dest.addr().is_ipv6()) && !is_link_local(&r.dest) {
+                ops.push(Op::AddRoute { ns: ns.clone(), route: r });
+            }
+        }
+        Ok(ops)
     }
 
     /// Moves a link to another namespace. The kernel drops its addresses and takes it
@@ -391,11 +432,12 @@ impl Session {
             return Err(Error::invalid(format!("a link named \"{name}\" already exists in {to}")));
         }
         let mut undo = vec![Op::MoveLink { ns: to.clone(), name: name.into(), to: ns.clone() }];
-        for a in l.addrs.iter().filter(|a| !is_link_local(a)) {
-            undo.push(Op::AddAddr { ns: ns.clone(), dev: name.into(), addr: *a });
-        }
+        let restore = self.restore_ops(ns, &l, false)?;
+        let (addrs, routes): (Vec<Op>, Vec<Op>) = restore.into_iter().partition(|o| matches!(o, Op::AddAddr { .. }));
+        undo.extend(addrs);
         if l.up {
             undo.push(Op::SetUp { ns: ns.clone(), name: name.into(), up: true });
+            undo.extend(routes);
         }
         self.forget_index(ns, name)?;
         self.change(Op::MoveLink { ns: ns.clone(), name: name.into(), to: to.clone() }, undo)
@@ -516,7 +558,42 @@ impl Session {
         if old == value && (!ns.is_host() || self.created_here(|o| same_setting(o, &op))) {
             return Ok(old);
         }
-        self.change(op, vec![Op::SetSysctl { ns: ns.clone(), key: key.into(), value: old.clone() }])?;
+        let mut undo = vec![Op::SetSysctl { ns: ns.clone(), key: key.into(), value: old.clone() }];
+        let k = key.replace('/', ".");
+        let links: Vec<LinkInfo> = self.backend.links(ns)?;
+        // Keys the kernel copies to every link (and the default) when written: the
+        // undo writes the old value back, which copies it too; the links that had a
+        // value of their own get it back after that.
+        let spread = match k.as_str() {
+            "net.ipv4.ip_forward" | "net.ipv4.conf.all.forwarding" => Some(("ipv4", "forwarding")),
+            "net.ipv6.conf.all.forwarding" => Some(("ipv6", "forwarding")),
+            "net.ipv6.conf.all.disable_ipv6" => Some(("ipv6", "disable_ipv6")),
+            _ => None,
+        };
+        if let Some((fam, leaf)) = spread {
+            let names = std::iter::once("default".to_string()).chain(links.iter().map(|l| l.name.clone()));
+            for d in names.filter(|d| !d.contains('/')) {
+                let sib = format!("net/{fam}/conf/{d}/{leaf}");
+                if let Ok(v) = self.backend.sysctl_get(ns, &sib)
+                    && v != old
+                {
+                    undo.push(Op::SetSysctl { ns: ns.clone(), key: sib, value: v });
+                }
+            }
+        }
+        // Disabling IPv6 drops the IPv6 addresses of the links it reaches (and their
+        // routes): the undo adds them back once IPv6 is on again.
+        if value.trim() == "1"
+            && let Some(dev) = k.strip_prefix("net.ipv6.conf.").and_then(|r| r.strip_suffix(".disable_ipv6"))
+        {
+            for l in links.iter().filter(|l| dev == "all" || l.name == dev) {
+                let own = format!("net/ipv6/conf/{}/disable_ipv6", l.name);
+                if !l.name.contains('/') && self.backend.sysctl_get(ns, &own).is_ok_and(|v| v.trim() == "0") {
+                    undo.extend(self.restore_ops(ns, l, true)?);
+                }
+            }
+        }
+        self.change(op, undo)?;
         Ok(old)
     }
 

@@ -8,7 +8,7 @@ use std::os::fd::RawFd;
 use futures::TryStreamExt;
 use ipnet::IpNet;
 use rtnetlink::packet_route::AddressFamily;
-use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
+use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage};
 use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope};
 use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
@@ -22,6 +22,10 @@ pub struct LinkState {
     pub index: u32,
     pub name: String,
     pub up: bool,
+    /// IFF_LOWER_UP: the link has carrier.
+    pub carrier: bool,
+    /// IFF_LOOPBACK or IFF_NOARP: no neighbour discovery on it.
+    pub no_nd: bool,
     pub master: Option<u32>,
     pub mtu: u32,
     pub kind: Option<String>,
@@ -33,6 +37,8 @@ fn link_state(m: &LinkMessage) -> LinkState {
         index: m.header.index,
         name: String::new(),
         up: m.header.flags.contains(LinkFlags::Up),
+        carrier: m.header.flags.contains(LinkFlags::LowerUp),
+        no_nd: m.header.flags.intersects(LinkFlags::Loopback | LinkFlags::Noarp),
         master: None,
         mtu: 0,
         kind: None,
@@ -142,10 +148,17 @@ pub async fn move_link(h: &Handle, index: u32, target_fd: RawFd) -> Result<()> {
     Ok(())
 }
 
-pub async fn add_addr(h: &Handle, index: u32, addr: IpNet) -> Result<()> {
+/// Adds an address; `nodad` (IPv6: IFA_F_NODAD, `ip addr add ... nodad`) makes it
+/// usable at once, without duplicate address detection.
+pub async fn add_addr(h: &Handle, index: u32, addr: IpNet, nodad: bool) -> Result<()> {
     let mut req = h.address().add(index, addr.addr(), addr.prefix_len());
     // rtnetlink adds a broadcast address; `ip addr add` does not (without `brd +`).
     req.message_mut().attributes.retain(|a| !matches!(a, AddressAttribute::Broadcast(_)));
+    if nodad {
+        let m = req.message_mut();
+        m.header.flags |= AddressHeaderFlags::Nodad;
+        m.attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
+    }
     req.execute().await?;
     Ok(())
 }
@@ -163,10 +176,42 @@ fn addr_of(m: &AddressMessage) -> Option<IpNet> {
     addr.and_then(|ip| IpNet::new(ip, m.header.prefix_len).ok())
 }
 
+/// An address's flags (IFA_FLAGS when the kernel sends it, else the header's 8 bits).
+fn flags_of(m: &AddressMessage) -> AddressFlags {
+    m.attributes
+        .iter()
+        .find_map(|a| match a {
+            AddressAttribute::Flags(f) => Some(*f),
+            _ => None,
+        })
+        .unwrap_or_else(|| AddressFlags::from_bits_retain(m.header.flags.bits() as u32))
+}
+
+/// An address as netscript reads it: the address and whether it is IPv6 without
+/// duplicate address detection (nodad) or still being checked (tentative).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AddrState {
+    pub addr: IpNet,
+    pub nodad: bool,
+    pub tentative: bool,
+}
+
 /// The addresses on a link, in kernel order.
-pub async fn addrs(h: &Handle, index: u32) -> Result<Vec<IpNet>> {
+pub async fn addrs(h: &Handle, index: u32) -> Result<Vec<AddrState>> {
     let msgs: Vec<AddressMessage> = h.address().get().set_link_index_filter(index).execute().try_collect().await?;
-    Ok(msgs.iter().filter(|m| m.header.index == index).filter_map(addr_of).collect())
+    Ok(msgs.iter().filter(|m| m.header.index == index).filter_map(addr_state).collect())
+}
+
+fn addr_state(m: &AddressMessage) -> Option<AddrState> {
+    let f = flags_of(m);
+    let tentative = f.contains(AddressFlags::Tentative) && !f.contains(AddressFlags::Dadfailed);
+    addr_of(m).map(|addr| AddrState { addr, nodad: f.contains(AddressFlags::Nodad), tentative })
+}
+
+/// Every address of the namespace, with the index of its link.
+pub async fn all_addrs(h: &Handle) -> Result<Vec<(u32, AddrState)>> {
+    let msgs: Vec<AddressMessage> = h.address().get().execute().try_collect().await?;
+    Ok(msgs.iter().filter_map(|m| addr_state(m).map(|a| (m.header.index, a))).collect())
 }
 
 pub async fn del_addr(h: &Handle, index: u32, addr: IpNet) -> Result<()> {

@@ -18,6 +18,12 @@ pub const SYSCTLS: &[&str] = &[
     "net.ipv6.conf.all.forwarding",
 ];
 
+/// Per-link sysctls every snapshot reads (paths below /proc/sys/net; `all`,
+/// `default` and each link), in every namespace: the ones that writing `all` (or
+/// ip_forward) copies to every link.
+pub const PER_LINK: &str =
+    "ipv4/conf/*/forwarding ipv6/conf/*/forwarding ipv6/conf/*/disable_ipv6 ipv6/conf/*/accept_ra";
+
 /// A sandbox kept alive by a `sleep` process; commands enter it with nsenter.
 pub struct Sandbox {
     child: Child,
@@ -155,6 +161,8 @@ impl Sandbox {
                 labels.push((i, k.to_string()));
                 script += &format!("echo '{SEP}'; {ex}sysctl -n {k} 2>/dev/null\n");
             }
+            labels.push((i, "conf".to_string()));
+            script += &format!("echo '{SEP}'; {ex}sh -c 'cd /proc/sys/net && grep -H . {PER_LINK}' 2>/dev/null\n");
         }
         script += "true\n";
         let raw = self.ok(&script);
@@ -169,10 +177,16 @@ impl Sandbox {
             }
             if IP_READS.contains(&label.as_str()) {
                 assert!(!text.contains(SEP), "snapshot: `ip -j {label}` failed in {}", nss[*i].unwrap_or("host"));
-                out += &format!("{label}: {}\n", normalize_json(text));
+                let mut json = normalize_json(text);
+                if label.contains("route") {
+                    json = routes_sorted(&json);
+                }
+                out += &format!("{label}: {json}\n");
             } else if label == "qdiscs" {
                 assert!(!text.contains(SEP), "snapshot: `tc -j qdisc show` failed in {}", nss[*i].unwrap_or("host"));
                 out += &format!("qdiscs: {}\n", normalize_qdiscs(text));
+            } else if label == "conf" {
+                out += &format!("per-link sysctls:\n{text}");
             } else if label.contains("-save") {
                 out += &format!("{label}:\n{}", normalize_rules(text));
             } else {
@@ -224,14 +238,30 @@ fn nix_kill(pid: i32) -> std::io::Result<()> {
 /// `ip -j` output without the fields that change on their own: bridge timers, and
 /// the qdisc, which the kernel attaches the first time a link goes up (noop ->
 /// noqueue) and which no `ip link` command takes back.
+///
+/// The kernel's own IPv6 link-local addresses go through duplicate address detection
+/// for a second or two after a link comes up: their "tentative" flag, and the local
+/// host route that appears once it is over, are timing, not state (the addresses
+/// netscript adds skip detection: nodad).
 pub fn normalize_json(s: &str) -> String {
+    fn link_local(v: &serde_json::Value, key: &str) -> bool {
+        v.get(key).and_then(serde_json::Value::as_str).is_some_and(|a| a.starts_with("fe80:") && !a.contains('/'))
+    }
     fn strip(v: &mut serde_json::Value) {
         match v {
             serde_json::Value::Object(m) => {
                 m.retain(|k, _| !k.ends_with("_timer") && k != "qdisc");
+                if m.get("local").and_then(serde_json::Value::as_str).is_some_and(|a| a.starts_with("fe80:")) {
+                    m.remove("tentative");
+                }
                 m.values_mut().for_each(strip);
             }
-            serde_json::Value::Array(a) => a.iter_mut().for_each(strip),
+            serde_json::Value::Array(a) => {
+                a.retain(|r| {
+                    !(link_local(r, "dst") && r.get("table").and_then(serde_json::Value::as_str) == Some("local"))
+                });
+                a.iter_mut().for_each(strip)
+            }
             _ => {}
         }
     }
@@ -482,6 +512,20 @@ fn scrub(v: &mut serde_json::Value, marks: Marks) {
         }
         Value::Array(a) => a.iter_mut().for_each(|x| scrub(x, marks)),
         _ => {}
+    }
+}
+
+/// A route listing in a fixed order: the kernel lists routes to one prefix (fe80::/64
+/// of two links, say) in the order they were made, which a rollback that deletes and
+/// restores one of them changes without changing the routes.
+fn routes_sorted(json: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(json) {
+        Ok(serde_json::Value::Array(a)) => {
+            let mut v: Vec<String> = a.iter().map(|r| r.to_string()).collect();
+            v.sort();
+            format!("[{}]", v.join(","))
+        }
+        _ => json.to_string(),
     }
 }
 
