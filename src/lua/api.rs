@@ -471,9 +471,12 @@ pub const API: &[Entry] = &[
     f(
         "docker",
         "network",
-        &[p("opts", "{name: string, subnet: string, gateway?: string, ns?: Netns|string}")],
+        &[p(
+            "opts",
+            "{name: string, subnet: string, gateway?: string, ns?: Netns|string, icc?: boolean, internal?: boolean, gateway_mode?: \"nat\"|\"routed\"}",
+        )],
         "DockerNetwork",
-        "A bridge with the gateway address, forwarding, NAT and Docker's FORWARD rules.",
+        "A bridge network with Docker's rules: forwarding, NAT, isolation, DOCKER-USER.",
         "local net = require(\"netscript.docker\").network{ name = \"ns_br\", subnet = \"175.18.0.0/24\" }",
     ),
     field("net", "name", "string", "The bridge's name.", "print(net.name)"),
@@ -501,13 +504,13 @@ pub const API: &[Entry] = &[
         "net",
         "publish",
         &[
-            p("host_port", "integer"),
+            p("host_port", "integer|string"),
             p("container", NS),
-            p("port", "integer"),
-            opt("opts", "{proto?: \"tcp\"|\"udp\"}"),
+            p("port", "integer|string"),
+            opt("opts", "{proto?: \"tcp\"|\"udp\", host_ip?: string}"),
         ],
-        "DockerNetwork",
-        "Publish a container's port on the host, as docker run -p HOST_PORT:PORT.",
+        "DockerNetwork, integer",
+        "Publish a container's port, as docker run -p [HOST_IP:]HOST_PORT:PORT; returns net and the host port.",
         "net:publish(8088, c1, 80)",
     ),
 ];
