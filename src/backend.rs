@@ -10,6 +10,7 @@ use crate::error::Result;
 use crate::model::{NsRef, Route};
 use crate::op::{Op, Probe};
 use crate::sys::process::ExecResult;
+use crate::trace::{Spec, Trace};
 
 /// A link as the session sees it.
 #[derive(Clone, Debug, PartialEq)]
@@ -71,6 +72,11 @@ pub trait Backend {
     /// The routes of the main table (both families), as `find_route` returns them.
     fn routes(&mut self, _ns: &NsRef) -> Result<Vec<Route>> {
         Ok(Vec::new())
+    }
+    /// Sends one probe from `from` to `dst` and explains its walk (`trace`). The
+    /// session has put the probe's trace table (`Op::TraceOn`) into each of `nss`.
+    fn trace(&mut self, _from: &NsRef, _dst: IpAddr, _spec: &Spec, _nss: &[NsRef]) -> Result<Trace> {
+        Err(crate::error::Error::invalid(format!("{} cannot trace", self.describe())))
     }
     /// Processes carrying a NETSCRIPT_OWNER mark: (pid, mark, command line).
     fn marked_processes(&mut self) -> Vec<(u32, String, String)> {

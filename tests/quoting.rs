@@ -80,9 +80,11 @@ fn kind(op: &Op) -> &'static str {
         Op::Spawn { .. } => "Spawn",
         Op::Kill { .. } => "Kill",
         Op::StopMarked { .. } => "StopMarked",
+        Op::TraceOn { .. } => "TraceOn",
+        Op::TraceOff { .. } => "TraceOff",
     }
 }
-const KINDS: usize = 23;
+const KINDS: usize = 25;
 
 /// Every op kind with `h` in each of its string fields (and each namespace).
 fn ops(h: &str) -> Vec<Op> {
@@ -125,6 +127,8 @@ fn ops(h: &str) -> Vec<Op> {
         Op::Spawn { ns: NsRef::Host, cmd: vec!["echo".into(), s()], pid: 1, start: 1, mark: s() },
         Op::Kill { pid: 1, start: 1 },
         Op::StopMarked { mark: s() },
+        Op::TraceOn { ns: n(), proto: s(), id: 4242 },
+        Op::TraceOff { ns: n(), id: 4242 },
     ]
 }
 
