@@ -11,6 +11,7 @@ use crate::model::{NsRef, Route};
 use crate::op::{BridgeOpts, Op, PortFlags};
 use crate::qdisc::RootQdisc;
 use crate::sys::process::ExecResult;
+use crate::trace::{Spec, Trace};
 
 /// A link as the session sees it.
 #[derive(Clone, Debug, PartialEq)]
@@ -80,6 +81,11 @@ pub trait Backend {
     /// The index of a link (recorded at creation, checked before deleting).
     fn link_index(&mut self, _ns: &NsRef, _name: &str) -> Result<Option<u32>> {
         Ok(None)
+    }
+    /// Sends one probe from `from` to `dst` and explains its walk (`trace`). The
+    /// session has put the probe's trace table (`Op::TraceOn`) into each of `nss`.
+    fn trace(&mut self, _from: &NsRef, _dst: IpAddr, _spec: &Spec, _nss: &[NsRef]) -> Result<Trace> {
+        Err(crate::error::Error::invalid(format!("{} cannot trace", self.describe())))
     }
     /// Processes carrying a NETSCRIPT_OWNER mark: (pid, mark, command line).
     fn marked_processes(&mut self) -> Vec<(u32, String, String)> {

@@ -203,6 +203,15 @@ impl<B: Backend> Backend for Faulty<B> {
     fn port_flags(&mut self, ns: &NsRef, dev: &str) -> Result<crate::op::PortFlags> {
         self.inner.port_flags(ns, dev)
     }
+    fn trace(
+        &mut self,
+        from: &NsRef,
+        dst: std::net::IpAddr,
+        spec: &crate::trace::Spec,
+        nss: &[NsRef],
+    ) -> Result<crate::trace::Trace> {
+        self.inner.trace(from, dst, spec, nss)
+    }
     fn netns_id(&mut self, name: &str) -> Option<crate::op::NsId> {
         self.inner.netns_id(name)
     }
@@ -214,6 +223,27 @@ impl<B: Backend> Backend for Faulty<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The decorator must hand every read on to the back end it wraps: a `Backend`
+    /// method with a default body that `Faulty` does not forward would silently
+    /// answer with the default under fault injection (identities, qdiscs, traces).
+    #[test]
+    fn every_backend_method_is_forwarded() {
+        let names = |src: &str, from: &str, to: &str| -> Vec<String> {
+            let body = &src[src.find(from).expect("start")..];
+            let body = &body[..body.find(to).unwrap_or(body.len())];
+            body.lines()
+                .filter_map(|l| l.trim_start().strip_prefix("fn "))
+                .map(|l| l.split(['(', '<']).next().unwrap_or("").to_string())
+                .collect()
+        };
+        let wanted = names(include_str!("backend.rs"), "pub trait Backend", "\n}\n");
+        let forwarded = names(include_str!("faults.rs"), "impl<B: Backend> Backend for Faulty<B>", "\n}\n");
+        assert!(wanted.len() > 20, "{wanted:?}");
+        for w in &wanted {
+            assert!(forwarded.contains(w), "Faulty does not forward Backend::{w}");
+        }
+    }
     use crate::journal::{Journal, Meta};
     use crate::plan::Plan;
     use crate::session::Session;

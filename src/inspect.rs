@@ -214,7 +214,7 @@ fn in_place(b: &mut dyn Backend, op: &Op) -> Result<bool> {
         Op::FwDelChain { ns, table, chain } => !ns_ok(b, ns) || !b.fw_chain_exists(ns, table, chain)?,
         Op::Spawn { pid, start, .. } => b.alive(*pid, *start),
         Op::Kill { pid, start } => !b.alive(*pid, *start),
-        Op::StopMarked { .. } => true,
+        Op::StopMarked { .. } | Op::TraceOn { .. } | Op::TraceOff { .. } => true,
     })
 }
 
@@ -249,6 +249,7 @@ fn drift_key(op: &Op) -> (String, Option<(NsRef, String)>) {
         }
         Op::Spawn { pid, .. } | Op::Kill { pid, .. } => (format!("process {pid}"), None),
         Op::StopMarked { mark } => (format!("process {mark}"), None),
+        Op::TraceOn { ns, id, .. } | Op::TraceOff { ns, id } => (format!("trace {ns} {id}"), None),
     }
 }
 

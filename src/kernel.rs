@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::process::CommandExt;
 use std::process::Child;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -20,6 +21,7 @@ use crate::op::{BridgeOpts, Op, PortFlags};
 use crate::qdisc::RootQdisc;
 use crate::sys::process::{self, ExecResult};
 use crate::sys::{netlink as nl, netns, sysctl, tc};
+use crate::trace::{self, Spec, Trace};
 
 struct NsCtx {
     /// None for the namespace netscript runs in (no thread needs to enter it).
@@ -220,6 +222,32 @@ impl Kernel {
         }
     }
 
+    /// Runs one `nft` command line in `ns` (a trace's temporary table).
+    fn nft(&mut self, ns: &NsRef, cmd: &str) -> Result<()> {
+        let cancel = self.cancel.clone();
+        let fd = self.fd(ns)?;
+        let r = process::exec(fd, &["nft".to_string(), cmd.to_string()], Some(Duration::from_secs(10)), &cancel)?;
+        if r.code == 0 {
+            return Ok(());
+        }
+        let err = r.stderr.lines().next().unwrap_or("").trim().to_string();
+        if r.code == 127 || r.stderr.contains("command not found") {
+            return Err(Error::sys("nft is not installed (Debian: apt-get install nftables)", Some(Errno::ENOENT)));
+        }
+        let errno = err.contains("No such file or directory").then_some(Errno::ENOENT);
+        Err(Error::sys(format!("{}nft {cmd:?} in {ns}: {err}", ns.exec_prefix()), errno))
+    }
+
+    /// Whether the firewall is iptables-legacy (whose rules nftables cannot trace).
+    fn fw_is_legacy(&mut self) -> Result<bool> {
+        // The driver's command ("iptables-nft", "iptables-legacy", or "iptables" before
+        // its first use), asked for its variant.
+        let name = self.fw.describe();
+        let cmd = name.split_whitespace().next().unwrap_or("iptables").to_string();
+        let out = std::process::Command::new(cmd).arg("-V").output()?;
+        Ok(String::from_utf8_lossy(&out.stdout).contains("legacy"))
+    }
+
     fn apply_inner(&mut self, op: &Op) -> Result<()> {
         match op {
             Op::AddNetns { name } => netns::create(name),
@@ -385,6 +413,13 @@ impl Kernel {
             Op::FwDelChain { ns, table, chain } => self.with_fw(ns, |fw, fd| fw.delete_chain(fd, table, chain)),
             Op::Spawn { .. } => Err(Error::invalid("a process is started with spawn(), not replayed")),
             Op::StopMarked { mark } => process::stop_marked(mark, Duration::from_secs(2)),
+            Op::TraceOn { ns, proto, id } => {
+                if !crate::trace::valid_proto(proto) {
+                    return Err(Error::invalid(format!("a trace probe is icmp, tcp or udp, not {proto:?}")));
+                }
+                self.nft(ns, &crate::trace::table_commands(proto, *id).join("; "))
+            }
+            Op::TraceOff { ns, id } => self.nft(ns, &format!("delete table inet {}", crate::trace::table_name(*id))),
             Op::Kill { pid, start } => {
                 let r = process::stop(*pid, *start, Duration::from_secs(2));
                 // Our own child: reap it, and keep its exit code for wait().
@@ -743,8 +778,115 @@ impl Backend for Kernel {
         process::start_time(pid) == Some(start)
     }
 
+    fn trace(&mut self, from: &NsRef, dst: IpAddr, spec: &Spec, nss: &[NsRef]) -> Result<Trace> {
+        if self.fw_is_legacy()? {
+            return Err(Error::sys(
+                "iptables-legacy rules cannot be traced (nftables tracing sees only iptables-nft rules)",
+                Some(Errno::EOPNOTSUPP),
+            ));
+        }
+        let mut mons = Monitors(Vec::new());
+        for ns in nss {
+            let fd = self.fd(ns)?;
+            let child = netns::in_netns(fd, || {
+                std::process::Command::new("xtables-monitor")
+                    .arg("--trace")
+                    .stdin(std::process::Stdio::null())
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::null())
+                    .process_group(0)
+                    .spawn()
+            })?
+            .map_err(|e| Error::sys(format!("cannot start xtables-monitor in {ns}: {e}"), None))?;
+            mons.0.push((trace::ns_label(ns), child));
+        }
+        // Let each monitor subscribe before the probe leaves.
+        std::thread::sleep(Duration::from_millis(200));
+        let fd = self.fd(from)?;
+        let s2 = spec.clone();
+        let answer = netns::in_netns(fd, move || trace::probe::send(dst, &s2))?;
+        std::thread::sleep(trace::probe::SETTLE);
+        let mut per_ns = mons.finish();
+        for (ns, blocks) in per_ns.iter_mut() {
+            let nsr = nss.iter().find(|n| trace::ns_label(n) == *ns).cloned().unwrap_or(NsRef::Host);
+            let argv: Vec<String> = ["nft", "-a", "list", "table", "inet", &trace::table_name(spec.id)]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            let listing = self.exec(&nsr, &argv, Some(Duration::from_secs(5)))?.stdout;
+            trace::kernel::directions(blocks, &trace::kernel::handle_directions(&listing));
+        }
+        let mut oracle = KernelOracle { k: self, nss };
+        Ok(trace::kernel::explain(&trace::ns_label(from), dst, spec, &per_ns, &answer, &mut oracle))
+    }
+
     fn describe(&self) -> String {
         format!("kernel ({})", self.fw.describe())
+    }
+}
+
+/// The trace monitors (xtables-monitor, one per namespace); stopped when dropped.
+struct Monitors(Vec<(String, Child)>);
+
+impl Monitors {
+    /// Stops the monitors and parses what each reported.
+    fn finish(&mut self) -> Vec<(String, Vec<trace::kernel::Block>)> {
+        use std::io::Read;
+        let mut out = Vec::new();
+        for (ns, mut c) in self.0.drain(..) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::SIGTERM);
+            let mut text = String::new();
+            if let Some(mut o) = c.stdout.take() {
+                let _ = o.read_to_string(&mut text);
+            }
+            let _ = c.wait();
+            out.push((ns, trace::kernel::parse(&text)));
+        }
+        out
+    }
+}
+
+impl Drop for Monitors {
+    fn drop(&mut self) {
+        for (_, c) in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The kernel's routing answers and sysctls, for a trace's explanation.
+struct KernelOracle<'a> {
+    k: &'a mut Kernel,
+    nss: &'a [NsRef],
+}
+
+impl KernelOracle<'_> {
+    fn ns(&self, label: &str) -> NsRef {
+        self.nss.iter().find(|n| trace::ns_label(n) == label).cloned().unwrap_or(NsRef::Host)
+    }
+}
+
+impl trace::kernel::Oracle for KernelOracle<'_> {
+    fn route_get(&mut self, ns: &str, args: &[String]) -> std::result::Result<trace::kernel::RouteAnswer, String> {
+        let ns = self.ns(ns);
+        let mut argv: Vec<String> = ["ip", "-j", "route", "get"].iter().map(|s| s.to_string()).collect();
+        argv.extend(args.iter().cloned());
+        let r = self.k.exec(&ns, &argv, Some(Duration::from_secs(5))).map_err(|e| e.to_string())?;
+        if r.code != 0 {
+            return Err(r.stderr.trim().trim_start_matches("RTNETLINK answers: ").to_string());
+        }
+        let v: serde_json::Value = serde_json::from_str(&r.stdout).map_err(|e| e.to_string())?;
+        let first = &v[0];
+        Ok(trace::kernel::RouteAnswer {
+            dev: first["dev"].as_str().map(str::to_string),
+            kind: first["type"].as_str().map(str::to_string),
+        })
+    }
+
+    fn sysctl(&mut self, ns: &str, key: &str) -> Option<String> {
+        let ns = self.ns(ns);
+        self.k.sysctl_get(&ns, key).ok().map(|v| v.trim().to_string())
     }
 }
 

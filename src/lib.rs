@@ -25,5 +25,6 @@ pub mod sandbox;
 pub mod session;
 pub mod state;
 pub mod sys;
+pub mod trace;
 
 pub use error::{Error, Result};

@@ -312,6 +312,19 @@ pub enum Op {
     StopMarked {
         mark: String,
     },
+    /// A `trace`'s temporary nftables table (`netscript_trace_<id>`, inet family) that
+    /// sets nftrace on the probe's packets only (`proto` "icmp": ICMP id `id`; "tcp" /
+    /// "udp": source or destination port `id`). Removed when the trace ends.
+    TraceOn {
+        ns: NsRef,
+        proto: String,
+        id: u16,
+    },
+    /// Removes the table of `TraceOn`.
+    TraceOff {
+        ns: NsRef,
+        id: u16,
+    },
 }
 
 /// A network namespace's identity: the device and inode of its nsfs file (what
@@ -442,6 +455,10 @@ impl Op {
                 "grep -lzx {} /proc/[0-9]*/environ 2>/dev/null | cut -d/ -f3 | xargs -r kill",
                 q(&format!("{}={mark}", crate::sys::process::OWNER_ENV))
             ),
+            TraceOn { ns, proto, id } => crate::trace::render_table(ns, proto, *id),
+            TraceOff { ns, id } => {
+                format!("{}nft delete table inet {}", ns.exec_prefix(), crate::trace::table_name(*id))
+            }
         }
     }
 
@@ -486,7 +503,9 @@ impl Op {
             | FwDelete { ns, .. }
             | FwNewChain { ns, .. }
             | FwDelChain { ns, .. }
-            | Spawn { ns, .. } => ns.clone(),
+            | Spawn { ns, .. }
+            | TraceOn { ns, .. }
+            | TraceOff { ns, .. } => ns.clone(),
             Kill { .. } | StopMarked { .. } => NsRef::Host,
         }
     }

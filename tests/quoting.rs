@@ -86,9 +86,11 @@ fn kind(op: &Op) -> &'static str {
         Op::SetBridgePort { .. } => "SetBridgePort",
         Op::SetQdisc { .. } => "SetQdisc",
         Op::DelQdisc { .. } => "DelQdisc",
+        Op::TraceOn { .. } => "TraceOn",
+        Op::TraceOff { .. } => "TraceOff",
     }
 }
-const KINDS: usize = 28;
+const KINDS: usize = 30;
 
 /// Every op kind with `h` in each of its string fields (and each namespace).
 fn ops(h: &str) -> Vec<Op> {
@@ -148,6 +150,8 @@ fn ops(h: &str) -> Vec<Op> {
         Op::SetBridgePort { ns: n(), dev: s(), flags: PortFlags { hairpin: Some(true), ..Default::default() } },
         Op::SetQdisc { ns: n(), dev: s(), qdisc: Qdisc { kind: s(), args: vec![s(), s()] } },
         Op::DelQdisc { ns: n(), dev: s() },
+        Op::TraceOn { ns: n(), proto: s(), id: 4242 },
+        Op::TraceOff { ns: n(), id: 4242 },
     ]
 }
 

@@ -205,6 +205,17 @@ pub const API: &[Entry] = &[
         "Open (and close) a TCP connection from inside the namespace; true when accepted.",
         "print(netns.host():tcp(\"127.0.0.1\", 22, { timeout = 0.2 }))",
     ),
+    m(
+        "Netns",
+        "trace",
+        &[
+            p("addr", "string"),
+            opt("opts", "{tcp?: integer, udp?: integer, icmp?: boolean, src?: string, timeout?: number}"),
+        ],
+        "table",
+        "Send one probe from the namespace and explain its walk, hop by hop, with the rule that decided.",
+        "local t = netns.host():trace(\"127.0.0.1\", { tcp = 9 }); print(t.reason)",
+    ),
     // Process
     field("Process", "pid", "integer", "The process id.", "print(netns.host():spawn(\"sleep 30\").pid)"),
     m(

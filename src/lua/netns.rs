@@ -8,6 +8,7 @@ use super::handles::{LNetns, LProcess, new_link, new_netns, ns_desc as desc};
 use super::util::{Opts, fail, no_more, q, with};
 use crate::error::Error;
 use crate::model::{NsRef, parse_ip};
+use crate::trace::{Proto, Source, Trace};
 
 /// A command argument: an argv table, or a string for /bin/sh -c.
 pub fn argv(lua: &Lua, call: &str, v: Value) -> mlua::Result<Vec<String>> {
@@ -124,6 +125,35 @@ impl UserData for LNetns {
             )
         });
 
+        m.add_method("trace", |lua, this, (addr, opts): (String, Option<Table>)| {
+            let call = format!("{}:trace({})", desc(&this.ns), q(&addr));
+            let o = Opts::new(lua, &call, opts, &["tcp", "udp", "icmp", "src", "timeout"])?;
+            let tcp = o.get::<u16>(lua, &call, "tcp")?;
+            let udp = o.get::<u16>(lua, &call, "udp")?;
+            let icmp = o.get::<bool>(lua, &call, "icmp")?.unwrap_or(false);
+            let proto = match (tcp, udp, icmp) {
+                (Some(p), None, false) => Proto::Tcp(p),
+                (None, Some(p), false) => Proto::Udp(p),
+                (None, None, _) => Proto::Icmp,
+                _ => return Err(fail(lua, &call, Error::invalid("give one of tcp = PORT, udp = PORT or icmp = true"))),
+            };
+            if proto.port() == Some(0) {
+                return Err(fail(lua, &call, Error::invalid("port 0 cannot be probed")));
+            }
+            let src = o.get::<String>(lua, &call, "src")?;
+            let timeout = secs(lua, &call, o.get::<f64>(lua, &call, "timeout")?, 1.0)?;
+            let t = with(
+                lua,
+                || call.clone(),
+                |s| {
+                    let ip = parse_ip(&addr)?;
+                    let src = src.as_deref().map(parse_ip).transpose()?;
+                    s.trace(&this.ns, ip, proto, src, timeout)
+                },
+            )?;
+            trace_table(lua, &t)
+        });
+
         m.add_method("tcp", |lua, this, (addr, port, opts): (String, u16, Option<Table>)| {
             let call = format!("{}:tcp({}, {port})", desc(&this.ns), q(&addr));
             let o = Opts::new(lua, &call, opts, &["timeout"])?;
@@ -157,6 +187,39 @@ impl UserData for LProcess {
             with(lua, || call.clone(), |s| s.wait(this.pid))
         });
     }
+}
+
+/// A trace as Lua sees it: `delivered`, `reason`, `source`, `note`, `hops` (a list of
+/// tables with the `Hop` fields), and `tostring(t)` the readable walk.
+pub fn trace_table(lua: &Lua, t: &Trace) -> mlua::Result<Table> {
+    let r = lua.create_table()?;
+    r.set("delivered", t.delivered)?;
+    r.set("reason", t.reason.clone())?;
+    r.set("source", if t.source == Source::Kernel { "kernel" } else { "model" })?;
+    r.set("note", t.note.clone())?;
+    let hops = lua.create_table()?;
+    for h in &t.hops {
+        let x = lua.create_table()?;
+        x.set("ns", h.ns.clone())?;
+        x.set("reply", h.reply)?;
+        x.set("iif", h.iif.clone())?;
+        x.set("oif", h.oif.clone())?;
+        x.set("hook", h.hook.clone())?;
+        x.set("table", h.table.clone())?;
+        x.set("chain", h.chain.clone())?;
+        x.set("rule", h.rule.clone())?;
+        x.set("verdict", h.verdict.clone())?;
+        x.set("rewrite", h.rewrite.clone())?;
+        x.set("packet", h.packet.clone())?;
+        x.set("deciding", h.deciding)?;
+        hops.push(x)?;
+    }
+    r.set("hops", hops)?;
+    let text = t.to_string();
+    let mt = lua.create_table()?;
+    mt.set("__tostring", lua.create_function(move |_, _: Value| Ok(text.clone()))?)?;
+    r.set_metatable(Some(mt))?;
+    Ok(r)
 }
 
 pub fn register(lua: &Lua, ns_mod: &Table) -> mlua::Result<()> {

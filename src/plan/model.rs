@@ -682,6 +682,10 @@ impl Plan {
             Op::Kill { pid, .. } => self.stop(*pid)?,
             // The model starts processes at once; no spawn is ever left unrecorded.
             Op::StopMarked { .. } => return Err(Error::sys("no such process", Some(Errno::ESRCH))),
+            // A trace's temporary table changes nothing the model knows.
+            Op::TraceOn { ns, .. } | Op::TraceOff { ns, .. } => {
+                self.ns_mut(ns)?;
+            }
         }
         Ok(())
     }

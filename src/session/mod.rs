@@ -18,6 +18,7 @@ use crate::journal::{Journal, State};
 use crate::model::{NsRef, Route, check_ifname, check_name, check_words};
 use crate::op::{Op, Probe};
 use crate::sys::process::ExecResult;
+use crate::trace::{Proto, Spec, Trace};
 
 mod rollback;
 
@@ -807,6 +808,66 @@ fn same_setting(a: &Op, b: &Op) -> bool {
         }
         _ => false,
     }
+}
+
+impl Session {
+    /// Sends one probe from `from` to `dst` and returns its walk, explained (see
+    /// src/trace). Each namespace of the topology (the host and those it made) gets
+    /// the probe's trace table for the time of the probe: journaled, then removed.
+    pub fn trace(
+        &mut self,
+        from: &NsRef,
+        dst: IpAddr,
+        proto: Proto,
+        src: Option<IpAddr>,
+        timeout: Duration,
+    ) -> Result<Trace> {
+        self.settle()?;
+        self.require_ns(from)?;
+        self.check_interrupt()?;
+        if !dst.is_ipv4() || src.is_some_and(|s| !s.is_ipv4()) {
+            return Err(Error::invalid(format!("trace is IPv4 only ({dst})")));
+        }
+        let spec = Spec { proto, src, timeout, id: trace_id() };
+        let mut nss = vec![NsRef::Host];
+        for e in self.journal.entries() {
+            if let Op::AddNetns { name } = &e.op
+                && e.live()
+            {
+                nss.push(NsRef::named(name.clone()));
+            }
+        }
+        if !nss.contains(from) {
+            nss.push(from.clone());
+        }
+        let mark = self.journal.entries().len();
+        let mut res = Ok(());
+        for ns in &nss {
+            let on = Op::TraceOn { ns: ns.clone(), proto: proto.name().into(), id: spec.id };
+            res = self.change(on, vec![Op::TraceOff { ns: ns.clone(), id: spec.id }]);
+            if res.is_err() {
+                break;
+            }
+        }
+        let r = res.and_then(|()| self.backend.trace(from, dst, &spec, &nss));
+        let report = self.undo_since(mark);
+        if let Some(f) = report.failures.first() {
+            return Err(Error::sys(
+                format!("the trace's temporary table was not removed ({}): {}", f.undo.render(), f.error),
+                f.error.errno(),
+            ));
+        }
+        r
+    }
+}
+
+/// A probe id (source port / ICMP id) unlikely to be in use: in 41000..61000.
+fn trace_id() -> u16 {
+    use std::sync::atomic::AtomicU32;
+    static N: AtomicU32 = AtomicU32::new(0);
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let n = N.fetch_add(7919, Ordering::SeqCst);
+    (41000 + (t ^ std::process::id().wrapping_mul(2654435761) ^ n) % 20000) as u16
 }
 
 pub fn mark_for(topo: &str) -> String {

@@ -1,0 +1,146 @@
+//! `Netns:trace`: the article's failing moments, explained from the real kernel
+//! (examples/why.lua), a trace that leaves nothing behind, and a trace in a rootless
+//! sandbox. Every run is inside a throwaway sandbox.
+
+mod common;
+use common::*;
+
+const WHY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/why.lua");
+
+/// Two containers on a bridge, forwarding on, FORWARD policy DROP.
+const TWO: &str = r#"
+local br = bridge.add("ns_br")
+br:addr("175.18.0.1/24"):up()
+for i = 1, 2 do
+  local ns = netns.add("ns" .. i)
+  ns:link("lo"):up()
+  local veth0, host_end = veth.add("veth0", "veth_ns_" .. i, { ns = ns })
+  veth0:addr(("175.18.0.%d/24"):format(i + 1)):up()
+  host_end:master(br):up()
+  route.add("default", { via = "175.18.0.1", ns = ns })
+end
+sysctl.set("net.ipv4.ip_forward", 1)
+sysctl.set("net.bridge.bridge-nf-call-iptables", 1)
+fw.policy("filter", "FORWARD", "DROP")
+local ns1, host = netns.get("ns1"), netns.host()
+"#;
+
+/// Everything a trace could leave behind, in every namespace, as the tools print it.
+const STATE: &str = r#"
+local function state()
+  local sh = [==[for n in "" $(ip netns list | cut -d' ' -f1); do
+    p=""; [ -n "$n" ] && p="ip netns exec $n"
+    echo "== $n"; $p nft list ruleset | sed 's/counter packets [0-9]* bytes [0-9]*//'
+    $p iptables-save | grep -v '^#' | sed 's/[[][0-9]*:[0-9]*[]]//'
+    $p ip -4 -j route; $p ip -4 -j addr; $p ip -j link | sed "s/\"operstate\":\"[A-Z]*\"//g"
+  done]==]
+  return host:exec(sh, { check = true }).stdout
+end
+"#;
+
+#[test]
+fn why_example_names_each_reason_and_deciding_rule() {
+    let sb = Sandbox::new();
+    let before = sb.snapshot();
+    let o = sb.run_ok(&[WHY]);
+    let out = stdout(&o);
+    for want in [
+        "trace: dropped by the FORWARD policy DROP in the host namespace",
+        ">> host     FORWARD     ns_br -> ns_br       filter/FORWARD policy DROP",
+        "trace: no route back from laptop to 175.18.0.2",
+        ">> laptop   ROUTING                          no route to 175.18.0.2: Network is unreachable",
+        "trace: delivered to laptop (10.6.213.149)",
+        "trace: connection refused by the host namespace: nothing listens on port 8088",
+        "trace: dropped as a martian: 127.0.0.1 is not routable without route_localnet on ns_br in the host namespace",
+        "[-t nat -A OUTPUT -d 127.0.0.0/8 -p tcp -m comment --comment \"netscript:why\" -m tcp --dport 8088 -j DNAT --to-destination 175.18.0.2:80] DNAT",
+        "[-t nat -A POSTROUTING -s 127.0.0.0/8 -o ns_br -m comment --comment \"netscript:why\" -j MASQUERADE] MASQUERADE",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in:\n{out}");
+    }
+    // Delivered, through the DNAT in PREROUTING, and the answer's way back shown.
+    let laptop = out.split("== the laptop -> the host's mapped port 8088").nth(1).unwrap();
+    let laptop = laptop.split("\n\n").next().unwrap();
+    assert!(laptop.contains("trace: delivered to ns1 (175.18.0.2:80)"), "{laptop}");
+    assert!(laptop.contains("-- the answer's way back --\n   ns1      OUTPUT      out veth0"), "{laptop}");
+    assert!(laptop.contains("laptop   PREROUTING  in eth0              seen  (10.211.55.32:8088 -> "), "{laptop}");
+    // No trace table is left in any namespace while the topology is up.
+    let left = sb.ok("for n in '' $(ip netns list | cut -d' ' -f1); do ip netns exec ${n:-$$} true 2>/dev/null; \
+                      if [ -n \"$n\" ]; then ip netns exec $n nft list tables; else nft list tables; fi; done");
+    assert!(!left.contains("netscript_trace"), "{left}");
+    sb.down("why");
+    sb.assert_unchanged(&before, "after down");
+}
+
+#[test]
+fn trace_leaves_nothing_behind_and_names_the_policy() {
+    let sb = Sandbox::new();
+    let script = format!(
+        "{TWO}{STATE}{}",
+        r#"
+local before = state()
+local t = ns1:trace("175.18.0.3", { timeout = 0.5 })
+local function same(a, b)
+  if a == b then return end
+  local seen, diff = {}, {}
+  for l in a:gmatch("[^\n]+") do seen[l] = true end
+  for l in b:gmatch("[^\n]+") do if not seen[l] then diff[#diff + 1] = "+ " .. l end end
+  error("a trace changed the state:\n" .. table.concat(diff, "\n"))
+end
+same(before, state())
+assert(t.delivered == false, "not delivered")
+assert(t.reason == "dropped by the FORWARD policy DROP in the host namespace", t.reason)
+assert(t.source == "kernel", t.source)
+local d
+for _, h in ipairs(t.hops) do if h.deciding then d = h end end
+assert(d and d.ns == "host" and d.table == "filter" and d.chain == "FORWARD" and d.rule == nil
+  and d.verdict == "policy DROP" and d.iif == "ns_br" and d.oif == "ns_br", tostring(t))
+assert(t.hops[1].ns == "ns1" and t.hops[1].hook == "OUTPUT" and t.hops[1].oif == "veth0", tostring(t))
+-- A rule that drops it is named as written.
+fw.insert("filter", "FORWARD", "-d 175.18.0.3 -p icmp -j DROP")
+t = ns1:trace("175.18.0.3", { timeout = 0.5 })
+assert(t.reason == 'dropped by `iptables -t filter -A FORWARD -d 175.18.0.3/32 -p icmp -m comment --comment "netscript:nothing-behind" -j DROP` in the host namespace', t.reason)
+fw.policy("filter", "FORWARD", "ACCEPT")
+fw.delete("filter", "FORWARD", "-d 175.18.0.3 -p icmp -j DROP")
+t = ns1:trace("175.18.0.3")
+assert(t.delivered and t.reason == "delivered to ns2 (175.18.0.3)", tostring(t))
+local back = false
+for _, h in ipairs(t.hops) do if h.reply and h.ns == "ns1" and h.iif == "veth0" then back = true end end
+assert(back, "the echo reply's way back:\n" .. tostring(t))
+-- No route: ns1 without its default route cannot reach another subnet.
+print(tostring(t))
+"#
+    );
+    let before = sb.snapshot();
+    let o = sb.run_lua_expect("nothing-behind.lua", &script, 0);
+    assert!(stdout(&o).contains(">> ns2      PREROUTING  in veth0"), "{}", stdout(&o));
+    sb.down("nothing-behind");
+    sb.assert_unchanged(&before, "after down");
+}
+
+#[test]
+fn no_route_from_the_namespace() {
+    let sb = Sandbox::new();
+    let script = format!(
+        "{TWO}{}",
+        r#"
+local lone = netns.add("lone")
+lone:link("lo"):up()
+local t = lone:trace("175.18.0.3", { tcp = 80 })
+assert(not t.delivered and t.reason:find("^no route from lone to 175.18.0.3"), t.reason)
+assert(t.hops[#t.hops].deciding and t.hops[#t.hops].hook == "ROUTING", tostring(t))
+"#
+    );
+    sb.run_lua_expect("noroute.lua", &script, 0);
+    sb.down("noroute");
+}
+
+#[test]
+fn rootless_sandbox_traces_as_nobody() {
+    let script = script_file(
+        "trace-rootless.lua",
+        &format!("{TWO}{}", "local t = ns1:trace('175.18.0.3'); print(t.reason); print(t)\n"),
+    );
+    let o = as_nobody(&["--sandbox", &script]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("dropped by the FORWARD policy DROP in the host namespace"), "{}", stdout(&o));
+}
