@@ -152,6 +152,17 @@ pub fn run(opts: &RunOpts, user_ns: Option<bool>, signals: &Signals) -> Result<u
                 ""
             }
         );
+        if !opts.sandbox {
+            // Not a sandbox: say so, and how to leave the machine as it was.
+            println!(
+                "This REPL changes THIS MACHINE's network (no --sandbox). .rollback undoes everything it did; {}",
+                if opts.ephemeral {
+                    "so does leaving.".to_string()
+                } else {
+                    format!("after leaving, so does: {}", cmd::down_command(opts, &topo))
+                }
+            );
+        }
         println!("Type Lua. .help for the API and commands, Tab to complete, Ctrl-D to leave.");
         repl.interactive();
     } else {
@@ -524,15 +535,16 @@ impl Repl {
     }
 
     fn undo(&mut self, n: usize) {
-        let (todo, todo_seqs): (Vec<String>, Vec<u64>) =
-            self.session.borrow().journal().live_newest_first().iter().take(n).map(|e| (e.op.render(), e.seq)).unzip();
-        if todo.is_empty() {
+        let todo_seqs: Vec<u64> =
+            self.session.borrow().journal().live_newest_first().iter().take(n).map(|e| e.seq).collect();
+        if todo_seqs.is_empty() {
             println!("nothing to undo");
             return;
         }
         let report = self.session.borrow_mut().undo_last(n);
-        for t in &todo {
-            println!("undone: {t}");
+        // The commands that ran to undo (as a failed run and `down -v` print them).
+        for u in &report.undone {
+            println!("undone: {u}");
         }
         for f in &report.failures {
             eprintln!("netscript: could not undo `{}`: {}", f.undo.render(), f.error);
