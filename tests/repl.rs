@@ -298,3 +298,79 @@ fn load_runs_a_script_into_the_session_and_undoes_only_a_failing_one() {
     let text = std::fs::read_to_string(&saved).unwrap();
     assert!(text.contains("do\nlocal n = netns.add(\"g1\")") && !text.contains("bad0"), "{text}");
 }
+
+#[test]
+fn save_keeps_only_what_rebuilds_checks_it_under_plan_and_asks_before_replacing() {
+    let h = home("save-check");
+    let file = h.join("saved.lua");
+    let f = file.display().to_string();
+    // Looks at handles (a:info(), n:links(), fw.rules) are not saved; neither is an
+    // input whose only change was undone. The saved file runs under plan.
+    let input = format!(
+        "a = bridge.add('b0')\nn = netns.add('n1')\nn:links()\na:info()\nfw.rules('nat')\n.undo\n\
+         .save {f}\n.save {f}\nno\n.save {f}\ny\n"
+    );
+    let o = piped_repl(&h, input.as_bytes());
+    let out = String::from_utf8_lossy(&o.stdout);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let saved = std::fs::read_to_string(&file).unwrap();
+    assert!(saved.contains("a = bridge.add('b0')"), "{saved}");
+    for gone in ["n:links()", "a:info()", "fw.rules", "netns.add('n1')"] {
+        assert!(!saved.contains(gone), "{gone} saved:\n{saved}");
+    }
+    assert!(out.contains(&format!("saved 1 input to {f}; rebuild with: netscript {f}")), "{out}{err}");
+    // The second .save asked and was told no; the third was told yes.
+    assert_eq!(out.matches("exists; replace it? [y/N]").count(), 2, "{out}");
+    assert!(out.contains("not saved"), "{out}");
+    // .undo says the command that ran to undo, not the change it undid.
+    assert!(out.contains("undone: ip netns del n1"), "{out}");
+
+    // A variable read from an object whose making was undone: the saved file would
+    // fail; without the inputs that changed nothing it rebuilds.
+    let file2 = h.join("saved2.lua");
+    let f2 = file2.display().to_string();
+    let input = format!("b = bridge.add('b1')\nm = netns.add('m1')\nx = netns.get('m1')\n.undo\n.save {f2}\n");
+    let o = piped_repl(&h, input.as_bytes());
+    let out = String::from_utf8_lossy(&o.stdout);
+    let saved = std::fs::read_to_string(&file2).unwrap();
+    assert!(!saved.contains("netns.get('m1')") && saved.contains("bridge.add('b1')"), "{saved}");
+    assert!(out.contains("rebuild with"), "{out}");
+
+    // A saved file that does not run under plan (the model's exec prints nothing) is
+    // written, and said so.
+    let file3 = h.join("saved3.lua");
+    let f3 = file3.display().to_string();
+    let input = format!(
+        "n = netns.add('k1')\nif n:exec('ip -o link').stdout:find('lo') then bridge.add('zz') else error('no lo') end\n.save {f3}\n"
+    );
+    let o = piped_repl(&h, input.as_bytes());
+    let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(!out.contains("rebuild with"), "{out}");
+    assert!(err.contains("does not rebuild the topology") && err.contains(&f3), "{err}");
+}
+
+#[test]
+fn banner_on_the_real_host_says_so() {
+    // In a test sandbox of our own (not --sandbox): the REPL believes it is on a host.
+    let sb = Sandbox::new();
+    let h = home("banner");
+    let mut cmd = Command::new("nsenter");
+    cmd.args(["-t", &sb.pid.to_string(), "-n", "-m", "--", BIN, "repl", "--name", "on-host"]);
+    let mut p = spawn_with_options(cmd_with_env(cmd, &h), Options::new().timeout_ms(Some(20_000)))
+        .expect("the REPL starts in a pty");
+    let banner = p.exp_string(PROMPT).expect("the first prompt");
+    assert!(banner.contains("changes THIS MACHINE's network"), "{banner}");
+    assert!(banner.contains(".rollback") && banner.contains("netscript down on-host"), "{banner}");
+    p.send_line(".exit").unwrap();
+    let _ = p.exp_eof();
+    sb.down("on-host");
+}
+
+fn cmd_with_env(mut cmd: Command, home: &std::path::Path) -> Command {
+    cmd.env("HOME", home)
+        .env("XDG_STATE_HOME", home.join("state"))
+        .env("TERM", "xterm")
+        .env_remove("NETSCRIPT_STATE_DIR");
+    cmd
+}

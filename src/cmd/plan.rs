@@ -9,25 +9,44 @@ use std::sync::atomic::AtomicBool;
 
 use super::{EXIT_FAILED, check_script, run_script};
 use crate::cli::RunOpts;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::journal::{Journal, Meta};
+use crate::lua::{self, SessionRef};
 use crate::model::shell_quote;
-use crate::plan::Plan;
+use crate::plan::{Plan, RecordingRef};
 use crate::session::{Session, mark_for};
+
+/// A session over a fresh plan model (a host with only `lo`), with what it records.
+fn model_session(topo: &str, script: &Path) -> (SessionRef, RecordingRef, Arc<AtomicBool>) {
+    let model = Plan::new(&mark_for(topo));
+    let rec = model.recording();
+    let recorder = model.recorder();
+    let journal =
+        Journal::in_memory(Meta { name: topo.to_string(), script: script.display().to_string(), ..Meta::default() });
+    let cancel = Arc::new(AtomicBool::new(false));
+    let mut session = Session::new(Box::new(model), journal, topo, cancel.clone());
+    session.observe(recorder);
+    (Rc::new(RefCell::new(session)), rec, cancel)
+}
+
+/// Whether `script` runs to its end under the plan model, quietly (what it prints is
+/// dropped); the reason when it does not. The REPL's `.save` checks what it wrote.
+pub fn runs_under_plan(topo: &str, script: &Path) -> Result<Option<String>> {
+    let (session, _rec, cancel) = model_session(topo, script);
+    let lua = lua::new_lua(session, topo, Some(script), &[], cancel.clone())
+        .and_then(|l| l.load("print = function() end; io.write = function() return io end").exec().map(|()| l))
+        .and_then(|l| lua::restrict::restrict(&l, "plan").map(|()| l))
+        .map_err(|e| Error::sys(format!("cannot start Lua: {e}"), None))?;
+    let result = lua::run_file(&lua, script, &[]);
+    drop(lua);
+    Ok(lua::failure(&result, false))
+}
 
 /// `netscript plan`: the script against a model of the system; prints the commands.
 /// Needs no root and touches nothing (no sandbox, no kernel, no state dir).
 pub fn plan(opts: &RunOpts, undo: bool, script: &Path, args: &[String]) -> Result<u8> {
     let topo = check_script(opts, script)?;
-    let model = Plan::new(&mark_for(&topo));
-    let rec = model.recording();
-    let recorder = model.recorder();
-    let journal =
-        Journal::in_memory(Meta { name: topo.clone(), script: script.display().to_string(), ..Meta::default() });
-    let cancel = Arc::new(AtomicBool::new(false));
-    let mut session = Session::new(Box::new(model), journal, &topo, cancel.clone());
-    session.observe(recorder);
-    let session = Rc::new(RefCell::new(session));
+    let (session, rec, cancel) = model_session(&topo, script);
     if let Some(msg) = run_script(&session, &topo, script, args, &cancel, true, Some("plan"))? {
         eprintln!("netscript: {msg}");
         let n = session.borrow().journal().live_count();

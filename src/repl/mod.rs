@@ -9,7 +9,7 @@
 //! On a terminal, input goes through rustyline (history, completion); otherwise the
 //! REPL reads stdin line by line with no prompts, which suits pipes and tests.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -152,6 +152,17 @@ pub fn run(opts: &RunOpts, user_ns: Option<bool>, signals: &Signals) -> Result<u
                 ""
             }
         );
+        if !opts.sandbox {
+            // Not a sandbox: say so, and how to leave the machine as it was.
+            println!(
+                "This REPL changes THIS MACHINE's network (no --sandbox). .rollback undoes everything it did; {}",
+                if opts.ephemeral {
+                    "so does leaving.".to_string()
+                } else {
+                    format!("after leaving, so does: {}", cmd::down_command(opts, &topo))
+                }
+            );
+        }
         println!("Type Lua. .help for the API and commands, Tab to complete, Ctrl-D to leave.");
         repl.interactive();
     } else {
@@ -266,8 +277,14 @@ impl Repl {
     fn piped(&mut self) {
         let stdin = std::io::stdin();
         let mut buf = String::new();
-        for line in stdin.lock().lines() {
-            let Ok(line) = line else { break };
+        // Line by line, without holding stdin's lock: `.save` may read an answer.
+        loop {
+            let mut line = String::new();
+            match stdin.read_line(&mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            let line = line.strip_suffix('\n').map(|l| l.strip_suffix('\r').unwrap_or(l)).unwrap_or(&line).to_string();
             // A signal that came while we waited for input ends the REPL, as it
             // would end a script.
             if self.cancel.load(Ordering::SeqCst) {
@@ -353,7 +370,10 @@ impl Repl {
         match result {
             Ok(values) => {
                 let changed = end > start;
-                let save = if !expr || self.compile(src).is_ok() {
+                let save = if expr && !changed {
+                    // A look (`a:info()`, `fw.rules("nat")`): nothing to rebuild.
+                    None
+                } else if !expr || self.compile(src).is_ok() {
                     // A statement, or an expression that is also one (a call).
                     if first_word(src) == Some("return") {
                         changed.then(|| format!("do\n{src}\nend"))
@@ -524,15 +544,16 @@ impl Repl {
     }
 
     fn undo(&mut self, n: usize) {
-        let (todo, todo_seqs): (Vec<String>, Vec<u64>) =
-            self.session.borrow().journal().live_newest_first().iter().take(n).map(|e| (e.op.render(), e.seq)).unzip();
-        if todo.is_empty() {
+        let todo_seqs: Vec<u64> =
+            self.session.borrow().journal().live_newest_first().iter().take(n).map(|e| e.seq).collect();
+        if todo_seqs.is_empty() {
             println!("nothing to undo");
             return;
         }
         let report = self.session.borrow_mut().undo_last(n);
-        for t in &todo {
-            println!("undone: {t}");
+        // The commands that ran to undo (as a failed run and `down -v` print them).
+        for u in &report.undone {
+            println!("undone: {u}");
         }
         for f in &report.failures {
             eprintln!("netscript: could not undo `{}`: {}", f.undo.render(), f.error);
@@ -547,14 +568,21 @@ impl Repl {
     }
 
     /// The inputs that built the current state, as a script.
-    fn saved_script(&self) -> (String, usize, usize) {
+    /// The inputs that built the current state, as a script: those whose changes are
+    /// in place, and (with `statements`) the inputs that changed nothing but may
+    /// define what later ones use (`a = netns.get("ns1")`). Returns the text, how
+    /// many inputs it holds, and how many were partly undone (written commented out).
+    fn saved_script(&self, statements: bool) -> (String, usize, usize) {
         let mut out = format!(
-            "-- Saved from the netscript REPL (topology \"{}\").\n-- Rebuild with: netscript FILE\n\n",
-            self.topo
+            "-- Saved from the netscript REPL (topology {}).\n-- Rebuild with: netscript FILE\n\n",
+            crate::model::shell_quote(&self.topo)
         );
         let (mut kept, mut partly) = (0, 0);
         for c in &self.chunks {
             let Some(src) = &c.save else { continue };
+            if c.start == c.end && !statements {
+                continue;
+            }
             match self.chunk_state(c) {
                 ChunkState::Live => {
                     out += src;
@@ -574,24 +602,59 @@ impl Repl {
         (out, kept, partly)
     }
 
+    /// Writes the script, after checking under the plan model that it rebuilds the
+    /// topology (when it does not with every input, without the inputs that changed
+    /// nothing). Asks before replacing an existing file.
     fn save(&self, path: &Path) {
-        let (text, kept, partly) = self.saved_script();
-        match std::fs::write(path, text) {
-            Ok(()) => {
-                println!(
-                    "saved {} to {}; rebuild with: netscript {}",
-                    plural(kept, "input"),
-                    path.display(),
-                    path.display()
-                );
-                if partly > 0 {
-                    eprintln!(
-                        "note: {partly} input{} partly undone with .undo and written commented out; the script rebuilds less than the session holds",
-                        if partly == 1 { " was" } else { "s were" }
-                    );
-                }
+        if path.exists() && !confirm(&format!("{} exists; replace it? [y/N] ", path.display())) {
+            println!("not saved");
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("netscript-save-{}", std::process::id()));
+        let trial = dir.join(path.file_name().unwrap_or_else(|| std::ffi::OsStr::new("saved.lua")));
+        let check = |text: &str| -> Option<String> {
+            let _ = std::fs::create_dir_all(&dir);
+            if let Err(e) = std::fs::write(&trial, text) {
+                return Some(format!("cannot check it: {e}"));
             }
-            Err(e) => eprintln!("error: .save {}: cannot write it: {e}", path.display()),
+            match cmd::plan::runs_under_plan(&self.topo, &trial) {
+                Ok(failure) => failure,
+                Err(e) => Some(e.to_string()),
+            }
+        };
+        let full = self.saved_script(true);
+        let (mut chosen, mut failure) = (full.clone(), check(&full.0));
+        if failure.is_some() {
+            let lean = self.saved_script(false);
+            if lean.1 < full.1 && check(&lean.0).is_none() {
+                (chosen, failure) = (lean, None);
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+        let (text, kept, partly) = chosen;
+        if let Err(e) = std::fs::write(path, text) {
+            eprintln!("error: .save {}: cannot write it: {e}", path.display());
+            return;
+        }
+        match failure {
+            None => println!(
+                "saved {} to {}; rebuild with: netscript {}",
+                plural(kept, "input"),
+                path.display(),
+                crate::model::shell_quote(&path.display().to_string())
+            ),
+            Some(why) => eprintln!(
+                "saved {} to {}, but it does not rebuild the topology as it is: under `netscript plan` it fails: {}",
+                plural(kept, "input"),
+                path.display(),
+                why.replace(&trial.display().to_string(), &path.display().to_string())
+            ),
+        }
+        if partly > 0 {
+            eprintln!(
+                "note: {partly} input{} partly undone with .undo and written commented out; the script rebuilds less than the session holds",
+                if partly == 1 { " was" } else { "s were" }
+            );
         }
     }
 
@@ -618,6 +681,18 @@ impl Repl {
             Err(e) => self.failed(&e, start, &format!("{}", path.display())),
         }
     }
+}
+
+/// Asks a yes/no question on the terminal (or reads the answer from piped input);
+/// only "y" or "yes" is yes.
+fn confirm(question: &str) -> bool {
+    print!("{question}");
+    let _ = std::io::stdout().flush();
+    let mut answer = String::new();
+    if std::io::stdin().read_line(&mut answer).is_err() {
+        return false;
+    }
+    matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
 }
 
 /// `~/x` -> `$HOME/x`, as a shell would.
