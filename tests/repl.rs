@@ -145,11 +145,12 @@ fn expressions_multiline_completion_errors_undo() {
     assert!(sh.contains("10.0.0.2/24"), "{sh}");
 
     // .undo 1 removes the newest change only.
+    // Each `undone:` line is the command that ran to undo (issue 15), not the change.
     let u = say(&mut p, ".undo 1");
-    assert!(u.contains("undone: ip -n ns1 link set v1 up"), "{u}");
+    assert!(u.contains("undone: ip -n ns1 link set v1 down"), "{u}");
     assert!(say(&mut p, "b:info().up").contains("false"));
     let u = say(&mut p, ".undo 2");
-    assert!(u.contains("ip link add v0 type veth"), "{u}");
+    assert!(u.contains("undone: ip link del v0"), "{u}");
     let e = say(&mut p, "link.get(\"v1\", {ns = \"ns1\"})");
     assert!(e.contains("no link named \"v1\""), "{e}");
     let sh = say(&mut p, "!ns1 ip link show v1");
@@ -172,7 +173,7 @@ fn expressions_multiline_completion_errors_undo() {
 
     // .rollback undoes everything.
     let r = say(&mut p, ".rollback");
-    assert!(r.contains("undone: ip netns add ns1"), "{r}");
+    assert!(r.contains("undone: ip netns del ns1"), "{r}");
     assert!(say(&mut p, ".journal").contains("(no changes in place)"));
 
     // Ctrl-D leaves; the sandbox is rolled back.
