@@ -580,16 +580,22 @@ impl Backend for Kernel {
         })
     }
 
-    /// Consecutive firewall changes in one namespace go through one iptables-restore
+    /// Consecutive firewall changes in one namespace go through iptables-restore
     /// (each iptables-nft process reads the whole rule set: one process per rule is
-    /// quadratic). When the batch fails, the changes are made one by one, so each
-    /// gets its own result.
-    fn apply_batch(&mut self, ops: &[Op]) -> Vec<Result<()>> {
+    /// quadratic), one process per table: iptables-restore commits table by table,
+    /// so a refusal leaves the tables before it committed, and knowing which is what
+    /// keeps the results exact; each table's restore is checked after it (see
+    /// `check_batch`). The changes of the tables not committed are then made one by
+    /// one, in order, so each gets its own result.
+    fn apply_batch(&mut self, ops: &[Op], stop: bool) -> Vec<Result<()>> {
         let mut results = Vec::with_capacity(ops.len());
+        let mut failed = false;
         let mut i = 0;
         while i < ops.len() {
             let Some((ns, _)) = fw_change(&ops[i]) else {
-                results.push(self.apply(&ops[i]));
+                let r = if failed && stop { Err(crate::backend::not_made()) } else { self.apply(&ops[i]) };
+                failed |= r.is_err();
+                results.push(r);
                 i += 1;
                 continue;
             };
@@ -603,24 +609,45 @@ impl Backend for Kernel {
                 }
                 j += 1;
             }
-            let mut batched = false;
-            if changes.len() > 1 {
-                let mut tables: Vec<String> = changes.iter().map(|c| c.table().to_string()).collect();
-                tables.sort();
-                tables.dedup();
-                if let Ok(before) = self.fw_snapshot(&ns, &tables)
-                    && self.with_fw(&ns, |fw, fd| fw.batch(fd, &changes)).is_ok()
-                {
-                    results.extend(self.check_batch(&ns, &ops[i..j], &tables, &before));
-                    batched = true;
+            // The tables in the order they first appear, each restored on its own
+            // and checked (see `check_batch`).
+            let mut tables: Vec<String> = Vec::new();
+            for c in &changes {
+                if !tables.iter().any(|t| t == c.table()) {
+                    tables.push(c.table().to_string());
                 }
             }
-            if !batched {
-                results.extend(ops[i..j].iter().map(|op| self.apply(op)));
+            let table_of: Vec<String> = changes.iter().map(|c| c.table().to_string()).collect();
+            let mut done: HashMap<usize, Result<()>> = HashMap::new();
+            if changes.len() > 1 && !(failed && stop) {
+                for t in &tables {
+                    let mine: Vec<usize> = (0..changes.len()).filter(|&k| table_of[k] == *t).collect();
+                    let part: Vec<_> = mine.iter().map(|&k| changes[k].clone()).collect();
+                    let Ok(before) = self.fw_snapshot(&ns, std::slice::from_ref(t)) else { break };
+                    if self.with_fw(&ns, |fw, fd| fw.batch(fd, &part)).is_err() {
+                        break;
+                    }
+                    let part_ops: Vec<Op> = mine.iter().map(|&k| ops[i + k].clone()).collect();
+                    let checked = self.check_batch(&ns, &part_ops, std::slice::from_ref(t), &before);
+                    done.extend(mine.into_iter().zip(checked));
+                }
+            }
+            for k in 0..(j - i) {
+                let r = match done.remove(&k) {
+                    Some(r) => r,
+                    None if failed && stop => Err(crate::backend::not_made()),
+                    None => self.apply(&ops[i + k]),
+                };
+                failed |= r.is_err();
+                results.push(r);
             }
             i = j;
         }
         results
+    }
+
+    fn batches_firewall(&self) -> bool {
+        true
     }
 
     fn netns_exists(&mut self, name: &str) -> bool {

@@ -97,7 +97,7 @@ impl Session {
         }
         let ops: Vec<Op> = batch.iter().map(|e| e.undo[0].clone()).collect();
         self.set_origin(&|| "undo of the firewall changes (sent together, at the end)".into());
-        let results = self.backend.apply_batch(&ops);
+        let results = self.backend.apply_batch(&ops, false);
         for ((e, op), r) in batch.drain(..).zip(ops).zip(results) {
             report.changes += 1;
             match r {
@@ -146,7 +146,10 @@ impl Session {
     /// Like `undo_last`, calling `tick(left)` before each entry (the CLI uses it to
     /// say it is finishing when interrupted again).
     pub fn undo_last_with(&mut self, n: usize, tick: impl FnMut(usize)) -> RollbackReport {
-        let _ = self.fw_batch_end(false);
+        // The queued changes came before whatever ended the run: made, as they
+        // would have been one by one, then undone with the rest.
+        self.fw_batch = None;
+        let _ = self.settle();
         let todo: Vec<Entry> = self.journal.live_newest_first().into_iter().take(n).collect();
         self.undo_entries(&todo, tick)
     }
@@ -154,7 +157,10 @@ impl Session {
     /// Undoes the changes made after the journal held `mark` entries (the REPL undoes
     /// one failed line this way).
     pub fn undo_since(&mut self, mark: usize) -> RollbackReport {
-        let _ = self.fw_batch_end(false);
+        // The queued changes came before whatever ended the run: made, as they
+        // would have been one by one, then undone with the rest.
+        self.fw_batch = None;
+        let _ = self.settle();
         let newer: Vec<Entry> = self.journal.entries()[mark.min(self.journal.entries().len())..]
             .iter()
             .rev()
