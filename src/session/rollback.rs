@@ -95,6 +95,16 @@ impl Session {
         if batch.is_empty() {
             return;
         }
+        // Deleting rules by their spec gives the same result in any order, and
+        // iptables-nft looks for each from the start of its chain: oldest first is
+        // linear, newest first quadratic. Runs of deletions go oldest first; other
+        // firewall undos (policies, re-insertions) keep their place.
+        let mut i = 0;
+        while i < batch.len() {
+            let j = (i..batch.len()).find(|&k| !matches!(batch[k].undo[0], Op::FwDelete { .. })).unwrap_or(batch.len());
+            batch[i..j].reverse();
+            i = j + 1;
+        }
         let ops: Vec<Op> = batch.iter().map(|e| e.undo[0].clone()).collect();
         self.set_origin(&|| "undo of the firewall changes (sent together, at the end)".into());
         let results = self.backend.apply_batch(&ops, false);
