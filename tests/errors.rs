@@ -29,6 +29,16 @@ bad_input! {
     veth_name_taken: r#"veth.add("va", "other")"# =>
         [":3: ", "veth.add(\"va\", \"other\")", "a link named \"va\" already exists in the host namespace"];
     netns_name_taken: r#"netns.add("ns1")"# => [":3: ", "a namespace named \"ns1\" already exists"];
+    // Names and routes the kernel refuses (EEXIST) before netscript looked: the error
+    // still says which name or route is taken.
+    bridge_name_taken_outside: r#"bridge.add("lo")"# =>
+        [":3: ", "bridge.add(\"lo\")", "a link named \"lo\" already exists in the host namespace"];
+    veth_peer_name_taken_outside: r#"veth.add("x1", "lo")"# =>
+        [":3: ", "a link named \"lo\" already exists in the host namespace"];
+    route_taken: r#"link.get("va"):up(); route.add("10.9.0.0/24", {dev = "va"}); route.add("10.9.0.0/24", {dev = "va"})"# =>
+        [":3: ", "route.add(", "already has a route to 10.9.0.0/24"];
+    addr_taken: r#"link.get("va"):addr("10.1.0.1/24"):addr("10.1.0.1/24")"# =>
+        [":3: ", "10.1.0.1/24 is already on link \"va\""];
     link_get_missing: r#"link.get("nope")"# => [":3: ", "no link named \"nope\" in the host namespace"];
     route_host_bits_set: r#"route.add("10.1.2.3/16", {dev = "va"})"# => [":3: ", "host bits set", "10.1.0.0/16"];
     route_gateway_unreachable: r#"route.add("default", {via = "10.99.0.1"})"# => [":3: ", "network unreachable"];
