@@ -28,12 +28,20 @@ struct NsCtx {
     fd: Option<OwnedFd>,
     nl: Handle,
     conn: tokio::task::JoinHandle<()>,
+    /// When it was last used (`Kernel::tick`), to close the least recently used.
+    used: u64,
 }
+
+/// How many namespaces keep their fd and netlink socket open at once. A topology of
+/// many namespaces would otherwise hold two fds and a socket buffer for each (fds
+/// and memory grow with it); reopening one costs a thread that enters it.
+const OPEN_NAMESPACES: usize = 32;
 
 pub struct Kernel {
     rt: tokio::runtime::Runtime,
     host_fd: OwnedFd,
     nss: HashMap<NsRef, NsCtx>,
+    tick: u64,
     fw: Box<dyn Firewall>,
     /// Link indexes by namespace and name, learnt from creations (echoed by the
     /// kernel) and lookups; forgotten when netscript deletes or moves the link. A
@@ -68,6 +76,7 @@ impl Kernel {
             rt,
             host_fd,
             nss: HashMap::new(),
+            tick: 0,
             fw,
             idx: HashMap::new(),
             mark,
@@ -91,7 +100,20 @@ impl Kernel {
     }
 
     fn ctx(&mut self, ns: &NsRef) -> Result<&NsCtx> {
-        if !self.nss.contains_key(ns) {
+        self.tick += 1;
+        if let Some(c) = self.nss.get_mut(ns) {
+            c.used = self.tick;
+        } else {
+            if self.nss.len() >= OPEN_NAMESPACES
+                && let Some(old) = self
+                    .nss
+                    .iter()
+                    .filter(|(k, _)| **k != NsRef::Host)
+                    .min_by_key(|(_, c)| c.used)
+                    .map(|(k, _)| k.clone())
+            {
+                self.close(&old);
+            }
             let fd = match ns {
                 NsRef::Host => None,
                 NsRef::Named(n) => Some(netns::open(n)?),
@@ -102,7 +124,7 @@ impl Kernel {
                 nl::connect()
             })??;
             let conn = self.rt.spawn(conn);
-            self.nss.insert(ns.clone(), NsCtx { fd, nl: handle, conn });
+            self.nss.insert(ns.clone(), NsCtx { fd, nl: handle, conn, used: self.tick });
         }
         Ok(&self.nss[ns])
     }
@@ -111,6 +133,11 @@ impl Kernel {
     /// keep a deleted namespace alive.
     fn forget(&mut self, ns: &NsRef) {
         self.idx.remove(ns);
+        self.close(ns);
+    }
+
+    /// Closes our fd and netlink socket for a namespace (reopened when needed).
+    fn close(&mut self, ns: &NsRef) {
         if let Some(c) = self.nss.remove(ns) {
             drop(c.nl);
             c.conn.abort();

@@ -47,7 +47,7 @@ impl Session {
             if undo.is_empty() {
                 // Covered by a deletion still to come: nothing to run, nothing to wait for.
                 report.changes += 1;
-                let _ = self.journal.mark(e.seq, State::Undone);
+                let _ = self.journal.mark_undone(e.seq, false);
                 continue;
             }
             if undo.len() == 1 && undo[0].is_firewall() && e.undo.len() == 1 {
@@ -57,6 +57,7 @@ impl Session {
             self.undo_ops(e, &undo, &mut report);
         }
         self.flush_undo_batch(&mut batch, &mut report);
+        let _ = self.journal.sync();
         for (ns, name) in dying {
             self.wait_gone(&ns, &name, &mut report);
         }
@@ -88,7 +89,7 @@ impl Session {
                 Err(error) => report.failures.push(UndoFailure { undo: (*u).clone(), error }),
             }
         }
-        let _ = self.journal.mark(e.seq, State::Undone);
+        let _ = self.journal.mark_undone(e.seq, undo.iter().any(|u| !idempotent(u)));
     }
 
     pub(super) fn flush_undo_batch(&mut self, batch: &mut Vec<&Entry>, report: &mut RollbackReport) {
@@ -110,13 +111,17 @@ impl Session {
         let results = self.backend.apply_batch(&ops, false);
         for ((e, op), r) in batch.drain(..).zip(ops).zip(results) {
             report.changes += 1;
+            let durable = !idempotent(&op);
             match r {
                 Ok(()) => report.undone.push(op.render()),
                 Err(err) if err.is_gone() => {}
                 Err(error) => report.failures.push(UndoFailure { undo: op, error }),
             }
-            let _ = self.journal.mark(e.seq, State::Undone);
+            let _ = self.journal.mark_undone(e.seq, durable);
         }
+        // One fsync for the whole batch (most of its undos are deletions and
+        // policies, which can run again after a crash).
+        let _ = self.journal.sync();
     }
 
     /// Waits for a link that the kernel removes asynchronously (a veth end whose peer
@@ -252,6 +257,13 @@ impl Doomed {
 
 /// Rollback's shortcuts, checked without root against the plan back end (a model of
 /// the system that records every command it is given, in order).
+/// Whether an undo can run a second time without harm (after a crash that lost its
+/// `undone` line): a deletion finds nothing, a value or state is set again. Adding an
+/// address, a route or a rule again would fail or duplicate it.
+fn idempotent(op: &Op) -> bool {
+    !matches!(op, Op::AddAddr { .. } | Op::AddRoute { .. } | Op::FwInsert { .. } | Op::FwAppend { .. })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -374,6 +386,8 @@ mod tests {
     }
 
     #[test]
+    /// Newest first, except that a run of rule deletions goes oldest first (the same
+    /// result in any order; linear for iptables-nft).
     fn firewall_undos_go_together_at_the_end_newest_first() {
         let (mut s, rec) = session();
         s.fw_chain(&H, "filter", "MINE").unwrap();
@@ -397,8 +411,8 @@ mod tests {
                 (false, "sysctl -w net.ipv4.ip_forward=0"),
                 (false, "ip link del b1"),
                 (true, "iptables -t filter -P FORWARD ACCEPT"),
-                (true, "iptables -t filter -D INPUT -m comment --comment netscript:t -p tcp --dport 22 -j ACCEPT"),
                 (true, "iptables -t filter -D MINE -m comment --comment netscript:t -j RETURN"),
+                (true, "iptables -t filter -D INPUT -m comment --comment netscript:t -p tcp --dport 22 -j ACCEPT"),
                 (true, "iptables -t filter -F MINE\niptables -t filter -X MINE"),
             ]
         );
