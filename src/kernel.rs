@@ -649,7 +649,7 @@ impl Backend for Kernel {
             if changes.len() > 1 && !(failed && stop) {
                 for t in &tables {
                     let mine: Vec<usize> = (0..changes.len()).filter(|&k| table_of[k] == *t).collect();
-                    let part: Vec<_> = mine.iter().map(|&k| changes[k].clone()).collect();
+                    let part: Vec<_> = mine.iter().map(|&k| changes[k]).collect();
                     let Ok(before) = self.fw_snapshot(&ns, std::slice::from_ref(t)) else { break };
                     if self.with_fw(&ns, |fw, fd| fw.batch(fd, &part)).is_err() {
                         break;
