@@ -599,4 +599,3 @@ pub async fn move_link_by_name(h: &Handle, name: &str, target_fd: RawFd) -> Resu
     h.link().set(LinkUnspec::new_with_name(name).setns_by_fd(target_fd).build()).execute().await?;
     Ok(())
 }
-
