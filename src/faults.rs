@@ -227,6 +227,9 @@ impl<B: Backend> Backend for Faulty<B> {
     fn link_index(&mut self, ns: &NsRef, name: &str) -> Result<Option<u32>> {
         self.inner.link_index(ns, name)
     }
+    fn batches_firewall(&self) -> bool {
+        self.inner.batches_firewall()
+    }
 }
 
 #[cfg(test)]
