@@ -1,18 +1,24 @@
 #!/bin/bash
 # Benchmark: netscript builds and tears down the baseline topology
 # (../shared/bench/baseline, benches/topology.lua) next to the stock tools, in the
-# same run, and prints the medians side by side.
+# same run, and prints the medians and the ratios side by side.
 #
-#   sudo benches/run.sh ["10 50 200"] [reps]
+#   sudo benches/run.sh ["50 200 500 1000"] [reps] [plan N]
 #
+# Variants: the stock batch (`ip -batch`, one `iptables-restore`; the article-style
+# shell script too with BENCH_ARTICLE=1, slow), netscript on the plain script (one
+# call per step, no hint) and on the same script inside `fw.batch` (hinted). Build
+# is the command's time; teardown is until the kernel has removed every veth, for
+# all variants (the baseline's "settled" time). Peak RSS is netscript's, at build.
 # Everything runs inside a throwaway network + mount namespace with its own /run:
-# the host's network is not touched. Timings are noisy on small machines: compare
-# the columns of one run, not runs of different days.
+# the host's network is not touched. Timings are noisy on small shared machines:
+# compare the columns of one run, not runs of different days.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 top=$(cd "$here/.." && pwd)
-NS_LIST=${1:-"10 50 200"}
+NS_LIST=${1:-"50 200 500 1000"}
 REPS=${2:-3}
+PLAN_N=${3:-500}
 
 if [[ -z ${NETSCRIPT_BENCH_INNER:-} ]]; then
   (cd "$top" && cargo build --release --quiet)
@@ -20,39 +26,63 @@ if [[ -z ${NETSCRIPT_BENCH_INNER:-} ]]; then
     bash -c 'mount -t tmpfs tmpfs /run && mkdir -p /run/netns && ip link set lo up && exec bash "$0" "$@"' "$0" "$@"
 fi
 
+# The baseline sits next to the repository (../shared); from a git worktree, next to
+# the main checkout.
 BASE=${NETSCRIPT_BASELINE:-$top/../shared/bench/baseline}
+if [[ ! -d $BASE ]]; then
+  common=$(git -C "$top" rev-parse --path-format=absolute --git-common-dir 2>/dev/null || true)
+  [[ -n $common ]] && BASE=$(dirname "$common")/../shared/bench/baseline
+fi
 [[ -d $BASE ]] || { echo "baseline scripts not found at $BASE (set NETSCRIPT_BASELINE)"; exit 2; }
 BIN=$top/target/release/netscript
 export BASELINE_OUT=$(mktemp -d /tmp/netscript-bench.XXXXXX)
 trap 'rm -rf "$BASELINE_OUT"' EXIT
+VARIANTS=b
+[[ -n ${BENCH_ARTICLE:-} ]] && VARIANTS="a b"
 
+echo "machine: $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.1f GB", $2/1048576}' /proc/meminfo), kernel $(uname -r), $(iptables --version)"
 echo "stock tools (baseline):"
-bash "$BASE/bench.sh" "$NS_LIST" "a b" "$REPS" >/dev/null
+bash "$BASE/bench.sh" "$NS_LIST" "$VARIANTS" "$REPS" >/dev/null
 echo "netscript:"
 ms() { local a=${1/./} b=${2/./}; echo $(( (10#$b - 10#$a) / 1000 )); }
+IN_HOST="nsenter --net=/run/netns/pb_host"
 for N in $NS_LIST; do
-  for ((r = 1; r <= REPS; r++)); do
-    ip netns add pb_host && ip -n pb_host link set lo up
-    s=$EPOCHREALTIME
-    nsenter --net=/run/netns/pb_host "$BIN" --name bench "$here/topology.lua" "$N" 2>/dev/null
-    b=$(ms "$s" "$EPOCHREALTIME")
-    if [[ $r == 1 && $N == "${NS_LIST%% *}" ]]; then
-      # The baseline's own checks; the one difference allowed is netscript's ownership
-      # mark on routes (proto 78).
-      fails=$(bash "$BASE/verify.sh" "$N" ipt 2>&1 | grep -E '^ +FAIL ' | grep -v 'proto 78' || true)
-      [[ -z $fails ]] || { echo "netscript's topology failed the baseline's verify.sh (N=$N):"; echo "$fails"; exit 1; }
-    fi
-    s=$EPOCHREALTIME
-    nsenter --net=/run/netns/pb_host "$BIN" down bench 2>/dev/null
-    t=$(ms "$s" "$EPOCHREALTIME")
-    echo "$N,netscript,$r,$(bc <<<"scale=3;$b/1000"),$(bc <<<"scale=3;$t/1000")" >> "$BASELINE_OUT/results.csv"
-    ip netns del pb_host
-    sleep 0.5
+  for V in plain hinted; do
+    for ((r = 1; r <= REPS; r++)); do
+      ip netns add pb_host && ip -n pb_host link set lo up
+      s=$EPOCHREALTIME
+      $IN_HOST /usr/bin/time -f %M -o "$BASELINE_OUT/rss" "$BIN" --name bench "$here/topology.lua" "$N" $V 2>/dev/null
+      b=$(ms "$s" "$EPOCHREALTIME")
+      rss=$(tail -1 "$BASELINE_OUT/rss")
+      if [[ $r == 1 && $N == "${NS_LIST%% *}" ]]; then
+        # The baseline's own checks; the one difference allowed is netscript's ownership
+        # mark on routes (proto 78).
+        fails=$(bash "$BASE/verify.sh" "$N" ipt 2>&1 | grep -E '^ +FAIL ' | grep -v 'proto 78' || true)
+        [[ -z $fails ]] || { echo "netscript's topology failed the baseline's verify.sh (N=$N, $V):"; echo "$fails"; exit 1; }
+      fi
+      sleep 0.5
+      s=$EPOCHREALTIME
+      $IN_HOST "$BIN" down bench 2>/dev/null
+      t=$(ms "$s" "$EPOCHREALTIME")
+      $IN_HOST bash -c 'while [[ "$(</proc/net/dev)" == *vh_* ]]; do sleep 0.005; done'
+      ts=$(ms "$s" "$EPOCHREALTIME")
+      echo "$N,$V,$r,$(bc <<<"scale=3;$b/1000"),$(bc <<<"scale=3;$t/1000"),$(bc <<<"scale=3;$ts/1000"),$rss" >> "$BASELINE_OUT/results.csv"
+      ip netns del pb_host
+      sleep 0.5
+    done
   done
 done
 
-# Medians per N and variant: build, and teardown until the kernel has removed everything.
-python3 - "$BASELINE_OUT/results.csv" <<'PY'
+# plan: no root needed, touches nothing; the median of REPS.
+plan=()
+for ((r = 1; r <= REPS; r++)); do
+  s=$EPOCHREALTIME
+  "$BIN" plan "$here/topology.lua" "$PLAN_N" >/dev/null 2>&1
+  plan+=("$(ms "$s" "$EPOCHREALTIME")")
+done
+
+# Medians per N and variant; the ratios to the stock batch of the same N.
+python3 - "$BASELINE_OUT/results.csv" "$PLAN_N" "${plan[@]}" <<'PY'
 import csv, statistics, sys
 rows = list(csv.reader(open(sys.argv[1])))
 data = {}
@@ -60,13 +90,28 @@ for r in rows:
     if not r or r[0] == "N":
         continue
     n, v = int(r[0]), r[1]
-    build = float(r[3])
-    teardown = float(r[5]) if v != "netscript" else float(r[4])
-    data.setdefault((n, v), []).append((build, teardown))
-names = {"a": "article (one process per step)", "b": "batch (ip -batch, iptables-restore)", "netscript": "netscript"}
-print(f"{'N':>5}  {'variant':<38} {'build s':>8} {'ms/ctr':>7} {'teardown s':>11}")
-for (n, v) in sorted(data, key=lambda k: (k[0], ["a", "b", "netscript"].index(k[1]))):
-    b = statistics.median(x[0] for x in data[(n, v)])
-    t = statistics.median(x[1] for x in data[(n, v)])
-    print(f"{n:>5}  {names[v]:<38} {b:>8.3f} {1000*b/n:>7.1f} {t:>11.3f}")
+    rss = int(r[6]) / 1024 if v in ("plain", "hinted") else None
+    data.setdefault((n, v), []).append((float(r[3]), float(r[5]), rss))
+names = {"a": "article (one process per step)", "b": "stock batch (ip -batch, iptables-restore)",
+         "plain": "netscript, plain script", "hinted": "netscript, with fw.batch"}
+order = ["a", "b", "plain", "hinted"]
+med = lambda xs: statistics.median(xs)
+print(f"{'N':>5}  {'variant':<42} {'build s':>8} {'ms/ctr':>7} {'x batch':>8} {'teardown s':>11} {'x batch':>8} {'RSS MB':>7}")
+for (n, v) in sorted(data, key=lambda k: (k[0], order.index(k[1]))):
+    b = med([x[0] for x in data[(n, v)]])
+    t = med([x[1] for x in data[(n, v)]])
+    ref = data.get((n, "b"))
+    rb = f"{b / med([x[0] for x in ref]):>8.2f}" if ref and v != "b" else f"{'':>8}"
+    rt = f"{t / med([x[1] for x in ref]):>8.2f}" if ref and v != "b" else f"{'':>8}"
+    rss = f"{max(x[2] for x in data[(n, v)]):>7.1f}" if data[(n, v)][0][2] is not None else f"{'':>7}"
+    print(f"{n:>5}  {names[v]:<42} {b:>8.3f} {1000*b/n:>7.2f} {rb} {t:>11.3f} {rt} {rss}")
+ns = sorted({n for (n, _) in data})
+if len(ns) > 1:
+    for v in ("plain", "hinted"):
+        if (ns[0], v) in data and (ns[-1], v) in data:
+            c0 = med([x[0] for x in data[(ns[0], v)]]) / ns[0]
+            c1 = med([x[0] for x in data[(ns[-1], v)]]) / ns[-1]
+            print(f"per-container cost, {names[v]}: N={ns[-1]} is {c1 / c0:.2f} x N={ns[0]}")
+plan = [int(x) for x in sys.argv[3:]]
+print(f"plan of N={sys.argv[2]}: {statistics.median(plan) / 1000:.3f} s (median of {len(plan)})")
 PY

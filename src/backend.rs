@@ -13,6 +13,14 @@ use crate::qdisc::RootQdisc;
 use crate::sys::process::ExecResult;
 use crate::trace::{Spec, Trace};
 
+/// The result of a change not made because an earlier one in its batch was refused.
+pub fn not_made() -> crate::error::Error {
+    crate::error::Error::sys(
+        "not made: an earlier change in the same batch was refused",
+        Some(crate::session::NOT_MADE),
+    )
+}
+
 /// A link as the session sees it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LinkInfo {
@@ -34,9 +42,29 @@ pub trait Backend {
 
     /// Makes several changes, one result each, in order. A back end may do them in
     /// one go (the kernel back end sends consecutive firewall changes through one
-    /// `iptables-restore`); the results are the same as applying them one by one.
-    fn apply_batch(&mut self, ops: &[Op]) -> Vec<Result<()>> {
-        ops.iter().map(|op| self.apply(op)).collect()
+    /// `iptables-restore` per table); the results are the same as applying them one
+    /// by one. With `stop`, the first refusal ends it: a change after it is either
+    /// not made (an error with errno `session::NOT_MADE`) or was made together with
+    /// earlier ones (Ok; the caller takes it back).
+    fn apply_batch(&mut self, ops: &[Op], stop: bool) -> Vec<Result<()>> {
+        let mut failed = false;
+        ops.iter()
+            .map(|op| {
+                if failed && stop {
+                    return Err(not_made());
+                }
+                let r = self.apply(op);
+                failed |= r.is_err();
+                r
+            })
+            .collect()
+    }
+
+    /// Whether firewall changes are queued and made together by default (the kernel:
+    /// one process per rule is slow). A back end that shows each change where the
+    /// script makes it (plan) says no.
+    fn batches_firewall(&self) -> bool {
+        false
     }
 
     fn netns_exists(&mut self, name: &str) -> bool;

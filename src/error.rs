@@ -18,6 +18,10 @@ pub enum Error {
     /// SIGINT or SIGTERM arrived.
     #[error("interrupted by {0}")]
     Interrupted(&'static str),
+    /// A change made later than the call that asked for it (a queued firewall
+    /// change) was refused; `at` is that call: "file:line: fw.append(...)".
+    #[error("{at}: {source}")]
+    Deferred { at: String, source: Box<Error> },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -36,6 +40,7 @@ impl Error {
     pub fn errno(&self) -> Option<Errno> {
         match self {
             Error::Sys { errno, .. } => *errno,
+            Error::Deferred { source, .. } => source.errno(),
             _ => None,
         }
     }

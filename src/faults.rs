@@ -119,10 +119,19 @@ impl<B: Backend> Backend for Faulty<B> {
 
     /// Counted changes past the limit fail; the ones before it go to the wrapped
     /// back end together, as they would without the decorator.
-    fn apply_batch(&mut self, ops: &[Op]) -> Vec<Result<()>> {
+    fn apply_batch(&mut self, ops: &[Op], stop: bool) -> Vec<Result<()>> {
         let ks: Vec<Option<u64>> = ops.iter().map(|_| self.next()).collect();
+        // A crash before the batch: all of it journaled, none of it made.
+        for k in ks.iter().flatten() {
+            self.crash_point("before-apply", *k);
+        }
         let ok = ops.iter().zip(&ks).take_while(|(op, k)| k.is_none_or(|k| self.injected(op, k).is_ok())).count();
-        let mut results = self.inner.apply_batch(&ops[..ok]);
+        let mut results = self.inner.apply_batch(&ops[..ok], stop);
+        for (k, r) in ks.iter().zip(&results) {
+            if let (Some(k), Ok(())) = (k, r) {
+                self.crash_point("after-apply", *k);
+            }
+        }
         results.extend(ops[ok..].iter().zip(&ks[ok..]).map(|(op, k)| match k {
             Some(k) => self.injected(op, *k),
             None => Ok(()),
@@ -217,6 +226,9 @@ impl<B: Backend> Backend for Faulty<B> {
     }
     fn link_index(&mut self, ns: &NsRef, name: &str) -> Result<Option<u32>> {
         self.inner.link_index(ns, name)
+    }
+    fn batches_firewall(&self) -> bool {
+        self.inner.batches_firewall()
     }
 }
 

@@ -240,7 +240,7 @@ impl Journal {
                 }
             };
             let find = |entries: &mut Vec<Entry>, seq: u64| -> Result<usize> {
-                entries.iter().position(|e| e.seq == seq).ok_or_else(|| {
+                position(entries, seq).ok_or_else(|| {
                     Error::invalid(format!("state file {} line {}: entry {seq} was never begun", path.display(), i + 1))
                 })
             };
@@ -309,17 +309,37 @@ impl Journal {
     }
 
     /// Marks an entry. `done` needs no fsync: if it is lost, the entry looks in
-    /// flight and is undone all the same.
+    /// flight and is undone all the same. `undone` is fsynced (see `mark_undone`).
     pub fn mark(&mut self, seq: u64, state: State) -> Result<()> {
+        self.mark_synced(seq, state, state == State::Undone)
+    }
+
+    /// Marks an entry undone; `durable`: fsynced before returning. An undo that can
+    /// run twice without harm (a deletion finds nothing the second time, a value is
+    /// set again) needs no fsync: a crash that loses the line only makes the next
+    /// rollback run it again. The next fsync (or `sync`) makes it durable anyway.
+    pub fn mark_undone(&mut self, seq: u64, durable: bool) -> Result<()> {
+        self.mark_synced(seq, State::Undone, durable)
+    }
+
+    /// Makes everything written so far durable.
+    pub fn sync(&mut self) -> Result<()> {
+        if let Some(f) = &mut self.file {
+            f.sync_data().map_err(|e| Error::sys(format!("cannot write the journal: {e}"), None))?;
+        }
+        Ok(())
+    }
+
+    fn mark_synced(&mut self, seq: u64, state: State, sync: bool) -> Result<()> {
         let line = match state {
             State::Done => Line::Done { seq },
             State::Failed => Line::Failed { seq },
             State::Undone => Line::Undone { seq },
             State::InFlight => unreachable!("entries start in flight"),
         };
-        self.write(&line, state == State::Undone)?;
-        if let Some(e) = self.entries.iter_mut().find(|e| e.seq == seq) {
-            e.state = state;
+        self.write(&line, sync)?;
+        if let Some(k) = position(&self.entries, seq) {
+            self.entries[k].state = state;
         }
         Ok(())
     }
@@ -327,7 +347,7 @@ impl Journal {
     /// Replaces an entry's undo, and its op when given (fsynced).
     pub fn amend(&mut self, seq: u64, op: Option<Op>, undo: Vec<Op>) -> Result<()> {
         self.write(&Line::Amend { seq, op: op.clone(), undo: undo.clone(), note: None }, true)?;
-        if let Some(e) = self.entries.iter_mut().find(|e| e.seq == seq) {
+        if let Some(e) = position(&self.entries, seq).map(|k| &mut self.entries[k]) {
             e.undo = undo;
             if let Some(op) = op {
                 e.op = op;
@@ -364,6 +384,12 @@ impl Journal {
     pub fn live_count(&self) -> usize {
         self.entries.iter().filter(|e| e.live()).count()
     }
+}
+
+/// Where the entry `seq` is: entries are in the order of their (increasing) sequence
+/// numbers, so a binary search finds it (a rollback marks thousands).
+fn position(entries: &[Entry], seq: u64) -> Option<usize> {
+    entries.binary_search_by_key(&seq, |e| e.seq).ok()
 }
 
 #[cfg(test)]

@@ -28,13 +28,26 @@ struct NsCtx {
     fd: Option<OwnedFd>,
     nl: Handle,
     conn: tokio::task::JoinHandle<()>,
+    /// When it was last used (`Kernel::tick`), to close the least recently used.
+    used: u64,
 }
+
+/// How many namespaces keep their fd and netlink socket open at once. A topology of
+/// many namespaces would otherwise hold two fds and a socket buffer for each (fds
+/// and memory grow with it); reopening one costs a thread that enters it.
+const OPEN_NAMESPACES: usize = 32;
 
 pub struct Kernel {
     rt: tokio::runtime::Runtime,
     host_fd: OwnedFd,
     nss: HashMap<NsRef, NsCtx>,
+    tick: u64,
     fw: Box<dyn Firewall>,
+    /// Link indexes by namespace and name, learnt from creations (echoed by the
+    /// kernel) and lookups; forgotten when netscript deletes or moves the link. A
+    /// stale one (someone else deleted the link) makes the kernel answer ENODEV, and
+    /// the name is looked up again.
+    idx: HashMap<NsRef, HashMap<String, u32>>,
     /// The ownership mark put on links (alias).
     mark: String,
     children: HashMap<u32, Child>,
@@ -63,7 +76,9 @@ impl Kernel {
             rt,
             host_fd,
             nss: HashMap::new(),
+            tick: 0,
             fw,
+            idx: HashMap::new(),
             mark,
             children: HashMap::new(),
             exited: HashMap::new(),
@@ -80,13 +95,25 @@ impl Kernel {
     /// Brings up lo in the namespace netscript runs in (used for a fresh sandbox;
     /// not journaled, the sandbox dies with the process).
     pub fn set_lo_up(&mut self) -> Result<()> {
-        let i = self.index(&NsRef::Host, "lo")?;
         let h = self.nl(&NsRef::Host)?;
-        self.rt.block_on(nl::set_up(&h, i, true))
+        self.rt.block_on(nl::set_link(&h, "lo", nl::LinkSet { up: Some(true), ..Default::default() }))
     }
 
     fn ctx(&mut self, ns: &NsRef) -> Result<&NsCtx> {
-        if !self.nss.contains_key(ns) {
+        self.tick += 1;
+        if let Some(c) = self.nss.get_mut(ns) {
+            c.used = self.tick;
+        } else {
+            if self.nss.len() >= OPEN_NAMESPACES
+                && let Some(old) = self
+                    .nss
+                    .iter()
+                    .filter(|(k, _)| **k != NsRef::Host)
+                    .min_by_key(|(_, c)| c.used)
+                    .map(|(k, _)| k.clone())
+            {
+                self.close(&old);
+            }
             let fd = match ns {
                 NsRef::Host => None,
                 NsRef::Named(n) => Some(netns::open(n)?),
@@ -94,10 +121,10 @@ impl Kernel {
             let rt = self.rt.handle().clone();
             let (conn, handle) = netns::in_netns(netns::borrow(&fd), move || {
                 let _g = rt.enter();
-                rtnetlink::new_connection().map(|(c, h, _)| (c, h))
+                nl::connect()
             })??;
             let conn = self.rt.spawn(conn);
-            self.nss.insert(ns.clone(), NsCtx { fd, nl: handle, conn });
+            self.nss.insert(ns.clone(), NsCtx { fd, nl: handle, conn, used: self.tick });
         }
         Ok(&self.nss[ns])
     }
@@ -105,6 +132,12 @@ impl Kernel {
     /// Forgets a namespace: closes our fd and netlink socket, which would otherwise
     /// keep a deleted namespace alive.
     fn forget(&mut self, ns: &NsRef) {
+        self.idx.remove(ns);
+        self.close(ns);
+    }
+
+    /// Closes our fd and netlink socket for a namespace (reopened when needed).
+    fn close(&mut self, ns: &NsRef) {
         if let Some(c) = self.nss.remove(ns) {
             drop(c.nl);
             c.conn.abort();
@@ -130,8 +163,47 @@ impl Kernel {
     }
 
     fn index(&mut self, ns: &NsRef, name: &str) -> Result<u32> {
+        if let Some(i) = self.idx.get(ns).and_then(|m| m.get(name)) {
+            return Ok(*i);
+        }
         let h = self.nl(ns)?;
-        self.rt.block_on(nl::link_by_name(&h, name))?.map(|l| l.index).ok_or_else(|| not_found_link(ns, name))
+        let i =
+            self.rt.block_on(nl::link_by_name(&h, name))?.map(|l| l.index).ok_or_else(|| not_found_link(ns, name))?;
+        self.learn(ns, name, i);
+        Ok(i)
+    }
+
+    fn learn(&mut self, ns: &NsRef, name: &str, index: u32) {
+        self.idx.entry(ns.clone()).or_default().insert(name.to_string(), index);
+    }
+
+    fn unlearn(&mut self, ns: &NsRef, name: &str) {
+        if let Some(m) = self.idx.get_mut(ns) {
+            m.remove(name);
+        }
+    }
+
+    /// Runs `f` with the indexes of the links named in `names` (all in `ns`). When
+    /// the kernel answers "no such device" and an index came from the cache, the
+    /// names are looked up again and `f` runs once more.
+    fn with_indexes<T>(&mut self, ns: &NsRef, names: &[&str], f: impl Fn(&mut Self, &[u32]) -> Result<T>) -> Result<T> {
+        let cached = names.iter().all(|n| self.idx.get(ns).is_some_and(|m| m.contains_key(*n)));
+        let idx = names.iter().map(|n| self.index(ns, n)).collect::<Result<Vec<_>>>()?;
+        match f(self, &idx) {
+            Err(e) if cached && e.errno() == Some(Errno::ENODEV) => {
+                for n in names {
+                    self.unlearn(ns, n);
+                }
+                let idx = names.iter().map(|n| self.index(ns, n)).collect::<Result<Vec<_>>>()?;
+                f(self, &idx)
+            }
+            r => r,
+        }
+    }
+
+    fn set_link(&mut self, ns: &NsRef, name: &str, s: nl::LinkSet<'_>) -> Result<()> {
+        let h = self.nl(ns)?;
+        self.rt.block_on(nl::set_link(&h, name, s))
     }
 
     /// Runs a firewall call in `ns`.
@@ -145,23 +217,22 @@ impl Kernel {
         f(self.fw.as_ref(), fd)
     }
 
-    /// Puts the ownership mark (alias) on a link just created (index `i` in `ns`) and
-    /// on the other ends named in `also`. If that fails, the link is deleted again, so
-    /// a failed creation leaves nothing behind.
-    fn mark_new_link(&mut self, ns: &NsRef, i: u32, also: &[(&NsRef, &String)]) -> Result<()> {
+    /// Puts the ownership mark (alias) on a link just created (`name` in `ns`) and on
+    /// the other ends named in `also`. If that fails, the link is deleted again, so a
+    /// failed creation leaves nothing behind.
+    fn mark_new_link(&mut self, ns: &NsRef, name: &str, also: &[(&NsRef, &String)]) -> Result<()> {
         let mark = self.mark.clone();
-        let h = self.nl(ns)?;
-        let mut res = self.rt.block_on(nl::set_alias(&h, i, &mark));
+        let alias = || nl::LinkSet { alias: Some(&mark), ..Default::default() };
+        let mut res = self.set_link(ns, name, alias());
         for (pns, pname) in also {
             if res.is_ok() {
-                res = self.index(pns, pname).and_then(|pi| {
-                    let ph = self.nl(pns)?;
-                    self.rt.block_on(nl::set_alias(&ph, pi, &mark))
-                });
+                res = self.set_link(pns, pname, alias());
             }
         }
         if res.is_err() {
-            let _ = self.rt.block_on(nl::del_link(&h, i));
+            let h = self.nl(ns)?;
+            let _ = self.rt.block_on(nl::del_link_by_name(&h, name));
+            self.unlearn(ns, name);
         }
         res
     }
@@ -265,15 +336,17 @@ impl Kernel {
             Op::AddVeth { ns, name, peer, peer_ns } => {
                 let h = self.nl(ns)?;
                 let peer_fd = if peer_ns != ns { Some(self.target_fd(peer_ns)?) } else { None };
-                self.rt.block_on(nl::add_veth(&h, name, peer, peer_fd))?;
-                let i = self.index(ns, name)?;
-                self.mark_new_link(ns, i, &[(peer_ns, peer)])
+                if let Some(i) = self.rt.block_on(nl::create_veth(&h, name, peer, peer_fd))? {
+                    self.learn(ns, name, i);
+                }
+                self.mark_new_link(ns, name, &[(peer_ns, peer)])
             }
             Op::AddBridge { ns, name } => {
                 let h = self.nl(ns)?;
-                self.rt.block_on(nl::add_bridge(&h, name))?;
-                let i = self.index(ns, name)?;
-                self.mark_new_link(ns, i, &[])
+                if let Some(i) = self.rt.block_on(nl::create_bridge(&h, name))? {
+                    self.learn(ns, name, i);
+                }
+                self.mark_new_link(ns, name, &[])
             }
             Op::AddLink { ns, name, link, from } => {
                 let lower = match link.lower() {
@@ -283,8 +356,7 @@ impl Kernel {
                 let target = if from != ns { Some(self.target_fd(ns)?) } else { None };
                 let h = self.nl(from)?;
                 self.rt.block_on(nl::add_kind(&h, name, link, lower, target)).map_err(|e| missing_kind(e, link))?;
-                let i = self.index(ns, name)?;
-                self.mark_new_link(ns, i, &[])
+                self.mark_new_link(ns, name, &[])
             }
             Op::SetBridge { ns, name, opts } => {
                 let i = self.index(ns, name)?;
@@ -310,6 +382,7 @@ impl Kernel {
                 tc::delete_root(fd, dev)
             }
             Op::DelLink { ns, name, ifindex } => {
+                self.unlearn(ns, name);
                 let h = self.nl(ns)?;
                 let l = self.rt.block_on(nl::link_by_name(&h, name))?.ok_or_else(|| not_found_link(ns, name))?;
                 let marked = self.mark.is_empty() || l.alias.as_deref() == Some(self.mark.as_str());
@@ -326,47 +399,36 @@ impl Kernel {
                 self.rt.block_on(nl::del_link(&h, l.index))
             }
             Op::MoveLink { ns, name, to } => {
-                let i = self.index(ns, name)?;
+                self.unlearn(ns, name);
+                self.unlearn(to, name);
                 let h = self.nl(ns)?;
                 let fd = self.target_fd(to)?;
-                self.rt.block_on(nl::move_link(&h, i, fd))
+                self.rt.block_on(nl::move_link_by_name(&h, name, fd))
             }
-            Op::SetUp { ns, name, up } => {
-                let i = self.index(ns, name)?;
-                let h = self.nl(ns)?;
-                self.rt.block_on(nl::set_up(&h, i, *up))
-            }
-            Op::AddAddr { ns, dev, addr, nodad } => {
-                let i = self.index(ns, dev)?;
-                let h = self.nl(ns)?;
-                self.rt.block_on(nl::add_addr(&h, i, *addr, *nodad))
-            }
-            Op::DelAddr { ns, dev, addr } => {
-                let i = self.index(ns, dev)?;
-                let h = self.nl(ns)?;
-                self.rt.block_on(nl::del_addr(&h, i, *addr))
-            }
-            Op::SetMaster { ns, dev, master } => {
-                let i = self.index(ns, dev)?;
-                let m = match master {
-                    Some(m) => Some(self.index(ns, m)?),
-                    None => None,
-                };
-                let h = self.nl(ns)?;
-                self.rt.block_on(nl::set_master(&h, i, m))
-            }
+            Op::SetUp { ns, name, up } => self.set_link(ns, name, nl::LinkSet { up: Some(*up), ..Default::default() }),
+            Op::AddAddr { ns, dev, addr, nodad } => self.with_indexes(ns, &[dev], |k, i| {
+                let h = k.nl(ns)?;
+                k.rt.block_on(nl::add_addr(&h, i[0], *addr, *nodad))
+            }),
+            Op::DelAddr { ns, dev, addr } => self.with_indexes(ns, &[dev], |k, i| {
+                let h = k.nl(ns)?;
+                k.rt.block_on(nl::del_addr(&h, i[0], *addr))
+            }),
+            Op::SetMaster { ns, dev, master } => match master {
+                Some(m) => self.with_indexes(ns, &[m], |k, i| {
+                    k.set_link(ns, dev, nl::LinkSet { master: Some(Some(i[0])), ..Default::default() })
+                }),
+                None => self.set_link(ns, dev, nl::LinkSet { master: Some(None), ..Default::default() }),
+            },
             Op::SetMtu { ns, dev, mtu } => {
-                let i = self.index(ns, dev)?;
-                let h = self.nl(ns)?;
-                self.rt.block_on(nl::set_mtu(&h, i, *mtu))
+                self.set_link(ns, dev, nl::LinkSet { mtu: Some(*mtu), ..Default::default() })
             }
             Op::AddRoute { ns, route } => {
-                let oif = match &route.dev {
-                    Some(d) => Some(self.index(ns, d)?),
-                    None => None,
-                };
-                let h = self.nl(ns)?;
-                self.rt.block_on(nl::add_route(&h, route, oif))
+                let devs: Vec<&str> = route.dev.iter().map(String::as_str).collect();
+                self.with_indexes(ns, &devs, |k, i| {
+                    let h = k.nl(ns)?;
+                    k.rt.block_on(nl::add_route(&h, route, i.first().copied()))
+                })
             }
             Op::DelRoute { ns, route } => {
                 if route.proto.is_none() {
@@ -389,12 +451,11 @@ impl Kernel {
                         )));
                     }
                 }
-                let oif = match &route.dev {
-                    Some(d) => Some(self.index(ns, d)?),
-                    None => None,
-                };
-                let h = self.nl(ns)?;
-                self.rt.block_on(nl::del_route(&h, route, oif))
+                let devs: Vec<&str> = route.dev.iter().map(String::as_str).collect();
+                self.with_indexes(ns, &devs, |k, i| {
+                    let h = k.nl(ns)?;
+                    k.rt.block_on(nl::del_route(&h, route, i.first().copied()))
+                })
             }
             Op::SetSysctl { ns, key, value } => {
                 let fd = self.fd(ns)?;
@@ -546,16 +607,22 @@ impl Backend for Kernel {
         })
     }
 
-    /// Consecutive firewall changes in one namespace go through one iptables-restore
+    /// Consecutive firewall changes in one namespace go through iptables-restore
     /// (each iptables-nft process reads the whole rule set: one process per rule is
-    /// quadratic). When the batch fails, the changes are made one by one, so each
-    /// gets its own result.
-    fn apply_batch(&mut self, ops: &[Op]) -> Vec<Result<()>> {
+    /// quadratic), one process per table: iptables-restore commits table by table,
+    /// so a refusal leaves the tables before it committed, and knowing which is what
+    /// keeps the results exact; each table's restore is checked after it (see
+    /// `check_batch`). The changes of the tables not committed are then made one by
+    /// one, in order, so each gets its own result.
+    fn apply_batch(&mut self, ops: &[Op], stop: bool) -> Vec<Result<()>> {
         let mut results = Vec::with_capacity(ops.len());
+        let mut failed = false;
         let mut i = 0;
         while i < ops.len() {
             let Some((ns, _)) = fw_change(&ops[i]) else {
-                results.push(self.apply(&ops[i]));
+                let r = if failed && stop { Err(crate::backend::not_made()) } else { self.apply(&ops[i]) };
+                failed |= r.is_err();
+                results.push(r);
                 i += 1;
                 continue;
             };
@@ -569,24 +636,45 @@ impl Backend for Kernel {
                 }
                 j += 1;
             }
-            let mut batched = false;
-            if changes.len() > 1 {
-                let mut tables: Vec<String> = changes.iter().map(|c| c.table().to_string()).collect();
-                tables.sort();
-                tables.dedup();
-                if let Ok(before) = self.fw_snapshot(&ns, &tables)
-                    && self.with_fw(&ns, |fw, fd| fw.batch(fd, &changes)).is_ok()
-                {
-                    results.extend(self.check_batch(&ns, &ops[i..j], &tables, &before));
-                    batched = true;
+            // The tables in the order they first appear, each restored on its own
+            // and checked (see `check_batch`).
+            let mut tables: Vec<String> = Vec::new();
+            for c in &changes {
+                if !tables.iter().any(|t| t == c.table()) {
+                    tables.push(c.table().to_string());
                 }
             }
-            if !batched {
-                results.extend(ops[i..j].iter().map(|op| self.apply(op)));
+            let table_of: Vec<String> = changes.iter().map(|c| c.table().to_string()).collect();
+            let mut done: HashMap<usize, Result<()>> = HashMap::new();
+            if changes.len() > 1 && !(failed && stop) {
+                for t in &tables {
+                    let mine: Vec<usize> = (0..changes.len()).filter(|&k| table_of[k] == *t).collect();
+                    let part: Vec<_> = mine.iter().map(|&k| changes[k]).collect();
+                    let Ok(before) = self.fw_snapshot(&ns, std::slice::from_ref(t)) else { break };
+                    if self.with_fw(&ns, |fw, fd| fw.batch(fd, &part)).is_err() {
+                        break;
+                    }
+                    let part_ops: Vec<Op> = mine.iter().map(|&k| ops[i + k].clone()).collect();
+                    let checked = self.check_batch(&ns, &part_ops, std::slice::from_ref(t), &before);
+                    done.extend(mine.into_iter().zip(checked));
+                }
+            }
+            for k in 0..(j - i) {
+                let r = match done.remove(&k) {
+                    Some(r) => r,
+                    None if failed && stop => Err(crate::backend::not_made()),
+                    None => self.apply(&ops[i + k]),
+                };
+                failed |= r.is_err();
+                results.push(r);
             }
             i = j;
         }
         results
+    }
+
+    fn batches_firewall(&self) -> bool {
+        true
     }
 
     fn netns_exists(&mut self, name: &str) -> bool {
@@ -597,9 +685,13 @@ impl Backend for Kernel {
         netns::id(name)
     }
 
+    /// From the cache when known (a creation's echo is the index of what was made).
     fn link_index(&mut self, ns: &NsRef, name: &str) -> Result<Option<u32>> {
-        let h = self.nl(ns)?;
-        Ok(self.rt.block_on(nl::link_by_name(&h, name))?.map(|l| l.index))
+        match self.index(ns, name) {
+            Ok(i) => Ok(Some(i)),
+            Err(e) if e.errno() == Some(Errno::ENODEV) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     fn netns_list(&mut self) -> Vec<String> {
@@ -608,7 +700,11 @@ impl Backend for Kernel {
 
     fn link(&mut self, ns: &NsRef, name: &str) -> Result<Option<LinkInfo>> {
         let h = self.nl(ns)?;
-        let Some(l) = self.rt.block_on(nl::link_by_name(&h, name))? else { return Ok(None) };
+        let Some(l) = self.rt.block_on(nl::link_by_name(&h, name))? else {
+            self.unlearn(ns, name);
+            return Ok(None);
+        };
+        self.learn(ns, name, l.index);
         let master = match l.master {
             Some(m) => self.rt.block_on(nl::link_by_index(&h, m))?.map(|x| x.name),
             None => None,

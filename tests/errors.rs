@@ -29,6 +29,16 @@ bad_input! {
     veth_name_taken: r#"veth.add("va", "other")"# =>
         [":3: ", "veth.add(\"va\", \"other\")", "a link named \"va\" already exists in the host namespace"];
     netns_name_taken: r#"netns.add("ns1")"# => [":3: ", "a namespace named \"ns1\" already exists"];
+    // Names and routes the kernel refuses (EEXIST) before netscript looked: the error
+    // still says which name or route is taken.
+    bridge_name_taken_outside: r#"bridge.add("lo")"# =>
+        [":3: ", "bridge.add(\"lo\")", "a link named \"lo\" already exists in the host namespace"];
+    veth_peer_name_taken_outside: r#"veth.add("x1", "lo")"# =>
+        [":3: ", "a link named \"lo\" already exists in the host namespace"];
+    route_taken: r#"link.get("va"):up(); route.add("10.9.0.0/24", {dev = "va"}); route.add("10.9.0.0/24", {dev = "va"})"# =>
+        [":3: ", "route.add(", "already has a route to 10.9.0.0/24"];
+    addr_taken: r#"link.get("va"):addr("10.1.0.1/24"):addr("10.1.0.1/24")"# =>
+        [":3: ", "10.1.0.1/24 is already on link \"va\""];
     link_get_missing: r#"link.get("nope")"# => [":3: ", "no link named \"nope\" in the host namespace"];
     route_host_bits_set: r#"route.add("10.1.2.3/16", {dev = "va"})"# => [":3: ", "host bits set", "10.1.0.0/16"];
     route_gateway_unreachable: r#"route.add("default", {via = "10.99.0.1"})"# => [":3: ", "network unreachable"];
@@ -102,8 +112,11 @@ end)
     );
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
+    // The error names the line of the refused rule, not of the batch.
     assert!(
-        err.contains("batch.lua:2: fw.batch(...): iptables -t filter -A FORWARD") && err.contains("NO_SUCH_CHAIN"),
+        err.contains(
+            "batch.lua:4: fw.append(\"filter\", \"FORWARD\", \"-j NO_SUCH_CHAIN\"): iptables -t filter -A FORWARD"
+        ) && err.contains("NO_SUCH_CHAIN"),
         "{err}"
     );
     sb.assert_unchanged(&before, "after a refused rule in a batch");
@@ -116,6 +129,72 @@ end)
     sb.assert_unchanged(&before, "after a failing batch body");
     let o = sb.run_lua("batch3.lua", "fw.batch(function() fw.batch(function() end) end)\n");
     assert!(stderr(&o).contains("cannot be nested"), "{}", stderr(&o));
+}
+
+/// Without fw.batch: the rules are queued and made together (one iptables-restore
+/// per table) at the end of the script; a refused rule's error still names its line.
+#[test]
+fn a_refused_rule_in_a_plain_script_names_its_line_and_leaves_nothing() {
+    let sb = Sandbox::new();
+    let before = sb.snapshot();
+    let o = sb.run_lua(
+        "plain.lua",
+        r#"bridge.add("b0")
+fw.append("nat", "POSTROUTING", "-s 10.1.1.0/24 -j MASQUERADE")
+fw.append("filter", "FORWARD", "-s 10.1.1.1 -j ACCEPT")
+fw.append("filter", "FORWARD", "-j NO_SUCH_CHAIN")
+fw.append("nat", "POSTROUTING", "-s 10.1.2.0/24 -j MASQUERADE")
+bridge.add("b1")
+"#,
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains(
+            "plain.lua:4: fw.append(\"filter\", \"FORWARD\", \"-j NO_SUCH_CHAIN\"): iptables -t filter -A FORWARD"
+        ) && err.contains("NO_SUCH_CHAIN"),
+        "{err}"
+    );
+    // b0, the two rules before the refused one, b1; the rule after it was not made.
+    assert!(err.contains("undid 4 changes"), "{err}");
+    assert_same(&before, &sb.snapshot(), "after a refused rule in a plain script");
+}
+
+/// A refused rule in an implicit batch: the changes before it are made, the refused
+/// one and those after it are not (one made together with earlier ones of its table
+/// is taken back) and are journaled as not made; `down` restores the state exactly.
+#[test]
+fn after_a_refused_queued_rule_nothing_later_is_made_and_down_is_exact() {
+    let sb = Sandbox::new();
+    let before = sb.snapshot();
+    let o = sb.run_lua(
+        "keep.lua",
+        r#"fw.policy("filter", "FORWARD", "DROP")
+assert(#fw.rules("filter") == 3) -- a read: the policy is made here
+local ok, err = pcall(function()
+  fw.append("nat", "POSTROUTING", "-s 10.1.1.0/24 -j MASQUERADE")
+  fw.append("filter", "FORWARD", "-s 10.1.1.1 -j ACCEPT")
+  fw.append("filter", "FORWARD", "-j NO_SUCH_CHAIN")
+  fw.append("nat", "POSTROUTING", "-s 10.1.2.0/24 -j MASQUERADE")
+  fw.policy("filter", "FORWARD", "ACCEPT")
+end)
+assert(not ok and err:find("keep.lua:6: fw.append", 1, true), tostring(err))
+"#,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let rules = sb.ok("iptables-save");
+    assert!(rules.contains("-A POSTROUTING -s 10.1.1.0/24"), "{rules}");
+    assert!(rules.contains("-A FORWARD -s 10.1.1.1/32"), "{rules}");
+    assert!(rules.contains(":FORWARD DROP"), "{rules}");
+    assert!(!rules.contains("10.1.2.0/24") && !rules.contains("NO_SUCH_CHAIN"), "made after the refusal:\n{rules}");
+    let journal = sb.ok("cat /run/netscript/keep/journal.jsonl");
+    let failed = journal.lines().filter(|l| l.contains(r#""t":"failed""#)).count();
+    let done = journal.lines().filter(|l| l.contains(r#""t":"done""#)).count();
+    assert_eq!((done, failed), (3, 3), "{journal}");
+    let d = sb.netscript(&["down", "keep"]);
+    assert!(d.status.success(), "{}", stderr(&d));
+    assert!(stderr(&d).contains("undid 3 changes"), "{}", stderr(&d));
+    assert_same(&before, &sb.snapshot(), "after down");
 }
 
 #[test]

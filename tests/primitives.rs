@@ -322,3 +322,25 @@ while true do end
     assert!(stderr(&o).contains("finishing the rollback first"), "{}", stderr(&o));
     sb.assert_unchanged(&before, "after two interrupts");
 }
+
+/// The session answers the reads that validate a change from what it knows of the
+/// links it created, but not after a process ran: it could have changed them.
+#[test]
+fn a_link_changed_by_a_process_is_read_again() {
+    let sb = Sandbox::new();
+    let before = sb.snapshot();
+    let o = sb.run_lua(
+        "stale.lua",
+        r#"local ns = netns.add("n1")
+local a = veth.add("a0", "b0", { ns = ns })
+ns:exec({ "ip", "link", "set", "a0", "up" }, { check = true })
+a:down()
+"#,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let flags = sb.ok("ip -n n1 -j link show a0");
+    assert!(!flags.contains(r#""UP""#), "a0 should be down: {flags}");
+    let d = sb.netscript(&["down", "stale"]);
+    assert!(d.status.success(), "{}", stderr(&d));
+    assert_same(&before, &sb.snapshot(), "after down");
+}

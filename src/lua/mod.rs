@@ -13,6 +13,8 @@ pub mod route;
 pub mod sysctl;
 pub mod util;
 
+pub use util::settle;
+
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -109,15 +111,19 @@ pub fn new_lua(
     })?;
     lua.load(
         r#"
-local errtext, exit = ...
+local errtext, exit, settle = ...
 local raw_pcall, raw_xpcall = pcall, xpcall
+-- The protected function's queued firewall changes are made before pcall returns,
+-- so a refused rule is pcall's error.
+local function pass(...) settle() return ... end
+local function settled(f, ...) return pass(f(...)) end
 local function fix(ok, ...)
   if ok then return ok, ... end
   local msg, is_exit = errtext((...))
   if is_exit then error((...), 0) end
   return false, msg
 end
-pcall = function(f, ...) return fix(raw_pcall(f, ...)) end
+pcall = function(f, ...) return fix(raw_pcall(settled, f, ...)) end
 xpcall = function(f, h, ...)
   local exiting
   local function handler(e)
@@ -129,13 +135,13 @@ xpcall = function(f, h, ...)
     if exiting then error(exiting, 0) end
     return ok, ...
   end
-  return finish(raw_xpcall(f, handler, ...))
+  return finish(raw_xpcall(settled, handler, f, ...))
 end
 os.exit = exit
 "#,
     )
     .set_name("=[netscript]")
-    .call::<()>((errtext?, exit))?;
+    .call::<()>((errtext?, exit, lua.create_function(|lua, ()| util::settle(lua))?))?;
 
     // Ctrl-C / SIGTERM stop a running script between instructions.
     lua.set_hook(HookTriggers::new().every_nth_instruction(1000), move |_, _| {
@@ -238,9 +244,17 @@ pub fn load_file(lua: &Lua, path: &Path) -> mlua::Result<mlua::Function> {
     lua.load(src).set_name(format!("@{}", path.display())).into_function()
 }
 
-/// Runs a compiled script with its arguments.
+/// Runs a compiled script with its arguments; at its end (os.exit(0) included), the
+/// queued firewall changes are made.
 pub fn call_chunk(lua: &Lua, f: &mlua::Function, args: &[String]) -> mlua::Result<()> {
-    f.call::<()>(mlua::MultiValue::from_iter(args.iter().map(|a| mlua::Value::String(lua.create_string(a).unwrap()))))
+    let r = f.call::<()>(mlua::MultiValue::from_iter(
+        args.iter().map(|a| mlua::Value::String(lua.create_string(a).unwrap())),
+    ));
+    match &r {
+        Ok(()) => util::settle(lua),
+        Err(e) if exit_code(e) == Some(0) => util::settle(lua).and(r),
+        Err(_) => r,
+    }
 }
 
 /// The message of a Lua error, without mlua's wrapping. Errors netscript raises

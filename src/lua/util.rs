@@ -75,18 +75,42 @@ pub fn with<T>(
     f: impl FnOnce(&mut Session) -> crate::error::Result<T>,
 ) -> mlua::Result<T> {
     let s = lua.app_data_ref::<SessionRef>().expect("session is registered").clone();
-    let r = {
-        let mut se = s.borrow_mut();
-        // The one place that tells the session (and `plan`) which script line a call
-        // comes from; worked out only for a back end that shows it.
-        se.set_origin(&|| origin(lua));
-        f(&mut se)
-    };
-    r.map_err(|e| fail(lua, &call(), e))
+    let mut se = s.borrow_mut();
+    // The one place that tells the session (and `plan`) which script line a call
+    // comes from; worked out only for a back end that shows it.
+    se.set_origin(&|| origin(lua));
+    match f(&mut se) {
+        Ok(v) => {
+            // A queued firewall change: where it came from, for its error later.
+            if se.needs_origin() {
+                se.set_origin_of_queued(format!("{}{}", location(lua), call()));
+            }
+            Ok(v)
+        }
+        Err(e) => {
+            drop(se);
+            Err(fail(lua, &call(), e))
+        }
+    }
 }
 
 pub fn fail(lua: &Lua, call: &str, e: Error) -> mlua::Error {
-    mlua::Error::RuntimeError(format!("{}{call}: {e}", location(lua)))
+    match e {
+        // A queued change refused later: the error names the call that asked for it.
+        Error::Deferred { .. } => mlua::Error::RuntimeError(e.to_string()),
+        e => mlua::Error::RuntimeError(format!("{}{call}: {e}", location(lua))),
+    }
+}
+
+/// Makes the queued firewall changes (the end of a script, a REPL line, a pcall);
+/// a refusal is an error that names the script line of the refused change.
+pub fn settle(lua: &Lua) -> mlua::Result<()> {
+    let s = session(lua);
+    let r = s.borrow_mut().settle();
+    r.map_err(|e| match e {
+        Error::Deferred { .. } => mlua::Error::RuntimeError(e.to_string()),
+        e => mlua::Error::RuntimeError(format!("{}{e}", location(lua))),
+    })
 }
 
 pub fn session(lua: &Lua) -> SessionRef {

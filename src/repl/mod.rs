@@ -365,7 +365,12 @@ impl Repl {
             },
         };
         let start = self.session.borrow().journal().entries().len();
-        let result = func.call::<MultiValue>(());
+        // The end of the line: the queued firewall changes are made (os.exit too).
+        let result = match func.call::<MultiValue>(()) {
+            Ok(v) => lua::settle(&self.lua).map(|()| v),
+            Err(e) if lua::exit_code(&e).is_some() => lua::settle(&self.lua).and(Err(e)),
+            Err(e) => Err(e),
+        };
         let end = self.session.borrow().journal().entries().len();
         match result {
             Ok(values) => {

@@ -70,15 +70,35 @@ pub struct Session {
     topo: String,
     cancel: Arc<AtomicBool>,
     observers: Vec<Box<dyn Observer>>,
-    /// Inside `fw_batch_begin` / `fw_batch_end`: firewall changes journaled but not yet
-    /// made, applied together (one iptables-restore) before anything that could see
-    /// them: a firewall read, a process, a check, the end of the batch.
-    fw_queue: Option<Vec<(u64, Op)>>,
+    /// Firewall changes journaled but not yet made, applied together (one
+    /// iptables-restore per table and namespace) before anything could see them: a
+    /// firewall read, a process, a check, a change that depends on them, the end of
+    /// the script, of a REPL line or of `fw.batch`. Always on for a back end that
+    /// batches (the kernel); only inside `fw.batch` for the others (plan).
+    fw_queue: Vec<Queued>,
+    /// Inside `fw_batch_begin` / `fw_batch_end`: the journal sequence number at its
+    /// start (the changes queued since are dropped when the batch's code fails).
+    fw_batch: Option<u64>,
+    /// A change was queued and does not know yet which call asked for it (see
+    /// `needs_origin`).
+    origin_wanted: bool,
     /// Asked before a host-wide setting is restored in a rollback: Some(what was
     /// done) when the value was handed over to another topology instead (see
     /// `state::hand_over`).
     handover: Option<Handover>,
 }
+
+/// A firewall change journaled and waiting in the queue.
+struct Queued {
+    seq: u64,
+    op: Op,
+    /// The call that asked for it ("file:line: fw.append(...)"), for its error.
+    origin: Option<String>,
+}
+
+/// The "errno" of a change the back end did not make because an earlier one in the
+/// same batch was refused.
+pub(crate) const NOT_MADE: nix::errno::Errno = nix::errno::Errno::ECANCELED;
 
 fn is_link_local(a: &IpNet) -> bool {
     match a.addr() {
@@ -95,7 +115,9 @@ impl Session {
             topo: topo.to_string(),
             cancel,
             observers: Vec::new(),
-            fw_queue: None,
+            fw_queue: Vec::new(),
+            fw_batch: None,
+            origin_wanted: false,
             handover: None,
         }
     }
@@ -150,12 +172,31 @@ impl Session {
         if self.interrupted() { Err(Error::Interrupted("a signal")) } else { Ok(()) }
     }
 
-    /// Journal first, then the change (or, in a firewall batch, the queue).
+    /// Whether the last call queued a firewall change that does not know where it
+    /// came from: the binding layer then says (`set_origin_of_queued`), so that a
+    /// refusal found later names the script line of the rule.
+    pub fn needs_origin(&self) -> bool {
+        self.origin_wanted
+    }
+
+    pub fn set_origin_of_queued(&mut self, origin: String) {
+        for q in self.fw_queue.iter_mut().rev().take_while(|q| q.origin.is_none()) {
+            q.origin = Some(origin.clone());
+        }
+        self.origin_wanted = false;
+    }
+
+    fn queueing(&self) -> bool {
+        self.fw_batch.is_some() || self.backend.batches_firewall()
+    }
+
+    /// Journal first, then the change (or, for a firewall change, the queue).
     fn change(&mut self, op: Op, undo: Vec<Op>) -> Result<()> {
         self.check_interrupt()?;
         let seq = self.journal.begin(&op, &undo)?;
-        if let Some(queue) = self.fw_queue.as_mut().filter(|_| op.is_firewall()) {
-            queue.push((seq, op));
+        if op.is_firewall() && self.queueing() {
+            self.fw_queue.push(Queued { seq, op, origin: None });
+            self.origin_wanted = true;
             return Ok(());
         }
         match self.apply_now(&op) {
@@ -221,61 +262,87 @@ impl Session {
 
     // ---- firewall batches ---------------------------------------------------------
 
-    /// Starts a firewall batch: the firewall changes that follow are journaled at
-    /// once and made together (one iptables-restore per namespace) when the batch
-    /// ends or something needs to see them. Firewall changes commute with the other
-    /// kinds (see rollback), so only firewall reads, processes and checks wait.
+    /// Starts an explicit firewall batch (`fw.batch`). Firewall changes are queued
+    /// anyway (on the kernel); the batch adds two things: its changes are made at its
+    /// end at the latest, and when its code fails, the changes it queued (and that
+    /// nothing needed yet) are dropped, never made. Firewall changes commute with the
+    /// other kinds (see rollback), so only firewall reads, processes and checks wait.
     pub fn fw_batch_begin(&mut self) -> Result<()> {
-        if self.fw_queue.is_some() {
+        if self.fw_batch.is_some() {
             return Err(Error::invalid("a firewall batch is already open (fw.batch cannot be nested)"));
         }
-        self.fw_queue = Some(Vec::new());
+        self.fw_batch = Some(self.journal.next_seq());
         Ok(())
     }
 
-    /// Ends the batch: makes the queued changes (`apply`), or drops them (the batch's
-    /// code failed; they were never made). The first change the system refuses is
-    /// the error; the others are made.
+    /// Ends the batch: makes the queued changes (`apply`), or drops those the batch
+    /// queued (its code failed; they were never made). A change the system refuses is
+    /// the error, and the changes after it are not made (see `apply_queued`).
     pub fn fw_batch_end(&mut self, apply: bool) -> Result<()> {
-        let queue = self.fw_queue.take().unwrap_or_default();
-        if apply {
-            self.apply_queued(queue)
-        } else {
-            for (seq, _) in queue {
-                self.journal.mark(seq, State::Failed)?;
-            }
-            Ok(())
-        }
+        let since = self.fw_batch.take().unwrap_or(0);
+        if apply { self.settle() } else { self.drop_queued(since) }
     }
 
-    /// Makes the queued firewall changes now (the batch stays open).
-    fn settle(&mut self) -> Result<()> {
-        match self.fw_queue.as_mut() {
-            Some(q) if !q.is_empty() => {
-                let queue = std::mem::take(q);
-                self.apply_queued(queue)
-            }
-            _ => Ok(()),
+    /// Drops the queued changes journaled at or after `since` (never made).
+    pub(super) fn drop_queued(&mut self, since: u64) -> Result<()> {
+        let keep = self.fw_queue.iter().take_while(|q| q.seq < since).count();
+        for q in self.fw_queue.split_off(keep) {
+            self.journal.mark(q.seq, State::Failed)?;
         }
+        Ok(())
     }
 
-    fn apply_queued(&mut self, queue: Vec<(u64, Op)>) -> Result<()> {
-        let ops: Vec<Op> = queue.iter().map(|(_, op)| op.clone()).collect();
+    /// Makes the queued firewall changes now. Called before anything that could see
+    /// them, and at the end of a script, a REPL line, a `pcall`.
+    pub fn settle(&mut self) -> Result<()> {
+        if self.fw_queue.is_empty() {
+            return Ok(());
+        }
+        let queue = std::mem::take(&mut self.fw_queue);
+        self.origin_wanted = false;
+        self.apply_queued(queue)
+    }
+
+    /// Makes queued changes together, with the result of making them one by one and
+    /// stopping at the first refusal: the changes before it are done, the refused
+    /// one and those after it are journaled as not made (one that the back end made
+    /// together with earlier ones is taken back), and the error names the script
+    /// line of the refused change.
+    fn apply_queued(&mut self, queue: Vec<Queued>) -> Result<()> {
+        let ops: Vec<Op> = queue.iter().map(|q| q.op.clone()).collect();
         for op in &ops {
             self.notify_change(op);
         }
-        let results = self.backend.apply_batch(&ops);
-        let mut first = None;
-        for ((seq, _), r) in queue.into_iter().zip(results) {
-            match r {
-                Ok(()) => self.journal.mark(seq, State::Done)?,
-                Err(e) => {
-                    self.journal.mark(seq, State::Failed)?;
-                    first.get_or_insert(e);
+        let results = self.backend.apply_batch(&ops, true);
+        let mut first: Option<Error> = None;
+        for (q, r) in queue.into_iter().zip(results) {
+            match (r, first.is_some()) {
+                (Ok(()), false) => {
+                    self.journal.mark(q.seq, State::Done)?;
                 }
+                (Ok(()), true) => self.take_back(q.seq)?,
+                (Err(e), false) => {
+                    self.journal.mark(q.seq, State::Failed)?;
+                    first = Some(match q.origin {
+                        Some(at) => Error::Deferred { at, source: Box::new(e) },
+                        None => e,
+                    });
+                }
+                (Err(_), true) => self.journal.mark(q.seq, State::Failed)?,
             }
         }
         first.map_or(Ok(()), Err)
+    }
+
+    /// Undoes a queued change that was made after one refused before it; journaled
+    /// as not made when that worked (else it stays done, for rollback).
+    fn take_back(&mut self, seq: u64) -> Result<()> {
+        let undo = self.journal.entries().iter().find(|e| e.seq == seq).map(|e| e.undo.clone()).unwrap_or_default();
+        if undo.iter().all(|u| self.backend.apply(u).is_ok()) {
+            self.journal.mark(seq, State::Failed)
+        } else {
+            self.journal.mark(seq, State::Done)
+        }
     }
 
     // ---- namespaces -------------------------------------------------------------
@@ -623,8 +690,17 @@ impl Session {
     pub fn fw_policy(&mut self, ns: &NsRef, table: &str, chain: &str, target: &str) -> Result<String> {
         firewall::check_policy(table, chain, target)?;
         self.require_ns(ns)?;
-        self.settle()?;
-        let old = self.backend.fw_policy(ns, table, chain)?;
+        // The policy depends only on earlier policy changes of the same chain.
+        let queued = self.fw_queue.iter().rev().find_map(|q| match &q.op {
+            Op::FwPolicy { ns: n, table: t, chain: c, target } if n == ns && t == table && c == chain => {
+                Some(target.clone())
+            }
+            _ => None,
+        });
+        let old = match queued {
+            Some(t) => t,
+            None => self.backend.fw_policy(ns, table, chain)?,
+        };
         let op = Op::FwPolicy { ns: ns.clone(), table: table.into(), chain: chain.into(), target: target.into() };
         // As for sysctls: a host chain's policy already at the target is journaled once.
         if old == target && (!ns.is_host() || self.created_here(|o| same_setting(o, &op))) {

@@ -47,7 +47,7 @@ impl Session {
             if undo.is_empty() {
                 // Covered by a deletion still to come: nothing to run, nothing to wait for.
                 report.changes += 1;
-                let _ = self.journal.mark(e.seq, State::Undone);
+                let _ = self.journal.mark_undone(e.seq, false);
                 continue;
             }
             if undo.len() == 1 && undo[0].is_firewall() && e.undo.len() == 1 {
@@ -57,6 +57,7 @@ impl Session {
             self.undo_ops(e, &undo, &mut report);
         }
         self.flush_undo_batch(&mut batch, &mut report);
+        let _ = self.journal.sync();
         for (ns, name) in dying {
             self.wait_gone(&ns, &name, &mut report);
         }
@@ -88,25 +89,39 @@ impl Session {
                 Err(error) => report.failures.push(UndoFailure { undo: (*u).clone(), error }),
             }
         }
-        let _ = self.journal.mark(e.seq, State::Undone);
+        let _ = self.journal.mark_undone(e.seq, undo.iter().any(|u| !idempotent(u)));
     }
 
     pub(super) fn flush_undo_batch(&mut self, batch: &mut Vec<&Entry>, report: &mut RollbackReport) {
         if batch.is_empty() {
             return;
         }
+        // Deleting rules by their spec gives the same result in any order, and
+        // iptables-nft looks for each from the start of its chain: oldest first is
+        // linear, newest first quadratic. Runs of deletions go oldest first; other
+        // firewall undos (policies, re-insertions) keep their place.
+        let mut i = 0;
+        while i < batch.len() {
+            let j = (i..batch.len()).find(|&k| !matches!(batch[k].undo[0], Op::FwDelete { .. })).unwrap_or(batch.len());
+            batch[i..j].reverse();
+            i = j + 1;
+        }
         let ops: Vec<Op> = batch.iter().map(|e| e.undo[0].clone()).collect();
         self.set_origin(&|| "undo of the firewall changes (sent together, at the end)".into());
-        let results = self.backend.apply_batch(&ops);
+        let results = self.backend.apply_batch(&ops, false);
         for ((e, op), r) in batch.drain(..).zip(ops).zip(results) {
             report.changes += 1;
+            let durable = !idempotent(&op);
             match r {
                 Ok(()) => report.undone.push(op.render()),
                 Err(err) if err.is_gone() => {}
                 Err(error) => report.failures.push(UndoFailure { undo: op, error }),
             }
-            let _ = self.journal.mark(e.seq, State::Undone);
+            let _ = self.journal.mark_undone(e.seq, durable);
         }
+        // One fsync for the whole batch (most of its undos are deletions and
+        // policies, which can run again after a crash).
+        let _ = self.journal.sync();
     }
 
     /// Waits for a link that the kernel removes asynchronously (a veth end whose peer
@@ -146,7 +161,10 @@ impl Session {
     /// Like `undo_last`, calling `tick(left)` before each entry (the CLI uses it to
     /// say it is finishing when interrupted again).
     pub fn undo_last_with(&mut self, n: usize, tick: impl FnMut(usize)) -> RollbackReport {
-        let _ = self.fw_batch_end(false);
+        // The queued changes came before whatever ended the run: made, as they
+        // would have been one by one, then undone with the rest.
+        self.fw_batch = None;
+        let _ = self.settle();
         let todo: Vec<Entry> = self.journal.live_newest_first().into_iter().take(n).collect();
         self.undo_entries(&todo, tick)
     }
@@ -154,7 +172,10 @@ impl Session {
     /// Undoes the changes made after the journal held `mark` entries (the REPL undoes
     /// one failed line this way).
     pub fn undo_since(&mut self, mark: usize) -> RollbackReport {
-        let _ = self.fw_batch_end(false);
+        // The queued changes came before whatever ended the run: made, as they
+        // would have been one by one, then undone with the rest.
+        self.fw_batch = None;
+        let _ = self.settle();
         let newer: Vec<Entry> = self.journal.entries()[mark.min(self.journal.entries().len())..]
             .iter()
             .rev()
@@ -236,6 +257,13 @@ impl Doomed {
 
 /// Rollback's shortcuts, checked without root against the plan back end (a model of
 /// the system that records every command it is given, in order).
+/// Whether an undo can run a second time without harm (after a crash that lost its
+/// `undone` line): a deletion finds nothing, a value or state is set again. Adding an
+/// address, a route or a rule again would fail or duplicate it.
+fn idempotent(op: &Op) -> bool {
+    !matches!(op, Op::AddAddr { .. } | Op::AddRoute { .. } | Op::FwInsert { .. } | Op::FwAppend { .. })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -358,6 +386,8 @@ mod tests {
     }
 
     #[test]
+    /// Newest first, except that a run of rule deletions goes oldest first (the same
+    /// result in any order; linear for iptables-nft).
     fn firewall_undos_go_together_at_the_end_newest_first() {
         let (mut s, rec) = session();
         s.fw_chain(&H, "filter", "MINE").unwrap();
@@ -381,8 +411,8 @@ mod tests {
                 (false, "sysctl -w net.ipv4.ip_forward=0"),
                 (false, "ip link del b1"),
                 (true, "iptables -t filter -P FORWARD ACCEPT"),
-                (true, "iptables -t filter -D INPUT -m comment --comment netscript:t -p tcp --dport 22 -j ACCEPT"),
                 (true, "iptables -t filter -D MINE -m comment --comment netscript:t -j RETURN"),
+                (true, "iptables -t filter -D INPUT -m comment --comment netscript:t -p tcp --dport 22 -j ACCEPT"),
                 (true, "iptables -t filter -F MINE\niptables -t filter -X MINE"),
             ]
         );

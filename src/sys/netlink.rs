@@ -198,7 +198,11 @@ pub struct AddrState {
 
 /// The addresses on a link, in kernel order.
 pub async fn addrs(h: &Handle, index: u32) -> Result<Vec<AddrState>> {
-    let msgs: Vec<AddressMessage> = h.address().get().set_link_index_filter(index).execute().try_collect().await?;
+    // The header's index makes the kernel filter the dump (the socket sets strict
+    // checking, see `connect`); without it every address of the namespace comes back.
+    let mut req = h.address().get().set_link_index_filter(index);
+    req.message_mut().header.index = index;
+    let msgs: Vec<AddressMessage> = req.execute().try_collect().await?;
     Ok(msgs.iter().filter(|m| m.header.index == index).filter_map(addr_state).collect())
 }
 
@@ -287,11 +291,15 @@ fn ip_of(a: &RouteAddress) -> Option<IpAddr> {
 
 /// The routes of the main table of one address family.
 pub async fn routes(h: &Handle, v6: bool) -> Result<Vec<KernelRoute>> {
-    let query = if v6 {
+    let mut query = if v6 {
         RouteMessageBuilder::<std::net::Ipv6Addr>::new().build()
     } else {
         RouteMessageBuilder::<std::net::Ipv4Addr>::new().build()
     };
+    // With strict checking (see `connect`) the header's protocol and type are
+    // filters: any of them (the table stays: the main one).
+    query.header.protocol = RouteProtocol::Unspec;
+    query.header.kind = rtnetlink::packet_route::route::RouteType::Unspec;
     let msgs: Vec<RouteMessage> = h.route().get(query).execute().try_collect().await?;
     let mut out = Vec::new();
     for m in msgs {
@@ -473,5 +481,121 @@ pub async fn set_port_flags(h: &Handle, index: u32, f: &crate::op::PortFlags) ->
         b = b.flood(v);
     }
     h.link().set_port(b.build()).execute().await?;
+    Ok(())
+}
+// ---- fewer round trips ------------------------------------------------------------
+// Links are changed by name (the kernel looks the name up itself: no GETLINK first),
+// a created link's index comes back with the creation (NLM_F_ECHO), and dumps are
+// filtered by the kernel (the socket sets NETLINK_GET_STRICT_CHK, see `connect`).
+
+/// A netlink connection whose socket asks the kernel to check and honour the
+/// filters of dump requests (NETLINK_GET_STRICT_CHK): an address dump for one link
+/// returns that link's addresses, not every address of the namespace.
+pub fn connect() -> std::io::Result<(rtnetlink::proto::Connection<rtnetlink::packet_route::RouteNetlinkMessage>, Handle)>
+{
+    rtnetlink::new_connection_with_strict_check().map(|(c, h, _)| (c, h))
+}
+
+/// Sends a request and reads its answers; returns the first RTM_NEWLINK message
+/// among them (the echo of a creation), or the kernel's error.
+async fn request_echo(
+    h: &Handle,
+    msg: rtnetlink::packet_route::RouteNetlinkMessage,
+    flags: u16,
+) -> Result<Option<u32>> {
+    use futures::StreamExt;
+    use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload};
+    use rtnetlink::packet_route::RouteNetlinkMessage as R;
+    let mut req = NetlinkMessage::from(msg);
+    req.header.flags = flags;
+    let mut h = h.clone();
+    let mut answers = h.request(req).map_err(Error::from)?;
+    let mut index = None;
+    while let Some(m) = answers.next().await {
+        match m.payload {
+            NetlinkPayload::Error(e) if e.code.is_some() => return Err(Error::from(rtnetlink::Error::NetlinkError(e))),
+            NetlinkPayload::InnerMessage(R::NewLink(l)) => {
+                index.get_or_insert(l.header.index);
+            }
+            _ => {}
+        }
+    }
+    Ok(index)
+}
+
+const CREATE_ECHO: u16 = rtnetlink::packet_core::NLM_F_REQUEST
+    | rtnetlink::packet_core::NLM_F_ACK
+    | rtnetlink::packet_core::NLM_F_CREATE
+    | rtnetlink::packet_core::NLM_F_EXCL
+    | rtnetlink::packet_core::NLM_F_ECHO;
+
+/// Creates a link; returns its index when the kernel echoes it (Linux 6.3 and later).
+async fn create_link(h: &Handle, msg: LinkMessage) -> Result<Option<u32>> {
+    request_echo(h, rtnetlink::packet_route::RouteNetlinkMessage::NewLink(msg), CREATE_ECHO).await
+}
+
+/// `add_veth`, returning the index of `name` when the kernel says it.
+pub async fn create_veth(h: &Handle, name: &str, peer: &str, peer_ns_fd: Option<RawFd>) -> Result<Option<u32>> {
+    let msg = match peer_ns_fd {
+        None => LinkVeth::new(name, peer).build(),
+        Some(fd) => {
+            let peer_msg = LinkMessageBuilder::<LinkUnspec>::new().name(peer.to_string()).setns_by_fd(fd).build();
+            LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
+                .name(name.to_string())
+                .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg)))
+                .build()
+        }
+    };
+    create_link(h, msg).await
+}
+
+/// `add_bridge`, returning its index when the kernel says it.
+pub async fn create_bridge(h: &Handle, name: &str) -> Result<Option<u32>> {
+    create_link(h, LinkMessageBuilder::<LinkBridge>::new(name).build()).await
+}
+
+/// One change to a link named `name`, in one request: any of alias, master (Some(None)
+/// releases it), MTU, up/down.
+#[derive(Default)]
+pub struct LinkSet<'a> {
+    pub alias: Option<&'a str>,
+    pub master: Option<Option<u32>>,
+    pub mtu: Option<u32>,
+    pub up: Option<bool>,
+}
+
+pub async fn set_link(h: &Handle, name: &str, s: LinkSet<'_>) -> Result<()> {
+    let mut b = LinkUnspec::new_with_name(name);
+    if let Some(a) = s.alias {
+        b = b.alias(a.to_string());
+    }
+    match s.master {
+        Some(Some(m)) => b = b.controller(m),
+        Some(None) => b = b.nocontroller(),
+        None => {}
+    }
+    if let Some(m) = s.mtu {
+        b = b.mtu(m);
+    }
+    match s.up {
+        Some(true) => b = b.up(),
+        Some(false) => b = b.down(),
+        None => {}
+    }
+    h.link().set(b.build()).execute().await?;
+    Ok(())
+}
+
+/// Deletes the link named `name`.
+pub async fn del_link_by_name(h: &Handle, name: &str) -> Result<()> {
+    let mut req = h.link().del(0);
+    req.message_mut().attributes.push(LinkAttribute::IfName(name.to_string()));
+    req.execute().await?;
+    Ok(())
+}
+
+/// Moves the link named `name` to the namespace `target_fd`.
+pub async fn move_link_by_name(h: &Handle, name: &str, target_fd: RawFd) -> Result<()> {
+    h.link().set(LinkUnspec::new_with_name(name).setns_by_fd(target_fd).build()).execute().await?;
     Ok(())
 }
