@@ -136,7 +136,19 @@ fn a_batch_that_says_ok_but_did_nothing_is_an_error_naming_the_rule() {
         "rollback_check.lua",
         "fw.append('filter', 'FORWARD', '-s 10.2.0.0/16 -j ACCEPT')\nfw.append('filter', 'FORWARD', '-s 10.3.0.0/16 -j ACCEPT')\nerror('stop')\n",
     );
-    let o = sb.sh(&format!("{path} {BIN} {script}"));
+    // Firewall changes batch themselves, so the additions go through iptables-restore
+    // too: this fake passes additions on to the real one and swallows deletions.
+    let real = sb.ok("command -v iptables-restore").trim().to_string();
+    let fake2 = base.parent().unwrap().join("fakebin-del");
+    std::fs::create_dir_all(&fake2).unwrap();
+    std::fs::write(
+        fake2.join("iptables-restore"),
+        format!("#!/bin/sh\nin=$(cat)\ncase \"$in\" in *\"-D \"*) exit 0;; esac\nprintf '%s\\n' \"$in\" | exec {real} \"$@\"\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(fake2.join("iptables-restore"), std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .unwrap();
+    let o = sb.sh(&format!("PATH={}:$PATH {BIN} {script}", fake2.display()));
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(3), "{err}");
     assert!(
