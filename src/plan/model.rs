@@ -132,21 +132,8 @@ pub(super) struct Netns {
 impl Netns {
     /// A new namespace: only `lo`, down, without addresses.
     pub(super) fn fresh() -> Self {
-        let lo = MLink {
-            name: "lo".into(),
-            kind: None,
-            up: false,
-            master: None,
-            mtu: 65536,
-            alias: None,
-            addrs: Vec::new(),
-            nodad: Vec::new(),
-            peer: None,
-            qdisc: None,
-            bridge: Default::default(),
-            port: Default::default(),
-            vxlan: None,
-        };
+        // As the kernel makes it: no kind, no alias, the loopback MTU.
+        let lo = MLink { kind: None, alias: None, mtu: 65536, ..MLink::new("lo", "", "") };
         Netns {
             links: vec![lo],
             routes: Vec::new(),

@@ -401,22 +401,29 @@ async fn link_message(h: &Handle, index: u32) -> Result<LinkMessage> {
     st.try_next().await?.ok_or_else(|| Error::sys("no such link", Some(nix::errno::Errno::ENODEV)))
 }
 
+/// The IFLA_LINKINFO entries of a link message.
+fn link_infos(m: &LinkMessage) -> impl Iterator<Item = &LinkInfo> {
+    m.attributes
+        .iter()
+        .filter_map(|a| match a {
+            LinkAttribute::LinkInfo(infos) => Some(infos.iter()),
+            _ => None,
+        })
+        .flatten()
+}
+
 /// vlan_filtering and stp of bridge `index`.
 pub async fn bridge_opts(h: &Handle, index: u32) -> Result<crate::op::BridgeOpts> {
     use rtnetlink::packet_route::link::{BridgeStpState, InfoBridge};
     let m = link_message(h, index).await?;
     let mut o = crate::op::BridgeOpts::default();
-    for a in &m.attributes {
-        if let LinkAttribute::LinkInfo(infos) = a {
-            for i in infos {
-                if let LinkInfo::Data(InfoData::Bridge(v)) = i {
-                    for x in v {
-                        match x {
-                            InfoBridge::VlanFiltering(b) => o.vlan_filtering = Some(*b),
-                            InfoBridge::StpState(s) => o.stp = Some(*s != BridgeStpState::Disabled),
-                            _ => {}
-                        }
-                    }
+    for i in link_infos(&m) {
+        if let LinkInfo::Data(InfoData::Bridge(v)) = i {
+            for x in v {
+                match x {
+                    InfoBridge::VlanFiltering(b) => o.vlan_filtering = Some(*b),
+                    InfoBridge::StpState(s) => o.stp = Some(*s != BridgeStpState::Disabled),
+                    _ => {}
                 }
             }
         }
@@ -442,19 +449,15 @@ pub async fn port_flags(h: &Handle, index: u32) -> Result<crate::op::PortFlags> 
     use rtnetlink::packet_route::link::{InfoBridgePort, InfoPortData};
     let m = link_message(h, index).await?;
     let mut f = crate::op::PortFlags::default();
-    for a in &m.attributes {
-        if let LinkAttribute::LinkInfo(infos) = a {
-            for i in infos {
-                if let LinkInfo::PortData(InfoPortData::BridgePort(v)) = i {
-                    for x in v {
-                        match x {
-                            InfoBridgePort::HairpinMode(b) => f.hairpin = Some(*b),
-                            InfoBridgePort::Isolated(b) => f.isolated = Some(*b),
-                            InfoBridgePort::Learning(b) => f.learning = Some(*b),
-                            InfoBridgePort::UnicastFlood(b) => f.flood = Some(*b),
-                            _ => {}
-                        }
-                    }
+    for i in link_infos(&m) {
+        if let LinkInfo::PortData(InfoPortData::BridgePort(v)) = i {
+            for x in v {
+                match x {
+                    InfoBridgePort::HairpinMode(b) => f.hairpin = Some(*b),
+                    InfoBridgePort::Isolated(b) => f.isolated = Some(*b),
+                    InfoBridgePort::Learning(b) => f.learning = Some(*b),
+                    InfoBridgePort::UnicastFlood(b) => f.flood = Some(*b),
+                    _ => {}
                 }
             }
         }
