@@ -69,6 +69,70 @@ fn why_example_names_each_reason_and_deciding_rule() {
     assert!(!left.contains("netscript_trace"), "{left}");
     sb.down("why");
     sb.assert_unchanged(&before, "after down");
+
+    // Under plan the same script (with its asserts) runs on the model, and its trace
+    // gives the kernel's reasons; the one known difference is a port nothing listens
+    // on (the model takes every port as listened on).
+    let p = plan_why();
+    let kernel = reasons(&out);
+    let model = reasons(&p);
+    assert_eq!(kernel.len(), 8, "{out}");
+    assert_eq!(kernel.iter().map(|k| &k.0).collect::<Vec<_>>(), model.iter().map(|m| &m.0).collect::<Vec<_>>());
+    for ((title, k), (_, m)) in kernel.iter().zip(&model) {
+        if title == "the host -> its own mapped port, before the OUTPUT rule" {
+            assert_eq!(m, "delivered to the host namespace (10.211.55.32:8088)");
+            continue;
+        }
+        assert_eq!(k, m, "{title}: the kernel's reason vs the model's:\n{p}");
+    }
+}
+
+/// `netscript plan examples/why.lua`: what the script printed (stderr under plan).
+fn plan_why() -> String {
+    let o = std::process::Command::new(BIN).args(["plan", WHY]).output().unwrap();
+    assert!(o.status.success(), "plan of why.lua failed:\n{}", stderr(&o));
+    assert!(stdout(&o).contains("# (reads) ip netns exec ns1 ping -n -q -c 1 175.18.0.3   -> dropped by the FORWARD"));
+    stderr(&o)
+}
+
+/// (moment, reason) of each `== moment` / `   trace: reason` pair in why.lua's output.
+fn reasons(out: &str) -> Vec<(String, String)> {
+    let mut v = Vec::new();
+    let mut title = None;
+    for l in out.lines() {
+        if let Some(t) = l.strip_prefix("== ") {
+            title = Some(t.to_string());
+        } else if let Some(r) = l.strip_prefix("   trace: ")
+            && let Some(t) = title.take()
+        {
+            v.push((t, r.to_string()));
+        }
+    }
+    v
+}
+
+/// Plan answers `trace` from its model, hop by hop, with the deciding hop the
+/// kernel's trace marks (no root needed).
+#[test]
+fn plan_traces_the_why_moments_from_its_model() {
+    let p = plan_why();
+    for want in [
+        "not delivered (from the model): dropped by the FORWARD policy DROP in the host namespace",
+        ">> host     FORWARD     ns_br -> ns_br       filter/FORWARD policy DROP",
+        "not delivered (from the model): no route back from laptop to 175.18.0.2",
+        ">> laptop   ROUTING                          no route to 175.18.0.2: Network is unreachable",
+        "delivered (from the model): delivered to laptop (10.6.213.149)",
+        "dropped as a martian: 127.0.0.1 is not routable without route_localnet on ns_br in the host namespace",
+        ">> host     ROUTING                          martian: 127.0.0.1 -> 175.18.0.2 out ns_br, route_localnet=0",
+        "[-t nat -A POSTROUTING -m comment --comment netscript:why -s 127.0.0.0/8 -o ns_br -j MASQUERADE] MASQUERADE",
+        "note: the model takes every port as listened on",
+    ] {
+        assert!(p.contains(want), "missing {want:?} in:\n{p}");
+    }
+    // The masqueraded ping's answer comes back, shown hop by hop.
+    let m = p.split("== ns1 -> the laptop, with MASQUERADE").nth(1).unwrap().split("\n\n").next().unwrap();
+    assert!(m.contains("-- the answer's way back --\n   laptop   OUTPUT      out eth0"), "{m}");
+    assert!(m.contains("rewrite: 175.18.0.2 -> 10.6.213.149 => 10.211.55.32 -> 10.6.213.149"), "{m}");
 }
 
 #[test]

@@ -66,6 +66,18 @@ pub enum Source {
     Model,
 }
 
+/// How a back end answers `trace`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// From the kernel: the session puts the trace tables (`Op::TraceOn`) first.
+    Kernel,
+    /// From its own model, with nothing to put in place (the plan).
+    Model,
+    /// It cannot trace, for this reason: the session answers from a model of what
+    /// the topology's journal made, marked as such.
+    Unavailable(String),
+}
+
 /// One step of the walk: a packet met a hook (and a table's chain there) in a
 /// namespace.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
