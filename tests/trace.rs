@@ -208,3 +208,60 @@ fn rootless_sandbox_traces_as_nobody() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("dropped by the FORWARD policy DROP in the host namespace"), "{}", stdout(&o));
 }
+
+/// The nftables tables of every namespace in the sandbox (the host's first).
+fn nft_tables(sb: &Sandbox) -> String {
+    sb.ok("nft list tables; for n in $(ip netns list | cut -d' ' -f1); do echo \"== $n\"; ip netns exec $n nft list tables; done")
+}
+
+/// `netscript trace TOPOLOGY NS DST [tcp|udp PORT]` on a topology that is up: the
+/// kernel's answer, exit code 0 / 1, nothing left behind; refused for a namespace the
+/// topology did not make and for a topology that is not up.
+#[test]
+fn trace_command_on_a_topology_that_is_up() {
+    let sb = Sandbox::new();
+    let before = sb.snapshot();
+    sb.run_lua_expect("two.lua", TWO, 0);
+    sb.ok("ip netns add stranger");
+    let up = sb.snapshot();
+    let tables = nft_tables(&sb);
+    let journal = sb.ok("wc -l < /run/netscript/two/journal.jsonl");
+
+    let o = sb.netscript_expect(&["trace", "two", "ns1", "175.18.0.3"], 1, "dropped");
+    let out = stdout(&o);
+    assert!(out.starts_with("not delivered: dropped by the FORWARD policy DROP in the host namespace\n"), "{out}");
+    assert!(out.contains(">> host     FORWARD     ns_br -> ns_br       filter/FORWARD policy DROP"), "{out}");
+
+    let o = sb.netscript_expect(&["trace", "two", "host", "175.18.0.2", "tcp", "80", "--json"], 1, "refused");
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("JSON");
+    assert_eq!(v["reason"], "connection refused by ns1: nothing listens on port 80", "{v}");
+    assert_eq!(v["source"], "kernel");
+    assert!(v["hops"].as_array().unwrap().iter().any(|h| h["ns"] == "ns1" && h["reply"] == true), "{v}");
+
+    let o = sb.netscript_expect(&["trace", "two", "host", "175.18.0.2"], 0, "delivered");
+    assert!(stdout(&o).starts_with("delivered: delivered to ns1 (175.18.0.2)\n"), "{}", stdout(&o));
+
+    // Nothing changed: the kernel state, the nftables tables, and the journal holds
+    // the trace tables only as undone entries.
+    sb.assert_unchanged(&up, "after the traces");
+    assert_eq!(nft_tables(&sb), tables);
+    let j = sb.ok("cat /run/netscript/two/journal.jsonl");
+    assert!(j.lines().count() > journal.trim().parse::<usize>().unwrap(), "the trace tables are journaled");
+    let ls = stdout(&sb.run_ok(&["ls", "--json"]));
+    assert!(!ls.contains("netscript_trace"), "{ls}");
+
+    // Refused: a namespace the topology did not make, a topology that is not up, a
+    // bad probe; nothing changed.
+    let o = sb.netscript_expect(&["trace", "two", "stranger", "175.18.0.3"], 2, "not the topology's namespace");
+    assert!(stderr(&o).contains("topology \"two\" has no namespace \"stranger\""), "{}", stderr(&o));
+    let o = sb.netscript_expect(&["trace", "nope", "ns1", "175.18.0.3"], 2, "not up");
+    assert!(stderr(&o).contains("topology \"nope\" is not up"), "{}", stderr(&o));
+    assert!(!sb.ok("ls /run/netscript").contains("nope"), "a refused trace left a record");
+    let o = sb.netscript_expect(&["trace", "two", "ns1", "175.18.0.3", "tcp"], 2, "no port");
+    assert!(stderr(&o).contains("usage: NS DST"), "{}", stderr(&o));
+    sb.assert_unchanged(&up, "after the refused traces");
+
+    sb.ok("ip netns del stranger");
+    sb.down("two");
+    sb.assert_unchanged(&before, "after down");
+}
