@@ -925,17 +925,25 @@ impl Session {
         Ok(t)
     }
 
-    /// A trace from the kernel: each namespace of the topology (the host and those it
-    /// made) gets the probe's trace table for the time of the probe.
-    fn trace_kernel(&mut self, from: &NsRef, dst: IpAddr, spec: &Spec) -> Result<Trace> {
+    /// The topology's namespaces: the host, then those it made (and still has), oldest
+    /// first.
+    pub fn topology_netns(&self) -> Vec<NsRef> {
         let mut nss = vec![NsRef::Host];
         for e in self.journal.entries() {
             if let Op::AddNetns { name } = &e.op
                 && e.live()
+                && !nss.contains(&NsRef::named(name.clone()))
             {
                 nss.push(NsRef::named(name.clone()));
             }
         }
+        nss
+    }
+
+    /// A trace from the kernel: each namespace of the topology (the host and those it
+    /// made) gets the probe's trace table for the time of the probe.
+    fn trace_kernel(&mut self, from: &NsRef, dst: IpAddr, spec: &Spec) -> Result<Trace> {
+        let mut nss = self.topology_netns();
         if !nss.contains(from) {
             nss.push(from.clone());
         }
