@@ -265,3 +265,57 @@ fn trace_command_on_a_topology_that_is_up() {
     sb.down("two");
     sb.assert_unchanged(&before, "after down");
 }
+
+/// `netscript.pingall`: the matrix, printed and returned, each failing pair with its
+/// trace's reason; the same matrix under plan; bad input refused.
+#[test]
+fn pingall_prints_and_returns_the_matrix_with_reasons() {
+    let sb = Sandbox::new();
+    let script = format!(
+        "{TWO}{}",
+        r#"
+local lone = netns.add("lone")
+local r = netscript.pingall({ "ns1", netns.get("ns2"), "host", lone })
+assert(r.total == 12 and r.answered == 4, r.answered .. "/" .. r.total)
+assert(r.names[3] == "host" and r.addrs[1] == "175.18.0.2" and r.addrs[4] == nil)
+assert(r.ok[1][2] == false and r.ok[1][3] == true and r.ok[3][1] == true and r.ok[1][1] == nil)
+for _, p in ipairs(r.pairs) do
+  if p.from == "ns1" and p.to == "ns2" then
+    assert(p.reason == "dropped by the FORWARD policy DROP in the host namespace", p.reason)
+    assert(p.trace.hops[#p.trace.hops].deciding)
+  end
+end
+local q = netscript.pingall({ ns1, host }, { tcp = 80, quiet = true, timeout = 0.5 })
+if q.pairs[1].trace.source == "kernel" then
+  assert(q.answered == 0 and q.pairs[1].reason:find("^connection refused by the host namespace"), q.pairs[1].reason)
+else -- the model takes every port as listened on
+  assert(q.answered == 2 and q.pairs[1].reason == "delivered to the host namespace (175.18.0.1:80)", q.pairs[1].reason)
+end
+for _, bad in ipairs({ function() netscript.pingall({ ns1 }) end,
+                       function() netscript.pingall({ ns1, "ns1" }) end,
+                       function() netscript.pingall({ ns1, host }, { udp = 53 }) end }) do
+  local ok, e = pcall(bad)
+  assert(not ok and e:find("netscript.pingall: "), tostring(e))
+end
+"#
+    );
+    let before = sb.snapshot();
+    let o = sb.run_lua_expect("pingall.lua", &script, 0);
+    let out = stdout(&o);
+    let table = "pingall: 4/12 answered\n     ns1  ns2  host lone\nns1  -    X    ok   X\nns2  X    -    ok   X\n\
+                 host ok   ok   -    X\nlone X    X    X    -\n\
+                 X ns1 -> ns2 (175.18.0.3): dropped by the FORWARD policy DROP in the host namespace\n\
+                 X ns1 -> lone (no address): lone has no IPv4 address to probe\n";
+    assert!(out.contains(table), "{out}");
+    assert!(out.contains("X lone -> host (175.18.0.1): no route from lone to 175.18.0.1"), "{out}");
+    sb.down("pingall");
+    sb.assert_unchanged(&before, "after down");
+
+    // Under plan the matrix comes from the model and is the same, except that the
+    // model takes every port as listened on.
+    let file = script_file("pingall.lua", &script);
+    let o = std::process::Command::new(BIN).args(["plan", &file]).output().unwrap();
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains(table), "{err}");
+}
