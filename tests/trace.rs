@@ -319,3 +319,33 @@ end
     assert!(o.status.success(), "{err}");
     assert!(err.contains(table), "{err}");
 }
+
+/// With iptables-legacy the kernel cannot trace the rules: the trace is the model's
+/// explanation of what the topology's journal made, marked as such, and why.lua's
+/// checks hold (as under plan).
+#[test]
+fn iptables_legacy_falls_back_to_the_model() {
+    let sb = Sandbox::new();
+    let before = sb.snapshot();
+    let o = sb.run_ok(&["--iptables", "legacy", WHY]);
+    let out = stdout(&o);
+    for want in [
+        "not delivered (from the model): dropped by the FORWARD policy DROP in the host namespace\n\
+         note: iptables-legacy rules cannot be traced (nftables tracing sees only iptables-nft rules); \
+         this is the model's explanation (as `netscript plan` gives it), not the kernel's\n",
+        ">> host     FORWARD     ns_br -> ns_br       filter/FORWARD policy DROP",
+        "trace: no route back from laptop to 175.18.0.2",
+        "trace: dropped as a martian: 127.0.0.1 is not routable without route_localnet on ns_br in the host namespace",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in:\n{out}");
+    }
+    assert!(!out.contains("not delivered: "), "a kernel trace under iptables-legacy:\n{out}");
+    // The reasons are plan's.
+    let model = reasons(&plan_why());
+    assert_eq!(reasons(&out), model);
+    // No trace table was made (the journal has none).
+    let j = sb.ok("cat /run/netscript/why/journal.jsonl");
+    assert!(!j.contains("TraceOn") && !j.contains("trace_on"), "{j}");
+    sb.down("why");
+    sb.assert_unchanged(&before, "after down");
+}
