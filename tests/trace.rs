@@ -349,3 +349,58 @@ fn iptables_legacy_falls_back_to_the_model() {
     sb.down("why");
     sb.assert_unchanged(&before, "after down");
 }
+
+/// docs/tutorial.md's bridge.lua (its Lua blocks, in order, up to "The whole script
+/// now prints") prints what the tutorial says it prints, the reasons of its traces
+/// included, in a sandbox; both tutorials show the same traces.
+#[test]
+fn the_tutorials_bridge_lua_prints_its_traces_as_shown() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let md = std::fs::read_to_string(format!("{root}/docs/tutorial.md")).unwrap();
+    let start = md.find("Start `bridge.lua` with:").expect("the start of bridge.lua");
+    let (body, rest) = md[start..].split_once("The whole script now prints:").expect("the printed output");
+    let mut lua = String::new();
+    let mut inside = false;
+    for l in body.lines() {
+        match (l.trim_start(), inside) {
+            ("```lua", false) => inside = true,
+            ("```", true) => inside = false,
+            (_, true) => lua += &format!("{l}\n"),
+            _ => {}
+        }
+    }
+    let shown: Vec<&str> = rest
+        .split("```text\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("$ ") && !l.starts_with("netscript: "))
+        .collect();
+    assert!(lua.contains("ns1:trace(") && shown.iter().filter(|l| l.contains("why: ")).count() == 2, "{lua}");
+    let dir = std::env::temp_dir().join(format!("netscript-tutorial-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(format!("{root}/examples/lan.lua"), dir.join("lan.lua")).unwrap();
+    std::fs::write(dir.join("bridge.lua"), &lua).unwrap();
+    let bridge = dir.join("bridge.lua").display().to_string();
+    let sb = Sandbox::new();
+    let before = sb.snapshot();
+    let o = sb.run_ok(&[&bridge]);
+    assert_eq!(stdout(&o).lines().collect::<Vec<_>>(), shown, "bridge.lua's output vs the tutorial's");
+    // `netscript trace` on the topology that is up shows what the tutorial shows.
+    let o = sb.netscript_expect(&["trace", "bridge", "ns1", "10.6.213.149"], 1, "the laptop's answer is dropped");
+    let cmd = "$ sudo netscript trace bridge ns1 10.6.213.149\n";
+    let block = md.split(cmd).nth(1).expect("the tutorial traces ns1 -> laptop").split("```").next().unwrap();
+    let got = stdout(&o);
+    for l in block.lines().filter(|l| *l != "...") {
+        assert!(got.contains(&format!("{l}\n")), "the tutorial shows {l:?}; netscript trace printed:\n{got}");
+    }
+    sb.down("bridge");
+    sb.assert_unchanged(&before, "after down");
+    // The Chinese tutorial shows the same traces (its prose is its own).
+    let zh = std::fs::read_to_string(format!("{root}/docs/tutorial.zh.md")).unwrap();
+    for l in shown.iter().filter(|l| l.contains("why: ") || l.contains("before: ") || l.contains("DNAT only")) {
+        assert!(zh.contains(l), "docs/tutorial.zh.md lacks {l:?}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
