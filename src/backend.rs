@@ -11,7 +11,7 @@ use crate::model::{NsRef, Route};
 use crate::op::{BridgeOpts, Op, PortFlags};
 use crate::qdisc::RootQdisc;
 use crate::sys::process::ExecResult;
-use crate::trace::{Spec, Trace};
+use crate::trace::{Mode, Spec, Trace};
 
 /// The result of a change not made because an earlier one in its batch was refused.
 pub fn not_made() -> crate::error::Error {
@@ -109,6 +109,10 @@ pub trait Backend {
     /// The index of a link (recorded at creation, checked before deleting).
     fn link_index(&mut self, _ns: &NsRef, _name: &str) -> Result<Option<u32>> {
         Ok(None)
+    }
+    /// How this back end answers `trace` (asked before each trace).
+    fn trace_mode(&mut self) -> Mode {
+        Mode::Unavailable(format!("{} cannot trace", self.describe()))
     }
     /// Sends one probe from `from` to `dst` and explains its walk (`trace`). The
     /// session has put the probe's trace table (`Op::TraceOn`) into each of `nss`.

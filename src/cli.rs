@@ -268,8 +268,36 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
         cmd: Vec<String>,
     },
+    /// Send one probe from a namespace of a topology that is up and show why it got
+    /// where it got: the kernel's walk hop by hop, the rule or routing decision that
+    /// decided, and the answer's way back. Changes nothing but the probe's temporary
+    /// trace tables, removed before it returns. Exit code 0 when the probe got its
+    /// answer, 1 when not.
+    #[command(
+        after_help = "Examples:\n  netscript trace docker-bridge ns1 175.18.0.3             an ICMP echo\n  netscript trace docker-bridge laptop 10.211.55.32 tcp 8088  a TCP connect\n  netscript trace docker-bridge host 127.0.0.1 tcp 8088 --json"
+    )]
+    Trace {
+        /// The topology's name (see `netscript ls`).
+        #[arg(id = "topology", value_name = "TOPOLOGY")]
+        topology: String,
+        /// A namespace the topology created, or `host`: where the probe leaves from.
+        #[arg(value_name = "NS")]
+        ns: String,
+        /// The destination address (IPv4).
+        #[arg(value_name = "DST")]
+        dst: String,
+        /// `tcp PORT` (a TCP connect) or `udp PORT` (a datagram) [default: an ICMP echo].
+        #[arg(value_name = "tcp|udp PORT", num_args = 0..=2)]
+        probe: Vec<String>,
+        /// Print the trace as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Seconds to wait for the answer.
+        #[arg(long, default_value_t = 1.0)]
+        timeout: f64,
+    },
     /// Print a shell completion script (it also completes topology names for down,
-    /// show and exec). Install with, e.g., `netscript completions bash >
+    /// show, exec and trace). Install with, e.g., `netscript completions bash >
     /// /etc/bash_completion.d/netscript` or `netscript completions fish >
     /// ~/.config/fish/completions/netscript.fish`.
     Completions {

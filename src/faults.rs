@@ -212,6 +212,9 @@ impl<B: Backend> Backend for Faulty<B> {
     fn port_flags(&mut self, ns: &NsRef, dev: &str) -> Result<crate::op::PortFlags> {
         self.inner.port_flags(ns, dev)
     }
+    fn trace_mode(&mut self) -> crate::trace::Mode {
+        self.inner.trace_mode()
+    }
     fn trace(
         &mut self,
         from: &NsRef,

@@ -874,6 +874,16 @@ impl Backend for Kernel {
         process::start_time(pid) == Some(start)
     }
 
+    fn trace_mode(&mut self) -> trace::Mode {
+        match self.fw_is_legacy() {
+            Ok(false) => trace::Mode::Kernel,
+            Ok(true) => trace::Mode::Unavailable(
+                "iptables-legacy rules cannot be traced (nftables tracing sees only iptables-nft rules)".into(),
+            ),
+            Err(e) => trace::Mode::Unavailable(format!("cannot tell which iptables is in use: {e}")),
+        }
+    }
+
     fn trace(&mut self, from: &NsRef, dst: IpAddr, spec: &Spec, nss: &[NsRef]) -> Result<Trace> {
         if self.fw_is_legacy()? {
             return Err(Error::sys(

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use netscript::cli::{Cli, Command, RunOpts};
-use netscript::cmd::{self, EXIT_USAGE, down, exec, inspect, plan, run, shell, stubs};
+use netscript::cmd::{self, EXIT_USAGE, down, exec, inspect, plan, run, shell, stubs, trace};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -48,10 +48,11 @@ fn main() -> ExitCode {
             | Command::Ls { .. }
             | Command::Show { .. }
             | Command::Gc { .. }
-            | Command::Exec { .. },
+            | Command::Exec { .. }
+            | Command::Trace { .. },
         ) if top.any() => {
             return usage(
-                "--sandbox, --wait, --ephemeral, --safe and --name apply to running a script or the REPL, not to down / ls / show / gc / exec / completions / man / stubs",
+                "--sandbox, --wait, --ephemeral, --safe and --name apply to running a script or the REPL, not to down / ls / show / gc / exec / trace / completions / man / stubs",
             );
         }
         Some(Command::Down { name }) => down::down(&opts(&top), name),
@@ -61,6 +62,10 @@ fn main() -> ExitCode {
             plan::plan(&o, *undo, script, args)
         }
         Some(Command::Exec { topology, ns, cmd }) => exec::exec(&opts(&top), topology, ns, cmd),
+        Some(Command::Trace { topology, ns, dst, probe, json, timeout }) => {
+            let words: Vec<String> = [ns.clone(), dst.clone()].into_iter().chain(probe.iter().cloned()).collect();
+            trace::trace(&opts(&top), topology, &words, *json, *timeout)
+        }
         Some(Command::Completions { shell: sh }) => shell::completions(*sh),
         Some(Command::Man) => shell::man(),
         Some(Command::Stubs { output }) => stubs::stubs(output),

@@ -526,11 +526,36 @@ pub fn render_stop_all_in(ns: &str) -> String {
 /// shows it as a comment).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Probe {
-    SysctlGet { ns: NsRef, key: String },
-    FwRules { ns: NsRef, table: String },
-    Exec { ns: NsRef, cmd: Vec<String> },
-    Ping { ns: NsRef, addr: IpAddr, count: u32, timeout: std::time::Duration },
-    Tcp { ns: NsRef, addr: IpAddr, port: u16, timeout_secs: u64 },
+    SysctlGet {
+        ns: NsRef,
+        key: String,
+    },
+    FwRules {
+        ns: NsRef,
+        table: String,
+    },
+    Exec {
+        ns: NsRef,
+        cmd: Vec<String>,
+    },
+    Ping {
+        ns: NsRef,
+        addr: IpAddr,
+        count: u32,
+        timeout: std::time::Duration,
+    },
+    Tcp {
+        ns: NsRef,
+        addr: IpAddr,
+        port: u16,
+        timeout_secs: u64,
+    },
+    /// `Netns:trace`: shown as the probe it sends.
+    Trace {
+        ns: NsRef,
+        addr: IpAddr,
+        proto: crate::trace::Proto,
+    },
 }
 
 /// The ping command behind `Netns:ping`: `count` echo requests, each waiting
@@ -553,6 +578,11 @@ impl Probe {
             Tcp { ns, addr, port, timeout_secs } => {
                 format!("{}nc -z -w {timeout_secs} {addr} {port}", ns.exec_prefix())
             }
+            Trace { ns, addr, proto } => match proto {
+                crate::trace::Proto::Icmp => format!("{}ping -n -q -c 1 {addr}", ns.exec_prefix()),
+                crate::trace::Proto::Tcp(p) => format!("{}nc -z {addr} {p}", ns.exec_prefix()),
+                crate::trace::Proto::Udp(p) => format!("{}nc -u -z {addr} {p}", ns.exec_prefix()),
+            },
         }
     }
 }

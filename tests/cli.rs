@@ -93,6 +93,7 @@ fn bash_completion_completes_commands_and_topology_names() {
     assert_eq!(complete("netscript down lab", 2), "lab-a lab-b");
     assert_eq!(complete("netscript show lab-b", 2), "lab-b");
     assert_eq!(complete("netscript exec l", 2), "lab-a lab-b");
+    assert_eq!(complete("netscript trace lab-", 2), "lab-a lab-b");
     assert_eq!(complete("netscript sh", 1), "show");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -101,9 +102,12 @@ fn bash_completion_completes_commands_and_topology_names() {
 fn zsh_and_fish_completions_and_the_man_page() {
     let zsh = String::from_utf8(netscript(&["completions", "zsh"]).stdout).unwrap();
     assert!(zsh.starts_with("#compdef netscript"), "{zsh}");
-    assert_eq!(zsh.matches("(see `netscript ls`):_netscript_topologies").count(), 3, "down, show, exec:\n{zsh}");
+    assert_eq!(zsh.matches("(see `netscript ls`):_netscript_topologies").count(), 4, "down, show, exec, trace:\n{zsh}");
     let fish = String::from_utf8(netscript(&["completions", "fish"]).stdout).unwrap();
-    assert!(fish.contains("__fish_seen_subcommand_from down show exec") && fish.contains("-a \"exec\""), "{fish}");
+    assert!(
+        fish.contains("__fish_seen_subcommand_from down show exec trace") && fish.contains("-a \"exec\""),
+        "{fish}"
+    );
     let o = netscript(&["completions", "powershell"]);
     assert_eq!(o.status.code(), Some(2));
     let man = String::from_utf8(netscript(&["man"]).stdout).unwrap();

@@ -162,6 +162,8 @@ fn probes(h: &str) -> Vec<String> {
         Probe::FwRules { ns: n.clone(), table: h.into() },
         Probe::Exec { ns: n.clone(), cmd: vec![h.into(), h.into()] },
         Probe::Exec { ns: NsRef::Host, cmd: vec!["echo".into(), h.into()] },
+        Probe::Trace { ns: n.clone(), addr: "10.0.0.1".parse().unwrap(), proto: netscript::trace::Proto::Icmp },
+        Probe::Trace { ns: n.clone(), addr: "10.0.0.1".parse().unwrap(), proto: netscript::trace::Proto::Tcp(80) },
     ]
     .iter()
     .map(Probe::render)

@@ -375,3 +375,30 @@ fn cmd_with_env(mut cmd: Command, home: &std::path::Path) -> Command {
         .env_remove("NETSCRIPT_STATE_DIR");
     cmd
 }
+
+/// `.net` prints the topology's namespaces with their links, addresses and routes;
+/// `.trace NS DST [tcp|udp PORT]` the kernel's walk of one probe; a bad `.trace` is an
+/// error that leaves the session as it was.
+#[test]
+fn net_and_trace_show_the_topology_and_a_probe() {
+    let h = home("net-trace");
+    let input = "local ns1 = netns.add('ns1')\nns1:link('lo'):up()\n\
+                 local a, b = veth.add('veth0', 'v1', { ns = ns1 })\na:addr('10.9.0.2/24'):up()\n\
+                 b:addr('10.9.0.1/24'):up()\nfw.policy('filter', 'INPUT', 'DROP')\n.net\n.trace ns1 10.9.0.1\n\
+                 fw.policy('filter', 'INPUT', 'ACCEPT')\n.trace ns1 10.9.0.1 tcp 9\n.trace ns1 nowhere\n.journal\n";
+    let o = piped_repl(&h, input.as_bytes());
+    let out = String::from_utf8_lossy(&o.stdout);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let net = "host\n  lo              up 127.0.0.1/8 ::1/128\n  v1              up veth 10.9.0.1/24\n  \
+               route 10.9.0.0/24 dev v1 proto kernel scope link src 10.9.0.1\n\
+               ns1\n  lo              up 127.0.0.1/8 ::1/128\n  veth0           up veth 10.9.0.2/24\n  \
+               route 10.9.0.0/24 dev veth0 proto kernel scope link src 10.9.0.2\n";
+    assert!(out.contains(net), "{out}");
+    assert!(out.contains("not delivered: dropped by the INPUT policy DROP in the host namespace\n"), "{out}");
+    assert!(out.contains(">> host     INPUT       in v1                filter/INPUT policy DROP"), "{out}");
+    assert!(out.contains("not delivered: connection refused by the host namespace: nothing listens on port 9\n"));
+    assert!(err.contains("error: .trace ns1 nowhere: \"nowhere\" is not an IP address"), "{err}");
+    // The traces' temporary tables (one per namespace, each trace) were undone at once.
+    assert!(out.contains("  9  iptables -t filter -P INPUT ACCEPT\n(4 undone changes not shown)"), "{out}");
+}

@@ -11,6 +11,7 @@ pub mod plan;
 pub mod run;
 pub mod shell;
 pub mod stubs;
+pub mod trace;
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};

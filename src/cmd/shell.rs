@@ -1,6 +1,6 @@
 //! `netscript completions SHELL` and `netscript man`: generated from the clap
 //! definitions (src/cli.rs), so they always match `--help`. The completions also
-//! complete topology names (the records in the state dir) for down, show and exec.
+//! complete topology names (the records in the state dir) for down, show, exec and trace.
 
 use std::io::Write;
 
@@ -20,7 +20,7 @@ _netscript_with_topologies() {
     local i
     for ((i = 1; i < COMP_CWORD; i++)); do
         case "${COMP_WORDS[i]}" in
-            down|show|exec)
+            down|show|exec|trace)
                 if ((COMP_CWORD == i + 1)) && [[ ${COMP_WORDS[COMP_CWORD]} != -* ]]; then
                     COMPREPLY=($(compgen -W "$(_netscript_topologies)" -- "${COMP_WORDS[COMP_CWORD]}"))
                     return 0
@@ -41,7 +41,7 @@ function __netscript_topologies
     set -q NETSCRIPT_STATE_DIR; and set d $NETSCRIPT_STATE_DIR
     command ls -1 $d 2>/dev/null
 end
-complete -c netscript -n '__fish_seen_subcommand_from down show exec; and test (count (commandline -opc)) -eq 2' -f -a '(__netscript_topologies)'
+complete -c netscript -n '__fish_seen_subcommand_from down show exec trace; and test (count (commandline -opc)) -eq 2' -f -a '(__netscript_topologies)'
 "#;
 
 const ZSH_TOPOLOGIES: &str = r#"
@@ -67,7 +67,7 @@ pub fn completions(shell: CompletionShell) -> Result<u8> {
         CompletionShell::Bash => text += BASH_TOPOLOGIES,
         CompletionShell::Fish => text += FISH_TOPOLOGIES,
         CompletionShell::Zsh => {
-            // The topology argument of down / show / exec completes record names.
+            // The topology argument of down / show / exec / trace completes record names.
             text = text.replace("(see `netscript ls`):_default", "(see `netscript ls`):_netscript_topologies");
             text = text.replacen("\n_netscript() {", &format!("{ZSH_TOPOLOGIES}\n_netscript() {{"), 1);
         }

@@ -478,6 +478,14 @@ pub const API: &[Entry] = &[
         "local p = netscript.partition({ a, b }, { c })",
     ),
     m("Partition", "heal", &[], "Partition", "Undo the partition.", "p:heal()"),
+    f(
+        "netscript",
+        "pingall",
+        &[p("namespaces", "(Netns|string)[]"), opt("opts", "{tcp?: integer, timeout?: number, quiet?: boolean}")],
+        "table",
+        "The reachability matrix of the namespaces (one trace per pair), printed, with each failure's reason.",
+        "local r = netscript.pingall({ ns1, ns2 })",
+    ),
     // netscript.docker
     f(
         "docker",

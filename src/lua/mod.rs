@@ -27,6 +27,7 @@ pub use util::SessionRef;
 pub const STDLIB: &[(&str, &str)] = &[
     ("netscript.docker", include_str!("../../lua/netscript/docker.lua")),
     ("netscript.partition", include_str!("../../lua/netscript/partition.lua")),
+    ("netscript.pingall", include_str!("../../lua/netscript/pingall.lua")),
 ];
 
 /// Builds a Lua state with the whole API bound to `session`.
@@ -58,13 +59,18 @@ pub fn new_lua(
         let f = lua.load(*src).set_name(chunk).into_function()?;
         preload.set(*name, f)?;
     }
-    // netscript.partition comes from the standard library (loaded on first use; a
+    // netscript.partition and netscript.pingall come from the standard library (loaded on first use; a
     // tail call, so its errors point at the script's line).
     let partition = lua
         .load("local r = require; return function(...) return r('netscript.partition').partition(...) end")
         .set_name("=[netscript]")
         .eval::<mlua::Function>()?;
     g.get::<Table>("netscript")?.set("partition", partition)?;
+    let pingall = lua
+        .load("local r = require; return function(...) return r('netscript.pingall').pingall(...) end")
+        .set_name("=[netscript]")
+        .eval::<mlua::Function>()?;
+    g.get::<Table>("netscript")?.set("pingall", pingall)?;
     let mut path = String::new();
     if let Some(dir) = script.and_then(|s| s.parent()) {
         let d = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };

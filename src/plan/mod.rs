@@ -208,6 +208,22 @@ impl Backend for Plan {
         Ok(self.reaches(ns, addr, Some(port)))
     }
 
+    fn trace_mode(&mut self) -> crate::trace::Mode {
+        crate::trace::Mode::Model
+    }
+
+    /// The model's walk (src/plan/reach.rs), as a kernel trace would report it.
+    fn trace(
+        &mut self,
+        from: &NsRef,
+        dst: IpAddr,
+        spec: &crate::trace::Spec,
+        _nss: &[NsRef],
+    ) -> Result<crate::trace::Trace> {
+        self.ns(from)?;
+        Ok(self.model_trace(from, dst, spec))
+    }
+
     fn describe(&self) -> String {
         "plan (a model of the system; nothing is changed)".into()
     }

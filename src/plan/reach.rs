@@ -21,12 +21,14 @@ use ipnet::IpNet;
 
 use super::Plan;
 use super::model::Table;
-use crate::model::NsRef;
+use crate::model::{NsRef, join_words};
+use crate::trace::{Hop, Proto, Source, Spec, Trace, ns_label, ns_words};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum L4 {
     Icmp,
     Tcp,
+    Udp,
 }
 
 #[derive(Clone, Debug)]
@@ -40,6 +42,23 @@ struct Pkt {
     reply: bool,
 }
 
+impl Pkt {
+    /// As a trace shows it: "175.18.0.2:41000 -> 175.18.0.3:80".
+    fn show(&self) -> String {
+        match self.l4 {
+            L4::Icmp => format!("{} -> {}", self.src, self.dst),
+            _ => format!("{} -> {}", sock(self.src, self.sport), sock(self.dst, self.dport)),
+        }
+    }
+}
+
+fn sock(a: IpAddr, port: u16) -> String {
+    match a {
+        IpAddr::V4(_) => format!("{a}:{port}"),
+        IpAddr::V6(_) => format!("[{a}]:{port}"),
+    }
+}
+
 /// A translation made on the way there, undone on the way back.
 #[derive(Clone, Debug)]
 enum Nat {
@@ -49,7 +68,8 @@ enum Nat {
 
 enum Verdict {
     Accept,
-    Drop,
+    /// DROP or REJECT (the target's name).
+    Drop(String),
     /// Fell off the end of a chain (or RETURN).
     Continue,
     Dnat(String),
@@ -57,24 +77,131 @@ enum Verdict {
     Masquerade,
 }
 
+/// The rule that gave a chain's verdict: the chain it is in and its words.
+type Matched = Option<(String, Vec<String>)>;
+
+/// One packet walk (there and back): the translations to undo for the reply, the
+/// hops met (as a trace shows them), and why the walk stopped, once it did.
+#[derive(Default)]
+struct Walk {
+    nats: Vec<Nat>,
+    hops: Vec<Hop>,
+    why: Option<String>,
+}
+
+impl Walk {
+    /// Records that `p` met `hook` in `ns` (seen, until a verdict is set).
+    fn hop(&mut self, ns: &NsRef, p: &Pkt, hook: &str, i: Option<&str>, o: Option<&str>) -> &mut Hop {
+        self.hops.push(Hop {
+            ns: ns_label(ns),
+            reply: p.reply,
+            iif: i.map(str::to_string),
+            oif: o.map(str::to_string),
+            hook: hook.to_string(),
+            verdict: "seen".into(),
+            packet: p.show(),
+            ..Default::default()
+        });
+        self.hops.last_mut().expect("pushed")
+    }
+
+    /// Stops the walk at a routing decision no rule saw: a deciding ROUTING hop, and
+    /// the reason (the first stop's only).
+    fn stop<T>(&mut self, ns: &NsRef, reply: bool, verdict: String, reason: String) -> Option<T> {
+        if self.why.is_none() {
+            self.hops.push(Hop {
+                ns: ns_label(ns),
+                reply,
+                hook: "ROUTING".into(),
+                verdict,
+                deciding: true,
+                ..Default::default()
+            });
+            self.why = Some(reason);
+        }
+        None
+    }
+}
+
 const MAX_HOPS: usize = 32;
 
 impl Plan {
     /// Would `dst` answer a ping (or a TCP connect to `port`) sent from `ns`?
     pub(super) fn reaches(&self, ns: &NsRef, dst: IpAddr, tcp_port: Option<u16>) -> bool {
-        let Some(src) = self.source_for(ns, dst) else { return false };
-        let (l4, dport) = match tcp_port {
-            Some(p) => (L4::Tcp, p),
-            None => (L4::Icmp, 0),
+        let proto = match tcp_port {
+            Some(p) => Proto::Tcp(p),
+            None => Proto::Icmp,
         };
-        let mut nats = Vec::new();
-        let there = Pkt { src, dst, l4, sport: 40000, dport, reply: false };
-        let Some((at, p)) = self.originate(ns, there, &mut nats) else { return false };
+        self.walk(ns, dst, proto, None, 40000).delivered
+    }
+
+    /// The model's answer to `trace`: the probe's walk there and back, with the hop
+    /// that decided and the reason, in the words the kernel's trace uses.
+    pub(super) fn model_trace(&self, ns: &NsRef, dst: IpAddr, spec: &Spec) -> Trace {
+        self.walk(ns, dst, spec.proto, spec.src, spec.id)
+    }
+
+    fn walk(&self, ns: &NsRef, dst: IpAddr, proto: Proto, src: Option<IpAddr>, sport: u16) -> Trace {
+        let (l4, dport) = match proto {
+            Proto::Icmp => (L4::Icmp, 0),
+            Proto::Tcp(p) => (L4::Tcp, p),
+            Proto::Udp(p) => (L4::Udp, p),
+        };
+        let mut w = Walk::default();
+        let delivered = self.walk_there_and_back(ns, dst, src, l4, sport, dport, &mut w);
+        let reason = match (&delivered, w.why.take()) {
+            (Some((at, ip, port)), _) => {
+                let a = if l4 == L4::Icmp { ip.to_string() } else { sock(*ip, *port) };
+                format!("delivered to {} ({a})", ns_words(&ns_label(at)))
+            }
+            (None, Some(why)) => why,
+            (None, None) => format!("no answer to {} (the model cannot say why)", ns_words(&ns_label(ns))),
+        };
+        // The model cannot tell whether anything listens: a connection that gets
+        // there and back counts as answered.
+        let note = (delivered.is_some() && l4 != L4::Icmp)
+            .then(|| "the model takes every port as listened on (a real run may be refused)".to_string());
+        Trace { delivered: delivered.is_some(), reason, hops: w.hops, source: Source::Model, note }
+    }
+
+    /// The walk; Some(where it was delivered, to which address and port) when the
+    /// answer came back.
+    #[allow(clippy::too_many_arguments)]
+    fn walk_there_and_back(
+        &self,
+        ns: &NsRef,
+        dst: IpAddr,
+        src: Option<IpAddr>,
+        l4: L4,
+        sport: u16,
+        dport: u16,
+        w: &mut Walk,
+    ) -> Option<(NsRef, IpAddr, u16)> {
+        let from = ns_label(ns);
+        let Some(src) = src.or_else(|| self.source_for(ns, dst)) else {
+            let e = "Network is unreachable".to_string();
+            return w.stop(ns, false, e.clone(), format!("no route from {} to {dst} ({e})", ns_words(&from)));
+        };
+        let there = Pkt { src, dst, l4, sport, dport, reply: false };
+        let (at, p) = self.originate(ns, there, w)?;
+        let label = ns_label(&at);
+        let k = w.hops.iter().rposition(|h| !h.reply && h.ns == label);
         let back = Pkt { src: p.dst, dst: p.src, l4, sport: p.dport, dport: p.sport, reply: true };
-        match self.originate(&at, back, &mut nats) {
-            Some((home, p)) => &home == ns && p.dst == src,
-            None => false,
+        let (home, b) = self.originate(&at, back, w)?;
+        if &home != ns || b.dst != src {
+            let lost = format!("answer to {} in {}", b.dst, ns_label(&home));
+            let why = format!(
+                "the answer went to {} ({}), not back to {} ({src})",
+                ns_words(&ns_label(&home)),
+                b.dst,
+                ns_words(&from)
+            );
+            return w.stop(&home, true, lost, why);
         }
+        if let Some(k) = k {
+            w.hops[k].deciding = true;
+        }
+        Some((at, p.dst, p.dport))
     }
 
     /// The addresses of `dev` of the family of `like` (IPv6 link-local ones left out).
@@ -143,13 +270,29 @@ impl Plan {
     }
 
     /// A packet made in `ns` (or a reply sent from there).
-    fn originate(&self, ns: &NsRef, mut p: Pkt, nats: &mut Vec<Nat>) -> Option<(NsRef, Pkt)> {
+    fn originate(&self, ns: &NsRef, mut p: Pkt, w: &mut Walk) -> Option<(NsRef, Pkt)> {
+        let out = if self.is_local(ns, p.dst) { Some("lo".to_string()) } else { self.lookup(ns, p.dst).map(|r| r.0) };
+        w.hop(ns, &p, "OUTPUT", None, out.as_deref());
         if p.reply {
-            p = unnat(ns, p, nats);
+            p = unnat(ns, p, &w.nats);
         } else {
-            p = self.nat(ns, "OUTPUT", p, None, None, nats)?;
+            p = self.nat(ns, "OUTPUT", p, None, out.as_deref(), w)?;
         }
-        self.route_out(ns, p, None, nats, 0)
+        self.route_out(ns, p, None, w, 0)
+    }
+
+    /// The reason a packet with no route stops, as the kernel's trace words it.
+    fn no_route<T>(&self, ns: &NsRef, p: &Pkt, in_dev: Option<&str>, w: &mut Walk) -> Option<T> {
+        let e = "Network is unreachable";
+        let at = ns_words(&ns_label(ns));
+        let (verdict, why) = match in_dev {
+            _ if p.reply => (format!("no route to {}: {e}", p.dst), format!("no route back from {at} to {}", p.dst)),
+            Some(i) => {
+                (e.to_string(), format!("no route from {at} to {} (for a packet from {} in {i}: {e})", p.dst, p.src))
+            }
+            None => (e.to_string(), format!("no route from {at} to {} ({e})", p.dst)),
+        };
+        w.stop(ns, p.reply, verdict, why)
     }
 
     /// Routes a packet out of `ns` (made there when `in_dev` is None, forwarded otherwise).
@@ -158,61 +301,82 @@ impl Plan {
         ns: &NsRef,
         mut p: Pkt,
         in_dev: Option<&str>,
-        nats: &mut Vec<Nat>,
+        w: &mut Walk,
         hops: usize,
     ) -> Option<(NsRef, Pkt)> {
         if hops > MAX_HOPS {
-            return None;
+            let why = format!("a routing loop: more than {MAX_HOPS} hops, the last in {}", ns_words(&ns_label(ns)));
+            return w.stop(ns, p.reply, "loop".into(), why);
         }
         if self.is_local(ns, p.dst) {
             if in_dev.is_none() {
-                self.filter(ns, "OUTPUT", &p, None, Some("lo"))?;
-                self.filter(ns, "INPUT", &p, Some("lo"), None)?;
+                self.filter(ns, "OUTPUT", &p, None, Some("lo"), w)?;
+                w.hop(ns, &p, "PREROUTING", Some("lo"), None);
+                self.filter(ns, "INPUT", &p, Some("lo"), None, w)?;
             }
             return Some((ns.clone(), p));
         }
-        let (dev, nh, _) = self.lookup(ns, p.dst)?;
+        let Some((dev, nh, _)) = self.lookup(ns, p.dst) else { return self.no_route(ns, &p, in_dev, w) };
         if p.src.is_loopback() && !self.route_localnet(ns, &dev, &p) {
-            return None;
+            let why = format!(
+                "dropped as a martian: {} is not routable without route_localnet on {dev} in {}",
+                p.src,
+                ns_words(&ns_label(ns))
+            );
+            let v = format!("martian: {} -> {} out {dev}, route_localnet=0", p.src, p.dst);
+            return w.stop(ns, p.reply, v, why);
         }
         match in_dev {
             Some(i) => {
                 let forwarding = if p.dst.is_ipv6() { "net.ipv6.conf.all.forwarding" } else { "net.ipv4.ip_forward" };
                 if !self.sysctl_is(ns, forwarding, "1") {
-                    return None;
+                    let why = format!("not forwarded: {forwarding} is 0 in {}", ns_words(&ns_label(ns)));
+                    let v = format!("{}=0", forwarding.rsplit('.').next().unwrap_or(forwarding));
+                    return w.stop(ns, p.reply, v, why);
                 }
-                self.filter(ns, "FORWARD", &p, Some(i), Some(&dev))?;
+                self.filter(ns, "FORWARD", &p, Some(i), Some(&dev), w)?;
             }
-            None => self.filter(ns, "OUTPUT", &p, None, Some(&dev))?,
+            None => self.filter(ns, "OUTPUT", &p, None, Some(&dev), w)?,
         }
         if !p.reply {
-            p = self.nat(ns, "POSTROUTING", p, in_dev, Some(&dev), nats)?;
+            p = self.nat(ns, "POSTROUTING", p, in_dev, Some(&dev), w)?;
         }
-        let (rns, rdev, bridged) = self.l2(ns, &dev, nh)?;
+        let Some((rns, rdev, bridged)) = self.l2(ns, &dev, nh) else {
+            let why =
+                format!("no answer; last seen in {} (out {dev}): nothing there has {nh}", ns_words(&ns_label(ns)));
+            return w.stop(ns, p.reply, format!("no neighbour {nh} on {dev}"), why);
+        };
         let nf_call =
             if p.dst.is_ipv6() { "net.bridge.bridge-nf-call-ip6tables" } else { "net.bridge.bridge-nf-call-iptables" };
         for (bns, br) in &bridged {
             if self.sysctl_is(bns, nf_call, "1") {
-                self.filter(bns, "FORWARD", &p, Some(br), Some(br))?;
+                self.filter(bns, "FORWARD", &p, Some(br), Some(br), w)?;
             }
         }
-        self.receive(&rns, &rdev, p, nats, hops + 1)
+        self.receive(&rns, &rdev, p, w, hops + 1)
     }
 
-    fn receive(&self, ns: &NsRef, dev: &str, mut p: Pkt, nats: &mut Vec<Nat>, hops: usize) -> Option<(NsRef, Pkt)> {
+    fn receive(&self, ns: &NsRef, dev: &str, mut p: Pkt, w: &mut Walk, hops: usize) -> Option<(NsRef, Pkt)> {
+        w.hop(ns, &p, "PREROUTING", Some(dev), None);
         if p.reply {
-            p = unnat(ns, p, nats);
+            p = unnat(ns, p, &w.nats);
         } else {
-            p = self.nat(ns, "PREROUTING", p, Some(dev), None, nats)?;
+            p = self.nat(ns, "PREROUTING", p, Some(dev), None, w)?;
         }
         if (p.dst.is_loopback() || p.src.is_loopback()) && !self.route_localnet(ns, dev, &p) {
-            return None;
+            let lo = if p.src.is_loopback() { p.src } else { p.dst };
+            let why = format!(
+                "dropped as a martian: {lo} arriving on {dev} in {} without route_localnet",
+                ns_words(&ns_label(ns))
+            );
+            let v = format!("martian: {} -> {} in {dev}, route_localnet=0", p.src, p.dst);
+            return w.stop(ns, p.reply, v, why);
         }
         if self.is_local(ns, p.dst) {
-            self.filter(ns, "INPUT", &p, Some(dev), None)?;
+            self.filter(ns, "INPUT", &p, Some(dev), None, w)?;
             return Some((ns.clone(), p));
         }
-        self.route_out(ns, p, Some(dev), nats, hops)
+        self.route_out(ns, p, Some(dev), w, hops)
     }
 
     /// Which interface takes a frame sent out of `dev` to `nh`: through veth pairs
@@ -290,55 +454,85 @@ impl Plan {
         None
     }
 
-    /// The filter table's verdict: Some(()) when the packet passes.
-    fn filter(&self, ns: &NsRef, chain: &str, p: &Pkt, i: Option<&str>, o: Option<&str>) -> Option<()> {
-        let policy = self
-            .tables(ns, p)?
-            .get("filter")
-            .and_then(|t| t.chains.iter().find(|c| c.name == chain))
-            .and_then(|c| c.policy.clone());
-        match self.eval(ns, "filter", chain, p, i, o, 0) {
-            Verdict::Drop => None,
-            Verdict::Continue if policy.as_deref() == Some("DROP") => None,
-            _ => Some(()),
+    /// The filter table's verdict: Some(()) when the packet passes. A chain with
+    /// rules or a policy other than ACCEPT shows as a hop.
+    #[allow(clippy::too_many_arguments)]
+    fn filter(&self, ns: &NsRef, chain: &str, p: &Pkt, i: Option<&str>, o: Option<&str>, w: &mut Walk) -> Option<()> {
+        let c = self.tables(ns, p)?.get("filter").and_then(|t| t.chains.iter().find(|c| c.name == chain));
+        let policy = c.and_then(|c| c.policy.clone()).unwrap_or_else(|| "ACCEPT".into());
+        let quiet = c.is_none_or(|c| c.rules.is_empty()) && policy == "ACCEPT";
+        let (v, rule) = self.eval(ns, "filter", chain, p, i, o, 0);
+        let (verdict, pass) = match v {
+            Verdict::Drop(t) => (t, false),
+            Verdict::Continue => (format!("policy {policy}"), policy != "DROP"),
+            _ => ("ACCEPT".to_string(), true),
+        };
+        if quiet {
+            return Some(());
         }
+        let h = w.hop(ns, p, chain, i, o);
+        h.table = Some("filter".into());
+        h.chain = Some(rule.as_ref().map_or(chain.to_string(), |r| r.0.clone()));
+        h.rule = rule.map(|(c, words)| format!("-t filter -A {c} {}", join_words(&words)));
+        h.verdict = verdict;
+        if pass {
+            return Some(());
+        }
+        h.deciding = true;
+        let at = ns_words(&h.ns);
+        let way = if h.reply { " (on the answer's way back)" } else { "" };
+        let why = match &h.rule {
+            None => format!("dropped by the {chain} policy DROP in {at}{way}"),
+            Some(r) => {
+                format!("{} by `iptables {r}` in {at}{way}", if h.verdict == "REJECT" { "rejected" } else { "dropped" })
+            }
+        };
+        if w.why.is_none() {
+            w.why = Some(why);
+        }
+        None
     }
 
-    /// The nat table on a new connection: the packet as it leaves the chain.
-    fn nat(
-        &self,
-        ns: &NsRef,
-        chain: &str,
-        mut p: Pkt,
-        i: Option<&str>,
-        o: Option<&str>,
-        nats: &mut Vec<Nat>,
-    ) -> Option<Pkt> {
-        match self.eval(ns, "nat", chain, &p, i, o, 0) {
+    /// The nat table on a new connection: the packet as it leaves the chain. A rule
+    /// that translates shows as a hop, with the rewrite.
+    fn nat(&self, ns: &NsRef, chain: &str, mut p: Pkt, i: Option<&str>, o: Option<&str>, w: &mut Walk) -> Option<Pkt> {
+        let (v, rule) = self.eval(ns, "nat", chain, &p, i, o, 0);
+        let before = p.clone();
+        let target = match v {
             Verdict::Dnat(to) => {
                 let (ip, port) = parse_to(&to, p.dport)?;
-                nats.push(Nat::Dnat { ns: ns.clone(), from: (p.dst, p.dport), to: (ip, port) });
+                w.nats.push(Nat::Dnat { ns: ns.clone(), from: (p.dst, p.dport), to: (ip, port) });
                 p.dst = ip;
                 p.dport = port;
+                "DNAT"
             }
             Verdict::Snat(to) => {
                 let (ip, _) = parse_to(&to, p.sport)?;
-                nats.push(Nat::Snat { ns: ns.clone(), from: p.src, to: ip });
+                w.nats.push(Nat::Snat { ns: ns.clone(), from: p.src, to: ip });
                 p.src = ip;
+                "SNAT"
             }
             Verdict::Masquerade => {
                 let dev = o?;
                 let (_, nh, _) = self.lookup(ns, p.dst)?;
                 let addrs = self.fam_addrs(ns, dev, p.dst);
                 let ip = addrs.iter().find(|a| a.contains(&nh)).or(addrs.first())?.addr();
-                nats.push(Nat::Snat { ns: ns.clone(), from: p.src, to: ip });
+                w.nats.push(Nat::Snat { ns: ns.clone(), from: p.src, to: ip });
                 p.src = ip;
+                "MASQUERADE"
             }
-            _ => {}
-        }
+            _ => return Some(p),
+        };
+        let h = w.hop(ns, &before, chain, i, o);
+        h.table = Some("nat".into());
+        h.chain = Some(rule.as_ref().map_or(chain.to_string(), |r| r.0.clone()));
+        h.rule = rule.map(|(c, words)| format!("-t nat -A {c} {}", join_words(&words)));
+        h.verdict = target.into();
+        h.rewrite = Some(format!("{} => {}", before.show(), p.show()));
         Some(p)
     }
 
+    /// A chain's verdict for `p`, and the rule that gave it (None: the chain's end).
     #[allow(clippy::too_many_arguments)]
     fn eval(
         &self,
@@ -349,14 +543,14 @@ impl Plan {
         i: Option<&str>,
         o: Option<&str>,
         depth: usize,
-    ) -> Verdict {
+    ) -> (Verdict, Matched) {
         let Some(c) =
             self.tables(ns, p).and_then(|t| t.get(table)).and_then(|t| t.chains.iter().find(|c| c.name == chain))
         else {
-            return Verdict::Continue;
+            return (Verdict::Continue, None);
         };
         if depth > 16 {
-            return Verdict::Continue;
+            return (Verdict::Continue, None);
         }
         for rule in &c.rules {
             let Some((target, opts)) = self.matches(ns, rule, p, i, o) else { continue };
@@ -367,20 +561,21 @@ impl Plan {
                     .cloned()
                     .unwrap_or_default()
             };
-            match target.as_str() {
-                "ACCEPT" => return Verdict::Accept,
-                "DROP" | "REJECT" => return Verdict::Drop,
-                "RETURN" => return Verdict::Continue,
-                "DNAT" => return Verdict::Dnat(opt(&["--to-destination", "--to"])),
-                "SNAT" => return Verdict::Snat(opt(&["--to-source", "--to"])),
-                "MASQUERADE" => return Verdict::Masquerade,
+            let v = match target.as_str() {
+                "ACCEPT" => Verdict::Accept,
+                "DROP" | "REJECT" => Verdict::Drop(target.clone()),
+                "RETURN" => return (Verdict::Continue, None),
+                "DNAT" => Verdict::Dnat(opt(&["--to-destination", "--to"])),
+                "SNAT" => Verdict::Snat(opt(&["--to-source", "--to"])),
+                "MASQUERADE" => Verdict::Masquerade,
                 user => match self.eval(ns, table, user, p, i, o, depth + 1) {
-                    Verdict::Continue => {}
+                    (Verdict::Continue, _) => continue,
                     v => return v,
                 },
-            }
+            };
+            return (v, Some((chain.to_string(), rule.clone())));
         }
-        Verdict::Continue
+        (Verdict::Continue, None)
     }
 
     /// Whether `rule` matches `p`; if so its target and the target's options.
@@ -413,12 +608,13 @@ impl Plan {
                 "-p" | "--protocol" => match arg(k) {
                     "all" | "0" => true,
                     "tcp" | "6" => p.l4 == L4::Tcp,
+                    "udp" | "17" => p.l4 == L4::Udp,
                     "icmp" | "1" => p.l4 == L4::Icmp && p.dst.is_ipv4(),
                     "ipv6-icmp" | "icmpv6" | "58" => p.l4 == L4::Icmp && p.dst.is_ipv6(),
                     _ => false,
                 },
-                "--dport" | "--destination-port" => p.l4 == L4::Tcp && port_in(arg(k), p.dport),
-                "--sport" | "--source-port" => p.l4 == L4::Tcp && port_in(arg(k), p.sport),
+                "--dport" | "--destination-port" => p.l4 != L4::Icmp && port_in(arg(k), p.dport),
+                "--sport" | "--source-port" => p.l4 != L4::Icmp && port_in(arg(k), p.sport),
                 "--dst-type" => addr_type(arg(k), self.is_local(ns, p.dst)),
                 "--src-type" => addr_type(arg(k), self.is_local(ns, p.src)),
                 "--ctstate" | "--state" => arg(k).split(',').any(|s| s == if p.reply { "ESTABLISHED" } else { "NEW" }),

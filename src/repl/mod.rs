@@ -46,6 +46,8 @@ const COMMANDS: &[(&str, &str)] = &[
     (".rollback", "undo every change this session made"),
     (".save FILE", "write the inputs that built the current state as a script"),
     (".load FILE", "run a script into this session"),
+    (".trace NS DST [tcp|udp PORT]", "why a probe from NS gets (or not) to DST: the walk, hop by hop"),
+    (".net", "the topology: its namespaces, with their links, addresses and routes"),
     (".exit", "leave (as Ctrl-D)"),
 ];
 
@@ -492,10 +494,31 @@ impl Repl {
                     self.load(&expand_home(arg));
                 }
             }
+            ".trace" | ".t" => self.trace(arg),
+            ".net" => {
+                print!("{}", self.net());
+                let _ = std::io::stdout().flush();
+            }
             ".exit" | ".quit" | ".q" => return Next::Exit,
             other => eprintln!("unknown command {other}; .help lists the commands"),
         }
         if self.exit.get() { Next::Exit } else { Next::Continue }
+    }
+
+    fn trace(&mut self, arg: &str) {
+        let words: Vec<&str> = arg.split_whitespace().collect();
+        let r = crate::trace::parse_words(&words).and_then(|(ns, dst, proto)| {
+            self.session.borrow_mut().trace(&ns, dst, proto, None, std::time::Duration::from_secs(1))
+        });
+        let interrupted = self.clear_interrupt();
+        match r {
+            Ok(t) => {
+                print!("{t}");
+                let _ = std::io::stdout().flush();
+            }
+            Err(_) if interrupted => eprintln!("interrupted"),
+            Err(e) => eprintln!("error: .trace {arg}: {e}"),
+        }
     }
 
     fn help(&self, arg: &str) {

@@ -54,6 +54,42 @@ impl Repl {
         }
     }
 
+    /// `.net`: each namespace of the topology (the host first), its links (state,
+    /// kind, master, addresses; the kernel's IPv6 link-local ones left out) and its
+    /// routes, as Mininet's `net` / `dump` show a network.
+    pub(super) fn net(&self) -> String {
+        let mut s = self.session.borrow_mut();
+        let mut out = String::new();
+        for ns in s.topology_netns() {
+            out += &format!("{}\n", crate::trace::ns_label(&ns));
+            let links = match s.links(&ns) {
+                Ok(l) => l,
+                Err(e) => {
+                    out += &format!("  ({e})\n");
+                    continue;
+                }
+            };
+            for l in &links {
+                let mut words = vec![if l.up { "up".to_string() } else { "down".to_string() }];
+                words.extend(l.kind.iter().cloned());
+                words.extend(l.master.iter().map(|m| format!("master {m}")));
+                let addrs = l
+                    .addrs
+                    .iter()
+                    .filter(|a| !matches!(a.addr(), std::net::IpAddr::V6(v) if (v.segments()[0] & 0xffc0) == 0xfe80));
+                words.extend(addrs.map(|a| a.to_string()));
+                out += &format!("  {:<15} {}\n", l.name, words.join(" "));
+            }
+            for r in s.backend().routes(&ns).unwrap_or_default() {
+                if r.dest.addr().is_ipv6() && (r.dest.prefix_len() == 8 || r.dest.to_string().starts_with("fe80:")) {
+                    continue; // the kernel's own multicast and link-local routes
+                }
+                out += &format!("  route {r}\n");
+            }
+        }
+        out
+    }
+
     pub(super) fn netns_summary(&self, ns: &NsRef) -> String {
         let links = self.session.borrow_mut().links(ns);
         match links {

@@ -18,7 +18,7 @@ use crate::journal::{Journal, State};
 use crate::model::{NsRef, Route, check_ifname, check_name, check_words};
 use crate::op::{Op, Probe};
 use crate::sys::process::ExecResult;
-use crate::trace::{Proto, Spec, Trace};
+use crate::trace::{Mode, Proto, Spec, Trace};
 
 mod rollback;
 
@@ -905,27 +905,58 @@ impl Session {
             return Err(Error::invalid(format!("trace is IPv4 only ({dst})")));
         }
         let spec = Spec { proto, src, timeout, id: trace_id() };
+        let t = match self.backend.trace_mode() {
+            Mode::Kernel => self.trace_kernel(from, dst, &spec)?,
+            Mode::Model => self.backend.trace(from, dst, &spec, &[])?,
+            Mode::Unavailable(why) => {
+                // The model of what this topology's journal made, on a fresh host.
+                let mut model = crate::plan::Plan::new(&self.mark());
+                for e in self.journal.entries().iter().filter(|e| e.live()) {
+                    let _ = model.apply(&e.op);
+                }
+                let mut t = model.trace(from, dst, &spec, &[])?;
+                t.note = Some(format!(
+                    "{why}; this is the model's explanation (as `netscript plan` gives it), not the kernel's"
+                ));
+                t
+            }
+        };
+        self.note_read(&Probe::Trace { ns: from.clone(), addr: dst, proto }, &t.reason);
+        Ok(t)
+    }
+
+    /// The topology's namespaces: the host, then those it made (and still has), oldest
+    /// first.
+    pub fn topology_netns(&self) -> Vec<NsRef> {
         let mut nss = vec![NsRef::Host];
         for e in self.journal.entries() {
             if let Op::AddNetns { name } = &e.op
                 && e.live()
+                && !nss.contains(&NsRef::named(name.clone()))
             {
                 nss.push(NsRef::named(name.clone()));
             }
         }
+        nss
+    }
+
+    /// A trace from the kernel: each namespace of the topology (the host and those it
+    /// made) gets the probe's trace table for the time of the probe.
+    fn trace_kernel(&mut self, from: &NsRef, dst: IpAddr, spec: &Spec) -> Result<Trace> {
+        let mut nss = self.topology_netns();
         if !nss.contains(from) {
             nss.push(from.clone());
         }
         let mark = self.journal.entries().len();
         let mut res = Ok(());
         for ns in &nss {
-            let on = Op::TraceOn { ns: ns.clone(), proto: proto.name().into(), id: spec.id };
+            let on = Op::TraceOn { ns: ns.clone(), proto: spec.proto.name().into(), id: spec.id };
             res = self.change(on, vec![Op::TraceOff { ns: ns.clone(), id: spec.id }]);
             if res.is_err() {
                 break;
             }
         }
-        let r = res.and_then(|()| self.backend.trace(from, dst, &spec, &nss));
+        let r = res.and_then(|()| self.backend.trace(from, dst, spec, &nss));
         let report = self.undo_since(mark);
         if let Some(f) = report.failures.first() {
             return Err(Error::sys(

@@ -66,6 +66,18 @@ pub enum Source {
     Model,
 }
 
+/// How a back end answers `trace`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// From the kernel: the session puts the trace tables (`Op::TraceOn`) first.
+    Kernel,
+    /// From its own model, with nothing to put in place (the plan).
+    Model,
+    /// It cannot trace, for this reason: the session answers from a model of what
+    /// the topology's journal made, marked as such.
+    Unavailable(String),
+}
+
 /// One step of the walk: a packet met a hook (and a table's chain there) in a
 /// namespace.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -220,6 +232,38 @@ pub fn render_table(ns: &NsRef, proto: &str, id: u16) -> String {
         .join("\n")
 }
 
+/// The words of `netscript trace TOPOLOGY NS DST [tcp|udp PORT]` and the REPL's
+/// `.trace NS DST [tcp|udp PORT]` after the topology: the namespace ("host" or a
+/// name), the destination and the probe.
+pub fn parse_words(words: &[&str]) -> crate::error::Result<(NsRef, IpAddr, Proto)> {
+    use crate::error::Error;
+    let usage = || Error::invalid("usage: NS DST [tcp PORT | udp PORT | icmp] (NS: a namespace, or host)");
+    let (ns, dst, rest) = match words {
+        [ns, dst, rest @ ..] => (*ns, *dst, rest),
+        _ => return Err(usage()),
+    };
+    let ns = if ns == "host" {
+        NsRef::Host
+    } else {
+        crate::model::check_name("namespace", ns)?;
+        NsRef::named(ns)
+    };
+    let dst: IpAddr = dst.parse().map_err(|_| Error::invalid(format!("{dst:?} is not an IP address")))?;
+    let port = |p: &str| -> crate::error::Result<u16> {
+        match p.parse::<u16>() {
+            Ok(0) | Err(_) => Err(Error::invalid(format!("{p:?} is not a port (1-65535)"))),
+            Ok(n) => Ok(n),
+        }
+    };
+    let proto = match rest {
+        [] | ["icmp"] => Proto::Icmp,
+        ["tcp", p] => Proto::Tcp(port(p)?),
+        ["udp", p] => Proto::Udp(port(p)?),
+        _ => return Err(usage()),
+    };
+    Ok((ns, dst, proto))
+}
+
 /// Whether `proto` names a protocol a trace table can match.
 pub fn valid_proto(proto: &str) -> bool {
     matches!(proto, "icmp" | "tcp" | "udp")
@@ -238,5 +282,17 @@ mod tests {
         );
         assert!(r.contains("nft add rule inet netscript_trace_4242 out tcp dport 4242 meta nftrace set 1"));
         assert_eq!(table_commands("icmp", 7).len(), 7);
+    }
+
+    #[test]
+    fn command_words() {
+        let ip: IpAddr = "175.18.0.3".parse().unwrap();
+        assert_eq!(parse_words(&["ns1", "175.18.0.3"]).unwrap(), (NsRef::named("ns1"), ip, Proto::Icmp));
+        assert_eq!(parse_words(&["host", "175.18.0.3", "tcp", "80"]).unwrap(), (NsRef::Host, ip, Proto::Tcp(80)));
+        assert_eq!(parse_words(&["ns1", "175.18.0.3", "udp", "53"]).unwrap().2, Proto::Udp(53));
+        for bad in [&["ns1"][..], &["ns1", "x"], &["ns1", "175.18.0.3", "tcp"], &["ns1", "175.18.0.3", "tcp", "0"]] {
+            assert!(parse_words(bad).is_err(), "{bad:?}");
+        }
+        assert!(parse_words(&["a/b", "175.18.0.3"]).unwrap_err().to_string().contains("a/b"));
     }
 }
