@@ -269,12 +269,6 @@ fn a_plan_run_by_bash_builds_what_a_real_run_builds() {
     let scripts = equivalence_scripts();
     assert!(!scripts.is_empty(), "no example scripts found");
     for s in &scripts {
-        // `trace` is answered from the kernel only, so far: the plan model cannot
-        // trace yet (issue 13), and a script that traces fails under plan.
-        if std::fs::read_to_string(s).is_ok_and(|src| src.contains(":trace(")) {
-            eprintln!("skipped: {}: the plan model cannot answer trace yet", s.display());
-            continue;
-        }
         check_equivalent(s);
     }
 }
