@@ -281,21 +281,28 @@ pub enum Command {
     /// List recorded topologies: name, script, when, how many changes, and whether
     /// anything is missing or changed since.
     Ls {
-        /// Print JSON instead of a table.
-        #[arg(long)]
+        /// Print JSON instead of a table (drift as objects).
+        #[arg(short, long)]
         json: bool,
     },
-    /// Show what a topology owns, grouped by namespace, as the commands that made it.
+    /// Show what a topology owns now, by namespace: links (with their state now),
+    /// addresses, routes, sysctls, firewall policies and rules, processes; and what
+    /// changed behind its back (drift). --log: the history of changes instead.
     Show {
         /// The topology's name (see `netscript ls`).
         #[arg(id = "topology", value_name = "NAME")]
         name: String,
-        /// Print JSON.
-        #[arg(long, conflicts_with = "dot")]
+        /// Print JSON (namespaces are "host" or their name everywhere; drift as objects).
+        #[arg(short, long, conflicts_with = "dot")]
         json: bool,
-        /// Print a Graphviz graph (namespaces as clusters, links, veth pairs, bridges).
+        /// Print a Graphviz graph: namespaces, links with state and addresses, veth
+        /// pairs, bridge ports, routes, NAT and published ports, processes, a legend.
         #[arg(long)]
         dot: bool,
+        /// Print the history instead: every change in effect, in the order it was
+        /// made, as the command that made it.
+        #[arg(long, conflicts_with = "dot")]
+        log: bool,
     },
     /// Write LuaLS annotations for the Lua API (netscript.lua: `---@meta`, classes,
     /// parameter and return types), so editors with lua-language-server complete and

@@ -871,7 +871,8 @@ impl Backend for Kernel {
     }
 
     fn alive(&mut self, pid: u32, start: u64) -> bool {
-        process::start_time(pid) == Some(start)
+        // A zombie (its parent gone, not reaped by whoever inherited it) runs no more.
+        crate::sys::proc::stat(pid).is_some_and(|s| s.start == start && !s.exited())
     }
 
     fn trace(&mut self, from: &NsRef, dst: IpAddr, spec: &Spec, nss: &[NsRef]) -> Result<Trace> {

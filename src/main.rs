@@ -65,7 +65,7 @@ fn main() -> ExitCode {
         Some(Command::Man) => shell::man(),
         Some(Command::Stubs { output }) => stubs::stubs(output),
         Some(Command::Ls { json }) => inspect::ls(&opts(&top), *json),
-        Some(Command::Show { name, json, dot }) => inspect::show(&opts(&top), name, *json, *dot),
+        Some(Command::Show { name, json, dot, log }) => inspect::show(&opts(&top), name, *json, *dot, *log),
         Some(Command::Gc { yes }) => inspect::gc(&opts(&top), *yes),
         Some(Command::Run { opts: o, script, args }) => run::run(&opts(&top.and(o)), script, args),
         Some(Command::Repl { opts: o }) => run::repl(&opts(&top.and(o))),
