@@ -123,4 +123,9 @@ pub trait Backend {
     fn alive(&mut self, _pid: u32, _start: u64) -> bool {
         false
     }
+    /// The error for a link `name` that `ns` does not have, when this back end has
+    /// more to say than "no link named ..." (the plan's model starts with only `lo`).
+    fn no_link_message(&self, _ns: &NsRef, _name: &str) -> Option<String> {
+        None
+    }
 }

@@ -232,6 +232,11 @@ pub enum Command {
         /// The topology's name (default: the script's file stem).
         #[arg(long, value_name = "NAME")]
         name: Option<String>,
+        /// A link the real host has, for scripts that use one (`link.get("eth0")`):
+        /// the model's host namespace starts with only `lo`. It is up, with the
+        /// addresses given (comma-separated) and their connected routes. Repeatable.
+        #[arg(long = "host-link", value_name = "NAME[=ADDR/PREFIX,...]")]
+        host_link: Vec<String>,
         /// The Lua script to plan (see docs/plan.md).
         script: PathBuf,
         /// Arguments for the script (its `arg` table and `...`).

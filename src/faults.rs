@@ -203,6 +203,9 @@ impl<B: Backend> Backend for Faulty<B> {
     fn alive(&mut self, pid: u32, start: u64) -> bool {
         self.inner.alive(pid, start)
     }
+    fn no_link_message(&self, ns: &NsRef, name: &str) -> Option<String> {
+        self.inner.no_link_message(ns, name)
+    }
     fn root_qdisc(&mut self, ns: &NsRef, dev: &str) -> Result<crate::qdisc::RootQdisc> {
         self.inner.root_qdisc(ns, dev)
     }

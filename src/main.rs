@@ -55,10 +55,10 @@ fn main() -> ExitCode {
             );
         }
         Some(Command::Down { name }) => down::down(&opts(&top), name),
-        Some(Command::Plan { undo, name, script, args }) => {
+        Some(Command::Plan { undo, name, host_link, script, args }) => {
             let mut o = opts(&top);
             o.name = name.clone().or(o.name);
-            plan::plan(&o, *undo, script, args)
+            plan::plan(&o, *undo, host_link, script, args)
         }
         Some(Command::Exec { topology, ns, cmd }) => exec::exec(&opts(&top), topology, ns, cmd),
         Some(Command::Completions { shell: sh }) => shell::completions(*sh),

@@ -393,7 +393,11 @@ impl Session {
 
     pub fn link(&mut self, ns: &NsRef, name: &str) -> Result<LinkInfo> {
         self.require_ns(ns)?;
-        self.backend.link(ns, name)?.ok_or_else(|| Error::invalid(format!("no link named \"{name}\" in {ns}")))
+        self.backend.link(ns, name)?.ok_or_else(|| {
+            Error::invalid(
+                self.backend.no_link_message(ns, name).unwrap_or_else(|| format!("no link named \"{name}\" in {ns}")),
+            )
+        })
     }
 
     pub fn links(&mut self, ns: &NsRef) -> Result<Vec<LinkInfo>> {
