@@ -109,6 +109,11 @@ pub struct ScriptOpts {
     /// call is an error naming it (and the run is rolled back).
     #[arg(long)]
     pub safe: bool,
+
+    /// When the topology is already up, take it down first (as `netscript down NAME`),
+    /// then run the script again, in one command.
+    #[arg(long)]
+    pub replace: bool,
 }
 
 impl ScriptOpts {
@@ -120,12 +125,13 @@ impl ScriptOpts {
             ephemeral: self.ephemeral || other.ephemeral,
             name: other.name.clone().or_else(|| self.name.clone()),
             safe: self.safe || other.safe,
+            replace: self.replace || other.replace,
         }
     }
 
     /// Whether any of these options was given.
     pub fn any(&self) -> bool {
-        self.sandbox || self.wait || self.ephemeral || self.safe || self.name.is_some()
+        self.sandbox || self.wait || self.ephemeral || self.safe || self.replace || self.name.is_some()
     }
 }
 
@@ -137,6 +143,7 @@ pub struct RunOpts {
     pub ephemeral: bool,
     pub name: Option<String>,
     pub safe: bool,
+    pub replace: bool,
     pub state_dir: Option<PathBuf>,
     pub iptables: Iptables,
     pub verbose: bool,
@@ -150,6 +157,7 @@ impl RunOpts {
             ephemeral: script.ephemeral,
             name: script.name.clone(),
             safe: script.safe,
+            replace: script.replace,
             state_dir: common.state_dir.clone(),
             iptables: common.iptables,
             verbose: common.verbose,

@@ -40,8 +40,10 @@ fn main() -> ExitCode {
         None if top.wait && !top.sandbox => {
             return usage("--wait needs --sandbox (it keeps the sandbox open after the script)");
         }
-        Some(Command::Plan { .. }) if top.sandbox || top.wait || top.ephemeral => {
-            return usage("--sandbox, --wait and --ephemeral apply to running a script or the REPL, not to plan");
+        Some(Command::Plan { .. }) if top.sandbox || top.wait || top.ephemeral || top.replace => {
+            return usage(
+                "--sandbox, --wait, --ephemeral and --replace apply to running a script or the REPL, not to plan",
+            );
         }
         Some(
             Command::Down { .. }
@@ -51,7 +53,7 @@ fn main() -> ExitCode {
             | Command::Exec { .. },
         ) if top.any() => {
             return usage(
-                "--sandbox, --wait, --ephemeral, --safe and --name apply to running a script or the REPL, not to down / ls / show / gc / exec / completions / man / stubs",
+                "--sandbox, --wait, --ephemeral, --safe, --replace and --name apply to running a script or the REPL, not to down / ls / show / gc / exec / completions / man / stubs",
             );
         }
         Some(Command::Down { name }) => down::down(&opts(&top), name),

@@ -202,3 +202,39 @@ fn one_process_per_name_and_private_state_files() {
     assert!(stderr(&o).contains("does not parse"), "{}", stderr(&o));
     sb.ok("ip link show br0"); // nothing was undone from an untrusted file
 }
+
+/// `--replace`: a topology that is up is taken down (exactly) and the script runs
+/// again, in one command; one that is not up just runs. Not with --sandbox.
+#[test]
+fn replace_takes_the_topology_down_and_runs_the_script_again() {
+    let sb = Sandbox::new();
+    let before = sb.snapshot();
+    let script = script_file(
+        "replaced.lua",
+        "local n = ... or \"a\"\nbridge.add(\"br_\" .. n):addr(\"10.7.0.1/24\"):up()\nsysctl.set(\"net.ipv4.ip_forward\", 1)\n",
+    );
+    sb.run_ok(&["--replace", &script, "a"]); // not up yet: just runs
+    sb.ok("ip link show br_a");
+    let o = sb.netscript_expect(&[&script, "b"], 2, "a second run without --replace");
+    assert!(stderr(&o).contains("(or run again with --replace)"), "{}", stderr(&o));
+    let o = sb.run_ok(&["--replace", &script, "b"]);
+    let err = stderr(&o);
+    assert!(
+        err.contains("--replace: taking topology \"replaced\" down first")
+            && err.contains("down replaced: undid 4 changes"),
+        "{err}"
+    );
+    assert!(sb.sh("ip link show br_a").status.code() != Some(0), "the first run's bridge is gone");
+    assert!(sb.ok("ip -j addr show br_b").contains("\"local\":\"10.7.0.1\""));
+    let ls: serde_json::Value = serde_json::from_str(&stdout(&sb.netscript(&["ls", "--json"]))).unwrap();
+    assert_eq!(ls.as_array().unwrap().len(), 1, "{ls}");
+    assert_eq!(ls[0]["changes"], 4);
+    // The option may follow the script's name too.
+    sb.run_ok(&[&script, "--replace", "c"]);
+    sb.ok("ip link show br_c && ! ip link show br_b 2>/dev/null");
+    let o = sb.netscript_expect(&["--replace", "--sandbox", &script], 2, "--replace with --sandbox");
+    assert!(stderr(&o).contains("a --sandbox run starts from nothing"), "{}", stderr(&o));
+    sb.ok("ip link show br_c");
+    sb.down("replaced");
+    sb.assert_unchanged(&before, "after down");
+}
