@@ -788,6 +788,11 @@ impl Backend for Kernel {
         process::exec(fd, argv, timeout, &cancel)
     }
 
+    fn exec_on_terminal(&mut self, ns: &NsRef, argv: &[String]) -> Result<i32> {
+        let fd = self.fd(ns)?;
+        process::exec_on_terminal(fd, argv)
+    }
+
     fn spawn(&mut self, ns: &NsRef, argv: &[String], mark: &str) -> Result<(u32, u64)> {
         let log = match &self.log_dir {
             // Never through a link; refused when someone else owns it (see state.rs).

@@ -809,6 +809,18 @@ impl Session {
         Ok(r)
     }
 
+    /// Runs a command on the terminal (not captured: interactive programs, the REPL's
+    /// `!ns cmd`); its exit code.
+    pub fn exec_on_terminal(&mut self, ns: &NsRef, argv: &[String]) -> Result<i32> {
+        check_words("argument", argv, true)?;
+        self.settle()?;
+        self.require_ns(ns)?;
+        self.check_interrupt()?;
+        let code = self.backend.exec_on_terminal(ns, argv)?;
+        self.note_read(&Probe::Exec { ns: ns.clone(), cmd: argv.to_vec() }, &format!("exit code {code}"));
+        Ok(code)
+    }
+
     /// Starts a background process; it is stopped on rollback.
     ///
     /// Journal first here too: the entry (with the process's environment mark as its
