@@ -57,6 +57,10 @@ pub fn run(opts: &RunOpts, script: &Path, args: &[String]) -> Result<u8> {
     let signals = install_signals();
     let script_abs = std::fs::canonicalize(script).unwrap_or_else(|_| PathBuf::from(script));
     let opened = open(opts, &topo, &script_abs.display().to_string(), user_ns.is_some(), &signals).map_err(refused)?;
+    if !opts.verbose {
+        // -v prints every change already.
+        opened.session.borrow_mut().observe(Box::new(super::RunProgress::new(&topo)));
+    }
     let failed =
         match run_script(&opened.session, &topo, script, args, &signals.cancel, false, opts.safe.then_some("--safe")) {
             Ok(f) => f,
@@ -68,12 +72,14 @@ pub fn run(opts: &RunOpts, script: &Path, args: &[String]) -> Result<u8> {
         };
 
     if let Some(msg) = failed {
-        eprintln!("netscript: {msg}; rolling back");
+        crate::term::clear_progress();
+        eprintln!("{}", crate::term::paint(crate::term::Paint::Bad, &format!("netscript: {msg}; rolling back")));
         // After a failure, say exactly what was undone.
         let c = opened.rollback("rolled back", true, &signals);
         return Ok(if c == 0 { EXIT_FAILED } else { c });
     }
     if let Some(user_ns) = user_ns.filter(|_| opts.wait) {
+        crate::term::clear_progress();
         eprintln!(
             "netscript: the sandbox is up. From another shell, run a shell in one of its namespaces with:\n  netscript exec {} NS\nor enter the sandbox itself with:\n  {}\nPress Ctrl-C here to roll back and exit.",
             crate::model::shell_quote(&topo),
