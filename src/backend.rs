@@ -87,6 +87,11 @@ pub trait Backend {
     fn fw_chain_exists(&mut self, ns: &NsRef, table: &str, chain: &str) -> Result<bool>;
 
     fn exec(&mut self, ns: &NsRef, argv: &[String], timeout: Option<Duration>) -> Result<ExecResult>;
+    /// Runs a command on this process's terminal (stdin, stdout, stderr not
+    /// captured), for interactive programs; returns its exit code.
+    fn exec_on_terminal(&mut self, _ns: &NsRef, _argv: &[String]) -> Result<i32> {
+        Err(crate::error::Error::invalid(format!("{} cannot run a command on the terminal", self.describe())))
+    }
     /// Starts a background process; returns its pid and start time.
     /// `mark` goes into the process's environment (NETSCRIPT_OWNER), to find it by.
     fn spawn(&mut self, ns: &NsRef, argv: &[String], mark: &str) -> Result<(u32, u64)>;
@@ -126,5 +131,10 @@ pub trait Backend {
     /// Whether the process `pid` that started at `start` still runs.
     fn alive(&mut self, _pid: u32, _start: u64) -> bool {
         false
+    }
+    /// The error for a link `name` that `ns` does not have, when this back end has
+    /// more to say than "no link named ..." (the plan's model starts with only `lo`).
+    fn no_link_message(&self, _ns: &NsRef, _name: &str) -> Option<String> {
+        None
     }
 }

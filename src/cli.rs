@@ -109,6 +109,11 @@ pub struct ScriptOpts {
     /// call is an error naming it (and the run is rolled back).
     #[arg(long)]
     pub safe: bool,
+
+    /// When the topology is already up, take it down first (as `netscript down NAME`),
+    /// then run the script again, in one command.
+    #[arg(long)]
+    pub replace: bool,
 }
 
 impl ScriptOpts {
@@ -120,12 +125,13 @@ impl ScriptOpts {
             ephemeral: self.ephemeral || other.ephemeral,
             name: other.name.clone().or_else(|| self.name.clone()),
             safe: self.safe || other.safe,
+            replace: self.replace || other.replace,
         }
     }
 
     /// Whether any of these options was given.
     pub fn any(&self) -> bool {
-        self.sandbox || self.wait || self.ephemeral || self.safe || self.name.is_some()
+        self.sandbox || self.wait || self.ephemeral || self.safe || self.replace || self.name.is_some()
     }
 }
 
@@ -137,6 +143,7 @@ pub struct RunOpts {
     pub ephemeral: bool,
     pub name: Option<String>,
     pub safe: bool,
+    pub replace: bool,
     pub state_dir: Option<PathBuf>,
     pub iptables: Iptables,
     pub verbose: bool,
@@ -150,6 +157,7 @@ impl RunOpts {
             ephemeral: script.ephemeral,
             name: script.name.clone(),
             safe: script.safe,
+            replace: script.replace,
             state_dir: common.state_dir.clone(),
             iptables: common.iptables,
             verbose: common.verbose,
@@ -232,6 +240,11 @@ pub enum Command {
         /// The topology's name (default: the script's file stem).
         #[arg(long, value_name = "NAME")]
         name: Option<String>,
+        /// A link the real host has, for scripts that use one (`link.get("eth0")`):
+        /// the model's host namespace starts with only `lo`. It is up, with the
+        /// addresses given (comma-separated) and their connected routes. Repeatable.
+        #[arg(long = "host-link", value_name = "NAME[=ADDR/PREFIX,...]")]
+        host_link: Vec<String>,
         /// The Lua script to plan (see docs/plan.md).
         script: PathBuf,
         /// Arguments for the script (its `arg` table and `...`).
@@ -309,21 +322,28 @@ pub enum Command {
     /// List recorded topologies: name, script, when, how many changes, and whether
     /// anything is missing or changed since.
     Ls {
-        /// Print JSON instead of a table.
-        #[arg(long)]
+        /// Print JSON instead of a table (drift as objects).
+        #[arg(short, long)]
         json: bool,
     },
-    /// Show what a topology owns, grouped by namespace, as the commands that made it.
+    /// Show what a topology owns now, by namespace: links (with their state now),
+    /// addresses, routes, sysctls, firewall policies and rules, processes; and what
+    /// changed behind its back (drift). --log: the history of changes instead.
     Show {
         /// The topology's name (see `netscript ls`).
         #[arg(id = "topology", value_name = "NAME")]
         name: String,
-        /// Print JSON.
-        #[arg(long, conflicts_with = "dot")]
+        /// Print JSON (namespaces are "host" or their name everywhere; drift as objects).
+        #[arg(short, long, conflicts_with = "dot")]
         json: bool,
-        /// Print a Graphviz graph (namespaces as clusters, links, veth pairs, bridges).
+        /// Print a Graphviz graph: namespaces, links with state and addresses, veth
+        /// pairs, bridge ports, routes, NAT and published ports, processes, a legend.
         #[arg(long)]
         dot: bool,
+        /// Print the history instead: every change in effect, in the order it was
+        /// made, as the command that made it.
+        #[arg(long, conflicts_with = "dot")]
+        log: bool,
     },
     /// Write LuaLS annotations for the Lua API (netscript.lua: `---@meta`, classes,
     /// parameter and return types), so editors with lua-language-server complete and

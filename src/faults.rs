@@ -203,6 +203,12 @@ impl<B: Backend> Backend for Faulty<B> {
     fn alive(&mut self, pid: u32, start: u64) -> bool {
         self.inner.alive(pid, start)
     }
+    fn exec_on_terminal(&mut self, ns: &NsRef, argv: &[String]) -> Result<i32> {
+        self.inner.exec_on_terminal(ns, argv)
+    }
+    fn no_link_message(&self, ns: &NsRef, name: &str) -> Option<String> {
+        self.inner.no_link_message(ns, name)
+    }
     fn root_qdisc(&mut self, ns: &NsRef, dev: &str) -> Result<crate::qdisc::RootQdisc> {
         self.inner.root_qdisc(ns, dev)
     }

@@ -14,6 +14,11 @@ use crate::op::Op;
 use crate::qdisc::RootQdisc;
 use crate::state::{LockMode, Record, StateDir};
 
+mod dot;
+mod now;
+pub use dot::dot;
+pub use now::{Drift, DriftKind, Now, NsNow, now, short_command};
+
 #[derive(Debug, Serialize)]
 pub struct TopologySummary {
     pub name: String,
@@ -24,7 +29,7 @@ pub struct TopologySummary {
     /// "up", "running" (a netscript process holds it now), or "unreadable".
     pub status: String,
     /// Changes whose effect is missing or altered since the run.
-    pub drift: Vec<String>,
+    pub drift: Vec<Drift>,
     /// What a person should know about the record itself (a last line cut short by
     /// a crash: that change never started).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -70,7 +75,12 @@ pub fn list(base: &Path, backend: &mut dyn Backend) -> Result<Vec<TopologySummar
                 started: 0,
                 changes: 0,
                 status: "unreadable".into(),
-                drift: vec![e.to_string()],
+                drift: vec![Drift {
+                    kind: DriftKind::Unchecked,
+                    ns: String::new(),
+                    command: String::new(),
+                    reason: Some(e.to_string()),
+                }],
                 notes: Vec::new(),
             }),
         }
@@ -81,7 +91,7 @@ pub fn list(base: &Path, backend: &mut dyn Backend) -> Result<Vec<TopologySummar
 /// What of a topology is no longer as its run left it: one line per change whose
 /// effect is missing or altered (checked newest first; an older change to the same
 /// thing is covered by the newer one).
-pub fn drift(journal: &Journal, b: &mut dyn Backend) -> Vec<String> {
+pub fn drift(journal: &Journal, b: &mut dyn Backend) -> Vec<Drift> {
     let mut seen: HashSet<String> = HashSet::new();
     let mut moved_away: HashSet<(NsRef, String)> = HashSet::new();
     let mut out = Vec::new();
@@ -99,18 +109,24 @@ pub fn drift(journal: &Journal, b: &mut dyn Backend) -> Vec<String> {
         if !seen.insert(key) {
             continue;
         }
+        let item = |kind, reason: Option<String>| Drift {
+            kind,
+            ns: e.op.ns().short().to_string(),
+            command: e.op.render(),
+            reason,
+        };
         match not_ours(b, &e, &crate::session::mark_for(&journal.meta.name)) {
             Ok(Some(why)) => {
-                out.push(format!("not ours: {why}; `down` will leave it alone"));
+                out.push(item(DriftKind::NotOurs, Some(why)));
                 continue;
             }
             Ok(None) => {}
-            Err(err) => out.push(format!("cannot check `{}`: {err}", e.op.render())),
+            Err(err) => out.push(item(DriftKind::Unchecked, Some(err.to_string()))),
         }
         match in_place(b, &e.op) {
             Ok(true) => {}
-            Ok(false) => out.push(format!("not in place: {}", e.op.render())),
-            Err(err) => out.push(format!("cannot check `{}`: {err}", e.op.render())),
+            Ok(false) => out.push(item(DriftKind::NotInPlace, None)),
+            Err(err) => out.push(item(DriftKind::Unchecked, Some(err.to_string()))),
         }
     }
     out
@@ -258,6 +274,7 @@ pub struct Owned {
     /// The namespace it is in: "host" or the namespace's name.
     pub ns: String,
     pub command: String,
+    #[serde(skip)]
     pub op: Op,
     /// A value to restore that another topology handed over (a shared host-wide setting).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -284,11 +301,27 @@ impl Shown {
     }
 }
 
-pub fn show(base: &Path, name: &str) -> Result<Shown> {
+fn read(base: &Path, name: &str) -> Result<Journal> {
     crate::model::check_name("topology", name)?;
     let not_up = || Error::invalid(format!("topology \"{name}\" is not up (no record in {})", base.display()));
     let sd = StateDir::open(base, false)?.ok_or_else(not_up)?;
-    let j = sd.read_journal(name)?.ok_or_else(not_up)?;
+    sd.read_journal(name)?.ok_or_else(not_up)
+}
+
+/// What topology `name` owns now (`netscript show`), with its drift.
+pub fn show(base: &Path, name: &str, backend: &mut dyn Backend) -> Result<Now> {
+    let j = read(base, name)?;
+    let mut n = now(&j, backend);
+    n.running = busy(base, name);
+    if !n.running {
+        n.drift = drift(&j, backend);
+    }
+    Ok(n)
+}
+
+/// The history of topology `name`'s changes in effect (`netscript show --log`).
+pub fn log(base: &Path, name: &str) -> Result<Shown> {
+    let j = read(base, name)?;
     let changes = j
         .entries()
         .iter()
@@ -500,124 +533,6 @@ impl Collection {
     }
 }
 
-/// A Graphviz graph of what a topology owns: namespaces as clusters, links as nodes
-/// (labelled with their addresses), veth pairs as edges between their ends, bridge
-/// ports as dashed edges to their bridge.
-pub fn dot(shown: &Shown) -> String {
-    // Replay the owned changes into a picture of the end state.
-    #[derive(Default)]
-    struct Node {
-        kind: &'static str,
-        addrs: Vec<String>,
-        qdisc: Option<String>,
-    }
-    let mut nodes: BTreeMap<(String, String), Node> = BTreeMap::new();
-    let mut nss: std::collections::BTreeSet<String> = Default::default();
-    let mut pairs: Vec<((String, String), (String, String))> = Vec::new();
-    let mut masters: BTreeMap<(String, String), String> = BTreeMap::new();
-    // Links made on top of another (macvlan on its parent, vxlan on its underlay).
-    type Key = (String, String);
-    let mut lowers: Vec<(Key, Key, &'static str)> = Vec::new();
-    let key = |ns: &NsRef, n: &str| (ns.short().to_string(), n.to_string());
-    for op in shown.changes.iter().map(|o| &o.op) {
-        match op {
-            Op::AddNetns { name } => {
-                nss.insert(name.clone());
-            }
-            Op::AddVeth { ns, name, peer, peer_ns } => {
-                nodes.insert(key(ns, name), Node { kind: "veth", ..Default::default() });
-                nodes.insert(key(peer_ns, peer), Node { kind: "veth", ..Default::default() });
-                pairs.push((key(ns, name), key(peer_ns, peer)));
-            }
-            Op::AddBridge { ns, name } => {
-                nodes.insert(key(ns, name), Node { kind: "bridge", ..Default::default() });
-            }
-            Op::AddLink { ns, name, link, from } => {
-                nodes.insert(key(ns, name), Node { kind: link.name(), ..Default::default() });
-                if let Some(p) = link.lower() {
-                    lowers.push((key(ns, name), key(from, p), link.name()));
-                }
-            }
-            Op::SetQdisc { ns, dev, qdisc } => {
-                nodes.entry(key(ns, dev)).or_insert(Node { kind: "link", ..Default::default() }).qdisc =
-                    Some(qdisc.describe());
-            }
-            Op::DelQdisc { ns, dev } => {
-                if let Some(n) = nodes.get_mut(&key(ns, dev)) {
-                    n.qdisc = None;
-                }
-            }
-            Op::AddAddr { ns, dev, addr, .. } => {
-                nodes
-                    .entry(key(ns, dev))
-                    .or_insert(Node { kind: "link", ..Default::default() })
-                    .addrs
-                    .push(addr.to_string());
-            }
-            Op::SetMaster { ns, dev, master: Some(m) } => {
-                masters.insert(key(ns, dev), m.clone());
-            }
-            Op::MoveLink { ns, name, to } => {
-                let (from, dest) = (key(ns, name), key(to, name));
-                if let Some(n) = nodes.remove(&from) {
-                    nodes.insert(dest.clone(), n);
-                }
-                for l in lowers.iter_mut().filter(|l| l.0 == from) {
-                    l.0 = dest.clone();
-                }
-                for p in pairs.iter_mut() {
-                    if p.0 == from {
-                        p.0 = dest.clone();
-                    }
-                    if p.1 == from {
-                        p.1 = dest.clone();
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    let id = |k: &(String, String)| format!("\"{}/{}\"", k.0, k.1);
-    let mut out = format!("graph \"{}\" {{\n  node [shape=box, fontname=\"monospace\"];\n", shown.name);
-    type Members<'a> = Vec<(&'a (String, String), &'a Node)>;
-    let mut by_ns: BTreeMap<String, Members> = BTreeMap::new();
-    for (k, n) in &nodes {
-        by_ns.entry(k.0.clone()).or_default().push((k, n));
-    }
-    for ns in nss.iter().cloned().chain(std::iter::once("host".to_string())) {
-        by_ns.entry(ns).or_default();
-    }
-    for (i, (ns, members)) in by_ns.iter().enumerate() {
-        out += &format!(
-            "  subgraph cluster_{i} {{\n    label=\"{}\";\n",
-            if ns == "host" { "host".to_string() } else { format!("netns {ns}") }
-        );
-        for (k, n) in members {
-            let mut label = k.1.clone();
-            for a in &n.addrs {
-                label += &format!("\\n{a}");
-            }
-            if let Some(q) = &n.qdisc {
-                label += &format!("\\n{}", q.replace('"', "'"));
-            }
-            let shape = if n.kind == "bridge" { ", shape=component" } else { "" };
-            out += &format!("    {} [label=\"{label}\"{shape}];\n", id(k));
-        }
-        out += "  }\n";
-    }
-    for (a, b) in &pairs {
-        out += &format!("  {} -- {} [label=\"veth\"];\n", id(a), id(b));
-    }
-    for (upper, lower, kind) in &lowers {
-        out += &format!("  {} -- {} [style=dotted, label=\"{kind}\"];\n", id(upper), id(lower));
-    }
-    for (port, m) in &masters {
-        out += &format!("  {} -- {} [style=dashed];\n", id(port), id(&(port.0.clone(), m.clone())));
-    }
-    out += "}\n";
-    out
-}
-
 /// Drift, checked without root against the plan back end: a session makes the
 /// changes on the model, then the model is changed behind the journal's back.
 #[cfg(test)]
@@ -650,7 +565,7 @@ mod tests {
 
     fn drift_of(s: &mut Session) -> Vec<String> {
         let j = copy(s.journal());
-        drift(&j, s.backend())
+        drift(&j, s.backend()).iter().map(|d| d.to_string()).collect()
     }
 
     /// Part 1 of the article, shortened: a namespace, a veth into it, addresses,
@@ -747,7 +662,7 @@ mod tests {
         s.undo_last(1);
         let mut j = copy(s.journal());
         j.begin(&Op::AddBridge { ns: H, name: "never".into() }, &[]).unwrap();
-        assert_eq!(drift(&j, s.backend()), Vec::<String>::new());
+        assert_eq!(drift(&j, s.backend()), Vec::<Drift>::new());
         // Moved back behind the script's back: the move is named.
         s.backend().apply(&Op::MoveLink { ns: ns1, name: "br0".into(), to: H }).unwrap();
         assert_eq!(drift_of(&mut s), vec!["not in place: ip link set br0 netns ns1"]);

@@ -788,6 +788,11 @@ impl Backend for Kernel {
         process::exec(fd, argv, timeout, &cancel)
     }
 
+    fn exec_on_terminal(&mut self, ns: &NsRef, argv: &[String]) -> Result<i32> {
+        let fd = self.fd(ns)?;
+        process::exec_on_terminal(fd, argv)
+    }
+
     fn spawn(&mut self, ns: &NsRef, argv: &[String], mark: &str) -> Result<(u32, u64)> {
         let log = match &self.log_dir {
             // Never through a link; refused when someone else owns it (see state.rs).
@@ -871,7 +876,8 @@ impl Backend for Kernel {
     }
 
     fn alive(&mut self, pid: u32, start: u64) -> bool {
-        process::start_time(pid) == Some(start)
+        // A zombie (its parent gone, not reaped by whoever inherited it) runs no more.
+        crate::sys::proc::stat(pid).is_some_and(|s| s.start == start && !s.exited())
     }
 
     fn trace_mode(&mut self) -> trace::Mode {

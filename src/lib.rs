@@ -25,6 +25,7 @@ pub mod sandbox;
 pub mod session;
 pub mod state;
 pub mod sys;
+pub mod term;
 pub mod trace;
 
 pub use error::{Error, Result};

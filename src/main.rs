@@ -40,8 +40,10 @@ fn main() -> ExitCode {
         None if top.wait && !top.sandbox => {
             return usage("--wait needs --sandbox (it keeps the sandbox open after the script)");
         }
-        Some(Command::Plan { .. }) if top.sandbox || top.wait || top.ephemeral => {
-            return usage("--sandbox, --wait and --ephemeral apply to running a script or the REPL, not to plan");
+        Some(Command::Plan { .. }) if top.sandbox || top.wait || top.ephemeral || top.replace => {
+            return usage(
+                "--sandbox, --wait, --ephemeral and --replace apply to running a script or the REPL, not to plan",
+            );
         }
         Some(
             Command::Down { .. }
@@ -52,14 +54,14 @@ fn main() -> ExitCode {
             | Command::Trace { .. },
         ) if top.any() => {
             return usage(
-                "--sandbox, --wait, --ephemeral, --safe and --name apply to running a script or the REPL, not to down / ls / show / gc / exec / trace / completions / man / stubs",
+                "--sandbox, --wait, --ephemeral, --safe, --replace and --name apply to running a script or the REPL, not to down / ls / show / gc / exec / trace / completions / man / stubs",
             );
         }
         Some(Command::Down { name }) => down::down(&opts(&top), name),
-        Some(Command::Plan { undo, name, script, args }) => {
+        Some(Command::Plan { undo, name, host_link, script, args }) => {
             let mut o = opts(&top);
             o.name = name.clone().or(o.name);
-            plan::plan(&o, *undo, script, args)
+            plan::plan(&o, *undo, host_link, script, args)
         }
         Some(Command::Exec { topology, ns, cmd }) => exec::exec(&opts(&top), topology, ns, cmd),
         Some(Command::Trace { topology, ns, dst, probe, json, timeout }) => {
@@ -70,7 +72,7 @@ fn main() -> ExitCode {
         Some(Command::Man) => shell::man(),
         Some(Command::Stubs { output }) => stubs::stubs(output),
         Some(Command::Ls { json }) => inspect::ls(&opts(&top), *json),
-        Some(Command::Show { name, json, dot }) => inspect::show(&opts(&top), name, *json, *dot),
+        Some(Command::Show { name, json, dot, log }) => inspect::show(&opts(&top), name, *json, *dot, *log),
         Some(Command::Gc { yes }) => inspect::gc(&opts(&top), *yes),
         Some(Command::Run { opts: o, script, args }) => run::run(&opts(&top.and(o)), script, args),
         Some(Command::Repl { opts: o }) => run::repl(&opts(&top.and(o))),

@@ -281,7 +281,7 @@ impl Record {
         if let Some(old) = self.existing()? {
             if old.live_count() > 0 {
                 return Err(Error::invalid(format!(
-                    "topology \"{}\" is already up ({}, from {}); take it down first with: {}",
+                    "topology \"{}\" is already up ({}, from {}); take it down first with: {} (or run again with --replace)",
                     self.name,
                     plural(old.live_count(), "change"),
                     if old.meta.script.is_empty() { "an earlier run".to_string() } else { old.meta.script.clone() },

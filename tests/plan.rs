@@ -272,3 +272,47 @@ fn a_plan_run_by_bash_builds_what_a_real_run_builds() {
         check_equivalent(s);
     }
 }
+
+/// A script that uses a link of the real host: plan's model starts with only `lo`,
+/// and says so (not that the host has no eth0) with the way to declare the link.
+#[test]
+fn a_host_link_the_model_lacks_is_explained_and_can_be_declared() {
+    let src = "local e = link.get(\"eth0\")\ne:addr(\"10.9.1.1/24\")\nroute.add(\"10.50.0.0/16\", { via = \"10.9.0.254\" })\n";
+    let (dir, name) = script("uses-eth0.lua", src);
+    let o = plan_in(&dir, &["plan", &name]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("no link named \"eth0\" in plan's model of the host namespace: the model starts with only `lo`"),
+        "{err}"
+    );
+    assert!(err.contains("`netscript plan --host-link eth0 ...`"), "{err}");
+    assert!(!err.contains("no link named \"eth0\" in the host namespace"), "{err}");
+
+    // Declared, with its address: its connected network makes the gateway reachable.
+    let o = plan_in(&dir, &["plan", "--host-link", "eth0=10.9.0.5/24", &name]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("# It assumes the host has: 'eth0=10.9.0.5/24' (--host-link).\n"), "{out}");
+    assert_eq!(
+        body(&out),
+        [
+            "# uses-eth0.lua:2",
+            "ip addr add 10.9.1.1/24 dev eth0",
+            "# uses-eth0.lua:3",
+            "ip route add 10.50.0.0/16 via 10.9.0.254"
+        ]
+    );
+    // Without the address the gateway is on no connected network, as on a real host.
+    let o = plan_in(&dir, &["plan", "--host-link", "eth0", &name]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    // Its undo leaves the declared link (the script did not create it).
+    let out = stdout(&plan_in(&dir, &["plan", "--undo", "--host-link", "eth0=10.9.0.5/24", &name]));
+    assert!(out.contains("ip addr del 10.9.1.1/24 dev eth0") && !out.contains("link del"), "{out}");
+    // Names and addresses are checked before anything runs.
+    for bad in ["bad/x", "eth0=1.2.3.4", "lo", "eth0=10.0.0.1/24,nope"] {
+        let o = plan_in(&dir, &["plan", "--host-link", bad, &name]);
+        assert_eq!(o.status.code(), Some(2), "--host-link {bad}: {}", stderr(&o));
+        assert!(stderr(&o).contains("--host-link"), "{}", stderr(&o));
+    }
+}

@@ -25,13 +25,39 @@ fn ls_show_and_drift() {
     assert_eq!(json[0]["changes"], 20);
     assert_eq!(json[0]["drift"].as_array().unwrap().len(), 1);
 
+    // `show`: what it owns now, by namespace, with the kernel's link state and the drift.
     let out = stdout(&sb.netscript(&["show", "article-part1"]));
+    assert!(out.contains("20 changes in effect, 1 thing changed since (below)"), "{out}");
+    assert!(out.contains("\nnetns ns1:\n  link    lo     existing up\n  link    veth0  veth     up      175.18.0.2/24 peer host/veth_ns_1\n  route   default via 175.18.0.1\n"), "{out}");
+    assert!(out.contains("  link    veth_ns_2  veth     down    master ns_br peer ns2/veth0\n"), "{out}");
+    assert!(out.contains("  link    ns_br      bridge   up      175.18.0.1/24\n"), "{out}");
+    assert!(out.contains("  sysctl  net.ipv4.ip_forward = 1\n"), "{out}");
+    assert!(out.contains("drift:\n  not in place: ip link set veth_ns_2 up\n"), "{out}");
+    let json: serde_json::Value =
+        serde_json::from_str(&stdout(&sb.netscript(&["show", "article-part1", "--json"]))).unwrap();
+    let short: serde_json::Value =
+        serde_json::from_str(&stdout(&sb.netscript(&["show", "-j", "article-part1"]))).unwrap();
+    assert_eq!(json, short, "-j is --json");
+    assert_eq!(
+        json["drift"],
+        serde_json::json!([{"kind": "not_in_place", "ns": "host", "command": "ip link set veth_ns_2 up"}])
+    );
+    let nss: Vec<&str> = json["namespaces"].as_array().unwrap().iter().map(|n| n["ns"].as_str().unwrap()).collect();
+    assert_eq!(nss, ["host", "ns1", "ns2"]);
+    assert_eq!(json["namespaces"][1]["links"][1]["addrs"], serde_json::json!(["175.18.0.2/24"]));
+    assert_eq!(json["namespaces"][1]["links"][1]["peer"], "host/veth_ns_1");
+    assert!(!stdout(&sb.netscript(&["show", "article-part1", "--json"])).contains("null"), "one spelling: \"host\"");
+    let ls: serde_json::Value = serde_json::from_str(&stdout(&sb.netscript(&["ls", "-j"]))).unwrap();
+    assert_eq!(ls[0]["drift"], json["drift"], "ls gives drift as data too");
+    // --log: the history, as commands.
+    let out = stdout(&sb.netscript(&["show", "--log", "article-part1"]));
     assert!(out.contains("ns1:\n    ip netns add ns1"), "{out}");
     assert!(out.contains("host:\n    ip link add ns_br type bridge"), "{out}");
     let json: serde_json::Value =
-        serde_json::from_str(&stdout(&sb.netscript(&["show", "article-part1", "--json"]))).unwrap();
+        serde_json::from_str(&stdout(&sb.netscript(&["show", "article-part1", "--log", "--json"]))).unwrap();
     assert_eq!(json["changes"].as_array().unwrap().len(), 20);
     assert_eq!(json["changes"][0]["command"], "ip link add ns_br type bridge");
+    assert_eq!(json["changes"][0]["ns"], "host");
     let dot = stdout(&sb.netscript(&["show", "article-part1", "--dot"]));
     assert!(dot.starts_with("graph \"article-part1\" {"), "{dot}");
     assert!(
@@ -40,12 +66,65 @@ fn ls_show_and_drift() {
             && dot.contains("label=\"netns ns2\""),
         "{dot}"
     );
+    assert!(dot.contains("\"host/veth_ns_2\" [label=\"veth_ns_2\\nveth\", color=gray, style=dashed]"), "{dot}");
+    assert!(dot.contains("\"ns1/#routes\" [shape=note, label=\"routes\\ldefault via 175.18.0.1\\l\"]"), "{dot}");
+    assert!(dot.contains("subgraph cluster_legend"), "{dot}");
     let o = sb.netscript(&["show", "nope"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("topology \"nope\" is not up"), "{}", stderr(&o));
 
     sb.down("article-part1");
     assert!(stdout(&sb.netscript(&["ls"])).contains("no topologies are up"));
+}
+
+/// The article's whole network: the FORWARD policy was set DROP, ACCEPT, DROP and two
+/// servers run. `show` gives the policy once and each server on one short line; the
+/// history stays under --log.
+#[test]
+fn show_is_what_is_owned_now_and_log_the_history() {
+    let sb = Sandbox::new();
+    let before = sb.snapshot();
+    sb.run_ok(&[concat!(env!("CARGO_MANIFEST_DIR"), "/examples/docker-bridge.lua")]);
+    let out = stdout(&sb.netscript(&["show", "docker-bridge"]));
+    assert_eq!(out.matches("policy  filter FORWARD").count(), 1, "{out}");
+    assert!(out.contains("  policy  filter FORWARD DROP\n"), "{out}");
+    assert_eq!(sb.ok("iptables -S FORWARD | head -1").trim(), "-P FORWARD DROP", "what show says is the kernel's");
+    let procs: Vec<&str> = out.lines().filter(|l| l.starts_with("  process ")).collect();
+    assert_eq!(procs.len(), 2, "{out}");
+    for p in &procs {
+        assert!(p.contains(" running: python3 -c ") && p.ends_with('…') && p.chars().count() < 100, "{p}");
+    }
+    assert!(out.lines().all(|l| l.chars().count() < 200), "no server's source text: {out}");
+    assert!(out.contains("netns ns1:\n  link    veth0  veth     up      175.18.0.2/24 peer host/veth_ns_1\n"), "{out}");
+    let log = stdout(&sb.netscript(&["show", "--log", "docker-bridge"]));
+    let policies: Vec<&str> =
+        log.lines().filter(|l| l.contains("iptables -t filter -P FORWARD")).map(str::trim).collect();
+    assert_eq!(
+        policies,
+        [
+            "iptables -t filter -P FORWARD DROP",
+            "iptables -t filter -P FORWARD ACCEPT",
+            "iptables -t filter -P FORWARD DROP"
+        ]
+    );
+    // A server stopped behind its back: show says so, in text and JSON.
+    let pid = sb.processes("http.server")[0];
+    sb.ok(&format!("kill {pid}"));
+    wait_for(5, "the server stops", || sb.processes("http.server").len() == 1);
+    let out = stdout(&sb.netscript(&["show", "docker-bridge"]));
+    assert!(out.contains(&format!("  process {pid} stopped: python3")), "{out}");
+    let json: serde_json::Value =
+        serde_json::from_str(&stdout(&sb.netscript(&["show", "-j", "docker-bridge"]))).unwrap();
+    let drift = json["drift"].as_array().unwrap();
+    assert!(
+        drift.iter().any(|d| d["kind"] == "not_in_place" && d["command"].as_str().unwrap().contains("python3")),
+        "{drift:?}"
+    );
+    let dot = stdout(&sb.netscript(&["show", "docker-bridge", "--dot"]));
+    assert!(dot.contains("\"host/#nat\" [shape=note, label=\"NAT and published ports\\lmasquerade -s 175.18.0.0/24\\lpublish tcp 8088 → 175.18.0.2:80\\l"), "{dot}");
+    assert!(dot.contains("\"ns1/#pid") && dot.contains("shape=ellipse"), "{dot}");
+    sb.down("docker-bridge");
+    sb.assert_unchanged(&before, "after down");
 }
 
 #[test]
@@ -122,4 +201,40 @@ fn one_process_per_name_and_private_state_files() {
     assert_ne!(o.status.code(), Some(0));
     assert!(stderr(&o).contains("does not parse"), "{}", stderr(&o));
     sb.ok("ip link show br0"); // nothing was undone from an untrusted file
+}
+
+/// `--replace`: a topology that is up is taken down (exactly) and the script runs
+/// again, in one command; one that is not up just runs. Not with --sandbox.
+#[test]
+fn replace_takes_the_topology_down_and_runs_the_script_again() {
+    let sb = Sandbox::new();
+    let before = sb.snapshot();
+    let script = script_file(
+        "replaced.lua",
+        "local n = ... or \"a\"\nbridge.add(\"br_\" .. n):addr(\"10.7.0.1/24\"):up()\nsysctl.set(\"net.ipv4.ip_forward\", 1)\n",
+    );
+    sb.run_ok(&["--replace", &script, "a"]); // not up yet: just runs
+    sb.ok("ip link show br_a");
+    let o = sb.netscript_expect(&[&script, "b"], 2, "a second run without --replace");
+    assert!(stderr(&o).contains("(or run again with --replace)"), "{}", stderr(&o));
+    let o = sb.run_ok(&["--replace", &script, "b"]);
+    let err = stderr(&o);
+    assert!(
+        err.contains("--replace: taking topology \"replaced\" down first")
+            && err.contains("down replaced: undid 4 changes"),
+        "{err}"
+    );
+    assert!(sb.sh("ip link show br_a").status.code() != Some(0), "the first run's bridge is gone");
+    assert!(sb.ok("ip -j addr show br_b").contains("\"local\":\"10.7.0.1\""));
+    let ls: serde_json::Value = serde_json::from_str(&stdout(&sb.netscript(&["ls", "--json"]))).unwrap();
+    assert_eq!(ls.as_array().unwrap().len(), 1, "{ls}");
+    assert_eq!(ls[0]["changes"], 4);
+    // The option may follow the script's name too.
+    sb.run_ok(&[&script, "--replace", "c"]);
+    sb.ok("ip link show br_c && ! ip link show br_b 2>/dev/null");
+    let o = sb.netscript_expect(&["--replace", "--sandbox", &script], 2, "--replace with --sandbox");
+    assert!(stderr(&o).contains("a --sandbox run starts from nothing"), "{}", stderr(&o));
+    sb.ok("ip link show br_c");
+    sb.down("replaced");
+    sb.assert_unchanged(&before, "after down");
 }

@@ -402,3 +402,30 @@ fn net_and_trace_show_the_topology_and_a_probe() {
     // The traces' temporary tables (one per namespace, each trace) were undone at once.
     assert!(out.contains("  9  iptables -t filter -P INPUT ACCEPT\n(4 undone changes not shown)"), "{out}");
 }
+
+/// `!ns cmd` on a terminal gives the command the terminal: an interactive shell in
+/// the namespace reads what is typed (it used to get no input and return at once),
+/// and the REPL gets its prompt back afterwards.
+#[test]
+fn bang_gives_an_interactive_program_the_terminal() {
+    let h = home("bang-tty");
+    let mut cmd = Command::new(BIN);
+    cmd.args(["repl", "--sandbox"]);
+    let mut p = start(cmd, &h);
+    say(&mut p, "local ns1 = netns.add(\"ns1\"); veth.add(\"inside0\", \"outside0\", {ns = ns1})");
+    // A shell with no script: it runs until it reads `exit` from the terminal.
+    p.send_line("!ns1 PS1='ns1-shell$ ' sh -i").unwrap();
+    p.exp_string("ns1-shell$ ").expect("an interactive shell prompt in ns1");
+    p.send_line("tty; read x; echo \"got-$x\"").unwrap();
+    p.exp_string("/dev/pts/").expect("the shell's stdin is the terminal");
+    p.send_line("hello").unwrap();
+    p.exp_string("got-hello").expect("the shell read a typed line");
+    p.exp_string("ns1-shell$ ").unwrap();
+    p.send_line("ip -br link show inside0 && exit 7").unwrap();
+    let out = plain(&p.exp_string(PROMPT).expect("the REPL's prompt after the shell exits"));
+    assert!(out.contains("inside0") && out.contains("(exit code 7)"), "the shell ran in ns1: {out}");
+    // The REPL reads the terminal again.
+    assert!(say(&mut p, "1+41").contains("42"));
+    p.send_line(".exit").unwrap();
+    let _ = p.exp_eof();
+}

@@ -311,7 +311,7 @@ fn the_last_topology_down_restores_shared_host_settings() {
     assert!(out.contains("holds net.ipv4.ip_forward=0 for topology \"a\""), "{out}");
     assert!(out.contains("holds the policy ACCEPT of filter FORWARD for topology \"a\""), "{out}");
     let out = stdout(&sb.netscript(&["show", "b"]));
-    assert!(out.contains("sysctl -w net.ipv4.ip_forward=1\n        # holds net.ipv4.ip_forward=0"), "{out}");
+    assert!(out.contains("  sysctl  net.ipv4.ip_forward = 1\n          # holds net.ipv4.ip_forward=0"), "{out}");
     let o = sb.netscript(&["down", "b"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert_same(&before, &sb.snapshot(), "after both went down (A first)");

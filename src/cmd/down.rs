@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use super::{EXIT_ROLLBACK_INCOMPLETE, finishing_notice, firewall, install_signals, print_report, state_base};
+use super::{EXIT_ROLLBACK_INCOMPLETE, firewall, install_signals, print_report, state_base};
 use crate::cli::RunOpts;
 use crate::error::Result;
 use crate::kernel::Kernel;
@@ -30,7 +30,7 @@ pub fn down(opts: &RunOpts, name: &str) -> Result<u8> {
     let started = journal.meta.started_at();
     let mut session = Session::new(Box::new(kernel), journal, name, Arc::new(AtomicBool::new(false)));
     session.set_handover(super::handover(opts, name, started));
-    let report = session.rollback_with(finishing_notice(&signals));
+    let report = session.rollback_with(super::rollback_tick(&signals, format!("down {name}")));
     print_report(&format!("down {name}"), &report, opts.verbose);
     if report.complete() {
         let _ = record.remove();

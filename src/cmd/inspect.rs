@@ -9,6 +9,7 @@ use super::{EXIT_ROLLBACK_INCOMPLETE, firewall, state_base};
 use crate::cli::RunOpts;
 use crate::error::Result;
 use crate::kernel::Kernel;
+use crate::model::{plural, shell_quote};
 
 fn inspector(opts: &RunOpts) -> Result<Kernel> {
     Kernel::new(String::new(), firewall(opts)?, Arc::new(AtomicBool::new(false)))
@@ -39,21 +40,26 @@ pub fn ls(opts: &RunOpts, json: bool) -> Result<u8> {
     for t in &list {
         let status = if t.drift.is_empty() { t.status.clone() } else { format!("drift({})", t.drift.len()) };
         println!("{:<20} {:>7} {:<10} {:<12} {}", t.name, t.changes, status, when(t.started), t.script);
-        for d in t.drift.iter().chain(&t.notes) {
+        for d in t.drift.iter().map(|d| d.to_string()).chain(t.notes.iter().cloned()) {
             println!("    {d}");
         }
     }
     Ok(0)
 }
 
-pub fn show(opts: &RunOpts, name: &str, json: bool, dot: bool) -> Result<u8> {
-    let shown = crate::inspect::show(&state_base(opts), name)?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&shown).expect("serializes"));
-    } else if dot {
-        print!("{}", crate::inspect::dot(&shown));
-    } else {
-        println!("topology {} (from {}, {})", shown.name, shown.script, when(shown.started));
+pub fn show(opts: &RunOpts, name: &str, json: bool, dot: bool, log: bool) -> Result<u8> {
+    if log {
+        let shown = crate::inspect::log(&state_base(opts), name)?;
+        if json {
+            println!("{}", serde_json::to_string_pretty(&shown).expect("serializes"));
+            return Ok(0);
+        }
+        println!(
+            "topology {} (from {}, {}): the changes in effect, in order",
+            shown.name,
+            shown.script,
+            when(shown.started)
+        );
         for (ns, owned) in shown.by_namespace() {
             println!("{ns}:");
             for o in owned {
@@ -63,8 +69,105 @@ pub fn show(opts: &RunOpts, name: &str, json: bool, dot: bool) -> Result<u8> {
                 }
             }
         }
+        return Ok(0);
+    }
+    let mut k = inspector(opts)?;
+    let now = crate::inspect::show(&state_base(opts), name, &mut k)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&now).expect("serializes"));
+    } else if dot {
+        print!("{}", crate::inspect::dot(&now));
+    } else {
+        print!("{}", text(&now));
     }
     Ok(0)
+}
+
+/// `show`'s text: one block per namespace, one line per thing owned.
+fn text(now: &crate::inspect::Now) -> String {
+    use std::fmt::Write;
+    let mut o = String::new();
+    let drift = if now.running {
+        "a netscript process is changing it now".to_string()
+    } else if now.drift.is_empty() {
+        "as its run left it".to_string()
+    } else {
+        format!("{} changed since (below)", plural(now.drift.len(), "thing"))
+    };
+    let _ = writeln!(
+        o,
+        "topology {} (from {}, {}): {} in effect, {drift}; the history: netscript show --log {}",
+        now.name,
+        now.script,
+        when(now.started),
+        plural(now.changes, "change"),
+        shell_quote(&now.name)
+    );
+    for n in &now.namespaces {
+        let what = match (n.ns.as_str(), n.created) {
+            ("host", _) => "host:".to_string(),
+            (_, true) => format!("netns {}:", n.ns),
+            (_, false) => format!("netns {} (not created by this topology):", n.ns),
+        };
+        let _ = writeln!(o, "{what}");
+        let width = n.links.iter().map(|l| l.name.len()).max().unwrap_or(0);
+        for l in &n.links {
+            let mut line = format!("  link    {:<width$}  {:<8} {:<7}", l.name, l.kind, l.state);
+            if !l.addrs.is_empty() {
+                line += &format!(" {}", l.addrs.join(" "));
+            }
+            for (k, v) in [("master", &l.master), ("peer", &l.peer), ("on", &l.lower)] {
+                if let Some(v) = v {
+                    line += &format!(" {k} {v}");
+                }
+            }
+            if let Some(m) = l.mtu {
+                line += &format!(" mtu {m}");
+            }
+            if let Some(q) = &l.qdisc {
+                line += &format!(" qdisc {q}");
+            }
+            for x in &l.options {
+                line += &format!(" {x}");
+            }
+            let _ = writeln!(o, "{}", line.trim_end());
+        }
+        for r in &n.routes {
+            let _ = writeln!(o, "  route   {r}");
+        }
+        for s in &n.sysctls {
+            let _ = writeln!(o, "  sysctl  {} = {}", s.key, s.value);
+            if let Some(note) = &s.note {
+                let _ = writeln!(o, "          # {note}");
+            }
+        }
+        for p in &n.policies {
+            let _ = writeln!(o, "  policy  {} {} {}", p.table, p.chain, p.policy);
+            if let Some(note) = &p.note {
+                let _ = writeln!(o, "          # {note}");
+            }
+        }
+        for c in &n.chains {
+            let _ = writeln!(o, "  chain   {} {}", c.table, c.chain);
+        }
+        for r in &n.rules {
+            let _ = writeln!(o, "  rule    {} {} {}", r.table, r.chain, r.rule);
+        }
+        for p in &n.processes {
+            let state = if p.running { "running" } else { "stopped" };
+            let _ = writeln!(o, "  process {} {state}: {}", p.pid, p.command);
+        }
+    }
+    if !now.drift.is_empty() {
+        let _ = writeln!(o, "drift:");
+        for d in &now.drift {
+            let _ = writeln!(o, "  {d}");
+        }
+    }
+    for n in &now.notes {
+        let _ = writeln!(o, "note: {n}");
+    }
+    o
 }
 
 pub fn gc(opts: &RunOpts, yes: bool) -> Result<u8> {

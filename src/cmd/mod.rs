@@ -32,6 +32,7 @@ use crate::model::plural;
 use crate::op::Op;
 use crate::session::{Observer, RollbackReport, Session, mark_for};
 use crate::state::{Record, default_state_dir};
+use crate::term::{self, Paint};
 
 pub const EXIT_FAILED: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
@@ -43,7 +44,8 @@ pub fn exit_code(r: Result<u8>) -> u8 {
     match r {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("netscript: {e}");
+            term::clear_progress();
+            eprintln!("{}", term::paint(Paint::Bad, &format!("netscript: {e}")));
             if matches!(e, Error::Invalid(_)) { EXIT_USAGE } else { EXIT_FAILED }
         }
     }
@@ -93,6 +95,7 @@ pub fn run_script(
 ) -> Result<Option<String>> {
     let lua = lua::new_lua(session.clone(), topo, Some(script), args, cancel.clone())
         .and_then(|l| if output_to_stderr { lua::output_to_stderr(&l).map(|()| l) } else { Ok(l) })
+        .and_then(|l| if term::stderr_is_terminal() { clear_before_output(&l).map(|()| l) } else { Ok(l) })
         .and_then(|l| restricted.map_or(Ok(()), |who| lua::restrict::restrict(&l, who)).map(|()| l))
         .map_err(|e| Error::sys(format!("cannot start Lua: {e}"), None))?;
     // An unreadable script or a syntax error: refused, nothing of it ran.
@@ -101,6 +104,69 @@ pub fn run_script(
     drop(chunk);
     drop(lua);
     Ok(lua::failure(&result, cancel.load(Ordering::SeqCst)))
+}
+
+/// What the script prints goes on a line of its own: the progress line (on a
+/// terminal) is removed first.
+fn clear_before_output(lua: &mlua::Lua) -> mlua::Result<()> {
+    let clear = lua.create_function(|_, ()| {
+        term::clear_progress();
+        Ok(())
+    })?;
+    lua.load(
+        "local clear, print0, write0 = ...
+         print = function(...) clear() return print0(...) end
+         io.write = function(...) clear() return write0(...) end",
+    )
+    .call::<()>((
+        clear,
+        lua.globals().get::<mlua::Function>("print")?,
+        lua.load("return io.write").eval::<mlua::Function>()?,
+    ))
+}
+
+/// A run's progress line (on a terminal, after a second): how many changes so far,
+/// where in the script, and the change, as its command.
+pub struct RunProgress {
+    line: term::Progress,
+    topo: String,
+    changes: usize,
+    origin: String,
+}
+
+impl RunProgress {
+    pub fn new(topo: &str) -> RunProgress {
+        RunProgress { line: term::Progress::new(true), topo: topo.to_string(), changes: 0, origin: String::new() }
+    }
+}
+
+impl Observer for RunProgress {
+    fn change(&mut self, op: &Op) {
+        self.changes += 1;
+        let (n, secs, topo, origin) = (self.changes, self.line.secs(), &self.topo, &self.origin);
+        self.line.show(|| format!("netscript: {topo}: {}, {secs:.0}s{origin}: {}", plural(n, "change"), op.render()));
+    }
+    fn origin(&mut self, origin: &dyn Fn() -> String) {
+        if self.line.due() {
+            // The script's file name and line (its directory would fill the line).
+            let o = origin();
+            let short = o.rsplit('/').next().unwrap_or(&o);
+            self.origin = if short.is_empty() { String::new() } else { format!(", {short}") };
+        }
+    }
+}
+
+/// The tick of a rollback: the progress line (on a terminal, after a second: how
+/// many changes are left to undo) and the notice of `finishing_notice`.
+pub fn rollback_tick<'a>(signals: &'a Signals, what: String) -> impl FnMut(usize) + 'a {
+    let mut notice = finishing_notice(signals);
+    let mut line = term::Progress::new(true);
+    let mut total = None;
+    move |left| {
+        let total = *total.get_or_insert(left);
+        line.show(|| format!("netscript: {what}: undoing, {left} of {} left", plural(total, "change")));
+        notice(left);
+    }
 }
 
 /// SIGINT / SIGTERM: `cancel` stops the script; `count` tells a second Ctrl-C
@@ -133,6 +199,7 @@ pub fn finishing_notice(signals: &Signals) -> impl FnMut(usize) + '_ {
     let mut told = false;
     move |left| {
         if !told && signals.count.load(Ordering::SeqCst) > at_start {
+            term::clear_progress();
             eprintln!("netscript: interrupted again; finishing the rollback first ({left} changes left to undo)");
             told = true;
         }
@@ -142,6 +209,7 @@ pub fn finishing_notice(signals: &Signals) -> impl FnMut(usize) + '_ {
 /// Prints a rollback's outcome: the count, each failure, and (`list`, or when
 /// something failed) every command that ran.
 pub fn print_report(what: &str, r: &RollbackReport, list: bool) {
+    term::clear_progress();
     if list || !r.complete() {
         for u in &r.undone {
             eprintln!("  undone: {u}");
@@ -157,7 +225,10 @@ pub fn print_report(what: &str, r: &RollbackReport, list: bool) {
         eprintln!("netscript: {l}");
     }
     for f in &r.failures {
-        eprintln!("netscript: could not undo `{}`: {}", f.undo.render(), f.error);
+        eprintln!(
+            "{}",
+            term::paint(Paint::Bad, &format!("netscript: could not undo `{}`: {}", f.undo.render(), f.error))
+        );
     }
 }
 
@@ -251,7 +322,7 @@ impl Opened {
     pub fn rollback(self, why: &str, list: bool, signals: &Signals) -> u8 {
         // A signal has done its work by now; the rollback must not be cut short.
         signals.cancel.store(false, Ordering::SeqCst);
-        let report = self.session.borrow_mut().rollback_with(finishing_notice(signals));
+        let report = self.session.borrow_mut().rollback_with(rollback_tick(signals, self.topo.clone()));
         print_report(why, &report, list);
         if report.complete() {
             let _ = self.record.remove();
@@ -272,12 +343,14 @@ impl Opened {
         if n == 0 {
             let _ = self.record.remove();
         } else {
-            eprintln!(
+            term::clear_progress();
+            let msg = format!(
                 "netscript: topology \"{}\" is up ({} still in place). Take it down with: {}",
                 self.topo,
                 plural(n, "change"),
                 down_command(opts, &self.topo)
             );
+            eprintln!("{}", term::paint(Paint::Good, &msg));
         }
         0
     }

@@ -16,9 +16,8 @@ use crate::model::shell_quote;
 use crate::plan::{Plan, RecordingRef};
 use crate::session::{Session, mark_for};
 
-/// A session over a fresh plan model (a host with only `lo`), with what it records.
-fn model_session(topo: &str, script: &Path) -> (SessionRef, RecordingRef, Arc<AtomicBool>) {
-    let model = Plan::new(&mark_for(topo));
+/// A session over a plan model (fresh: a host with only `lo`), with what it records.
+fn model_session(model: Plan, topo: &str, script: &Path) -> (SessionRef, RecordingRef, Arc<AtomicBool>) {
     let rec = model.recording();
     let recorder = model.recorder();
     let journal =
@@ -32,7 +31,7 @@ fn model_session(topo: &str, script: &Path) -> (SessionRef, RecordingRef, Arc<At
 /// Whether `script` runs to its end under the plan model, quietly (what it prints is
 /// dropped); the reason when it does not. The REPL's `.save` checks what it wrote.
 pub fn runs_under_plan(topo: &str, script: &Path) -> Result<Option<String>> {
-    let (session, _rec, cancel) = model_session(topo, script);
+    let (session, _rec, cancel) = model_session(Plan::new(&mark_for(topo)), topo, script);
     let lua = lua::new_lua(session, topo, Some(script), &[], cancel.clone())
         .and_then(|l| l.load("print = function() end; io.write = function() return io end").exec().map(|()| l))
         .and_then(|l| lua::restrict::restrict(&l, "plan").map(|()| l))
@@ -44,9 +43,16 @@ pub fn runs_under_plan(topo: &str, script: &Path) -> Result<Option<String>> {
 
 /// `netscript plan`: the script against a model of the system; prints the commands.
 /// Needs no root and touches nothing (no sandbox, no kernel, no state dir).
-pub fn plan(opts: &RunOpts, undo: bool, script: &Path, args: &[String]) -> Result<u8> {
+pub fn plan(opts: &RunOpts, undo: bool, host_links: &[String], script: &Path, args: &[String]) -> Result<u8> {
     let topo = check_script(opts, script)?;
-    let (session, rec, cancel) = model_session(&topo, script);
+    let mut model = Plan::new(&mark_for(&topo));
+    let mut declared = Vec::new();
+    for spec in host_links {
+        let (name, addrs) = parse_host_link(spec)?;
+        model.declare_host_link(&name, &addrs)?;
+        declared.push(spec.clone());
+    }
+    let (session, rec, cancel) = model_session(model, &topo, script);
     if let Some(msg) = run_script(&session, &topo, script, args, &cancel, true, Some("plan"))? {
         eprintln!("netscript: {msg}");
         let n = session.borrow().journal().live_count();
@@ -63,6 +69,13 @@ pub fn plan(opts: &RunOpts, undo: bool, script: &Path, args: &[String]) -> Resul
         ),
         "Run as root. Ownership marks (link alias, route protocol 78) are left out.".to_string(),
     ];
+    let mut header = header;
+    if !declared.is_empty() {
+        header.push(format!(
+            "It assumes the host has: {} (--host-link).",
+            declared.iter().map(|d| shell_quote(d)).collect::<Vec<_>>().join(" ")
+        ));
+    }
     if undo {
         rec.borrow_mut().steps.clear();
         let report = session.borrow_mut().rollback();
@@ -72,4 +85,24 @@ pub fn plan(opts: &RunOpts, undo: bool, script: &Path, args: &[String]) -> Resul
     }
     print!("{}", rec.borrow().script(&header));
     Ok(0)
+}
+
+/// `--host-link NAME[=ADDR/PREFIX,...]`: the link's name and addresses.
+fn parse_host_link(spec: &str) -> Result<(String, Vec<ipnet::IpNet>)> {
+    let (name, addrs) = spec.split_once('=').unwrap_or((spec, ""));
+    crate::model::check_ifname(name).map_err(|e| Error::invalid(format!("--host-link {}: {e}", shell_quote(spec))))?;
+    let addrs = addrs
+        .split(',')
+        .filter(|a| !a.is_empty())
+        .map(|a| {
+            a.parse().map_err(|_| {
+                Error::invalid(format!(
+                    "--host-link {}: {} is not an address with a prefix (ADDR/PREFIX)",
+                    shell_quote(spec),
+                    shell_quote(a)
+                ))
+            })
+        })
+        .collect::<Result<_>>()?;
+    Ok((name.to_string(), addrs))
 }

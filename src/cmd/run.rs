@@ -35,6 +35,21 @@ fn can_admin_network() -> bool {
 pub fn run(opts: &RunOpts, script: &Path, args: &[String]) -> Result<u8> {
     let topo = check_script(opts, script)?;
     check_privileges(opts)?;
+    if opts.replace {
+        if opts.sandbox {
+            return Err(Error::invalid(
+                "--replace takes down a topology that is up on this machine; a --sandbox run starts from nothing \
+                 (leave out one of them); nothing was changed",
+            ));
+        }
+        let c = replace(opts, &topo)?;
+        if c != 0 {
+            eprintln!(
+                "netscript: --replace: topology \"{topo}\" could not be taken down completely; the script was not run again"
+            );
+            return Ok(c);
+        }
+    }
     // For `netscript exec` from another shell (written before the sandbox hides /run).
     let _pointer = if opts.sandbox && opts.wait { Some(super::exec::announce_sandbox(&topo)?) } else { None };
     // First, while single-threaded.
@@ -42,6 +57,10 @@ pub fn run(opts: &RunOpts, script: &Path, args: &[String]) -> Result<u8> {
     let signals = install_signals();
     let script_abs = std::fs::canonicalize(script).unwrap_or_else(|_| PathBuf::from(script));
     let opened = open(opts, &topo, &script_abs.display().to_string(), user_ns.is_some(), &signals).map_err(refused)?;
+    if !opts.verbose {
+        // -v prints every change already.
+        opened.session.borrow_mut().observe(Box::new(super::RunProgress::new(&topo)));
+    }
     let failed =
         match run_script(&opened.session, &topo, script, args, &signals.cancel, false, opts.safe.then_some("--safe")) {
             Ok(f) => f,
@@ -53,12 +72,14 @@ pub fn run(opts: &RunOpts, script: &Path, args: &[String]) -> Result<u8> {
         };
 
     if let Some(msg) = failed {
-        eprintln!("netscript: {msg}; rolling back");
+        crate::term::clear_progress();
+        eprintln!("{}", crate::term::paint(crate::term::Paint::Bad, &format!("netscript: {msg}; rolling back")));
         // After a failure, say exactly what was undone.
         let c = opened.rollback("rolled back", true, &signals);
         return Ok(if c == 0 { EXIT_FAILED } else { c });
     }
     if let Some(user_ns) = user_ns.filter(|_| opts.wait) {
+        crate::term::clear_progress();
         eprintln!(
             "netscript: the sandbox is up. From another shell, run a shell in one of its namespaces with:\n  netscript exec {} NS\nor enter the sandbox itself with:\n  {}\nPress Ctrl-C here to roll back and exit.",
             crate::model::shell_quote(&topo),
@@ -71,8 +92,23 @@ pub fn run(opts: &RunOpts, script: &Path, args: &[String]) -> Result<u8> {
     Ok(opened.finish(opts, &signals))
 }
 
+/// `--replace`: takes topology `topo` down when it is up, before the run; the exit
+/// code of that (0: done, or it was not up).
+fn replace(opts: &RunOpts, topo: &str) -> Result<u8> {
+    let base = super::state_base(opts);
+    let up = crate::state::StateDir::open(&base, false)?.map(|s| s.has_record(topo)).transpose()?.unwrap_or(false);
+    if !up {
+        return Ok(0);
+    }
+    eprintln!("netscript: --replace: taking topology \"{topo}\" down first");
+    super::down::down(opts, topo)
+}
+
 /// The interactive REPL (src/repl); the sandbox first, while single-threaded.
 pub fn repl(opts: &RunOpts) -> Result<u8> {
+    if opts.replace {
+        return Err(Error::invalid("--replace applies to running a script, not to the REPL"));
+    }
     check_privileges(opts)?;
     let user_ns = if opts.sandbox { Some(sandbox::enter()?) } else { None };
     let signals = install_signals();

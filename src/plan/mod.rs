@@ -22,6 +22,7 @@ use std::net::IpAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
+use ipnet::IpNet;
 use nix::errno::Errno;
 
 use crate::backend::{Backend, LinkInfo};
@@ -46,6 +47,11 @@ pub struct Plan {
     next_pid: u32,
     /// Processes the script started: the plan's made-up pid and the command.
     spawned: Vec<(u32, String, NsRef)>,
+    /// The links declared with --host-link (first), and those the script made in
+    /// (or moved to) the host namespace.
+    declared: Vec<String>,
+    /// How many of `declared` came from --host-link.
+    host_links: usize,
 }
 
 impl Plan {
@@ -58,7 +64,15 @@ impl Plan {
         lo.addrs = vec!["127.0.0.1/8".parse().unwrap(), "::1/128".parse().unwrap()];
         let mut nss = BTreeMap::new();
         nss.insert(NsRef::Host, host);
-        Plan { mark: mark.into(), nss, rec: Rc::default(), next_pid: 10000, spawned: Vec::new() }
+        Plan {
+            mark: mark.into(),
+            nss,
+            rec: Rc::default(),
+            next_pid: 10000,
+            spawned: Vec::new(),
+            declared: Vec::new(),
+            host_links: 0,
+        }
     }
 
     /// What this plan records (shared: the session owns the plan itself).
@@ -72,6 +86,26 @@ impl Plan {
         Box::new(Recorder(self.rec.clone()))
     }
 
+    /// Declares a link the real host has (`netscript plan --host-link NAME[=ADDR,...]`):
+    /// it is in the model's host namespace, up, with `addrs` and their connected
+    /// routes, not created by the script (no mark; a rollback leaves it).
+    pub fn declare_host_link(&mut self, name: &str, addrs: &[IpNet]) -> Result<()> {
+        crate::model::check_ifname(name)?;
+        let host = self.nss.get_mut(&NsRef::Host).expect("the host namespace");
+        if host.link(name).is_some() {
+            return Err(Error::invalid(format!("--host-link {name}: the model has \"{name}\" already")));
+        }
+        let mut l = MLink::new(name, "device", "");
+        (l.kind, l.alias, l.up, l.addrs) = (None, None, true, addrs.to_vec());
+        host.links.push(l);
+        for a in addrs {
+            host.add_connected(name, a);
+        }
+        self.declared.push(name.to_string());
+        self.host_links += 1;
+        Ok(())
+    }
+
     fn record(&self, step: Step) {
         self.rec.borrow_mut().push(step);
     }
@@ -83,6 +117,22 @@ impl Backend for Plan {
             // A stop is spelled by `stop` itself: the pid is the plan's own invention.
             Ok(()) if matches!(op, Op::Kill { .. }) => Ok(()),
             Ok(()) => {
+                // Links the script had in the host namespace: one of them missing later
+                // is the script's doing, not the model's lack of the real host's links.
+                match op {
+                    Op::AddVeth { ns, name, peer, peer_ns } => {
+                        for (n, x) in [(ns, name), (peer_ns, peer)] {
+                            if n.is_host() {
+                                self.declared.push(x.clone());
+                            }
+                        }
+                    }
+                    Op::AddBridge { ns, name } | Op::AddLink { ns, name, .. } if ns.is_host() => {
+                        self.declared.push(name.clone())
+                    }
+                    Op::MoveLink { name, to, .. } if to.is_host() => self.declared.push(name.clone()),
+                    _ => {}
+                }
                 self.record(Step::Change(op.render()));
                 Ok(())
             }
@@ -230,6 +280,25 @@ impl Backend for Plan {
 
     fn routes(&mut self, ns: &NsRef) -> Result<Vec<Route>> {
         Ok(self.ns(ns)?.routes.clone())
+    }
+
+    fn no_link_message(&self, ns: &NsRef, name: &str) -> Option<String> {
+        let q = crate::model::shell_quote;
+        (ns.is_host() && !self.declared[self.host_links..].iter().any(|d| d == name)).then(|| {
+            format!(
+                "no link named \"{name}\" in plan's model of the host namespace: the model starts with only `lo` \
+                 (plan does not read this machine's links{}); if the real host has it, declare it with \
+                 `netscript plan --host-link {} ...` (or --host-link {} with its addresses), or create it in the script \
+                 (veth.add, bridge.add, link.add)",
+                if self.host_links == 0 {
+                    String::new()
+                } else {
+                    format!("; declared: {}", self.declared[..self.host_links].join(", "))
+                },
+                q(name),
+                q(&format!("{name}=ADDR/PREFIX"))
+            )
+        })
     }
 
     fn alive(&mut self, pid: u32, _start: u64) -> bool {

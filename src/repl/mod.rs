@@ -435,7 +435,20 @@ impl Repl {
             return;
         }
         let argv = vec!["/bin/sh".to_string(), "-c".to_string(), cmd.to_string()];
-        let r = self.session.borrow_mut().exec(&ns, &argv, None);
+        // On a terminal the command gets it (`!ns1 bash`, `!ns1 vi x`); else its output
+        // is captured and printed.
+        let on_terminal = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+        let r = if on_terminal {
+            let _ = std::io::stdout().flush();
+            self.session.borrow_mut().exec_on_terminal(&ns, &argv).map(|code| crate::sys::process::ExecResult {
+                code,
+                stdout: String::new(),
+                stderr: String::new(),
+                timed_out: false,
+            })
+        } else {
+            self.session.borrow_mut().exec(&ns, &argv, None)
+        };
         let interrupted = self.clear_interrupt();
         match r {
             Ok(r) => {

@@ -393,7 +393,11 @@ impl Session {
 
     pub fn link(&mut self, ns: &NsRef, name: &str) -> Result<LinkInfo> {
         self.require_ns(ns)?;
-        self.backend.link(ns, name)?.ok_or_else(|| Error::invalid(format!("no link named \"{name}\" in {ns}")))
+        self.backend.link(ns, name)?.ok_or_else(|| {
+            Error::invalid(
+                self.backend.no_link_message(ns, name).unwrap_or_else(|| format!("no link named \"{name}\" in {ns}")),
+            )
+        })
     }
 
     pub fn links(&mut self, ns: &NsRef) -> Result<Vec<LinkInfo>> {
@@ -803,6 +807,18 @@ impl Session {
         let r = self.backend.exec(ns, argv, timeout)?;
         self.note_read(&Probe::Exec { ns: ns.clone(), cmd: argv.to_vec() }, &format!("exit code {}", r.code));
         Ok(r)
+    }
+
+    /// Runs a command on the terminal (not captured: interactive programs, the REPL's
+    /// `!ns cmd`); its exit code.
+    pub fn exec_on_terminal(&mut self, ns: &NsRef, argv: &[String]) -> Result<i32> {
+        check_words("argument", argv, true)?;
+        self.settle()?;
+        self.require_ns(ns)?;
+        self.check_interrupt()?;
+        let code = self.backend.exec_on_terminal(ns, argv)?;
+        self.note_read(&Probe::Exec { ns: ns.clone(), cmd: argv.to_vec() }, &format!("exit code {code}"));
+        Ok(code)
     }
 
     /// Starts a background process; it is stopped on rollback.

@@ -46,6 +46,31 @@ fn spawn_err(argv: &[String], e: std::io::Error) -> Error {
     }
 }
 
+/// Runs `argv` inside the namespace on this process's terminal (its stdin, stdout
+/// and stderr, in the foreground process group) and waits for it: for interactive
+/// programs. Returns its exit code (128 + the signal when a signal ended it). The
+/// terminal's foreground group is taken back afterwards (a shell may have moved it).
+pub fn exec_on_terminal(fd: Option<BorrowedFd<'_>>, argv: &[String]) -> Result<i32> {
+    let mut cmd = command(argv)?;
+    let mut child: Child = in_netns(fd, move || cmd.spawn())?.map_err(|e| spawn_err(argv, e))?;
+    let status = child.wait()?;
+    reclaim_terminal();
+    Ok(status.code().unwrap_or_else(|| 128 + std::os::unix::process::ExitStatusExt::signal(&status).unwrap_or(0)))
+}
+
+/// Makes this process's group the terminal's foreground group again (SIGTTOU
+/// ignored meanwhile, as shells do), when stdin is a terminal.
+fn reclaim_terminal() {
+    // SAFETY: plain system calls on fd 0 and the SIGTTOU disposition, restored after.
+    unsafe {
+        if libc::isatty(0) == 1 {
+            let old = libc::signal(libc::SIGTTOU, libc::SIG_IGN);
+            libc::tcsetpgrp(0, libc::getpgrp());
+            libc::signal(libc::SIGTTOU, old);
+        }
+    }
+}
+
 /// Runs `argv` inside the namespace and waits for it (killing it after `timeout`,
 /// or when `cancel` becomes true).
 pub fn exec(
