@@ -429,3 +429,33 @@ fn bang_gives_an_interactive_program_the_terminal() {
     p.send_line(".exit").unwrap();
     let _ = p.exp_eof();
 }
+
+/// `.save` on a terminal: the question before replacing a file is asked at the prompt
+/// and answered there; a look (`b:info()`) is not saved.
+#[test]
+fn save_on_a_terminal_asks_before_replacing() {
+    let h = home("save-tty");
+    let file = h.join("lab.lua");
+    let f = file.display().to_string();
+    let mut cmd = Command::new(BIN);
+    cmd.args(["repl", "--sandbox"]);
+    let mut p = start(cmd, &h);
+    say(&mut p, "b = bridge.add(\"tty0\")");
+    say(&mut p, "b:info()");
+    let out = say(&mut p, &format!(".save {f}"));
+    assert!(out.contains(&format!("saved 1 input to {f}; rebuild with: netscript {f}")), "{out}");
+    p.send_line(&format!(".save {f}")).unwrap();
+    p.exp_string("exists; replace it? [y/N] ").expect("the question");
+    p.send_line("n").unwrap();
+    let out = plain(&p.exp_string(PROMPT).unwrap());
+    assert!(out.contains("not saved"), "{out}");
+    p.send_line(&format!(".save {f}")).unwrap();
+    p.exp_string("exists; replace it? [y/N] ").expect("the question");
+    p.send_line("y").unwrap();
+    let out = plain(&p.exp_string(PROMPT).unwrap());
+    assert!(out.contains("saved 1 input"), "{out}");
+    let saved = std::fs::read_to_string(&file).unwrap();
+    assert!(saved.contains("bridge.add(\"tty0\")") && !saved.contains("info()"), "{saved}");
+    p.send_line(".exit").unwrap();
+    let _ = p.exp_eof();
+}
