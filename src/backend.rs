@@ -7,6 +7,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use crate::error::Result;
+use crate::firewall::Family;
 use crate::model::{NsRef, Route};
 use crate::op::{BridgeOpts, Op, PortFlags};
 use crate::qdisc::RootQdisc;
@@ -81,10 +82,10 @@ pub trait Backend {
     fn bridge_opts(&mut self, ns: &NsRef, name: &str) -> Result<BridgeOpts>;
     /// The flags of bridge port `dev` (every field set).
     fn port_flags(&mut self, ns: &NsRef, dev: &str) -> Result<PortFlags>;
-    fn fw_policy(&mut self, ns: &NsRef, table: &str, chain: &str) -> Result<String>;
-    fn fw_rules(&mut self, ns: &NsRef, table: &str, chain: Option<&str>) -> Result<Vec<String>>;
-    fn fw_exists(&mut self, ns: &NsRef, table: &str, chain: &str, rule: &[String]) -> Result<bool>;
-    fn fw_chain_exists(&mut self, ns: &NsRef, table: &str, chain: &str) -> Result<bool>;
+    fn fw_policy(&mut self, ns: &NsRef, fam: Family, table: &str, chain: &str) -> Result<String>;
+    fn fw_rules(&mut self, ns: &NsRef, fam: Family, table: &str, chain: Option<&str>) -> Result<Vec<String>>;
+    fn fw_exists(&mut self, ns: &NsRef, fam: Family, table: &str, chain: &str, rule: &[String]) -> Result<bool>;
+    fn fw_chain_exists(&mut self, ns: &NsRef, fam: Family, table: &str, chain: &str) -> Result<bool>;
 
     fn exec(&mut self, ns: &NsRef, argv: &[String], timeout: Option<Duration>) -> Result<ExecResult>;
     /// Runs a command on this process's terminal (stdin, stdout, stderr not

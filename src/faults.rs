@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use crate::backend::{Backend, LinkInfo};
 use crate::error::{Error, Result};
+use crate::firewall::Family;
 use crate::model::{NsRef, Route};
 use crate::op::Op;
 use crate::session::Observer;
@@ -167,17 +168,17 @@ impl<B: Backend> Backend for Faulty<B> {
     fn sysctl_get(&mut self, ns: &NsRef, key: &str) -> Result<String> {
         self.inner.sysctl_get(ns, key)
     }
-    fn fw_policy(&mut self, ns: &NsRef, table: &str, chain: &str) -> Result<String> {
-        self.inner.fw_policy(ns, table, chain)
+    fn fw_policy(&mut self, ns: &NsRef, fam: Family, table: &str, chain: &str) -> Result<String> {
+        self.inner.fw_policy(ns, fam, table, chain)
     }
-    fn fw_rules(&mut self, ns: &NsRef, table: &str, chain: Option<&str>) -> Result<Vec<String>> {
-        self.inner.fw_rules(ns, table, chain)
+    fn fw_rules(&mut self, ns: &NsRef, fam: Family, table: &str, chain: Option<&str>) -> Result<Vec<String>> {
+        self.inner.fw_rules(ns, fam, table, chain)
     }
-    fn fw_exists(&mut self, ns: &NsRef, table: &str, chain: &str, rule: &[String]) -> Result<bool> {
-        self.inner.fw_exists(ns, table, chain, rule)
+    fn fw_exists(&mut self, ns: &NsRef, fam: Family, table: &str, chain: &str, rule: &[String]) -> Result<bool> {
+        self.inner.fw_exists(ns, fam, table, chain, rule)
     }
-    fn fw_chain_exists(&mut self, ns: &NsRef, table: &str, chain: &str) -> Result<bool> {
-        self.inner.fw_chain_exists(ns, table, chain)
+    fn fw_chain_exists(&mut self, ns: &NsRef, fam: Family, table: &str, chain: &str) -> Result<bool> {
+        self.inner.fw_chain_exists(ns, fam, table, chain)
     }
     fn exec(&mut self, ns: &NsRef, argv: &[String], timeout: Option<Duration>) -> Result<ExecResult> {
         self.inner.exec(ns, argv, timeout)
@@ -302,11 +303,11 @@ mod tests {
         let mut s = session(Faults { fail_after: Some(2), crash_at: None });
         let ns = s.netns_add("a").unwrap();
         s.fw_batch_begin().unwrap();
-        s.fw_append(&ns, "filter", "INPUT", "-j ACCEPT").unwrap();
-        s.fw_append(&ns, "filter", "INPUT", "-j DROP").unwrap();
+        s.fw_append(&ns, Family::Ipv4, "filter", "INPUT", "-j ACCEPT").unwrap();
+        s.fw_append(&ns, Family::Ipv4, "filter", "INPUT", "-j DROP").unwrap();
         let e = s.fw_batch_end(true).unwrap_err().to_string();
         assert!(e.contains("injected failure at change 3"), "{e}");
-        let rules = s.fw_rules(&ns, "filter").unwrap();
+        let rules = s.fw_rules(&ns, Family::Ipv4, "filter").unwrap();
         assert_eq!(rules.iter().filter(|l| l.starts_with("-A ")).count(), 1, "{rules:?}");
     }
 

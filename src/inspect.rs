@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::backend::{Backend, LinkInfo};
 use crate::error::{Error, Result};
+use crate::firewall::Family;
 use crate::journal::{Journal, State};
 use crate::model::{NsRef, ROUTE_PROTO, split_words};
 use crate::op::Op;
@@ -221,13 +222,17 @@ fn in_place(b: &mut dyn Backend, op: &Op) -> Result<bool> {
         Op::AddRoute { ns, route } => ns_ok(b, ns) && b.find_route(ns, route)?.is_some(),
         Op::DelRoute { ns, route } => !ns_ok(b, ns) || b.find_route(ns, route)?.is_none(),
         Op::SetSysctl { ns, key, value } => ns_ok(b, ns) && b.sysctl_get(ns, key)? == *value,
-        Op::FwPolicy { ns, table, chain, target } => ns_ok(b, ns) && b.fw_policy(ns, table, chain)? == *target,
-        Op::FwAppend { ns, table, chain, rule } | Op::FwInsert { ns, table, chain, rule, .. } => {
-            ns_ok(b, ns) && b.fw_exists(ns, table, chain, rule)?
+        Op::FwPolicy { ns, family: f, table, chain, target } => {
+            ns_ok(b, ns) && b.fw_policy(ns, *f, table, chain)? == *target
         }
-        Op::FwDelete { ns, table, chain, rule } => !ns_ok(b, ns) || !b.fw_exists(ns, table, chain, rule)?,
-        Op::FwNewChain { ns, table, chain } => ns_ok(b, ns) && b.fw_chain_exists(ns, table, chain)?,
-        Op::FwDelChain { ns, table, chain } => !ns_ok(b, ns) || !b.fw_chain_exists(ns, table, chain)?,
+        Op::FwAppend { ns, family: f, table, chain, rule } | Op::FwInsert { ns, family: f, table, chain, rule, .. } => {
+            ns_ok(b, ns) && b.fw_exists(ns, *f, table, chain, rule)?
+        }
+        Op::FwDelete { ns, family: f, table, chain, rule } => {
+            !ns_ok(b, ns) || !b.fw_exists(ns, *f, table, chain, rule)?
+        }
+        Op::FwNewChain { ns, family: f, table, chain } => ns_ok(b, ns) && b.fw_chain_exists(ns, *f, table, chain)?,
+        Op::FwDelChain { ns, family: f, table, chain } => !ns_ok(b, ns) || !b.fw_chain_exists(ns, *f, table, chain)?,
         Op::Spawn { pid, start, .. } => b.alive(*pid, *start),
         Op::Kill { pid, start } => !b.alive(*pid, *start),
         Op::StopMarked { .. } | Op::TraceOn { .. } | Op::TraceOff { .. } => true,
@@ -256,12 +261,14 @@ fn drift_key(op: &Op) -> (String, Option<(NsRef, String)>) {
         Op::SetMtu { ns, dev, .. } => (format!("mtu {ns} {dev}"), l(ns, dev)),
         Op::AddRoute { ns, route } | Op::DelRoute { ns, route } => (format!("route {ns} {route}"), None),
         Op::SetSysctl { ns, key, .. } => (format!("sysctl {ns} {key}"), None),
-        Op::FwPolicy { ns, table, chain, .. } => (format!("policy {ns} {table} {chain}"), None),
-        Op::FwAppend { ns, table, chain, rule }
-        | Op::FwInsert { ns, table, chain, rule, .. }
-        | Op::FwDelete { ns, table, chain, rule } => (format!("rule {ns} {table} {chain} {rule:?}"), None),
-        Op::FwNewChain { ns, table, chain } | Op::FwDelChain { ns, table, chain } => {
-            (format!("chain {ns} {table} {chain}"), None)
+        Op::FwPolicy { ns, family: f, table, chain, .. } => (format!("policy {ns} {f} {table} {chain}"), None),
+        Op::FwAppend { ns, family: f, table, chain, rule, .. }
+        | Op::FwInsert { ns, family: f, table, chain, rule, .. }
+        | Op::FwDelete { ns, family: f, table, chain, rule } => {
+            (format!("rule {ns} {f} {table} {chain} {rule:?}"), None)
+        }
+        Op::FwNewChain { ns, family: f, table, chain } | Op::FwDelChain { ns, family: f, table, chain } => {
+            (format!("chain {ns} {f} {table} {chain}"), None)
         }
         Op::Spawn { pid, .. } | Op::Kill { pid, .. } => (format!("process {pid}"), None),
         Op::StopMarked { mark } => (format!("process {mark}"), None),
@@ -475,8 +482,8 @@ pub fn orphans(base: &Path, backend: &mut dyn Backend) -> Result<Collection> {
                 });
             }
         }
-        for table in crate::firewall::TABLES {
-            let Ok(lines) = backend.fw_rules(&ns, table, None) else { continue };
+        for (family, table) in Family::ALL.iter().flat_map(|f| crate::firewall::TABLES.iter().map(move |t| (*f, t))) {
+            let Ok(lines) = backend.fw_rules(&ns, family, table, None) else { continue };
             for line in lines {
                 let Some(rest) = line.strip_prefix("-A ") else { continue };
                 let Ok(words) = split_words(rest) else { continue };
@@ -484,9 +491,13 @@ pub fn orphans(base: &Path, backend: &mut dyn Backend) -> Result<Collection> {
                 let Some(topo) = words.get(i + 1).and_then(|c| c.strip_prefix("netscript:")) else { continue };
                 if !busy.contains(topo) && !acc.rule_topos.contains(topo) {
                     out.push(Orphan {
-                        what: format!("rule `{line}` in table {table} of {ns}"),
+                        what: match family {
+                            Family::Ipv4 => format!("rule `{line}` in table {table} of {ns}"),
+                            Family::Ipv6 => format!("ip6tables rule `{line}` in table {table} of {ns}"),
+                        },
                         remove: Op::FwDelete {
                             ns: ns.clone(),
+                            family,
                             table: table.to_string(),
                             chain: words[0].clone(),
                             rule: words[1..].to_vec(),
@@ -526,7 +537,7 @@ impl Collection {
                 }
                 backend.find_route(ns, route)?.is_some_and(|r| r.proto == Some(ROUTE_PROTO))
             }
-            Op::FwDelete { ns, table, chain, rule } => backend.fw_exists(ns, table, chain, rule)?,
+            Op::FwDelete { ns, family, table, chain, rule } => backend.fw_exists(ns, *family, table, chain, rule)?,
             _ => true,
         };
         Ok(if there { None } else { Some("it is gone or changed since".into()) })
@@ -591,7 +602,7 @@ mod tests {
         )
         .unwrap();
         s.sysctl_set(&H, "net.ipv4.ip_forward", "1").unwrap();
-        s.fw_append(&H, "nat", "POSTROUTING", "-s 175.18.0.0/24 -j MASQUERADE").unwrap();
+        s.fw_append(&H, Family::Ipv4, "nat", "POSTROUTING", "-s 175.18.0.0/24 -j MASQUERADE").unwrap();
         ns1
     }
 
@@ -610,7 +621,8 @@ mod tests {
         b.apply(&Op::SetUp { ns: H, name: "veth_ns_1".into(), up: false }).unwrap();
         b.apply(&Op::SetSysctl { ns: H, key: "net.ipv4.ip_forward".into(), value: "0".into() }).unwrap();
         let rule = split_words("-m comment --comment netscript:t -s 175.18.0.0/24 -j MASQUERADE").unwrap();
-        b.apply(&Op::FwDelete { ns: H, table: "nat".into(), chain: "POSTROUTING".into(), rule }).unwrap();
+        b.apply(&Op::FwDelete { ns: H, family: Family::Ipv4, table: "nat".into(), chain: "POSTROUTING".into(), rule })
+            .unwrap();
         assert_eq!(
             drift_of(&mut s),
             vec![

@@ -15,7 +15,7 @@ use rtnetlink::Handle;
 
 use crate::backend::{Backend, LinkInfo};
 use crate::error::{Error, Result};
-use crate::firewall::{Change, Firewall};
+use crate::firewall::{Change, Family, Firewall};
 use crate::model::{NsRef, Route};
 use crate::op::{BridgeOpts, Op, PortFlags};
 use crate::qdisc::RootQdisc;
@@ -461,17 +461,25 @@ impl Kernel {
                 let fd = self.fd(ns)?;
                 sysctl::set(fd, key, value)
             }
-            Op::FwPolicy { ns, table, chain, target } => {
-                self.with_fw(ns, |fw, fd| fw.set_policy(fd, table, chain, target))
+            Op::FwPolicy { ns, family: f, table, chain, target } => {
+                self.with_fw(ns, |fw, fd| fw.set_policy(fd, *f, table, chain, target))
             }
-            Op::FwAppend { ns, table, chain, rule } => self.with_fw(ns, |fw, fd| fw.append(fd, table, chain, rule)),
-            Op::FwInsert { ns, table, chain, pos, rule } => {
-                self.with_fw(ns, |fw, fd| fw.insert(fd, table, chain, *pos, rule))
+            Op::FwAppend { ns, family: f, table, chain, rule } => {
+                self.with_fw(ns, |fw, fd| fw.append(fd, *f, table, chain, rule))
+            }
+            Op::FwInsert { ns, family: f, table, chain, pos, rule } => {
+                self.with_fw(ns, |fw, fd| fw.insert(fd, *f, table, chain, *pos, rule))
             }
             // A missing rule or chain comes back as ENOENT ("already gone").
-            Op::FwDelete { ns, table, chain, rule } => self.with_fw(ns, |fw, fd| fw.delete(fd, table, chain, rule)),
-            Op::FwNewChain { ns, table, chain } => self.with_fw(ns, |fw, fd| fw.new_chain(fd, table, chain)),
-            Op::FwDelChain { ns, table, chain } => self.with_fw(ns, |fw, fd| fw.delete_chain(fd, table, chain)),
+            Op::FwDelete { ns, family: f, table, chain, rule } => {
+                self.with_fw(ns, |fw, fd| fw.delete(fd, *f, table, chain, rule))
+            }
+            Op::FwNewChain { ns, family: f, table, chain } => {
+                self.with_fw(ns, |fw, fd| fw.new_chain(fd, *f, table, chain))
+            }
+            Op::FwDelChain { ns, family: f, table, chain } => {
+                self.with_fw(ns, |fw, fd| fw.delete_chain(fd, *f, table, chain))
+            }
             Op::Spawn { .. } => Err(Error::invalid("a process is started with spawn(), not replayed")),
             Op::StopMarked { mark } => process::stop_marked(mark, Duration::from_secs(2)),
             Op::TraceOn { ns, proto, id } => {
@@ -504,8 +512,8 @@ fn rule_count(lines: &[String], chain: &str) -> i64 {
 }
 
 impl Kernel {
-    fn fw_snapshot(&mut self, ns: &NsRef, tables: &[String]) -> Result<FwSnapshot> {
-        tables.iter().map(|t| Ok((t.clone(), self.with_fw(ns, |fw, fd| fw.rules(fd, t, None))?))).collect()
+    fn fw_snapshot(&mut self, ns: &NsRef, fam: Family, tables: &[String]) -> Result<FwSnapshot> {
+        tables.iter().map(|t| Ok((t.clone(), self.with_fw(ns, |fw, fd| fw.rules(fd, fam, t, None))?))).collect()
     }
 
     /// After an iptables-restore that said it succeeded: is what the batch meant to
@@ -514,11 +522,18 @@ impl Kernel {
     /// fewer) as the batch added (deleted), and each policy is what it set. If not,
     /// each rule is looked up (`iptables -C`): one added that is not there, or one
     /// deleted that still is, is the error of its change, naming the rule.
-    fn check_batch(&mut self, ns: &NsRef, ops: &[Op], tables: &[String], before: &FwSnapshot) -> Vec<Result<()>> {
+    fn check_batch(
+        &mut self,
+        ns: &NsRef,
+        fam: Family,
+        ops: &[&Op],
+        tables: &[String],
+        before: &FwSnapshot,
+    ) -> Vec<Result<()>> {
         let mut delta: HashMap<(&str, &str), i64> = HashMap::new();
         let mut policies: HashMap<(&str, &str), &str> = HashMap::new();
         for op in ops {
-            match op {
+            match *op {
                 Op::FwAppend { table, chain, .. } | Op::FwInsert { table, chain, .. } => {
                     *delta.entry((table, chain)).or_default() += 1
                 }
@@ -529,7 +544,7 @@ impl Kernel {
                 _ => {}
             }
         }
-        let after = self.fw_snapshot(ns, tables);
+        let after = self.fw_snapshot(ns, fam, tables);
         let policy_of = |snap: &FwSnapshot, t: &str, c: &str| {
             let p = format!("-P {c} ");
             snap.get(t).and_then(|ls| ls.iter().find_map(|l| l.strip_prefix(&p).map(str::to_string)))
@@ -543,19 +558,19 @@ impl Kernel {
             return ops.iter().map(|_| Ok(())).collect();
         }
         let missing = |op: &Op, what: &str| {
-            Error::sys(format!("{}: iptables-restore reported success, but {what}", op.render()), None)
+            Error::sys(format!("{}: {}-restore reported success, but {what}", op.render(), fam.cmd()), None)
         };
         ops.iter()
-            .map(|op| match op {
-                Op::FwAppend { ns, table, chain, rule } | Op::FwInsert { ns, table, chain, rule, .. } => {
-                    match self.with_fw(ns, |fw, fd| fw.exists(fd, table, chain, rule)) {
+            .map(|&op| match op {
+                Op::FwAppend { ns, table, chain, rule, .. } | Op::FwInsert { ns, table, chain, rule, .. } => {
+                    match self.with_fw(ns, |fw, fd| fw.exists(fd, fam, table, chain, rule)) {
                         Ok(true) => Ok(()),
                         Ok(false) => Err(missing(op, "the rule is not there")),
                         Err(e) => Err(e),
                     }
                 }
-                Op::FwDelete { ns, table, chain, rule } => {
-                    match self.with_fw(ns, |fw, fd| fw.exists(fd, table, chain, rule)) {
+                Op::FwDelete { ns, table, chain, rule, .. } => {
+                    match self.with_fw(ns, |fw, fd| fw.exists(fd, fam, table, chain, rule)) {
                         Ok(false) => Ok(()),
                         Ok(true) => Err(missing(op, "the rule is still there")),
                         Err(e) => Err(e),
@@ -588,13 +603,15 @@ fn split_addrs(st: Vec<nl::AddrState>) -> (Vec<ipnet::IpNet>, Vec<ipnet::IpNet>)
     (st.into_iter().map(|a| a.addr).collect(), nodad)
 }
 
-/// A firewall change as the driver's batch takes it, with its namespace.
-fn fw_change(op: &Op) -> Option<(&NsRef, Change<'_>)> {
+/// A firewall change as the driver's batch takes it, with its namespace and family.
+fn fw_change(op: &Op) -> Option<(&NsRef, Family, Change<'_>)> {
     Some(match op {
-        Op::FwAppend { ns, table, chain, rule } => (ns, Change::Append { table, chain, rule }),
-        Op::FwInsert { ns, table, chain, pos, rule } => (ns, Change::Insert { table, chain, pos: *pos, rule }),
-        Op::FwDelete { ns, table, chain, rule } => (ns, Change::Delete { table, chain, rule }),
-        Op::FwPolicy { ns, table, chain, target } => (ns, Change::Policy { table, chain, target }),
+        Op::FwAppend { ns, family, table, chain, rule } => (ns, *family, Change::Append { table, chain, rule }),
+        Op::FwInsert { ns, family, table, chain, pos, rule } => {
+            (ns, *family, Change::Insert { table, chain, pos: *pos, rule })
+        }
+        Op::FwDelete { ns, family, table, chain, rule } => (ns, *family, Change::Delete { table, chain, rule }),
+        Op::FwPolicy { ns, family, table, chain, target } => (ns, *family, Change::Policy { table, chain, target }),
         _ => return None,
     })
 }
@@ -608,18 +625,18 @@ impl Backend for Kernel {
     }
 
     /// Consecutive firewall changes in one namespace go through iptables-restore
-    /// (each iptables-nft process reads the whole rule set: one process per rule is
-    /// quadratic), one process per table: iptables-restore commits table by table,
-    /// so a refusal leaves the tables before it committed, and knowing which is what
-    /// keeps the results exact; each table's restore is checked after it (see
-    /// `check_batch`). The changes of the tables not committed are then made one by
-    /// one, in order, so each gets its own result.
+    /// (ip6tables-restore for IPv6; each iptables-nft process reads the whole rule
+    /// set: one process per rule is quadratic), one process per table and family:
+    /// iptables-restore commits table by table, so a refusal leaves the tables before
+    /// it committed, and knowing which is what keeps the results exact; each table's
+    /// restore is checked after it (see `check_batch`). The changes of the tables not
+    /// committed are then made one by one, in order, so each gets its own result.
     fn apply_batch(&mut self, ops: &[Op], stop: bool) -> Vec<Result<()>> {
         let mut results = Vec::with_capacity(ops.len());
         let mut failed = false;
         let mut i = 0;
         while i < ops.len() {
-            let Some((ns, _)) = fw_change(&ops[i]) else {
+            let Some((ns, _, _)) = fw_change(&ops[i]) else {
                 let r = if failed && stop { Err(crate::backend::not_made()) } else { self.apply(&ops[i]) };
                 failed |= r.is_err();
                 results.push(r);
@@ -631,31 +648,32 @@ impl Backend for Kernel {
             let mut changes = Vec::new();
             while j < ops.len() {
                 match fw_change(&ops[j]) {
-                    Some((n, c)) if *n == ns => changes.push(c),
+                    Some((n, f, c)) if *n == ns => changes.push((f, c)),
                     _ => break,
                 }
                 j += 1;
             }
-            // The tables in the order they first appear, each restored on its own
-            // and checked (see `check_batch`).
-            let mut tables: Vec<String> = Vec::new();
-            for c in &changes {
-                if !tables.iter().any(|t| t == c.table()) {
-                    tables.push(c.table().to_string());
+            // The tables (of each family) in the order they first appear, each
+            // restored on its own and checked (see `check_batch`).
+            let key_of: Vec<(Family, String)> = changes.iter().map(|(f, c)| (*f, c.table().to_string())).collect();
+            let mut tables: Vec<(Family, String)> = Vec::new();
+            for k in &key_of {
+                if !tables.contains(k) {
+                    tables.push(k.clone());
                 }
             }
-            let table_of: Vec<String> = changes.iter().map(|c| c.table().to_string()).collect();
             let mut done: HashMap<usize, Result<()>> = HashMap::new();
             if changes.len() > 1 && !(failed && stop) {
-                for t in &tables {
-                    let mine: Vec<usize> = (0..changes.len()).filter(|&k| table_of[k] == *t).collect();
-                    let part: Vec<_> = mine.iter().map(|&k| changes[k]).collect();
-                    let Ok(before) = self.fw_snapshot(&ns, std::slice::from_ref(t)) else { break };
-                    if self.with_fw(&ns, |fw, fd| fw.batch(fd, &part)).is_err() {
+                for (fam, t) in &tables {
+                    let (fam, t) = (*fam, t.clone());
+                    let mine: Vec<usize> = (0..changes.len()).filter(|&k| key_of[k] == (fam, t.clone())).collect();
+                    let part: Vec<_> = mine.iter().map(|&k| changes[k].1).collect();
+                    let Ok(before) = self.fw_snapshot(&ns, fam, std::slice::from_ref(&t)) else { break };
+                    if self.with_fw(&ns, |fw, fd| fw.batch(fd, fam, &part)).is_err() {
                         break;
                     }
-                    let part_ops: Vec<Op> = mine.iter().map(|&k| ops[i + k].clone()).collect();
-                    let checked = self.check_batch(&ns, &part_ops, std::slice::from_ref(t), &before);
+                    let part_ops: Vec<&Op> = mine.iter().map(|&k| &ops[i + k]).collect();
+                    let checked = self.check_batch(&ns, fam, &part_ops, std::slice::from_ref(&t), &before);
                     done.extend(mine.into_iter().zip(checked));
                 }
             }
@@ -766,20 +784,20 @@ impl Backend for Kernel {
         self.rt.block_on(nl::port_flags(&h, i))
     }
 
-    fn fw_policy(&mut self, ns: &NsRef, table: &str, chain: &str) -> Result<String> {
-        self.with_fw(ns, |fw, fd| fw.policy(fd, table, chain))
+    fn fw_policy(&mut self, ns: &NsRef, fam: Family, table: &str, chain: &str) -> Result<String> {
+        self.with_fw(ns, |fw, fd| fw.policy(fd, fam, table, chain))
     }
 
-    fn fw_rules(&mut self, ns: &NsRef, table: &str, chain: Option<&str>) -> Result<Vec<String>> {
-        self.with_fw(ns, |fw, fd| fw.rules(fd, table, chain))
+    fn fw_rules(&mut self, ns: &NsRef, fam: Family, table: &str, chain: Option<&str>) -> Result<Vec<String>> {
+        self.with_fw(ns, |fw, fd| fw.rules(fd, fam, table, chain))
     }
 
-    fn fw_exists(&mut self, ns: &NsRef, table: &str, chain: &str, rule: &[String]) -> Result<bool> {
-        self.with_fw(ns, |fw, fd| fw.exists(fd, table, chain, rule))
+    fn fw_exists(&mut self, ns: &NsRef, fam: Family, table: &str, chain: &str, rule: &[String]) -> Result<bool> {
+        self.with_fw(ns, |fw, fd| fw.exists(fd, fam, table, chain, rule))
     }
 
-    fn fw_chain_exists(&mut self, ns: &NsRef, table: &str, chain: &str) -> Result<bool> {
-        self.with_fw(ns, |fw, fd| fw.chain_exists(fd, table, chain))
+    fn fw_chain_exists(&mut self, ns: &NsRef, fam: Family, table: &str, chain: &str) -> Result<bool> {
+        self.with_fw(ns, |fw, fd| fw.chain_exists(fd, fam, table, chain))
     }
 
     fn exec(&mut self, ns: &NsRef, argv: &[String], timeout: Option<Duration>) -> Result<ExecResult> {

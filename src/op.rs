@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+use crate::firewall::Family;
 use crate::model::{NsRef, Route, join_words, shell_quote as q};
 use crate::qdisc::Qdisc;
 
@@ -257,18 +258,27 @@ pub enum Op {
     },
     FwPolicy {
         ns: NsRef,
+        /// iptables or ip6tables (absent in the journal: IPv4).
+        #[serde(default, skip_serializing_if = "Family::is_ipv4")]
+        family: Family,
         table: String,
         chain: String,
         target: String,
     },
     FwAppend {
         ns: NsRef,
+        /// iptables or ip6tables (absent in the journal: IPv4).
+        #[serde(default, skip_serializing_if = "Family::is_ipv4")]
+        family: Family,
         table: String,
         chain: String,
         rule: Vec<String>,
     },
     FwInsert {
         ns: NsRef,
+        /// iptables or ip6tables (absent in the journal: IPv4).
+        #[serde(default, skip_serializing_if = "Family::is_ipv4")]
+        family: Family,
         table: String,
         chain: String,
         pos: u32,
@@ -276,18 +286,27 @@ pub enum Op {
     },
     FwDelete {
         ns: NsRef,
+        /// iptables or ip6tables (absent in the journal: IPv4).
+        #[serde(default, skip_serializing_if = "Family::is_ipv4")]
+        family: Family,
         table: String,
         chain: String,
         rule: Vec<String>,
     },
     FwNewChain {
         ns: NsRef,
+        /// iptables or ip6tables (absent in the journal: IPv4).
+        #[serde(default, skip_serializing_if = "Family::is_ipv4")]
+        family: Family,
         table: String,
         chain: String,
     },
     /// Flush and remove a user chain.
     FwDelChain {
         ns: NsRef,
+        /// iptables or ip6tables (absent in the journal: IPv4).
+        #[serde(default, skip_serializing_if = "Family::is_ipv4")]
+        family: Family,
         table: String,
         chain: String,
     },
@@ -429,25 +448,28 @@ impl Op {
             SetSysctl { ns, key, value } => {
                 format!("{}sysctl -w {}", ns.exec_prefix(), q(&format!("{key}={value}")))
             }
-            FwPolicy { ns, table, chain, target } => {
-                format!("{}iptables -t {} -P {} {}", ns.exec_prefix(), q(table), q(chain), q(target))
+            FwPolicy { ns, family, table, chain, target } => {
+                format!("{}{} -t {} -P {} {}", ns.exec_prefix(), family.cmd(), q(table), q(chain), q(target))
             }
-            FwAppend { ns, table, chain, rule } => {
-                format!("{}iptables -t {} -A {} {}", ns.exec_prefix(), q(table), q(chain), join_words(rule))
+            FwAppend { ns, family, table, chain, rule } => {
+                let (p, f, t, c) = (ns.exec_prefix(), family.cmd(), q(table), q(chain));
+                format!("{p}{f} -t {t} -A {c} {}", join_words(rule))
             }
-            FwInsert { ns, table, chain, pos, rule } => {
-                format!("{}iptables -t {} -I {} {pos} {}", ns.exec_prefix(), q(table), q(chain), join_words(rule))
+            FwInsert { ns, family, table, chain, pos, rule } => {
+                let (p, f, t, c) = (ns.exec_prefix(), family.cmd(), q(table), q(chain));
+                format!("{p}{f} -t {t} -I {c} {pos} {}", join_words(rule))
             }
-            FwDelete { ns, table, chain, rule } => {
-                format!("{}iptables -t {} -D {} {}", ns.exec_prefix(), q(table), q(chain), join_words(rule))
+            FwDelete { ns, family, table, chain, rule } => {
+                let (p, f, t, c) = (ns.exec_prefix(), family.cmd(), q(table), q(chain));
+                format!("{p}{f} -t {t} -D {c} {}", join_words(rule))
             }
-            FwNewChain { ns, table, chain } => {
-                format!("{}iptables -t {} -N {}", ns.exec_prefix(), q(table), q(chain))
+            FwNewChain { ns, family, table, chain } => {
+                format!("{}{} -t {} -N {}", ns.exec_prefix(), family.cmd(), q(table), q(chain))
             }
             // Two commands, on two lines (so `set -e` stops at either).
-            FwDelChain { ns, table, chain } => {
-                let (p, t, c) = (ns.exec_prefix(), q(table), q(chain));
-                format!("{p}iptables -t {t} -F {c}\n{p}iptables -t {t} -X {c}")
+            FwDelChain { ns, family, table, chain } => {
+                let (p, f, t, c) = (ns.exec_prefix(), family.cmd(), q(table), q(chain));
+                format!("{p}{f} -t {t} -F {c}\n{p}{f} -t {t} -X {c}")
             }
             Spawn { ns, cmd, .. } => format!("{}{} &", ns.exec_prefix(), join_words(cmd)),
             Kill { pid, .. } => format!("kill {pid}"),
@@ -459,6 +481,20 @@ impl Op {
             TraceOff { ns, id } => {
                 format!("{}nft delete table inet {}", ns.exec_prefix(), crate::trace::table_name(*id))
             }
+        }
+    }
+
+    /// The family of a firewall change (None for other changes).
+    pub fn fw_family(&self) -> Option<Family> {
+        use Op::*;
+        match self {
+            FwPolicy { family, .. }
+            | FwAppend { family, .. }
+            | FwInsert { family, .. }
+            | FwDelete { family, .. }
+            | FwNewChain { family, .. }
+            | FwDelChain { family, .. } => Some(*family),
+            _ => None,
         }
     }
 
@@ -532,6 +568,7 @@ pub enum Probe {
     },
     FwRules {
         ns: NsRef,
+        family: Family,
         table: String,
     },
     Exec {
@@ -570,7 +607,7 @@ impl Probe {
         use Probe::*;
         match self {
             SysctlGet { ns, key } => format!("{}sysctl -n {}", ns.exec_prefix(), q(key)),
-            FwRules { ns, table } => format!("{}iptables -t {} -S", ns.exec_prefix(), q(table)),
+            FwRules { ns, family, table } => format!("{}{} -t {} -S", ns.exec_prefix(), family.cmd(), q(table)),
             Exec { ns, cmd } => format!("{}{}", ns.exec_prefix(), join_words(cmd)),
             Ping { ns, addr, count, timeout } => {
                 format!("{}{}", ns.exec_prefix(), join_words(&ping_argv(*addr, *count, *timeout)))
@@ -616,12 +653,24 @@ mod tests {
         assert_eq!(
             Op::FwAppend {
                 ns: NsRef::Host,
+                family: Family::Ipv4,
                 table: "nat".into(),
                 chain: "POSTROUTING".into(),
                 rule: vec!["-s".into(), "175.18.0.0/24".into(), "-j".into(), "MASQUERADE".into()]
             }
             .render(),
             "iptables -t nat -A POSTROUTING -s 175.18.0.0/24 -j MASQUERADE"
+        );
+        assert_eq!(
+            Op::FwAppend {
+                ns: ns1.clone(),
+                family: Family::Ipv6,
+                table: "nat".into(),
+                chain: "POSTROUTING".into(),
+                rule: vec!["-s".into(), "fd00::/64".into(), "-j".into(), "MASQUERADE".into()]
+            }
+            .render(),
+            "ip netns exec ns1 ip6tables -t nat -A POSTROUTING -s fd00::/64 -j MASQUERADE"
         );
     }
 
@@ -670,5 +719,24 @@ mod tests {
         let op = Op::AddVeth { ns: NsRef::Host, name: "a".into(), peer: "b".into(), peer_ns: NsRef::named("x") };
         let s = serde_json::to_string(&op).unwrap();
         assert_eq!(serde_json::from_str::<Op>(&s).unwrap(), op);
+    }
+
+    #[test]
+    fn firewall_family_is_optional_in_the_journal() {
+        let rule = vec!["-j".to_string(), "DROP".into()];
+        let v4 =
+            Op::FwAppend { ns: NsRef::Host, family: Family::Ipv4, table: "filter".into(), chain: "INPUT".into(), rule };
+        // IPv4 is written as before the field existed, and old records read as IPv4.
+        let s = serde_json::to_string(&v4).unwrap();
+        assert!(!s.contains("family"), "{s}");
+        assert_eq!(serde_json::from_str::<Op>(&s).unwrap(), v4);
+        let mut v6 = v4.clone();
+        if let Op::FwAppend { family, .. } = &mut v6 {
+            *family = Family::Ipv6;
+        }
+        let s = serde_json::to_string(&v6).unwrap();
+        assert!(s.contains("\"family\":\"ipv6\""), "{s}");
+        assert_eq!(serde_json::from_str::<Op>(&s).unwrap(), v6);
+        assert_eq!(v6.fw_family(), Some(Family::Ipv6));
     }
 }

@@ -327,7 +327,7 @@ fn host_setting(op: &Op) -> Option<String> {
         Op::SetSysctl { ns: NsRef::Host, key, .. } => {
             Some(format!("sysctl {}", crate::sys::sysctl::key_path(key).ok()?.display()))
         }
-        Op::FwPolicy { ns: NsRef::Host, table, chain, .. } => Some(format!("policy {table} {chain}")),
+        Op::FwPolicy { ns: NsRef::Host, family, table, chain, .. } => Some(format!("policy {family} {table} {chain}")),
         _ => None,
     }
 }
@@ -337,7 +337,10 @@ fn host_setting(op: &Op) -> Option<String> {
 fn setting_words(op: &Op) -> String {
     match op {
         Op::SetSysctl { key, value, .. } => format!("{key}={value}"),
-        Op::FwPolicy { table, chain, target, .. } => format!("the policy {target} of {table} {chain}"),
+        Op::FwPolicy { family: crate::firewall::Family::Ipv4, table, chain, target, .. } => {
+            format!("the policy {target} of {table} {chain}")
+        }
+        Op::FwPolicy { table, chain, target, .. } => format!("the ip6tables policy {target} of {table} {chain}"),
         other => other.render(),
     }
 }

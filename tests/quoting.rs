@@ -11,9 +11,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::*;
+use netscript::firewall::Family;
 use netscript::model::{NsRef, Route};
 use netscript::op::{BridgeOpts, LinkKind, Op, PortFlags, Probe, render_stop_all_in};
 use netscript::qdisc::Qdisc;
+
+const V4: Family = Family::Ipv4;
+const V6: Family = Family::Ipv6;
 
 /// Hostile strings; `{D}` is replaced by the test's directory (markers land there).
 const HOSTILE: &[&str] = &[
@@ -125,12 +129,18 @@ fn ops(h: &str) -> Vec<Op> {
         Op::AddRoute { ns: n(), route: Route { dest: "::/0".parse().unwrap(), ..route.clone() } },
         Op::DelRoute { ns: n(), route },
         Op::SetSysctl { ns: n(), key: s(), value: s() },
-        Op::FwPolicy { ns: n(), table: s(), chain: s(), target: s() },
-        Op::FwAppend { ns: n(), table: s(), chain: s(), rule: vec![s(), s()] },
-        Op::FwInsert { ns: n(), table: s(), chain: s(), pos: 1, rule: vec![s()] },
-        Op::FwDelete { ns: n(), table: s(), chain: s(), rule: vec![s()] },
-        Op::FwNewChain { ns: n(), table: s(), chain: s() },
-        Op::FwDelChain { ns: n(), table: s(), chain: s() },
+        Op::FwPolicy { ns: n(), family: V4, table: s(), chain: s(), target: s() },
+        Op::FwAppend { ns: n(), family: V4, table: s(), chain: s(), rule: vec![s(), s()] },
+        Op::FwInsert { ns: n(), family: V4, table: s(), chain: s(), pos: 1, rule: vec![s()] },
+        Op::FwDelete { ns: n(), family: V4, table: s(), chain: s(), rule: vec![s()] },
+        Op::FwNewChain { ns: n(), family: V4, table: s(), chain: s() },
+        Op::FwDelChain { ns: n(), family: V4, table: s(), chain: s() },
+        Op::FwPolicy { ns: n(), family: V6, table: s(), chain: s(), target: s() },
+        Op::FwAppend { ns: n(), family: V6, table: s(), chain: s(), rule: vec![s(), s()] },
+        Op::FwInsert { ns: n(), family: V6, table: s(), chain: s(), pos: 1, rule: vec![s()] },
+        Op::FwDelete { ns: n(), family: V6, table: s(), chain: s(), rule: vec![s()] },
+        Op::FwNewChain { ns: n(), family: V6, table: s(), chain: s() },
+        Op::FwDelChain { ns: n(), family: V6, table: s(), chain: s() },
         Op::Spawn { ns: n(), cmd: vec![s(), s()], pid: 1, start: 1, mark: s() },
         Op::Spawn { ns: NsRef::Host, cmd: vec!["echo".into(), s()], pid: 1, start: 1, mark: s() },
         Op::Kill { pid: 1, start: 1 },
@@ -159,7 +169,8 @@ fn probes(h: &str) -> Vec<String> {
     let n = NsRef::named(h);
     let mut v: Vec<String> = [
         Probe::SysctlGet { ns: n.clone(), key: h.into() },
-        Probe::FwRules { ns: n.clone(), table: h.into() },
+        Probe::FwRules { ns: n.clone(), family: V4, table: h.into() },
+        Probe::FwRules { ns: n.clone(), family: V6, table: h.into() },
         Probe::Exec { ns: n.clone(), cmd: vec![h.into(), h.into()] },
         Probe::Exec { ns: NsRef::Host, cmd: vec!["echo".into(), h.into()] },
         Probe::Trace { ns: n.clone(), addr: "10.0.0.1".parse().unwrap(), proto: netscript::trace::Proto::Icmp },
@@ -178,6 +189,7 @@ const STUBS: &str = r#"
 rec() { printf '%s\0' "$@" >> "$ARGS"; }
 ip() { rec ip "$@"; }
 iptables() { rec iptables "$@"; }
+ip6tables() { rec ip6tables "$@"; }
 tc() { rec tc "$@"; }
 sysctl() { rec sysctl "$@"; }
 kill() { rec kill "$@"; }

@@ -141,17 +141,19 @@ fn text(now: &crate::inspect::Now) -> String {
                 let _ = writeln!(o, "          # {note}");
             }
         }
+        // IPv6 rule sets are named ("ip6tables filter"), IPv4 ones as before ("filter").
+        let fam = |f: crate::firewall::Family| if f.is_ipv4() { "" } else { "ip6tables " };
         for p in &n.policies {
-            let _ = writeln!(o, "  policy  {} {} {}", p.table, p.chain, p.policy);
+            let _ = writeln!(o, "  policy  {}{} {} {}", fam(p.family), p.table, p.chain, p.policy);
             if let Some(note) = &p.note {
                 let _ = writeln!(o, "          # {note}");
             }
         }
         for c in &n.chains {
-            let _ = writeln!(o, "  chain   {} {}", c.table, c.chain);
+            let _ = writeln!(o, "  chain   {}{} {}", fam(c.family), c.table, c.chain);
         }
         for r in &n.rules {
-            let _ = writeln!(o, "  rule    {} {} {}", r.table, r.chain, r.rule);
+            let _ = writeln!(o, "  rule    {}{} {} {}", fam(r.family), r.table, r.chain, r.rule);
         }
         for p in &n.processes {
             let state = if p.running { "running" } else { "stopped" };

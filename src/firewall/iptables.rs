@@ -1,5 +1,6 @@
 //! The iptables back end: the `iptables` crate for single rules (run from a thread
-//! inside the namespace, with `--wait` for the xtables lock).
+//! inside the namespace, with `--wait` for the xtables lock), `ip6tables` for IPv6.
+//! Both families use the same variant (nft or legacy).
 
 use std::cell::OnceCell;
 use std::os::fd::BorrowedFd;
@@ -7,7 +8,7 @@ use std::process::Command;
 
 use nix::errno::Errno;
 
-use super::{Change, Choice, Firewall};
+use super::{Change, Choice, Family, Firewall};
 use crate::error::{Error, Result};
 use crate::sys::netns::in_netns;
 
@@ -20,19 +21,24 @@ enum Flavor {
 }
 
 impl Flavor {
-    fn cmd(self) -> &'static str {
-        match self {
-            Flavor::System => "iptables",
-            Flavor::Nft => "iptables-nft",
-            Flavor::Legacy => "iptables-legacy",
+    fn cmd(self, fam: Family) -> &'static str {
+        match (self, fam) {
+            (Flavor::System, Family::Ipv4) => "iptables",
+            (Flavor::Nft, Family::Ipv4) => "iptables-nft",
+            (Flavor::Legacy, Family::Ipv4) => "iptables-legacy",
+            (Flavor::System, Family::Ipv6) => "ip6tables",
+            (Flavor::Nft, Family::Ipv6) => "ip6tables-nft",
+            (Flavor::Legacy, Family::Ipv6) => "ip6tables-legacy",
         }
     }
 }
 
 pub struct Iptables {
     choice: Choice,
-    /// The command, found on first use (see `ipt`).
-    ipt: OnceCell<iptables::IPTables>,
+    /// The variant, decided on first use (see `flavor`).
+    flavor: OnceCell<Flavor>,
+    /// The command of each family, found on first use (see `ipt`).
+    ipt: [OnceCell<iptables::IPTables>; 2],
 }
 
 fn has(cmd: &str) -> bool {
@@ -49,49 +55,47 @@ fn rule_count(save: &str) -> usize {
 impl Iptables {
     /// The driver for `choice`; the command is looked for on first use.
     pub fn new(choice: Choice) -> Self {
-        Iptables { choice, ipt: OnceCell::new() }
+        Iptables { choice, flavor: OnceCell::new(), ipt: [OnceCell::new(), OnceCell::new()] }
     }
 
-    /// The command to run. `Auto` decides as Kubernetes' iptables-wrapper does: when
-    /// both variants are installed and only the legacy one holds rules, the system
-    /// is using legacy; otherwise the system's `iptables` command.
-    fn ipt(&self) -> Result<&iptables::IPTables> {
-        if let Some(i) = self.ipt.get() {
-            return Ok(i);
-        }
-        let flavor = match self.choice {
+    /// The variant. `Auto` decides as Kubernetes' iptables-wrapper does: when both
+    /// variants are installed and only the legacy one holds rules (of either family),
+    /// the system is using legacy; otherwise the system's `iptables` command.
+    fn flavor(&self) -> Flavor {
+        *self.flavor.get_or_init(|| match self.choice {
             Choice::Nft => Flavor::Nft,
             Choice::Legacy => Flavor::Legacy,
             Choice::Auto
                 if has("iptables-legacy")
                     && has("iptables-nft")
-                    && rule_count("iptables-nft-save") == 0
-                    && rule_count("iptables-legacy-save") > 0 =>
+                    && rule_count("iptables-nft-save") + rule_count("ip6tables-nft-save") == 0
+                    && rule_count("iptables-legacy-save") + rule_count("ip6tables-legacy-save") > 0 =>
             {
                 Flavor::Legacy
             }
             Choice::Auto => Flavor::System,
-        };
-        if !has(flavor.cmd()) {
+        })
+    }
+
+    /// The command to run for `fam`.
+    fn ipt(&self, fam: Family) -> Result<&iptables::IPTables> {
+        let cell = &self.ipt[fam as usize];
+        if let Some(i) = cell.get() {
+            return Ok(i);
+        }
+        let cmd = self.flavor().cmd(fam);
+        if !has(cmd) {
             return Err(Error::sys(
-                format!("{} is not installed (Debian: apt-get install iptables)", flavor.cmd()),
+                format!("{cmd} is not installed (Debian: apt-get install iptables)"),
                 Some(Errno::ENOENT),
             ));
         }
-        Ok(self.ipt.get_or_init(|| iptables::IPTables {
-            cmd: flavor.cmd(),
-            has_check: true,
-            has_wait: true,
-            is_numeric: true,
-        }))
+        Ok(cell.get_or_init(|| iptables::IPTables { cmd, has_check: true, has_wait: true, is_numeric: true }))
     }
 
-    /// The matching iptables-restore command.
-    fn restore_cmd(&self) -> Result<String> {
-        Ok(match self.ipt()?.cmd {
-            "iptables" => "iptables-restore".into(),
-            other => format!("{other}-restore"),
-        })
+    /// The matching iptables-restore (ip6tables-restore) command.
+    fn restore_cmd(&self, fam: Family) -> Result<String> {
+        Ok(format!("{}-restore", self.ipt(fam)?.cmd))
     }
 }
 
@@ -151,9 +155,10 @@ impl Iptables {
     fn run<T: Send>(
         &self,
         ns: Option<BorrowedFd<'_>>,
+        fam: Family,
         f: impl FnOnce(&iptables::IPTables) -> std::result::Result<T, Box<dyn std::error::Error>> + Send,
     ) -> Result<T> {
-        let ipt = self.ipt()?;
+        let ipt = self.ipt(fam)?;
         in_netns(ns, move || f(ipt).map_err(|e| tool_message(e.as_ref())))?.map_err(|m| {
             let errno = if m.contains("Permission denied") || m.contains("you must be root") {
                 Some(Errno::EPERM)
@@ -171,16 +176,16 @@ impl Iptables {
 
 impl Firewall for Iptables {
     fn describe(&self) -> String {
-        match (self.ipt.get(), self.choice) {
-            (Some(i), _) => i.cmd.to_string(),
-            (None, Choice::Nft) => Flavor::Nft.cmd().into(),
-            (None, Choice::Legacy) => Flavor::Legacy.cmd().into(),
+        match (self.flavor.get(), self.choice) {
+            (Some(f), _) => f.cmd(Family::Ipv4).to_string(),
+            (None, Choice::Nft) => Flavor::Nft.cmd(Family::Ipv4).into(),
+            (None, Choice::Legacy) => Flavor::Legacy.cmd(Family::Ipv4).into(),
             (None, Choice::Auto) => "iptables (not used yet)".into(),
         }
     }
 
-    fn policy(&self, ns: Option<BorrowedFd<'_>>, table: &str, chain: &str) -> Result<String> {
-        let lines = self.rules(ns, table, Some(chain))?;
+    fn policy(&self, ns: Option<BorrowedFd<'_>>, fam: Family, table: &str, chain: &str) -> Result<String> {
+        let lines = self.rules(ns, fam, table, Some(chain))?;
         let prefix = format!("-P {chain} ");
         lines
             .iter()
@@ -188,49 +193,71 @@ impl Firewall for Iptables {
             .ok_or_else(|| Error::sys(format!("chain {chain} in table {table} has no policy"), None))
     }
 
-    fn set_policy(&self, ns: Option<BorrowedFd<'_>>, table: &str, chain: &str, target: &str) -> Result<()> {
-        self.run(ns, |i| i.set_policy(table, chain, target))
+    fn set_policy(
+        &self,
+        ns: Option<BorrowedFd<'_>>,
+        fam: Family,
+        table: &str,
+        chain: &str,
+        target: &str,
+    ) -> Result<()> {
+        self.run(ns, fam, |i| i.set_policy(table, chain, target))
     }
 
-    fn append(&self, ns: Option<BorrowedFd<'_>>, table: &str, chain: &str, rule: &[String]) -> Result<()> {
+    fn append(&self, ns: Option<BorrowedFd<'_>>, fam: Family, table: &str, chain: &str, rule: &[String]) -> Result<()> {
         let r = rule_string(rule)?;
-        self.run(ns, |i| i.append(table, chain, &r))
+        self.run(ns, fam, |i| i.append(table, chain, &r))
     }
 
-    fn insert(&self, ns: Option<BorrowedFd<'_>>, table: &str, chain: &str, pos: u32, rule: &[String]) -> Result<()> {
+    fn insert(
+        &self,
+        ns: Option<BorrowedFd<'_>>,
+        fam: Family,
+        table: &str,
+        chain: &str,
+        pos: u32,
+        rule: &[String],
+    ) -> Result<()> {
         let r = rule_string(rule)?;
-        self.run(ns, |i| i.insert(table, chain, &r, pos as i32))
+        self.run(ns, fam, |i| i.insert(table, chain, &r, pos as i32))
     }
 
-    fn delete(&self, ns: Option<BorrowedFd<'_>>, table: &str, chain: &str, rule: &[String]) -> Result<()> {
+    fn delete(&self, ns: Option<BorrowedFd<'_>>, fam: Family, table: &str, chain: &str, rule: &[String]) -> Result<()> {
         let r = rule_string(rule)?;
-        self.run(ns, |i| i.delete(table, chain, &r))
+        self.run(ns, fam, |i| i.delete(table, chain, &r))
     }
 
-    fn exists(&self, ns: Option<BorrowedFd<'_>>, table: &str, chain: &str, rule: &[String]) -> Result<bool> {
+    fn exists(
+        &self,
+        ns: Option<BorrowedFd<'_>>,
+        fam: Family,
+        table: &str,
+        chain: &str,
+        rule: &[String],
+    ) -> Result<bool> {
         let r = rule_string(rule)?;
-        self.run(ns, |i| i.exists(table, chain, &r))
+        self.run(ns, fam, |i| i.exists(table, chain, &r))
     }
 
-    fn new_chain(&self, ns: Option<BorrowedFd<'_>>, table: &str, chain: &str) -> Result<()> {
-        self.run(ns, |i| i.new_chain(table, chain))
+    fn new_chain(&self, ns: Option<BorrowedFd<'_>>, fam: Family, table: &str, chain: &str) -> Result<()> {
+        self.run(ns, fam, |i| i.new_chain(table, chain))
     }
 
-    fn delete_chain(&self, ns: Option<BorrowedFd<'_>>, table: &str, chain: &str) -> Result<()> {
-        self.run(ns, |i| {
+    fn delete_chain(&self, ns: Option<BorrowedFd<'_>>, fam: Family, table: &str, chain: &str) -> Result<()> {
+        self.run(ns, fam, |i| {
             i.flush_chain(table, chain)?;
             i.delete_chain(table, chain)
         })
     }
 
-    fn chain_exists(&self, ns: Option<BorrowedFd<'_>>, table: &str, chain: &str) -> Result<bool> {
-        Ok(self.rules(ns, table, None)?.iter().any(|l| {
+    fn chain_exists(&self, ns: Option<BorrowedFd<'_>>, fam: Family, table: &str, chain: &str) -> Result<bool> {
+        Ok(self.rules(ns, fam, table, None)?.iter().any(|l| {
             l.strip_prefix("-N ").or_else(|| l.strip_prefix("-P ")).and_then(|r| r.split_whitespace().next())
                 == Some(chain)
         }))
     }
 
-    fn batch(&self, ns: Option<BorrowedFd<'_>>, changes: &[Change<'_>]) -> Result<()> {
+    fn batch(&self, ns: Option<BorrowedFd<'_>>, fam: Family, changes: &[Change<'_>]) -> Result<()> {
         // Group by table, keeping the order of lines within each table (changes to
         // different tables do not depend on each other).
         let mut tables: Vec<(&str, Vec<String>)> = Vec::new();
@@ -249,8 +276,8 @@ impl Firewall for Iptables {
             }
             input += "COMMIT\n";
         }
-        let cmd = self.restore_cmd()?;
-        self.run(ns, move |_| {
+        let cmd = self.restore_cmd(fam)?;
+        self.run(ns, fam, move |_| {
             use std::io::Write;
             let mut child = Command::new(&cmd)
                 .args(["--noflush", "--wait"])
@@ -267,8 +294,8 @@ impl Firewall for Iptables {
         })
     }
 
-    fn rules(&self, ns: Option<BorrowedFd<'_>>, table: &str, chain: Option<&str>) -> Result<Vec<String>> {
-        let out = self.run(ns, |i| {
+    fn rules(&self, ns: Option<BorrowedFd<'_>>, fam: Family, table: &str, chain: Option<&str>) -> Result<Vec<String>> {
+        let out = self.run(ns, fam, |i| {
             let mut args = vec!["-t", table, "-S"];
             if let Some(c) = chain {
                 args.push(c);

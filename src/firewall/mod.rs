@@ -10,7 +10,63 @@ pub use rule::parse_rule;
 
 use std::os::fd::BorrowedFd;
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::{Error, Result};
+
+/// The address family a firewall call works on: iptables (IPv4) or ip6tables (IPv6).
+/// Journal records without the field are IPv4 (the only family before there was one).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    #[default]
+    Ipv4,
+    Ipv6,
+}
+
+impl Family {
+    pub const ALL: [Family; 2] = [Family::Ipv4, Family::Ipv6];
+
+    /// For `skip_serializing_if`: IPv4 is the default, left out of the journal.
+    pub fn is_ipv4(&self) -> bool {
+        *self == Family::Ipv4
+    }
+
+    /// The option value a script writes (`{family = "ipv6"}`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Ipv4 => "ipv4",
+            Family::Ipv6 => "ipv6",
+        }
+    }
+
+    /// The command a person types: `iptables` or `ip6tables`.
+    pub fn cmd(self) -> &'static str {
+        match self {
+            Family::Ipv4 => "iptables",
+            Family::Ipv6 => "ip6tables",
+        }
+    }
+
+    /// The family of an address.
+    pub fn of(addr: std::net::IpAddr) -> Family {
+        if addr.is_ipv4() { Family::Ipv4 } else { Family::Ipv6 }
+    }
+
+    pub fn parse(s: &str) -> Result<Family> {
+        match s {
+            "ipv4" => Ok(Family::Ipv4),
+            "ipv6" => Ok(Family::Ipv6),
+            _ => Err(Error::invalid(format!("unknown family {s:?} (\"ipv4\" or \"ipv6\")"))),
+        }
+    }
+}
+
+impl std::fmt::Display for Family {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 pub const TABLES: &[&str] = &["filter", "nat", "mangle", "raw", "security"];
 
@@ -153,23 +209,41 @@ impl Change<'_> {
     }
 }
 
-/// One firewall driver. `ns` is the namespace to act in (None: netscript's own).
+/// One firewall driver. `ns` is the namespace to act in (None: netscript's own),
+/// `fam` the family (iptables or ip6tables: one driver serves both, so that both
+/// use the same variant, nft or legacy).
 pub trait Firewall {
     /// A short name for messages and `--help` ("iptables-nft", ...).
     fn describe(&self) -> String;
-    fn policy(&self, ns: Option<BorrowedFd<'_>>, table: &str, chain: &str) -> Result<String>;
-    fn set_policy(&self, ns: Option<BorrowedFd<'_>>, table: &str, chain: &str, target: &str) -> Result<()>;
-    fn append(&self, ns: Option<BorrowedFd<'_>>, table: &str, chain: &str, rule: &[String]) -> Result<()>;
-    fn insert(&self, ns: Option<BorrowedFd<'_>>, table: &str, chain: &str, pos: u32, rule: &[String]) -> Result<()>;
-    fn delete(&self, ns: Option<BorrowedFd<'_>>, table: &str, chain: &str, rule: &[String]) -> Result<()>;
-    fn exists(&self, ns: Option<BorrowedFd<'_>>, table: &str, chain: &str, rule: &[String]) -> Result<bool>;
-    fn new_chain(&self, ns: Option<BorrowedFd<'_>>, table: &str, chain: &str) -> Result<()>;
+    fn policy(&self, ns: Option<BorrowedFd<'_>>, fam: Family, table: &str, chain: &str) -> Result<String>;
+    fn set_policy(&self, ns: Option<BorrowedFd<'_>>, fam: Family, table: &str, chain: &str, target: &str)
+    -> Result<()>;
+    fn append(&self, ns: Option<BorrowedFd<'_>>, fam: Family, table: &str, chain: &str, rule: &[String]) -> Result<()>;
+    fn insert(
+        &self,
+        ns: Option<BorrowedFd<'_>>,
+        fam: Family,
+        table: &str,
+        chain: &str,
+        pos: u32,
+        rule: &[String],
+    ) -> Result<()>;
+    fn delete(&self, ns: Option<BorrowedFd<'_>>, fam: Family, table: &str, chain: &str, rule: &[String]) -> Result<()>;
+    fn exists(
+        &self,
+        ns: Option<BorrowedFd<'_>>,
+        fam: Family,
+        table: &str,
+        chain: &str,
+        rule: &[String],
+    ) -> Result<bool>;
+    fn new_chain(&self, ns: Option<BorrowedFd<'_>>, fam: Family, table: &str, chain: &str) -> Result<()>;
     /// Flush and delete a user chain.
-    fn delete_chain(&self, ns: Option<BorrowedFd<'_>>, table: &str, chain: &str) -> Result<()>;
-    fn chain_exists(&self, ns: Option<BorrowedFd<'_>>, table: &str, chain: &str) -> Result<bool>;
+    fn delete_chain(&self, ns: Option<BorrowedFd<'_>>, fam: Family, table: &str, chain: &str) -> Result<()>;
+    fn chain_exists(&self, ns: Option<BorrowedFd<'_>>, fam: Family, table: &str, chain: &str) -> Result<bool>;
     /// The table (or one chain of it) as `iptables -t TABLE -S [CHAIN]` prints it.
-    fn rules(&self, ns: Option<BorrowedFd<'_>>, table: &str, chain: Option<&str>) -> Result<Vec<String>>;
+    fn rules(&self, ns: Option<BorrowedFd<'_>>, fam: Family, table: &str, chain: Option<&str>) -> Result<Vec<String>>;
     /// Makes many changes at once, in order, all or nothing per table (iptables:
-    /// one `iptables-restore --noflush`).
-    fn batch(&self, ns: Option<BorrowedFd<'_>>, changes: &[Change<'_>]) -> Result<()>;
+    /// one `iptables-restore --noflush`, or `ip6tables-restore` for IPv6).
+    fn batch(&self, ns: Option<BorrowedFd<'_>>, fam: Family, changes: &[Change<'_>]) -> Result<()>;
 }

@@ -10,6 +10,9 @@
 //! deletion removed, in its canonical spelling). The session knows no iptables
 //! syntax itself.
 
+use std::net::IpAddr;
+
+use super::Family;
 use crate::error::{Error, Result};
 use crate::model::split_words;
 
@@ -114,6 +117,57 @@ fn refused_option(w: &str, matches: &[&str]) -> Option<(String, &'static str)> {
         }
     }
     None
+}
+
+/// Options whose value is free text (never an address to check).
+const TEXT_OPTIONS: &[&str] = &["--comment", "--log-prefix", "--nflog-prefix", "--string", "--hex-string"];
+
+/// The family of an address a word spells: `10.0.0.1`, `10.0.0.0/24`,
+/// `10.0.0.0/255.255.255.0`, `10.0.0.2:80`, `10.0.0.2-10.0.0.9`, `fd00::1`,
+/// `fd00::/64`, `[fd00::2]:80`; a list of them (`a,b`), negated or not (`!a`).
+fn word_family(w: &str) -> Option<Family> {
+    let w = w.strip_prefix('!').unwrap_or(w);
+    w.split(',').find_map(|p| {
+        if let Some(rest) = p.strip_prefix('[') {
+            return rest.split(']').next()?.parse::<IpAddr>().ok().map(Family::of);
+        }
+        let head = p.split('/').next()?;
+        let head = head.split_once('-').map_or(head, |(a, _)| a);
+        if let Ok(a) = head.parse::<IpAddr>() {
+            return Some(Family::of(a));
+        }
+        // An IPv4 address with a port (`10.0.0.2:80`, `10.0.0.2:80-90`).
+        let (a, _) = head.split_once(':')?;
+        a.parse::<std::net::Ipv4Addr>().ok().map(|_| Family::Ipv4)
+    })
+}
+
+/// Refuses a rule that names an address of the other family: an IPv6 address in an
+/// iptables rule, an IPv4 one in an ip6tables rule. The error names the word and
+/// the family to use.
+pub fn check_family(words: &[String], fam: Family) -> Result<()> {
+    let mut prev: Option<&str> = None;
+    for w in words {
+        let text = prev.is_some_and(|p| TEXT_OPTIONS.contains(&p));
+        prev = Some(w);
+        if text {
+            continue;
+        }
+        match (word_family(w), fam) {
+            (Some(Family::Ipv6), Family::Ipv4) => {
+                return Err(Error::invalid(format!(
+                    "rule word {w:?} is an IPv6 address; IPv6 rules go to ip6tables: use family \"ipv6\" ({{family = \"ipv6\"}})"
+                )));
+            }
+            (Some(Family::Ipv4), Family::Ipv6) => {
+                return Err(Error::invalid(format!(
+                    "rule word {w:?} is an IPv4 address, but this rule is for ip6tables (family \"ipv6\"); IPv4 rules go to iptables: use family \"ipv4\" (the default)"
+                )));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// `rule` with the ownership mark as its first match (a comment, so it does not
@@ -226,6 +280,42 @@ mod tests {
         assert!(e.contains("\"-tnat\"") && e.contains("-t/--table"), "{e}");
         let e = parse_rule("-j ACCEPT -h").unwrap_err().to_string();
         assert!(e.contains("help"), "{e}");
+    }
+
+    #[test]
+    fn addresses_of_the_other_family_are_refused() {
+        let w = |r: &str| parse_rule(r).unwrap();
+        for r in [
+            "-s 10.0.0.0/24 -j MASQUERADE",
+            "-d 10.0.0.2/255.255.255.255 -j ACCEPT",
+            "-p tcp -j DNAT --to-destination 10.0.0.2:80",
+            "-m iprange --src-range 10.0.0.2-10.0.0.9 -j DROP",
+            "-s 10.0.0.1,fd00::1 -j DROP",
+        ] {
+            let e = check_family(&w(r), Family::Ipv6).unwrap_err().to_string();
+            assert!(e.contains("IPv4 address") && e.contains("\"ipv4\""), "{r}: {e}");
+        }
+        for r in [
+            "-s fd00::/64 -j MASQUERADE",
+            "! -d fd00::2 -j ACCEPT",
+            "-p tcp -j DNAT --to-destination [fd00::2]:80",
+            "-d ::1/128 -j ACCEPT",
+        ] {
+            let e = check_family(&w(r), Family::Ipv4).unwrap_err().to_string();
+            assert!(e.contains("IPv6 address") && e.contains("\"ipv6\""), "{r}: {e}");
+            assert!(check_family(&w(r), Family::Ipv6).is_ok(), "{r}");
+        }
+        for r in [
+            "-p tcp --dport 80:90 -j ACCEPT",
+            "-m mac --mac-source aa:bb:cc:dd:ee:ff -j DROP",
+            "-m comment --comment fd00::1 -j ACCEPT",
+            "-m time --timestart 12:30 -j DROP",
+            "-i veth0 -j ACCEPT",
+        ] {
+            for f in Family::ALL {
+                assert!(check_family(&w(r), f).is_ok(), "{r} ({f})");
+            }
+        }
     }
 
     fn lines(v: &[&str]) -> Vec<String> {

@@ -8,6 +8,7 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::backend::Backend;
+use crate::firewall::Family;
 use crate::journal::{Journal, State};
 use crate::model::{NsRef, Route, join_words};
 use crate::op::{LinkKind, Op};
@@ -91,6 +92,9 @@ pub struct Setting {
 
 #[derive(Debug, Serialize)]
 pub struct Policy {
+    /// iptables or ip6tables (left out of the JSON for IPv4).
+    #[serde(skip_serializing_if = "Family::is_ipv4")]
+    pub family: Family,
     pub table: String,
     pub chain: String,
     pub policy: String,
@@ -100,12 +104,18 @@ pub struct Policy {
 
 #[derive(Debug, Serialize, PartialEq)]
 pub struct Chain {
+    /// iptables or ip6tables (left out of the JSON for IPv4).
+    #[serde(skip_serializing_if = "Family::is_ipv4")]
+    pub family: Family,
     pub table: String,
     pub chain: String,
 }
 
 #[derive(Debug, Serialize)]
 pub struct Rule {
+    /// iptables or ip6tables (left out of the JSON for IPv4).
+    #[serde(skip_serializing_if = "Family::is_ipv4")]
+    pub family: Family,
     pub table: String,
     pub chain: String,
     /// The rule's words after the chain, shell-quoted, without the ownership comment.
@@ -367,31 +377,46 @@ impl Replay {
                 self.sysctls
                     .push((ns.clone(), Setting { key: key.clone(), value: value.clone(), note: note.cloned() }));
             }
-            Op::FwPolicy { ns, table, chain, target } => {
-                let p =
-                    Policy { table: table.clone(), chain: chain.clone(), policy: target.clone(), note: note.cloned() };
-                match self.policies.iter_mut().find(|(n, p)| n == ns && p.table == *table && p.chain == *chain) {
+            Op::FwPolicy { ns, family, table, chain, target } => {
+                let p = Policy {
+                    family: *family,
+                    table: table.clone(),
+                    chain: chain.clone(),
+                    policy: target.clone(),
+                    note: note.cloned(),
+                };
+                match self
+                    .policies
+                    .iter_mut()
+                    .find(|(n, p)| n == ns && p.family == *family && p.table == *table && p.chain == *chain)
+                {
                     Some(e) => e.1 = p,
                     None => self.policies.push((ns.clone(), p)),
                 }
             }
-            Op::FwNewChain { ns, table, chain } => {
-                self.chains.push((ns.clone(), Chain { table: table.clone(), chain: chain.clone() }));
+            Op::FwNewChain { ns, family, table, chain } => {
+                self.chains.push((ns.clone(), Chain { family: *family, table: table.clone(), chain: chain.clone() }));
             }
-            Op::FwDelChain { ns, table, chain } => {
-                self.chains.retain(|(n, c)| !(n == ns && c.table == *table && c.chain == *chain));
-                self.rules.retain(|(n, r)| !(n == ns && r.table == *table && r.chain == *chain));
+            Op::FwDelChain { ns, family, table, chain } => {
+                self.chains
+                    .retain(|(n, c)| !(n == ns && c.family == *family && c.table == *table && c.chain == *chain));
+                self.rules.retain(|(n, r)| !(n == ns && r.family == *family && r.table == *table && r.chain == *chain));
             }
-            Op::FwAppend { ns, table, chain, rule } | Op::FwInsert { ns, table, chain, rule, .. } => {
+            Op::FwAppend { ns, family, table, chain, rule } | Op::FwInsert { ns, family, table, chain, rule, .. } => {
                 let shown = unmarked(rule, mark);
-                let r =
-                    Rule { table: table.clone(), chain: chain.clone(), rule: join_words(shown), words: rule.clone() };
+                let r = Rule {
+                    family: *family,
+                    table: table.clone(),
+                    chain: chain.clone(),
+                    rule: join_words(shown),
+                    words: rule.clone(),
+                };
                 let at = match op {
                     Op::FwInsert { pos, .. } => self
                         .rules
                         .iter()
                         .enumerate()
-                        .filter(|(_, (n, x))| n == ns && x.table == *table && x.chain == *chain)
+                        .filter(|(_, (n, x))| n == ns && x.family == *family && x.table == *table && x.chain == *chain)
                         .map(|(i, _)| i)
                         .nth((*pos as usize).saturating_sub(1)),
                     _ => None,
@@ -401,12 +426,10 @@ impl Replay {
                     None => self.rules.push((ns.clone(), r)),
                 }
             }
-            Op::FwDelete { ns, table, chain, rule } => {
-                if let Some(i) = self
-                    .rules
-                    .iter()
-                    .position(|(n, r)| n == ns && r.table == *table && r.chain == *chain && r.words == *rule)
-                {
+            Op::FwDelete { ns, family, table, chain, rule } => {
+                if let Some(i) = self.rules.iter().position(|(n, r)| {
+                    n == ns && r.family == *family && r.table == *table && r.chain == *chain && r.words == *rule
+                }) {
                     self.rules.remove(i);
                 }
             }
@@ -485,6 +508,7 @@ pub fn now(journal: &Journal, b: &mut dyn Backend) -> Now {
                 .iter()
                 .filter(|(n, _)| of(n))
                 .map(|(_, p)| Policy {
+                    family: p.family,
                     table: p.table.clone(),
                     chain: p.chain.clone(),
                     policy: p.policy.clone(),
@@ -495,13 +519,14 @@ pub fn now(journal: &Journal, b: &mut dyn Backend) -> Now {
                 .chains
                 .iter()
                 .filter(|(n, _)| of(n))
-                .map(|(_, c)| Chain { table: c.table.clone(), chain: c.chain.clone() })
+                .map(|(_, c)| Chain { family: c.family, table: c.table.clone(), chain: c.chain.clone() })
                 .collect(),
             rules: r
                 .rules
                 .iter()
                 .filter(|(n, _)| of(n))
                 .map(|(_, x)| Rule {
+                    family: x.family,
                     table: x.table.clone(),
                     chain: x.chain.clone(),
                     rule: x.rule.clone(),
@@ -566,11 +591,11 @@ mod tests {
         s.link_addr(&ns1, "veth0", "10.0.0.2/24".parse().unwrap()).unwrap();
         s.link_set_up(&ns1, "veth0", true).unwrap();
         for p in ["DROP", "ACCEPT", "DROP"] {
-            s.fw_policy(&H, "filter", "FORWARD", p).unwrap();
+            s.fw_policy(&H, Family::Ipv4, "filter", "FORWARD", p).unwrap();
         }
-        s.fw_append(&H, "nat", "POSTROUTING", "-s 10.0.0.0/24 -j MASQUERADE").unwrap();
-        s.fw_append(&H, "filter", "FORWARD", "-s 10.9.9.9 -j DROP").unwrap();
-        s.fw_delete(&H, "filter", "FORWARD", "-s 10.9.9.9 -j DROP").unwrap();
+        s.fw_append(&H, Family::Ipv4, "nat", "POSTROUTING", "-s 10.0.0.0/24 -j MASQUERADE").unwrap();
+        s.fw_append(&H, Family::Ipv4, "filter", "FORWARD", "-s 10.9.9.9 -j DROP").unwrap();
+        s.fw_delete(&H, Family::Ipv4, "filter", "FORWARD", "-s 10.9.9.9 -j DROP").unwrap();
         s.bridge_add("br9", &H).unwrap();
         s.link_addr(&H, "br9", "10.1.0.1/24".parse().unwrap()).unwrap();
         s.link_move(&H, "br9", &ns1).unwrap();

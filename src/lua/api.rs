@@ -394,7 +394,12 @@ pub const API: &[Entry] = &[
     f(
         "fw",
         "policy",
-        &[p("table", "string"), p("chain", "string"), p("target", "string"), opt("opts", "{ns?: Netns|string}")],
+        &[
+            p("table", "string"),
+            p("chain", "string"),
+            p("target", "string"),
+            opt("opts", "{ns?: Netns|string, family?: \"ipv4\"|\"ipv6\"}"),
+        ],
         "string",
         "Set a built-in chain's policy; returns the previous one.",
         "fw.policy(\"filter\", \"FORWARD\", \"DROP\")",
@@ -402,9 +407,14 @@ pub const API: &[Entry] = &[
     f(
         "fw",
         "append",
-        &[p("table", "string"), p("chain", "string"), p("rule", "string"), opt("opts", "{ns?: Netns|string}")],
+        &[
+            p("table", "string"),
+            p("chain", "string"),
+            p("rule", "string"),
+            opt("opts", "{ns?: Netns|string, family?: \"ipv4\"|\"ipv6\"}"),
+        ],
         "",
-        "Append a rule (iptables -A).",
+        "Append a rule (iptables -A; ip6tables with family = \"ipv6\").",
         "fw.append(\"nat\", \"POSTROUTING\", \"-s 10.0.0.0/24 -j MASQUERADE\")",
     ),
     f(
@@ -414,7 +424,7 @@ pub const API: &[Entry] = &[
             p("table", "string"),
             p("chain", "string"),
             p("rule", "string"),
-            opt("opts", "{ns?: Netns|string, pos?: integer}"),
+            opt("opts", "{ns?: Netns|string, pos?: integer, family?: \"ipv4\"|\"ipv6\"}"),
         ],
         "",
         "Insert a rule at a position (default 1, iptables -I).",
@@ -423,7 +433,12 @@ pub const API: &[Entry] = &[
     f(
         "fw",
         "delete",
-        &[p("table", "string"), p("chain", "string"), p("rule", "string"), opt("opts", "{ns?: Netns|string}")],
+        &[
+            p("table", "string"),
+            p("chain", "string"),
+            p("rule", "string"),
+            opt("opts", "{ns?: Netns|string, family?: \"ipv4\"|\"ipv6\"}"),
+        ],
         "",
         "Delete a rule (iptables -D); rollback re-inserts it at its place.",
         "fw.delete(\"filter\", \"INPUT\", \"-i lo -j ACCEPT\")",
@@ -431,7 +446,7 @@ pub const API: &[Entry] = &[
     f(
         "fw",
         "chain",
-        &[p("table", "string"), p("name", "string"), opt("opts", "{ns?: Netns|string}")],
+        &[p("table", "string"), p("name", "string"), opt("opts", "{ns?: Netns|string, family?: \"ipv4\"|\"ipv6\"}")],
         "",
         "Create a user chain (iptables -N).",
         "fw.chain(\"filter\", \"DOCKER\")",
@@ -439,7 +454,7 @@ pub const API: &[Entry] = &[
     f(
         "fw",
         "rules",
-        &[p("table", "string"), opt("opts", "{ns?: Netns|string}")],
+        &[p("table", "string"), opt("opts", "{ns?: Netns|string, family?: \"ipv4\"|\"ipv6\"}")],
         "string[]",
         "The rules of a table, as iptables -S lines.",
         "for _, r in ipairs(fw.rules(\"nat\")) do print(r) end",
@@ -449,7 +464,7 @@ pub const API: &[Entry] = &[
         "batch",
         &[p("fn", "fun(): any")],
         "any",
-        "Run fn; its firewall changes are made together, in one iptables-restore.",
+        "Run fn; its firewall changes are made together, in one iptables-restore (and ip6tables-restore).",
         "fw.batch(function() fw.append(\"filter\", \"FORWARD\", \"-i br0 -j ACCEPT\") end)",
     ),
     // netscript

@@ -1,23 +1,39 @@
-//! `fw` module (iptables).
+//! `fw` module (iptables; ip6tables with `{family = "ipv6"}`).
 
 use mlua::{Function, Lua, MultiValue, Table};
 
-use super::util::{Opts, ns_only, q, with};
+use super::util::{Opts, q, with};
+use crate::firewall::Family;
+use crate::model::NsRef;
+use crate::session::Session;
+
+/// A call with the options every `fw` function takes (`ns`, `family`).
+fn fw_call<T>(
+    lua: &Lua,
+    call: String,
+    opts: Option<Table>,
+    f: impl FnOnce(&mut Session, &NsRef, Family) -> crate::error::Result<T>,
+) -> mlua::Result<T> {
+    let o = Opts::new(lua, &call, opts, &["ns", "family"])?;
+    let ns = o.ns(lua, &call, "ns")?;
+    let fam = o.family(lua, &call)?;
+    with(lua, move || call, |s| f(s, &ns, fam))
+}
 
 pub fn register(lua: &Lua, fw: &Table) -> mlua::Result<()> {
     fw.set(
         "policy",
         lua.create_function(|lua, (table, chain, target, opts): (String, String, String, Option<Table>)| {
-            ns_only(lua, format!("fw.policy({}, {}, {})", q(&table), q(&chain), q(&target)), opts, |s, ns| {
-                s.fw_policy(ns, &table, &chain, &target)
+            fw_call(lua, format!("fw.policy({}, {}, {})", q(&table), q(&chain), q(&target)), opts, |s, ns, f| {
+                s.fw_policy(ns, f, &table, &chain, &target)
             })
         })?,
     )?;
     fw.set(
         "append",
         lua.create_function(|lua, (table, chain, rule, opts): (String, String, String, Option<Table>)| {
-            ns_only(lua, format!("fw.append({}, {}, {})", q(&table), q(&chain), q(&rule)), opts, |s, ns| {
-                s.fw_append(ns, &table, &chain, &rule)
+            fw_call(lua, format!("fw.append({}, {}, {})", q(&table), q(&chain), q(&rule)), opts, |s, ns, f| {
+                s.fw_append(ns, f, &table, &chain, &rule)
             })
         })?,
     )?;
@@ -25,24 +41,27 @@ pub fn register(lua: &Lua, fw: &Table) -> mlua::Result<()> {
         "insert",
         lua.create_function(|lua, (table, chain, rule, opts): (String, String, String, Option<Table>)| {
             let call = format!("fw.insert({}, {}, {})", q(&table), q(&chain), q(&rule));
-            let o = Opts::new(lua, &call, opts, &["ns", "pos"])?;
+            let o = Opts::new(lua, &call, opts, &["ns", "pos", "family"])?;
             let ns = o.ns(lua, &call, "ns")?;
+            let fam = o.family(lua, &call)?;
             let pos = o.get::<u32>(lua, &call, "pos")?.unwrap_or(1);
-            with(lua, || call.clone(), |s| s.fw_insert(&ns, &table, &chain, &rule, pos))
+            with(lua, || call.clone(), |s| s.fw_insert(&ns, fam, &table, &chain, &rule, pos))
         })?,
     )?;
     fw.set(
         "delete",
         lua.create_function(|lua, (table, chain, rule, opts): (String, String, String, Option<Table>)| {
-            ns_only(lua, format!("fw.delete({}, {}, {})", q(&table), q(&chain), q(&rule)), opts, |s, ns| {
-                s.fw_delete(ns, &table, &chain, &rule)
+            fw_call(lua, format!("fw.delete({}, {}, {})", q(&table), q(&chain), q(&rule)), opts, |s, ns, f| {
+                s.fw_delete(ns, f, &table, &chain, &rule)
             })
         })?,
     )?;
     fw.set(
         "chain",
         lua.create_function(|lua, (table, name, opts): (String, String, Option<Table>)| {
-            ns_only(lua, format!("fw.chain({}, {})", q(&table), q(&name)), opts, |s, ns| s.fw_chain(ns, &table, &name))
+            fw_call(lua, format!("fw.chain({}, {})", q(&table), q(&name)), opts, |s, ns, f| {
+                s.fw_chain(ns, f, &table, &name)
+            })
         })?,
     )?;
     fw.set(
@@ -65,7 +84,7 @@ pub fn register(lua: &Lua, fw: &Table) -> mlua::Result<()> {
     fw.set(
         "rules",
         lua.create_function(|lua, (table, opts): (String, Option<Table>)| {
-            let v = ns_only(lua, format!("fw.rules({})", q(&table)), opts, |s, ns| s.fw_rules(ns, &table))?;
+            let v = fw_call(lua, format!("fw.rules({})", q(&table)), opts, |s, ns, f| s.fw_rules(ns, f, &table))?;
             lua.create_sequence_from(v)
         })?,
     )?;

@@ -190,6 +190,14 @@ impl Opts {
         }
     }
 
+    /// The `family` option of `fw.*`: "ipv4" (the default: iptables) or "ipv6" (ip6tables).
+    pub fn family(&self, lua: &Lua, call: &str) -> mlua::Result<crate::firewall::Family> {
+        match self.get::<String>(lua, call, "family")? {
+            None => Ok(crate::firewall::Family::Ipv4),
+            Some(f) => crate::firewall::Family::parse(&f).map_err(|e| fail(lua, call, e)),
+        }
+    }
+
     /// The `ns` style option: a Netns handle or a namespace name; the host if absent.
     pub fn ns(&self, lua: &Lua, call: &str, key: &str) -> mlua::Result<NsRef> {
         match &self.t {

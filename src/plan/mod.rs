@@ -27,7 +27,7 @@ use nix::errno::Errno;
 
 use crate::backend::{Backend, LinkInfo};
 use crate::error::{Error, Result};
-use crate::firewall;
+use crate::firewall::{self, Family};
 
 use crate::model::{NsRef, Route};
 use crate::op::Op;
@@ -195,14 +195,19 @@ impl Backend for Plan {
         self.sysctl_value(ns, key)
     }
 
-    fn fw_policy(&mut self, ns: &NsRef, table: &str, chain: &str) -> Result<String> {
+    fn fw_policy(&mut self, ns: &NsRef, fam: Family, table: &str, chain: &str) -> Result<String> {
         firewall::check_table(table)?;
-        Ok(self.ns_mut(ns)?.table(table).chain(chain).and_then(|c| c.policy.clone()).unwrap_or_else(|| "ACCEPT".into()))
+        Ok(self
+            .ns_mut(ns)?
+            .table(fam, table)
+            .chain(chain)
+            .and_then(|c| c.policy.clone())
+            .unwrap_or_else(|| "ACCEPT".into()))
     }
 
-    fn fw_rules(&mut self, ns: &NsRef, table: &str, chain: Option<&str>) -> Result<Vec<String>> {
+    fn fw_rules(&mut self, ns: &NsRef, fam: Family, table: &str, chain: Option<&str>) -> Result<Vec<String>> {
         firewall::check_table(table)?;
-        let t = self.ns_mut(ns)?.table(table);
+        let t = self.ns_mut(ns)?.table(fam, table);
         if let Some(c) = chain
             && t.chain(c).is_none()
         {
@@ -211,13 +216,13 @@ impl Backend for Plan {
         Ok(t.lines(chain))
     }
 
-    fn fw_exists(&mut self, ns: &NsRef, table: &str, chain: &str, rule: &[String]) -> Result<bool> {
-        Ok(self.fw_chain(ns, table, chain)?.rules.iter().any(|r| r == rule))
+    fn fw_exists(&mut self, ns: &NsRef, fam: Family, table: &str, chain: &str, rule: &[String]) -> Result<bool> {
+        Ok(self.fw_chain(ns, fam, table, chain)?.rules.iter().any(|r| r == rule))
     }
 
-    fn fw_chain_exists(&mut self, ns: &NsRef, table: &str, chain: &str) -> Result<bool> {
+    fn fw_chain_exists(&mut self, ns: &NsRef, fam: Family, table: &str, chain: &str) -> Result<bool> {
         firewall::check_table(table)?;
-        Ok(self.ns_mut(ns)?.table(table).chain(chain).is_some())
+        Ok(self.ns_mut(ns)?.table(fam, table).chain(chain).is_some())
     }
 
     fn exec(&mut self, ns: &NsRef, _argv: &[String], _timeout: Option<Duration>) -> Result<ExecResult> {
@@ -353,7 +358,7 @@ mod tests {
         s.route_add(&ns1, r).unwrap();
         assert_eq!(s.sysctl_set(&NsRef::Host, "net.ipv4.ip_forward", "1").unwrap(), "0");
         assert_eq!(s.sysctl_get(&NsRef::Host, "net.ipv4.conf.all.forwarding").unwrap(), "1");
-        s.fw_append(&NsRef::Host, "nat", "POSTROUTING", "-s 175.18.0.0/24 -j MASQUERADE").unwrap();
+        s.fw_append(&NsRef::Host, Family::Ipv4, "nat", "POSTROUTING", "-s 175.18.0.0/24 -j MASQUERADE").unwrap();
         assert_eq!(
             rec.borrow().commands(),
             vec![
@@ -423,7 +428,7 @@ mod tests {
         let (mut s, rec) = session();
         let ns1 = s.netns_add("ns1").unwrap();
         s.veth_add("a", "b", &NsRef::Host, &ns1).unwrap();
-        s.fw_policy(&NsRef::Host, "filter", "FORWARD", "DROP").unwrap();
+        s.fw_policy(&NsRef::Host, Family::Ipv4, "filter", "FORWARD", "DROP").unwrap();
         rec.borrow_mut().steps.clear();
         let report = s.rollback();
         assert!(report.complete());
@@ -467,27 +472,47 @@ mod tests {
         assert!(!s.ping(&c1, ip("192.168.1.2"), 1, t).unwrap(), "no forwarding yet");
         s.sysctl_set(&h, "net.ipv4.ip_forward", "1").unwrap();
         assert!(!s.ping(&c1, ip("192.168.1.2"), 1, t).unwrap(), "no route back");
-        s.fw_append(&h, "nat", "POSTROUTING", "-s 10.0.0.0/24 -o up0 -j MASQUERADE").unwrap();
+        s.fw_append(&h, Family::Ipv4, "nat", "POSTROUTING", "-s 10.0.0.0/24 -o up0 -j MASQUERADE").unwrap();
         assert!(s.ping(&c1, ip("192.168.1.2"), 1, t).unwrap(), "masqueraded");
-        s.fw_policy(&h, "filter", "FORWARD", "DROP").unwrap();
+        s.fw_policy(&h, Family::Ipv4, "filter", "FORWARD", "DROP").unwrap();
         assert!(!s.ping(&c1, ip("10.0.0.3"), 1, t).unwrap(), "bridged traffic passes FORWARD");
-        s.fw_append(&h, "filter", "FORWARD", "-i br -j ACCEPT").unwrap();
+        s.fw_append(&h, Family::Ipv4, "filter", "FORWARD", "-i br -j ACCEPT").unwrap();
         assert!(s.ping(&c1, ip("10.0.0.3"), 1, t).unwrap());
         assert!(!s.ping(&c1, ip("192.168.1.2"), 1, t).unwrap(), "the reply comes in from up0");
-        s.fw_append(&h, "filter", "FORWARD", "-o br -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT").unwrap();
+        s.fw_append(
+            &h,
+            Family::Ipv4,
+            "filter",
+            "FORWARD",
+            "-o br -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+        )
+        .unwrap();
         assert!(s.ping(&c1, ip("192.168.1.2"), 1, t).unwrap());
         // A published port, from outside and from 127.0.0.1.
-        s.fw_append(&h, "nat", "PREROUTING", "-p tcp --dport 8080 -j DNAT --to-destination 10.0.0.2:80").unwrap();
+        s.fw_append(&h, Family::Ipv4, "nat", "PREROUTING", "-p tcp --dport 8080 -j DNAT --to-destination 10.0.0.2:80")
+            .unwrap();
         assert!(!s.tcp(&w, ip("192.168.1.1"), 8080, t).unwrap(), "FORWARD drops it");
-        s.fw_append(&h, "filter", "FORWARD", "-d 10.0.0.2/32 ! -i br -o br -p tcp -m tcp --dport 80 -j ACCEPT")
-            .unwrap();
+        s.fw_append(
+            &h,
+            Family::Ipv4,
+            "filter",
+            "FORWARD",
+            "-d 10.0.0.2/32 ! -i br -o br -p tcp -m tcp --dport 80 -j ACCEPT",
+        )
+        .unwrap();
         assert!(s.tcp(&w, ip("192.168.1.1"), 8080, t).unwrap());
-        s.fw_append(&h, "nat", "OUTPUT", "-d 127.0.0.0/8 -p tcp --dport 8080 -j DNAT --to-destination 10.0.0.2:80")
-            .unwrap();
+        s.fw_append(
+            &h,
+            Family::Ipv4,
+            "nat",
+            "OUTPUT",
+            "-d 127.0.0.0/8 -p tcp --dport 8080 -j DNAT --to-destination 10.0.0.2:80",
+        )
+        .unwrap();
         assert!(!s.tcp(&h, ip("127.0.0.1"), 8080, t).unwrap(), "127.0.0.1 may not leave lo");
         s.sysctl_set(&h, "net.ipv4.conf.br.route_localnet", "1").unwrap();
         assert!(!s.tcp(&h, ip("127.0.0.1"), 8080, t).unwrap(), "the reply goes to the container's own 127.0.0.1");
-        s.fw_append(&h, "nat", "POSTROUTING", "-s 127.0.0.0/8 -o br -j MASQUERADE").unwrap();
+        s.fw_append(&h, Family::Ipv4, "nat", "POSTROUTING", "-s 127.0.0.0/8 -o br -j MASQUERADE").unwrap();
         assert!(s.tcp(&h, ip("127.0.0.1"), 8080, t).unwrap());
         assert!(!s.tcp(&c1, ip("127.0.0.1"), 80, t).unwrap(), "lo is down in c1");
         s.link_set_up(&c1, "lo", true).unwrap();
@@ -565,9 +590,9 @@ mod tests {
     #[test]
     fn rules_read_back_as_iptables_prints_them() {
         let (mut s, _) = session();
-        s.fw_chain(&NsRef::Host, "filter", "MINE").unwrap();
-        s.fw_append(&NsRef::Host, "filter", "MINE", "-j ACCEPT").unwrap();
-        let r = s.fw_rules(&NsRef::Host, "filter").unwrap();
+        s.fw_chain(&NsRef::Host, Family::Ipv4, "filter", "MINE").unwrap();
+        s.fw_append(&NsRef::Host, Family::Ipv4, "filter", "MINE", "-j ACCEPT").unwrap();
+        let r = s.fw_rules(&NsRef::Host, Family::Ipv4, "filter").unwrap();
         assert_eq!(r[0], "-P INPUT ACCEPT");
         assert_eq!(r[3], "-N MINE");
         assert_eq!(

@@ -11,7 +11,7 @@ use nix::errno::Errno;
 use super::{PROTO_KERNEL, Plan, SCOPE_LINK, Step};
 use crate::backend::LinkInfo;
 use crate::error::{Error, Result};
-use crate::firewall;
+use crate::firewall::{self, Family};
 use crate::model::{NsRef, ROUTE_PROTO, Route, join_words};
 use crate::op::Op;
 
@@ -151,8 +151,13 @@ impl Netns {
         self.links.iter_mut().find(|l| l.name == name)
     }
 
-    pub(super) fn table(&mut self, table: &str) -> &mut Table {
-        self.tables.entry(table.to_string()).or_insert_with(|| Table::new(table))
+    /// A table of the iptables (IPv4) or ip6tables (IPv6) rule set.
+    pub(super) fn table(&mut self, fam: Family, table: &str) -> &mut Table {
+        let tables = match fam {
+            Family::Ipv4 => &mut self.tables,
+            Family::Ipv6 => &mut self.tables6,
+        };
+        tables.entry(table.to_string()).or_insert_with(|| Table::new(table))
     }
 
     /// The connected route an address brings (None for a host address).
@@ -616,16 +621,16 @@ impl Plan {
                 n.routes.remove(i);
             }
             Op::SetSysctl { ns, key, value } => self.set_sysctl(ns, key, value)?,
-            Op::FwPolicy { ns, table, chain, target } => {
+            Op::FwPolicy { ns, family, table, chain, target } => {
                 firewall::check_policy(table, chain, target)?;
-                let c = self.ns_mut(ns)?.table(table).chain(chain).expect("a built-in chain");
+                let c = self.ns_mut(ns)?.table(*family, table).chain(chain).expect("a built-in chain");
                 c.policy = Some(target.clone());
             }
-            Op::FwAppend { ns, table, chain, rule } => {
-                self.fw_chain(ns, table, chain)?.rules.push(rule.clone());
+            Op::FwAppend { ns, family, table, chain, rule } => {
+                self.fw_chain(ns, *family, table, chain)?.rules.push(rule.clone());
             }
-            Op::FwInsert { ns, table, chain, pos, rule } => {
-                let c = self.fw_chain(ns, table, chain)?;
+            Op::FwInsert { ns, family, table, chain, pos, rule } => {
+                let c = self.fw_chain(ns, *family, table, chain)?;
                 let i = (*pos as usize).saturating_sub(1);
                 if i > c.rules.len() {
                     return Err(Error::sys(
@@ -635,22 +640,22 @@ impl Plan {
                 }
                 c.rules.insert(i, rule.clone());
             }
-            Op::FwDelete { ns, table, chain, rule } => {
-                let c = self.fw_chain(ns, table, chain)?;
+            Op::FwDelete { ns, family, table, chain, rule } => {
+                let c = self.fw_chain(ns, *family, table, chain)?;
                 let i = c.rules.iter().position(|r| r == rule).ok_or_else(|| {
                     Error::sys(format!("chain {chain} has no rule {}", join_words(rule)), Some(Errno::ENOENT))
                 })?;
                 c.rules.remove(i);
             }
-            Op::FwNewChain { ns, table, chain } => {
-                let t = self.ns_mut(ns)?.table(table);
+            Op::FwNewChain { ns, family, table, chain } => {
+                let t = self.ns_mut(ns)?.table(*family, table);
                 if t.chain(chain).is_some() {
                     return Err(Error::sys(format!("table {table} already has a chain {chain}"), Some(Errno::EEXIST)));
                 }
                 t.chains.push(Chain { name: chain.clone(), policy: None, rules: Vec::new() });
             }
-            Op::FwDelChain { ns, table, chain } => {
-                let t = self.ns_mut(ns)?.table(table);
+            Op::FwDelChain { ns, family, table, chain } => {
+                let t = self.ns_mut(ns)?.table(*family, table);
                 let i =
                     t.chains.iter().position(|c| &c.name == chain && c.policy.is_none()).ok_or_else(|| {
                         Error::sys(format!("table {table} has no chain {chain}"), Some(Errno::ENOENT))
@@ -699,10 +704,10 @@ impl Plan {
         Ok(())
     }
 
-    pub(super) fn fw_chain(&mut self, ns: &NsRef, table: &str, chain: &str) -> Result<&mut Chain> {
+    pub(super) fn fw_chain(&mut self, ns: &NsRef, fam: Family, table: &str, chain: &str) -> Result<&mut Chain> {
         firewall::check_table(table)?;
         self.ns_mut(ns)?
-            .table(table)
+            .table(fam, table)
             .chain(chain)
             .ok_or_else(|| Error::sys(format!("table {table} has no chain {chain} in {ns}"), Some(Errno::ENOENT)))
     }

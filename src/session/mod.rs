@@ -13,7 +13,7 @@ use ipnet::IpNet;
 
 use crate::backend::{Backend, LinkInfo};
 use crate::error::{Error, Result};
-use crate::firewall::{self, rule};
+use crate::firewall::{self, Family, rule};
 use crate::journal::{Journal, State};
 use crate::model::{NsRef, Route, check_ifname, check_name, check_words};
 use crate::op::{Op, Probe};
@@ -672,11 +672,14 @@ impl Session {
     // ---- firewall ---------------------------------------------------------------
 
     /// A script's rule string as words, with this topology's mark (`firewall::rule`).
-    fn marked_rule(&self, rule: &str) -> Result<Vec<String>> {
-        Ok(rule::marked(&self.mark(), &rule::parse_rule(rule)?))
+    /// Its addresses must be of the family of the rule set it goes to.
+    fn marked_rule(&self, fam: Family, rule: &str) -> Result<Vec<String>> {
+        let words = rule::parse_rule(rule)?;
+        rule::check_family(&words, fam)?;
+        Ok(rule::marked(&self.mark(), &words))
     }
 
-    fn require_chain(&mut self, ns: &NsRef, table: &str, chain: &str) -> Result<()> {
+    fn require_chain(&mut self, ns: &NsRef, fam: Family, table: &str, chain: &str) -> Result<()> {
         firewall::check_table(table)?;
         firewall::check_chain_name(chain)?;
         self.require_ns(ns)?;
@@ -684,116 +687,126 @@ impl Session {
             return Ok(());
         }
         self.settle()?;
-        if self.backend.fw_chain_exists(ns, table, chain)? {
+        if self.backend.fw_chain_exists(ns, fam, table, chain)? {
             Ok(())
         } else {
-            Err(Error::invalid(format!("table {table} has no chain {chain} in {ns}")))
+            Err(Error::invalid(format!("table {table} has no chain {chain} in {ns}{}", in_family(fam))))
         }
     }
 
-    pub fn fw_policy(&mut self, ns: &NsRef, table: &str, chain: &str, target: &str) -> Result<String> {
+    /// Sets a built-in chain's policy (`fam`: iptables or ip6tables); returns the old one.
+    pub fn fw_policy(&mut self, ns: &NsRef, fam: Family, table: &str, chain: &str, target: &str) -> Result<String> {
         firewall::check_policy(table, chain, target)?;
         self.require_ns(ns)?;
         // The policy depends only on earlier policy changes of the same chain.
         let queued = self.fw_queue.iter().rev().find_map(|q| match &q.op {
-            Op::FwPolicy { ns: n, table: t, chain: c, target } if n == ns && t == table && c == chain => {
+            Op::FwPolicy { ns: n, family: f, table: t, chain: c, target }
+                if n == ns && *f == fam && t == table && c == chain =>
+            {
                 Some(target.clone())
             }
             _ => None,
         });
         let old = match queued {
             Some(t) => t,
-            None => self.backend.fw_policy(ns, table, chain)?,
+            None => self.backend.fw_policy(ns, fam, table, chain)?,
         };
-        let op = Op::FwPolicy { ns: ns.clone(), table: table.into(), chain: chain.into(), target: target.into() };
+        let (t, c) = (table.to_string(), chain.to_string());
+        let op =
+            Op::FwPolicy { ns: ns.clone(), family: fam, table: t.clone(), chain: c.clone(), target: target.into() };
         // As for sysctls: a host chain's policy already at the target is journaled once.
         if old == target && (!ns.is_host() || self.created_here(|o| same_setting(o, &op))) {
             return Ok(old);
         }
-        let undo = Op::FwPolicy { ns: ns.clone(), table: table.into(), chain: chain.into(), target: old.clone() };
+        let undo = Op::FwPolicy { ns: ns.clone(), family: fam, table: t, chain: c, target: old.clone() };
         self.change(op, vec![undo])?;
         Ok(old)
     }
 
-    pub fn fw_append(&mut self, ns: &NsRef, table: &str, chain: &str, rule: &str) -> Result<()> {
-        self.require_chain(ns, table, chain)?;
-        let rule = self.marked_rule(rule)?;
+    pub fn fw_append(&mut self, ns: &NsRef, fam: Family, table: &str, chain: &str, rule: &str) -> Result<()> {
+        self.require_chain(ns, fam, table, chain)?;
+        let rule = self.marked_rule(fam, rule)?;
         let (t, c) = (table.to_string(), chain.to_string());
-        let undo = Op::FwDelete { ns: ns.clone(), table: t.clone(), chain: c.clone(), rule: rule.clone() };
-        self.change(Op::FwAppend { ns: ns.clone(), table: t, chain: c, rule }, vec![undo])
+        let undo = Op::FwDelete { ns: ns.clone(), family: fam, table: t.clone(), chain: c.clone(), rule: rule.clone() };
+        self.change(Op::FwAppend { ns: ns.clone(), family: fam, table: t, chain: c, rule }, vec![undo])
     }
 
-    pub fn fw_insert(&mut self, ns: &NsRef, table: &str, chain: &str, rule: &str, pos: u32) -> Result<()> {
+    pub fn fw_insert(&mut self, ns: &NsRef, fam: Family, table: &str, chain: &str, rule: &str, pos: u32) -> Result<()> {
         self.settle()?;
-        self.require_chain(ns, table, chain)?;
+        self.require_chain(ns, fam, table, chain)?;
         if pos == 0 {
             return Err(Error::invalid("rule positions start at 1"));
         }
-        let count = rule::count(&self.backend.fw_rules(ns, table, Some(chain))?);
+        let count = rule::count(&self.backend.fw_rules(ns, fam, table, Some(chain))?);
         if pos as usize > count + 1 {
             return Err(Error::invalid(format!("position {pos} is past the end of chain {chain} ({count} rules)")));
         }
-        let rule = self.marked_rule(rule)?;
+        let rule = self.marked_rule(fam, rule)?;
         let (t, c) = (table.to_string(), chain.to_string());
-        let undo = Op::FwDelete { ns: ns.clone(), table: t.clone(), chain: c.clone(), rule: rule.clone() };
-        self.change(Op::FwInsert { ns: ns.clone(), table: t, chain: c, pos, rule }, vec![undo])
+        let undo = Op::FwDelete { ns: ns.clone(), family: fam, table: t.clone(), chain: c.clone(), rule: rule.clone() };
+        self.change(Op::FwInsert { ns: ns.clone(), family: fam, table: t, chain: c, pos, rule }, vec![undo])
     }
 
     /// Deletes a rule; rollback re-inserts it at its old position.
-    pub fn fw_delete(&mut self, ns: &NsRef, table: &str, chain: &str, rule: &str) -> Result<()> {
+    pub fn fw_delete(&mut self, ns: &NsRef, fam: Family, table: &str, chain: &str, rule: &str) -> Result<()> {
         self.settle()?;
-        self.require_chain(ns, table, chain)?;
+        self.require_chain(ns, fam, table, chain)?;
         let words = rule::parse_rule(rule)?;
+        rule::check_family(&words, fam)?;
         // A rule this topology added carries our comment: accept it without.
-        let spec = if self.backend.fw_exists(ns, table, chain, &words)? {
+        let spec = if self.backend.fw_exists(ns, fam, table, chain, &words)? {
             words
         } else {
             let m = rule::marked(&self.mark(), &words);
-            if !self.backend.fw_exists(ns, table, chain, &m)? {
-                return Err(Error::invalid(format!("chain {chain} of table {table} in {ns} has no rule {rule}")));
+            if !self.backend.fw_exists(ns, fam, table, chain, &m)? {
+                return Err(Error::invalid(format!(
+                    "chain {chain} of table {table} in {ns}{} has no rule {rule}",
+                    in_family(fam)
+                )));
             }
             m
         };
         // The position and canonical spelling of the rule the kernel removes (the
         // first match) come from comparing `iptables -S` before and after.
-        let before = self.backend.fw_rules(ns, table, Some(chain))?;
+        let before = self.backend.fw_rules(ns, fam, table, Some(chain))?;
         let (t, c) = (table.to_string(), chain.to_string());
-        let op = Op::FwDelete { ns: ns.clone(), table: t.clone(), chain: c.clone(), rule: spec.clone() };
+        let op = Op::FwDelete { ns: ns.clone(), family: fam, table: t.clone(), chain: c.clone(), rule: spec.clone() };
         // The undo is known exactly only after the kernel said which rule went; until
         // then, the journal holds a re-append of the spec (right if we crash here).
-        let provisional = Op::FwAppend { ns: ns.clone(), table: t.clone(), chain: c.clone(), rule: spec };
+        let provisional = Op::FwAppend { ns: ns.clone(), family: fam, table: t.clone(), chain: c.clone(), rule: spec };
         self.check_interrupt()?;
         let seq = self.journal.begin(&op, &[provisional])?;
         if let Err(e) = self.apply_now(&op) {
             self.journal.mark(seq, State::Failed)?;
             return Err(e);
         }
-        let after = self.backend.fw_rules(ns, table, Some(chain))?;
+        let after = self.backend.fw_rules(ns, fam, table, Some(chain))?;
         let (pos, canon) = rule::removed(&before, &after)?;
-        let undo = Op::FwInsert { ns: ns.clone(), table: t, chain: c, pos, rule: canon };
+        let undo = Op::FwInsert { ns: ns.clone(), family: fam, table: t, chain: c, pos, rule: canon };
         self.journal.amend(seq, None, vec![undo])?;
         self.journal.mark(seq, State::Done)
     }
 
-    pub fn fw_chain(&mut self, ns: &NsRef, table: &str, chain: &str) -> Result<()> {
+    pub fn fw_chain(&mut self, ns: &NsRef, fam: Family, table: &str, chain: &str) -> Result<()> {
         self.settle()?;
         firewall::check_table(table)?;
         firewall::check_chain_name(chain)?;
         self.require_ns(ns)?;
-        if firewall::builtin_chains(table).contains(&chain) || self.backend.fw_chain_exists(ns, table, chain)? {
-            return Err(Error::invalid(format!("table {table} already has a chain {chain} in {ns}")));
+        if firewall::builtin_chains(table).contains(&chain) || self.backend.fw_chain_exists(ns, fam, table, chain)? {
+            return Err(Error::invalid(format!("table {table} already has a chain {chain} in {ns}{}", in_family(fam))));
         }
-        let op = Op::FwNewChain { ns: ns.clone(), table: table.into(), chain: chain.into() };
-        self.change(op, vec![Op::FwDelChain { ns: ns.clone(), table: table.into(), chain: chain.into() }])
+        let (t, c) = (table.to_string(), chain.to_string());
+        let op = Op::FwNewChain { ns: ns.clone(), family: fam, table: t.clone(), chain: c.clone() };
+        self.change(op, vec![Op::FwDelChain { ns: ns.clone(), family: fam, table: t, chain: c }])
     }
 
-    pub fn fw_rules(&mut self, ns: &NsRef, table: &str) -> Result<Vec<String>> {
+    pub fn fw_rules(&mut self, ns: &NsRef, fam: Family, table: &str) -> Result<Vec<String>> {
         self.settle()?;
         firewall::check_table(table)?;
         self.require_ns(ns)?;
-        let v = self.backend.fw_rules(ns, table, None)?;
+        let v = self.backend.fw_rules(ns, fam, table, None)?;
         let n = rule::count(&v);
-        self.note_read(&Probe::FwRules { ns: ns.clone(), table: table.into() }, &format!("{n} rule(s)"));
+        self.note_read(&Probe::FwRules { ns: ns.clone(), family: fam, table: table.into() }, &format!("{n} rule(s)"));
         Ok(v)
     }
 
@@ -887,6 +900,14 @@ impl Session {
     }
 }
 
+/// " (ip6tables)" for IPv6, to name the rule set in messages.
+fn in_family(fam: Family) -> &'static str {
+    match fam {
+        Family::Ipv4 => "",
+        Family::Ipv6 => " (ip6tables)",
+    }
+}
+
 /// A rollback's question for each host-wide setting it is about to restore.
 pub type Handover = Box<dyn FnMut(&Op) -> Option<String>>;
 
@@ -895,9 +916,10 @@ pub type Handover = Box<dyn FnMut(&Op) -> Option<String>>;
 fn same_setting(a: &Op, b: &Op) -> bool {
     match (a, b) {
         (Op::SetSysctl { ns, key, .. }, Op::SetSysctl { ns: n2, key: k2, .. }) => ns == n2 && key == k2,
-        (Op::FwPolicy { ns, table, chain, .. }, Op::FwPolicy { ns: n2, table: t2, chain: c2, .. }) => {
-            ns == n2 && table == t2 && chain == c2
-        }
+        (
+            Op::FwPolicy { ns, family, table, chain, .. },
+            Op::FwPolicy { ns: n2, family: f2, table: t2, chain: c2, .. },
+        ) => ns == n2 && family == f2 && table == t2 && chain == c2,
         _ => false,
     }
 }

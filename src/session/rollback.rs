@@ -267,6 +267,7 @@ fn idempotent(op: &Op) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::firewall::Family;
     use crate::journal::{Journal, Meta};
     use crate::model::Route;
     use crate::plan::{Plan, RecordingRef, Step};
@@ -317,7 +318,7 @@ mod tests {
         s.link_addr(&ns1, "c0", "10.0.0.2/24".parse().unwrap()).unwrap();
         s.link_set_up(&ns1, "c0", true).unwrap();
         s.sysctl_set(&ns1, "net.ipv4.ip_forward", "1").unwrap();
-        s.fw_append(&ns1, "filter", "FORWARD", "-j ACCEPT").unwrap();
+        s.fw_append(&ns1, Family::Ipv4, "filter", "FORWARD", "-j ACCEPT").unwrap();
         s.bridge_add("br0", &H).unwrap();
         s.link_master(&H, "h0", Some("br0")).unwrap();
         s.link_addr(&H, "br0", "10.0.0.1/24".parse().unwrap()).unwrap();
@@ -325,8 +326,8 @@ mod tests {
         s.link_set_up(&H, "h0", true).unwrap();
         s.route_add(&H, route_dev("10.9.0.0/16", "br0")).unwrap();
         s.sysctl_set(&H, "net.ipv4.ip_forward", "1").unwrap();
-        s.fw_policy(&H, "filter", "FORWARD", "DROP").unwrap();
-        s.fw_append(&H, "nat", "POSTROUTING", "-s 10.0.0.0/24 -j MASQUERADE").unwrap();
+        s.fw_policy(&H, Family::Ipv4, "filter", "FORWARD", "DROP").unwrap();
+        s.fw_append(&H, Family::Ipv4, "nat", "POSTROUTING", "-s 10.0.0.0/24 -j MASQUERADE").unwrap();
     }
 
     #[test]
@@ -363,8 +364,8 @@ mod tests {
         let names: Vec<String> = b.links(&H).unwrap().into_iter().map(|l| l.name).collect();
         assert_eq!(names, vec!["lo"]);
         assert_eq!(b.sysctl_get(&H, "net.ipv4.ip_forward").unwrap(), "0");
-        assert_eq!(b.fw_policy(&H, "filter", "FORWARD").unwrap(), "ACCEPT");
-        assert_eq!(b.fw_rules(&H, "nat", Some("POSTROUTING")).unwrap(), vec!["-P POSTROUTING ACCEPT"]);
+        assert_eq!(b.fw_policy(&H, Family::Ipv4, "filter", "FORWARD").unwrap(), "ACCEPT");
+        assert_eq!(b.fw_rules(&H, Family::Ipv4, "nat", Some("POSTROUTING")).unwrap(), vec!["-P POSTROUTING ACCEPT"]);
     }
 
     #[test]
@@ -390,12 +391,12 @@ mod tests {
     /// result in any order; linear for iptables-nft).
     fn firewall_undos_go_together_at_the_end_newest_first() {
         let (mut s, rec) = session();
-        s.fw_chain(&H, "filter", "MINE").unwrap();
+        s.fw_chain(&H, Family::Ipv4, "filter", "MINE").unwrap();
         s.bridge_add("b1", &H).unwrap();
-        s.fw_append(&H, "filter", "MINE", "-j RETURN").unwrap();
+        s.fw_append(&H, Family::Ipv4, "filter", "MINE", "-j RETURN").unwrap();
         s.sysctl_set(&H, "net.ipv4.ip_forward", "1").unwrap();
-        s.fw_insert(&H, "filter", "INPUT", "-p tcp --dport 22 -j ACCEPT", 1).unwrap();
-        s.fw_policy(&H, "filter", "FORWARD", "DROP").unwrap();
+        s.fw_insert(&H, Family::Ipv4, "filter", "INPUT", "-p tcp --dport 22 -j ACCEPT", 1).unwrap();
+        s.fw_policy(&H, Family::Ipv4, "filter", "FORWARD", "DROP").unwrap();
         s.bridge_add("b2", &H).unwrap();
         rec.borrow_mut().steps.clear();
         let report = s.rollback();
@@ -494,8 +495,14 @@ mod tests {
             Op::DelRoute { ns: H, route: route_dev("10.9.0.0/16", "br") },
             Op::DelRoute { ns: ns1.clone(), route: route_dev("10.9.0.0/16", "x") },
             Op::SetSysctl { ns: ns1.clone(), key: "net.ipv4.ip_forward".into(), value: "0".into() },
-            Op::FwPolicy { ns: ns1.clone(), table: "filter".into(), chain: "FORWARD".into(), target: "ACCEPT".into() },
-            Op::FwDelChain { ns: ns1.clone(), table: "filter".into(), chain: "MINE".into() },
+            Op::FwPolicy {
+                ns: ns1.clone(),
+                family: Family::Ipv4,
+                table: "filter".into(),
+                chain: "FORWARD".into(),
+                target: "ACCEPT".into(),
+            },
+            Op::FwDelChain { ns: ns1.clone(), family: Family::Ipv4, table: "filter".into(), chain: "MINE".into() },
             // A link inside a namespace that goes dies with it.
             Op::del_link(&ns1, "c0"),
         ];
@@ -512,7 +519,13 @@ mod tests {
             up(&ns2, "old"),
             Op::DelRoute { ns: H, route: route_dev("10.9.0.0/16", "eth0") },
             Op::SetSysctl { ns: H, key: "net.ipv4.ip_forward".into(), value: "0".into() },
-            Op::FwPolicy { ns: ns2.clone(), table: "filter".into(), chain: "FORWARD".into(), target: "ACCEPT".into() },
+            Op::FwPolicy {
+                ns: ns2.clone(),
+                family: Family::Ipv4,
+                table: "filter".into(),
+                chain: "FORWARD".into(),
+                target: "ACCEPT".into(),
+            },
             Op::Kill { pid: 42, start: 7 },
         ];
         for u in &kept {

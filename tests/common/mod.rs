@@ -130,7 +130,7 @@ impl Sandbox {
 
     /// The kernel state, as the system's own tools print it: links, addresses and
     /// routes in every namespace, the namespace list, the root and other qdiscs, the
-    /// firewall rule set and the sysctls of SYSCTLS. One shell run inside the sandbox reads it all; fields that
+    /// firewall rule sets (iptables and ip6tables, nft and legacy) and the sysctls of SYSCTLS. One shell run inside the sandbox reads it all; fields that
     /// change on their own are dropped (`normalize_json`, `normalize_rules`).
     pub fn snapshot(&self) -> String {
         const SEP: &str = "::netscript-snapshot::";
@@ -153,7 +153,7 @@ impl Sandbox {
             labels.push((i, "qdiscs".to_string()));
             let tc = ns.map(|n| format!("tc -n {n}")).unwrap_or_else(|| "tc".into());
             script += &format!("echo '{SEP}'; {tc} -j qdisc show || echo '{SEP}failed'\n");
-            for save in ["iptables-nft-save", "iptables-legacy-save"] {
+            for save in ["iptables-nft-save", "iptables-legacy-save", "ip6tables-nft-save", "ip6tables-legacy-save"] {
                 labels.push((i, save.to_string()));
                 script += &format!("echo '{SEP}'; {ex}{save} 2>/dev/null\n");
             }
