@@ -97,10 +97,11 @@ fn the_docker_module_functions_are_in_the_table_and_back() {
     };
     assert_eq!(defined("function M."), table_names("docker", &[Kind::Function]));
     assert_eq!(defined("function Network:"), table_names("net", &[Kind::Method]));
-    // The fields of a network, read from a real one (over the plan model).
+    // The fields of a network, read from a real one (over the plan model; dual stack,
+    // which sets them all).
     let lua = lua();
     let net: Table = lua
-        .load(r#"return require("netscript.docker").network{ name = "br0", subnet = "10.0.0.0/24", ns = netns.add("n") }"#)
+        .load(r#"return require("netscript.docker").network{ name = "br0", subnet = "10.0.0.0/24", subnet6 = "fd00::/64", ns = netns.add("n") }"#)
         .eval()
         .unwrap();
     for f in table_names("net", &[Kind::Field]) {

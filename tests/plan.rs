@@ -264,6 +264,13 @@ fn check_equivalent(path: &Path) {
     assert_same(&fresh, &replay.settled(Marks::Drop), &format!("{p}: after the teardown run by bash"));
 }
 
+/// The dual stack example alone (its IPv6 rules, addresses and routes), so that it is
+/// checked even when an earlier example of the whole list fails.
+#[test]
+fn the_plan_of_the_dual_stack_example_builds_what_a_real_run_builds() {
+    check_equivalent(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/dual-stack.lua"));
+}
+
 #[test]
 fn a_plan_run_by_bash_builds_what_a_real_run_builds() {
     let scripts = equivalence_scripts();

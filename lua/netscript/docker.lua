@@ -6,6 +6,15 @@
 --   local c1 = net:container("ns1")        -- 175.18.0.2
 --   net:publish(8088, c1, 80)              -- outside, host address and 127.0.0.1 -> c1:80
 --
+-- With subnet6 = "fd00:dead:beef::/64" the network is dual stack, as Docker's with
+-- --ipv6 and ip6tables on: every container also gets an IPv6 address (the same host
+-- number as its IPv4 one: .2 -> ::2) and default route, outbound IPv6 is masqueraded,
+-- and the same chains and rules are made with ip6tables ({family = "ipv6"}); a port
+-- published without host_ip is published on both families. [::1] is the exception:
+-- IPv6 has no route_localnet, so a packet from ::1 never leaves the loopback and a
+-- DNAT from [::1] cannot work (Docker uses its userland proxy there); from the host,
+-- use one of its own IPv6 addresses (the gateway's, net.gateway6) instead.
+--
 -- Everything here is made of the public API (bridge, veth, route, sysctl, fw), so it
 -- is journaled and rolled back like any script, and `netscript plan` shows it.
 --
@@ -43,6 +52,94 @@ local function parse_subnet(s)
   return base, plen, size
 end
 
+-- IPv6 addresses as 8 groups of 16 bits.
+local function ip6_groups(s)
+  s = tostring(s)
+  if not s:match("^[%x:]+$") or s:find(":::", 1, true) then return nil end
+  local head, tail = s, nil
+  local i = s:find("::", 1, true)
+  if i then
+    head, tail = s:sub(1, i - 1), s:sub(i + 2)
+    if tail:find("::", 1, true) then return nil end
+  end
+  local function split(x)
+    local t = {}
+    if x == "" then return t end
+    for g in (x .. ":"):gmatch("([^:]*):") do
+      if #g == 0 or #g > 4 then return nil end
+      t[#t + 1] = tonumber(g, 16)
+    end
+    return t
+  end
+  local h, t = split(head), split(tail or "")
+  if not h or not t then return nil end
+  if tail == nil then
+    if #h ~= 8 then return nil end
+    return h
+  end
+  if #h + #t > 7 then return nil end
+  local out = {}
+  for _, g in ipairs(h) do out[#out + 1] = g end
+  for _ = 1, 8 - #h - #t do out[#out + 1] = 0 end
+  for _, g in ipairs(t) do out[#out + 1] = g end
+  return out
+end
+
+-- 8 groups as text, the way the kernel prints them (RFC 5952: the longest run of
+-- two or more zero groups as "::").
+local function ip6_text(g)
+  local best, blen, i = nil, 1, 1
+  while i <= 8 do
+    if g[i] == 0 then
+      local j = i
+      while j < 8 and g[j + 1] == 0 do j = j + 1 end
+      if j - i + 1 > blen then best, blen = i, j - i + 1 end
+      i = j + 1
+    else
+      i = i + 1
+    end
+  end
+  local function hex(a, b)
+    local t = {}
+    for k = a, b do t[#t + 1] = ("%x"):format(g[k]) end
+    return table.concat(t, ":")
+  end
+  if not best then return hex(1, 8) end
+  return hex(1, best - 1) .. "::" .. hex(best + blen, 8)
+end
+
+-- The address `n` hosts after `base` (groups), as text.
+local function ip6_add(base, n)
+  local g = { table.unpack(base) }
+  local k = 8
+  while n > 0 and k >= 1 do
+    local v = g[k] + n % 65536
+    n = n // 65536 + v // 65536
+    g[k] = v % 65536
+    k = k - 1
+  end
+  return ip6_text(g)
+end
+
+local function parse_subnet6(s, plen4)
+  local addr, len = tostring(s):match("^([%x:]+)/(%d+)$")
+  local g, plen = addr and ip6_groups(addr), tonumber(len)
+  if not (g and plen and plen >= 16 and plen <= 120) then
+    error(("docker.network: subnet6 %q must be an IPv6 network like fd00:dead:beef::/64 (prefix 16 to 120)"):format(tostring(s)), 3)
+  end
+  if 128 - plen < 32 - plen4 then
+    error(("docker.network: subnet6 %s is smaller than subnet (/%d): each container's IPv6 address has its IPv4 host number"):format(s, plen4), 3)
+  end
+  for k = 1, 8 do
+    local bits = math.max(0, math.min(16, plen - (k - 1) * 16))
+    local mask = bits == 16 and 65535 or (65535 - (2 ^ (16 - bits) // 1 - 1))
+    if g[k] & mask ~= g[k] then
+      error(("docker.network: subnet6 %q has host bits set"):format(s), 3)
+    end
+  end
+  return g, plen
+end
+
 local function check_opts(fname, opts, allowed)
   for k in pairs(opts or {}) do
     if not allowed[k] then
@@ -67,39 +164,45 @@ end
 
 local FILTER_CHAINS = { "DOCKER", "DOCKER-BRIDGE", "DOCKER-CT", "DOCKER-FORWARD", "DOCKER-INTERNAL", "DOCKER-USER" }
 
-local function has_chain(tbl, chain, ns)
-  for _, l in ipairs(fw.rules(tbl, { ns = ns })) do
+local function has_chain(tbl, chain, ns, family)
+  for _, l in ipairs(fw.rules(tbl, { ns = ns, family = family })) do
     if l == "-N " .. chain then return true end
   end
   return false
 end
 
--- The per-namespace part, once: forwarding (and the FORWARD policy, only when it was
--- off: Docker leaves a host that already routes alone), bridge netfilter, the chains
--- and the jumps to them.
-local function setup_space(ns)
+-- The per-namespace part, once per family: forwarding (and the FORWARD policy, only
+-- when it was off: Docker leaves a host that already routes alone), bridge netfilter,
+-- the chains and the jumps to them.
+local function setup_space(ns, family)
+  family = family or "ipv4"
   local key = ns_key(ns)
   local sp = spaces[key]
-  if sp then return sp end
-  sp = { published = {}, forwarding_was_on = false }
-  spaces[key] = sp
-  sp.forwarding_was_on = tostring(sysctl.get("net.ipv4.ip_forward", { ns = ns })) == "1"
-  if not sp.forwarding_was_on then
-    sysctl.set("net.ipv4.ip_forward", 1, { ns = ns })
+  if not sp then
+    sp = { published = {}, families = {} }
+    spaces[key] = sp
   end
-  sysctl.set("net.bridge.bridge-nf-call-iptables", 1, { ns = ns })
-  local o = { ns = ns }
+  if sp.families[family] then return sp end
+  sp.families[family] = true
+  local v6 = family == "ipv6"
+  local fwd_key = v6 and "net.ipv6.conf.all.forwarding" or "net.ipv4.ip_forward"
+  local forwarding_was_on = tostring(sysctl.get(fwd_key, { ns = ns })) == "1"
+  if not forwarding_was_on then
+    sysctl.set(fwd_key, 1, { ns = ns })
+  end
+  sysctl.set(v6 and "net.bridge.bridge-nf-call-ip6tables" or "net.bridge.bridge-nf-call-iptables", 1, { ns = ns })
+  local o = { ns = ns, family = family }
   -- Chains another run already made in this namespace are shared, as Docker does.
-  local made = has_chain("filter", "DOCKER-FORWARD", ns)
-  local nat_made = has_chain("nat", "DOCKER", ns)
+  local made = has_chain("filter", "DOCKER-FORWARD", ns, family)
+  local nat_made = has_chain("nat", "DOCKER", ns, family)
   fw.batch(function()
-    if not sp.forwarding_was_on then
+    if not forwarding_was_on then
       fw.policy("filter", "FORWARD", "DROP", o)
     end
     if not made then
       for _, c in ipairs(FILTER_CHAINS) do fw.chain("filter", c, o) end
-      fw.insert("filter", "FORWARD", "-j DOCKER-FORWARD", { ns = ns, pos = 1 })
-      fw.insert("filter", "FORWARD", "-j DOCKER-USER", { ns = ns, pos = 1 })
+      fw.insert("filter", "FORWARD", "-j DOCKER-FORWARD", { ns = ns, pos = 1, family = family })
+      fw.insert("filter", "FORWARD", "-j DOCKER-USER", { ns = ns, pos = 1, family = family })
       fw.append("filter", "DOCKER-FORWARD", "-j DOCKER-CT", o)
       fw.append("filter", "DOCKER-FORWARD", "-j DOCKER-INTERNAL", o)
       fw.append("filter", "DOCKER-FORWARD", "-j DOCKER-BRIDGE", o)
@@ -114,17 +217,48 @@ local function setup_space(ns)
   return sp
 end
 
+-- A network's own rules in one family: `subnet` and the bridge `br`.
+local function network_rules(net, family, subnet)
+  local br, o = net.name, { ns = net.ns, family = family }
+  if net.internal then
+    -- Docker's --internal: nothing in from outside the subnet, nothing out.
+    fw.append("filter", "DOCKER-INTERNAL", ("! -s %s -o %s -j DROP"):format(subnet, br), o)
+    fw.append("filter", "DOCKER-INTERNAL", ("! -d %s -i %s -j DROP"):format(subnet, br), o)
+  else
+    -- Replies to what the containers started; anything else that is routed to the
+    -- bridge goes through DOCKER, which accepts the published ports and drops the
+    -- rest (from the outside, the host's other links and the other networks).
+    fw.append("filter", "DOCKER-CT", ("-o %s -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"):format(br), o)
+    fw.append("filter", "DOCKER-BRIDGE", ("-o %s -j DOCKER"):format(br), o)
+    fw.append("filter", "DOCKER", ("! -i %s -o %s -j DROP"):format(br, br), o)
+  end
+  if not net.icc then
+    -- enable_icc=false: containers of this network do not reach each other.
+    fw.append("filter", "DOCKER-FORWARD", ("-i %s -o %s -j DROP"):format(br, br), o)
+  end
+  fw.append("filter", "DOCKER-FORWARD", ("-i %s -j ACCEPT"):format(br), o)
+  if not net.internal then
+    fw.append("nat", "POSTROUTING", ("-o %s -m addrtype --src-type LOCAL -j MASQUERADE"):format(br), o)
+    if net.gateway_mode == "nat" then
+      -- Not between neighbours: they see each other's own addresses.
+      fw.append("nat", "POSTROUTING", ("-s %s ! -o %s -j MASQUERADE"):format(subnet, br), o)
+    end
+  end
+end
+
 local Network = {}
 Network.__index = Network
 
---- docker.network{name=, subnet=[, gateway=][, ns=][, icc=true][, internal=false]
----   [, gateway_mode="nat"]}: a bridge network, as `docker network create`.
+--- docker.network{name=, subnet=[, gateway=][, subnet6=][, gateway6=][, ns=][, icc=true]
+---   [, internal=false][, gateway_mode="nat"]}: a bridge network, as `docker network
+---   create` (with subnet6: `--ipv6 --subnet ...`, dual stack).
 function M.network(opts)
   if type(opts) ~= "table" or type(opts.name) ~= "string" then
     error("docker.network: give a table with name= and subnet=, e.g. docker.network{ name = \"ns_br\", subnet = \"175.18.0.0/24\" }", 2)
   end
   check_opts("docker.network", opts, {
     name = true, subnet = true, gateway = true, ns = true, icc = true, internal = true, gateway_mode = true,
+    subnet6 = true, gateway6 = true,
   })
   local base, plen, size = parse_subnet(opts.subnet)
   local gw = opts.gateway or int2ip(base + 1)
@@ -137,6 +271,26 @@ function M.network(opts)
       error(("docker.network: %s must be true or false, not %s"):format(k, tostring(opts[k])), 2)
     end
   end
+  local base6, plen6, gw6
+  if opts.subnet6 ~= nil then
+    base6, plen6 = parse_subnet6(opts.subnet6, plen)
+    gw6 = ip6_add(base6, 1)
+    if opts.gateway6 ~= nil then
+      local g = ip6_groups(opts.gateway6)
+      local ok = g ~= nil
+      for k = 1, 8 do
+        local bits = math.max(0, math.min(16, plen6 - (k - 1) * 16))
+        local mask = bits == 16 and 65535 or (65535 - (2 ^ (16 - bits) // 1 - 1))
+        ok = ok and (g[k] & mask) == base6[k]
+      end
+      if not ok then
+        error(("docker.network: gateway6 %s is not an address of %s"):format(tostring(opts.gateway6), opts.subnet6), 2)
+      end
+      gw6 = ip6_text(g)
+    end
+  elseif opts.gateway6 ~= nil then
+    error("docker.network: gateway6 needs subnet6", 2)
+  end
   local mode = opts.gateway_mode or "nat"
   if mode ~= "nat" and mode ~= "routed" then
     error(("docker.network: gateway_mode must be \"nat\" or \"routed\", not %q"):format(tostring(mode)), 2)
@@ -146,40 +300,25 @@ function M.network(opts)
     name = opts.name, subnet = opts.subnet, gateway = gw, ns = ns,
     icc = opts.icc ~= false, internal = opts.internal == true, gateway_mode = mode,
     base = base, plen = plen, size = size, used = { [gwn] = true }, ips = {}, direct_drop = {}, targets = {},
+    subnet6 = opts.subnet6 and ip6_text(base6) .. "/" .. plen6, gateway6 = gw6, base6 = base6, plen6 = plen6,
+    ips6 = {},
   }, Network)
   net.bridge = bridge.add(opts.name, { ns = ns })
-  net.bridge:addr(("%s/%d"):format(gw, plen)):up()
+  net.bridge:addr(("%s/%d"):format(gw, plen))
+  if gw6 then
+    net.bridge:addr(("%s/%d"):format(gw6, plen6))
+  end
+  net.bridge:up()
   local sp = setup_space(ns)
+  if gw6 then setup_space(ns, "ipv6") end
   net.space = sp
   local br, o = opts.name, { ns = ns }
   fw.batch(function()
     -- Without the userland proxy, 127.0.0.1 reaches published ports: packets from
     -- the loopback may leave through the bridge, masqueraded (below).
     sysctl.set(("net.ipv4.conf.%s.route_localnet"):format(br), 1, o)
-    if net.internal then
-      -- Docker's --internal: nothing in from outside the subnet, nothing out.
-      fw.append("filter", "DOCKER-INTERNAL", ("! -s %s -o %s -j DROP"):format(opts.subnet, br), o)
-      fw.append("filter", "DOCKER-INTERNAL", ("! -d %s -i %s -j DROP"):format(opts.subnet, br), o)
-    else
-      -- Replies to what the containers started; anything else that is routed to the
-      -- bridge goes through DOCKER, which accepts the published ports and drops the
-      -- rest (from the outside, the host's other links and the other networks).
-      fw.append("filter", "DOCKER-CT", ("-o %s -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT"):format(br), o)
-      fw.append("filter", "DOCKER-BRIDGE", ("-o %s -j DOCKER"):format(br), o)
-      fw.append("filter", "DOCKER", ("! -i %s -o %s -j DROP"):format(br, br), o)
-    end
-    if not net.icc then
-      -- enable_icc=false: containers of this network do not reach each other.
-      fw.append("filter", "DOCKER-FORWARD", ("-i %s -o %s -j DROP"):format(br, br), o)
-    end
-    fw.append("filter", "DOCKER-FORWARD", ("-i %s -j ACCEPT"):format(br), o)
-    if not net.internal then
-      fw.append("nat", "POSTROUTING", ("-o %s -m addrtype --src-type LOCAL -j MASQUERADE"):format(br), o)
-      if mode == "nat" then
-        -- Not between neighbours: they see each other's own addresses.
-        fw.append("nat", "POSTROUTING", ("-s %s ! -o %s -j MASQUERADE"):format(opts.subnet, br), o)
-      end
-    end
+    network_rules(net, "ipv4", opts.subnet)
+    if gw6 then network_rules(net, "ipv6", net.subnet6) end
   end)
   return net
 end
@@ -194,7 +333,9 @@ end
 --- net:container(name[, {ip=, dev=, host_dev=}]) -> Netns: a namespace with lo up, a veth
 --- pair (dev, default "veth0", inside; host_dev, default "veth_"..name, which must fit
 --- in 15 bytes, on the bridge, in hairpin mode), the next free address (or ip=) and,
---- unless the network is internal, a default route through the gateway.
+--- unless the network is internal, a default route through the gateway; on a dual
+--- stack network also the IPv6 address with the same host number and an IPv6 default
+--- route.
 function Network:container(name, opts)
   check_opts("net:container", opts, { ip = true, dev = true, host_dev = true })
   opts = opts or {}
@@ -230,6 +371,14 @@ function Network:container(name, opts)
   if not self.internal then
     route.add("default", { via = self.gateway, ns = ns })
   end
+  if self.base6 then
+    local ip6 = ip6_add(self.base6, n - self.base)
+    inside:addr(("%s/%d"):format(ip6, self.plen6))
+    if not self.internal then
+      route.add("default", { via = self.gateway6, ns = ns })
+    end
+    self.ips6[name] = ip6
+  end
   self.used[n] = true
   self.ips[name] = ip
   return ns
@@ -240,6 +389,15 @@ function Network:ip(c)
   local name = type(c) == "string" and c or c.name
   local ip = self.ips[name]
   if not ip then error(("net:ip: %s is not a container of network %s"):format(tostring(name), self.name), 2) end
+  return ip
+end
+
+--- net:ip6(container) -> the container's IPv6 address on this (dual stack) network.
+function Network:ip6(c)
+  local name = type(c) == "string" and c or c.name
+  if not self.base6 then error(("net:ip6: network %s has no subnet6"):format(self.name), 2) end
+  local ip = self.ips6[name]
+  if not ip then error(("net:ip6: %s is not a container of network %s"):format(tostring(name), self.name), 2) end
   return ip
 end
 
@@ -285,9 +443,21 @@ function Network:publish(host_port, c, port, opts)
     error(("net:publish: %s is not a port number (1 to 65535, or a range like \"80-90\")"):format(tostring(port)), 2)
   end
   local host_ip = opts.host_ip or ""
-  if host_ip == "0.0.0.0" then host_ip = "" end
+  if host_ip == "0.0.0.0" or host_ip == "::" then host_ip = "" end
+  local host_ip6
   if host_ip ~= "" and not ip2int(host_ip) then
-    error(("net:publish: host_ip %s is not an IPv4 address"):format(tostring(host_ip)), 2)
+    local g = ip6_groups(host_ip)
+    if not g then
+      error(("net:publish: host_ip %s is not an IPv4 or IPv6 address"):format(tostring(host_ip)), 2)
+    end
+    if not self.base6 then
+      error(("net:publish: host_ip %s is an IPv6 address, but network %s has no subnet6"):format(host_ip, self.name), 2)
+    end
+    host_ip6 = ip6_text(g)
+    if host_ip6 == "::1" then
+      error("net:publish: host_ip ::1: IPv6 has no route_localnet, so a packet from ::1 never leaves the loopback and a DNAT from [::1] cannot reach a container (Docker uses its userland proxy there); publish on another of the host's IPv6 addresses (net.gateway6, or all of them without host_ip)", 2)
+    end
+    host_ip = host_ip6
   end
   if self.internal then
     error(("net:publish: network %s is internal: nothing on it can be published"):format(self.name), 2)
@@ -324,34 +494,47 @@ function Network:publish(host_port, c, port, opts)
     error(("net:publish: host ports %s and container ports %s are ranges of different sizes"):format(tostring(host_port), tostring(port)), 2)
   end
 
-  local br, ns, o = self.name, self.ns, { ns = self.ns }
-  fw.batch(function()
-    for i = 0, n - 1 do
-      local hp, cp = first + i, plo + i
-      local to = ("%s:%d"):format(ip, cp)
-      local dst = host_ip ~= "" and ("-d %s/32 "):format(host_ip) or ""
-      local m = ("-p %s -m %s"):format(proto, proto)
-      fw.append("nat", "DOCKER", ("%s%s --dport %d -j DNAT --to-destination %s"):format(dst, m, hp, to), o)
-      local target = ("%s/%s"):format(to, proto)
-      if not self.targets[target] then
-        -- Once per container port, however many host ports lead to it.
-        fw.insert("filter", "DOCKER", ("-d %s/32 ! -i %s -o %s %s --dport %d -j ACCEPT"):format(ip, br, br, m, cp), { ns = ns, pos = 1 })
-        -- A container reaching its own published port (hairpin) sees the gateway.
-        fw.append("nat", "POSTROUTING", ("-s %s/32 -d %s/32 %s --dport %d -j MASQUERADE"):format(ip, ip, m, cp), o)
-        self.targets[target] = true
-      end
-      if host_ip:match("^127%.") then
-        -- Docker >= 28: a port published on a loopback address is not for other hosts.
-        fw.append("raw", "PREROUTING", ("-d %s/32 ! -i lo %s --dport %d -j DROP"):format(host_ip, m, hp), o)
-      end
-      sp.published[("%s/%s/%d"):format(proto, host_ip, hp)] = { by = name, to = target }
+  local br, ns = self.name, self.ns
+  -- The families to publish on: the host address's, or both on a dual stack network.
+  local families = {}
+  if host_ip6 then
+    families[1] = { family = "ipv6", ip = self.ips6[name], host = host_ip6, len = 128 }
+  else
+    families[1] = { family = "ipv4", ip = ip, host = host_ip, len = 32 }
+    if host_ip == "" and self.base6 then
+      families[2] = { family = "ipv6", ip = self.ips6[name], host = "", len = 128 }
     end
-    -- Docker >= 28: packets routed directly to the container from elsewhere than its
-    -- bridge are dropped (only the published ports, through the host, reach it),
-    -- unless the network is in routed mode.
-    if self.gateway_mode == "nat" and not self.direct_drop[ip] then
-      fw.append("raw", "PREROUTING", ("-d %s/32 ! -i %s -j DROP"):format(ip, br), o)
-      self.direct_drop[ip] = true
+  end
+  fw.batch(function()
+    for _, f in ipairs(families) do
+      local o, cip, len = { ns = ns, family = f.family }, f.ip, f.len
+      for i = 0, n - 1 do
+        local hp, cp = first + i, plo + i
+        local to = f.family == "ipv6" and ("[%s]:%d"):format(cip, cp) or ("%s:%d"):format(cip, cp)
+        local dst = f.host ~= "" and ("-d %s/%d "):format(f.host, len) or ""
+        local m = ("-p %s -m %s"):format(proto, proto)
+        fw.append("nat", "DOCKER", ("%s%s --dport %d -j DNAT --to-destination %s"):format(dst, m, hp, to), o)
+        local target = ("%s/%s"):format(to, proto)
+        if not self.targets[target] then
+          -- Once per container port, however many host ports lead to it.
+          fw.insert("filter", "DOCKER", ("-d %s/%d ! -i %s -o %s %s --dport %d -j ACCEPT"):format(cip, len, br, br, m, cp), { ns = ns, pos = 1, family = f.family })
+          -- A container reaching its own published port (hairpin) sees the gateway.
+          fw.append("nat", "POSTROUTING", ("-s %s/%d -d %s/%d %s --dport %d -j MASQUERADE"):format(cip, len, cip, len, m, cp), o)
+          self.targets[target] = true
+        end
+        if f.host:match("^127%.") then
+          -- Docker >= 28: a port published on a loopback address is not for other hosts.
+          fw.append("raw", "PREROUTING", ("-d %s/32 ! -i lo %s --dport %d -j DROP"):format(f.host, m, hp), o)
+        end
+        sp.published[("%s/%s/%d"):format(proto, host_ip, hp)] = { by = name, to = ("%s:%d/%s"):format(ip, cp, proto) }
+      end
+      -- Docker >= 28: packets routed directly to the container from elsewhere than its
+      -- bridge are dropped (only the published ports, through the host, reach it),
+      -- unless the network is in routed mode.
+      if self.gateway_mode == "nat" and not self.direct_drop[cip] then
+        fw.append("raw", "PREROUTING", ("-d %s/%d ! -i %s -j DROP"):format(cip, len, br), o)
+        self.direct_drop[cip] = true
+      end
     end
   end)
   return self, first

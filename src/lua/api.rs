@@ -507,7 +507,7 @@ pub const API: &[Entry] = &[
         "network",
         &[p(
             "opts",
-            "{name: string, subnet: string, gateway?: string, ns?: Netns|string, icc?: boolean, internal?: boolean, gateway_mode?: \"nat\"|\"routed\"}",
+            "{name: string, subnet: string, gateway?: string, subnet6?: string, gateway6?: string, ns?: Netns|string, icc?: boolean, internal?: boolean, gateway_mode?: \"nat\"|\"routed\"}",
         )],
         "DockerNetwork",
         "A bridge network with Docker's rules: forwarding, NAT, isolation, DOCKER-USER.",
@@ -516,6 +516,8 @@ pub const API: &[Entry] = &[
     field("net", "name", "string", "The bridge's name.", "print(net.name)"),
     field("net", "subnet", "string", "The network, as CIDR.", "print(net.subnet)"),
     field("net", "gateway", "string", "The bridge's address.", "print(net.gateway)"),
+    field("net", "subnet6", "string|nil", "The IPv6 network, as CIDR (nil: IPv4 only).", "print(net.subnet6)"),
+    field("net", "gateway6", "string|nil", "The bridge's IPv6 address (nil: IPv4 only).", "print(net.gateway6)"),
     field("net", "ns", "Netns|string|nil", "Where the bridge is (nil: the host).", "print(net.ns)"),
     field("net", "bridge", "Link", "The bridge's Link.", "print(net.bridge:addrs()[1])"),
     m(
@@ -533,6 +535,14 @@ pub const API: &[Entry] = &[
         "string",
         "The address of a container of this network.",
         "print(net:ip(\"ns1\"))",
+    ),
+    m(
+        "net",
+        "ip6",
+        &[p("container", NS)],
+        "string",
+        "The IPv6 address of a container of this dual stack network.",
+        "print(net:ip6(\"ns1\"))",
     ),
     m(
         "net",
