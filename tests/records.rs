@@ -142,6 +142,13 @@ fn gc_removes_only_marked_orphans() {
     sb.ok("NETSCRIPT_OWNER=netscript:ghost:1:1 setsid sleep 1000 >/dev/null 2>&1 </dev/null &");
     // Not a process group leader (a child that inherited the mark).
     sb.ok("NETSCRIPT_OWNER=netscript:ghost:2:1 sleep 1001 >/dev/null 2>&1 </dev/null &");
+    // Both have exec'd (their command line is sleep's own, not the forked shell's).
+    let running = |arg: &str| {
+        sb.processes(arg).iter().any(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == format!("sleep\0{arg}\0").as_bytes())
+        })
+    };
+    wait_for(10, "the marked sleeps to start", || running("1000") && running("1001"));
     let out = stdout(&sb.netscript(&["gc"]));
     assert!(out.contains("link \"ghost0\"") && out.contains("10.1.1.1") && out.contains("route 10.4.0.0/16"), "{out}");
     assert!(out.contains("`sleep 1000` (marked netscript:ghost:1:1)"), "{out}");
