@@ -68,6 +68,13 @@ pub trait Backend {
         false
     }
 
+    /// Whether applying a change refuses a link name or a route destination that is
+    /// taken (the kernel: EEXIST), so that the session need not look first. A back
+    /// end that does not (plan) is asked first.
+    fn refuses_duplicates(&self) -> bool {
+        false
+    }
+
     fn netns_exists(&mut self, name: &str) -> bool;
     fn netns_list(&mut self) -> Vec<String>;
     fn link(&mut self, ns: &NsRef, name: &str) -> Result<Option<LinkInfo>>;

@@ -240,6 +240,10 @@ impl<B: Backend> Backend for Faulty<B> {
     fn batches_firewall(&self) -> bool {
         self.inner.batches_firewall()
     }
+
+    fn refuses_duplicates(&self) -> bool {
+        self.inner.refuses_duplicates()
+    }
 }
 
 #[cfg(test)]

@@ -695,6 +695,10 @@ impl Backend for Kernel {
         true
     }
 
+    fn refuses_duplicates(&self) -> bool {
+        true
+    }
+
     fn netns_exists(&mut self, name: &str) -> bool {
         netns::exists(name)
     }

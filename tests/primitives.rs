@@ -344,3 +344,48 @@ a:down()
     assert!(d.status.success(), "{}", stderr(&d));
     assert_same(&before, &sb.snapshot(), "after down");
 }
+
+/// The same after a shell command (`os.execute`): it can change links too.
+#[test]
+fn a_link_changed_by_a_shell_command_is_read_again() {
+    let sb = Sandbox::new();
+    let before = sb.snapshot();
+    let o = sb.run_lua(
+        "stale2.lua",
+        r#"local ns = netns.add("n1")
+local a = veth.add("a0", "b0", { ns = ns })
+assert(os.execute("ip -n n1 link set a0 up"))
+a:down()
+"#,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let flags = sb.ok("ip -n n1 -j link show a0");
+    assert!(!flags.contains(r#""UP""#), "a0 should be down: {flags}");
+    let d = sb.netscript(&["down", "stale2"]);
+    assert!(d.status.success(), "{}", stderr(&d));
+    assert_same(&before, &sb.snapshot(), "after down");
+}
+
+/// After `spawn` the session knows nothing of links, not even of those created
+/// later: the process keeps running and may change them at any time (here it brings
+/// up a0 as soon as it exists).
+#[test]
+fn links_created_while_a_process_runs_are_read_from_the_kernel() {
+    let sb = Sandbox::new();
+    let before = sb.snapshot();
+    let o = sb.run_lua(
+        "stale3.lua",
+        r#"local ns = netns.add("n1")
+ns:spawn({ "sh", "-c", "until ip link set a0 up 2>/dev/null; do sleep 0.02; done; touch /run/a0-up; sleep 100" })
+local a = veth.add("a0", "b0", { ns = ns })
+while not io.open("/run/a0-up") do end
+a:down()
+"#,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let flags = sb.ok("ip -n n1 -j link show a0");
+    assert!(!flags.contains(r#""UP""#), "a0 should be down: {flags}");
+    let d = sb.netscript(&["down", "stale3"]);
+    assert!(d.status.success(), "{}", stderr(&d));
+    assert_same(&before, &sb.snapshot(), "after down");
+}

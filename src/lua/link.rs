@@ -193,8 +193,9 @@ pub fn register(lua: &Lua, veth: &Table, bridge: &Table, link: &Table) -> mlua::
     link.set(
         "get",
         lua.create_function(|lua, (name, opts): (String, Option<Table>)| {
-            let ns =
-                ns_only(lua, format!("link.get({})", q(&name)), opts, |s, ns| s.link(ns, &name).map(|_| ns.clone()))?;
+            let ns = ns_only(lua, format!("link.get({})", q(&name)), opts, |s, ns| {
+                s.link_exists(ns, &name).map(|_| ns.clone())
+            })?;
             new_link(lua, ns, name)
         })?,
     )?;

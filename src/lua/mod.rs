@@ -115,9 +115,20 @@ pub fn new_lua(
         };
         Err(mlua::Error::RuntimeError(format!("{EXIT_MARK}{c}")))
     })?;
+    let outside = lua.create_function(|lua, keeps_running: bool| {
+        util::settle(lua)?;
+        let s = util::session(lua);
+        let mut s = s.borrow_mut();
+        if keeps_running {
+            s.distrust_known()
+        } else {
+            s.forget_known()
+        }
+        Ok(())
+    })?;
     lua.load(
         r#"
-local errtext, exit, settle = ...
+local errtext, exit, settle, outside = ...
 local raw_pcall, raw_xpcall = pcall, xpcall
 -- The protected function's queued firewall changes are made before pcall returns,
 -- so a refused rule is pcall's error.
@@ -144,10 +155,16 @@ xpcall = function(f, h, ...)
   return finish(raw_xpcall(settled, handler, f, ...))
 end
 os.exit = exit
+-- A shell command can see the firewall and change links: the queued firewall
+-- changes are made first, and the session reads links from the system again
+-- (never again from what it knows after io.popen: that process keeps running).
+local raw_execute, raw_popen = os.execute, io.popen
+os.execute = function(...) outside(false) return raw_execute(...) end
+io.popen = function(...) outside(true) return raw_popen(...) end
 "#,
     )
     .set_name("=[netscript]")
-    .call::<()>((errtext?, exit, lua.create_function(|lua, ()| util::settle(lua))?))?;
+    .call::<()>((errtext?, exit, lua.create_function(|lua, ()| util::settle(lua))?, outside))?;
 
     // Ctrl-C / SIGTERM stop a running script between instructions.
     lua.set_hook(HookTriggers::new().every_nth_instruction(1000), move |_, _| {

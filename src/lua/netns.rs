@@ -58,7 +58,7 @@ impl UserData for LNetns {
         m.add_method("link", |lua, this, (name, rest): (String, Variadic<Value>)| {
             let call = format!("{}:link({})", desc(&this.ns), q(&name));
             no_more(lua, &call, &rest)?;
-            with(lua, || call.clone(), |s| s.link(&this.ns, &name))?;
+            with(lua, || call.clone(), |s| s.link_exists(&this.ns, &name))?;
             new_link(lua, this.ns.clone(), name)
         });
 

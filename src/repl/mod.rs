@@ -367,6 +367,8 @@ impl Repl {
             },
         };
         let start = self.session.borrow().journal().entries().len();
+        // Between lines, anything may have changed the links (another shell).
+        self.session.borrow_mut().forget_known();
         // The end of the line: the queued firewall changes are made (os.exit too).
         let result = match func.call::<MultiValue>(()) {
             Ok(v) => lua::settle(&self.lua).map(|()| v),
@@ -708,6 +710,7 @@ impl Repl {
             }
         };
         let start = self.session.borrow().journal().entries().len();
+        self.session.borrow_mut().forget_known();
         let r = lua::run_file(&self.lua, path, &[]);
         let end = self.session.borrow().journal().entries().len();
         match r {

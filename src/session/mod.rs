@@ -2,6 +2,7 @@
 //! writes the journal entry with its undo before the change, applies it, and rolls
 //! back newest first. This is the typed API the Lua bindings and the tests use.
 
+mod known;
 mod links;
 
 use std::net::IpAddr;
@@ -19,6 +20,8 @@ use crate::model::{NsRef, Route, check_ifname, check_name, check_words};
 use crate::op::{Op, Probe};
 use crate::sys::process::ExecResult;
 use crate::trace::{Mode, Proto, Spec, Trace};
+
+use known::Need;
 
 mod rollback;
 
@@ -86,6 +89,8 @@ pub struct Session {
     /// done) when the value was handed over to another topology instead (see
     /// `state::hand_over`).
     handover: Option<Handover>,
+    /// The links this run created, as its changes left them (see `known`).
+    known: known::Known,
 }
 
 /// A firewall change journaled and waiting in the queue.
@@ -119,6 +124,7 @@ impl Session {
             fw_batch: None,
             origin_wanted: false,
             handover: None,
+            known: known::Known::default(),
         }
     }
 
@@ -199,7 +205,9 @@ impl Session {
             self.origin_wanted = true;
             return Ok(());
         }
-        match self.apply_now(&op) {
+        let r = self.apply_now(&op);
+        self.track(&op, r.is_ok());
+        match r {
             Ok(()) => {
                 if let Some(exact) = self.identified(&op, &undo) {
                     self.journal.amend(seq, None, exact)?;
@@ -422,19 +430,17 @@ impl Session {
                 "the two ends of a veth pair need different names (both are \"{name}\")"
             )));
         }
-        self.require_free_name(ns, name)?;
-        self.require_free_name(peer_ns, peer)?;
         let op = Op::AddVeth { ns: ns.clone(), name: name.into(), peer: peer.into(), peer_ns: peer_ns.clone() };
-        self.change(op, vec![Op::del_link(ns, name)])
+        self.create(&[(ns, name), (peer_ns, peer)], op, vec![Op::del_link(ns, name)])
     }
 
     pub fn bridge_add(&mut self, name: &str, ns: &NsRef) -> Result<()> {
-        self.require_free_name(ns, name)?;
-        self.change(Op::AddBridge { ns: ns.clone(), name: name.into() }, vec![Op::del_link(ns, name)])
+        self.create(&[(ns, name)], Op::AddBridge { ns: ns.clone(), name: name.into() }, vec![Op::del_link(ns, name)])
     }
 
     pub fn link_set_up(&mut self, ns: &NsRef, name: &str, up: bool) -> Result<()> {
-        let l = self.link(ns, name)?;
+        // Taking a link down needs all its addresses (the undo restores them).
+        let l = self.known_link(ns, name, if up { Need::default() } else { Need::ADDRS })?;
         if l.up == up {
             return Ok(());
         }
@@ -463,7 +469,7 @@ impl Session {
     /// addresses for duplicates first (the address is "tentative" for a second or
     /// two; checks wait for it). No effect on IPv4.
     pub fn link_addr_opts(&mut self, ns: &NsRef, name: &str, addr: IpNet, nodad: bool) -> Result<()> {
-        let l = self.link(ns, name)?;
+        let l = self.known_link(ns, name, Need::ADDRS)?;
         if l.addrs.contains(&addr) {
             return Err(Error::invalid(format!("{addr} is already on link \"{name}\" in {ns}")));
         }
@@ -516,9 +522,13 @@ impl Session {
     }
 
     pub fn link_master(&mut self, ns: &NsRef, name: &str, master: Option<&str>) -> Result<()> {
-        let l = self.link(ns, name)?;
+        let l = self.known_link(ns, name, Need::default())?;
         if let Some(m) = master {
-            let b = self.backend.link(ns, m)?.ok_or_else(|| {
+            let b = match self.known_info(ns, m) {
+                Some(b) => Some(b),
+                None => self.backend.link(ns, m)?,
+            };
+            let b = b.ok_or_else(|| {
                 Error::invalid(format!(
                     "no link named \"{m}\" in {ns} (a link and its bridge must be in the same namespace)"
                 ))
@@ -538,7 +548,7 @@ impl Session {
         if !(68..=65535).contains(&mtu) {
             return Err(Error::invalid(format!("MTU {mtu} is out of range (68 to 65535)")));
         }
-        let l = self.link(ns, name)?;
+        let l = self.known_link(ns, name, Need::MTU)?;
         if l.mtu == mtu {
             return Ok(());
         }
@@ -548,7 +558,7 @@ impl Session {
 
     /// Deletes a link netscript created for this topology (it carries our mark).
     pub fn link_del(&mut self, ns: &NsRef, name: &str) -> Result<()> {
-        let l = self.link(ns, name)?;
+        let l = self.known_link(ns, name, Need::default())?;
         if l.alias.as_deref() != Some(self.mark().as_str()) {
             return Err(Error::invalid(format!(
                 "link \"{name}\" in {ns} was not created by this topology; netscript deletes only what it created"
@@ -562,7 +572,7 @@ impl Session {
     pub fn route_add(&mut self, ns: &NsRef, route: Route) -> Result<()> {
         self.require_ns(ns)?;
         if let Some(d) = &route.dev {
-            self.link(ns, d)?;
+            self.known_link(ns, d, Need::default())?;
         }
         if let Some(v) = route.via
             && v.is_ipv6() != route.dest.addr().is_ipv6()
@@ -575,6 +585,22 @@ impl Session {
         if route.via.is_none() && route.dev.is_none() {
             return Err(Error::invalid(format!("route {route}: give a gateway (via=) or a link (dev=)")));
         }
+        // A back end that refuses a route to a taken destination by itself (the
+        // kernel: EEXIST) is not asked first; the route is looked up when it refuses.
+        if !self.backend.refuses_duplicates() {
+            self.require_free_route(ns, &route)?;
+        }
+        let op = Op::AddRoute { ns: ns.clone(), route: route.clone() };
+        match self.change(op, vec![Op::DelRoute { ns: ns.clone(), route: route.clone() }]) {
+            Err(e) if e.errno() == Some(nix::errno::Errno::EEXIST) => {
+                self.require_free_route(ns, &route)?;
+                Err(e)
+            }
+            r => r,
+        }
+    }
+
+    fn require_free_route(&mut self, ns: &NsRef, route: &Route) -> Result<()> {
         if let Some(r) = self.backend.find_route(ns, &Route { via: None, dev: None, ..route.clone() })?
             && route.metric.unwrap_or(0) == r.metric.unwrap_or(0)
         {
@@ -583,7 +609,7 @@ impl Session {
                 if route.is_default() { "default".into() } else { route.dest.to_string() }
             )));
         }
-        self.change(Op::AddRoute { ns: ns.clone(), route: route.clone() }, vec![Op::DelRoute { ns: ns.clone(), route }])
+        Ok(())
     }
 
     pub fn route_del(&mut self, ns: &NsRef, spec: Route) -> Result<()> {
@@ -817,6 +843,8 @@ impl Session {
         self.settle()?;
         self.require_ns(ns)?;
         self.check_interrupt()?;
+        // A process can change anything.
+        self.forget_known();
         let r = self.backend.exec(ns, argv, timeout)?;
         self.note_read(&Probe::Exec { ns: ns.clone(), cmd: argv.to_vec() }, &format!("exit code {}", r.code));
         Ok(r)
@@ -829,6 +857,7 @@ impl Session {
         self.settle()?;
         self.require_ns(ns)?;
         self.check_interrupt()?;
+        self.forget_known();
         let code = self.backend.exec_on_terminal(ns, argv)?;
         self.note_read(&Probe::Exec { ns: ns.clone(), cmd: argv.to_vec() }, &format!("exit code {code}"));
         Ok(code)
@@ -844,6 +873,8 @@ impl Session {
         self.settle()?;
         self.require_ns(ns)?;
         self.check_interrupt()?;
+        // It keeps running: it can change links at any time.
+        self.distrust_known();
         let mark = format!("{}:{}:{}", self.mark(), std::process::id(), self.journal.next_seq());
         let spawn = |pid, start| Op::Spawn { ns: ns.clone(), cmd: argv.to_vec(), pid, start, mark: mark.clone() };
         let seq = self.journal.begin(&spawn(0, 0), &[Op::StopMarked { mark: mark.clone() }])?;

@@ -21,6 +21,7 @@ impl Session {
     /// deletion waits for the kernel); the ends of those veth pairs that sit outside
     /// are waited for at the end, so that nothing is left when rollback returns.
     pub(super) fn undo_entries(&mut self, todo: &[Entry], mut tick: impl FnMut(usize)) -> RollbackReport {
+        self.forget_known();
         let mut report = RollbackReport::default();
         let doomed = Doomed::of(todo);
         let mut batch: Vec<&Entry> = Vec::new();
