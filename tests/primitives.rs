@@ -389,3 +389,26 @@ a:down()
     assert!(d.status.success(), "{}", stderr(&d));
     assert_same(&before, &sb.snapshot(), "after down");
 }
+
+/// A shell command sees the firewall changes made before it (the queue is made
+/// first), with os.execute and io.popen alike.
+#[test]
+fn a_shell_command_sees_the_queued_firewall_changes() {
+    let sb = Sandbox::new();
+    let before = sb.snapshot();
+    let o = sb.run_lua(
+        "fwsh.lua",
+        r#"fw.append("filter", "INPUT", "-s 10.9.9.9/32 -j DROP")
+assert(os.execute("iptables -S INPUT | grep -q 10.9.9.9"), "os.execute: the rule is not there")
+fw.append("filter", "INPUT", "-s 10.9.9.8/32 -j DROP")
+local p = io.popen("iptables -S INPUT")
+local out = p:read("a")
+p:close()
+assert(out:find("10.9.9.8", 1, true), "io.popen: the rule is not there: " .. out)
+"#,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let d = sb.netscript(&["down", "fwsh"]);
+    assert!(d.status.success(), "{}", stderr(&d));
+    assert_same(&before, &sb.snapshot(), "after down");
+}
