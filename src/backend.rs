@@ -75,6 +75,12 @@ pub trait Backend {
         false
     }
 
+    /// The firewall tool in use, once one was found ("iptables-nft", ...): recorded
+    /// in the journal so that `down` does not detect it again.
+    fn firewall_tool(&self) -> Option<String> {
+        None
+    }
+
     fn netns_exists(&mut self, name: &str) -> bool;
     fn netns_list(&mut self) -> Vec<String>;
     fn link(&mut self, ns: &NsRef, name: &str) -> Result<Option<LinkInfo>>;

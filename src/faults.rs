@@ -244,6 +244,10 @@ impl<B: Backend> Backend for Faulty<B> {
     fn refuses_duplicates(&self) -> bool {
         self.inner.refuses_duplicates()
     }
+
+    fn firewall_tool(&self) -> Option<String> {
+        self.inner.firewall_tool()
+    }
 }
 
 #[cfg(test)]

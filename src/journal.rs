@@ -67,6 +67,11 @@ pub struct Meta {
     /// absent in records of older versions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_ns: Option<u64>,
+    /// The firewall tool the run found and used ("iptables-nft", ...), recorded with
+    /// its first firewall change so that `down` uses it without detecting it again
+    /// (absent in older records and runs that made none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firewall: Option<String>,
 }
 
 impl Meta {
@@ -367,6 +372,15 @@ impl Journal {
         Ok(())
     }
 
+    /// Records the firewall tool in use (`Meta::firewall`) as a second meta line,
+    /// which replaces the first when the journal is read. Not fsynced: if it is lost,
+    /// `down` detects the tool again.
+    pub fn set_firewall(&mut self, tool: &str) -> Result<()> {
+        self.meta.firewall = Some(tool.to_string());
+        let meta = self.meta.clone();
+        self.write(&Line::Meta(meta), false)
+    }
+
     /// The sequence number the next entry gets.
     pub fn next_seq(&self) -> u64 {
         self.next
@@ -404,6 +418,26 @@ mod tests {
         let _ = fs::remove_dir_all(&dir);
         fs::DirBuilder::new().mode(0o700).create(&dir).unwrap();
         dir
+    }
+
+    /// The firewall tool is a second meta line that wins when read; a record of an
+    /// older version (no such field) reads as None.
+    #[test]
+    fn the_firewall_tool_is_read_back_and_old_records_still_read() {
+        let dir = temp_dir("fwtool");
+        let p = dir.join("journal.jsonl");
+        let mut j = Journal::create(&p, Meta { name: "t".into(), ..Default::default() }).unwrap();
+        let s1 = j.begin(&Op::AddNetns { name: "a".into() }, &[Op::del_netns("a")]).unwrap();
+        j.set_firewall("iptables-nft").unwrap();
+        j.mark(s1, State::Done).unwrap();
+        drop(j);
+        let j = Journal::open(&p).unwrap();
+        assert_eq!(j.meta.firewall.as_deref(), Some("iptables-nft"));
+        assert_eq!((j.meta.name.as_str(), j.entries().len()), ("t", 1));
+        fs::write(&p, "{\"t\":\"meta\",\"name\":\"old\",\"script\":\"x.lua\",\"pid\":1,\"started\":2}\n").unwrap();
+        let j = Journal::open(&p).unwrap();
+        assert_eq!((j.meta.name.as_str(), j.meta.firewall.as_deref()), ("old", None));
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -699,6 +699,10 @@ impl Backend for Kernel {
         true
     }
 
+    fn firewall_tool(&self) -> Option<String> {
+        self.fw.resolved()
+    }
+
     fn netns_exists(&mut self, name: &str) -> bool {
         netns::exists(name)
     }

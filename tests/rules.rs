@@ -160,3 +160,36 @@ fn a_batch_that_says_ok_but_did_nothing_is_an_error_naming_the_rule() {
     let rules = sb.ok("iptables -S FORWARD");
     assert!(rules.contains("10.2.0.0/16") && rules.contains("10.3.0.0/16"), "{rules}");
 }
+
+/// The run records the iptables it found in its journal, and `down` uses it: it does
+/// not detect the flavour again (no `--version` probes, no `*-save` listings). The
+/// commands are watched through logging wrappers first on PATH.
+#[test]
+fn down_uses_the_firewall_tool_the_run_recorded() {
+    let sb = Sandbox::new();
+    let before = sb.snapshot();
+    let dir = format!("/tmp/netscript-fwtool-{}", std::process::id());
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = format!("{dir}/log");
+    for name in ["iptables", "iptables-nft", "iptables-legacy", "iptables-nft-save", "iptables-legacy-save"] {
+        let w = format!("{dir}/{name}");
+        std::fs::write(&w, format!("#!/bin/sh\necho \"{name} $*\" >> {log}\nexec /usr/sbin/{name} \"$@\"\n")).unwrap();
+        std::process::Command::new("chmod").args(["755", &w]).status().unwrap();
+    }
+    let path = format!("{dir}:{}", std::env::var("PATH").unwrap_or_default());
+    let script = script_file("fwtool.lua", r#"fw.append("filter", "INPUT", "-s 10.9.9.9/32 -j DROP")"#);
+    let o = sb.spawn_netscript(&[&script], &[("PATH", &path)]).wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let journal = sb.ok("cat /run/netscript/fwtool/journal.jsonl");
+    assert!(journal.contains(r#""firewall":"iptables""#), "{journal}");
+    let run_log = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(run_log.contains("--version"), "the run detects the flavour: {run_log}");
+    std::fs::remove_file(&log).unwrap();
+    let d = sb.spawn_netscript(&["down", "fwtool"], &[("PATH", &path)]).wait_with_output().unwrap();
+    assert!(d.status.success(), "{}", stderr(&d));
+    let down_log = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(down_log.lines().any(|l| l.starts_with("iptables ")), "down used the wrappers: {down_log}");
+    assert!(!down_log.contains("--version") && !down_log.contains("-save"), "down detected again: {down_log}");
+    assert_same(&before, &sb.snapshot(), "after down");
+}

@@ -26,7 +26,12 @@ pub fn down(opts: &RunOpts, name: &str) -> Result<u8> {
     if let Some(t) = &journal.torn {
         eprintln!("netscript: {t}; taking down the rest");
     }
-    let kernel = Kernel::new(mark_for(name), firewall(opts)?, Arc::new(AtomicBool::new(false)))?;
+    // The firewall tool the run found (unless --iptables says which): not detected again.
+    let fw = match (opts.iptables.into(), journal.meta.firewall.as_deref().and_then(crate::firewall::driver_resolved)) {
+        (crate::firewall::Choice::Auto, Some(fw)) => fw,
+        _ => firewall(opts)?,
+    };
+    let kernel = Kernel::new(mark_for(name), fw, Arc::new(AtomicBool::new(false)))?;
     let started = journal.meta.started_at();
     let mut session = Session::new(Box::new(kernel), journal, name, Arc::new(AtomicBool::new(false)));
     session.set_handover(super::handover(opts, name, started));

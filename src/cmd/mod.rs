@@ -288,6 +288,7 @@ pub fn open(opts: &RunOpts, topo: &str, script: &str, sandboxed: bool, signals: 
         pid: std::process::id(),
         started: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
         started_ns: SystemTime::now().duration_since(UNIX_EPOCH).ok().map(|d| d.as_nanos() as u64),
+        firewall: None,
     };
     let started = meta.started_at();
     let journal = record.start(meta)?;

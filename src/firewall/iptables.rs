@@ -21,6 +21,11 @@ enum Flavor {
 }
 
 impl Flavor {
+    /// The flavour whose IPv4 command is `cmd`.
+    fn from_cmd(cmd: &str) -> Option<Flavor> {
+        [Flavor::System, Flavor::Nft, Flavor::Legacy].into_iter().find(|f| f.cmd(Family::Ipv4) == cmd)
+    }
+
     fn cmd(self, fam: Family) -> &'static str {
         match (self, fam) {
             (Flavor::System, Family::Ipv4) => "iptables",
@@ -58,6 +63,23 @@ impl Iptables {
         Iptables { choice, flavor: OnceCell::new(), ipt: [OnceCell::new(), OnceCell::new()] }
     }
 
+    /// The driver of the variant whose IPv4 command is `cmd`, as an earlier run found
+    /// it (`Firewall::resolved`): neither detected nor checked again.
+    pub fn resolved(cmd: &str) -> Option<Self> {
+        let flavor = Flavor::from_cmd(cmd)?;
+        let choice = match flavor {
+            Flavor::Nft => Choice::Nft,
+            Flavor::Legacy => Choice::Legacy,
+            Flavor::System => Choice::Auto,
+        };
+        let ipt = |fam| OnceCell::from(Self::ipt_for(flavor.cmd(fam)));
+        Some(Iptables { choice, flavor: OnceCell::from(flavor), ipt: [ipt(Family::Ipv4), ipt(Family::Ipv6)] })
+    }
+
+    fn ipt_for(cmd: &'static str) -> iptables::IPTables {
+        iptables::IPTables { cmd, has_check: true, has_wait: true, is_numeric: true }
+    }
+
     /// The variant. `Auto` decides as Kubernetes' iptables-wrapper does: when both
     /// variants are installed and only the legacy one holds rules (of either family),
     /// the system is using legacy; otherwise the system's `iptables` command.
@@ -90,7 +112,7 @@ impl Iptables {
                 Some(Errno::ENOENT),
             ));
         }
-        Ok(cell.get_or_init(|| iptables::IPTables { cmd, has_check: true, has_wait: true, is_numeric: true }))
+        Ok(cell.get_or_init(|| Self::ipt_for(cmd)))
     }
 
     /// The matching iptables-restore (ip6tables-restore) command.
@@ -182,6 +204,12 @@ impl Firewall for Iptables {
             (None, Choice::Legacy) => Flavor::Legacy.cmd(Family::Ipv4).into(),
             (None, Choice::Auto) => "iptables (not used yet)".into(),
         }
+    }
+
+    /// The variant, once a command of it was found (as its IPv4 command's name).
+    fn resolved(&self) -> Option<String> {
+        let found = self.ipt.iter().any(|c| c.get().is_some());
+        self.flavor.get().filter(|_| found).map(|f| f.cmd(Family::Ipv4).to_string())
     }
 
     fn policy(&self, ns: Option<BorrowedFd<'_>>, fam: Family, table: &str, chain: &str) -> Result<String> {

@@ -188,6 +188,12 @@ pub fn driver(choice: Choice) -> Result<Box<dyn Firewall>> {
     Ok(Box::new(iptables::Iptables::new(choice)))
 }
 
+/// The driver a run resolved and recorded (`Firewall::resolved`: "iptables-nft",
+/// ...), known to work: no detection, no check. None for a name no driver has.
+pub fn driver_resolved(tool: &str) -> Option<Box<dyn Firewall>> {
+    iptables::Iptables::resolved(tool).map(|d| Box::new(d) as Box<dyn Firewall>)
+}
+
 /// One change in a batch (`Firewall::batch`).
 #[derive(Clone, Copy, Debug)]
 pub enum Change<'a> {
@@ -215,6 +221,12 @@ impl Change<'_> {
 pub trait Firewall {
     /// A short name for messages and `--help` ("iptables-nft", ...).
     fn describe(&self) -> String;
+    /// What this driver found to use, once it has looked ("iptables-nft", ...):
+    /// recorded in the journal, so that `down` gets it back from `driver_resolved`
+    /// without detecting it again.
+    fn resolved(&self) -> Option<String> {
+        None
+    }
     fn policy(&self, ns: Option<BorrowedFd<'_>>, fam: Family, table: &str, chain: &str) -> Result<String>;
     fn set_policy(&self, ns: Option<BorrowedFd<'_>>, fam: Family, table: &str, chain: &str, target: &str)
     -> Result<()>;

@@ -207,6 +207,9 @@ impl Session {
         }
         let r = self.apply_now(&op);
         self.track(&op, r.is_ok());
+        if op.is_firewall() {
+            self.note_firewall()?;
+        }
         match r {
             Ok(()) => {
                 if let Some(exact) = self.identified(&op, &undo) {
@@ -322,6 +325,7 @@ impl Session {
             self.notify_change(op);
         }
         let results = self.backend.apply_batch(&ops, true);
+        self.note_firewall()?;
         let mut first: Option<Error> = None;
         for (q, r) in queue.into_iter().zip(results) {
             match (r, first.is_some()) {
@@ -340,6 +344,17 @@ impl Session {
             }
         }
         first.map_or(Ok(()), Err)
+    }
+
+    /// Records the firewall tool in the journal once one is in use (see
+    /// `Meta::firewall`).
+    fn note_firewall(&mut self) -> Result<()> {
+        if self.journal.meta.firewall.is_none()
+            && let Some(t) = self.backend.firewall_tool()
+        {
+            self.journal.set_firewall(&t)?;
+        }
+        Ok(())
     }
 
     /// Undoes a queued change that was made after one refused before it; journaled
@@ -802,7 +817,9 @@ impl Session {
         let provisional = Op::FwAppend { ns: ns.clone(), family: fam, table: t.clone(), chain: c.clone(), rule: spec };
         self.check_interrupt()?;
         let seq = self.journal.begin(&op, &[provisional])?;
-        if let Err(e) = self.apply_now(&op) {
+        let r = self.apply_now(&op);
+        self.note_firewall()?;
+        if let Err(e) = r {
             self.journal.mark(seq, State::Failed)?;
             return Err(e);
         }
