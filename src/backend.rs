@@ -75,6 +75,14 @@ pub trait Backend {
         false
     }
 
+    /// Chooses the index the link `name` about to be created in `ns` will get, so that
+    /// it can be journaled before the link exists: a link that a crash left unmarked
+    /// (its mark is a second request) is still provably the one this run made. None
+    /// where the back end lets the system choose.
+    fn reserve_index(&mut self, _ns: &NsRef, _name: &str) -> Result<Option<u32>> {
+        Ok(None)
+    }
+
     /// The firewall tool in use, once one was found ("iptables-nft", ...): recorded
     /// in the journal so that `down` does not detect it again.
     fn firewall_tool(&self) -> Option<String> {

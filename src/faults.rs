@@ -231,6 +231,9 @@ impl<B: Backend> Backend for Faulty<B> {
     ) -> Result<crate::trace::Trace> {
         self.inner.trace(from, dst, spec, nss)
     }
+    fn reserve_index(&mut self, ns: &NsRef, name: &str) -> Result<Option<u32>> {
+        self.inner.reserve_index(ns, name)
+    }
     fn netns_id(&mut self, name: &str) -> Option<crate::op::NsId> {
         self.inner.netns_id(name)
     }

@@ -48,6 +48,9 @@ pub struct Kernel {
     /// stale one (someone else deleted the link) makes the kernel answer ENODEV, and
     /// the name is looked up again.
     idx: HashMap<NsRef, HashMap<String, u32>>,
+    /// Indexes chosen for links about to be created (`reserve_index`), by namespace
+    /// and name; taken by the creation.
+    reserved: HashMap<(NsRef, String), u32>,
     /// The ownership mark put on links (alias).
     mark: String,
     children: HashMap<u32, Child>,
@@ -79,6 +82,7 @@ impl Kernel {
             tick: 0,
             fw,
             idx: HashMap::new(),
+            reserved: HashMap::new(),
             mark,
             children: HashMap::new(),
             exited: HashMap::new(),
@@ -336,14 +340,18 @@ impl Kernel {
             Op::AddVeth { ns, name, peer, peer_ns } => {
                 let h = self.nl(ns)?;
                 let peer_fd = if peer_ns != ns { Some(self.target_fd(peer_ns)?) } else { None };
-                if let Some(i) = self.rt.block_on(nl::create_veth(&h, name, peer, peer_fd))? {
+                let index = self.reserved.remove(&(ns.clone(), name.clone()));
+                let made = self.rt.block_on(nl::create_veth(&h, name, peer, peer_fd, index));
+                if let Some(i) = index_taken(made, ns, name, index)? {
                     self.learn(ns, name, i);
                 }
                 self.mark_new_link(ns, name, &[(peer_ns, peer)])
             }
             Op::AddBridge { ns, name } => {
                 let h = self.nl(ns)?;
-                if let Some(i) = self.rt.block_on(nl::create_bridge(&h, name))? {
+                let index = self.reserved.remove(&(ns.clone(), name.clone()));
+                let made = self.rt.block_on(nl::create_bridge(&h, name, index));
+                if let Some(i) = index_taken(made, ns, name, index)? {
                     self.learn(ns, name, i);
                 }
                 self.mark_new_link(ns, name, &[])
@@ -355,7 +363,9 @@ impl Kernel {
                 };
                 let target = if from != ns { Some(self.target_fd(ns)?) } else { None };
                 let h = self.nl(from)?;
-                self.rt.block_on(nl::add_kind(&h, name, link, lower, target)).map_err(|e| missing_kind(e, link))?;
+                let index = self.reserved.remove(&(ns.clone(), name.clone()));
+                let made = self.rt.block_on(nl::add_kind(&h, name, link, lower, target, index)).map(|()| None);
+                index_taken(made, ns, name, index).map_err(|e| missing_kind(e, link))?;
                 self.mark_new_link(ns, name, &[])
             }
             Op::SetBridge { ns, name, opts } => {
@@ -386,7 +396,11 @@ impl Kernel {
                 let h = self.nl(ns)?;
                 let l = self.rt.block_on(nl::link_by_name(&h, name))?.ok_or_else(|| not_found_link(ns, name))?;
                 let marked = self.mark.is_empty() || l.alias.as_deref() == Some(self.mark.as_str());
-                if !marked || ifindex.is_some_and(|i| i != l.index) {
+                // Its index was chosen and journaled before it was made: a link with that
+                // name and index and no alias at all is this topology's even unmarked
+                // (a crash between its creation and its mark).
+                let unmarked_ours = *ifindex == Some(l.index) && l.alias.as_deref().is_none_or(str::is_empty);
+                if !(marked || unmarked_ours) || ifindex.is_some_and(|i| i != l.index) {
                     return Err(Error::NotOurs(format!(
                         "\"{name}\" in {ns} is not the link this topology created ({}); left alone",
                         if marked {
@@ -588,6 +602,20 @@ impl Kernel {
     }
 }
 
+/// A creation's result, with the refusal of an index netscript chose (EBUSY: another
+/// link holds it, which a random choice among 2^30 makes very unlikely) said as such.
+fn index_taken(made: Result<Option<u32>>, ns: &NsRef, name: &str, index: Option<u32>) -> Result<Option<u32>> {
+    match (made, index) {
+        (Err(e), Some(i)) if e.errno() == Some(Errno::EBUSY) => Err(Error::sys(
+            format!(
+                "cannot create link \"{name}\" in {ns}: the index netscript chose for it ({i}) is taken; run again"
+            ),
+            Some(Errno::EBUSY),
+        )),
+        (made, _) => made,
+    }
+}
+
 /// A link kind the kernel does not know (EOPNOTSUPP from the creation request):
 /// the error names the module that is missing and what still works.
 fn missing_kind(e: Error, link: &crate::op::LinkKind) -> Error {
@@ -697,6 +725,12 @@ impl Backend for Kernel {
 
     fn refuses_duplicates(&self) -> bool {
         true
+    }
+
+    fn reserve_index(&mut self, ns: &NsRef, name: &str) -> Result<Option<u32>> {
+        let i = random_index();
+        self.reserved.insert((ns.clone(), name.to_string()), i);
+        Ok(Some(i))
     }
 
     fn firewall_tool(&self) -> Option<String> {
@@ -1035,4 +1069,21 @@ impl Drop for Kernel {
             self.forget(&k);
         }
     }
+}
+
+/// An interface index for a link about to be made: random in 2^30..2^31 (the kernel
+/// numbers links it names itself from 1 up), so that it is free in practice and
+/// another link will not get it by chance later.
+fn random_index() -> u32 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static STATE: AtomicU64 = AtomicU64::new(0);
+    let seed =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1)
+            ^ (u64::from(std::process::id()) << 32);
+    let mut x = STATE.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed) ^ seed;
+    // splitmix64
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^= x >> 31;
+    (1 << 30) | (x as u32 & ((1 << 30) - 1))
 }

@@ -154,6 +154,42 @@ fn down_leaves_alone_what_took_the_name_of_ours() {
     assert!(stdout(&sb.netscript(&["ls"])).contains("no topologies are up"));
 }
 
+/// A link netscript made but never marked (a crash between its creation and its mark,
+/// which is a second request: the kernel ignores an alias at creation) is still
+/// provably this topology's: its index was chosen and journaled before it was made,
+/// and `down` deletes it. An unmarked link of that name with another index is not.
+#[test]
+fn an_unmarked_link_with_the_journaled_index_is_ours() {
+    let sb = Sandbox::new();
+    let before = sb.snapshot();
+    let script = script_file("unmarked.lua", "bridge.add(\"br0\")\nveth.add(\"va\", \"vb\")\n");
+    assert!(sb.netscript(&[&script]).status.success());
+    // The index is the one in the journal (chosen before the link existed).
+    let journal = sb.ok("cat /run/netscript/unmarked/journal.jsonl");
+    let index: u32 = sb.ok("cat /sys/class/net/br0/ifindex").trim().parse().unwrap();
+    assert!(index >= 1 << 30 && journal.contains(&format!("\"ifindex\":{index}")), "{index}\n{journal}");
+    // As a crash before the mark would leave them: no alias.
+    sb.ok("ip link set dev br0 alias '' && ip link set dev va alias ''");
+    let o = sb.netscript(&["down", "unmarked"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("left alone"), "{}", stderr(&o));
+    assert_same(&before, &sb.snapshot(), "after down of unmarked links of ours");
+
+    // Unmarked, same name, another index: someone else's.
+    assert!(sb.netscript(&[&script]).status.success());
+    sb.ok("ip link del br0 && ip link add br0 type bridge");
+    let o = sb.netscript(&["down", "unmarked"]);
+    assert!(
+        stderr(&o).contains("\"br0\" in the host namespace is not the link this topology created"),
+        "{}",
+        stderr(&o)
+    );
+    let after = sb.snapshot();
+    assert!(after.contains("\"br0\""), "their br0 stays");
+    assert!(!after.contains("\"va\""), "ours went");
+    sb.ok("ip link del br0");
+}
+
 #[test]
 fn a_marked_link_with_another_index_is_not_ours_either() {
     let sb = Sandbox::new();

@@ -184,17 +184,27 @@ impl Session {
         self.known_link(ns, name, Need::default()).map(|_| ())
     }
 
-    /// Creates links named `names` (`op`, journaled with `undo`). A back end that
-    /// refuses a taken name by itself (the kernel: EEXIST) is not asked first; when
-    /// it refuses, the names are looked up to say which one is taken.
-    pub(super) fn create(&mut self, names: &[(&NsRef, &str)], op: Op, undo: Vec<Op>) -> Result<()> {
+    /// The undo of creating link `name` in `ns`: its deletion, with the index the back
+    /// end reserved for it where it reserves one (journaled before the link is made,
+    /// so that a link a crash left unmarked is still provably this run's).
+    pub(super) fn creation_undo(&mut self, ns: &NsRef, name: &str) -> Result<Vec<Op>> {
+        let ifindex = self.backend.reserve_index(ns, name)?;
+        Ok(vec![Op::DelLink { ns: ns.clone(), name: name.to_string(), ifindex }])
+    }
+
+    /// Creates links named `names` (`op`; the first is the one whose deletion undoes
+    /// it). A back end that refuses a taken name by itself (the kernel: EEXIST) is not
+    /// asked first; when it refuses, the names are looked up to say which one is taken.
+    pub(super) fn create(&mut self, names: &[(&NsRef, &str)], op: Op) -> Result<()> {
         for (_, name) in names {
             check_ifname(name)?;
         }
+        let (first_ns, first) = names[0];
         if !self.backend.refuses_duplicates() {
             for (ns, name) in names {
                 self.require_free_name(ns, name)?;
             }
+            let undo = self.creation_undo(first_ns, first)?;
             return self.change(op, undo);
         }
         for (ns, name) in names {
@@ -203,6 +213,7 @@ impl Session {
                 return Err(Error::invalid(format!("a link named \"{name}\" already exists in {ns}")));
             }
         }
+        let undo = self.creation_undo(first_ns, first)?;
         match self.change(op, undo) {
             Err(e) if e.errno() == Some(nix::errno::Errno::EEXIST) => {
                 for (ns, name) in names {

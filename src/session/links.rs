@@ -63,7 +63,8 @@ impl Session {
             return Err(Error::invalid(format!("a link named \"{name}\" already exists in {ns}")));
         }
         let op = Op::AddLink { ns: ns.clone(), name: name.into(), link, from: from.clone() };
-        self.change(op, vec![Op::del_link(ns, name)])
+        let undo = self.creation_undo(ns, name)?;
+        self.change(op, undo)
     }
 
     fn bridge_link(&mut self, ns: &NsRef, name: &str) -> Result<LinkInfo> {

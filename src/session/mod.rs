@@ -446,11 +446,11 @@ impl Session {
             )));
         }
         let op = Op::AddVeth { ns: ns.clone(), name: name.into(), peer: peer.into(), peer_ns: peer_ns.clone() };
-        self.create(&[(ns, name), (peer_ns, peer)], op, vec![Op::del_link(ns, name)])
+        self.create(&[(ns, name), (peer_ns, peer)], op)
     }
 
     pub fn bridge_add(&mut self, name: &str, ns: &NsRef) -> Result<()> {
-        self.create(&[(ns, name)], Op::AddBridge { ns: ns.clone(), name: name.into() }, vec![Op::del_link(ns, name)])
+        self.create(&[(ns, name)], Op::AddBridge { ns: ns.clone(), name: name.into() })
     }
 
     pub fn link_set_up(&mut self, ns: &NsRef, name: &str, up: bool) -> Result<()> {

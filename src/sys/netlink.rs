@@ -90,27 +90,6 @@ pub async fn links(h: &Handle) -> Result<Vec<LinkState>> {
 
 /// Creates a veth pair; the peer goes straight into the namespace `peer_ns_fd`
 /// (IFLA_NET_NS_FD on the peer), so it never appears where it does not belong.
-pub async fn add_veth(h: &Handle, name: &str, peer: &str, peer_ns_fd: Option<RawFd>) -> Result<()> {
-    let msg = match peer_ns_fd {
-        None => LinkVeth::new(name, peer).build(),
-        Some(fd) => {
-            let peer_msg = LinkMessageBuilder::<LinkUnspec>::new().name(peer.to_string()).setns_by_fd(fd).build();
-            LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
-                .name(name.to_string())
-                .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg)))
-                .build()
-        }
-    };
-    h.link().add(msg).execute().await?;
-    Ok(())
-}
-
-pub async fn add_bridge(h: &Handle, name: &str) -> Result<()> {
-    // LinkBridge::new() would also set it up; `ip link add type bridge` leaves it down.
-    h.link().add(LinkMessageBuilder::<LinkBridge>::new(name).build()).execute().await?;
-    Ok(())
-}
-
 pub async fn del_link(h: &Handle, index: u32) -> Result<()> {
     h.link().del(index).execute().await?;
     Ok(())
@@ -353,6 +332,7 @@ pub async fn add_kind(
     kind: &crate::op::LinkKind,
     lower: Option<u32>,
     target_fd: Option<RawFd>,
+    index: Option<u32>,
 ) -> Result<()> {
     use crate::op::LinkKind as K;
     use rtnetlink::packet_route::link::MacVlanMode;
@@ -392,6 +372,7 @@ pub async fn add_kind(
     if let Some(fd) = target_fd {
         msg.attributes.push(LinkAttribute::NetNsFd(fd));
     }
+    msg.header.index = index.unwrap_or(0);
     h.link().add(msg).execute().await?;
     Ok(())
 }
@@ -538,8 +519,14 @@ async fn create_link(h: &Handle, msg: LinkMessage) -> Result<Option<u32>> {
 }
 
 /// `add_veth`, returning the index of `name` when the kernel says it.
-pub async fn create_veth(h: &Handle, name: &str, peer: &str, peer_ns_fd: Option<RawFd>) -> Result<Option<u32>> {
-    let msg = match peer_ns_fd {
+pub async fn create_veth(
+    h: &Handle,
+    name: &str,
+    peer: &str,
+    peer_ns_fd: Option<RawFd>,
+    index: Option<u32>,
+) -> Result<Option<u32>> {
+    let mut msg = match peer_ns_fd {
         None => LinkVeth::new(name, peer).build(),
         Some(fd) => {
             let peer_msg = LinkMessageBuilder::<LinkUnspec>::new().name(peer.to_string()).setns_by_fd(fd).build();
@@ -549,12 +536,15 @@ pub async fn create_veth(h: &Handle, name: &str, peer: &str, peer_ns_fd: Option<
                 .build()
         }
     };
+    msg.header.index = index.unwrap_or(0);
     create_link(h, msg).await
 }
 
 /// `add_bridge`, returning its index when the kernel says it.
-pub async fn create_bridge(h: &Handle, name: &str) -> Result<Option<u32>> {
-    create_link(h, LinkMessageBuilder::<LinkBridge>::new(name).build()).await
+pub async fn create_bridge(h: &Handle, name: &str, index: Option<u32>) -> Result<Option<u32>> {
+    let mut msg = LinkMessageBuilder::<LinkBridge>::new(name).build();
+    msg.header.index = index.unwrap_or(0);
+    create_link(h, msg).await
 }
 
 /// One change to a link named `name`, in one request: any of alias, master (Some(None)
