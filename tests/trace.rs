@@ -223,6 +223,8 @@ fn trace_command_on_a_topology_that_is_up() {
     let before = sb.snapshot();
     sb.run_lua_expect("two.lua", TWO, 0);
     sb.ok("ip netns add stranger");
+    // A bridge's operstate follows its ports a moment later (the kernel's linkwatch).
+    wait_for(5, "ns_br's operstate to settle", || sb.ok("ip -j link show ns_br").contains("\"operstate\":\"UP\""));
     let up = sb.snapshot();
     let tables = nft_tables(&sb);
     let journal = sb.ok("wc -l < /run/netscript/two/journal.jsonl");

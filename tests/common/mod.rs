@@ -445,6 +445,11 @@ pub fn portable(snap: &str, marks: Marks) -> String {
                     if p.contains("route") {
                         v = routes_compared(v);
                     }
+                    // The kernel lists links by index, which is not portable (netscript
+                    // chooses the indexes of the links it makes): by name instead.
+                    if let serde_json::Value::Array(a) = &mut v {
+                        a.sort_by_key(|x| x.get("ifname").and_then(|n| n.as_str()).map(str::to_string));
+                    }
                     format!("{p}: {v}")
                 }
                 Err(e) => panic!("snapshot line is not JSON ({e}): {l}"),
