@@ -51,6 +51,42 @@ bad_input! {
     netns_del_not_owned: r#"netns.get("pre"):del()"# => [":3: ", "was not created by this run"];
     netns_add_takes_no_options: r#"netns.add("x", { ns = "pre" })"# => [":3: ", "netns.add(\"x\")", "takes no options"];
     link_up_takes_no_options: r#"link.get("va"):up({})"# => [":3: ", "takes no options"];
+    // Option values of the wrong type name the option and both types.
+    option_wrong_type: r#"netns.get("ns1"):ping("127.0.0.1", {count = "many"})"# =>
+        [":3: ", "ping(\"127.0.0.1\")", "option count: expected a non-negative integer, got string"];
+    option_ns_not_a_namespace: r#"bridge.add("b0", {ns = 5})"# =>
+        [":3: ", "bridge.add(\"b0\")", "option ns: expected a Netns or a namespace name, got integer"];
+    option_dev_not_a_link: r#"route.add("10.9.0.0/24", {dev = netns.get("ns1")})"# =>
+        [":3: ", "route.add(", "option dev: expected a Link or a link name, got Netns"];
+    option_port_out_of_range: r#"link.add("x0", "vxlan", {id = 1, port = 70000})"# =>
+        [":3: ", "option port: expected an integer from 0 to 65535, got integer"];
+    option_not_for_this_kind: r#"link.add("d0", "dummy", {parent = "va"})"# =>
+        [":3: ", "option parent does not apply to dummy links (dummy takes: ns)"];
+}
+
+/// What options accept besides their own type: a handle or a name for `ns` / `dev`,
+/// and the conversions Lua itself makes (a numeric string for a number, a number
+/// for a string).
+#[test]
+fn options_take_handles_names_and_lua_conversions() {
+    let sb = Sandbox::new();
+    let o = sb.run_lua(
+        "opts.lua",
+        r#"local n = netns.add("o1")
+local a, b = veth.add("oa", "ob", {peer_ns = n})
+veth.add("oc", "od", {ns = "o1", peer_ns = netns.host()})
+a:addr("10.7.0.1/24"):up()
+b:addr("10.7.0.2/24"):up()
+route.add("10.8.0.0/24", {dev = a, metric = "7"})
+route.add("10.9.0.0/24", {dev = "oa"})
+assert(n:ping("10.7.0.1", {count = "2", timeout = "2"}), "ping with converted options")
+"#,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    sb.ok("ip -n o1 link show ob && ip -n o1 link show oc && ip link show od");
+    let routes = sb.ok("ip -j route show 10.8.0.0/24");
+    assert!(routes.contains("\"metric\":7") && routes.contains("\"dev\":\"oa\""), "{routes}");
+    sb.down("opts");
 }
 
 fn bad_input_gives_a_clear_error_and_leaves_nothing_behind(name: &str, line: &str, want: &[&str]) {

@@ -2,10 +2,26 @@
 
 use mlua::{Function, Lua, MultiValue, Table};
 
-use super::util::{Opts, q, with};
+use super::options::{self, NsArg, options};
+use super::util::{fail, q, with};
 use crate::firewall::Family;
 use crate::model::NsRef;
 use crate::session::Session;
+
+options! {
+    /// The options every `fw` function takes.
+    struct FwOpts { ns: NsArg, family: String }
+}
+
+options! {
+    /// `fw.insert`'s options.
+    struct InsertOpts { ns: NsArg, pos: u32, family: String }
+}
+
+/// The `family` option: "ipv4" (the default: iptables) or "ipv6" (ip6tables).
+fn family(lua: &Lua, call: &str, f: Option<String>) -> mlua::Result<Family> {
+    f.map_or(Ok(Family::Ipv4), |f| Family::parse(&f).map_err(|e| fail(lua, call, e)))
+}
 
 /// A call with the options every `fw` function takes (`ns`, `family`).
 fn fw_call<T>(
@@ -14,9 +30,9 @@ fn fw_call<T>(
     opts: Option<Table>,
     f: impl FnOnce(&mut Session, &NsRef, Family) -> crate::error::Result<T>,
 ) -> mlua::Result<T> {
-    let o = Opts::new(lua, &call, opts, &["ns", "family"])?;
-    let ns = o.ns(lua, &call, "ns")?;
-    let fam = o.family(lua, &call)?;
+    let o: FwOpts = options::read(lua, &call, opts)?;
+    let ns = options::ns(lua, &call, o.ns)?;
+    let fam = family(lua, &call, o.family)?;
     with(lua, move || call, |s| f(s, &ns, fam))
 }
 
@@ -41,10 +57,10 @@ pub fn register(lua: &Lua, fw: &Table) -> mlua::Result<()> {
         "insert",
         lua.create_function(|lua, (table, chain, rule, opts): (String, String, String, Option<Table>)| {
             let call = format!("fw.insert({}, {}, {})", q(&table), q(&chain), q(&rule));
-            let o = Opts::new(lua, &call, opts, &["ns", "pos", "family"])?;
-            let ns = o.ns(lua, &call, "ns")?;
-            let fam = o.family(lua, &call)?;
-            let pos = o.get::<u32>(lua, &call, "pos")?.unwrap_or(1);
+            let o: InsertOpts = options::read(lua, &call, opts)?;
+            let ns = options::ns(lua, &call, o.ns)?;
+            let fam = family(lua, &call, o.family)?;
+            let pos = o.pos.unwrap_or(1);
             with(lua, || call.clone(), |s| s.fw_insert(&ns, fam, &table, &chain, &rule, pos))
         })?,
     )?;

@@ -1,6 +1,8 @@
 //! The handle types scripts hold (Netns, Link, Process) and their constructors. The
 //! methods are in the file of their area (netns.rs, link.rs); this file is what those
-//! areas and util.rs share, so that they need not import each other.
+//! areas and util.rs share, so that they need not import each other. Netns and Link
+//! handles are made serializable (`create_ser_userdata`, their `Serialize` in
+//! options.rs) so that option structs can take them.
 
 use mlua::{AnyUserData, Lua, Value};
 
@@ -25,7 +27,7 @@ pub fn ns_desc(ns: &NsRef) -> String {
 }
 
 pub fn new_netns(lua: &Lua, ns: NsRef) -> mlua::Result<AnyUserData> {
-    lua.create_userdata(LNetns { ns })
+    lua.create_ser_userdata(LNetns { ns })
 }
 
 /// `netns.host()` style handle for a namespace value returned to Lua.
@@ -33,7 +35,7 @@ pub fn ns_to_lua(lua: &Lua, ns: &NsRef) -> mlua::Result<Value> {
     Ok(Value::UserData(new_netns(lua, ns.clone())?))
 }
 
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct LLink {
     pub ns: NsRef,
     pub name: String,
@@ -49,5 +51,5 @@ impl LLink {
 }
 
 pub fn new_link(lua: &Lua, ns: NsRef, name: String) -> mlua::Result<AnyUserData> {
-    lua.create_userdata(LLink { ns, name })
+    lua.create_ser_userdata(LLink { ns, name })
 }

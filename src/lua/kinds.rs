@@ -5,17 +5,35 @@
 use mlua::{AnyUserData, Lua, Table, UserDataMethods, Value, Variadic};
 
 use super::handles::{LLink, new_link};
-use super::link::link_arg;
-use super::util::{Opts, fail, no_more, q, with};
+use super::options::{self, LinkArg, NsArg, Options, options};
+use super::util::{fail, no_more, q, with};
 use crate::error::Error;
-use crate::model::{NsRef, parse_ip};
-use crate::op::{BridgeOpts, LinkKind, PortFlags};
+use crate::model::parse_ip;
+use crate::op::{LinkKind, PortFlags};
 use crate::qdisc::{Impair, RootQdisc, Shape};
 
 const KINDS: &[&str] = &["vxlan", "macvlan", "macvtap", "vlan", "dummy", "ifb"];
 
-/// The options of `link.add`, all kinds together.
-const ALL_OPTS: &[&str] = &["ns", "id", "remote", "local_addr", "dev", "port", "parent", "mode"];
+options! {
+    /// The options of `link.add`, all kinds together (`kind_opts`: which apply to
+    /// which kind). `id` is the VNI of vxlan and the VLAN id of vlan.
+    struct LinkAddOpts { ns: NsArg, id: u32, remote: String, local_addr: String, dev: LinkArg, port: u16, parent: LinkArg, mode: String }
+}
+
+options! {
+    /// `Link:impair`'s options (netem).
+    struct ImpairOpts { delay: String, jitter: String, loss: String, duplicate: String, corrupt: String, reorder: String, rate: String }
+}
+
+options! {
+    /// `Link:shape`'s options (tbf).
+    struct ShapeOpts { rate: String, burst: String, latency: String }
+}
+
+options! {
+    /// `Link:bridge_port`'s options.
+    struct PortOpts { hairpin: bool, isolated: bool, learning: bool, flood: bool }
+}
 
 /// The options each kind takes (besides `ns`).
 fn kind_opts(kind: &str) -> &'static [&'static str] {
@@ -27,18 +45,6 @@ fn kind_opts(kind: &str) -> &'static [&'static str] {
     }
 }
 
-/// A parent / underlay option: a Link (in any namespace; the new link is created
-/// from there) or a link name in the new link's namespace. Returns (name, namespace).
-fn lower(lua: &Lua, call: &str, o: &Opts, key: &str, ns: &NsRef) -> mlua::Result<Option<(String, NsRef)>> {
-    match o.get::<Value>(lua, call, key)? {
-        None | Some(Value::Nil) => Ok(None),
-        Some(v) => {
-            let l = link_arg(lua, call, v, ns)?;
-            Ok(Some((l.name, l.ns)))
-        }
-    }
-}
-
 fn required<T>(lua: &Lua, call: &str, v: Option<T>, what: &str) -> mlua::Result<T> {
     v.ok_or_else(|| fail(lua, call, Error::invalid(format!("option {what} is required"))))
 }
@@ -47,7 +53,7 @@ fn link_add(lua: &Lua, name: String, kind: String, opts: Option<Table>) -> mlua:
     let call = format!("link.add({}, {})", q(&name), q(&kind));
     // Unknown keys first (every kind's options), then the kind, then whether each
     // key given applies to it.
-    let o = Opts::new(lua, &call, opts, ALL_OPTS)?;
+    let o: LinkAddOpts = options::read(lua, &call, opts)?;
     if !KINDS.contains(&kind.as_str()) {
         let hint = match kind.as_str() {
             "veth" => " (veth pairs are made by veth.add)".to_string(),
@@ -61,46 +67,42 @@ fn link_add(lua: &Lua, name: String, kind: String, opts: Option<Table>) -> mlua:
         ));
     }
     let takes = kind_opts(&kind);
-    for key in ALL_OPTS.iter().filter(|k| !takes.contains(k)) {
-        if !matches!(o.get::<Value>(lua, &call, key)?, None | Some(Value::Nil)) {
-            return Err(fail(
-                lua,
-                &call,
-                Error::invalid(format!(
-                    "option {key} does not apply to {kind} links ({kind} takes: {})",
-                    takes.join(", ")
-                )),
-            ));
-        }
+    if let Some(key) = o.given().into_iter().find(|k| !takes.contains(k)) {
+        return Err(fail(
+            lua,
+            &call,
+            Error::invalid(format!("option {key} does not apply to {kind} links ({kind} takes: {})", takes.join(", "))),
+        ));
     }
-    let ns = o.ns(lua, &call, "ns")?;
-    let ip = |key: &str| -> mlua::Result<Option<std::net::IpAddr>> {
-        match o.get::<String>(lua, &call, key)? {
-            Some(s) => parse_ip(&s).map(Some).map_err(|e| fail(lua, &call, e)),
-            None => Ok(None),
-        }
+    let ns = options::ns(lua, &call, o.ns)?;
+    let ip = |v: Option<String>| -> mlua::Result<Option<std::net::IpAddr>> {
+        v.map(|s| parse_ip(&s).map_err(|e| fail(lua, &call, e))).transpose()
     };
+    // A parent / underlay: a Link (in any namespace; the new link is created from
+    // there) or a link name in the new link's namespace.
+    let lower = |v: Option<LinkArg>| v.map(|v| v.link(&ns)).map(|l| (l.name, l.ns));
     let (link, from) = match kind.as_str() {
         "vxlan" => {
-            let id = required(lua, &call, o.get::<u32>(lua, &call, "id")?, "id (the VXLAN network identifier)")?;
-            let dev = lower(lua, &call, &o, "dev", &ns)?;
-            let port = o.get::<u16>(lua, &call, "port")?.unwrap_or(4789);
-            let (dev, from) = match dev {
+            let id = required(lua, &call, o.id, "id (the VXLAN network identifier)")?;
+            let (dev, from) = match lower(o.dev) {
                 Some((d, f)) => (Some(d), f),
                 None => (None, ns.clone()),
             };
-            (LinkKind::Vxlan { id, remote: ip("remote")?, local: ip("local_addr")?, dev, port }, from)
+            let port = o.port.unwrap_or(4789);
+            (LinkKind::Vxlan { id, remote: ip(o.remote)?, local: ip(o.local_addr)?, dev, port }, from)
         }
         "macvlan" | "macvtap" => {
-            let (parent, from) = required(lua, &call, lower(lua, &call, &o, "parent", &ns)?, "parent")?;
-            let mode = o.get::<String>(lua, &call, "mode")?.unwrap_or_else(|| "bridge".into());
+            let (parent, from) = required(lua, &call, lower(o.parent), "parent")?;
+            let mode = o.mode.unwrap_or_else(|| "bridge".into());
             let k =
                 if kind == "macvlan" { LinkKind::Macvlan { parent, mode } } else { LinkKind::Macvtap { parent, mode } };
             (k, from)
         }
         "vlan" => {
-            let (parent, from) = required(lua, &call, lower(lua, &call, &o, "parent", &ns)?, "parent")?;
-            let id = required(lua, &call, o.get::<u16>(lua, &call, "id")?, "id (the VLAN id, 1 to 4094)")?;
+            let (parent, from) = required(lua, &call, lower(o.parent), "parent")?;
+            let id = required(lua, &call, o.id, "id (the VLAN id, 1 to 4094)")?;
+            let id = u16::try_from(id)
+                .map_err(|_| fail(lua, &call, Error::invalid("option id: expected an integer from 0 to 65535")))?;
             (LinkKind::Vlan { parent, id }, from)
         }
         "dummy" => (LinkKind::Dummy, ns.clone()),
@@ -119,14 +121,6 @@ pub fn register(lua: &Lua, link: &Table) -> mlua::Result<()> {
     )
 }
 
-/// `bridge.add`'s options other than `ns`.
-pub const BRIDGE_OPTS: &[&str] = &["ns", "vlan_filtering", "stp"];
-
-/// Reads `vlan_filtering` and `stp` from `bridge.add`'s options.
-pub fn bridge_opts(lua: &Lua, call: &str, o: &Opts) -> mlua::Result<BridgeOpts> {
-    Ok(BridgeOpts { vlan_filtering: o.get(lua, call, "vlan_filtering")?, stp: o.get(lua, call, "stp")? })
-}
-
 /// What `tostring(link)` and `link:info().qdisc` show: "netem delay 50ms", or None
 /// for the kernel's default.
 pub fn qdisc_text(s: &mut crate::session::Session, l: &LLink) -> Option<String> {
@@ -143,17 +137,8 @@ pub fn add_methods<M: UserDataMethods<LLink>>(m: &mut M) {
         let l = this.borrow::<LLink>()?.clone();
         let call = format!("{}:impair{{...}}", l.desc());
         no_more(lua, &call, &rest)?;
-        let keys = ["delay", "jitter", "loss", "duplicate", "corrupt", "reorder", "rate"];
-        let o = Opts::new(lua, &call, opts, &keys)?;
-        let imp = Impair {
-            delay: o.get(lua, &call, "delay")?,
-            jitter: o.get(lua, &call, "jitter")?,
-            loss: o.get(lua, &call, "loss")?,
-            duplicate: o.get(lua, &call, "duplicate")?,
-            corrupt: o.get(lua, &call, "corrupt")?,
-            reorder: o.get(lua, &call, "reorder")?,
-            rate: o.get(lua, &call, "rate")?,
-        };
+        let ImpairOpts { delay, jitter, loss, duplicate, corrupt, reorder, rate } = options::read(lua, &call, opts)?;
+        let imp = Impair { delay, jitter, loss, duplicate, corrupt, reorder, rate };
         with(lua, || call.clone(), |s| s.qdisc_set(&l.ns, &l.name, imp.qdisc()?))?;
         Ok(this)
     });
@@ -161,9 +146,9 @@ pub fn add_methods<M: UserDataMethods<LLink>>(m: &mut M) {
         let l = this.borrow::<LLink>()?.clone();
         let call = format!("{}:shape{{...}}", l.desc());
         no_more(lua, &call, &rest)?;
-        let o = Opts::new(lua, &call, opts, &["rate", "burst", "latency"])?;
-        let rate = required(lua, &call, o.get::<String>(lua, &call, "rate")?, "rate (like \"10mbit\")")?;
-        let sh = Shape { rate, burst: o.get(lua, &call, "burst")?, latency: o.get(lua, &call, "latency")? };
+        let o: ShapeOpts = options::read(lua, &call, opts)?;
+        let rate = required(lua, &call, o.rate, "rate (like \"10mbit\")")?;
+        let sh = Shape { rate, burst: o.burst, latency: o.latency };
         with(lua, || call.clone(), |s| s.qdisc_set(&l.ns, &l.name, sh.qdisc()?))?;
         Ok(this)
     });
@@ -178,13 +163,8 @@ pub fn add_methods<M: UserDataMethods<LLink>>(m: &mut M) {
         let l = this.borrow::<LLink>()?.clone();
         let call = format!("{}:bridge_port{{...}}", l.desc());
         no_more(lua, &call, &rest)?;
-        let o = Opts::new(lua, &call, opts, &["hairpin", "isolated", "learning", "flood"])?;
-        let flags = PortFlags {
-            hairpin: o.get(lua, &call, "hairpin")?,
-            isolated: o.get(lua, &call, "isolated")?,
-            learning: o.get(lua, &call, "learning")?,
-            flood: o.get(lua, &call, "flood")?,
-        };
+        let PortOpts { hairpin, isolated, learning, flood } = options::read(lua, &call, opts)?;
+        let flags = PortFlags { hairpin, isolated, learning, flood };
         if flags == PortFlags::default() {
             return Err(fail(
                 lua,

@@ -3,9 +3,26 @@
 use mlua::{AnyUserData, Lua, Table, UserData, UserDataFields, UserDataMethods, Value, Variadic};
 
 use super::handles::{LLink, new_link, ns_to_lua};
-use super::util::{Opts, fail, no_more, ns_only, ns_value, q, session, with};
+use super::options::{self, LinkArg, NsArg, options};
+use super::util::{fail, no_more, ns_only, ns_value, q, session, with};
 use crate::error::Error;
 use crate::model::{NsRef, parse_cidr};
+use crate::op::BridgeOpts;
+
+options! {
+    /// `Link:addr`'s options.
+    struct AddrOpts { nodad: bool }
+}
+
+options! {
+    /// `veth.add`'s options.
+    struct VethOpts { ns: NsArg, peer_ns: NsArg }
+}
+
+options! {
+    /// `bridge.add`'s options.
+    struct BridgeAddOpts { ns: NsArg, vlan_filtering: bool, stp: bool }
+}
 
 /// A link argument: a Link handle or a name (looked up in `ns`).
 pub fn link_arg(lua: &Lua, call: &str, v: Value, ns: &NsRef) -> mlua::Result<LLink> {
@@ -71,15 +88,7 @@ impl UserData for LLink {
             |lua, (this, cidr, opts, rest): (AnyUserData, String, Option<Table>, Variadic<Value>)| {
                 let call = format!("{}:addr({})", this.borrow::<LLink>()?.desc(), q(&cidr));
                 no_more(lua, &call, &rest)?;
-                let o = Opts::new(lua, &call, opts, &["nodad"])?;
-                let nodad = match o.get::<Value>(lua, &call, "nodad")? {
-                    None | Some(Value::Nil) => true,
-                    Some(Value::Boolean(b)) => b,
-                    Some(v) => {
-                        let e = format!("option nodad: expected a boolean, got {}", v.type_name());
-                        return Err(fail(lua, &call, Error::invalid(e)));
-                    }
-                };
+                let nodad = options::read::<AddrOpts>(lua, &call, opts)?.nodad.unwrap_or(true);
                 chain(
                     lua,
                     this,
@@ -164,9 +173,9 @@ pub fn register(lua: &Lua, veth: &Table, bridge: &Table, link: &Table) -> mlua::
         "add",
         lua.create_function(|lua, (name, peer, opts): (String, String, Option<Table>)| {
             let call = format!("veth.add({}, {})", q(&name), q(&peer));
-            let o = Opts::new(lua, &call, opts, &["ns", "peer_ns"])?;
-            let ns = o.ns(lua, &call, "ns")?;
-            let peer_ns = o.ns(lua, &call, "peer_ns")?;
+            let o: VethOpts = options::read(lua, &call, opts)?;
+            let ns = options::ns(lua, &call, o.ns)?;
+            let peer_ns = options::ns(lua, &call, o.peer_ns)?;
             with(lua, || call.clone(), |s| s.veth_add(&name, &peer, &ns, &peer_ns))?;
             Ok((new_link(lua, ns, name)?, new_link(lua, peer_ns, peer)?))
         })?,
@@ -175,9 +184,9 @@ pub fn register(lua: &Lua, veth: &Table, bridge: &Table, link: &Table) -> mlua::
         "add",
         lua.create_function(|lua, (name, opts): (String, Option<Table>)| {
             let call = format!("bridge.add({})", q(&name));
-            let o = Opts::new(lua, &call, opts, super::kinds::BRIDGE_OPTS)?;
-            let ns = o.ns(lua, &call, "ns")?;
-            let bo = super::kinds::bridge_opts(lua, &call, &o)?;
+            let o: BridgeAddOpts = options::read(lua, &call, opts)?;
+            let ns = options::ns(lua, &call, o.ns)?;
+            let bo = BridgeOpts { vlan_filtering: o.vlan_filtering, stp: o.stp };
             with(
                 lua,
                 || call.clone(),
@@ -203,11 +212,11 @@ pub fn register(lua: &Lua, veth: &Table, bridge: &Table, link: &Table) -> mlua::
 }
 
 /// A `dev=` option: a Link or a link name, returned as a name.
-pub fn dev_name(lua: &Lua, call: &str, v: Value, ns: &NsRef) -> mlua::Result<Option<String>> {
+pub fn dev_name(lua: &Lua, call: &str, v: Option<LinkArg>, ns: &NsRef) -> mlua::Result<Option<String>> {
     match v {
-        Value::Nil => Ok(None),
-        v => {
-            let l = link_arg(lua, call, v, ns)?;
+        None => Ok(None),
+        Some(v) => {
+            let l = v.link(ns);
             if &l.ns != ns {
                 return Err(fail(
                     lua,

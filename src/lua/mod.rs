@@ -8,6 +8,7 @@ pub mod handles;
 pub mod kinds;
 pub mod link;
 pub mod netns;
+pub mod options;
 pub mod restrict;
 pub mod route;
 pub mod sysctl;

@@ -5,10 +5,31 @@ use std::time::Duration;
 use mlua::{AnyUserData, Lua, Table, UserData, UserDataFields, UserDataMethods, Value, Variadic};
 
 use super::handles::{LNetns, LProcess, new_link, new_netns, ns_desc as desc};
-use super::util::{Opts, fail, no_more, q, with};
+use super::options::{self, options};
+use super::util::{fail, no_more, q, with};
 use crate::error::Error;
 use crate::model::{NsRef, parse_ip};
 use crate::trace::{Proto, Source, Trace};
+
+options! {
+    /// `Netns:exec`'s options.
+    struct ExecOpts { check: bool, timeout: f64 }
+}
+
+options! {
+    /// `Netns:ping`'s options.
+    struct PingOpts { count: u32, timeout: f64 }
+}
+
+options! {
+    /// `Netns:trace`'s options.
+    struct TraceOpts { tcp: u16, udp: u16, icmp: bool, src: String, timeout: f64 }
+}
+
+options! {
+    /// `Netns:tcp`'s options.
+    struct TcpOpts { timeout: f64 }
+}
 
 /// A command argument: an argv table, or a string for /bin/sh -c.
 pub fn argv(lua: &Lua, call: &str, v: Value) -> mlua::Result<Vec<String>> {
@@ -75,11 +96,11 @@ impl UserData for LNetns {
 
         m.add_method("exec", |lua, this, (cmd, opts): (Value, Option<Table>)| {
             let call = format!("{}:exec(...)", desc(&this.ns));
-            let o = Opts::new(lua, &call, opts, &["check", "timeout"])?;
+            let o: ExecOpts = options::read(lua, &call, opts)?;
             let argv = argv(lua, &call, cmd)?;
             let call = format!("{}:exec({})", desc(&this.ns), q(&crate::model::join_words(&argv)));
-            let check = o.get::<bool>(lua, &call, "check")?.unwrap_or(false);
-            let timeout = match o.get::<f64>(lua, &call, "timeout")? {
+            let check = o.check.unwrap_or(false);
+            let timeout = match o.timeout {
                 Some(t) => Some(secs(lua, &call, Some(t), 0.0)?),
                 None => None,
             };
@@ -109,12 +130,12 @@ impl UserData for LNetns {
 
         m.add_method("ping", |lua, this, (addr, opts): (String, Option<Table>)| {
             let call = format!("{}:ping({})", desc(&this.ns), q(&addr));
-            let o = Opts::new(lua, &call, opts, &["count", "timeout"])?;
-            let count = o.get::<u32>(lua, &call, "count")?.unwrap_or(1);
+            let o: PingOpts = options::read(lua, &call, opts)?;
+            let count = o.count.unwrap_or(1);
             if count == 0 {
                 return Err(fail(lua, &call, Error::invalid("count must be at least 1")));
             }
-            let timeout = secs(lua, &call, o.get::<f64>(lua, &call, "timeout")?, 1.0)?;
+            let timeout = secs(lua, &call, o.timeout, 1.0)?;
             with(
                 lua,
                 || call.clone(),
@@ -127,10 +148,8 @@ impl UserData for LNetns {
 
         m.add_method("trace", |lua, this, (addr, opts): (String, Option<Table>)| {
             let call = format!("{}:trace({})", desc(&this.ns), q(&addr));
-            let o = Opts::new(lua, &call, opts, &["tcp", "udp", "icmp", "src", "timeout"])?;
-            let tcp = o.get::<u16>(lua, &call, "tcp")?;
-            let udp = o.get::<u16>(lua, &call, "udp")?;
-            let icmp = o.get::<bool>(lua, &call, "icmp")?.unwrap_or(false);
+            let o: TraceOpts = options::read(lua, &call, opts)?;
+            let (tcp, udp, icmp) = (o.tcp, o.udp, o.icmp.unwrap_or(false));
             let proto = match (tcp, udp, icmp) {
                 (Some(p), None, false) => Proto::Tcp(p),
                 (None, Some(p), false) => Proto::Udp(p),
@@ -140,8 +159,8 @@ impl UserData for LNetns {
             if proto.port() == Some(0) {
                 return Err(fail(lua, &call, Error::invalid("port 0 cannot be probed")));
             }
-            let src = o.get::<String>(lua, &call, "src")?;
-            let timeout = secs(lua, &call, o.get::<f64>(lua, &call, "timeout")?, 1.0)?;
+            let src = o.src;
+            let timeout = secs(lua, &call, o.timeout, 1.0)?;
             let t = with(
                 lua,
                 || call.clone(),
@@ -156,8 +175,8 @@ impl UserData for LNetns {
 
         m.add_method("tcp", |lua, this, (addr, port, opts): (String, u16, Option<Table>)| {
             let call = format!("{}:tcp({}, {port})", desc(&this.ns), q(&addr));
-            let o = Opts::new(lua, &call, opts, &["timeout"])?;
-            let timeout = secs(lua, &call, o.get::<f64>(lua, &call, "timeout")?, 1.0)?;
+            let o: TcpOpts = options::read(lua, &call, opts)?;
+            let timeout = secs(lua, &call, o.timeout, 1.0)?;
             with(
                 lua,
                 || call.clone(),

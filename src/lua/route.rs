@@ -1,19 +1,23 @@
 //! `route` module.
 
-use mlua::{Lua, Table, Value};
+use mlua::{Lua, Table};
 
 use super::link::dev_name;
-use super::util::{Opts, q, with};
+use super::options::{self, LinkArg, NsArg, options};
+use super::util::{q, with};
 use std::net::{IpAddr, Ipv6Addr};
 
 use crate::error::Error;
 use crate::model::{Route, parse_dest, parse_ip};
 
-fn spec(lua: &Lua, call: &str, dest: &str, o: &Opts, ns: &crate::model::NsRef) -> mlua::Result<Route> {
-    let via: Option<String> = o.get(lua, call, "via")?;
-    let dev = dev_name(lua, call, o.get::<Value>(lua, call, "dev")?.unwrap_or(Value::Nil), ns)?;
-    let metric: Option<u32> = if o_has(o, lua, call, "metric")? { o.get(lua, call, "metric")? } else { None };
-    let family: Option<String> = o.get(lua, call, "family")?;
+options! {
+    /// The options of `route.add` and `route.del`.
+    struct RouteOpts { via: String, dev: LinkArg, ns: NsArg, metric: u32, family: String }
+}
+
+fn spec(lua: &Lua, call: &str, dest: &str, o: RouteOpts, ns: &crate::model::NsRef) -> mlua::Result<Route> {
+    let RouteOpts { via, dev, metric, family, .. } = o;
+    let dev = dev_name(lua, call, dev, ns)?;
     with(
         lua,
         || call.to_string(),
@@ -43,18 +47,14 @@ fn spec(lua: &Lua, call: &str, dest: &str, o: &Opts, ns: &crate::model::NsRef) -
     )
 }
 
-fn o_has(o: &Opts, lua: &Lua, call: &str, key: &str) -> mlua::Result<bool> {
-    Ok(o.get::<Value>(lua, call, key)?.is_some_and(|v| !v.is_nil()))
-}
-
 pub fn register(lua: &Lua, route: &Table) -> mlua::Result<()> {
     route.set(
         "add",
         lua.create_function(|lua, (dest, opts): (String, Option<Table>)| {
             let call = format!("route.add({})", q(&dest));
-            let o = Opts::new(lua, &call, opts, &["via", "dev", "ns", "metric", "family"])?;
-            let ns = o.ns(lua, &call, "ns")?;
-            let r = spec(lua, &call, &dest, &o, &ns)?;
+            let mut o: RouteOpts = options::read(lua, &call, opts)?;
+            let ns = options::ns(lua, &call, o.ns.take())?;
+            let r = spec(lua, &call, &dest, o, &ns)?;
             with(lua, || call.clone(), |s| s.route_add(&ns, r))
         })?,
     )?;
@@ -62,9 +62,9 @@ pub fn register(lua: &Lua, route: &Table) -> mlua::Result<()> {
         "del",
         lua.create_function(|lua, (dest, opts): (String, Option<Table>)| {
             let call = format!("route.del({})", q(&dest));
-            let o = Opts::new(lua, &call, opts, &["via", "dev", "ns", "metric", "family"])?;
-            let ns = o.ns(lua, &call, "ns")?;
-            let r = spec(lua, &call, &dest, &o, &ns)?;
+            let mut o: RouteOpts = options::read(lua, &call, opts)?;
+            let ns = options::ns(lua, &call, o.ns.take())?;
+            let r = spec(lua, &call, &dest, o, &ns)?;
             with(lua, || call.clone(), |s| s.route_del(&ns, r))
         })?,
     )?;

@@ -1,5 +1,5 @@
-//! Shared pieces of the binding layer: the session handle, option tables that reject
-//! unknown keys, namespace arguments, and errors that name the call and the line.
+//! Shared pieces of the binding layer: the session handle, namespace arguments, and
+//! errors that name the call and the line (option tables: options.rs).
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -139,72 +139,9 @@ pub fn ns_only<T>(
     opts: Option<Table>,
     f: impl FnOnce(&mut Session, &NsRef) -> crate::error::Result<T>,
 ) -> mlua::Result<T> {
-    let o = Opts::new(lua, &call, opts, &["ns"])?;
-    let ns = o.ns(lua, &call, "ns")?;
+    let o: super::options::NsOnly = super::options::read(lua, &call, opts)?;
+    let ns = super::options::ns(lua, &call, o.ns)?;
     with(lua, move || call, |s| f(s, &ns))
-}
-
-/// An options table: the keys a function accepts, nothing else.
-pub struct Opts {
-    t: Option<Table>,
-}
-
-impl Opts {
-    pub fn new(lua: &Lua, call: &str, t: Option<Table>, allowed: &[&str]) -> mlua::Result<Opts> {
-        if let Some(t) = &t {
-            for pair in t.pairs::<Value, Value>() {
-                let (k, _) = pair?;
-                let key = match &k {
-                    Value::String(s) => s.to_string_lossy(),
-                    Value::Integer(i) => {
-                        return Err(fail(
-                            lua,
-                            call,
-                            Error::invalid(format!(
-                                "the options table has a value without a name at position {i}; options are named, like {{{} = ...}}",
-                                allowed.first().unwrap_or(&"ns")
-                            )),
-                        ));
-                    }
-                    other => other.type_name().to_string(),
-                };
-                if !allowed.contains(&key.as_str()) {
-                    let hint = if allowed.is_empty() {
-                        "it takes no options".to_string()
-                    } else {
-                        format!("known options: {}", allowed.join(", "))
-                    };
-                    return Err(fail(lua, call, Error::invalid(format!("unknown option \"{key}\" ({hint})"))));
-                }
-            }
-        }
-        Ok(Opts { t })
-    }
-
-    pub fn get<T: mlua::FromLua>(&self, lua: &Lua, call: &str, key: &str) -> mlua::Result<Option<T>> {
-        match &self.t {
-            None => Ok(None),
-            Some(t) => t
-                .get::<Option<T>>(key)
-                .map_err(|e| fail(lua, call, Error::invalid(format!("option {key}: {}", short_conv_error(&e))))),
-        }
-    }
-
-    /// The `family` option of `fw.*`: "ipv4" (the default: iptables) or "ipv6" (ip6tables).
-    pub fn family(&self, lua: &Lua, call: &str) -> mlua::Result<crate::firewall::Family> {
-        match self.get::<String>(lua, call, "family")? {
-            None => Ok(crate::firewall::Family::Ipv4),
-            Some(f) => crate::firewall::Family::parse(&f).map_err(|e| fail(lua, call, e)),
-        }
-    }
-
-    /// The `ns` style option: a Netns handle or a namespace name; the host if absent.
-    pub fn ns(&self, lua: &Lua, call: &str, key: &str) -> mlua::Result<NsRef> {
-        match &self.t {
-            None => Ok(NsRef::Host),
-            Some(t) => ns_value(lua, call, t.get::<Value>(key)?, key),
-        }
-    }
 }
 
 /// Reads a namespace argument: a Netns handle, a name (which must exist), or nil (host).
@@ -220,14 +157,5 @@ pub fn ns_value(lua: &Lua, call: &str, v: Value, what: &str) -> mlua::Result<NsR
             with(lua, || call.to_string(), |se| se.netns_get(&name))
         }
         _ => Err(fail(lua, call, Error::invalid(format!("{what} must be a Netns or a namespace name")))),
-    }
-}
-
-fn short_conv_error(e: &mlua::Error) -> String {
-    match e {
-        mlua::Error::FromLuaConversionError { from, to, .. } => {
-            format!("expected {}, got {from}", super::friendly_type(to))
-        }
-        other => other.to_string(),
     }
 }

@@ -119,7 +119,7 @@ pub fn lua_completions(lua: &Lua, before: &str) -> (usize, Vec<Pair>) {
             Value::Table(t) => t.raw_get::<Value>(seg).unwrap_or(Value::Nil),
             Value::UserData(ud) if seg == "ns" && ud.borrow::<LLink>().is_ok() => {
                 let ns = ud.borrow::<LLink>().map(|l| l.ns.clone()).unwrap_or_default();
-                lua.create_userdata(LNetns { ns }).map(Value::UserData).unwrap_or(Value::Nil)
+                crate::lua::handles::new_netns(lua, ns).map(Value::UserData).unwrap_or(Value::Nil)
             }
             _ => Value::Nil,
         };
