@@ -2,8 +2,9 @@
 
 use mlua::{Function, Lua, MultiValue, Table};
 
+use super::handles::q;
 use super::options::{self, NsArg, options};
-use super::util::{fail, q, with};
+use super::util::{fail, with};
 use crate::firewall::Family;
 use crate::model::NsRef;
 use crate::session::Session;

@@ -6,7 +6,6 @@
 
 use mlua::{AnyUserData, Lua, Value};
 
-use super::util::q;
 use crate::model::NsRef;
 
 #[derive(Clone)]
@@ -17,6 +16,13 @@ pub struct LNetns {
 pub struct LProcess {
     pub pid: u32,
     pub cmd: String,
+}
+
+/// A Lua string argument as it reads in the call description of an error message
+/// (`veth.add("a")`; control characters escaped). Never used for commands: those
+/// are quoted by `model::shell_quote`.
+pub fn q(s: &str) -> String {
+    format!("{s:?}")
 }
 
 pub fn ns_desc(ns: &NsRef) -> String {

@@ -4,9 +4,10 @@
 
 use mlua::{AnyUserData, Lua, Table, UserDataMethods, Value, Variadic};
 
+use super::handles::q;
 use super::handles::{LLink, new_link};
 use super::options::{self, LinkArg, NsArg, Options, options};
-use super::util::{fail, no_more, q, with};
+use super::util::{fail, no_more, with};
 use crate::error::Error;
 use crate::model::parse_ip;
 use crate::op::{LinkKind, PortFlags};

@@ -2,9 +2,11 @@
 
 use mlua::{AnyUserData, Lua, Table, UserData, UserDataFields, UserDataMethods, Value, Variadic};
 
+use super::handles::q;
 use super::handles::{LLink, new_link, ns_to_lua};
+use super::options::ns_only;
 use super::options::{self, LinkArg, NsArg, options};
-use super::util::{fail, no_more, ns_only, ns_value, q, session, with};
+use super::util::{fail, no_more, ns_value, session, with};
 use crate::error::Error;
 use crate::model::{NsRef, parse_cidr};
 use crate::op::BridgeOpts;

@@ -4,9 +4,10 @@ use std::time::Duration;
 
 use mlua::{AnyUserData, Lua, Table, UserData, UserDataFields, UserDataMethods, Value, Variadic};
 
+use super::handles::q;
 use super::handles::{LNetns, LProcess, new_link, new_netns, ns_desc as desc};
 use super::options::{self, options};
-use super::util::{fail, no_more, q, with};
+use super::util::{fail, no_more, with};
 use crate::error::Error;
 use crate::model::{NsRef, parse_ip};
 use crate::trace::{Proto, Source, Trace};

@@ -54,6 +54,19 @@ options! {
     pub struct NsOnly { ns: NsArg }
 }
 
+/// The common shape of a function whose only option is `ns`: checks the options,
+/// resolves the namespace, runs `f` on the session (errors read `file:line: call: reason`).
+pub fn ns_only<T>(
+    lua: &Lua,
+    call: String,
+    opts: Option<Table>,
+    f: impl FnOnce(&mut crate::session::Session, &NsRef) -> crate::error::Result<T>,
+) -> mlua::Result<T> {
+    let o: NsOnly = read(lua, &call, opts)?;
+    let ns = ns(lua, &call, o.ns)?;
+    with(lua, move || call, |s| f(s, &ns))
+}
+
 /// Reads `t` as the options `T`; errors read `file:line: call: reason`.
 pub fn read<T: Options>(lua: &Lua, call: &str, t: Option<Table>) -> mlua::Result<T> {
     let Some(t) = t else { return Ok(T::default()) };

@@ -2,9 +2,10 @@
 
 use mlua::{Lua, Table};
 
+use super::handles::q;
 use super::link::dev_name;
 use super::options::{self, LinkArg, NsArg, options};
-use super::util::{q, with};
+use super::util::with;
 use std::net::{IpAddr, Ipv6Addr};
 
 use crate::error::Error;

@@ -2,7 +2,9 @@
 
 use mlua::{Lua, Table, Value};
 
-use super::util::{fail, ns_only, q};
+use super::handles::q;
+use super::options::ns_only;
+use super::util::fail;
 use crate::error::Error;
 
 pub fn register(lua: &Lua, sysctl: &Table) -> mlua::Result<()> {

@@ -1,23 +1,17 @@
 //! Shared pieces of the binding layer: the session handle, namespace arguments, and
-//! errors that name the call and the line (option tables: options.rs).
+//! errors that name the call and the line (option tables: options.rs; the quoting of
+//! arguments in call descriptions: handles.rs).
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use mlua::{Lua, Table, Value};
+use mlua::{Lua, Value};
 
 use crate::error::Error;
 use crate::model::NsRef;
 use crate::session::Session;
 
 pub type SessionRef = Rc<RefCell<Session>>;
-
-/// A Lua string argument as it reads in the call description of an error message
-/// (`veth.add("a")`; control characters escaped). Never used for commands: those
-/// are quoted by `model::shell_quote`.
-pub fn q(s: &str) -> String {
-    format!("{s:?}")
-}
 
 /// The positions on the Lua stack, innermost first: (chunk is a file, "short_src:line").
 fn frames(lua: &Lua) -> Vec<(bool, String)> {
@@ -129,19 +123,6 @@ pub fn no_more(lua: &Lua, call: &str, rest: &mlua::Variadic<Value>) -> mlua::Res
         "more arguments than it takes"
     };
     Err(fail(lua, call, Error::invalid(format!("unexpected extra argument: {what}"))))
-}
-
-/// The common shape of a function whose only option is `ns`: checks the options,
-/// resolves the namespace, runs `f` on the session (errors read `file:line: call: reason`).
-pub fn ns_only<T>(
-    lua: &Lua,
-    call: String,
-    opts: Option<Table>,
-    f: impl FnOnce(&mut Session, &NsRef) -> crate::error::Result<T>,
-) -> mlua::Result<T> {
-    let o: super::options::NsOnly = super::options::read(lua, &call, opts)?;
-    let ns = super::options::ns(lua, &call, o.ns)?;
-    with(lua, move || call, |s| f(s, &ns))
 }
 
 /// Reads a namespace argument: a Netns handle, a name (which must exist), or nil (host).
