@@ -306,27 +306,35 @@ local n = {}
 for i, name in ipairs({"a", "b", "c"}) do
   n[name] = netns.add(name)
   local v, h = veth.add("eth0", "v" .. name, {ns = n[name]})
-  v:addr("10.9.0." .. i .. "/24"):up()
+  v:addr("10.9.0." .. i .. "/24"):addr("fd09::" .. i .. "/64"):up()
   h:master(br):up()
 end
-assert(n.a:ping("10.9.0.3") and n.c:ping("10.9.0.2"), "before")
+local function reach(from, to) return n[from]:ping(to, {timeout = 2}) end
+assert(reach("a", "10.9.0.3") and reach("c", "10.9.0.2"), "before")
+assert(reach("a", "fd09::3") and reach("c", "fd09::2"), "before, IPv6")
 local p = netscript.partition({n.a, n.b}, {n.c})
-assert(n.a:ping("10.9.0.2"), "a and b stay together")
+assert(reach("a", "10.9.0.2") and reach("a", "fd09::2"), "a and b stay together")
 assert(not n.a:ping("10.9.0.3") and not n.c:ping("10.9.0.2") and not n.b:ping("10.9.0.3"), "c is cut off")
+assert(not n.a:ping("fd09::3") and not n.c:ping("fd09::2"), "c is cut off, IPv6")
 if arg[1] == "stay" then return end
 p:heal()
-assert(n.a:ping("10.9.0.3") and n.c:ping("10.9.0.1"), "after heal")
+assert(reach("a", "10.9.0.3") and reach("c", "10.9.0.1"), "after heal")
+assert(reach("a", "fd09::3") and reach("c", "fd09::1"), "after heal, IPv6")
 "#,
     );
     let o = sb.netscript(&[&script]);
     assert!(o.status.success(), "{}", stderr(&o));
-    sb.ok("! ip netns exec a iptables -S | grep -q DROP");
+    sb.ok("! ip netns exec a iptables -S | grep -q DROP && ! ip netns exec a ip6tables -S | grep -q DROP");
     assert!(sb.netscript(&["down", "split"]).status.success());
     assert_same(&before, &sb.snapshot(), "after heal and down");
-    // Left partitioned: the rules are there, and rollback removes them.
+    // Left partitioned: the rules are there, both families, link-local addresses
+    // too (neighbours on one bridge reach each other by those), and rollback
+    // removes them.
     let o = sb.netscript(&["--name", "split2", &script, "stay"]);
     assert!(o.status.success(), "{}", stderr(&o));
     sb.ok("ip netns exec c iptables -S INPUT | grep -q -- '-s 10.9.0.1/32 .*-j DROP'");
+    sb.ok("ip netns exec c ip6tables -S INPUT | grep -q -- '-s fd09::1/128 .*-j DROP'");
+    sb.ok("ip netns exec c ip6tables -S OUTPUT | grep -q -- '-d fe80::.*/128 .*-j DROP'");
     assert!(sb.netscript(&["down", "split2"]).status.success());
     assert_same(&before, &sb.snapshot(), "after down of a partition");
 }

@@ -1,13 +1,14 @@
--- netscript.partition: cut IPv4 traffic between groups of namespaces, for testing
--- how distributed software behaves when the network splits.
+-- netscript.partition: cut IPv4 and IPv6 traffic between groups of namespaces, for
+-- testing how distributed software behaves when the network splits.
 --
 --   local p = netscript.partition({a, b}, {c})   -- a and b talk; neither talks to c
 --   ...
 --   p:heal()                                     -- as before
 --
 -- By firewall: in every namespace of a group, the filter table gets rules that drop
--- packets from (INPUT) and to (OUTPUT) the IPv4 addresses the other groups' links
--- have when the partition is made, inserted first so they win over ACCEPT rules.
+-- packets from (INPUT) and to (OUTPUT) the addresses the other groups' links have
+-- when the partition is made (IPv4 by iptables, IPv6, link-local ones included, by
+-- ip6tables), inserted first so they win over ACCEPT rules.
 -- Links stay up, so each side still sees its own links and routes as before; only
 -- the traffic between the groups goes. The rules are journaled like any fw change
 -- (rollback removes them too); heal() deletes them.
@@ -19,13 +20,14 @@ local function ns_name(ns)
   return ns.name
 end
 
+-- The addresses of a namespace's links (not lo), as {ip = ..., family = ...}.
 local function addresses(ns)
   local out = {}
   for _, l in ipairs(ns:links()) do
     if l.name ~= "lo" then
       for _, cidr in ipairs(l:addrs()) do
-        local ip = cidr:match("^(%d+%.%d+%.%d+%.%d+)/")
-        if ip then out[#out + 1] = ip end
+        local ip = cidr:match("^(.*)/%d+$") or cidr
+        out[#out + 1] = { ip = ip, family = ip:find(":", 1, true) and "ipv6" or "ipv4" }
       end
     end
   end
@@ -48,7 +50,7 @@ function Partition:heal()
   if self.healed then return self end
   for i = #self.rules, 1, -1 do
     local r = self.rules[i]
-    fw.delete("filter", r.chain, r.rule, { ns = r.ns })
+    fw.delete("filter", r.chain, r.rule, { ns = r.ns, family = r.family })
   end
   self.healed = true
   return self
@@ -86,11 +88,11 @@ function M.partition(...)
       for _, ns in ipairs(g) do
         for oi = 1, #groups do
           if oi ~= gi then
-            for _, ip in ipairs(addrs[oi]) do
-              for _, r in ipairs({ { chain = "INPUT", rule = "-s " .. ip .. " -j DROP" },
-                                   { chain = "OUTPUT", rule = "-d " .. ip .. " -j DROP" } }) do
-                fw.insert("filter", r.chain, r.rule, { ns = ns })
-                p.rules[#p.rules + 1] = { ns = ns, chain = r.chain, rule = r.rule }
+            for _, a in ipairs(addrs[oi]) do
+              for _, r in ipairs({ { chain = "INPUT", rule = "-s " .. a.ip .. " -j DROP" },
+                                   { chain = "OUTPUT", rule = "-d " .. a.ip .. " -j DROP" } }) do
+                fw.insert("filter", r.chain, r.rule, { ns = ns, family = a.family })
+                p.rules[#p.rules + 1] = { ns = ns, chain = r.chain, rule = r.rule, family = a.family }
               end
             end
           end
