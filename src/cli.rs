@@ -281,11 +281,11 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
         cmd: Vec<String>,
     },
-    /// Send one probe from a namespace of a topology that is up and show why it got
-    /// where it got: the kernel's walk hop by hop, the rule or routing decision that
-    /// decided, and the answer's way back. Changes nothing but the probe's temporary
-    /// trace tables, removed before it returns. Exit code 0 when the probe got its
-    /// answer, 1 when not.
+    /// Send one probe from a namespace of a topology that is up (also one running in a
+    /// `--sandbox --wait` sandbox) and show why it got where it got: the kernel's walk
+    /// hop by hop, the rule or routing decision that decided, and the answer's way
+    /// back. Changes nothing but the probe's temporary trace tables, removed before it
+    /// returns. Exit code 0 when the probe got its answer, 1 when not.
     #[command(
         after_help = "Examples:\n  netscript trace docker-bridge ns1 175.18.0.3             an ICMP echo\n  netscript trace docker-bridge laptop 10.211.55.32 tcp 8088  a TCP connect\n  netscript trace docker-bridge host 127.0.0.1 tcp 8088 --json"
     )]

@@ -1,6 +1,7 @@
 //! `netscript exec TOPOLOGY NS [CMD...]`: a command inside a namespace of a topology
 //! that is up, including one in a `--sandbox --wait` sandbox (as root and as a normal
-//! user); refusals for namespaces the topology does not own.
+//! user); refusals for namespaces the topology does not own. `netscript trace` reaches
+//! into a waiting sandbox the same way.
 
 mod common;
 
@@ -9,7 +10,11 @@ use std::process::{Child, Command, Stdio};
 
 use common::*;
 
-const SCRIPT: &str = "local ns = netns.add(\"ns1\")\nveth.add(\"v0\", \"v1\", {peer_ns = ns})\n";
+const SCRIPT: &str = r#"local ns = netns.add("ns1")
+local a, b = veth.add("v0", "v1", {peer_ns = ns})
+a:addr("10.77.0.1/24"):up()
+b:addr("10.77.0.2/24"):up()
+"#;
 
 /// Starts `--sandbox --wait` (as `user` when given) and waits until it says it is up.
 fn waiting_sandbox(name: &str, user: Option<&str>) -> Child {
@@ -46,6 +51,12 @@ fn waiting_sandbox(name: &str, user: Option<&str>) -> Child {
 }
 
 fn exec_as(user: Option<&str>, args: &[&str]) -> std::process::Output {
+    let mut a = vec!["exec"];
+    a.extend_from_slice(args);
+    run_as(user, &a)
+}
+
+fn run_as(user: Option<&str>, args: &[&str]) -> std::process::Output {
     let mut c = match user {
         Some(u) => {
             let mut c = Command::new("setpriv");
@@ -54,7 +65,7 @@ fn exec_as(user: Option<&str>, args: &[&str]) -> std::process::Output {
         }
         None => Command::new(BIN),
     };
-    c.arg("exec").args(args).output().unwrap()
+    c.args(args).output().unwrap()
 }
 
 fn stop(mut child: Child) {
@@ -82,6 +93,19 @@ fn check_exec_into_sandbox(name: &str, user: Option<&str>) {
     // A namespace the topology did not create is refused, naming it.
     let o = exec_as(user, &[name, "ns9", "true"]);
     assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("has no namespace \"ns9\""), "{}", stderr(&o));
+    // `netscript trace` reaches the waiting run (which holds its record) inside its
+    // sandbox, and leaves no trace table behind there.
+    let tables = "nft list tables; ip netns exec ns1 nft list tables";
+    let before = stdout(&exec_as(user, &[name, "host", "sh", "-c", tables]));
+    let o = run_as(user, &["trace", name, "ns1", "10.77.0.1"]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).starts_with("delivered: delivered to the host namespace"), "{}", stdout(&o));
+    let o = run_as(user, &["trace", name, "ns1", "10.77.0.1", "tcp", "9"]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("nothing listens on port 9"), "{}", stdout(&o));
+    assert_eq!(stdout(&exec_as(user, &[name, "host", "sh", "-c", tables])), before, "trace tables left behind");
+    let o = run_as(user, &["trace", name, "ns9", "10.77.0.1"]);
     assert!(stderr(&o).contains("has no namespace \"ns9\""), "{}", stderr(&o));
     stop(child);
     // Gone with the sandbox.

@@ -100,6 +100,24 @@ fn waiting_sandbox(topo: &str) -> Result<Option<u32>> {
     Ok(Some(pid))
 }
 
+/// When a `--sandbox --wait` run of `topo` waits, enters its user (when rootless),
+/// mount and network namespaces, where its record and /run/netns are, and returns its
+/// pid. Call it while single-threaded (a user namespace cannot be entered otherwise).
+pub(super) fn enter_waiting_sandbox(topo: &str) -> Result<Option<u32>> {
+    let sandbox = waiting_sandbox(topo)?;
+    if let Some(pid) = sandbox {
+        let own_user = fs::metadata(format!("/proc/{pid}/ns/user")).map(|m| m.ino()).ok()
+            != fs::metadata("/proc/self/ns/user").map(|m| m.ino()).ok();
+        if own_user {
+            enter(&format!("/proc/{pid}/ns/user"), CloneFlags::CLONE_NEWUSER, "the sandbox's user namespace")?;
+        }
+        enter(&format!("/proc/{pid}/ns/mnt"), CloneFlags::CLONE_NEWNS, "the sandbox's mount namespace")?;
+        enter(&format!("/proc/{pid}/ns/net"), CloneFlags::CLONE_NEWNET, "the sandbox's network namespace")?;
+        let _ = std::env::set_current_dir("/");
+    }
+    Ok(sandbox)
+}
+
 fn enter(path: &str, flags: CloneFlags, what: &str) -> Result<()> {
     let f = File::open(path).map_err(|e| Error::sys(format!("cannot open {path} ({what}): {e}"), None))?;
     setns(&f, flags).map_err(|e| Error::from_errno(format!("cannot enter {what} ({path})"), e))
@@ -125,19 +143,7 @@ pub fn exec(opts: &RunOpts, topo: &str, ns: &str, cmd: &[String]) -> Result<u8> 
         .map(|a| CString::new(a).map_err(|_| Error::invalid("a command argument holds a NUL byte")))
         .collect::<Result<_>>()?;
 
-    // A waiting sandbox first: enter its user (when rootless), mount and network
-    // namespaces, where its record and /run/netns are.
-    let sandbox = waiting_sandbox(topo)?;
-    if let Some(pid) = sandbox {
-        let own_user = fs::metadata(format!("/proc/{pid}/ns/user")).map(|m| m.ino()).ok()
-            != fs::metadata("/proc/self/ns/user").map(|m| m.ino()).ok();
-        if own_user {
-            enter(&format!("/proc/{pid}/ns/user"), CloneFlags::CLONE_NEWUSER, "the sandbox's user namespace")?;
-        }
-        enter(&format!("/proc/{pid}/ns/mnt"), CloneFlags::CLONE_NEWNS, "the sandbox's mount namespace")?;
-        enter(&format!("/proc/{pid}/ns/net"), CloneFlags::CLONE_NEWNET, "the sandbox's network namespace")?;
-        let _ = std::env::set_current_dir("/");
-    }
+    let sandbox = enter_waiting_sandbox(topo)?;
 
     let base = state_base(opts);
     let records = crate::state::StateDir::open(&base, false)?;

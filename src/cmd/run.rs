@@ -81,7 +81,7 @@ pub fn run(opts: &RunOpts, script: &Path, args: &[String]) -> Result<u8> {
     if let Some(user_ns) = user_ns.filter(|_| opts.wait) {
         crate::term::clear_progress();
         eprintln!(
-            "netscript: the sandbox is up. From another shell, run a shell in one of its namespaces with:\n  netscript exec {} NS\nor enter the sandbox itself with:\n  {}\nPress Ctrl-C here to roll back and exit.",
+            "netscript: the sandbox is up. From another shell, run a shell in one of its namespaces with:\n  netscript exec {0} NS\nexplain a probe from one with:\n  netscript trace {0} NS DST [tcp|udp PORT]\nor enter the sandbox itself with:\n  {1}\nPress Ctrl-C here to roll back and exit.",
             crate::model::shell_quote(&topo),
             sandbox::enter_hint(std::process::id(), user_ns)
         );

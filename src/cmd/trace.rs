@@ -1,7 +1,8 @@
 //! `netscript trace TOPOLOGY NS DST [tcp|udp PORT]`: one probe from a namespace of a
 //! topology that is up, explained hop by hop (see src/trace). It opens the topology's
 //! record as `down` does and changes nothing but the probe's temporary trace tables,
-//! which are journaled in the record and removed before it returns.
+//! which are journaled in the record and removed before it returns. A topology that a
+//! `--sandbox --wait` run holds is traced inside that sandbox (see `trace`).
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -10,6 +11,7 @@ use std::time::Duration;
 use super::{firewall, state_base};
 use crate::cli::RunOpts;
 use crate::error::{Error, Result};
+use crate::journal::{Journal, Meta};
 use crate::kernel::Kernel;
 use crate::model::NsRef;
 use crate::op::Op;
@@ -24,16 +26,43 @@ pub fn trace(opts: &RunOpts, topo: &str, words: &[String], json: bool, timeout: 
     if !(timeout.is_finite() && timeout > 0.0 && timeout <= 60.0) {
         return Err(Error::invalid(format!("--timeout must be between 0 and 60 seconds, not {timeout}")));
     }
+    // A `--sandbox --wait` run: enter its sandbox. It holds its record while it
+    // waits, so the probe reads that record and journals its temporary tables in
+    // memory: they are inside the sandbox, which removes them when it ends.
+    let sandbox = super::exec::enter_waiting_sandbox(topo)?;
     let base = state_base(opts);
-    if !crate::state::StateDir::open(&base, false)?.map(|s| s.has_record(topo)).transpose()?.unwrap_or(false) {
-        return Err(Error::invalid(format!("topology \"{topo}\" is not up (no record in {})", base.display())));
-    }
-    let record = Record::lock(&base, topo)?;
-    let Some(journal) = record.existing()? else {
-        return Err(Error::invalid(format!("topology \"{topo}\" is not up (its record has no journal)")));
+    let not_up = |why: &str| match sandbox {
+        Some(pid) => Error::invalid(format!("topology \"{topo}\" is not up in the sandbox of process {pid} ({why})")),
+        None => Error::invalid(format!("topology \"{topo}\" is not up ({why})")),
+    };
+    let (record, journal, live) = match sandbox {
+        None => {
+            let dir = crate::state::StateDir::open(&base, false)?;
+            if !dir.map(|s| s.has_record(topo)).transpose()?.unwrap_or(false) {
+                return Err(not_up(&format!("no record in {}", base.display())));
+            }
+            let record = Record::lock(&base, topo)?;
+            let Some(journal) = record.existing()? else {
+                return Err(not_up("its record has no journal"));
+            };
+            (Some(record), journal, None)
+        }
+        Some(_) => {
+            let dir = crate::state::StateDir::open(&base, false)?;
+            let Some(theirs) = dir.map(|s| s.read_journal(topo)).transpose()?.flatten() else {
+                return Err(not_up(&format!("no record in its {}", base.display())));
+            };
+            let live: Vec<Op> = theirs.entries().iter().filter(|e| e.live()).map(|e| e.op.clone()).collect();
+            let meta = Meta { name: topo.to_string(), script: "netscript trace".into(), ..Meta::default() };
+            (None, Journal::in_memory(meta), Some(live))
+        }
+    };
+    let made = |name: &str| match &live {
+        Some(live) => live.iter().any(|op| matches!(op, Op::AddNetns { name: n } if n == name)),
+        None => journal.entries().iter().any(|e| e.live() && matches!(&e.op, Op::AddNetns { name: n } if n == name)),
     };
     if let NsRef::Named(name) = &ns
-        && !journal.entries().iter().any(|e| e.live() && matches!(&e.op, Op::AddNetns { name: n } if n == name))
+        && !made(name)
     {
         return Err(Error::invalid(format!("topology \"{topo}\" has no namespace \"{name}\"")));
     }
@@ -42,7 +71,13 @@ pub fn trace(opts: &RunOpts, topo: &str, words: &[String], json: bool, timeout: 
     if opts.verbose {
         session.observe(Box::new(super::Verbose));
     }
-    let t = session.trace(&ns, dst, proto, None, Duration::from_secs_f64(timeout))?;
+    let timeout = Duration::from_secs_f64(timeout);
+    let t = match &live {
+        Some(live) => session.trace_over(live, &ns, dst, proto, None, timeout)?,
+        None => session.trace(&ns, dst, proto, None, timeout)?,
+    };
+    drop(session);
+    drop(record);
     if json {
         println!("{}", serde_json::to_string_pretty(&t).map_err(|e| Error::invalid(e.to_string()))?);
     } else {

@@ -984,6 +984,22 @@ impl Session {
         src: Option<IpAddr>,
         timeout: Duration,
     ) -> Result<Trace> {
+        let live: Vec<Op> = self.journal.entries().iter().filter(|e| e.live()).map(|e| e.op.clone()).collect();
+        self.trace_over(&live, from, dst, proto, src, timeout)
+    }
+
+    /// `trace` of a topology whose changes (`live`, oldest first) are recorded in
+    /// another journal than this session's: a `--sandbox --wait` run's, which that run
+    /// holds while it waits. The probe's temporary tables are this session's changes.
+    pub fn trace_over(
+        &mut self,
+        live: &[Op],
+        from: &NsRef,
+        dst: IpAddr,
+        proto: Proto,
+        src: Option<IpAddr>,
+        timeout: Duration,
+    ) -> Result<Trace> {
         self.settle()?;
         self.require_ns(from)?;
         self.check_interrupt()?;
@@ -992,13 +1008,13 @@ impl Session {
         }
         let spec = Spec { proto, src, timeout, id: trace_id() };
         let t = match self.backend.trace_mode() {
-            Mode::Kernel => self.trace_kernel(from, dst, &spec)?,
+            Mode::Kernel => self.trace_kernel(netns_of(live), from, dst, &spec)?,
             Mode::Model => self.backend.trace(from, dst, &spec, &[])?,
             Mode::Unavailable(why) => {
-                // The model of what this topology's journal made, on a fresh host.
+                // The model of what this topology made, on a fresh host.
                 let mut model = crate::plan::Plan::new(&self.mark());
-                for e in self.journal.entries().iter().filter(|e| e.live()) {
-                    let _ = model.apply(&e.op);
+                for op in live {
+                    let _ = model.apply(op);
                 }
                 let mut t = model.trace(from, dst, &spec, &[])?;
                 t.note = Some(format!(
@@ -1014,22 +1030,12 @@ impl Session {
     /// The topology's namespaces: the host, then those it made (and still has), oldest
     /// first.
     pub fn topology_netns(&self) -> Vec<NsRef> {
-        let mut nss = vec![NsRef::Host];
-        for e in self.journal.entries() {
-            if let Op::AddNetns { name } = &e.op
-                && e.live()
-                && !nss.contains(&NsRef::named(name.clone()))
-            {
-                nss.push(NsRef::named(name.clone()));
-            }
-        }
-        nss
+        netns_of(self.journal.entries().iter().filter(|e| e.live()).map(|e| &e.op))
     }
 
     /// A trace from the kernel: each namespace of the topology (the host and those it
     /// made) gets the probe's trace table for the time of the probe.
-    fn trace_kernel(&mut self, from: &NsRef, dst: IpAddr, spec: &Spec) -> Result<Trace> {
-        let mut nss = self.topology_netns();
+    fn trace_kernel(&mut self, mut nss: Vec<NsRef>, from: &NsRef, dst: IpAddr, spec: &Spec) -> Result<Trace> {
         if !nss.contains(from) {
             nss.push(from.clone());
         }
@@ -1052,6 +1058,20 @@ impl Session {
         }
         r
     }
+}
+
+/// The namespaces of a topology that made `live`: the host, then those it made,
+/// oldest first.
+fn netns_of<'a>(live: impl IntoIterator<Item = &'a Op>) -> Vec<NsRef> {
+    let mut nss = vec![NsRef::Host];
+    for op in live {
+        if let Op::AddNetns { name } = op
+            && !nss.contains(&NsRef::named(name.clone()))
+        {
+            nss.push(NsRef::named(name.clone()));
+        }
+    }
+    nss
 }
 
 /// A probe id (source port / ICMP id) unlikely to be in use: in 41000..61000.
