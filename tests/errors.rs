@@ -29,6 +29,7 @@ bad_input! {
     veth_name_taken: r#"veth.add("va", "other")"# =>
         [":3: ", "veth.add(\"va\", \"other\")", "a link named \"va\" already exists in the host namespace"];
     netns_name_taken: r#"netns.add("ns1")"# => [":3: ", "a namespace named \"ns1\" already exists"];
+    netns_named_host: r#"netns.add("host")"# => [":3: ", "netns.add(\"host\")", "names the host namespace"];
     // Names and routes the kernel refuses (EEXIST) before netscript looked: the error
     // still says which name or route is taken.
     bridge_name_taken_outside: r#"bridge.add("lo")"# =>

@@ -380,6 +380,12 @@ impl Session {
 
     pub fn netns_add(&mut self, name: &str) -> Result<NsRef> {
         check_name("namespace", name)?;
+        if name == "host" {
+            // exec, trace, show and the REPL's .trace spell the host namespace "host".
+            return Err(Error::invalid(
+                "\"host\" names the host namespace in netscript (exec, trace, show); choose another name",
+            ));
+        }
         if self.backend.netns_exists(name) {
             return Err(Error::invalid(format!("a namespace named \"{name}\" already exists")));
         }
