@@ -254,6 +254,7 @@ pub enum Command {
     /// An interactive Lua prompt with the whole API, over a session recorded as
     /// `repl-<pid>` (or --name), with .undo, .journal, .save (see docs/repl.md).
     /// `netscript` with no script does the same.
+    #[command(mut_arg("replace", |a| a.hide(true)))]
     Repl {
         #[command(flatten)]
         opts: ScriptOpts,

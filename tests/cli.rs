@@ -60,6 +60,13 @@ fn subcommand_help_lists_only_its_own_options() {
     for opt in ["--sandbox", "--wait", "--ephemeral", "--name", "--state-dir"] {
         assert!(run.contains(opt), "`netscript run --help` lacks {opt}:\n{run}");
     }
+    // The REPL does not list --replace (it means nothing there) and refuses it, saying why.
+    let repl = String::from_utf8_lossy(&netscript(&["repl", "--help"]).stdout).into_owned();
+    assert!(repl.contains("--sandbox") && !repl.contains("--replace"), "{repl}");
+    assert!(run.contains("--replace"), "{run}");
+    let o = netscript(&["repl", "--replace"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--replace applies to running a script, not to the REPL"), "{}", stderr(&o));
     // Options after the command word are that command's; the run options are refused for down.
     let o = netscript(&["down", "--sandbox", "x"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
