@@ -17,7 +17,18 @@ b:addr("10.77.0.2/24"):up()
 "#;
 
 /// Starts `--sandbox --wait` (as `user` when given) and waits until it says it is up.
-fn waiting_sandbox(name: &str, user: Option<&str>) -> Child {
+/// A waiting sandbox, stopped (Ctrl-C: it rolls back) when dropped, also when an
+/// assertion fails while it waits.
+struct Waiting(Child);
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        let _ = nix_kill(self.0.id());
+        let _ = self.0.wait();
+    }
+}
+
+fn waiting_sandbox(name: &str, user: Option<&str>) -> Waiting {
     let path = script_file(&format!("{name}.lua"), SCRIPT);
     let mut c = match user {
         Some(u) => {
@@ -41,7 +52,7 @@ fn waiting_sandbox(name: &str, user: Option<&str>) -> Child {
         if line.contains(&format!("netscript exec {name} NS")) {
             // Keep reading: a closed pipe would fail the runner's next write.
             std::thread::spawn(move || std::io::copy(&mut err, &mut std::io::sink()));
-            return child;
+            return Waiting(child);
         }
         line.clear();
     }
@@ -66,11 +77,6 @@ fn run_as(user: Option<&str>, args: &[&str]) -> std::process::Output {
         None => Command::new(BIN),
     };
     c.args(args).output().unwrap()
-}
-
-fn stop(mut child: Child) {
-    let _ = nix_kill(child.id());
-    let _ = child.wait();
 }
 
 fn nix_kill(pid: u32) -> std::io::Result<std::process::ExitStatus> {
@@ -107,7 +113,7 @@ fn check_exec_into_sandbox(name: &str, user: Option<&str>) {
     assert_eq!(stdout(&exec_as(user, &[name, "host", "sh", "-c", tables])), before, "trace tables left behind");
     let o = run_as(user, &["trace", name, "ns9", "10.77.0.1"]);
     assert!(stderr(&o).contains("has no namespace \"ns9\""), "{}", stderr(&o));
-    stop(child);
+    drop(child);
     // Gone with the sandbox.
     let o = exec_as(user, &[name, "ns1", "true"]);
     assert_eq!(o.status.code(), Some(2));
