@@ -4,11 +4,12 @@
 
 mod known;
 mod links;
+mod timings;
 
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 
@@ -22,6 +23,7 @@ use crate::sys::process::ExecResult;
 use crate::trace::{Mode, Proto, Spec, Trace};
 
 use known::Need;
+pub use timings::{Phase, Timings};
 
 mod rollback;
 
@@ -91,6 +93,8 @@ pub struct Session {
     handover: Option<Handover>,
     /// The links this run created, as its changes left them (see `known`).
     known: known::Known,
+    /// Time spent per phase (see `timings`).
+    timings: Timings,
 }
 
 /// A firewall change journaled and waiting in the queue.
@@ -125,6 +129,7 @@ impl Session {
             origin_wanted: false,
             handover: None,
             known: known::Known::default(),
+            timings: Timings::default(),
         }
     }
 
@@ -199,7 +204,9 @@ impl Session {
     /// Journal first, then the change (or, for a firewall change, the queue).
     fn change(&mut self, op: Op, undo: Vec<Op>) -> Result<()> {
         self.check_interrupt()?;
+        let t = Instant::now();
         let seq = self.journal.begin(&op, &undo)?;
+        self.timings.add(Phase::Journal, t);
         if op.is_firewall() && self.queueing() {
             self.fw_queue.push(Queued { seq, op, origin: None });
             self.origin_wanted = true;
@@ -210,18 +217,22 @@ impl Session {
         if op.is_firewall() {
             self.note_firewall()?;
         }
-        match r {
-            Ok(()) => {
-                if let Some(exact) = self.identified(&op, &undo) {
-                    self.journal.amend(seq, None, exact)?;
-                }
-                self.journal.mark(seq, State::Done)
-            }
-            Err(e) => {
-                self.journal.mark(seq, State::Failed)?;
-                Err(e)
-            }
-        }
+        let exact = if r.is_ok() { self.identified(&op, &undo) } else { None };
+        let t = Instant::now();
+        let written = match r {
+            Ok(()) => match exact {
+                Some(exact) => self.journal.amend(seq, None, exact).and_then(|()| self.journal.mark(seq, State::Done)),
+                None => self.journal.mark(seq, State::Done),
+            },
+            Err(e) => self.journal.mark(seq, State::Failed).and(Err(e)),
+        };
+        self.timings.add(Phase::Journal, t);
+        written
+    }
+
+    /// Where the run's time went so far, by phase.
+    pub fn timings(&self) -> &Timings {
+        &self.timings
     }
 
     /// The undo of a creation with the identity of what was created (a link's
@@ -268,7 +279,11 @@ impl Session {
     /// Hands one journaled change to the back end (the observers hear of it first).
     fn apply_now(&mut self, op: &Op) -> Result<()> {
         self.notify_change(op);
-        self.backend.apply(op)
+        let t = Instant::now();
+        let r = self.backend.apply(op);
+        self.timings.add(Phase::of(op), t);
+        self.timings.changes += 1;
+        r
     }
 
     // ---- firewall batches ---------------------------------------------------------
@@ -324,8 +339,12 @@ impl Session {
         for op in &ops {
             self.notify_change(op);
         }
+        let t = Instant::now();
         let results = self.backend.apply_batch(&ops, true);
+        self.timings.add(Phase::Firewall, t);
+        self.timings.changes += ops.len() as u64;
         self.note_firewall()?;
+        let t = Instant::now();
         let mut first: Option<Error> = None;
         for (q, r) in queue.into_iter().zip(results) {
             match (r, first.is_some()) {
@@ -343,6 +362,7 @@ impl Session {
                 (Err(_), true) => self.journal.mark(q.seq, State::Failed)?,
             }
         }
+        self.timings.add(Phase::Journal, t);
         first.map_or(Ok(()), Err)
     }
 
