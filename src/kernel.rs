@@ -123,10 +123,14 @@ impl Kernel {
                 NsRef::Named(n) => Some(netns::open(n)?),
             };
             let rt = self.rt.handle().clone();
-            let (conn, handle) = netns::in_netns(netns::borrow(&fd), move || {
+            let connect = move || {
                 let _g = rt.enter();
                 nl::connect()
-            })??;
+            };
+            let (conn, handle) = match &fd {
+                Some(fd) => netns::briefly_in(fd.as_fd(), self.host_fd.as_fd(), connect)??,
+                None => connect()?,
+            };
             let conn = self.rt.spawn(conn);
             self.nss.insert(ns.clone(), NsCtx { fd, nl: handle, conn, used: self.tick });
         }
@@ -325,7 +329,7 @@ impl Kernel {
 
     fn apply_inner(&mut self, op: &Op) -> Result<()> {
         match op {
-            Op::AddNetns { name } => netns::create(name),
+            Op::AddNetns { name } => netns::create(name, self.host_fd.as_fd()),
             Op::DelNetns { name, id } => {
                 if let (Some(want), Some(have)) = (id, netns::id(name))
                     && *want != have
