@@ -234,7 +234,26 @@ fn firewall(input: &str) -> Result<()> {
     Ok(())
 }
 
+/// Time per phase, as netscript's NETSCRIPT_PHASES splits it (ms; printed to stderr
+/// as `PHASES ...` when BENCH_FLOOR_PHASES is set).
+#[derive(Default)]
+struct Phases {
+    netns: std::time::Duration,
+    links: std::time::Duration,
+    addrs: std::time::Duration,
+    fw: std::time::Duration,
+}
+
+fn timed<T>(acc: &mut std::time::Duration, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let t = std::time::Instant::now();
+    let r = f();
+    *acc += t.elapsed();
+    r
+}
+
 fn build(n: u32) -> Result<()> {
+    let start = std::time::Instant::now();
+    let mut ph = Phases::default();
     prepare_run_dir()?;
     let host = File::open("/proc/thread-self/ns/net")?;
     let mut h = Sock::open()?;
@@ -255,7 +274,7 @@ fn build(n: u32) -> Result<()> {
     h.call(set_link(BR, true, None), "link set br0 up")?;
     std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")?;
     for i in 1..=n {
-        let (mut c, nsfd) = netns_add(&format!("pb_c{i}"), host.as_raw_fd())?;
+        let (mut c, nsfd) = timed(&mut ph.netns, || netns_add(&format!("pb_c{i}"), host.as_raw_fd()))?;
         // veth vh_I (host) / eth0 (index 2 in the new namespace, where lo is 1)
         let mut m = Msg::new(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL)
             .ifinfo(vh(i), 0, 0)
@@ -267,13 +286,13 @@ fn build(n: u32) -> Result<()> {
         m.ifinfo_raw(2, 0, 0);
         m.attr_raw(IFLA_IFNAME, b"eth0\0");
         m.attr_raw(IFLA_NET_NS_FD, &nsfd.as_raw_fd().to_ne_bytes());
-        h.call(m.end().end().end().finish(), "link add veth")?;
+        timed(&mut ph.links, || h.call(m.end().end().end().finish(), "link add veth"))?;
         drop(nsfd);
-        c.call(addr_msg(2, ip_of(i), 16), "addr add eth0")?;
-        c.call(set_link(1, true, None), "link set lo up")?;
-        c.call(set_link(2, true, None), "link set eth0 up")?;
-        c.call(default_route([10, 200, 0, 1]), "route add default")?;
-        h.call(set_link(vh(i), true, Some(BR as u32)), "link set vh master br0 up")?;
+        timed(&mut ph.addrs, || c.call(addr_msg(2, ip_of(i), 16), "addr add eth0"))?;
+        timed(&mut ph.links, || c.call(set_link(1, true, None), "link set lo up"))?;
+        timed(&mut ph.links, || c.call(set_link(2, true, None), "link set eth0 up"))?;
+        timed(&mut ph.addrs, || c.call(default_route([10, 200, 0, 1]), "route add default"))?;
+        timed(&mut ph.links, || h.call(set_link(vh(i), true, Some(BR as u32)), "link set vh master br0 up"))?;
     }
     let mut rules = String::from("*filter\n:FORWARD DROP [0:0]\n-A FORWARD -i br0 -j ACCEPT\n");
     let dotted = |i: u32| ip_of(i).map(|b| b.to_string()).join(".");
@@ -285,7 +304,19 @@ fn build(n: u32) -> Result<()> {
         rules += &format!("-A PREROUTING -p tcp -m tcp --dport {} -j DNAT --to-destination {}:80\n", 8000 + i, dotted(i));
     }
     rules += "COMMIT\n";
-    firewall(&rules)
+    timed(&mut ph.fw, || firewall(&rules))?;
+    if std::env::var_os("BENCH_FLOOR_PHASES").is_some() {
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+        eprintln!(
+            "PHASES total={:.1} netns={:.1} links={:.1} addrs+routes={:.1} firewall={:.1}",
+            ms(start.elapsed()),
+            ms(ph.netns),
+            ms(ph.links),
+            ms(ph.addrs),
+            ms(ph.fw)
+        );
+    }
+    Ok(())
 }
 
 fn down(n: u32) -> Result<()> {
