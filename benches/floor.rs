@@ -202,7 +202,9 @@ fn prepare_run_dir() -> Result<()> {
     };
     if shared() < 0 {
         check(
-            unsafe { libc::mount(dir.as_ptr(), dir.as_ptr(), none.as_ptr(), libc::MS_BIND | libc::MS_REC, std::ptr::null()) },
+            unsafe {
+                libc::mount(dir.as_ptr(), dir.as_ptr(), none.as_ptr(), libc::MS_BIND | libc::MS_REC, std::ptr::null())
+            },
             "bind /run/netns",
         )?;
         check(shared(), "make /run/netns shared")?;
@@ -214,7 +216,7 @@ fn prepare_run_dir() -> Result<()> {
 /// netlink socket and a namespace fd opened inside before returning to `host`.
 fn netns_add(name: &str, host: RawFd) -> Result<(Sock, OwnedFd)> {
     let path = format!("/run/netns/{name}");
-    OpenOptions::new().write(true).create_new(true).mode(0).open(&path).map_err(|e| format!("{path}: {e}"))?;
+    OpenOptions::new().write(true).create_new(true).mode(0o000).open(&path).map_err(|e| format!("{path}: {e}"))?;
     check(unsafe { libc::unshare(libc::CLONE_NEWNET) }, "unshare")?;
     let (src, dst, none) = (cstr("/proc/thread-self/ns/net"), cstr(&path), cstr("none"));
     check(unsafe { libc::mount(src.as_ptr(), dst.as_ptr(), none.as_ptr(), libc::MS_BIND, std::ptr::null()) }, &path)?;
@@ -301,7 +303,8 @@ fn build(n: u32) -> Result<()> {
     }
     rules += "COMMIT\n*nat\n-A POSTROUTING -s 10.200.0.0/16 -j MASQUERADE\n";
     for i in 1..=n {
-        rules += &format!("-A PREROUTING -p tcp -m tcp --dport {} -j DNAT --to-destination {}:80\n", 8000 + i, dotted(i));
+        rules +=
+            &format!("-A PREROUTING -p tcp -m tcp --dport {} -j DNAT --to-destination {}:80\n", 8000 + i, dotted(i));
     }
     rules += "COMMIT\n";
     timed(&mut ph.fw, || firewall(&rules))?;

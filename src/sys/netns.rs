@@ -23,13 +23,14 @@ pub fn path(name: &str) -> PathBuf {
 /// Runs `f` on a new thread that has entered the namespace `fd` (the calling
 /// thread's namespace when `fd` is None). Child processes started by `f`, sockets it
 /// opens and /proc/sys files it opens belong to that namespace.
+/// Without `fd`, `f` runs on the calling thread (already in its namespace; a new
+/// thread's first run can wait milliseconds for a CPU on a busy machine).
 pub fn in_netns<T: Send>(fd: Option<BorrowedFd<'_>>, f: impl FnOnce() -> T + Send) -> Result<T> {
+    let Some(fd) = fd else { return Ok(f()) };
     std::thread::scope(|s| {
         s.spawn(move || {
-            if let Some(fd) = fd {
-                setns(fd, CloneFlags::CLONE_NEWNET)
-                    .map_err(|e| Error::from_errno("cannot enter the network namespace", e))?;
-            }
+            setns(fd, CloneFlags::CLONE_NEWNET)
+                .map_err(|e| Error::from_errno("cannot enter the network namespace", e))?;
             Ok(f())
         })
         .join()
