@@ -58,7 +58,8 @@ for N in $NS_LIST; do
   for ((r = 1; r <= REPS; r++)); do
     # The stock tools through the baseline's own driver, one repetition (it verifies
     # its topology the first time only).
-    bash "$BASE/bench.sh" "$N" "$VARIANTS" 1 $first >/dev/null
+    bash "$BASE/bench.sh" "$N" "$VARIANTS" 1 $first >"$BASELINE_OUT/base.out" ||
+      { echo "the baseline failed (N=$N, repetition $r):"; tail -20 "$BASELINE_OUT/base.out"; exit 1; }
     first=0
     for V in floor plain hinted; do
       ip netns add pb_host && ip -n pb_host link set lo up
@@ -68,7 +69,8 @@ for N in $NS_LIST; do
         $IN_HOST "$FLOOR" "$N"
       else
         $IN_HOST env NETSCRIPT_PHASES=1 /usr/bin/time -f %M -o "$BASELINE_OUT/rss" \
-          "$BIN" --name bench "$here/topology.lua" "$N" $V 2>"$BASELINE_OUT/err"
+          "$BIN" --name bench "$here/topology.lua" "$N" $V 2>"$BASELINE_OUT/err" ||
+          { echo "netscript failed (N=$N, $V, repetition $r):"; cat "$BASELINE_OUT/err"; exit 1; }
       fi
       b=$(ms "$s" "$EPOCHREALTIME")
       if [[ $V != floor ]]; then
@@ -87,7 +89,8 @@ for N in $NS_LIST; do
       if [[ $V == floor ]]; then
         $IN_HOST "$FLOOR" down "$N"
       else
-        $IN_HOST "$BIN" down bench 2>/dev/null
+        $IN_HOST "$BIN" down bench 2>"$BASELINE_OUT/err" ||
+          { echo "netscript down failed (N=$N, $V, repetition $r):"; cat "$BASELINE_OUT/err"; exit 1; }
       fi
       t=$(ms "$s" "$EPOCHREALTIME")
       $IN_HOST bash -c 'while [[ "$(</proc/net/dev)" == *vh_* ]]; do sleep 0.005; done'
