@@ -6,10 +6,18 @@
 #   sudo benches/run.sh ["50 200 500 1000"] [reps] [plan N]
 #
 # Variants: the stock batch (`ip -batch`, one `iptables-restore`; the article-style
-# shell script too with BENCH_ARTICLE=1, slow), netscript on the plain script (one
-# call per step, no hint) and on the same script inside `fw.batch` (hinted). Build
-# is the command's time; teardown is until the kernel has removed every veth, for
-# all variants (the baseline's "settled" time). Peak RSS is netscript's, at build.
+# shell script too with BENCH_ARTICLE=1, slow), the kernel floor (benches/floor.rs,
+# the example bench-floor: the same topology from one process with raw netlink, one
+# request at a time, no marks, no journal, no reads; the firewall by one
+# iptables-restore), netscript on the plain script (one call per step, no hint) and
+# on the same script inside `fw.batch` (hinted). Build is the command's time;
+# teardown is until the kernel has removed every veth, for all variants (the
+# baseline's "settled" time). Peak RSS is netscript's, at build. netscript's own
+# cost is its build time minus the floor's of the same N; "own cost growth" is that
+# per container at the largest N over the smallest. The phases (NETSCRIPT_PHASES)
+# are the plain script's medians, ms per container: namespaces, links, addresses and
+# routes, firewall, journal (the back end's / journal's share of the script's time),
+# rest (Lua and validation reads).
 # Everything runs inside a throwaway network + mount namespace with its own /run:
 # the host's network is not touched. Timings are noisy on small shared machines:
 # compare the columns of one run, not runs of different days.
@@ -21,7 +29,7 @@ REPS=${2:-3}
 PLAN_N=${3:-500}
 
 if [[ -z ${NETSCRIPT_BENCH_INNER:-} ]]; then
-  (cd "$top" && cargo build --release --quiet)
+  (cd "$top" && cargo build --release --quiet && cargo build --release --quiet --example bench-floor)
   exec unshare --net --mount --propagation private env NETSCRIPT_BENCH_INNER=1 \
     bash -c 'mount -t tmpfs tmpfs /run && mkdir -p /run/netns && ip link set lo up && exec bash "$0" "$@"' "$0" "$@"
 fi
@@ -35,38 +43,59 @@ if [[ ! -d $BASE ]]; then
 fi
 [[ -d $BASE ]] || { echo "baseline scripts not found at $BASE (set NETSCRIPT_BASELINE)"; exit 2; }
 BIN=$top/target/release/netscript
+FLOOR=$top/target/release/examples/bench-floor
 export BASELINE_OUT=$(mktemp -d /tmp/netscript-bench.XXXXXX)
 trap 'rm -rf "$BASELINE_OUT"' EXIT
 VARIANTS=b
 [[ -n ${BENCH_ARTICLE:-} ]] && VARIANTS="a b"
 
 echo "machine: $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.1f GB", $2/1048576}' /proc/meminfo), kernel $(uname -r), $(iptables --version)"
-echo "stock tools (baseline):"
-bash "$BASE/bench.sh" "$NS_LIST" "$VARIANTS" "$REPS" >/dev/null
-echo "netscript:"
+echo "stock tools (baseline), kernel floor and netscript, interleaved (each repetition runs every variant):"
 ms() { local a=${1/./} b=${2/./}; echo $(( (10#$b - 10#$a) / 1000 )); }
 IN_HOST="nsenter --net=/run/netns/pb_host"
+first=1
 for N in $NS_LIST; do
-  for V in plain hinted; do
-    for ((r = 1; r <= REPS; r++)); do
+  for ((r = 1; r <= REPS; r++)); do
+    # The stock tools through the baseline's own driver, one repetition (it verifies
+    # its topology the first time only).
+    bash "$BASE/bench.sh" "$N" "$VARIANTS" 1 $first >"$BASELINE_OUT/base.out" ||
+      { echo "the baseline failed (N=$N, repetition $r):"; tail -20 "$BASELINE_OUT/base.out"; exit 1; }
+    first=0
+    for V in floor plain hinted; do
       ip netns add pb_host && ip -n pb_host link set lo up
+      rss=
       s=$EPOCHREALTIME
-      $IN_HOST /usr/bin/time -f %M -o "$BASELINE_OUT/rss" "$BIN" --name bench "$here/topology.lua" "$N" $V 2>/dev/null
+      if [[ $V == floor ]]; then
+        $IN_HOST "$FLOOR" "$N"
+      else
+        $IN_HOST env NETSCRIPT_PHASES=1 /usr/bin/time -f %M -o "$BASELINE_OUT/rss" \
+          "$BIN" --name bench "$here/topology.lua" "$N" $V 2>"$BASELINE_OUT/err" ||
+          { echo "netscript failed (N=$N, $V, repetition $r):"; cat "$BASELINE_OUT/err"; exit 1; }
+      fi
       b=$(ms "$s" "$EPOCHREALTIME")
-      rss=$(tail -1 "$BASELINE_OUT/rss")
+      if [[ $V != floor ]]; then
+        rss=$(tail -1 "$BASELINE_OUT/rss")
+        # PHASES k=ms ...: one line per run, for the table of phases.
+        sed -n "s/^PHASES /$N $V /p" "$BASELINE_OUT/err" >> "$BASELINE_OUT/phases"
+      fi
       if [[ $r == 1 && $N == "${NS_LIST%% *}" ]]; then
         # The baseline's own checks; the one difference allowed is netscript's ownership
         # mark on routes (proto 78).
         fails=$(bash "$BASE/verify.sh" "$N" ipt 2>&1 | grep -E '^ +FAIL ' | grep -v 'proto 78' || true)
-        [[ -z $fails ]] || { echo "netscript's topology failed the baseline's verify.sh (N=$N, $V):"; echo "$fails"; exit 1; }
+        [[ -z $fails ]] || { echo "the $V topology failed the baseline's verify.sh (N=$N):"; echo "$fails"; exit 1; }
       fi
       sleep 0.5
       s=$EPOCHREALTIME
-      $IN_HOST "$BIN" down bench 2>/dev/null
+      if [[ $V == floor ]]; then
+        $IN_HOST "$FLOOR" down "$N"
+      else
+        $IN_HOST "$BIN" down bench 2>"$BASELINE_OUT/err" ||
+          { echo "netscript down failed (N=$N, $V, repetition $r):"; cat "$BASELINE_OUT/err"; exit 1; }
+      fi
       t=$(ms "$s" "$EPOCHREALTIME")
       $IN_HOST bash -c 'while [[ "$(</proc/net/dev)" == *vh_* ]]; do sleep 0.005; done'
       ts=$(ms "$s" "$EPOCHREALTIME")
-      echo "$N,$V,$r,$(bc <<<"scale=3;$b/1000"),$(bc <<<"scale=3;$t/1000"),$(bc <<<"scale=3;$ts/1000"),$rss" >> "$BASELINE_OUT/results.csv"
+      echo "$N,$V,$r,$(bc <<<"scale=3;$b/1000"),$(bc <<<"scale=3;$t/1000"),$(bc <<<"scale=3;$ts/1000"),${rss:-}" >> "$BASELINE_OUT/results.csv"
       ip netns del pb_host
       sleep 0.5
     done
@@ -82,36 +111,60 @@ for ((r = 1; r <= REPS; r++)); do
 done
 
 # Medians per N and variant; the ratios to the stock batch of the same N.
-python3 - "$BASELINE_OUT/results.csv" "$PLAN_N" "${plan[@]}" <<'PY'
-import csv, statistics, sys
+python3 - "$BASELINE_OUT/results.csv" "$BASELINE_OUT/phases" "$PLAN_N" "${plan[@]}" <<'PY'
+import csv, os, statistics, sys
 rows = list(csv.reader(open(sys.argv[1])))
 data = {}
 for r in rows:
     if not r or r[0] == "N":
         continue
     n, v = int(r[0]), r[1]
-    rss = int(r[6]) / 1024 if v in ("plain", "hinted") else None
+    rss = int(r[6]) / 1024 if v in ("plain", "hinted") and len(r) > 6 and r[6] else None
     data.setdefault((n, v), []).append((float(r[3]), float(r[5]), rss))
 names = {"a": "article (one process per step)", "b": "stock batch (ip -batch, iptables-restore)",
+         "floor": "kernel floor (raw netlink, no marks)",
          "plain": "netscript, plain script", "hinted": "netscript, with fw.batch"}
-order = ["a", "b", "plain", "hinted"]
+order = ["a", "b", "floor", "plain", "hinted"]
 med = lambda xs: statistics.median(xs)
-print(f"{'N':>5}  {'variant':<42} {'build s':>8} {'ms/ctr':>7} {'x batch':>8} {'teardown s':>11} {'x batch':>8} {'RSS MB':>7}")
+build = lambda n, v: med([x[0] for x in data[(n, v)]])
+print(f"{'N':>5}  {'variant':<42} {'build s':>8} {'ms/ctr':>7} {'x batch':>8} {'x floor':>8} "
+      f"{'teardown s':>11} {'x batch':>8} {'RSS MB':>7}")
 for (n, v) in sorted(data, key=lambda k: (k[0], order.index(k[1]))):
-    b = med([x[0] for x in data[(n, v)]])
+    b = build(n, v)
     t = med([x[1] for x in data[(n, v)]])
     ref = data.get((n, "b"))
-    rb = f"{b / med([x[0] for x in ref]):>8.2f}" if ref and v != "b" else f"{'':>8}"
+    rb = f"{b / build(n, 'b'):>8.2f}" if ref and v != "b" else f"{'':>8}"
+    rf = f"{b / build(n, 'floor'):>8.2f}" if (n, "floor") in data and v in ("plain", "hinted") else f"{'':>8}"
     rt = f"{t / med([x[1] for x in ref]):>8.2f}" if ref and v != "b" else f"{'':>8}"
     rss = f"{max(x[2] for x in data[(n, v)]):>7.1f}" if data[(n, v)][0][2] is not None else f"{'':>7}"
-    print(f"{n:>5}  {names[v]:<42} {b:>8.3f} {1000*b/n:>7.2f} {rb} {t:>11.3f} {rt} {rss}")
+    print(f"{n:>5}  {names[v]:<42} {b:>8.3f} {1000*b/n:>7.2f} {rb} {rf} {t:>11.3f} {rt} {rss}")
 ns = sorted({n for (n, _) in data})
 if len(ns) > 1:
+    lo, hi = ns[0], ns[-1]
+    for v in ("b", "floor", "plain", "hinted"):
+        if (lo, v) in data and (hi, v) in data:
+            c0, c1 = build(lo, v) / lo, build(hi, v) / hi
+            print(f"per-container cost, {names[v]}: N={hi} is {c1 / c0:.2f} x N={lo}")
     for v in ("plain", "hinted"):
-        if (ns[0], v) in data and (ns[-1], v) in data:
-            c0 = med([x[0] for x in data[(ns[0], v)]]) / ns[0]
-            c1 = med([x[0] for x in data[(ns[-1], v)]]) / ns[-1]
-            print(f"per-container cost, {names[v]}: N={ns[-1]} is {c1 / c0:.2f} x N={ns[0]}")
-plan = [int(x) for x in sys.argv[3:]]
-print(f"plan of N={sys.argv[2]}: {statistics.median(plan) / 1000:.3f} s (median of {len(plan)})")
+        if all(k in data for k in [(lo, v), (hi, v), (lo, "floor"), (hi, "floor")]):
+            o0 = (build(lo, v) - build(lo, "floor")) / lo * 1000
+            o1 = (build(hi, v) - build(hi, "floor")) / hi * 1000
+            g = f"{o1 / o0:.2f} x" if o0 > 0 else "n/a"
+            print(f"netscript's own cost (build - floor), {names[v]}: {o0:.2f} ms/ctr at N={lo}, "
+                  f"{o1:.2f} at N={hi}: growth {g}")
+# Phases of the plain script: medians, ms per container.
+if os.path.exists(sys.argv[2]):
+    ph = {}
+    for line in open(sys.argv[2]):
+        w = line.split()
+        if len(w) < 3 or w[1] != "plain":
+            continue
+        ph.setdefault(int(w[0]), []).append(dict((k, float(x)) for k, x in (p.split("=") for p in w[2:])))
+    cols = ["total", "netns", "links", "addrs+routes", "firewall", "other", "journal", "rest", "open", "finish"]
+    print("phases, netscript plain script (medians, ms per container; rest = Lua and validation reads):")
+    print(f"{'N':>5}  " + " ".join(f"{c:>12}" for c in cols))
+    for n in sorted(ph):
+        print(f"{n:>5}  " + " ".join(f"{med([r.get(c, 0) for r in ph[n]]) / n:>12.3f}" for c in cols))
+plan = [int(x) for x in sys.argv[4:]]
+print(f"plan of N={sys.argv[3]}: {statistics.median(plan) / 1000:.3f} s (median of {len(plan)})")
 PY

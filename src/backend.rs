@@ -61,6 +61,13 @@ pub trait Backend {
             .collect()
     }
 
+    /// Whether `apply_batch` makes a link's master and "up" in one request when they
+    /// come together (the kernel); the session then holds a master change back one
+    /// call to see whether the link's `up` follows (`Session::hold_link_changes`).
+    fn pairs_link_changes(&self) -> bool {
+        false
+    }
+
     /// Whether firewall changes are queued and made together by default (the kernel:
     /// one process per rule is slow). A back end that shows each change where the
     /// script makes it (plan) says no.

@@ -244,6 +244,10 @@ impl<B: Backend> Backend for Faulty<B> {
         self.inner.batches_firewall()
     }
 
+    fn pairs_link_changes(&self) -> bool {
+        self.inner.pairs_link_changes()
+    }
+
     fn refuses_duplicates(&self) -> bool {
         self.inner.refuses_duplicates()
     }

@@ -70,6 +70,11 @@ fn not_found_link(ns: &NsRef, name: &str) -> Error {
     Error::sys(format!("no link named \"{name}\" in {ns}"), Some(Errno::ENODEV))
 }
 
+/// A master change followed by "up" of the same link (see `Kernel::apply_pair`).
+fn master_then_up(ops: &[Op]) -> bool {
+    matches!(ops, [Op::SetMaster { ns, dev, master: Some(_) }, Op::SetUp { ns: n, name, up: true }] if ns == n && dev == name)
+}
+
 impl Kernel {
     /// `fw`: the firewall driver (`firewall::driver`).
     pub fn new(mark: String, fw: Box<dyn Firewall>, cancel: Arc<AtomicBool>) -> Result<Self> {
@@ -123,10 +128,14 @@ impl Kernel {
                 NsRef::Named(n) => Some(netns::open(n)?),
             };
             let rt = self.rt.handle().clone();
-            let (conn, handle) = netns::in_netns(netns::borrow(&fd), move || {
+            let connect = move || {
                 let _g = rt.enter();
                 nl::connect()
-            })??;
+            };
+            let (conn, handle) = match &fd {
+                Some(fd) => netns::briefly_in(fd.as_fd(), self.host_fd.as_fd(), connect)??,
+                None => connect()?,
+            };
             let conn = self.rt.spawn(conn);
             self.nss.insert(ns.clone(), NsCtx { fd, nl: handle, conn, used: self.tick });
         }
@@ -221,18 +230,45 @@ impl Kernel {
         f(self.fw.as_ref(), fd)
     }
 
+    /// A link's master and its "up" (`master_then_up`) in one request, as `ip link
+    /// set DEV master BR up`. When the kernel refuses it, they are made again one by
+    /// one (both can be made twice: a master set again and an "up" again change
+    /// nothing), so that the refusal is that of the change refused alone, named as
+    /// alone, and a master made before the refused "up" is reported made. `skip`:
+    /// neither is made (an earlier change of the batch was refused).
+    fn apply_pair(&mut self, master: &Op, up: &Op, skip: bool) -> (Result<()>, Result<()>) {
+        if skip {
+            return (Err(crate::backend::not_made()), Err(crate::backend::not_made()));
+        }
+        let (Op::SetMaster { ns, dev, master: Some(m) }, Op::SetUp { .. }) = (master, up) else {
+            return (self.apply(master), self.apply(up));
+        };
+        let both = self.with_indexes(ns, &[m], |k, i| {
+            k.set_link(ns, dev, nl::LinkSet { master: Some(Some(i[0])), up: Some(true), ..Default::default() })
+        });
+        match both {
+            Ok(()) => (Ok(()), Ok(())),
+            Err(_) => {
+                let a = self.apply(master);
+                let b = if a.is_ok() { self.apply(up) } else { Err(crate::backend::not_made()) };
+                (a, b)
+            }
+        }
+    }
+
     /// Puts the ownership mark (alias) on a link just created (`name` in `ns`) and on
     /// the other ends named in `also`. If that fails, the link is deleted again, so a
     /// failed creation leaves nothing behind.
     fn mark_new_link(&mut self, ns: &NsRef, name: &str, also: &[(&NsRef, &String)]) -> Result<()> {
         let mark = self.mark.clone();
-        let alias = || nl::LinkSet { alias: Some(&mark), ..Default::default() };
-        let mut res = self.set_link(ns, name, alias());
-        for (pns, pname) in also {
-            if res.is_ok() {
-                res = self.set_link(pns, pname, alias());
-            }
-        }
+        let ends = std::iter::once((ns, name)).chain(also.iter().map(|(n, m)| (*n, m.as_str())));
+        let res = ends.map(|(n, m)| Ok((self.nl(n)?, m))).collect::<Result<Vec<_>>>().and_then(|ends| {
+            // One request per end (each on its namespace's socket), sent together and
+            // their answers read after: one round trip instead of one per end.
+            let alias = || nl::LinkSet { alias: Some(&mark), ..Default::default() };
+            let marks = ends.iter().map(|(h, n)| nl::set_link(h, n, alias()));
+            self.rt.block_on(futures::future::join_all(marks)).into_iter().collect::<Result<()>>()
+        });
         if res.is_err() {
             let h = self.nl(ns)?;
             let _ = self.rt.block_on(nl::del_link_by_name(&h, name));
@@ -325,7 +361,7 @@ impl Kernel {
 
     fn apply_inner(&mut self, op: &Op) -> Result<()> {
         match op {
-            Op::AddNetns { name } => netns::create(name),
+            Op::AddNetns { name } => netns::create(name, self.host_fd.as_fd()),
             Op::DelNetns { name, id } => {
                 if let (Some(want), Some(have)) = (id, netns::id(name))
                     && *want != have
@@ -664,6 +700,13 @@ impl Backend for Kernel {
         let mut failed = false;
         let mut i = 0;
         while i < ops.len() {
+            if let Some(pair) = ops.get(i..i + 2).filter(|p| master_then_up(p)) {
+                let (a, b) = self.apply_pair(&pair[0], &pair[1], failed && stop);
+                failed |= a.is_err() || b.is_err();
+                results.extend([a, b]);
+                i += 2;
+                continue;
+            }
             let Some((ns, _, _)) = fw_change(&ops[i]) else {
                 let r = if failed && stop { Err(crate::backend::not_made()) } else { self.apply(&ops[i]) };
                 failed |= r.is_err();
@@ -720,6 +763,10 @@ impl Backend for Kernel {
     }
 
     fn batches_firewall(&self) -> bool {
+        true
+    }
+
+    fn pairs_link_changes(&self) -> bool {
         true
     }
 

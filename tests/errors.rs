@@ -294,3 +294,69 @@ fn without_root_or_sandbox_the_error_says_so() {
     assert!(err.contains("needs root") && err.contains("sudo") && err.contains("--sandbox"), "{err}");
     assert!(err.contains("nothing was changed"), "{err}");
 }
+
+/// `link:master(br)` is held back one call and made with the `up` that follows in one
+/// request. A master the kernel refuses (a bridge cannot be a bridge's port) is the
+/// error, named at its own line even when `up` is on the next one; the `up` is not
+/// made, and the rollback leaves the kernel as it was.
+#[test]
+fn a_refused_master_held_for_up_names_its_own_line() {
+    let sb = Sandbox::new();
+    let before = sb.snapshot();
+    let o = sb.run_lua(
+        "pair.lua",
+        r#"local a = bridge.add("brA")
+local b = bridge.add("brB")
+b:master(a)
+b:up()
+"#,
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains(r#"pair.lua:3: Link("brB"):master("brA"): ip link set brB master brA: "#), "{err}");
+    assert!(!err.contains("pair.lua:4:"), "{err}");
+    sb.assert_unchanged(&before, "after the refused master");
+    // Paired and accepted: the port is on the bridge and up, from one `:master():up()`;
+    // a master followed by something else is made before it.
+    let o = sb.run_lua(
+        "pair2.lua",
+        r#"local br = bridge.add("brC")
+local p = veth.add("pa", "pb")
+p:master(br):up()
+local q = link.get("pb")
+q:master(br)
+assert(tostring(q):find("master brC", 1, true), tostring(q))
+q:up()
+"#,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let j = sb.ok("ip -j link show master brC");
+    assert!(j.contains("\"ifname\":\"pa\"") && j.contains("\"ifname\":\"pb\""), "{j}");
+    assert!(sb.ok("ip -j link show pa").contains("\"UP\""), "pa is up");
+    sb.down("pair2");
+    sb.assert_unchanged(&before, "after down");
+}
+
+/// A refused `up` after a master made in the same request: the master stays made
+/// (journaled done), the `up` is the error at its line, and rollback undoes the
+/// master exactly (fault injection refuses the second change of the pair).
+#[test]
+fn a_refused_up_after_its_master_names_the_up_and_rolls_back() {
+    let sb = Sandbox::new();
+    let before = sb.snapshot();
+    let script = script_file(
+        "pairup.lua",
+        r#"local br = bridge.add("brD")
+local p = veth.add("qa", "qb")
+p:master(br):up()
+"#,
+    );
+    // Changes: bridge, veth, master, up: the 4th fails.
+    let o = sb.spawn_netscript(&[&script], &[("NETSCRIPT_FAIL_AFTER", "3")]).wait_with_output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains(r#"pairup.lua:3: Link("qa"):up(): ip link set qa up: injected failure at change 4"#), "{err}");
+    // The master was made (and journaled so): three changes to undo.
+    assert!(err.contains("undid 3 changes"), "{err}");
+    sb.assert_unchanged(&before, "after the refused up");
+}

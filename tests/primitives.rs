@@ -412,3 +412,24 @@ assert(out:find("10.9.9.8", 1, true), "io.popen: the rule is not there: " .. out
     assert!(d.status.success(), "{}", stderr(&d));
     assert_same(&before, &sb.snapshot(), "after down");
 }
+
+/// NETSCRIPT_PHASES (for benches/run.sh) makes a run print where its time went, as
+/// one `PHASES` line at exit with the number of changes the back end made; without
+/// it nothing of the kind is printed.
+#[test]
+fn phases_line_counts_the_changes() {
+    let sb = Sandbox::new();
+    let script = script_file("phases.lua", "local br = bridge.add(\"ph0\")\nbr:addr(\"10.44.0.1/24\"):up()\n");
+    let o = sb.spawn_netscript(&[&script], &[("NETSCRIPT_PHASES", "1")]).wait_with_output().unwrap();
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    let line = err.lines().find(|l| l.starts_with("PHASES ")).unwrap_or_else(|| panic!("no PHASES line: {err}"));
+    for k in ["total=", "netns=", "links=", "addrs+routes=", "firewall=", "journal=", "rest="] {
+        assert!(line.contains(k), "{k} missing: {line}");
+    }
+    assert!(line.ends_with(" changes=3"), "bridge, address, up: {line}");
+    sb.down("phases");
+    let o = sb.run_lua("nophases.lua", "bridge.add(\"ph1\")\n");
+    assert!(o.status.success() && !stderr(&o).contains("PHASES"), "{}", stderr(&o));
+    sb.down("nophases");
+}

@@ -3,11 +3,13 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use super::{EXIT_FAILED, check_script, install_signals, open, refused, run_script};
 use crate::cli::RunOpts;
 use crate::error::{Error, Result};
 use crate::sandbox;
+use crate::session::{Phase, Timings};
 
 /// Refuses a run on the real host without the privileges it needs, saying what would
 /// work, before anything is made (not a "Permission denied" from the first change).
@@ -33,6 +35,7 @@ fn can_admin_network() -> bool {
 }
 
 pub fn run(opts: &RunOpts, script: &Path, args: &[String]) -> Result<u8> {
+    let started = Instant::now();
     let topo = check_script(opts, script)?;
     check_privileges(opts)?;
     if opts.replace {
@@ -57,6 +60,7 @@ pub fn run(opts: &RunOpts, script: &Path, args: &[String]) -> Result<u8> {
     let signals = install_signals();
     let script_abs = std::fs::canonicalize(script).unwrap_or_else(|_| PathBuf::from(script));
     let opened = open(opts, &topo, &script_abs.display().to_string(), user_ns.is_some(), &signals).map_err(refused)?;
+    let opened_at = Instant::now();
     if !opts.verbose {
         // -v prints every change already.
         opened.session.borrow_mut().observe(Box::new(super::RunProgress::new(&topo)));
@@ -89,7 +93,34 @@ pub fn run(opts: &RunOpts, script: &Path, args: &[String]) -> Result<u8> {
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
     }
-    Ok(opened.finish(opts, &signals))
+    let ran_at = Instant::now();
+    let timings = opened.session.borrow().timings().clone();
+    let code = opened.finish(opts, &signals);
+    if std::env::var_os(PHASES_VAR).is_some() {
+        let (open, script, finish) = (opened_at - started, ran_at - opened_at, ran_at.elapsed());
+        eprintln!("{}", phases_line(started.elapsed(), open, script, finish, &timings));
+    }
+    Ok(code)
+}
+
+/// Set (to anything), a run prints where its time went to stderr as it exits (for
+/// benches/run.sh; not a documented option).
+const PHASES_VAR: &str = "NETSCRIPT_PHASES";
+
+/// `PHASES total=.. open=.. script=.. netns=.. ... rest=.. finish=.. changes=N`, in
+/// ms: open is the state dir, lock and journal; script the script's run, of which
+/// each phase is the back end's (or the journal's) share and rest what is left (Lua,
+/// validation reads); finish is keeping the record (or a rollback).
+fn phases_line(total: Duration, open: Duration, script: Duration, finish: Duration, t: &Timings) -> String {
+    let ms = |d: Duration| format!("{:.1}", d.as_secs_f64() * 1000.0);
+    let mut out = format!("PHASES total={} open={} script={}", ms(total), ms(open), ms(script));
+    let mut spent = Duration::ZERO;
+    for p in Phase::ALL {
+        spent += t.get(p);
+        out += &format!(" {}={}", p.name(), ms(t.get(p)));
+    }
+    out += &format!(" rest={} finish={} changes={}", ms(script.saturating_sub(spent)), ms(finish), t.changes);
+    out
 }
 
 /// `--replace`: takes topology `topo` down when it is up, before the run; the exit

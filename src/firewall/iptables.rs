@@ -46,15 +46,25 @@ pub struct Iptables {
     ipt: [OnceCell<iptables::IPTables>; 2],
 }
 
+/// Whether `cmd` is an executable file on PATH (looked up, not run: a process each
+/// costs milliseconds on every run that uses the firewall).
 fn has(cmd: &str) -> bool {
-    Command::new(cmd).arg("--version").output().map(|o| o.status.success()).unwrap_or(false)
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH")
+        .unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
+    std::env::split_paths(&path)
+        .any(|d| std::fs::metadata(d.join(cmd)).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
 }
 
-fn rule_count(save: &str) -> usize {
-    Command::new(save)
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).lines().filter(|l| l.starts_with("-A ")).count())
-        .unwrap_or(0)
+/// How many rules (`-A` lines) each of the save commands `saves` prints (0 for one
+/// that cannot run); the commands run at the same time.
+fn rule_counts<const N: usize>(saves: [&str; N]) -> [usize; N] {
+    let children = saves
+        .map(|s| Command::new(s).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null()).spawn().ok());
+    children.map(|c| {
+        c.and_then(|c| c.wait_with_output().ok())
+            .map_or(0, |o| String::from_utf8_lossy(&o.stdout).lines().filter(|l| l.starts_with("-A ")).count())
+    })
 }
 
 impl Iptables {
@@ -87,13 +97,14 @@ impl Iptables {
         *self.flavor.get_or_init(|| match self.choice {
             Choice::Nft => Flavor::Nft,
             Choice::Legacy => Flavor::Legacy,
-            Choice::Auto
-                if has("iptables-legacy")
-                    && has("iptables-nft")
-                    && rule_count("iptables-nft-save") + rule_count("ip6tables-nft-save") == 0
-                    && rule_count("iptables-legacy-save") + rule_count("ip6tables-legacy-save") > 0 =>
-            {
-                Flavor::Legacy
+            Choice::Auto if has("iptables-legacy") && has("iptables-nft") => {
+                let [nft4, nft6, legacy4, legacy6] = rule_counts([
+                    "iptables-nft-save",
+                    "ip6tables-nft-save",
+                    "iptables-legacy-save",
+                    "ip6tables-legacy-save",
+                ]);
+                if nft4 + nft6 == 0 && legacy4 + legacy6 > 0 { Flavor::Legacy } else { Flavor::System }
             }
             Choice::Auto => Flavor::System,
         })

@@ -60,7 +60,10 @@ impl UserData for LLink {
         super::kinds::add_methods(m);
         m.add_meta_method("__tostring", |lua, this, ()| {
             let s = session(lua);
-            let info = s.borrow_mut().link(&this.ns, &this.name);
+            let info = {
+                let mut se = s.borrow_mut();
+                se.before_call().and_then(|()| se.link(&this.ns, &this.name))
+            };
             Ok(match info {
                 Ok(i) => {
                     let mut parts = vec![if i.up { "up".to_string() } else { "down".to_string() }];
@@ -79,6 +82,8 @@ impl UserData for LLink {
         });
         m.add_function("up", |lua, (this, rest): (AnyUserData, Variadic<Value>)| {
             no_more(lua, &format!("{}:up()", this.borrow::<LLink>()?.desc()), &rest)?;
+            // `link:master(br):up()` is one request (Session::hold_link_changes).
+            session(lua).borrow_mut().next_call_may_pair();
             chain(lua, this, |l| format!("{}:up()", l.desc()), |s, l| s.link_set_up(&l.ns, &l.name, true))
         });
         m.add_function("down", |lua, (this, rest): (AnyUserData, Variadic<Value>)| {

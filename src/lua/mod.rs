@@ -40,6 +40,8 @@ pub fn new_lua(
     cancel: Arc<AtomicBool>,
 ) -> mlua::Result<Lua> {
     let lua = Lua::new();
+    // Every call from here releases a held link change first (util::with).
+    session.borrow_mut().hold_link_changes(true);
     lua.set_app_data(session);
     let g = lua.globals();
     let ns_table = register_api(&lua, topo, cancel.clone())?;

@@ -73,7 +73,9 @@ pub fn with<T>(
     // The one place that tells the session (and `plan`) which script line a call
     // comes from; worked out only for a back end that shows it.
     se.set_origin(&|| origin(lua));
-    match f(&mut se) {
+    // A link change held back for this call is made first unless this call pairs
+    // with it (`Session::hold_link_changes`).
+    match se.before_call().and_then(|()| f(&mut se)) {
         Ok(v) => {
             // A queued firewall change: where it came from, for its error later.
             if se.needs_origin() {

@@ -4,11 +4,12 @@
 
 mod known;
 mod links;
+mod timings;
 
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 
@@ -22,6 +23,7 @@ use crate::sys::process::ExecResult;
 use crate::trace::{Mode, Proto, Spec, Trace};
 
 use known::Need;
+pub use timings::{Phase, Timings};
 
 mod rollback;
 
@@ -91,6 +93,23 @@ pub struct Session {
     handover: Option<Handover>,
     /// The links this run created, as its changes left them (see `known`).
     known: known::Known,
+    /// Time spent per phase (see `timings`).
+    timings: Timings,
+    /// Whether a master change may be held back one call (`hold_link_changes`).
+    hold_links: bool,
+    /// A master change journaled and held back (see `hold_link_changes`).
+    held: Option<Queued>,
+    /// See `next_call_may_pair`.
+    may_pair: bool,
+}
+
+/// A refusal found after the call that asked for the change: it names that call
+/// ("file:line: call") when it is known.
+fn deferred(origin: Option<String>, e: Error) -> Error {
+    match origin {
+        Some(at) => Error::Deferred { at, source: Box::new(e) },
+        None => e,
+    }
 }
 
 /// A firewall change journaled and waiting in the queue.
@@ -125,6 +144,10 @@ impl Session {
             origin_wanted: false,
             handover: None,
             known: known::Known::default(),
+            timings: Timings::default(),
+            hold_links: false,
+            held: None,
+            may_pair: false,
         }
     }
 
@@ -189,7 +212,99 @@ impl Session {
         for q in self.fw_queue.iter_mut().rev().take_while(|q| q.origin.is_none()) {
             q.origin = Some(origin.clone());
         }
+        if let Some(h) = self.held.as_mut().filter(|h| h.origin.is_none()) {
+            h.origin = Some(origin);
+        }
         self.origin_wanted = false;
+    }
+
+    /// Lets a link's master change wait for the next call, so that when that call is
+    /// the same link's `up` (`link:master(br):up()`), both go to the back end
+    /// together, in one request on the kernel (`Backend::pairs_link_changes`). The
+    /// master change is journaled when it is asked for and made at the next call at
+    /// the latest (`release`): the binding layer releases it before every call but
+    /// that `up` (`before_call`), and `settle` does (the end of the script, of a REPL
+    /// line, a `pcall`, before processes and checks). A refusal found later names the
+    /// script line of the refused change, and nothing after it is made. For callers
+    /// that release before each call (src/lua); off by default.
+    pub fn hold_link_changes(&mut self, on: bool) {
+        self.hold_links = on && self.backend.pairs_link_changes();
+    }
+
+    /// The next call may be the held change's pair (`link:up()`): `before_call`
+    /// keeps it held for it.
+    pub fn next_call_may_pair(&mut self) {
+        self.may_pair = true;
+    }
+
+    /// The binding layer calls this before each call: a held change is made now,
+    /// unless the call may pair with it (`next_call_may_pair`).
+    pub fn before_call(&mut self) -> Result<()> {
+        if std::mem::take(&mut self.may_pair) { Ok(()) } else { self.release() }
+    }
+
+    /// Makes a held master change now (see `hold_link_changes`).
+    pub fn release(&mut self) -> Result<()> {
+        let Some(h) = self.held.take() else { return Ok(()) };
+        let r = self.apply_now(&h.op);
+        self.track(&h.op, r.is_ok());
+        let t = Instant::now();
+        let written = self.journal.mark(h.seq, if r.is_ok() { State::Done } else { State::Failed });
+        self.timings.add(Phase::Journal, t);
+        written?;
+        r.map_err(|e| deferred(h.origin, e))
+    }
+
+    /// Journals a master change and holds it back (see `hold_link_changes`).
+    fn hold(&mut self, op: Op, undo: Vec<Op>) -> Result<()> {
+        self.release()?;
+        self.check_interrupt()?;
+        let t = Instant::now();
+        let seq = self.journal.begin(&op, &undo)?;
+        self.timings.add(Phase::Journal, t);
+        self.held = Some(Queued { seq, op, origin: None });
+        self.origin_wanted = true;
+        Ok(())
+    }
+
+    /// The held master change and `op` (its link's `up`) together: both journaled,
+    /// then made in one go; a refused master is the error (named at its own script
+    /// line), and the `up` after it is not made.
+    fn change_paired(&mut self, held: Queued, op: Op, undo: Vec<Op>) -> Result<()> {
+        let t = Instant::now();
+        let seq = self.journal.begin(&op, &undo);
+        self.timings.add(Phase::Journal, t);
+        let seq = match seq {
+            Ok(s) => s,
+            Err(e) => {
+                self.held = Some(held);
+                return Err(e);
+            }
+        };
+        let ops = [held.op, op];
+        for o in &ops {
+            self.notify_change(o);
+        }
+        let t = Instant::now();
+        let results = self.backend.apply_batch(&ops, true);
+        self.timings.add(Phase::of(&ops[0]), t);
+        self.timings.changes += 2;
+        let mut first = None;
+        for ((op, s, origin), r) in [(&ops[0], held.seq, held.origin), (&ops[1], seq, None)].into_iter().zip(results) {
+            self.track(op, r.is_ok());
+            let t = Instant::now();
+            match (r, first.is_some()) {
+                (Ok(()), false) => self.journal.mark(s, State::Done)?,
+                (Ok(()), true) => self.take_back(s)?,
+                (Err(e), false) => {
+                    self.journal.mark(s, State::Failed)?;
+                    first = Some(deferred(origin, e));
+                }
+                (Err(_), true) => self.journal.mark(s, State::Failed)?,
+            }
+            self.timings.add(Phase::Journal, t);
+        }
+        first.map_or(Ok(()), Err)
     }
 
     fn queueing(&self) -> bool {
@@ -199,7 +314,17 @@ impl Session {
     /// Journal first, then the change (or, for a firewall change, the queue).
     fn change(&mut self, op: Op, undo: Vec<Op>) -> Result<()> {
         self.check_interrupt()?;
+        if let Some(h) = self.held.take() {
+            if matches!((&h.op, &op), (Op::SetMaster { ns, dev, .. }, Op::SetUp { ns: n, name, up: true }) if ns == n && dev == name)
+            {
+                return self.change_paired(h, op, undo);
+            }
+            self.held = Some(h);
+            self.release()?;
+        }
+        let t = Instant::now();
         let seq = self.journal.begin(&op, &undo)?;
+        self.timings.add(Phase::Journal, t);
         if op.is_firewall() && self.queueing() {
             self.fw_queue.push(Queued { seq, op, origin: None });
             self.origin_wanted = true;
@@ -210,18 +335,22 @@ impl Session {
         if op.is_firewall() {
             self.note_firewall()?;
         }
-        match r {
-            Ok(()) => {
-                if let Some(exact) = self.identified(&op, &undo) {
-                    self.journal.amend(seq, None, exact)?;
-                }
-                self.journal.mark(seq, State::Done)
-            }
-            Err(e) => {
-                self.journal.mark(seq, State::Failed)?;
-                Err(e)
-            }
-        }
+        let exact = if r.is_ok() { self.identified(&op, &undo) } else { None };
+        let t = Instant::now();
+        let written = match r {
+            Ok(()) => match exact {
+                Some(exact) => self.journal.amend(seq, None, exact).and_then(|()| self.journal.mark(seq, State::Done)),
+                None => self.journal.mark(seq, State::Done),
+            },
+            Err(e) => self.journal.mark(seq, State::Failed).and(Err(e)),
+        };
+        self.timings.add(Phase::Journal, t);
+        written
+    }
+
+    /// Where the run's time went so far, by phase.
+    pub fn timings(&self) -> &Timings {
+        &self.timings
     }
 
     /// The undo of a creation with the identity of what was created (a link's
@@ -268,7 +397,11 @@ impl Session {
     /// Hands one journaled change to the back end (the observers hear of it first).
     fn apply_now(&mut self, op: &Op) -> Result<()> {
         self.notify_change(op);
-        self.backend.apply(op)
+        let t = Instant::now();
+        let r = self.backend.apply(op);
+        self.timings.add(Phase::of(op), t);
+        self.timings.changes += 1;
+        r
     }
 
     // ---- firewall batches ---------------------------------------------------------
@@ -306,6 +439,7 @@ impl Session {
     /// Makes the queued firewall changes now. Called before anything that could see
     /// them, and at the end of a script, a REPL line, a `pcall`.
     pub fn settle(&mut self) -> Result<()> {
+        self.release()?;
         if self.fw_queue.is_empty() {
             return Ok(());
         }
@@ -324,8 +458,12 @@ impl Session {
         for op in &ops {
             self.notify_change(op);
         }
+        let t = Instant::now();
         let results = self.backend.apply_batch(&ops, true);
+        self.timings.add(Phase::Firewall, t);
+        self.timings.changes += ops.len() as u64;
         self.note_firewall()?;
+        let t = Instant::now();
         let mut first: Option<Error> = None;
         for (q, r) in queue.into_iter().zip(results) {
             match (r, first.is_some()) {
@@ -343,6 +481,7 @@ impl Session {
                 (Err(_), true) => self.journal.mark(q.seq, State::Failed)?,
             }
         }
+        self.timings.add(Phase::Journal, t);
         first.map_or(Ok(()), Err)
     }
 
@@ -562,7 +701,8 @@ impl Session {
             return Ok(());
         }
         let op = Op::SetMaster { ns: ns.clone(), dev: name.into(), master: master.map(str::to_string) };
-        self.change(op, vec![Op::SetMaster { ns: ns.clone(), dev: name.into(), master: l.master }])
+        let undo = vec![Op::SetMaster { ns: ns.clone(), dev: name.into(), master: l.master }];
+        if self.hold_links && master.is_some() { self.hold(op, undo) } else { self.change(op, undo) }
     }
 
     pub fn link_mtu(&mut self, ns: &NsRef, name: &str, mtu: u32) -> Result<()> {

@@ -23,18 +23,41 @@ pub fn path(name: &str) -> PathBuf {
 /// Runs `f` on a new thread that has entered the namespace `fd` (the calling
 /// thread's namespace when `fd` is None). Child processes started by `f`, sockets it
 /// opens and /proc/sys files it opens belong to that namespace.
+/// Without `fd`, `f` runs on the calling thread (already in its namespace; a new
+/// thread's first run can wait milliseconds for a CPU on a busy machine).
 pub fn in_netns<T: Send>(fd: Option<BorrowedFd<'_>>, f: impl FnOnce() -> T + Send) -> Result<T> {
+    let Some(fd) = fd else { return Ok(f()) };
     std::thread::scope(|s| {
         s.spawn(move || {
-            if let Some(fd) = fd {
-                setns(fd, CloneFlags::CLONE_NEWNET)
-                    .map_err(|e| Error::from_errno("cannot enter the network namespace", e))?;
-            }
+            setns(fd, CloneFlags::CLONE_NEWNET)
+                .map_err(|e| Error::from_errno("cannot enter the network namespace", e))?;
             Ok(f())
         })
         .join()
         .unwrap_or_else(|_| Err(Error::sys("a namespace helper thread panicked", None)))
     })
+}
+
+/// Runs `f` on the calling thread inside the namespace `fd`, then returns the thread
+/// to `home` (the namespace it was in). For a few syscalls (opening a socket that
+/// stays bound to the namespace) this costs two `setns` where `in_netns` starts a
+/// thread (whose first run, on a busy machine, can wait milliseconds for a CPU).
+/// `f` must not start processes or threads or leave anything behind that depends on
+/// the thread's namespace. A thread that cannot go back would run everything after
+/// in the wrong namespace: the process aborts instead (the journal is on disk;
+/// `netscript down` takes the topology back).
+pub fn briefly_in<T>(fd: BorrowedFd<'_>, home: BorrowedFd<'_>, f: impl FnOnce() -> T) -> Result<T> {
+    setns(fd, CloneFlags::CLONE_NEWNET).map_err(|e| Error::from_errno("cannot enter the network namespace", e))?;
+    let r = f();
+    go_home(home);
+    Ok(r)
+}
+
+fn go_home(home: BorrowedFd<'_>) {
+    if let Err(e) = setns(home, CloneFlags::CLONE_NEWNET) {
+        eprintln!("netscript: cannot return to its own network namespace ({e}); aborting");
+        std::process::abort();
+    }
 }
 
 /// Makes /run/netns a shared mount point, as iproute2 does, so that namespaces
@@ -57,8 +80,9 @@ fn prepare_run_dir() -> Result<()> {
     }
 }
 
-/// `ip netns add NAME`. The new namespace's lo stays down, as with iproute2.
-pub fn create(name: &str) -> Result<()> {
+/// `ip netns add NAME`. The new namespace's lo stays down, as with iproute2. Made on
+/// the calling thread, which returns to `home` (as `briefly_in`).
+pub fn create(name: &str, home: BorrowedFd<'_>) -> Result<()> {
     prepare_run_dir()?;
     let p = path(name);
     OpenOptions::new().write(true).create_new(true).mode(0o000).open(&p).map_err(|e| match e.kind() {
@@ -67,13 +91,14 @@ pub fn create(name: &str) -> Result<()> {
         }
         _ => Error::sys(format!("cannot create {}: {e}", p.display()), e.raw_os_error().map(Errno::from_raw)),
     })?;
-    let p2 = p.clone();
-    let res = in_netns(None, move || -> Result<()> {
-        unshare(CloneFlags::CLONE_NEWNET).map_err(|e| Error::from_errno("cannot create a network namespace", e))?;
-        mount(Some("/proc/thread-self/ns/net"), &p2, Some("none"), MsFlags::MS_BIND, None::<&str>)
-            .map_err(|e| Error::from_errno(format!("cannot bind-mount the namespace on {}", p2.display()), e))
-    })
-    .and_then(|r| r);
+    let res = unshare(CloneFlags::CLONE_NEWNET)
+        .map_err(|e| Error::from_errno("cannot create a network namespace", e))
+        .and_then(|()| {
+            let r = mount(Some("/proc/thread-self/ns/net"), &p, Some("none"), MsFlags::MS_BIND, None::<&str>)
+                .map_err(|e| Error::from_errno(format!("cannot bind-mount the namespace on {}", p.display()), e));
+            go_home(home);
+            r
+        });
     if res.is_err() {
         let _ = fs::remove_file(&p);
     }
