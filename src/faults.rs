@@ -6,7 +6,9 @@
 //! The changes are counted as `-v` prints them: the session's observer stream
 //! (`Faults::counter`) numbers each change it hands to the back end, and the
 //! decorator acts on the back-end call that follows. Undos during rollback are not
-//! reported to observers, so they are neither counted nor failed.
+//! reported to observers: they are numbered apart (every change the back end is
+//! given that was not reported), for NETSCRIPT_FAIL_UNDO=k (the k-th undo fails, once:
+//! a second `down` is another process) and NETSCRIPT_CRASH_AT=after-undo:K.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -29,8 +31,12 @@ pub struct Faults {
     pub fail_after: Option<u64>,
     /// Where to die (SIGABRT): `before-apply:K` (journaled, not applied),
     /// `after-apply:K` (applied, not marked done), `spawned` (a process runs, its
-    /// pid not yet journaled); without `:K`, at the first such point.
+    /// pid not yet journaled), `after-undo:K` (the K-th undo made, not marked
+    /// undone: a crash in the middle of a rollback or `down`); without `:K`, at the
+    /// first such point.
     pub crash_at: Option<String>,
+    /// The k-th undo fails (counted from 1), without being made.
+    pub fail_undo: Option<u64>,
 }
 
 impl Faults {
@@ -39,8 +45,9 @@ impl Faults {
         let f = Faults {
             fail_after: std::env::var("NETSCRIPT_FAIL_AFTER").ok().and_then(|v| v.parse().ok()),
             crash_at: std::env::var("NETSCRIPT_CRASH_AT").ok(),
+            fail_undo: std::env::var("NETSCRIPT_FAIL_UNDO").ok().and_then(|v| v.parse().ok()),
         };
-        (f.fail_after.is_some() || f.crash_at.is_some()).then_some(f)
+        (f.fail_after.is_some() || f.crash_at.is_some() || f.fail_undo.is_some()).then_some(f)
     }
 }
 
@@ -70,11 +77,13 @@ pub struct Faulty<B: Backend> {
     inner: B,
     faults: Faults,
     count: Rc<RefCell<Count>>,
+    /// Undos (changes not reported) given to the back end so far.
+    undos: u64,
 }
 
 impl<B: Backend> Faulty<B> {
     pub fn new(inner: B, faults: Faults) -> Self {
-        Faulty { inner, faults, count: Rc::default() }
+        Faulty { inner, faults, count: Rc::default(), undos: 0 }
     }
 
     /// The observer to install on the session, which numbers the changes.
@@ -97,6 +106,38 @@ impl<B: Backend> Faulty<B> {
         }
     }
 
+    /// Numbers an undo: Err when NETSCRIPT_FAIL_UNDO names it.
+    fn undo(&mut self, op: &Op) -> (u64, Result<()>) {
+        self.undos += 1;
+        let k = self.undos;
+        match self.faults.fail_undo {
+            Some(n) if n == k => (
+                k,
+                Err(Error::sys(
+                    format!("{}: injected failure of undo {k} (NETSCRIPT_FAIL_UNDO={n})", op.render()),
+                    None,
+                )),
+            ),
+            _ => (k, Ok(())),
+        }
+    }
+
+    /// A batch of undos: the one NETSCRIPT_FAIL_UNDO names is left out and fails;
+    /// the rest go to the wrapped back end together (a crash `after-undo:K` for any K
+    /// of the batch comes after all of it).
+    fn undo_batch(&mut self, ops: &[Op], stop: bool) -> Vec<Result<()>> {
+        let numbered: Vec<(u64, Result<()>)> = ops.iter().map(|op| self.undo(op)).collect();
+        let given: Vec<Op> =
+            ops.iter().zip(&numbered).filter(|(_, (_, r))| r.is_ok()).map(|(op, _)| op.clone()).collect();
+        let mut made = self.inner.apply_batch(&given, stop).into_iter();
+        let last = numbered.iter().map(|(k, _)| *k).collect::<Vec<_>>();
+        let results = numbered.into_iter().map(|(_, r)| r.and_then(|()| made.next().unwrap_or(Ok(())))).collect();
+        for k in last {
+            self.crash_point("after-undo", k);
+        }
+        results
+    }
+
     fn injected(&self, op: &Op, k: u64) -> Result<()> {
         match self.faults.fail_after {
             Some(n) if k > n => Err(Error::sys(
@@ -110,7 +151,13 @@ impl<B: Backend> Faulty<B> {
 
 impl<B: Backend> Backend for Faulty<B> {
     fn apply(&mut self, op: &Op) -> Result<()> {
-        let Some(k) = self.next() else { return self.inner.apply(op) };
+        let Some(k) = self.next() else {
+            let (u, injected) = self.undo(op);
+            injected?;
+            self.inner.apply(op)?;
+            self.crash_point("after-undo", u);
+            return Ok(());
+        };
         self.crash_point("before-apply", k);
         self.injected(op, k)?;
         self.inner.apply(op)?;
@@ -122,6 +169,9 @@ impl<B: Backend> Backend for Faulty<B> {
     /// back end together, as they would without the decorator.
     fn apply_batch(&mut self, ops: &[Op], stop: bool) -> Vec<Result<()>> {
         let ks: Vec<Option<u64>> = ops.iter().map(|_| self.next()).collect();
+        if ks.iter().all(Option::is_none) {
+            return self.undo_batch(ops, stop);
+        }
         // A crash before the batch: all of it journaled, none of it made.
         for k in ks.iter().flatten() {
             self.crash_point("before-apply", *k);

@@ -7,6 +7,7 @@
 //! {"t":"begin","seq":1,"op":{...},"undo":[{...}]}   written and fsynced before the change
 //! {"t":"done","seq":1}                               the change happened
 //! {"t":"failed","seq":2}                             the kernel refused; nothing to undo
+//! {"t":"undoing","seq":3}                            a rollback is making its undo (of several ops)
 //! {"t":"undone","seq":1}                             rolled back
 //! ```
 //!
@@ -44,6 +45,10 @@ pub struct Entry {
     /// Why the undo is what it is when another topology handed it over (a host-wide
     /// setting both changed: "holds net.ipv4.ip_forward=0 for topology a").
     pub note: Option<String>,
+    /// A rollback started its undo (an `undoing` line): its first op (the main
+    /// inverse) may have been made, so finding that object gone no longer means the
+    /// change never happened: the restorations after it still apply.
+    pub undoing: bool,
 }
 
 impl Entry {
@@ -99,6 +104,10 @@ enum Line {
     Undone {
         seq: u64,
     },
+    /// A rollback is about to make the entry's undo (see `Entry::undoing`).
+    Undoing {
+        seq: u64,
+    },
     /// The undo of an entry (and its op), once known exactly (after the change).
     Amend {
         seq: u64,
@@ -121,7 +130,14 @@ pub struct Journal {
     repair: Repair,
     /// Set when the last line was cut short by a crash: what to tell a person.
     pub torn: Option<String>,
+    /// `undone` lines not written yet (see `mark_undone`): written with the next
+    /// line that is not one, at `sync` / `flush`, when it grows past `BUFFERED`, or
+    /// when the journal is dropped.
+    buffered: Vec<u8>,
 }
+
+/// How many bytes of `undone` lines are kept before they are written.
+const BUFFERED: usize = 64 * 1024;
 
 /// A fix the file needs before anything is appended to it.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -152,7 +168,16 @@ fn parent_dir(path: &Path) -> Result<(OwnedFd, PathBuf)> {
 impl Journal {
     /// A journal kept only in memory (plan mode, tests).
     pub fn in_memory(meta: Meta) -> Self {
-        Journal { file: None, path: None, meta, entries: Vec::new(), next: 1, repair: Repair::None, torn: None }
+        Journal {
+            file: None,
+            path: None,
+            meta,
+            entries: Vec::new(),
+            next: 1,
+            repair: Repair::None,
+            torn: None,
+            buffered: Vec::new(),
+        }
     }
 
     /// Starts a new journal file (created 0600; it must not exist) in the directory
@@ -178,6 +203,7 @@ impl Journal {
             next: 1,
             repair: Repair::None,
             torn: None,
+            buffered: Vec::new(),
         };
         j.write(&Line::Meta(meta), true)?;
         Ok(j)
@@ -252,7 +278,7 @@ impl Journal {
             match parsed {
                 Line::Meta(m) => meta = m,
                 Line::Begin { seq, op, undo } => {
-                    entries.push(Entry { seq, op, undo, state: State::InFlight, note: None })
+                    entries.push(Entry { seq, op, undo, state: State::InFlight, note: None, undoing: false })
                 }
                 Line::Done { seq } => {
                     let k = find(&mut entries, seq)?;
@@ -265,6 +291,10 @@ impl Journal {
                 Line::Undone { seq } => {
                     let k = find(&mut entries, seq)?;
                     entries[k].state = State::Undone
+                }
+                Line::Undoing { seq } => {
+                    let k = find(&mut entries, seq)?;
+                    entries[k].undoing = true
                 }
                 Line::Amend { seq, op, undo, note } => {
                     let k = find(&mut entries, seq)?;
@@ -279,7 +309,7 @@ impl Journal {
             }
         }
         let next = entries.iter().map(|e| e.seq).max().unwrap_or(0) + 1;
-        Ok(Journal { file: Some(f), path: Some(path), meta, entries, next, repair, torn })
+        Ok(Journal { file: Some(f), path: Some(path), meta, entries, next, repair, torn, buffered: Vec::new() })
     }
 
     pub fn path(&self) -> Option<&Path> {
@@ -287,21 +317,42 @@ impl Journal {
     }
 
     fn write(&mut self, line: &Line, sync: bool) -> Result<()> {
-        if let Some(f) = &mut self.file {
-            let fixed = match self.repair {
-                Repair::None => Ok(()),
-                Repair::Truncate(len) => f.set_len(len),
-                Repair::Newline => f.write_all(b"\n"),
-            };
-            fixed.map_err(|e| Error::sys(format!("cannot repair the journal's last line: {e}"), None))?;
-            self.repair = Repair::None;
-            let mut s = serde_json::to_string(line).expect("journal lines serialize");
-            s.push('\n');
-            f.write_all(s.as_bytes())
-                .and_then(|_| if sync { f.sync_data() } else { Ok(()) })
-                .map_err(|e| Error::sys(format!("cannot write the journal: {e}"), None))?;
+        self.write_buffered(line, sync, false)
+    }
+
+    /// Writes `line` after the buffered ones (one write), fsynced when `sync`; with
+    /// `keep`, only adds it to the buffer (written later; see `mark_undone`).
+    fn write_buffered(&mut self, line: &Line, sync: bool, keep: bool) -> Result<()> {
+        if self.file.is_none() {
+            return Ok(());
         }
-        Ok(())
+        serde_json::to_writer(&mut self.buffered, line).expect("journal lines serialize");
+        self.buffered.push(b'\n');
+        if keep && !sync && self.buffered.len() < BUFFERED {
+            return Ok(());
+        }
+        self.write_out(sync)
+    }
+
+    /// Writes the buffered lines (fsynced when `sync`).
+    fn write_out(&mut self, sync: bool) -> Result<()> {
+        let Some(f) = &mut self.file else { return Ok(()) };
+        let fixed = match self.repair {
+            Repair::None => Ok(()),
+            Repair::Truncate(len) => f.set_len(len),
+            Repair::Newline => f.write_all(b"\n"),
+        };
+        fixed.map_err(|e| Error::sys(format!("cannot repair the journal's last line: {e}"), None))?;
+        self.repair = Repair::None;
+        let bytes = std::mem::take(&mut self.buffered);
+        f.write_all(&bytes)
+            .and_then(|_| if sync { f.sync_data() } else { Ok(()) })
+            .map_err(|e| Error::sys(format!("cannot write the journal: {e}"), None))
+    }
+
+    /// Writes the buffered `undone` lines (no fsync).
+    pub fn flush(&mut self) -> Result<()> {
+        if self.buffered.is_empty() { Ok(()) } else { self.write_out(false) }
     }
 
     /// Records a change about to be made (fsynced before returning).
@@ -309,7 +360,14 @@ impl Journal {
         let seq = self.next;
         self.next += 1;
         self.write(&Line::Begin { seq, op: op.clone(), undo: undo.to_vec() }, true)?;
-        self.entries.push(Entry { seq, op: op.clone(), undo: undo.to_vec(), state: State::InFlight, note: None });
+        self.entries.push(Entry {
+            seq,
+            op: op.clone(),
+            undo: undo.to_vec(),
+            state: State::InFlight,
+            note: None,
+            undoing: false,
+        });
         Ok(seq)
     }
 
@@ -319,20 +377,20 @@ impl Journal {
         self.mark_synced(seq, state, state == State::Undone)
     }
 
-    /// Marks an entry undone; `durable`: fsynced before returning. An undo that can
-    /// run twice without harm (a deletion finds nothing the second time, a value is
-    /// set again) needs no fsync: a crash that loses the line only makes the next
-    /// rollback run it again. The next fsync (or `sync`) makes it durable anyway.
+    /// Marks an entry undone; `durable`: written and fsynced before returning (with
+    /// the lines buffered before it). An undo that can run twice without harm (a
+    /// deletion finds nothing the second time, a value is set again) needs neither:
+    /// its line is buffered (a rollback marks thousands; one write each was a
+    /// measurable part of `down`), and a crash that loses it, and those after it,
+    /// only makes the next rollback run those undos again (what is gone, or not
+    /// ours, is skipped). The lines are always a prefix of the marks made, in order.
     pub fn mark_undone(&mut self, seq: u64, durable: bool) -> Result<()> {
         self.mark_synced(seq, State::Undone, durable)
     }
 
-    /// Makes everything written so far durable.
+    /// Makes everything written so far durable (the buffered lines too).
     pub fn sync(&mut self) -> Result<()> {
-        if let Some(f) = &mut self.file {
-            f.sync_data().map_err(|e| Error::sys(format!("cannot write the journal: {e}"), None))?;
-        }
-        Ok(())
+        self.write_out(true)
     }
 
     fn mark_synced(&mut self, seq: u64, state: State, sync: bool) -> Result<()> {
@@ -342,9 +400,19 @@ impl Journal {
             State::Undone => Line::Undone { seq },
             State::InFlight => unreachable!("entries start in flight"),
         };
-        self.write(&line, sync)?;
+        self.write_buffered(&line, sync, state == State::Undone)?;
         if let Some(k) = position(&self.entries, seq) {
             self.entries[k].state = state;
+        }
+        Ok(())
+    }
+
+    /// Records that a rollback is about to make the undo of `seq` (fsynced, with the
+    /// lines buffered before it): see `Entry::undoing`.
+    pub fn undoing(&mut self, seq: u64) -> Result<()> {
+        self.write(&Line::Undoing { seq }, true)?;
+        if let Some(k) = position(&self.entries, seq) {
+            self.entries[k].undoing = true;
         }
         Ok(())
     }
@@ -397,6 +465,13 @@ impl Journal {
 
     pub fn live_count(&self) -> usize {
         self.entries.iter().filter(|e| e.live()).count()
+    }
+}
+
+impl Drop for Journal {
+    /// The buffered `undone` lines are written (a crash loses them; see `mark_undone`).
+    fn drop(&mut self) {
+        let _ = self.flush();
     }
 }
 

@@ -4,8 +4,10 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use super::{EXIT_ROLLBACK_INCOMPLETE, firewall, install_signals, print_report, state_base};
+use crate::backend::Backend;
 use crate::cli::RunOpts;
 use crate::error::Result;
+use crate::faults::{Faults, Faulty};
 use crate::kernel::Kernel;
 use crate::session::{Session, mark_for};
 use crate::state::Record;
@@ -33,7 +35,12 @@ pub fn down(opts: &RunOpts, name: &str) -> Result<u8> {
     };
     let kernel = Kernel::new(mark_for(name), fw, Arc::new(AtomicBool::new(false)))?;
     let started = journal.meta.started_at();
-    let mut session = Session::new(Box::new(kernel), journal, name, Arc::new(AtomicBool::new(false)));
+    // The test switch (NETSCRIPT_FAIL_UNDO / NETSCRIPT_CRASH_AT=after-undo:K) wraps the kernel.
+    let backend: Box<dyn Backend> = match Faults::from_env() {
+        Some(f) => Box::new(Faulty::new(kernel, f)),
+        None => Box::new(kernel),
+    };
+    let mut session = Session::new(backend, journal, name, Arc::new(AtomicBool::new(false)));
     session.set_handover(super::handover(opts, name, started));
     let report = session.rollback_with(super::rollback_tick(&signals, format!("down {name}")));
     print_report(&format!("down {name}"), &report, opts.verbose);

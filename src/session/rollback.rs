@@ -65,17 +65,52 @@ impl Session {
         report
     }
 
+    /// Runs the undo of `e` (`undo`: the part not covered by a deletion to come). An
+    /// undo that fails keeps its entry pending, so that a later `down` tries again:
+    /// when other parts of the undo ran, the entry's undo becomes what failed
+    /// (`amend`), so that what was done is not done twice.
     pub(super) fn undo_ops(&mut self, e: &Entry, undo: &[&Op], report: &mut RollbackReport) {
         self.set_origin(&|| format!("undo of: {}", e.op.render()));
         report.changes += 1;
+        // An undo of several ops: once its main inverse is made, a crash before the
+        // entry is marked must not make the next rollback take the object it finds
+        // gone for a change that never happened (and skip the restorations).
+        if undo.len() > 1 && !e.undoing {
+            let _ = self.journal.undoing(e.seq);
+        }
+        let mut failed: Vec<Op> = Vec::new();
         for (i, u) in undo.iter().enumerate() {
-            match self.backend.apply(u) {
+            // A namespace that still holds a link whose move back failed is not
+            // deleted (that would destroy the link): it waits for a later `down`.
+            let held = match u {
+                Op::DelNetns { name, .. } => report.failures.iter().find_map(|f| match &f.undo {
+                    Op::MoveLink { ns: NsRef::Named(n), name: link, .. } if n == name => Some(link.clone()),
+                    _ => None,
+                }),
+                _ => None,
+            };
+            let result = match held {
+                Some(link) => Err(crate::error::Error::sys(
+                    format!(
+                        "{}: the namespace still holds \"{link}\", whose move back failed; left for a later down",
+                        u.render()
+                    ),
+                    None,
+                )),
+                None => self.backend.apply(u),
+            };
+            match result {
                 Ok(()) => report.undone.push(u.render()),
+                // What a restoration would make is there already (it ran before a
+                // crash that lost the entry's `undone` line).
+                Err(err) if err.errno() == Some(nix::errno::Errno::EEXIST) && restores(u) => {}
                 // Already gone counts as undone (CNI's rule: teardown is idempotent).
                 // When the main inverse finds nothing (the change never happened, for
                 // an entry in flight at a crash), the restorations after it do not apply.
+                // (Unless an earlier rollback made the main inverse and crashed:
+                // `undoing`.)
                 Err(err) if err.is_gone() => {
-                    if i == 0 {
+                    if i == 0 && !e.undoing {
                         break;
                     }
                 }
@@ -87,10 +122,23 @@ impl Session {
                         break;
                     }
                 }
-                Err(error) => report.failures.push(UndoFailure { undo: (*u).clone(), error }),
+                // The restorations apply to the object after its main inverse: when
+                // that fails, none runs, and the whole undo stays pending.
+                Err(error) => {
+                    failed.push((*u).clone());
+                    report.failures.push(UndoFailure { undo: (*u).clone(), error });
+                    if i == 0 {
+                        failed = undo.iter().map(|u| (*u).clone()).collect();
+                        break;
+                    }
+                }
             }
         }
-        let _ = self.journal.mark_undone(e.seq, undo.iter().any(|u| !idempotent(u)));
+        if failed.is_empty() {
+            let _ = self.journal.mark_undone(e.seq, undo.iter().any(|u| !idempotent(u)));
+        } else if failed.len() < undo.len() {
+            let _ = self.journal.amend(e.seq, None, failed);
+        }
     }
 
     pub(super) fn flush_undo_batch(&mut self, batch: &mut Vec<&Entry>, report: &mut RollbackReport) {
@@ -116,7 +164,11 @@ impl Session {
             match r {
                 Ok(()) => report.undone.push(op.render()),
                 Err(err) if err.is_gone() => {}
-                Err(error) => report.failures.push(UndoFailure { undo: op, error }),
+                // Pending still: a later `down` tries again.
+                Err(error) => {
+                    report.failures.push(UndoFailure { undo: op, error });
+                    continue;
+                }
             }
             let _ = self.journal.mark_undone(e.seq, durable);
         }
@@ -262,7 +314,13 @@ impl Doomed {
 /// `undone` line): a deletion finds nothing, a value or state is set again. Adding an
 /// address, a route or a rule again would fail or duplicate it.
 fn idempotent(op: &Op) -> bool {
-    !matches!(op, Op::AddAddr { .. } | Op::AddRoute { .. } | Op::FwInsert { .. } | Op::FwAppend { .. })
+    !restores(op) && !matches!(op, Op::FwInsert { .. } | Op::FwAppend { .. })
+}
+
+/// An undo that puts back an address or a route (the kernel answers EEXIST when it
+/// is there already).
+fn restores(op: &Op) -> bool {
+    matches!(op, Op::AddAddr { .. } | Op::AddRoute { .. })
 }
 
 #[cfg(test)]
@@ -438,6 +496,7 @@ mod tests {
             ],
             state: State::InFlight,
             note: None,
+            undoing: false,
         };
         let mut report = RollbackReport::default();
         s.undo_ops(&e, &e.undo.iter().collect::<Vec<_>>(), &mut report);
@@ -455,6 +514,7 @@ mod tests {
             ],
             state: State::InFlight,
             note: None,
+            undoing: false,
         };
         s.undo_ops(&e, &e.undo.iter().collect::<Vec<_>>(), &mut report);
         assert!(report.complete(), "{report:?}");
@@ -463,7 +523,7 @@ mod tests {
     }
 
     fn entry(seq: u64, op: Op) -> Entry {
-        Entry { seq, op, undo: Vec::new(), state: State::Done, note: None }
+        Entry { seq, op, undo: Vec::new(), state: State::Done, note: None, undoing: false }
     }
 
     #[test]
