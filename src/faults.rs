@@ -349,7 +349,7 @@ mod tests {
 
     #[test]
     fn fails_every_change_after_k_but_never_an_undo() {
-        let mut s = session(Faults { fail_after: Some(2), crash_at: None });
+        let mut s = session(Faults { fail_after: Some(2), ..Default::default() });
         s.netns_add("a").unwrap();
         s.netns_add("b").unwrap();
         let e = s.netns_add("c").unwrap_err().to_string();
@@ -365,7 +365,7 @@ mod tests {
 
     #[test]
     fn a_batch_makes_the_changes_before_the_limit() {
-        let mut s = session(Faults { fail_after: Some(2), crash_at: None });
+        let mut s = session(Faults { fail_after: Some(2), ..Default::default() });
         let ns = s.netns_add("a").unwrap();
         s.fw_batch_begin().unwrap();
         s.fw_append(&ns, Family::Ipv4, "filter", "INPUT", "-j ACCEPT").unwrap();

@@ -556,14 +556,17 @@ impl Kernel {
 /// The `iptables -S` lines of each table, in one namespace.
 type FwSnapshot = HashMap<String, Vec<String>>;
 
-/// How many rules `chain` has in `iptables -S` output.
-fn rule_count(lines: &[String], chain: &str) -> i64 {
-    lines.iter().filter(|l| l.strip_prefix("-A ").and_then(|r| r.split(' ').next()) == Some(chain)).count() as i64
+/// How many rules `chain` of `table` has in a snapshot.
+fn count(snap: &FwSnapshot, table: &str, chain: &str) -> i64 {
+    snap.get(table).map_or(0, |lines| {
+        lines.iter().filter(|l| l.strip_prefix("-A ").and_then(|r| r.split(' ').next()) == Some(chain)).count() as i64
+    })
 }
 
 impl Kernel {
-    fn fw_snapshot(&mut self, ns: &NsRef, fam: Family, tables: &[String]) -> Result<FwSnapshot> {
-        tables.iter().map(|t| Ok((t.clone(), self.with_fw(ns, |fw, fd| fw.rules(fd, fam, t, None))?))).collect()
+    /// The tables of one family, read at once (one `iptables-save`).
+    fn fw_snapshot(&mut self, ns: &NsRef, fam: Family, tables: &[&str]) -> Result<FwSnapshot> {
+        Ok(self.with_fw(ns, |fw, fd| fw.tables(fd, fam, tables))?.into_iter().collect())
     }
 
     /// After an iptables-restore that said it succeeded: is what the batch meant to
@@ -574,11 +577,10 @@ impl Kernel {
     /// deleted that still is, is the error of its change, naming the rule.
     fn check_batch(
         &mut self,
-        ns: &NsRef,
         fam: Family,
         ops: &[&Op],
-        tables: &[String],
         before: &FwSnapshot,
+        after: &Result<FwSnapshot>,
     ) -> Vec<Result<()>> {
         let mut delta: HashMap<(&str, &str), i64> = HashMap::new();
         let mut policies: HashMap<(&str, &str), &str> = HashMap::new();
@@ -594,15 +596,12 @@ impl Kernel {
                 _ => {}
             }
         }
-        let after = self.fw_snapshot(ns, fam, tables);
         let policy_of = |snap: &FwSnapshot, t: &str, c: &str| {
             let p = format!("-P {c} ");
             snap.get(t).and_then(|ls| ls.iter().find_map(|l| l.strip_prefix(&p).map(str::to_string)))
         };
         if let Ok(after) = &after
-            && delta
-                .iter()
-                .all(|((t, c), d)| rule_count(&after[*t], c) == before.get(*t).map_or(0, |b| rule_count(b, c)) + d)
+            && delta.iter().all(|((t, c), d)| count(after, t, c) == count(before, t, c) + d)
             && policies.iter().all(|((t, c), p)| policy_of(after, t, c).as_deref() == Some(*p))
         {
             return ops.iter().map(|_| Ok(())).collect();
@@ -690,11 +689,12 @@ impl Backend for Kernel {
 
     /// Consecutive firewall changes in one namespace go through iptables-restore
     /// (ip6tables-restore for IPv6; each iptables-nft process reads the whole rule
-    /// set: one process per rule is quadratic), one process per table and family:
-    /// iptables-restore commits table by table, so a refusal leaves the tables before
-    /// it committed, and knowing which is what keeps the results exact; each table's
-    /// restore is checked after it (see `check_batch`). The changes of the tables not
-    /// committed are then made one by one, in order, so each gets its own result.
+    /// set: one process per rule is quadratic), one process per family for all its
+    /// tables, with one `iptables-save` before and one after to check it (see
+    /// `check_batch`). iptables-restore commits table by table, so a refusal leaves
+    /// the tables before it committed: those that differ from before are checked,
+    /// and the changes of the others are then made one by one, in order, so each
+    /// gets its own result.
     fn apply_batch(&mut self, ops: &[Op], stop: bool) -> Vec<Result<()>> {
         let mut results = Vec::with_capacity(ops.len());
         let mut failed = false;
@@ -724,28 +724,44 @@ impl Backend for Kernel {
                 }
                 j += 1;
             }
-            // The tables (of each family) in the order they first appear, each
-            // restored on its own and checked (see `check_batch`).
-            let key_of: Vec<(Family, String)> = changes.iter().map(|(f, c)| (*f, c.table().to_string())).collect();
-            let mut tables: Vec<(Family, String)> = Vec::new();
-            for k in &key_of {
-                if !tables.contains(k) {
-                    tables.push(k.clone());
+            // One restore per family for all its tables, between one save before and
+            // one after (see `check_batch`).
+            let mut families: Vec<Family> = Vec::new();
+            for (f, _) in &changes {
+                if !families.contains(f) {
+                    families.push(*f);
                 }
             }
             let mut done: HashMap<usize, Result<()>> = HashMap::new();
             if changes.len() > 1 && !(failed && stop) {
-                for (fam, t) in &tables {
-                    let (fam, t) = (*fam, t.clone());
-                    let mine: Vec<usize> = (0..changes.len()).filter(|&k| key_of[k] == (fam, t.clone())).collect();
+                for fam in families {
+                    let mine: Vec<usize> = (0..changes.len()).filter(|&k| changes[k].0 == fam).collect();
                     let part: Vec<_> = mine.iter().map(|&k| changes[k].1).collect();
-                    let Ok(before) = self.fw_snapshot(&ns, fam, std::slice::from_ref(&t)) else { break };
-                    if self.with_fw(&ns, |fw, fd| fw.batch(fd, fam, &part)).is_err() {
+                    let mut tables: Vec<&str> = Vec::new();
+                    for c in &part {
+                        if !tables.contains(&c.table()) {
+                            tables.push(c.table());
+                        }
+                    }
+                    let Ok(before) = self.fw_snapshot(&ns, fam, &tables) else { break };
+                    let restored = self.with_fw(&ns, |fw, fd| fw.batch(fd, fam, &part));
+                    let after = self.fw_snapshot(&ns, fam, &tables);
+                    // iptables-restore commits table by table: after a refusal, the
+                    // tables that are as before were not committed (their changes are
+                    // made one by one below); the others were, and are checked.
+                    let committed: Vec<&str> = match (&restored, &after) {
+                        (Ok(()), _) => tables.clone(),
+                        (Err(_), Ok(a)) => tables.iter().copied().filter(|t| a.get(*t) != before.get(*t)).collect(),
+                        (Err(_), Err(_)) => break,
+                    };
+                    let checked: Vec<usize> =
+                        mine.into_iter().filter(|&k| committed.contains(&changes[k].1.table())).collect();
+                    let part_ops: Vec<&Op> = checked.iter().map(|&k| &ops[i + k]).collect();
+                    let results = self.check_batch(fam, &part_ops, &before, &after);
+                    done.extend(checked.into_iter().zip(results));
+                    if restored.is_err() {
                         break;
                     }
-                    let part_ops: Vec<&Op> = mine.iter().map(|&k| &ops[i + k]).collect();
-                    let checked = self.check_batch(&ns, fam, &part_ops, std::slice::from_ref(&t), &before);
-                    done.extend(mine.into_iter().zip(checked));
                 }
             }
             for k in 0..(j - i) {

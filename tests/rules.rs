@@ -3,7 +3,7 @@
 //! characters are refused before anything is journaled (iptables-save before ==
 //! after); a chain name iptables would not take is refused; and after an
 //! iptables-restore batch, what it was meant to add (or delete) is checked to be
-//! there (or gone).
+//! there (or gone); an undo that failed so stays pending for a later `down`.
 
 mod common;
 
@@ -159,6 +159,13 @@ fn a_batch_that_says_ok_but_did_nothing_is_an_error_naming_the_rule() {
     // The report is true: both rules are still there.
     let rules = sb.ok("iptables -S FORWARD");
     assert!(rules.contains("10.2.0.0/16") && rules.contains("10.3.0.0/16"), "{rules}");
+    // And the undos that failed are still pending: `down`, with the real
+    // iptables-restore, finishes the job (they used to be marked undone all the same,
+    // and down had nothing left to do).
+    let d = sb.netscript(&["down", "rollback_check"]);
+    assert!(d.status.success(), "{}", stderr(&d));
+    assert!(stderr(&d).contains("undid 2 changes"), "{}", stderr(&d));
+    assert_same(&before, &sb.snapshot(), "after the second down");
 }
 
 /// The run records the iptables it found in its journal, and `down` uses it: it does

@@ -255,6 +255,13 @@ pub trait Firewall {
     fn chain_exists(&self, ns: Option<BorrowedFd<'_>>, fam: Family, table: &str, chain: &str) -> Result<bool>;
     /// The table (or one chain of it) as `iptables -t TABLE -S [CHAIN]` prints it.
     fn rules(&self, ns: Option<BorrowedFd<'_>>, fam: Family, table: &str, chain: Option<&str>) -> Result<Vec<String>>;
+    /// Several tables at once, each as `rules` prints it (the order of the lines
+    /// aside: policies and chains, then rules); a table the tool does not list is
+    /// empty. The default asks table by table; iptables reads them all with one
+    /// `iptables-save`.
+    fn tables(&self, ns: Option<BorrowedFd<'_>>, fam: Family, tables: &[&str]) -> Result<Vec<(String, Vec<String>)>> {
+        tables.iter().map(|t| Ok((t.to_string(), self.rules(ns, fam, t, None)?))).collect()
+    }
     /// Makes many changes at once, in order, all or nothing per table (iptables:
     /// one `iptables-restore --noflush`, or `ip6tables-restore` for IPv6).
     fn batch(&self, ns: Option<BorrowedFd<'_>>, fam: Family, changes: &[Change<'_>]) -> Result<()>;
