@@ -14,9 +14,10 @@ impl Session {
     /// Undoes `todo` (entries, newest first), carrying on past failures.
     ///
     /// Entries whose undo is a single firewall change are collected and sent to the
-    /// back end together at the end (one iptables-restore per namespace), in their
-    /// order: firewall changes commute with the other kinds (rules name interfaces by
-    /// name; no link, address, route or sysctl depends on a rule).
+    /// back end together (one iptables-restore per family and namespace), in their
+    /// order, right after the last namespace deletion (or at the end): firewall
+    /// changes commute with the other kinds (rules name interfaces by name; no link,
+    /// address, route or sysctl depends on a rule).
     /// Links that die with a deleted namespace are not deleted one by one (each
     /// deletion waits for the kernel); the ends of those veth pairs that sit outside
     /// are waited for at the end, so that nothing is left when rollback returns.
@@ -26,16 +27,18 @@ impl Session {
         let doomed = Doomed::of(todo);
         let mut batch: Vec<&Entry> = Vec::new();
         let mut dying: Vec<(NsRef, String)> = Vec::new();
+        // The kernel dismantles a deleted namespace in the background, holding the
+        // rtnl lock that link changes and forwarding sysctls then wait for (a
+        // forwarding write spins until it gets it); the firewall does not need it:
+        // the firewall batch goes right after the last namespace deletion, while the
+        // kernel works, rather than after the waiting.
+        // The older firewall undos are pulled forward to it (`pulled`).
+        let last_netns = todo.iter().rposition(|e| e.undo.iter().any(|u| matches!(u, Op::DelNetns { .. })));
+        let fw_only = |e: &Entry| matches!(e.undo.as_slice(), [u] if u.is_firewall() && !doomed.covers(u));
+        let mut pulled = vec![false; todo.len()];
         for (i, e) in todo.iter().enumerate() {
             tick(todo.len() - i);
-            if let ([u], Some(h), State::Done) = (e.undo.as_slice(), self.handover.as_mut(), e.state)
-                && let Some(told) = h(u)
-            {
-                // Another live topology changed the same host-wide setting after this
-                // one: it now holds the value to restore; the setting stays.
-                report.changes += 1;
-                report.handed_over.push(told);
-                let _ = self.journal.mark(e.seq, State::Undone);
+            if pulled[i] || self.handed_over(e, &mut report) {
                 continue;
             }
             let undo: Vec<&Op> = e.undo.iter().filter(|u| !doomed.covers(u)).collect();
@@ -53,9 +56,20 @@ impl Session {
             }
             if undo.len() == 1 && undo[0].is_firewall() && e.undo.len() == 1 {
                 batch.push(e);
-                continue;
+            } else {
+                self.undo_ops(e, &undo, &mut report);
             }
-            self.undo_ops(e, &undo, &mut report);
+            if Some(i) == last_netns {
+                for (k, older) in todo.iter().enumerate().skip(i + 1) {
+                    if fw_only(older) {
+                        pulled[k] = true;
+                        if !self.handed_over(older, &mut report) {
+                            batch.push(older);
+                        }
+                    }
+                }
+                self.flush_undo_batch(&mut batch, &mut report);
+            }
         }
         self.flush_undo_batch(&mut batch, &mut report);
         let _ = self.journal.sync();
@@ -63,6 +77,20 @@ impl Session {
             self.wait_gone(&ns, &name, &mut report);
         }
         report
+    }
+
+    /// When another live topology changed the same host-wide setting after this one,
+    /// it now holds the value to restore: the setting stays, the entry is done.
+    fn handed_over(&mut self, e: &Entry, report: &mut RollbackReport) -> bool {
+        if let ([u], Some(h), State::Done) = (e.undo.as_slice(), self.handover.as_mut(), e.state)
+            && let Some(told) = h(u)
+        {
+            report.changes += 1;
+            report.handed_over.push(told);
+            let _ = self.journal.mark(e.seq, State::Undone);
+            return true;
+        }
+        false
     }
 
     /// Runs the undo of `e` (`undo`: the part not covered by a deletion to come). An
@@ -156,7 +184,7 @@ impl Session {
             i = j + 1;
         }
         let ops: Vec<Op> = batch.iter().map(|e| e.undo[0].clone()).collect();
-        self.set_origin(&|| "undo of the firewall changes (sent together, at the end)".into());
+        self.set_origin(&|| "undo of the firewall changes (sent together)".into());
         let results = self.backend.apply_batch(&ops, false);
         for ((e, op), r) in batch.drain(..).zip(ops).zip(results) {
             report.changes += 1;
@@ -461,7 +489,7 @@ mod tests {
         let report = s.rollback();
         assert!(report.complete(), "{:?}", report.failures);
         assert_eq!(report.changes, 7);
-        let batch = "undo of the firewall changes (sent together, at the end)";
+        let batch = "undo of the firewall changes (sent together)";
         let got = given(&rec);
         let shown: Vec<(bool, &str)> = got.iter().map(|(o, c)| (o == batch, c.as_str())).collect();
         assert_eq!(
@@ -478,6 +506,37 @@ mod tests {
         );
         // The others say which change each undoes.
         assert_eq!(got[0].0, "undo of: ip link add b2 type bridge");
+    }
+
+    /// With namespaces, the firewall batch goes right after the last namespace
+    /// deletion (the kernel dismantles namespaces in the background, holding the lock
+    /// that link and forwarding changes wait for), before the older undos.
+    #[test]
+    fn firewall_undos_go_right_after_the_last_namespace_deletion() {
+        let (mut s, rec) = session();
+        s.bridge_add("br0", &H).unwrap();
+        s.sysctl_set(&H, "net.ipv4.ip_forward", "1").unwrap();
+        s.fw_policy(&H, Family::Ipv4, "filter", "FORWARD", "DROP").unwrap();
+        let ns1 = s.netns_add("ns1").unwrap();
+        s.fw_append(&H, Family::Ipv4, "nat", "PREROUTING", "-p tcp --dport 8001 -j DNAT --to-destination 10.0.0.2:80")
+            .unwrap();
+        s.veth_add("eth0", "vh1", &ns1, &H).unwrap();
+        s.link_master(&H, "vh1", Some("br0")).unwrap();
+        rec.borrow_mut().steps.clear();
+        let report = s.rollback();
+        assert!(report.complete(), "{:?}", report.failures);
+        let cmds: Vec<String> = given(&rec).into_iter().map(|(_, c)| c).collect();
+        assert_eq!(
+            cmds,
+            vec![
+                "ip netns del ns1",
+                "iptables -t nat -D PREROUTING -m comment --comment netscript:t -p tcp --dport 8001 -j DNAT --to-destination 10.0.0.2:80",
+                "iptables -t filter -P FORWARD ACCEPT",
+                "sysctl -w net.ipv4.ip_forward=0",
+                "ip link del br0",
+            ]
+        );
+        assert_eq!(s.journal().live_count(), 0);
     }
 
     #[test]
