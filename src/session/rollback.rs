@@ -15,25 +15,39 @@ impl Session {
     ///
     /// Entries whose undo is a single firewall change are collected and sent to the
     /// back end together (one iptables-restore per family and namespace), in their
-    /// order, right after the last namespace deletion (or at the end): firewall
+    /// order, after the last namespace deletion (see below; or at the end): firewall
     /// changes commute with the other kinds (rules name interfaces by name; no link,
     /// address, route or sysctl depends on a rule).
     /// Links that die with a deleted namespace are not deleted one by one (each
     /// deletion waits for the kernel); the ends of those veth pairs that sit outside
-    /// are waited for at the end, so that nothing is left when rollback returns.
+    /// are waited for (after the firewall batch), so that nothing is left when
+    /// rollback returns.
     pub(super) fn undo_entries(&mut self, todo: &[Entry], mut tick: impl FnMut(usize)) -> RollbackReport {
         self.forget_known();
         let mut report = RollbackReport::default();
         let doomed = Doomed::of(todo);
         let mut batch: Vec<&Entry> = Vec::new();
         let mut dying: Vec<(NsRef, String)> = Vec::new();
-        // The kernel dismantles a deleted namespace in the background, holding the
-        // rtnl lock that link changes and forwarding sysctls then wait for (a
-        // forwarding write spins until it gets it); the firewall does not need it:
-        // the firewall batch goes right after the last namespace deletion, while the
-        // kernel works, rather than after the waiting.
-        // The older firewall undos are pulled forward to it (`pulled`).
+        // After the last namespace deletion the kernel dismantles the namespaces in
+        // the background, holding the rtnl lock (a forwarding sysctl write spins on a
+        // CPU until it gets it; a link change waits), and a bridge whose ports die
+        // that way loses them one by one. So right after it come (`pulled`): the
+        // link deletions that nothing else orders (a single `DelLink` undo, of a link
+        // in a namespace that stays and never moved: what the other undos do to such
+        // a link is skipped or finds it gone, as with any deletion), sent before the
+        // kernel takes the lock, as `ip -batch` does; then the firewall batch, which
+        // needs no lock, while the kernel works; then the sleeping wait for the veth
+        // ends outside; then the older undos, which then find the lock free.
         let last_netns = todo.iter().rposition(|e| e.undo.iter().any(|u| matches!(u, Op::DelNetns { .. })));
+        let moved: HashSet<&str> = todo
+            .iter()
+            .flat_map(|e| std::iter::once(&e.op).chain(&e.undo))
+            .filter_map(|o| match o {
+                Op::MoveLink { name, .. } => Some(name.as_str()),
+                _ => None,
+            })
+            .collect();
+        let link_del = |e: &Entry| matches!(e.undo.as_slice(), [u @ Op::DelLink { name, .. }] if !doomed.covers(u) && !moved.contains(name.as_str()));
         let fw_only = |e: &Entry| matches!(e.undo.as_slice(), [u] if u.is_firewall() && !doomed.covers(u));
         let mut pulled = vec![false; todo.len()];
         for (i, e) in todo.iter().enumerate() {
@@ -61,6 +75,13 @@ impl Session {
             }
             if Some(i) == last_netns {
                 for (k, older) in todo.iter().enumerate().skip(i + 1) {
+                    if link_del(older) {
+                        pulled[k] = true;
+                        let undo: Vec<&Op> = older.undo.iter().collect();
+                        self.undo_ops(older, &undo, &mut report);
+                    }
+                }
+                for (k, older) in todo.iter().enumerate().skip(i + 1) {
                     if fw_only(older) {
                         pulled[k] = true;
                         if !self.handed_over(older, &mut report) {
@@ -69,6 +90,9 @@ impl Session {
                     }
                 }
                 self.flush_undo_batch(&mut batch, &mut report);
+                for (ns, name) in std::mem::take(&mut dying) {
+                    self.wait_gone(&ns, &name, &mut report);
+                }
             }
         }
         self.flush_undo_batch(&mut batch, &mut report);
@@ -508,11 +532,12 @@ mod tests {
         assert_eq!(got[0].0, "undo of: ip link add b2 type bridge");
     }
 
-    /// With namespaces, the firewall batch goes right after the last namespace
-    /// deletion (the kernel dismantles namespaces in the background, holding the lock
-    /// that link and forwarding changes wait for), before the older undos.
+    /// With namespaces: right after the last namespace deletion come the link
+    /// deletions nothing else orders, then the firewall batch, then the older undos
+    /// (the kernel dismantles namespaces in the background, holding the lock that
+    /// link and forwarding changes wait for).
     #[test]
-    fn firewall_undos_go_right_after_the_last_namespace_deletion() {
+    fn link_deletions_and_firewall_undos_go_right_after_the_last_namespace_deletion() {
         let (mut s, rec) = session();
         s.bridge_add("br0", &H).unwrap();
         s.sysctl_set(&H, "net.ipv4.ip_forward", "1").unwrap();
@@ -530,10 +555,10 @@ mod tests {
             cmds,
             vec![
                 "ip netns del ns1",
+                "ip link del br0",
                 "iptables -t nat -D PREROUTING -m comment --comment netscript:t -p tcp --dport 8001 -j DNAT --to-destination 10.0.0.2:80",
                 "iptables -t filter -P FORWARD ACCEPT",
                 "sysctl -w net.ipv4.ip_forward=0",
-                "ip link del br0",
             ]
         );
         assert_eq!(s.journal().live_count(), 0);
