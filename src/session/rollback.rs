@@ -50,6 +50,30 @@ impl Session {
         let link_del = |e: &Entry| matches!(e.undo.as_slice(), [u @ Op::DelLink { name, .. }] if !doomed.covers(u) && !moved.contains(name.as_str()));
         let fw_only = |e: &Entry| matches!(e.undo.as_slice(), [u] if u.is_firewall() && !doomed.covers(u));
         let mut pulled = vec![false; todo.len()];
+        // A forwarding sysctl takes the rtnl lock too (it spins until it gets it):
+        // its undo goes first, before the kernel is busy, when nothing newer in the
+        // rollback could depend on its place (no newer sysctl or move in its
+        // namespace: a newer per-link value would otherwise be overwritten by the
+        // copy to every link).
+        if last_netns.is_some() {
+            for (j, e) in todo.iter().enumerate() {
+                let ([Op::SetSysctl { ns, key, .. }, ..], false) = (e.undo.as_slice(), doomed.ns(&e.op.ns())) else {
+                    continue;
+                };
+                let newer_touch = todo[..j].iter().any(|n| match &n.op {
+                    Op::SetSysctl { ns: m, .. } => m == ns,
+                    Op::MoveLink { ns: a, to: b, .. } => a == ns || b == ns,
+                    _ => false,
+                });
+                if FORWARDING.contains(&key.as_str()) && !newer_touch {
+                    pulled[j] = true;
+                    if !self.handed_over(e, &mut report) {
+                        let undo: Vec<&Op> = e.undo.iter().filter(|u| !doomed.covers(u)).collect();
+                        self.undo_ops(e, &undo, &mut report);
+                    }
+                }
+            }
+        }
         for (i, e) in todo.iter().enumerate() {
             tick(todo.len() - i);
             if pulled[i] || self.handed_over(e, &mut report) {
@@ -290,6 +314,11 @@ impl Session {
         self.undo_entries(&newer, |_| {})
     }
 }
+
+/// IPv4 forwarding: its write takes the rtnl lock and copies the value to every link
+/// (and nothing else; IPv6 forwarding also changes what the kernel does with
+/// addresses and groups, so its undo keeps its place).
+const FORWARDING: &[&str] = &["net.ipv4.ip_forward", "net.ipv4.conf.all.forwarding"];
 
 /// The namespaces and links that a rollback will delete anyway. Restoring their
 /// attributes first (addresses, up/down, master, routes, rules and sysctls inside a
@@ -532,10 +561,10 @@ mod tests {
         assert_eq!(got[0].0, "undo of: ip link add b2 type bridge");
     }
 
-    /// With namespaces: right after the last namespace deletion come the link
-    /// deletions nothing else orders, then the firewall batch, then the older undos
-    /// (the kernel dismantles namespaces in the background, holding the lock that
-    /// link and forwarding changes wait for).
+    /// With namespaces: the IPv4 forwarding undo goes first; right after the last
+    /// namespace deletion come the link deletions nothing else orders, then the
+    /// firewall batch, then the older undos (the kernel dismantles namespaces in the
+    /// background, holding the lock that link and forwarding changes wait for).
     #[test]
     fn link_deletions_and_firewall_undos_go_right_after_the_last_namespace_deletion() {
         let (mut s, rec) = session();
@@ -554,14 +583,27 @@ mod tests {
         assert_eq!(
             cmds,
             vec![
+                "sysctl -w net.ipv4.ip_forward=0",
                 "ip netns del ns1",
                 "ip link del br0",
                 "iptables -t nat -D PREROUTING -m comment --comment netscript:t -p tcp --dport 8001 -j DNAT --to-destination 10.0.0.2:80",
                 "iptables -t filter -P FORWARD ACCEPT",
-                "sysctl -w net.ipv4.ip_forward=0",
             ]
         );
         assert_eq!(s.journal().live_count(), 0);
+
+        // A newer sysctl in the same namespace: the forwarding undo keeps its place
+        // (its copy to every link would overwrite the newer one's restored value).
+        s.sysctl_set(&H, "net.ipv4.ip_forward", "1").unwrap();
+        s.sysctl_set(&H, "net.ipv4.conf.lo.forwarding", "0").unwrap();
+        s.netns_add("ns2").unwrap();
+        rec.borrow_mut().steps.clear();
+        assert!(s.rollback().complete());
+        let cmds: Vec<String> = given(&rec).into_iter().map(|(_, c)| c).collect();
+        assert_eq!(
+            cmds,
+            vec!["ip netns del ns2", "sysctl -w net.ipv4.conf.lo.forwarding=1", "sysctl -w net.ipv4.ip_forward=0",]
+        );
     }
 
     #[test]
