@@ -14,12 +14,13 @@ use crate::qdisc::RootQdisc;
 use crate::sys::process::ExecResult;
 use crate::trace::{Mode, Spec, Trace};
 
+/// The "errno" of a change the back end did not make because an earlier one in the
+/// same batch was refused.
+pub(crate) const NOT_MADE: nix::errno::Errno = nix::errno::Errno::ECANCELED;
+
 /// The result of a change not made because an earlier one in its batch was refused.
 pub fn not_made() -> crate::error::Error {
-    crate::error::Error::sys(
-        "not made: an earlier change in the same batch was refused",
-        Some(crate::session::NOT_MADE),
-    )
+    crate::error::Error::sys("not made: an earlier change in the same batch was refused", Some(NOT_MADE))
 }
 
 /// A link as the session sees it.
@@ -45,7 +46,7 @@ pub trait Backend {
     /// one go (the kernel back end sends consecutive firewall changes through one
     /// `iptables-restore` per table); the results are the same as applying them one
     /// by one. With `stop`, the first refusal ends it: a change after it is either
-    /// not made (an error with errno `session::NOT_MADE`) or was made together with
+    /// not made (an error with errno `NOT_MADE`) or was made together with
     /// earlier ones (Ok; the caller takes it back).
     fn apply_batch(&mut self, ops: &[Op], stop: bool) -> Vec<Result<()>> {
         let mut failed = false;
@@ -137,7 +138,7 @@ pub trait Backend {
     }
     /// The identity of a named namespace (recorded at creation, checked before
     /// deleting); None where the back end has none.
-    fn netns_id(&mut self, _name: &str) -> Option<crate::op::NsId> {
+    fn netns_id(&mut self, _name: &str) -> Option<crate::model::NsId> {
         None
     }
     /// The index of a link (recorded at creation, checked before deleting).

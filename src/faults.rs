@@ -20,8 +20,8 @@ use crate::backend::{Backend, LinkInfo};
 use crate::error::{Error, Result};
 use crate::firewall::Family;
 use crate::model::{NsRef, Route};
+use crate::observer::Observer;
 use crate::op::Op;
-use crate::session::Observer;
 use crate::sys::process::ExecResult;
 
 /// What to inject.
@@ -284,7 +284,7 @@ impl<B: Backend> Backend for Faulty<B> {
     fn reserve_index(&mut self, ns: &NsRef, name: &str) -> Result<Option<u32>> {
         self.inner.reserve_index(ns, name)
     }
-    fn netns_id(&mut self, name: &str) -> Option<crate::op::NsId> {
+    fn netns_id(&mut self, name: &str) -> Option<crate::model::NsId> {
         self.inner.netns_id(name)
     }
     fn link_index(&mut self, ns: &NsRef, name: &str) -> Result<Option<u32>> {

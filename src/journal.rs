@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::op::Op;
-use crate::state::open_file_at;
+use crate::trusted::open_file_at;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum State {
@@ -161,7 +161,7 @@ fn parent_dir(path: &Path) -> Result<(OwnedFd, PathBuf)> {
         Mode::empty(),
     )
     .map_err(|e| Error::from_errno(format!("cannot open {}", dir.display()), e))?;
-    crate::state::check_trusted(fd.as_fd(), dir, true)?;
+    crate::trusted::check_trusted(fd.as_fd(), dir, true)?;
     Ok((fd, dir.to_path_buf()))
 }
 

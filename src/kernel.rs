@@ -804,7 +804,7 @@ impl Backend for Kernel {
         netns::exists(name)
     }
 
-    fn netns_id(&mut self, name: &str) -> Option<crate::op::NsId> {
+    fn netns_id(&mut self, name: &str) -> Option<crate::model::NsId> {
         netns::id(name)
     }
 

@@ -17,6 +17,7 @@ pub mod journal;
 pub mod kernel;
 pub mod lua;
 pub mod model;
+pub mod observer;
 pub mod op;
 pub mod plan;
 pub mod qdisc;
@@ -27,5 +28,6 @@ pub mod state;
 pub mod sys;
 pub mod term;
 pub mod trace;
+pub mod trusted;
 
 pub use error::{Error, Result};

@@ -7,8 +7,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
-use crate::firewall::Family;
-use crate::model::{NsRef, Route, join_words, shell_quote as q};
+use crate::model::{Family, NsId, NsRef, Route, join_words, shell_quote as q};
 use crate::qdisc::Qdisc;
 
 /// A link of a kind made by `link.add` (veth and bridge have ops of their own).
@@ -346,14 +345,6 @@ pub enum Op {
     },
 }
 
-/// A network namespace's identity: the device and inode of its nsfs file (what
-/// `stat -L /run/netns/NAME` shows).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NsId {
-    pub dev: u64,
-    pub ino: u64,
-}
-
 impl Op {
     /// The undo of a deletion of an object netscript created, as a plain deletion
     /// by name (what `DelLink { ns, name }` was before identities were recorded).
@@ -475,7 +466,7 @@ impl Op {
             Kill { pid, .. } => format!("kill {pid}"),
             StopMarked { mark } => format!(
                 "grep -lzx {} /proc/[0-9]*/environ 2>/dev/null | cut -d/ -f3 | xargs -r kill",
-                q(&format!("{}={mark}", crate::sys::process::OWNER_ENV))
+                q(&format!("{}={mark}", crate::model::OWNER_ENV))
             ),
             TraceOn { ns, proto, id } => crate::trace::render_table(ns, proto, *id),
             TraceOff { ns, id } => {

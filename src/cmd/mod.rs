@@ -29,8 +29,9 @@ use crate::journal::Meta;
 use crate::kernel::Kernel;
 use crate::lua::{self, SessionRef};
 use crate::model::plural;
+use crate::observer::Observer;
 use crate::op::Op;
-use crate::session::{Observer, RollbackReport, Session, mark_for};
+use crate::session::{RollbackReport, Session, mark_for};
 use crate::state::{Record, default_state_dir};
 use crate::term::{self, Paint};
 

@@ -10,63 +10,10 @@ pub use rule::parse_rule;
 
 use std::os::fd::BorrowedFd;
 
-use serde::{Deserialize, Serialize};
-
 use crate::error::{Error, Result};
 
-/// The address family a firewall call works on: iptables (IPv4) or ip6tables (IPv6).
-/// Journal records without the field are IPv4 (the only family before there was one).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Family {
-    #[default]
-    Ipv4,
-    Ipv6,
-}
-
-impl Family {
-    pub const ALL: [Family; 2] = [Family::Ipv4, Family::Ipv6];
-
-    /// For `skip_serializing_if`: IPv4 is the default, left out of the journal.
-    pub fn is_ipv4(&self) -> bool {
-        *self == Family::Ipv4
-    }
-
-    /// The option value a script writes (`{family = "ipv6"}`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Family::Ipv4 => "ipv4",
-            Family::Ipv6 => "ipv6",
-        }
-    }
-
-    /// The command a person types: `iptables` or `ip6tables`.
-    pub fn cmd(self) -> &'static str {
-        match self {
-            Family::Ipv4 => "iptables",
-            Family::Ipv6 => "ip6tables",
-        }
-    }
-
-    /// The family of an address.
-    pub fn of(addr: std::net::IpAddr) -> Family {
-        if addr.is_ipv4() { Family::Ipv4 } else { Family::Ipv6 }
-    }
-
-    pub fn parse(s: &str) -> Result<Family> {
-        match s {
-            "ipv4" => Ok(Family::Ipv4),
-            "ipv6" => Ok(Family::Ipv6),
-            _ => Err(Error::invalid(format!("unknown family {s:?} (\"ipv4\" or \"ipv6\")"))),
-        }
-    }
-}
-
-impl std::fmt::Display for Family {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
+/// The family a firewall call works on (defined with the shared vocabulary in model.rs).
+pub use crate::model::Family;
 
 pub const TABLES: &[&str] = &["filter", "nat", "mangle", "raw", "security"];
 

@@ -30,8 +30,8 @@ use crate::error::{Error, Result};
 use crate::firewall::{self, Family};
 
 use crate::model::{NsRef, Route};
+use crate::observer::Observer;
 use crate::op::Op;
-use crate::session::Observer;
 
 use crate::sys::process::ExecResult;
 

@@ -6,8 +6,8 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use crate::model::one_line;
+use crate::observer::Observer;
 use crate::op::Probe;
-use crate::session::Observer;
 
 /// One line of the plan: a change (a command), or a read (shown as a comment).
 #[derive(Clone, Debug, PartialEq)]

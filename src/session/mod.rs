@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::firewall::{self, Family, rule};
 use crate::journal::{Journal, State};
 use crate::model::{NsRef, Route, check_ifname, check_name, check_words};
+use crate::observer::Observer;
 use crate::op::{Op, Probe};
 use crate::sys::process::ExecResult;
 use crate::trace::{Mode, Proto, Spec, Trace};
@@ -52,21 +53,6 @@ impl RollbackReport {
     pub fn complete(&self) -> bool {
         self.failures.is_empty()
     }
-}
-
-/// Watches a session from outside: the CLI prints changes with `-v`, `plan` records
-/// origins and reads, the fault injection of the tests counts changes. The core itself
-/// neither prints nor reads test switches.
-pub trait Observer {
-    /// A change the session hands to the back end now (after its journal entry is
-    /// written; undos during rollback are not reported).
-    fn change(&mut self, _op: &Op) {}
-    /// A call that only reads, and what it returned.
-    fn read(&mut self, _probe: &Probe, _answer: &str) {}
-    /// Where the calls that follow come from (a script's "file:line", or what a
-    /// rollback is undoing). Passed as a function: only an observer that wants it
-    /// pays for working it out.
-    fn origin(&mut self, _origin: &dyn Fn() -> String) {}
 }
 
 pub struct Session {
@@ -119,10 +105,6 @@ struct Queued {
     /// The call that asked for it ("file:line: fw.append(...)"), for its error.
     origin: Option<String>,
 }
-
-/// The "errno" of a change the back end did not make because an earlier one in the
-/// same batch was refused.
-pub(crate) const NOT_MADE: nix::errno::Errno = nix::errno::Errno::ECANCELED;
 
 fn is_link_local(a: &IpNet) -> bool {
     match a.addr() {

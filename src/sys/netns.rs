@@ -120,9 +120,9 @@ pub fn delete(name: &str) -> Result<()> {
 
 /// The identity of the namespace mounted on /run/netns/NAME (its nsfs inode), or
 /// None when the name holds none.
-pub fn id(name: &str) -> Option<crate::op::NsId> {
+pub fn id(name: &str) -> Option<crate::model::NsId> {
     use std::os::unix::fs::MetadataExt;
-    fs::metadata(path(name)).ok().map(|m| crate::op::NsId { dev: m.dev(), ino: m.ino() })
+    fs::metadata(path(name)).ok().map(|m| crate::model::NsId { dev: m.dev(), ino: m.ino() })
 }
 
 pub fn exists(name: &str) -> bool {

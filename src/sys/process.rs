@@ -119,8 +119,7 @@ pub fn exec(
     Ok(ExecResult { code, stdout, stderr, timed_out })
 }
 
-/// The environment variable that marks a spawned process as netscript's.
-pub const OWNER_ENV: &str = "NETSCRIPT_OWNER";
+pub use crate::model::OWNER_ENV;
 
 /// Starts `argv` in the background inside the namespace, in a process group of its
 /// own, with NETSCRIPT_OWNER=`mark` in its environment. Its output goes to `log`
