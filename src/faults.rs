@@ -167,6 +167,11 @@ impl<B: Backend> Backend for Faulty<B> {
 
     /// Counted changes past the limit fail; the ones before it go to the wrapped
     /// back end together, as they would without the decorator.
+    /// Made now, through `apply_batch` (its injected failures and crash points).
+    fn start_batch(&mut self, ops: Vec<Op>) -> crate::backend::Pending {
+        crate::backend::Pending::Done(self.apply_batch(&ops, false))
+    }
+
     fn apply_batch(&mut self, ops: &[Op], stop: bool) -> Vec<Result<()>> {
         let ks: Vec<Option<u64>> = ops.iter().map(|_| self.next()).collect();
         if ks.iter().all(Option::is_none) {

@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use super::{RollbackReport, Session, UndoFailure};
+use crate::backend::Pending;
 use crate::journal::{Entry, State};
 use crate::model::NsRef;
 use crate::op::Op;
@@ -50,6 +51,9 @@ impl Session {
         let link_del = |e: &Entry| matches!(e.undo.as_slice(), [u @ Op::DelLink { name, .. }] if !doomed.covers(u) && !moved.contains(name.as_str()));
         let fw_only = |e: &Entry| matches!(e.undo.as_slice(), [u] if u.is_firewall() && !doomed.covers(u));
         let mut pulled = vec![false; todo.len()];
+        // The firewall batch started after the last namespace deletion (it runs
+        // while the rest of the rollback goes on; see `start_undo_batch`).
+        let mut running: Option<RunningBatch<'_>> = None;
         // A forwarding sysctl takes the rtnl lock too (it spins until it gets it):
         // its undo goes first, before the kernel is busy, when nothing newer in the
         // rollback could depend on its place (no newer sysctl or move in its
@@ -99,13 +103,6 @@ impl Session {
             }
             if Some(i) == last_netns {
                 for (k, older) in todo.iter().enumerate().skip(i + 1) {
-                    if link_del(older) {
-                        pulled[k] = true;
-                        let undo: Vec<&Op> = older.undo.iter().collect();
-                        self.undo_ops(older, &undo, &mut report);
-                    }
-                }
-                for (k, older) in todo.iter().enumerate().skip(i + 1) {
                     if fw_only(older) {
                         pulled[k] = true;
                         if !self.handed_over(older, &mut report) {
@@ -113,13 +110,24 @@ impl Session {
                         }
                     }
                 }
-                self.flush_undo_batch(&mut batch, &mut report);
+                running = Some(self.start_undo_batch(std::mem::take(&mut batch)));
+                for (k, older) in todo.iter().enumerate().skip(i + 1) {
+                    if link_del(older) {
+                        pulled[k] = true;
+                        let undo: Vec<&Op> = older.undo.iter().collect();
+                        self.undo_ops(older, &undo, &mut report);
+                    }
+                }
                 for (ns, name) in std::mem::take(&mut dying) {
                     self.wait_gone(&ns, &name, &mut report);
                 }
             }
         }
-        self.flush_undo_batch(&mut batch, &mut report);
+        if let Some(r) = running {
+            self.finish_undo_batch(r, &mut report);
+        }
+        let r = self.start_undo_batch(batch);
+        self.finish_undo_batch(r, &mut report);
         let _ = self.journal.sync();
         for (ns, name) in dying {
             self.wait_gone(&ns, &name, &mut report);
@@ -217,10 +225,10 @@ impl Session {
         }
     }
 
-    pub(super) fn flush_undo_batch(&mut self, batch: &mut Vec<&Entry>, report: &mut RollbackReport) {
-        if batch.is_empty() {
-            return;
-        }
+    /// Sends the firewall undos of `batch` to the back end, which may make them while
+    /// the rollback goes on (`Backend::start_batch`: they commute with the other
+    /// kinds); `finish_undo_batch` takes their results.
+    fn start_undo_batch<'e>(&mut self, mut batch: Vec<&'e Entry>) -> RunningBatch<'e> {
         // Deleting rules by their spec gives the same result in any order, and
         // iptables-nft looks for each from the start of its chain: oldest first is
         // linear, newest first quadratic. Runs of deletions go oldest first; other
@@ -232,15 +240,28 @@ impl Session {
             i = j + 1;
         }
         let ops: Vec<Op> = batch.iter().map(|e| e.undo[0].clone()).collect();
-        self.set_origin(&|| "undo of the firewall changes (sent together)".into());
-        let results = self.backend.apply_batch(&ops, false);
-        for ((e, op), r) in batch.drain(..).zip(ops).zip(results) {
+        let pending = if ops.is_empty() {
+            Pending::Done(Vec::new())
+        } else {
+            self.set_origin(&|| "undo of the firewall changes (sent together)".into());
+            self.backend.start_batch(ops.clone())
+        };
+        RunningBatch { batch, ops, pending }
+    }
+
+    /// Waits for the undos `start_undo_batch` sent and marks their entries: undone,
+    /// or pending still when refused (a later `down` tries again).
+    fn finish_undo_batch(&mut self, r: RunningBatch<'_>, report: &mut RollbackReport) {
+        if r.batch.is_empty() {
+            return;
+        }
+        let results = r.pending.wait();
+        for ((e, op), r) in r.batch.into_iter().zip(r.ops).zip(results) {
             report.changes += 1;
             let durable = !idempotent(&op);
             match r {
                 Ok(()) => report.undone.push(op.render()),
                 Err(err) if err.is_gone() => {}
-                // Pending still: a later `down` tries again.
                 Err(error) => {
                     report.failures.push(UndoFailure { undo: op, error });
                     continue;
@@ -396,6 +417,14 @@ impl Doomed {
 /// address, a route or a rule again would fail or duplicate it.
 fn idempotent(op: &Op) -> bool {
     !restores(op) && !matches!(op, Op::FwInsert { .. } | Op::FwAppend { .. })
+}
+
+/// A batch of firewall undos sent to the back end (`start_undo_batch`): the entries,
+/// their undos in the order sent, and the results to come.
+struct RunningBatch<'e> {
+    batch: Vec<&'e Entry>,
+    ops: Vec<Op>,
+    pending: Pending,
 }
 
 /// An undo that puts back an address or a route (the kernel answers EEXIST when it
@@ -562,11 +591,12 @@ mod tests {
     }
 
     /// With namespaces: the IPv4 forwarding undo goes first; right after the last
-    /// namespace deletion come the link deletions nothing else orders, then the
-    /// firewall batch, then the older undos (the kernel dismantles namespaces in the
-    /// background, holding the lock that link and forwarding changes wait for).
+    /// namespace deletion come the firewall batch (started; on the kernel it runs on
+    /// a thread), the link deletions nothing else orders, then the older undos (the
+    /// kernel dismantles namespaces in the background, holding the lock that link
+    /// and forwarding changes wait for).
     #[test]
-    fn link_deletions_and_firewall_undos_go_right_after_the_last_namespace_deletion() {
+    fn firewall_undos_and_link_deletions_go_right_after_the_last_namespace_deletion() {
         let (mut s, rec) = session();
         s.bridge_add("br0", &H).unwrap();
         s.sysctl_set(&H, "net.ipv4.ip_forward", "1").unwrap();
@@ -585,9 +615,9 @@ mod tests {
             vec![
                 "sysctl -w net.ipv4.ip_forward=0",
                 "ip netns del ns1",
-                "ip link del br0",
                 "iptables -t nat -D PREROUTING -m comment --comment netscript:t -p tcp --dport 8001 -j DNAT --to-destination 10.0.0.2:80",
                 "iptables -t filter -P FORWARD ACCEPT",
+                "ip link del br0",
             ]
         );
         assert_eq!(s.journal().live_count(), 0);
