@@ -127,6 +127,10 @@ pub trait Backend {
     fn netns_list(&mut self) -> Vec<String>;
     fn link(&mut self, ns: &NsRef, name: &str) -> Result<Option<LinkInfo>>;
     fn links(&mut self, ns: &NsRef) -> Result<Vec<LinkInfo>>;
+    /// The names of the links in `ns` (the kernel: one dump, no addresses).
+    fn link_names(&mut self, ns: &NsRef) -> Result<Vec<String>> {
+        Ok(self.links(ns)?.into_iter().map(|l| l.name).collect())
+    }
     /// The route in the main table that matches `r` (its dest, and via / dev /
     /// metric where given), as the system holds it.
     fn find_route(&mut self, ns: &NsRef, r: &Route) -> Result<Option<Route>>;

@@ -214,6 +214,10 @@ impl<B: Backend> Backend for Faulty<B> {
     fn link(&mut self, ns: &NsRef, name: &str) -> Result<Option<LinkInfo>> {
         self.inner.link(ns, name)
     }
+    fn link_names(&mut self, ns: &NsRef) -> Result<Vec<String>> {
+        self.inner.link_names(ns)
+    }
+
     fn links(&mut self, ns: &NsRef) -> Result<Vec<LinkInfo>> {
         self.inner.links(ns)
     }

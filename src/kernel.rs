@@ -624,7 +624,7 @@ impl Backend for Kernel {
     /// while the caller deletes namespaces and links); anything else now.
     fn start_batch(&mut self, ops: Vec<Op>) -> crate::backend::Pending {
         use crate::backend::Pending;
-        let nss: Option<Vec<NsRef>> = ops.iter().map(|op| fw::fw_change(op).map(|c| c.0.clone())).collect();
+        let nss: Option<Vec<NsRef>> = ops.iter().map(|op| op.is_firewall().then(|| op.ns())).collect();
         let run = nss.and_then(|nss| self.fw_run(&nss).ok());
         match run {
             Some(run) => {
@@ -691,6 +691,11 @@ impl Backend for Kernel {
         };
         let (addrs, nodad) = split_addrs(self.rt.block_on(nl::addrs(&h, l.index))?);
         Ok(Some(LinkInfo { name: l.name, up: l.up, master, mtu: l.mtu, kind: l.kind, alias: l.alias, addrs, nodad }))
+    }
+
+    fn link_names(&mut self, ns: &NsRef) -> Result<Vec<String>> {
+        let h = self.nl(ns)?;
+        Ok(self.rt.block_on(nl::links(&h))?.into_iter().map(|l| l.name).collect())
     }
 
     fn links(&mut self, ns: &NsRef) -> Result<Vec<LinkInfo>> {
