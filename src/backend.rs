@@ -23,6 +23,24 @@ pub fn not_made() -> crate::error::Error {
     crate::error::Error::sys("not made: an earlier change in the same batch was refused", Some(NOT_MADE))
 }
 
+/// A batch started by `Backend::start_batch`: its results, or the thread making them.
+pub enum Pending {
+    Done(Vec<Result<()>>),
+    Running { thread: std::thread::JoinHandle<Vec<Result<()>>>, len: usize },
+}
+
+impl Pending {
+    /// The results, one per change, in order (waiting for the thread).
+    pub fn wait(self) -> Vec<Result<()>> {
+        match self {
+            Pending::Done(r) => r,
+            Pending::Running { thread, len } => thread.join().unwrap_or_else(|_| {
+                (0..len).map(|_| Err(crate::error::Error::sys("the firewall batch's thread panicked", None))).collect()
+            }),
+        }
+    }
+}
+
 /// A link as the session sees it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LinkInfo {
@@ -60,6 +78,15 @@ pub trait Backend {
                 r
             })
             .collect()
+    }
+
+    /// Starts `apply_batch(ops, false)` so that it may run while the caller goes on
+    /// (the kernel runs a batch of firewall changes on a thread: a rollback's
+    /// firewall undos then overlap the namespace and link deletions); the results
+    /// come from `Pending::wait`. Only for changes that commute with whatever the
+    /// caller does meanwhile. By default they are made now.
+    fn start_batch(&mut self, ops: Vec<Op>) -> Pending {
+        Pending::Done(self.apply_batch(&ops, false))
     }
 
     /// Whether `apply_batch` makes a link's master and "up" in one request when they
@@ -101,6 +128,10 @@ pub trait Backend {
     fn netns_list(&mut self) -> Vec<String>;
     fn link(&mut self, ns: &NsRef, name: &str) -> Result<Option<LinkInfo>>;
     fn links(&mut self, ns: &NsRef) -> Result<Vec<LinkInfo>>;
+    /// The names of the links in `ns` (the kernel: one dump, no addresses).
+    fn link_names(&mut self, ns: &NsRef) -> Result<Vec<String>> {
+        Ok(self.links(ns)?.into_iter().map(|l| l.name).collect())
+    }
     /// The route in the main table that matches `r` (its dest, and via / dev /
     /// metric where given), as the system holds it.
     fn find_route(&mut self, ns: &NsRef, r: &Route) -> Result<Option<Route>>;

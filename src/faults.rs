@@ -167,6 +167,11 @@ impl<B: Backend> Backend for Faulty<B> {
 
     /// Counted changes past the limit fail; the ones before it go to the wrapped
     /// back end together, as they would without the decorator.
+    /// Made now, through `apply_batch` (its injected failures and crash points).
+    fn start_batch(&mut self, ops: Vec<Op>) -> crate::backend::Pending {
+        crate::backend::Pending::Done(self.apply_batch(&ops, false))
+    }
+
     fn apply_batch(&mut self, ops: &[Op], stop: bool) -> Vec<Result<()>> {
         let ks: Vec<Option<u64>> = ops.iter().map(|_| self.next()).collect();
         if ks.iter().all(Option::is_none) {
@@ -209,6 +214,10 @@ impl<B: Backend> Backend for Faulty<B> {
     fn link(&mut self, ns: &NsRef, name: &str) -> Result<Option<LinkInfo>> {
         self.inner.link(ns, name)
     }
+    fn link_names(&mut self, ns: &NsRef) -> Result<Vec<String>> {
+        self.inner.link_names(ns)
+    }
+
     fn links(&mut self, ns: &NsRef) -> Result<Vec<LinkInfo>> {
         self.inner.links(ns)
     }

@@ -13,9 +13,11 @@ use std::time::Duration;
 use nix::errno::Errno;
 use rtnetlink::Handle;
 
+mod fw;
+
 use crate::backend::{Backend, LinkInfo};
 use crate::error::{Error, Result};
-use crate::firewall::{Change, Family, Firewall};
+use crate::firewall::{Family, Firewall};
 use crate::model::{NsRef, Route};
 use crate::op::{BridgeOpts, Op, PortFlags};
 use crate::qdisc::RootQdisc;
@@ -42,7 +44,7 @@ pub struct Kernel {
     host_fd: OwnedFd,
     nss: HashMap<NsRef, NsCtx>,
     tick: u64,
-    fw: Box<dyn Firewall>,
+    fw: Arc<dyn Firewall>,
     /// Link indexes by namespace and name, learnt from creations (echoed by the
     /// kernel) and lookups; forgotten when netscript deletes or moves the link. A
     /// stale one (someone else deleted the link) makes the kernel answer ENODEV, and
@@ -85,7 +87,7 @@ impl Kernel {
             host_fd,
             nss: HashMap::new(),
             tick: 0,
-            fw,
+            fw: Arc::from(fw),
             idx: HashMap::new(),
             reserved: HashMap::new(),
             mark,
@@ -217,6 +219,11 @@ impl Kernel {
     fn set_link(&mut self, ns: &NsRef, name: &str, s: nl::LinkSet<'_>) -> Result<()> {
         let h = self.nl(ns)?;
         self.rt.block_on(nl::set_link(&h, name, s))
+    }
+
+    /// What a run of firewall changes in `nss` needs (the driver, the namespaces).
+    fn fw_run<'a>(&self, nss: impl IntoIterator<Item = &'a NsRef>) -> Result<fw::FwRun> {
+        fw::FwRun::new(self.fw.clone(), nss, |ns| self.nss.get(ns).and_then(|c| c.fd.as_ref()).map(|f| f.as_fd()))
     }
 
     /// Runs a firewall call in `ns`.
@@ -511,25 +518,12 @@ impl Kernel {
                 let fd = self.fd(ns)?;
                 sysctl::set(fd, key, value)
             }
-            Op::FwPolicy { ns, family: f, table, chain, target } => {
-                self.with_fw(ns, |fw, fd| fw.set_policy(fd, *f, table, chain, target))
-            }
-            Op::FwAppend { ns, family: f, table, chain, rule } => {
-                self.with_fw(ns, |fw, fd| fw.append(fd, *f, table, chain, rule))
-            }
-            Op::FwInsert { ns, family: f, table, chain, pos, rule } => {
-                self.with_fw(ns, |fw, fd| fw.insert(fd, *f, table, chain, *pos, rule))
-            }
-            // A missing rule or chain comes back as ENOENT ("already gone").
-            Op::FwDelete { ns, family: f, table, chain, rule } => {
-                self.with_fw(ns, |fw, fd| fw.delete(fd, *f, table, chain, rule))
-            }
-            Op::FwNewChain { ns, family: f, table, chain } => {
-                self.with_fw(ns, |fw, fd| fw.new_chain(fd, *f, table, chain))
-            }
-            Op::FwDelChain { ns, family: f, table, chain } => {
-                self.with_fw(ns, |fw, fd| fw.delete_chain(fd, *f, table, chain))
-            }
+            Op::FwPolicy { ns, .. }
+            | Op::FwAppend { ns, .. }
+            | Op::FwInsert { ns, .. }
+            | Op::FwDelete { ns, .. }
+            | Op::FwNewChain { ns, .. }
+            | Op::FwDelChain { ns, .. } => self.fw_run([ns])?.apply(op),
             Op::Spawn { .. } => Err(Error::invalid("a process is started with spawn(), not replayed")),
             Op::StopMarked { mark } => process::stop_marked(mark, Duration::from_secs(2)),
             Op::TraceOn { ns, proto, id } => {
@@ -550,90 +544,6 @@ impl Kernel {
                 r
             }
         }
-    }
-}
-
-/// The `iptables -S` lines of each table, in one namespace.
-type FwSnapshot = HashMap<String, Vec<String>>;
-
-/// How many rules `chain` of `table` has in a snapshot.
-fn count(snap: &FwSnapshot, table: &str, chain: &str) -> i64 {
-    snap.get(table).map_or(0, |lines| {
-        lines.iter().filter(|l| l.strip_prefix("-A ").and_then(|r| r.split(' ').next()) == Some(chain)).count() as i64
-    })
-}
-
-impl Kernel {
-    /// The tables of one family, read at once (one `iptables-save`).
-    fn fw_snapshot(&mut self, ns: &NsRef, fam: Family, tables: &[&str]) -> Result<FwSnapshot> {
-        Ok(self.with_fw(ns, |fw, fd| fw.tables(fd, fam, tables))?.into_iter().collect())
-    }
-
-    /// After an iptables-restore that said it succeeded: is what the batch meant to
-    /// do there? (`iptables-restore` exits 0 having done nothing when a line asks
-    /// for help, say.) Cheap check first: each chain holds as many rules more (or
-    /// fewer) as the batch added (deleted), and each policy is what it set. If not,
-    /// each rule is looked up (`iptables -C`): one added that is not there, or one
-    /// deleted that still is, is the error of its change, naming the rule.
-    fn check_batch(
-        &mut self,
-        fam: Family,
-        ops: &[&Op],
-        before: &FwSnapshot,
-        after: &Result<FwSnapshot>,
-    ) -> Vec<Result<()>> {
-        let mut delta: HashMap<(&str, &str), i64> = HashMap::new();
-        let mut policies: HashMap<(&str, &str), &str> = HashMap::new();
-        for op in ops {
-            match *op {
-                Op::FwAppend { table, chain, .. } | Op::FwInsert { table, chain, .. } => {
-                    *delta.entry((table, chain)).or_default() += 1
-                }
-                Op::FwDelete { table, chain, .. } => *delta.entry((table, chain)).or_default() -= 1,
-                Op::FwPolicy { table, chain, target, .. } => {
-                    policies.insert((table, chain), target);
-                }
-                _ => {}
-            }
-        }
-        let policy_of = |snap: &FwSnapshot, t: &str, c: &str| {
-            let p = format!("-P {c} ");
-            snap.get(t).and_then(|ls| ls.iter().find_map(|l| l.strip_prefix(&p).map(str::to_string)))
-        };
-        if let Ok(after) = &after
-            && delta.iter().all(|((t, c), d)| count(after, t, c) == count(before, t, c) + d)
-            && policies.iter().all(|((t, c), p)| policy_of(after, t, c).as_deref() == Some(*p))
-        {
-            return ops.iter().map(|_| Ok(())).collect();
-        }
-        let missing = |op: &Op, what: &str| {
-            Error::sys(format!("{}: {}-restore reported success, but {what}", op.render(), fam.cmd()), None)
-        };
-        ops.iter()
-            .map(|&op| match op {
-                Op::FwAppend { ns, table, chain, rule, .. } | Op::FwInsert { ns, table, chain, rule, .. } => {
-                    match self.with_fw(ns, |fw, fd| fw.exists(fd, fam, table, chain, rule)) {
-                        Ok(true) => Ok(()),
-                        Ok(false) => Err(missing(op, "the rule is not there")),
-                        Err(e) => Err(e),
-                    }
-                }
-                Op::FwDelete { ns, table, chain, rule, .. } => {
-                    match self.with_fw(ns, |fw, fd| fw.exists(fd, fam, table, chain, rule)) {
-                        Ok(false) => Ok(()),
-                        Ok(true) => Err(missing(op, "the rule is still there")),
-                        Err(e) => Err(e),
-                    }
-                }
-                Op::FwPolicy { table, chain, target, .. } => match &after {
-                    Ok(a) if policy_of(a, table, chain).as_deref() != Some(target.as_str()) => {
-                        Err(missing(op, "the policy was not set"))
-                    }
-                    _ => Ok(()),
-                },
-                _ => Ok(()),
-            })
-            .collect()
     }
 }
 
@@ -666,25 +576,9 @@ fn split_addrs(st: Vec<nl::AddrState>) -> (Vec<ipnet::IpNet>, Vec<ipnet::IpNet>)
     (st.into_iter().map(|a| a.addr).collect(), nodad)
 }
 
-/// A firewall change as the driver's batch takes it, with its namespace and family.
-fn fw_change(op: &Op) -> Option<(&NsRef, Family, Change<'_>)> {
-    Some(match op {
-        Op::FwAppend { ns, family, table, chain, rule } => (ns, *family, Change::Append { table, chain, rule }),
-        Op::FwInsert { ns, family, table, chain, pos, rule } => {
-            (ns, *family, Change::Insert { table, chain, pos: *pos, rule })
-        }
-        Op::FwDelete { ns, family, table, chain, rule } => (ns, *family, Change::Delete { table, chain, rule }),
-        Op::FwPolicy { ns, family, table, chain, target } => (ns, *family, Change::Policy { table, chain, target }),
-        _ => return None,
-    })
-}
-
 impl Backend for Kernel {
     fn apply(&mut self, op: &Op) -> Result<()> {
-        self.apply_inner(op).map_err(|e| match e {
-            Error::Sys { msg, errno } => Error::Sys { msg: format!("{}: {msg}", op.render()), errno },
-            other => other,
-        })
+        self.apply_inner(op).map_err(|e| fw::named(op, e))
     }
 
     /// Consecutive firewall changes in one namespace go through iptables-restore
@@ -707,7 +601,7 @@ impl Backend for Kernel {
                 i += 2;
                 continue;
             }
-            let Some((ns, _, _)) = fw_change(&ops[i]) else {
+            let Some((ns, _, _)) = fw::fw_change(&ops[i]) else {
                 let r = if failed && stop { Err(crate::backend::not_made()) } else { self.apply(&ops[i]) };
                 failed |= r.is_err();
                 results.push(r);
@@ -715,67 +609,30 @@ impl Backend for Kernel {
                 continue;
             };
             let ns = ns.clone();
-            let mut j = i;
-            let mut changes = Vec::new();
-            while j < ops.len() {
-                match fw_change(&ops[j]) {
-                    Some((n, f, c)) if *n == ns => changes.push((f, c)),
-                    _ => break,
-                }
-                j += 1;
+            let j = (i..ops.len()).find(|&k| fw::fw_change(&ops[k]).is_none_or(|c| *c.0 != ns)).unwrap_or(ops.len());
+            match self.fw_run([&ns]) {
+                Ok(run) => results.extend(run.group(&ops[i..j], stop, failed)),
+                Err(_) => results.extend(ops[i..j].iter().map(|op| self.apply(op))),
             }
-            // One restore per family for all its tables, between one save before and
-            // one after (see `check_batch`).
-            let mut families: Vec<Family> = Vec::new();
-            for (f, _) in &changes {
-                if !families.contains(f) {
-                    families.push(*f);
-                }
-            }
-            let mut done: HashMap<usize, Result<()>> = HashMap::new();
-            if changes.len() > 1 && !(failed && stop) {
-                for fam in families {
-                    let mine: Vec<usize> = (0..changes.len()).filter(|&k| changes[k].0 == fam).collect();
-                    let part: Vec<_> = mine.iter().map(|&k| changes[k].1).collect();
-                    let mut tables: Vec<&str> = Vec::new();
-                    for c in &part {
-                        if !tables.contains(&c.table()) {
-                            tables.push(c.table());
-                        }
-                    }
-                    let Ok(before) = self.fw_snapshot(&ns, fam, &tables) else { break };
-                    let restored = self.with_fw(&ns, |fw, fd| fw.batch(fd, fam, &part));
-                    let after = self.fw_snapshot(&ns, fam, &tables);
-                    // iptables-restore commits table by table: after a refusal, the
-                    // tables that are as before were not committed (their changes are
-                    // made one by one below); the others were, and are checked.
-                    let committed: Vec<&str> = match (&restored, &after) {
-                        (Ok(()), _) => tables.clone(),
-                        (Err(_), Ok(a)) => tables.iter().copied().filter(|t| a.get(*t) != before.get(*t)).collect(),
-                        (Err(_), Err(_)) => break,
-                    };
-                    let checked: Vec<usize> =
-                        mine.into_iter().filter(|&k| committed.contains(&changes[k].1.table())).collect();
-                    let part_ops: Vec<&Op> = checked.iter().map(|&k| &ops[i + k]).collect();
-                    let results = self.check_batch(fam, &part_ops, &before, &after);
-                    done.extend(checked.into_iter().zip(results));
-                    if restored.is_err() {
-                        break;
-                    }
-                }
-            }
-            for k in 0..(j - i) {
-                let r = match done.remove(&k) {
-                    Some(r) => r,
-                    None if failed && stop => Err(crate::backend::not_made()),
-                    None => self.apply(&ops[i + k]),
-                };
-                failed |= r.is_err();
-                results.push(r);
-            }
+            failed |= results.iter().any(Result::is_err);
             i = j;
         }
         results
+    }
+
+    /// Firewall changes only: on a thread of their own (the driver's processes run
+    /// while the caller deletes namespaces and links); anything else now.
+    fn start_batch(&mut self, ops: Vec<Op>) -> crate::backend::Pending {
+        use crate::backend::Pending;
+        let nss: Option<Vec<NsRef>> = ops.iter().map(|op| op.is_firewall().then(|| op.ns())).collect();
+        let run = nss.and_then(|nss| self.fw_run(&nss).ok());
+        match run {
+            Some(run) => {
+                let len = ops.len();
+                Pending::Running { thread: std::thread::spawn(move || run.batch(&ops)), len }
+            }
+            None => Pending::Done(self.apply_batch(&ops, false)),
+        }
     }
 
     fn batches_firewall(&self) -> bool {
@@ -834,6 +691,11 @@ impl Backend for Kernel {
         };
         let (addrs, nodad) = split_addrs(self.rt.block_on(nl::addrs(&h, l.index))?);
         Ok(Some(LinkInfo { name: l.name, up: l.up, master, mtu: l.mtu, kind: l.kind, alias: l.alias, addrs, nodad }))
+    }
+
+    fn link_names(&mut self, ns: &NsRef) -> Result<Vec<String>> {
+        let h = self.nl(ns)?;
+        Ok(self.rt.block_on(nl::links(&h))?.into_iter().map(|l| l.name).collect())
     }
 
     fn links(&mut self, ns: &NsRef) -> Result<Vec<LinkInfo>> {

@@ -2,9 +2,9 @@
 //! inside the namespace, with `--wait` for the xtables lock), `ip6tables` for IPv6.
 //! Both families use the same variant (nft or legacy).
 
-use std::cell::OnceCell;
 use std::os::fd::BorrowedFd;
 use std::process::Command;
+use std::sync::OnceLock;
 
 use nix::errno::Errno;
 
@@ -41,9 +41,9 @@ impl Flavor {
 pub struct Iptables {
     choice: Choice,
     /// The variant, decided on first use (see `flavor`).
-    flavor: OnceCell<Flavor>,
+    flavor: OnceLock<Flavor>,
     /// The command of each family, found on first use (see `ipt`).
-    ipt: [OnceCell<iptables::IPTables>; 2],
+    ipt: [OnceLock<iptables::IPTables>; 2],
 }
 
 /// Whether `cmd` is an executable file on PATH (looked up, not run: a process each
@@ -70,7 +70,7 @@ fn rule_counts<const N: usize>(saves: [&str; N]) -> [usize; N] {
 impl Iptables {
     /// The driver for `choice`; the command is looked for on first use.
     pub fn new(choice: Choice) -> Self {
-        Iptables { choice, flavor: OnceCell::new(), ipt: [OnceCell::new(), OnceCell::new()] }
+        Iptables { choice, flavor: OnceLock::new(), ipt: [OnceLock::new(), OnceLock::new()] }
     }
 
     /// The driver of the variant whose IPv4 command is `cmd`, as an earlier run found
@@ -82,8 +82,8 @@ impl Iptables {
             Flavor::Legacy => Choice::Legacy,
             Flavor::System => Choice::Auto,
         };
-        let ipt = |fam| OnceCell::from(Self::ipt_for(flavor.cmd(fam)));
-        Some(Iptables { choice, flavor: OnceCell::from(flavor), ipt: [ipt(Family::Ipv4), ipt(Family::Ipv6)] })
+        let ipt = |fam| OnceLock::from(Self::ipt_for(flavor.cmd(fam)));
+        Some(Iptables { choice, flavor: OnceLock::from(flavor), ipt: [ipt(Family::Ipv4), ipt(Family::Ipv6)] })
     }
 
     fn ipt_for(cmd: &'static str) -> iptables::IPTables {

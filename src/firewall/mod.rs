@@ -164,8 +164,10 @@ impl Change<'_> {
 
 /// One firewall driver. `ns` is the namespace to act in (None: netscript's own),
 /// `fam` the family (iptables or ip6tables: one driver serves both, so that both
-/// use the same variant, nft or legacy).
-pub trait Firewall {
+/// use the same variant, nft or legacy). Shared with a thread (`Send + Sync`): a
+/// rollback's firewall undos run while the namespaces and links go
+/// (`Backend::start_batch`).
+pub trait Firewall: Send + Sync {
     /// A short name for messages and `--help` ("iptables-nft", ...).
     fn describe(&self) -> String;
     /// What this driver found to use, once it has looked ("iptables-nft", ...):

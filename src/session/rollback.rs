@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use super::{RollbackReport, Session, UndoFailure};
+use crate::backend::Pending;
 use crate::journal::{Entry, State};
 use crate::model::NsRef;
 use crate::op::Op;
@@ -15,19 +16,21 @@ impl Session {
     ///
     /// Entries whose undo is a single firewall change are collected and sent to the
     /// back end together (one iptables-restore per family and namespace), in their
-    /// order, after the last namespace deletion (see below; or at the end): firewall
-    /// changes commute with the other kinds (rules name interfaces by name; no link,
-    /// address, route or sysctl depends on a rule).
+    /// order, first, to be made while the rest goes on (see below): firewall changes
+    /// commute with the other kinds (rules name interfaces by name; no link, address,
+    /// route or sysctl depends on a rule).
     /// Links that die with a deleted namespace are not deleted one by one (each
     /// deletion waits for the kernel); the ends of those veth pairs that sit outside
-    /// are waited for (after the firewall batch), so that nothing is left when
-    /// rollback returns.
+    /// are waited for, so that nothing is left when rollback returns.
     pub(super) fn undo_entries(&mut self, todo: &[Entry], mut tick: impl FnMut(usize)) -> RollbackReport {
         self.forget_known();
         let mut report = RollbackReport::default();
         let doomed = Doomed::of(todo);
-        let mut batch: Vec<&Entry> = Vec::new();
         let mut dying: Vec<(NsRef, String)> = Vec::new();
+        // The firewall undos commute with the rest: they are sent first, as one batch
+        // the back end may make on a thread of its own (`start_undo_batch`; the
+        // kernel's firewall processes then run while the namespaces and links go),
+        // and their results are taken at the end.
         // After the last namespace deletion the kernel dismantles the namespaces in
         // the background, holding the rtnl lock (a forwarding sysctl write spins on a
         // CPU until it gets it; a link change waits), and a bridge whose ports die
@@ -35,9 +38,8 @@ impl Session {
         // link deletions that nothing else orders (a single `DelLink` undo, of a link
         // in a namespace that stays and never moved: what the other undos do to such
         // a link is skipped or finds it gone, as with any deletion), sent before the
-        // kernel takes the lock, as `ip -batch` does; then the firewall batch, which
-        // needs no lock, while the kernel works; then the sleeping wait for the veth
-        // ends outside; then the older undos, which then find the lock free.
+        // kernel takes the lock, as `ip -batch` does; then the sleeping wait for the
+        // veth ends outside; then the older undos, which then find the lock free.
         let last_netns = todo.iter().rposition(|e| e.undo.iter().any(|u| matches!(u, Op::DelNetns { .. })));
         let moved: HashSet<&str> = todo
             .iter()
@@ -74,6 +76,16 @@ impl Session {
                 }
             }
         }
+        let mut batch: Vec<&Entry> = Vec::new();
+        for (k, e) in todo.iter().enumerate() {
+            if !pulled[k] && fw_only(e) {
+                pulled[k] = true;
+                if !self.handed_over(e, &mut report) {
+                    batch.push(e);
+                }
+            }
+        }
+        let running = self.start_undo_batch(batch);
         for (i, e) in todo.iter().enumerate() {
             tick(todo.len() - i);
             if pulled[i] || self.handed_over(e, &mut report) {
@@ -92,11 +104,7 @@ impl Session {
                 let _ = self.journal.mark_undone(e.seq, false);
                 continue;
             }
-            if undo.len() == 1 && undo[0].is_firewall() && e.undo.len() == 1 {
-                batch.push(e);
-            } else {
-                self.undo_ops(e, &undo, &mut report);
-            }
+            self.undo_ops(e, &undo, &mut report);
             if Some(i) == last_netns {
                 for (k, older) in todo.iter().enumerate().skip(i + 1) {
                     if link_del(older) {
@@ -105,25 +113,12 @@ impl Session {
                         self.undo_ops(older, &undo, &mut report);
                     }
                 }
-                for (k, older) in todo.iter().enumerate().skip(i + 1) {
-                    if fw_only(older) {
-                        pulled[k] = true;
-                        if !self.handed_over(older, &mut report) {
-                            batch.push(older);
-                        }
-                    }
-                }
-                self.flush_undo_batch(&mut batch, &mut report);
-                for (ns, name) in std::mem::take(&mut dying) {
-                    self.wait_gone(&ns, &name, &mut report);
-                }
+                self.wait_gone(std::mem::take(&mut dying), &mut report);
             }
         }
-        self.flush_undo_batch(&mut batch, &mut report);
+        self.finish_undo_batch(running, &mut report);
         let _ = self.journal.sync();
-        for (ns, name) in dying {
-            self.wait_gone(&ns, &name, &mut report);
-        }
+        self.wait_gone(dying, &mut report);
         report
     }
 
@@ -217,10 +212,10 @@ impl Session {
         }
     }
 
-    pub(super) fn flush_undo_batch(&mut self, batch: &mut Vec<&Entry>, report: &mut RollbackReport) {
-        if batch.is_empty() {
-            return;
-        }
+    /// Sends the firewall undos of `batch` to the back end, which may make them while
+    /// the rollback goes on (`Backend::start_batch`: they commute with the other
+    /// kinds); `finish_undo_batch` takes their results.
+    fn start_undo_batch<'e>(&mut self, mut batch: Vec<&'e Entry>) -> RunningBatch<'e> {
         // Deleting rules by their spec gives the same result in any order, and
         // iptables-nft looks for each from the start of its chain: oldest first is
         // linear, newest first quadratic. Runs of deletions go oldest first; other
@@ -232,15 +227,28 @@ impl Session {
             i = j + 1;
         }
         let ops: Vec<Op> = batch.iter().map(|e| e.undo[0].clone()).collect();
-        self.set_origin(&|| "undo of the firewall changes (sent together)".into());
-        let results = self.backend.apply_batch(&ops, false);
-        for ((e, op), r) in batch.drain(..).zip(ops).zip(results) {
+        let pending = if ops.is_empty() {
+            Pending::Done(Vec::new())
+        } else {
+            self.set_origin(&|| "undo of the firewall changes (sent together)".into());
+            self.backend.start_batch(ops.clone())
+        };
+        RunningBatch { batch, ops, pending }
+    }
+
+    /// Waits for the undos `start_undo_batch` sent and marks their entries: undone,
+    /// or pending still when refused (a later `down` tries again).
+    fn finish_undo_batch(&mut self, r: RunningBatch<'_>, report: &mut RollbackReport) {
+        if r.batch.is_empty() {
+            return;
+        }
+        let results = r.pending.wait();
+        for ((e, op), r) in r.batch.into_iter().zip(r.ops).zip(results) {
             report.changes += 1;
             let durable = !idempotent(&op);
             match r {
                 Ok(()) => report.undone.push(op.render()),
                 Err(err) if err.is_gone() => {}
-                // Pending still: a later `down` tries again.
                 Err(error) => {
                     report.failures.push(UndoFailure { undo: op, error });
                     continue;
@@ -253,22 +261,37 @@ impl Session {
         let _ = self.journal.sync();
     }
 
-    /// Waits for a link that the kernel removes asynchronously (a veth end whose peer
-    /// died with its namespace); deletes it if it lingers.
-    pub(super) fn wait_gone(&mut self, ns: &NsRef, name: &str, report: &mut RollbackReport) {
+    /// Waits for the links that the kernel removes asynchronously (veth ends whose
+    /// peers died with their namespace); deletes those that linger.
+    pub(super) fn wait_gone(&mut self, mut dying: Vec<(NsRef, String)>, report: &mut RollbackReport) {
         let t0 = std::time::Instant::now();
-        while t0.elapsed() < Duration::from_secs(10) {
-            match self.backend.link(ns, name) {
-                Ok(Some(_)) => std::thread::sleep(Duration::from_millis(2)),
-                _ => return,
+        while !dying.is_empty() && t0.elapsed() < Duration::from_secs(10) {
+            // One listing per namespace, not one request per link.
+            let mut there: HashSet<(NsRef, String)> = HashSet::new();
+            let mut nss: Vec<&NsRef> = Vec::new();
+            for (ns, _) in &dying {
+                if !nss.contains(&ns) {
+                    nss.push(ns);
+                }
+            }
+            for ns in nss.into_iter().cloned().collect::<Vec<_>>() {
+                if let Ok(names) = self.backend.link_names(&ns) {
+                    there.extend(names.into_iter().map(|n| (ns.clone(), n)));
+                }
+            }
+            dying.retain(|l| there.contains(l));
+            if !dying.is_empty() {
+                std::thread::sleep(Duration::from_millis(2));
             }
         }
-        let op = Op::del_link(ns, name);
-        match self.backend.apply(&op) {
-            Ok(()) => report.undone.push(op.render()),
-            Err(err) if err.is_gone() => {}
-            Err(err) if err.is_not_ours() => report.left_alone.push(err.to_string()),
-            Err(error) => report.failures.push(UndoFailure { undo: op, error }),
+        for (ns, name) in dying {
+            let op = Op::del_link(&ns, &name);
+            match self.backend.apply(&op) {
+                Ok(()) => report.undone.push(op.render()),
+                Err(err) if err.is_gone() => {}
+                Err(err) if err.is_not_ours() => report.left_alone.push(err.to_string()),
+                Err(error) => report.failures.push(UndoFailure { undo: op, error }),
+            }
         }
     }
 
@@ -398,6 +421,14 @@ fn idempotent(op: &Op) -> bool {
     !restores(op) && !matches!(op, Op::FwInsert { .. } | Op::FwAppend { .. })
 }
 
+/// A batch of firewall undos sent to the back end (`start_undo_batch`): the entries,
+/// their undos in the order sent, and the results to come.
+struct RunningBatch<'e> {
+    batch: Vec<&'e Entry>,
+    ops: Vec<Op>,
+    pending: Pending,
+}
+
 /// An undo that puts back an address or a route (the kernel answers EEXIST when it
 /// is there already).
 fn restores(op: &Op) -> bool {
@@ -483,20 +514,25 @@ mod tests {
         // Newest first: the host sysctl; the route, up/down, address and master of
         // br0 and h0 (deleted below) are skipped, as is everything inside ns1 (its
         // rule, sysctl, c0's address and state, c0 itself: it dies with ns1, and so
-        // does its peer h0). Deletions are kept. The firewall comes last, in order.
+        // does its peer h0). Deletions are kept. The firewall goes together, in
+        // order, after the forwarding sysctl (both first: see `undo_entries`).
         assert_eq!(
             cmds,
             vec![
                 "sysctl -w net.ipv4.ip_forward=0",
-                "ip link del br0",
-                "ip netns del ns1",
                 "iptables -t nat -D POSTROUTING -m comment --comment netscript:t -s 10.0.0.0/24 -j MASQUERADE",
                 "iptables -t filter -P FORWARD ACCEPT",
+                "ip link del br0",
+                "ip netns del ns1",
             ]
         );
-        // Every entry counts as undone, skipped ones too, and the report lists what ran.
+        // Every entry counts as undone, skipped ones too, and the report lists what ran
+        // (the firewall's once its results are in, at the end).
         assert_eq!(report.changes, made);
-        assert_eq!(report.undone, cmds);
+        let (mut undone, mut ran) = (report.undone.clone(), cmds.clone());
+        undone.sort();
+        ran.sort();
+        assert_eq!(undone, ran);
         assert_eq!(s.journal().live_count(), 0);
         // The model is back where it started.
         let b = s.backend();
@@ -527,9 +563,10 @@ mod tests {
     }
 
     #[test]
-    /// Newest first, except that a run of rule deletions goes oldest first (the same
-    /// result in any order; linear for iptables-nft).
-    fn firewall_undos_go_together_at_the_end_newest_first() {
+    /// The firewall undos together, first (the kernel back end makes them on a thread
+    /// while the rest goes on), newest first, except that a run of rule deletions
+    /// goes oldest first (the same result in any order; linear for iptables-nft).
+    fn firewall_undos_go_together_first_newest_first() {
         let (mut s, rec) = session();
         s.fw_chain(&H, Family::Ipv4, "filter", "MINE").unwrap();
         s.bridge_add("b1", &H).unwrap();
@@ -548,25 +585,26 @@ mod tests {
         assert_eq!(
             shown,
             vec![
-                (false, "ip link del b2"),
-                (false, "sysctl -w net.ipv4.ip_forward=0"),
-                (false, "ip link del b1"),
                 (true, "iptables -t filter -P FORWARD ACCEPT"),
                 (true, "iptables -t filter -D MINE -m comment --comment netscript:t -j RETURN"),
                 (true, "iptables -t filter -D INPUT -m comment --comment netscript:t -p tcp --dport 22 -j ACCEPT"),
                 (true, "iptables -t filter -F MINE\niptables -t filter -X MINE"),
+                (false, "ip link del b2"),
+                (false, "sysctl -w net.ipv4.ip_forward=0"),
+                (false, "ip link del b1"),
             ]
         );
         // The others say which change each undoes.
-        assert_eq!(got[0].0, "undo of: ip link add b2 type bridge");
+        assert_eq!(got[4].0, "undo of: ip link add b2 type bridge");
     }
 
-    /// With namespaces: the IPv4 forwarding undo goes first; right after the last
+    /// With namespaces: the IPv4 forwarding undo goes first, then the firewall batch
+    /// (started: the kernel back end makes it on a thread); right after the last
     /// namespace deletion come the link deletions nothing else orders, then the
-    /// firewall batch, then the older undos (the kernel dismantles namespaces in the
-    /// background, holding the lock that link and forwarding changes wait for).
+    /// older undos (the kernel dismantles namespaces in the background, holding the
+    /// lock that link and forwarding changes wait for).
     #[test]
-    fn link_deletions_and_firewall_undos_go_right_after_the_last_namespace_deletion() {
+    fn link_deletions_go_right_after_the_last_namespace_deletion() {
         let (mut s, rec) = session();
         s.bridge_add("br0", &H).unwrap();
         s.sysctl_set(&H, "net.ipv4.ip_forward", "1").unwrap();
@@ -584,10 +622,10 @@ mod tests {
             cmds,
             vec![
                 "sysctl -w net.ipv4.ip_forward=0",
-                "ip netns del ns1",
-                "ip link del br0",
                 "iptables -t nat -D PREROUTING -m comment --comment netscript:t -p tcp --dport 8001 -j DNAT --to-destination 10.0.0.2:80",
                 "iptables -t filter -P FORWARD ACCEPT",
+                "ip netns del ns1",
+                "ip link del br0",
             ]
         );
         assert_eq!(s.journal().live_count(), 0);
