@@ -336,6 +336,36 @@ fn down_case() -> (Sandbox, String, String) {
     (sb, before, script_file("fdown.lua", DOWN_SCRIPT))
 }
 
+/// Runs the topology, then `down` with the fault switch `var` set to `value(k)`,
+/// for each k in turn until a `down` completes (fewer undos than k: the state is as
+/// before); `check(k, output)` judges each incomplete `down` (it must leave a clean
+/// state behind: the next run starts from it). Fails naming every unclean case.
+fn each_undo_of_down(
+    var: &str,
+    value: impl Fn(usize) -> String,
+    label: impl Fn(usize) -> String,
+    check: impl Fn(&Sandbox, &str, usize, std::process::Output) -> Result<(), String>,
+) {
+    let (sb, before, script) = down_case();
+    let mut cases: Vec<Case<'_>> = Vec::new();
+    let mut k = 1;
+    loop {
+        sb.run_ok(&[&script]);
+        let o = sb.spawn_netscript(&["down", "fdown"], &[(var, &value(k))]).wait_with_output().unwrap();
+        if o.status.code() == Some(0) {
+            sb.assert_unchanged(&before, "a down with no fault");
+            break;
+        }
+        // Each case is checked before the next run (it leaves the state clean).
+        let r = check(&sb, &before, k, o);
+        cases.push((label(k), Box::new(move || r)));
+        k += 1;
+        assert!(k < 200, "down never completed");
+    }
+    assert!(k > 10, "down made only {} undos", k - 1);
+    tally(cases);
+}
+
 /// A failure injected into the k-th undo of `down` (each k in turn, until `down`
 /// has fewer undos): `down` exits 3 naming the undo that failed, the record stays,
 /// and a second `down` finishes the job: the state equals the one before the run.
@@ -343,21 +373,12 @@ fn down_case() -> (Sandbox, String, String) {
 /// did nothing and the failed undo's object stayed.
 #[test]
 fn a_failed_undo_stays_pending_and_a_second_down_finishes() {
-    let (sb, before, script) = down_case();
-    let (sb, before, script) = (&sb, &before, &script);
-    let mut cases: Vec<Case<'_>> = Vec::new();
-    let mut k = 1;
-    loop {
-        sb.run_ok(&[script]);
-        let o = sb.spawn_netscript(&["down", "fdown"], &[("NETSCRIPT_FAIL_UNDO", &k.to_string())]);
-        let o = o.wait_with_output().unwrap();
-        if o.status.code() == Some(0) {
-            // Fewer undos than k: this down was complete.
-            sb.assert_unchanged(before, "a down with no undo failed");
-            break;
-        }
-        let err = stderr(&o);
-        let f = move || {
+    each_undo_of_down(
+        "NETSCRIPT_FAIL_UNDO",
+        |k| k.to_string(),
+        |k| format!("undo {k} fails, then down"),
+        |sb, before, k, o| {
+            let err = stderr(&o);
             if o.status.code() != Some(3)
                 || !err.contains(&format!("injected failure of undo {k}"))
                 || !err.contains("netscript: could not undo `")
@@ -372,15 +393,8 @@ fn a_failed_undo_stays_pending_and_a_second_down_finishes() {
                 return Err(format!("the second down failed: {}", stderr(&d)));
             }
             same(sb, before)
-        };
-        // Each case is checked before the next run (it leaves the state clean).
-        let r = f();
-        cases.push((format!("undo {k} fails, then down"), Box::new(move || r)));
-        k += 1;
-        assert!(k < 200, "down never completed");
-    }
-    assert!(k > 10, "down made only {} undos", k - 1);
-    tally(cases);
+        },
+    );
 }
 
 /// A crash (SIGABRT) right after the k-th undo of `down` (each k in turn, until
@@ -389,19 +403,11 @@ fn a_failed_undo_stays_pending_and_a_second_down_finishes() {
 /// (it undoes again what the journal still calls live: what is gone is skipped).
 #[test]
 fn a_crash_in_the_middle_of_down_is_completed_by_a_second_down() {
-    let (sb, before, script) = down_case();
-    let (sb, before, script) = (&sb, &before, &script);
-    let mut cases: Vec<Case<'_>> = Vec::new();
-    let mut k = 1;
-    loop {
-        sb.run_ok(&[script]);
-        let c = sb.spawn_netscript(&["down", "fdown"], &[("NETSCRIPT_CRASH_AT", &format!("after-undo:{k}"))]);
-        let o = c.wait_with_output().unwrap();
-        if o.status.code() == Some(0) {
-            sb.assert_unchanged(before, "a down that did not crash");
-            break;
-        }
-        let r = (|| {
+    each_undo_of_down(
+        "NETSCRIPT_CRASH_AT",
+        |k| format!("after-undo:{k}"),
+        |k| format!("crash after undo {k}, then down"),
+        |sb, before, _, o| {
             use std::os::unix::process::ExitStatusExt;
             if o.status.signal() != Some(6) {
                 return Err(format!("expected a crash (SIGABRT), got {:?}: {}", o.status, stderr(&o)));
@@ -411,11 +417,6 @@ fn a_crash_in_the_middle_of_down_is_completed_by_a_second_down() {
                 return Err(format!("the second down failed: {}", stderr(&d)));
             }
             same(sb, before)
-        })();
-        cases.push((format!("crash after undo {k}, then down"), Box::new(move || r)));
-        k += 1;
-        assert!(k < 200, "down never completed");
-    }
-    assert!(k > 10, "down made only {} undos", k - 1);
-    tally(cases);
+        },
+    );
 }

@@ -481,6 +481,14 @@ mod tests {
             .collect()
     }
 
+    /// A complete rollback, and the commands it gave the back end, in order.
+    fn rolled_back(s: &mut Session, rec: &RecordingRef) -> (RollbackReport, Vec<String>) {
+        rec.borrow_mut().steps.clear();
+        let report = s.rollback();
+        assert!(report.complete(), "{:?}", report.failures);
+        (report, given(rec).into_iter().map(|(_, c)| c).collect())
+    }
+
     /// A namespace with a veth made inside it (its peer outside, on a bridge), and
     /// attributes, routes, sysctls and rules on both sides.
     fn build(s: &mut Session) {
@@ -507,10 +515,7 @@ mod tests {
         build(&mut s);
         let made = s.journal().live_count();
         assert_eq!(made, 15);
-        rec.borrow_mut().steps.clear();
-        let report = s.rollback();
-        assert!(report.complete(), "{:?}", report.failures);
-        let cmds: Vec<String> = given(&rec).into_iter().map(|(_, c)| c).collect();
+        let (report, cmds) = rolled_back(&mut s, &rec);
         // Newest first: the host sysctl; the route, up/down, address and master of
         // br0 and h0 (deleted below) are skipped, as is everything inside ns1 (its
         // rule, sysctl, c0's address and state, c0 itself: it dies with ns1, and so
@@ -614,10 +619,7 @@ mod tests {
             .unwrap();
         s.veth_add("eth0", "vh1", &ns1, &H).unwrap();
         s.link_master(&H, "vh1", Some("br0")).unwrap();
-        rec.borrow_mut().steps.clear();
-        let report = s.rollback();
-        assert!(report.complete(), "{:?}", report.failures);
-        let cmds: Vec<String> = given(&rec).into_iter().map(|(_, c)| c).collect();
+        let (_, cmds) = rolled_back(&mut s, &rec);
         assert_eq!(
             cmds,
             vec![
@@ -635,9 +637,7 @@ mod tests {
         s.sysctl_set(&H, "net.ipv4.ip_forward", "1").unwrap();
         s.sysctl_set(&H, "net.ipv4.conf.lo.forwarding", "0").unwrap();
         s.netns_add("ns2").unwrap();
-        rec.borrow_mut().steps.clear();
-        assert!(s.rollback().complete());
-        let cmds: Vec<String> = given(&rec).into_iter().map(|(_, c)| c).collect();
+        let (_, cmds) = rolled_back(&mut s, &rec);
         assert_eq!(
             cmds,
             vec!["ip netns del ns2", "sysctl -w net.ipv4.conf.lo.forwarding=1", "sysctl -w net.ipv4.ip_forward=0",]
