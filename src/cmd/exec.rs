@@ -123,8 +123,8 @@ fn enter(path: &str, flags: CloneFlags, what: &str) -> Result<()> {
     setns(&f, flags).map_err(|e| Error::from_errno(format!("cannot enter {what} ({path})"), e))
 }
 
-/// Whether the namespace `ns` belongs to topology `topo` (recorded under `base`).
-fn owned(journal: &Journal, ns: &str) -> bool {
+/// Whether the namespace `ns` belongs to the topology whose journal this is.
+pub(super) fn owned(journal: &Journal, ns: &str) -> bool {
     journal.entries().iter().any(|e| e.live() && matches!(&e.op, Op::AddNetns { name } if name == ns))
 }
 

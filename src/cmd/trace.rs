@@ -35,7 +35,8 @@ pub fn trace(opts: &RunOpts, topo: &str, words: &[String], json: bool, timeout: 
         Some(pid) => Error::invalid(format!("topology \"{topo}\" is not up in the sandbox of process {pid} ({why})")),
         None => Error::invalid(format!("topology \"{topo}\" is not up ({why})")),
     };
-    let (record, journal, live) = match sandbox {
+    // `theirs`: the waiting run's record, read (the probe's own journal is in memory).
+    let (record, journal, theirs) = match sandbox {
         None => {
             let dir = crate::state::StateDir::open(&base, false)?;
             if !dir.map(|s| s.has_record(topo)).transpose()?.unwrap_or(false) {
@@ -52,20 +53,16 @@ pub fn trace(opts: &RunOpts, topo: &str, words: &[String], json: bool, timeout: 
             let Some(theirs) = dir.map(|s| s.read_journal(topo)).transpose()?.flatten() else {
                 return Err(not_up(&format!("no record in its {}", base.display())));
             };
-            let live: Vec<Op> = theirs.entries().iter().filter(|e| e.live()).map(|e| e.op.clone()).collect();
             let meta = Meta { name: topo.to_string(), script: "netscript trace".into(), ..Meta::default() };
-            (None, Journal::in_memory(meta), Some(live))
+            (None, Journal::in_memory(meta), Some(theirs))
         }
     };
-    let made = |name: &str| match &live {
-        Some(live) => live.iter().any(|op| matches!(op, Op::AddNetns { name: n } if n == name)),
-        None => journal.entries().iter().any(|e| e.live() && matches!(&e.op, Op::AddNetns { name: n } if n == name)),
-    };
     if let NsRef::Named(name) = &ns
-        && !made(name)
+        && !super::exec::owned(theirs.as_ref().unwrap_or(&journal), name)
     {
         return Err(Error::invalid(format!("topology \"{topo}\" has no namespace \"{name}\"")));
     }
+    let live: Option<Vec<Op>> = theirs.map(|j| j.entries().iter().filter(|e| e.live()).map(|e| e.op.clone()).collect());
     let kernel = Kernel::new(mark_for(topo), firewall(opts)?, Arc::new(AtomicBool::new(false)))?;
     let mut session = Session::new(Box::new(kernel), journal, topo, Arc::new(AtomicBool::new(false)));
     if opts.verbose {

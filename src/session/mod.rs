@@ -983,11 +983,18 @@ impl Session {
 
     // ---- processes and checks ---------------------------------------------------
 
-    pub fn exec(&mut self, ns: &NsRef, argv: &[String], timeout: Option<Duration>) -> Result<ExecResult> {
+    /// What starting a process in `ns` needs first: a command line no process can
+    /// misread, the queued changes made (it sees the firewall), the namespace, and
+    /// no interrupt pending.
+    fn before_process(&mut self, ns: &NsRef, argv: &[String]) -> Result<()> {
         check_words("argument", argv, true)?;
         self.settle()?;
         self.require_ns(ns)?;
-        self.check_interrupt()?;
+        self.check_interrupt()
+    }
+
+    pub fn exec(&mut self, ns: &NsRef, argv: &[String], timeout: Option<Duration>) -> Result<ExecResult> {
+        self.before_process(ns, argv)?;
         // A process can change anything.
         self.forget_known();
         let r = self.backend.exec(ns, argv, timeout)?;
@@ -998,10 +1005,7 @@ impl Session {
     /// Runs a command on the terminal (not captured: interactive programs, the REPL's
     /// `!ns cmd`); its exit code.
     pub fn exec_on_terminal(&mut self, ns: &NsRef, argv: &[String]) -> Result<i32> {
-        check_words("argument", argv, true)?;
-        self.settle()?;
-        self.require_ns(ns)?;
-        self.check_interrupt()?;
+        self.before_process(ns, argv)?;
         self.forget_known();
         let code = self.backend.exec_on_terminal(ns, argv)?;
         self.note_read(&Probe::Exec { ns: ns.clone(), cmd: argv.to_vec() }, &format!("exit code {code}"));
@@ -1014,10 +1018,7 @@ impl Session {
     /// undo) is on disk before the process starts; once it runs, its pid and start
     /// time replace the mark.
     pub fn spawn(&mut self, ns: &NsRef, argv: &[String]) -> Result<u32> {
-        check_words("argument", argv, true)?;
-        self.settle()?;
-        self.require_ns(ns)?;
-        self.check_interrupt()?;
+        self.before_process(ns, argv)?;
         // It keeps running: it can change links at any time.
         self.distrust_known();
         let mark = format!("{}:{}:{}", self.mark(), std::process::id(), self.journal.next_seq());
