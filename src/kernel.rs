@@ -601,20 +601,26 @@ impl Backend for Kernel {
                 i += 2;
                 continue;
             }
-            let Some((ns, _, _)) = fw::fw_change(&ops[i]) else {
+            let Some((ns, j)) = fw::run_of(ops, i) else {
                 let r = if failed && stop { Err(crate::backend::not_made()) } else { self.apply(&ops[i]) };
                 failed |= r.is_err();
                 results.push(r);
                 i += 1;
                 continue;
             };
-            let ns = ns.clone();
-            let j = (i..ops.len()).find(|&k| fw::fw_change(&ops[k]).is_none_or(|c| *c.0 != ns)).unwrap_or(ops.len());
-            match self.fw_run([&ns]) {
+            let start = results.len();
+            match self.fw_run([ns]) {
                 Ok(run) => results.extend(run.group(&ops[i..j], stop, failed)),
-                Err(_) => results.extend(ops[i..j].iter().map(|op| self.apply(op))),
+                // The namespace cannot be opened: each change says so (as one by one).
+                Err(_) => {
+                    for op in &ops[i..j] {
+                        let r = if failed && stop { Err(crate::backend::not_made()) } else { self.apply(op) };
+                        failed |= r.is_err();
+                        results.push(r);
+                    }
+                }
             }
-            failed |= results.iter().any(Result::is_err);
+            failed |= results[start..].iter().any(Result::is_err);
             i = j;
         }
         results

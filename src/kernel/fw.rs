@@ -45,6 +45,14 @@ pub(super) fn fw_change(op: &Op) -> Option<(&NsRef, Family, Change<'_>)> {
     })
 }
 
+/// The run of `fw_change`s of one namespace that starts at `i`: its namespace and
+/// where it ends (None: `ops[i]` is no such change).
+pub(super) fn run_of(ops: &[Op], i: usize) -> Option<(&NsRef, usize)> {
+    let ns = fw_change(&ops[i])?.0;
+    let end = (i + 1..ops.len()).find(|&k| fw_change(&ops[k]).is_none_or(|c| c.0 != ns)).unwrap_or(ops.len());
+    Some((ns, end))
+}
+
 /// How many rules `chain` of `table` has in a snapshot.
 fn count(snap: &FwSnapshot, table: &str, chain: &str) -> i64 {
     snap.get(table).map_or(0, |lines| {
@@ -114,15 +122,16 @@ impl FwRun {
         let mut results = Vec::with_capacity(ops.len());
         let mut i = 0;
         while i < ops.len() {
-            let ns = fw_change(&ops[i]).map(|(ns, _, _)| ns);
-            let j = (i + 1..ops.len()).find(|&k| ns.is_none() || fw_change(&ops[k]).map(|c| c.0) != ns);
-            let j = j.unwrap_or(ops.len());
-            if ns.is_none() {
-                results.push(self.apply(&ops[i]).map_err(|e| named(&ops[i], e)));
-            } else {
-                results.extend(self.group(&ops[i..j], false, false));
+            match run_of(ops, i) {
+                Some((_, j)) => {
+                    results.extend(self.group(&ops[i..j], false, false));
+                    i = j;
+                }
+                None => {
+                    results.push(self.apply(&ops[i]).map_err(|e| named(&ops[i], e)));
+                    i += 1;
+                }
             }
-            i = j;
         }
         results
     }
