@@ -161,9 +161,14 @@ impl Scalar {
     fn integer(&self) -> Option<i64> {
         match self {
             Scalar::Int(i) => Some(*i),
-            Scalar::Str(s) if s.trim().parse::<i64>().is_ok() => s.trim().parse().ok(),
-            _ => self.number().filter(|n| n.fract() == 0.0 && n.abs() < 9.2e18).map(|n| n as i64),
+            Scalar::Str(s) => s.trim().parse().ok().or_else(|| self.integral()),
+            _ => self.integral(),
         }
+    }
+
+    /// The number this value is, when it is a whole one that fits an i64.
+    fn integral(&self) -> Option<i64> {
+        self.number().filter(|n| n.fract() == 0.0 && n.abs() < 9.2e18).map(|n| n as i64)
     }
 }
 
