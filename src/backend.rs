@@ -82,9 +82,9 @@ pub trait Backend {
 
     /// Starts `apply_batch(ops, false)` so that it may run while the caller goes on
     /// (the kernel runs a batch of firewall changes on a thread: a rollback's
-    /// firewall undos then overlap the namespace and link deletions); the results
-    /// come from `Pending::wait`. Only for changes that commute with whatever the
-    /// caller does meanwhile. By default they are made now.
+    /// firewall undos then overlap the link deletions and the kernel's cleanup of
+    /// the namespaces); the results come from `Pending::wait`. Only for changes that
+    /// commute with whatever the caller does meanwhile. By default they are made now.
     fn start_batch(&mut self, ops: Vec<Op>) -> Pending {
         Pending::Done(self.apply_batch(&ops, false))
     }
@@ -128,9 +128,15 @@ pub trait Backend {
     fn netns_list(&mut self) -> Vec<String>;
     fn link(&mut self, ns: &NsRef, name: &str) -> Result<Option<LinkInfo>>;
     fn links(&mut self, ns: &NsRef) -> Result<Vec<LinkInfo>>;
-    /// The names of the links in `ns` (the kernel: one dump, no addresses).
-    fn link_names(&mut self, ns: &NsRef) -> Result<Vec<String>> {
-        Ok(self.links(ns)?.into_iter().map(|l| l.name).collect())
+    /// From `hold_deletions(true)` to `hold_deletions(false)`, the back end may keep
+    /// the namespaces it deletes alive (gone by name, their links still there) and
+    /// let them go together at the end: the kernel then dismantles them in one go.
+    fn hold_deletions(&mut self, _on: bool) {}
+    /// Whether a link named `name` is in `ns` now. The kernel back end asks without
+    /// waiting for the network lock (which the kernel's cleanup of deleted namespaces
+    /// holds): what a wait for links to go needs.
+    fn link_there(&mut self, ns: &NsRef, name: &str) -> Result<bool> {
+        Ok(self.link(ns, name)?.is_some())
     }
     /// The route in the main table that matches `r` (its dest, and via / dev /
     /// metric where given), as the system holds it.

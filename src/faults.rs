@@ -214,8 +214,11 @@ impl<B: Backend> Backend for Faulty<B> {
     fn link(&mut self, ns: &NsRef, name: &str) -> Result<Option<LinkInfo>> {
         self.inner.link(ns, name)
     }
-    fn link_names(&mut self, ns: &NsRef) -> Result<Vec<String>> {
-        self.inner.link_names(ns)
+    fn hold_deletions(&mut self, on: bool) {
+        self.inner.hold_deletions(on)
+    }
+    fn link_there(&mut self, ns: &NsRef, name: &str) -> Result<bool> {
+        self.inner.link_there(ns, name)
     }
 
     fn links(&mut self, ns: &NsRef) -> Result<Vec<LinkInfo>> {

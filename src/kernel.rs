@@ -30,6 +30,8 @@ struct NsCtx {
     fd: Option<OwnedFd>,
     nl: Handle,
     conn: tokio::task::JoinHandle<()>,
+    /// For `link_there` (made when first needed).
+    probe: Option<OwnedFd>,
     /// When it was last used (`Kernel::tick`), to close the least recently used.
     used: u64,
 }
@@ -60,7 +62,14 @@ pub struct Kernel {
     exited: HashMap<u32, i32>,
     cancel: Arc<AtomicBool>,
     log_dir: Option<std::path::PathBuf>,
+    /// Namespaces deleted while `hold_deletions` is on, kept alive by their fd
+    /// (None: not holding).
+    held: Option<Vec<OwnedFd>>,
 }
+
+/// How many deleted namespaces `hold_deletions` keeps at most (one fd each); the
+/// next deletion releases them (their cleanup starts) and holds again.
+const HELD_NAMESPACES: usize = 512;
 
 /// A process's exit code; 128 + the signal when a signal ended it, as shells say.
 fn exit_code(st: std::process::ExitStatus) -> i32 {
@@ -95,6 +104,7 @@ impl Kernel {
             exited: HashMap::new(),
             cancel,
             log_dir: None,
+            held: None,
         })
     }
 
@@ -139,7 +149,7 @@ impl Kernel {
                 None => connect()?,
             };
             let conn = self.rt.spawn(conn);
-            self.nss.insert(ns.clone(), NsCtx { fd, nl: handle, conn, used: self.tick });
+            self.nss.insert(ns.clone(), NsCtx { fd, nl: handle, conn, probe: None, used: self.tick });
         }
         Ok(&self.nss[ns])
     }
@@ -378,7 +388,21 @@ impl Kernel {
                     )));
                 }
                 self.forget(&NsRef::named(name.clone()));
-                netns::delete(name)
+                let hold = match &mut self.held {
+                    Some(held) if held.len() >= HELD_NAMESPACES => {
+                        held.clear();
+                        true
+                    }
+                    Some(_) => true,
+                    None => false,
+                };
+                // Unable to open it: deleted all the same, only not held.
+                let fd = if hold { netns::open(name).ok() } else { None };
+                netns::delete(name)?;
+                if let (Some(held), Some(fd)) = (&mut self.held, fd) {
+                    held.push(fd);
+                }
+                Ok(())
             }
             Op::AddVeth { ns, name, peer, peer_ns } => {
                 let h = self.nl(ns)?;
@@ -699,9 +723,27 @@ impl Backend for Kernel {
         Ok(Some(LinkInfo { name: l.name, up: l.up, master, mtu: l.mtu, kind: l.kind, alias: l.alias, addrs, nodad }))
     }
 
-    fn link_names(&mut self, ns: &NsRef) -> Result<Vec<String>> {
-        let h = self.nl(ns)?;
-        Ok(self.rt.block_on(nl::links(&h))?.into_iter().map(|l| l.name).collect())
+    /// Deleting a namespace puts the kernel's last reference to it, and the kernel
+    /// then dismantles it on a worker, holding its network lock and waiting for RCU
+    /// grace periods, which the next deletion's unmount waits for too: deleted one
+    /// after another, each waits for the cleanup of those before it. Held, they are
+    /// deleted at the speed of unmounting, and their cleanup starts once, for all of
+    /// them, when they are released.
+    fn hold_deletions(&mut self, on: bool) {
+        self.held = on.then(Vec::new);
+    }
+
+    fn link_there(&mut self, ns: &NsRef, name: &str) -> Result<bool> {
+        self.ctx(ns)?;
+        let host = self.host_fd.as_fd();
+        let c = self.nss.get_mut(ns).expect("opened above");
+        if c.probe.is_none() {
+            c.probe = Some(match &c.fd {
+                Some(fd) => netns::briefly_in(fd.as_fd(), host, nl::probe_socket)??,
+                None => nl::probe_socket()?,
+            });
+        }
+        nl::link_there(c.probe.as_ref().expect("made above").as_fd(), name)
     }
 
     fn links(&mut self, ns: &NsRef) -> Result<Vec<LinkInfo>> {

@@ -127,18 +127,19 @@ fn undo_prints_the_teardown_as_a_rollback_runs_it() {
     assert!(o.status.success(), "{}", stderr(&o));
     let cmds: Vec<String> = body(&stdout(&o)).into_iter().filter(|l| !l.starts_with('#')).collect();
     // As a rollback does it: the forwarding sysctl first (before the kernel is busy
-    // dismantling namespaces), the firewall changes together (a real rollback makes
-    // them on a thread while the rest goes on), then newest first; what a later
-    // deletion covers is skipped.
+    // dismantling namespaces), then newest first, the firewall changes together
+    // right after the last namespace deletion (a real rollback makes them on a
+    // thread while the kernel dismantles the namespaces); what a later deletion
+    // covers is skipped.
     assert_eq!(
         cmds,
         vec![
             "sysctl -w net.ipv4.ip_forward=0",
-            "iptables -t nat -D POSTROUTING -m comment --comment netscript:undo -s 175.18.0.0/24 -j MASQUERADE",
             "ip netns pids ns1 | xargs -r kill 2>/dev/null || true; while [ -n \"$(ip netns pids ns1)\" ]; do sleep 0.1; done",
             "ip -n ns1 link set veth0 netns $$",
             "ip link del veth0",
             "ip netns del ns1",
+            "iptables -t nat -D POSTROUTING -m comment --comment netscript:undo -s 175.18.0.0/24 -j MASQUERADE",
         ]
     );
     let out = stdout(&o);

@@ -433,3 +433,31 @@ fn phases_line_counts_the_changes() {
     assert!(o.status.success() && !stderr(&o).contains("PHASES"), "{}", stderr(&o));
     sb.down("nophases");
 }
+
+/// `down` of many containers on a bridge returns once the kernel has removed the
+/// host's veth ends with their namespaces: none is left (the snapshot), and none was
+/// deleted by hand (which `down` does only for an end still there after its wait:
+/// the namespaces it holds while deleting them must have been let go).
+#[test]
+fn down_returns_when_the_kernel_has_removed_the_veth_ends() {
+    let sb = Sandbox::new();
+    let before = sb.snapshot();
+    let script = script_file(
+        "many.lua",
+        r#"
+local br = bridge.add("br0"):up()
+for i = 1, 40 do
+  local ns = netns.add("c" .. i)
+  local _, vh = veth.add("eth0", "vh" .. i, { ns = ns })
+  vh:master(br):up()
+end
+fw.append("filter", "FORWARD", "-i br0 -j ACCEPT")
+"#,
+    );
+    sb.netscript_expect(&[&script], 0, "many");
+    let o = sb.netscript_expect(&["-v", "down", "many"], 0, "down many");
+    let err = stderr(&o);
+    assert!(err.contains("ip netns del c40") && err.contains("ip link del br0"), "{err}");
+    assert!(!err.contains("link del vh"), "a veth end was deleted by hand:\n{err}");
+    sb.assert_unchanged(&before, "after down");
+}

@@ -2,7 +2,7 @@
 //! through one iptables-restore per family, checked afterwards. A `FwRun` holds what
 //! that needs (the driver and the namespaces' fds) and nothing of the `Kernel`, so
 //! that a rollback's firewall undos can run on a thread while the session deletes
-//! namespaces and links (`Backend::start_batch`).
+//! links and waits for the kernel (`Backend::start_batch`).
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};

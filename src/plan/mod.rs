@@ -424,7 +424,7 @@ mod tests {
     }
 
     #[test]
-    fn undo_is_the_firewall_together_then_newest_first() {
+    fn undo_is_newest_first_with_the_firewall_together_after_the_namespaces() {
         let (mut s, rec) = session();
         let ns1 = s.netns_add("ns1").unwrap();
         s.veth_add("a", "b", &NsRef::Host, &ns1).unwrap();
@@ -432,11 +432,11 @@ mod tests {
         rec.borrow_mut().steps.clear();
         let report = s.rollback();
         assert!(report.complete());
-        // The session sends firewall undos together, first (a kernel makes them on a
-        // thread while the rest goes on).
+        // The session sends firewall undos together, right after the last namespace
+        // deletion (a kernel makes them on a thread while the rest goes on).
         assert_eq!(
             rec.borrow().commands(),
-            vec!["iptables -t filter -P FORWARD ACCEPT", "ip link del a", "ip netns del ns1"]
+            vec!["ip link del a", "ip netns del ns1", "iptables -t filter -P FORWARD ACCEPT"]
         );
     }
 

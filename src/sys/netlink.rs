@@ -3,7 +3,7 @@
 //! messages is the caller's job.
 
 use std::net::IpAddr;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use futures::TryStreamExt;
 use ipnet::IpNet;
@@ -591,4 +591,43 @@ pub async fn del_link_by_name(h: &Handle, name: &str) -> Result<()> {
 pub async fn move_link_by_name(h: &Handle, name: &str, target_fd: RawFd) -> Result<()> {
     h.link().set(LinkUnspec::new_with_name(name).setns_by_fd(target_fd).build()).execute().await?;
     Ok(())
+}
+
+// ---- without the network lock ------------------------------------------------------
+// Every netlink request about links waits for the kernel's network lock (rtnl), which
+// the kernel's cleanup of deleted namespaces holds for long stretches. SIOCGIFINDEX
+// looks a name up under RCU instead: it answers at once, which is what a wait for
+// links to go needs.
+
+/// A socket for `link_there`, made in the namespace it is to ask about (a socket
+/// stays in the namespace it was made in).
+pub fn probe_socket() -> Result<OwnedFd> {
+    // SAFETY: plain socket(2); the fd returned is owned by nobody else.
+    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(Error::from_errno("cannot open a socket", nix::errno::Errno::last()));
+    }
+    // SAFETY: `fd` was just returned by socket(2) and is not owned elsewhere.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Whether a link named `name` is in `probe`'s namespace now (`probe_socket`).
+pub fn link_there(probe: BorrowedFd<'_>, name: &str) -> Result<bool> {
+    // SAFETY: ifreq is plain data; all zeroes is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    if name.len() >= req.ifr_name.len() || name.contains('\0') {
+        return Ok(false); // no link can have such a name
+    }
+    for (d, s) in req.ifr_name.iter_mut().zip(name.bytes()) {
+        *d = s as libc::c_char;
+    }
+    // SAFETY: SIOCGIFINDEX reads ifr_name and writes ifr_ifindex of `req`, which lives
+    // through the call.
+    if unsafe { libc::ioctl(probe.as_raw_fd(), libc::SIOCGIFINDEX as _, &mut req) } == 0 {
+        return Ok(true);
+    }
+    match nix::errno::Errno::last() {
+        nix::errno::Errno::ENODEV => Ok(false),
+        e => Err(Error::from_errno(format!("cannot look up link \"{name}\""), e)),
+    }
 }
