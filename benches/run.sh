@@ -4,15 +4,19 @@
 # same run, and prints the medians and the ratios side by side.
 #
 #   sudo benches/run.sh ["50 200 500 1000"] [reps] [plan N]
+#   sudo BENCH_SETTLE=3 benches/run.sh ...   # each teardown on a quiet kernel
 #
-# Variants: the stock batch (`ip -batch`, one `iptables-restore`; the article-style
-# shell script too with BENCH_ARTICLE=1, slow), the kernel floor (benches/floor.rs,
+# Variants: the stock batch (the baseline's scripts: `ip -batch`, one
+# `iptables-restore`; the article-style shell script too with BENCH_ARTICLE=1,
+# slow), the kernel floor (benches/floor.rs,
 # the example bench-floor: the same topology from one process with raw netlink, one
 # request at a time, no marks, no journal, no reads; the firewall by one
 # iptables-restore), netscript on the plain script (one call per step, no hint) and
 # on the same script inside `fw.batch` (hinted). Build is the command's time;
 # teardown is until the kernel has removed every veth, for all variants (the
-# baseline's "settled" time). Peak RSS is netscript's, at build. netscript's own
+# baseline's "settled" time; the table gives the median and the range). Every variant
+# runs in the same loop with the same waits (BENCH_SETTLE, below). Peak RSS is
+# netscript's, at build. netscript's own
 # cost is its build time minus the floor's of the same N; "own cost growth" is that
 # per container at the largest N over the smallest. The phases (NETSCRIPT_PHASES)
 # are the plain script's medians, ms per container: namespaces, links, addresses and
@@ -50,48 +54,68 @@ VARIANTS=b
 [[ -n ${BENCH_ARTICLE:-} ]] && VARIANTS="a b"
 
 echo "machine: $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.1f GB", $2/1048576}' /proc/meminfo), kernel $(uname -r), $(iptables --version)"
-echo "stock tools (baseline), kernel floor and netscript, interleaved (each repetition runs every variant):"
+echo "stock tools (baseline), kernel floor and netscript, interleaved (each repetition runs every variant);"
+echo "the kernel gets ${BENCH_SETTLE:-0.5} s before each build and each teardown (BENCH_SETTLE):"
 ms() { local a=${1/./} b=${2/./}; echo $(( (10#$b - 10#$a) / 1000 )); }
 IN_HOST="nsenter --net=/run/netns/pb_host"
+# Before each build and each teardown the kernel is given SETTLE seconds (the stock
+# baseline's own driver, bench.sh, waits 0.5 s): after a build it still runs IPv6
+# duplicate address detection and multicast reports on every new port for a second
+# or two, and a teardown that starts before that is over competes with it: more so
+# after a fast build (a slow build has waited for its first ports already). With
+# BENCH_SETTLE=3 every teardown starts on a quiet kernel.
+SETTLE=${BENCH_SETTLE:-0.5}
+# The stock variants run the baseline's scripts with the same timing as the others
+# (as its bench.sh does: build, verify once, wait, teardown, wait for the veths).
+stock_cmd() { # variant phase -> the baseline's script and its argument
+  case $1.$2 in
+    a.build) echo "build_article.sh iptables" ;; a.down) echo "teardown_article.sh iptables" ;;
+    b.build) echo "build_batch.sh ipt" ;; b.down) echo "teardown_batch.sh ipt" ;;
+  esac
+}
 first=1
 for N in $NS_LIST; do
   for ((r = 1; r <= REPS; r++)); do
-    # The stock tools through the baseline's own driver, one repetition (it verifies
-    # its topology the first time only).
-    bash "$BASE/bench.sh" "$N" "$VARIANTS" 1 $first >"$BASELINE_OUT/base.out" ||
-      { echo "the baseline failed (N=$N, repetition $r):"; tail -20 "$BASELINE_OUT/base.out"; exit 1; }
-    first=0
-    for V in floor plain hinted; do
+    for V in $VARIANTS floor plain hinted; do
       ip netns add pb_host && ip -n pb_host link set lo up
+      sleep "$SETTLE"
       rss=
       s=$EPOCHREALTIME
-      if [[ $V == floor ]]; then
-        $IN_HOST "$FLOOR" "$N"
-      else
-        $IN_HOST env NETSCRIPT_PHASES=1 /usr/bin/time -f %M -o "$BASELINE_OUT/rss" \
-          "$BIN" --name bench "$here/topology.lua" "$N" $V 2>"$BASELINE_OUT/err" ||
-          { echo "netscript failed (N=$N, $V, repetition $r):"; cat "$BASELINE_OUT/err"; exit 1; }
-      fi
+      case $V in
+        a | b)
+          read -r script arg < <(stock_cmd "$V" build)
+          $IN_HOST bash "$BASE/$script" "$N" "$arg" 2>/dev/null ||
+            { echo "the stock build failed (N=$N, $V, repetition $r)"; exit 1; } ;;
+        floor) $IN_HOST "$FLOOR" "$N" ;;
+        *)
+          $IN_HOST env NETSCRIPT_PHASES=1 /usr/bin/time -f %M -o "$BASELINE_OUT/rss" \
+            "$BIN" --name bench "$here/topology.lua" "$N" $V 2>"$BASELINE_OUT/err" ||
+            { echo "netscript failed (N=$N, $V, repetition $r):"; cat "$BASELINE_OUT/err"; exit 1; } ;;
+      esac
       b=$(ms "$s" "$EPOCHREALTIME")
-      if [[ $V != floor ]]; then
+      if [[ $V == plain || $V == hinted ]]; then
         rss=$(tail -1 "$BASELINE_OUT/rss")
         # PHASES k=ms ...: one line per run, for the table of phases.
         sed -n "s/^PHASES /$N $V /p" "$BASELINE_OUT/err" >> "$BASELINE_OUT/phases"
       fi
-      if [[ $r == 1 && $N == "${NS_LIST%% *}" ]]; then
+      if [[ $first == 1 && $r == 1 ]]; then
         # The baseline's own checks; the one difference allowed is netscript's ownership
         # mark on routes (proto 78).
         fails=$(bash "$BASE/verify.sh" "$N" ipt 2>&1 | grep -E '^ +FAIL ' | grep -v 'proto 78' || true)
         [[ -z $fails ]] || { echo "the $V topology failed the baseline's verify.sh (N=$N):"; echo "$fails"; exit 1; }
       fi
-      sleep 0.5
+      sleep "$SETTLE"
       s=$EPOCHREALTIME
-      if [[ $V == floor ]]; then
-        $IN_HOST "$FLOOR" down "$N"
-      else
-        $IN_HOST "$BIN" down bench 2>"$BASELINE_OUT/err" ||
-          { echo "netscript down failed (N=$N, $V, repetition $r):"; cat "$BASELINE_OUT/err"; exit 1; }
-      fi
+      case $V in
+        a | b)
+          read -r script arg < <(stock_cmd "$V" down)
+          $IN_HOST bash "$BASE/$script" "$N" "$arg" 2>/dev/null ||
+            { echo "the stock teardown failed (N=$N, $V, repetition $r)"; exit 1; } ;;
+        floor) $IN_HOST "$FLOOR" down "$N" ;;
+        *)
+          $IN_HOST "$BIN" down bench 2>"$BASELINE_OUT/err" ||
+            { echo "netscript down failed (N=$N, $V, repetition $r):"; cat "$BASELINE_OUT/err"; exit 1; } ;;
+      esac
       t=$(ms "$s" "$EPOCHREALTIME")
       $IN_HOST bash -c 'while [[ "$(</proc/net/dev)" == *vh_* ]]; do sleep 0.005; done'
       ts=$(ms "$s" "$EPOCHREALTIME")
@@ -100,6 +124,7 @@ for N in $NS_LIST; do
       sleep 0.5
     done
   done
+  first=0
 done
 
 # plan: no root needed, touches nothing; the median of REPS.
@@ -128,16 +153,18 @@ order = ["a", "b", "floor", "plain", "hinted"]
 med = lambda xs: statistics.median(xs)
 build = lambda n, v: med([x[0] for x in data[(n, v)]])
 print(f"{'N':>5}  {'variant':<42} {'build s':>8} {'ms/ctr':>7} {'x batch':>8} {'x floor':>8} "
-      f"{'teardown s':>11} {'x batch':>8} {'RSS MB':>7}")
+      f"{'teardown s':>11} {'range':>11} {'x batch':>8} {'RSS MB':>7}")
 for (n, v) in sorted(data, key=lambda k: (k[0], order.index(k[1]))):
     b = build(n, v)
-    t = med([x[1] for x in data[(n, v)]])
+    ts = [x[1] for x in data[(n, v)]]
+    t = med(ts)
+    tr = f"{min(ts):.3f}-{max(ts):.3f}"
     ref = data.get((n, "b"))
     rb = f"{b / build(n, 'b'):>8.2f}" if ref and v != "b" else f"{'':>8}"
     rf = f"{b / build(n, 'floor'):>8.2f}" if (n, "floor") in data and v in ("plain", "hinted") else f"{'':>8}"
     rt = f"{t / med([x[1] for x in ref]):>8.2f}" if ref and v != "b" else f"{'':>8}"
     rss = f"{max(x[2] for x in data[(n, v)]):>7.1f}" if data[(n, v)][0][2] is not None else f"{'':>7}"
-    print(f"{n:>5}  {names[v]:<42} {b:>8.3f} {1000*b/n:>7.2f} {rb} {rf} {t:>11.3f} {rt} {rss}")
+    print(f"{n:>5}  {names[v]:<42} {b:>8.3f} {1000*b/n:>7.2f} {rb} {rf} {t:>11.3f} {tr:>11} {rt} {rss}")
 ns = sorted({n for (n, _) in data})
 if len(ns) > 1:
     lo, hi = ns[0], ns[-1]

@@ -132,6 +132,13 @@ pub trait Backend {
     /// the namespaces it deletes alive (gone by name, their links still there) and
     /// let them go together at the end: the kernel then dismantles them in one go.
     fn hold_deletions(&mut self, _on: bool) {}
+    /// Prepares `del` (a `DelLink` a rollback makes after deleting namespaces whose
+    /// links may be its ports): the kernel back end takes a bridge of this topology
+    /// down, so that the kernel releases its ports cheaply. Not journaled: the link
+    /// is deleted next (a later `down` does it if that fails).
+    fn quiesce(&mut self, _del: &Op) -> Result<()> {
+        Ok(())
+    }
     /// Whether a link named `name` is in `ns` now. The kernel back end asks without
     /// waiting for the network lock (which the kernel's cleanup of deleted namespaces
     /// holds): what a wait for links to go needs.

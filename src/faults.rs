@@ -214,6 +214,9 @@ impl<B: Backend> Backend for Faulty<B> {
     fn link(&mut self, ns: &NsRef, name: &str) -> Result<Option<LinkInfo>> {
         self.inner.link(ns, name)
     }
+    fn quiesce(&mut self, del: &Op) -> Result<()> {
+        self.inner.quiesce(del)
+    }
     fn hold_deletions(&mut self, on: bool) {
         self.inner.hold_deletions(on)
     }

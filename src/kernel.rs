@@ -231,6 +231,27 @@ impl Kernel {
         self.rt.block_on(nl::set_link(&h, name, s))
     }
 
+    /// The link named `name` in `ns` if it is the one this topology created: marked,
+    /// or with the index chosen for it (`ifindex`) and no alias at all (a crash
+    /// between its creation and its mark). Otherwise `Error::NotOurs`.
+    fn own_link(&mut self, ns: &NsRef, name: &str, ifindex: Option<u32>) -> Result<nl::LinkState> {
+        let h = self.nl(ns)?;
+        let l = self.rt.block_on(nl::link_by_name(&h, name))?.ok_or_else(|| not_found_link(ns, name))?;
+        let marked = self.mark.is_empty() || l.alias.as_deref() == Some(self.mark.as_str());
+        let unmarked_ours = ifindex == Some(l.index) && l.alias.as_deref().is_none_or(str::is_empty);
+        if !(marked || unmarked_ours) || ifindex.is_some_and(|i| i != l.index) {
+            return Err(Error::NotOurs(format!(
+                "\"{name}\" in {ns} is not the link this topology created ({}); left alone",
+                if marked {
+                    "another link took its name".to_string()
+                } else {
+                    format!("it is not marked {}", self.mark)
+                }
+            )));
+        }
+        Ok(l)
+    }
+
     /// What a run of firewall changes in `nss` needs (the driver, the namespaces).
     fn fw_run<'a>(&self, nss: impl IntoIterator<Item = &'a NsRef>) -> Result<fw::FwRun> {
         fw::FwRun::new(self.fw.clone(), nss, |ns| self.nss.get(ns).and_then(|c| c.fd.as_ref()).map(|f| f.as_fd()))
@@ -460,23 +481,8 @@ impl Kernel {
             }
             Op::DelLink { ns, name, ifindex } => {
                 self.unlearn(ns, name);
+                let l = self.own_link(ns, name, *ifindex)?;
                 let h = self.nl(ns)?;
-                let l = self.rt.block_on(nl::link_by_name(&h, name))?.ok_or_else(|| not_found_link(ns, name))?;
-                let marked = self.mark.is_empty() || l.alias.as_deref() == Some(self.mark.as_str());
-                // Its index was chosen and journaled before it was made: a link with that
-                // name and index and no alias at all is this topology's even unmarked
-                // (a crash between its creation and its mark).
-                let unmarked_ours = *ifindex == Some(l.index) && l.alias.as_deref().is_none_or(str::is_empty);
-                if !(marked || unmarked_ours) || ifindex.is_some_and(|i| i != l.index) {
-                    return Err(Error::NotOurs(format!(
-                        "\"{name}\" in {ns} is not the link this topology created ({}); left alone",
-                        if marked {
-                            "another link took its name".to_string()
-                        } else {
-                            format!("it is not marked {}", self.mark)
-                        }
-                    )));
-                }
                 self.rt.block_on(nl::del_link(&h, l.index))
             }
             Op::MoveLink { ns, name, to } => {
@@ -731,6 +737,20 @@ impl Backend for Kernel {
     /// them, when they are released.
     fn hold_deletions(&mut self, on: bool) {
         self.held = on.then(Vec::new);
+    }
+
+    /// A bridge that is up re-elects the state of every port each time one goes (the
+    /// kernel's spanning-tree bookkeeping, even with STP off): N ports going cost N x N.
+    /// Down, its ports are all disabled, and releasing them is cheap (500 ports:
+    /// `ip -batch` teardown 0.20 s instead of 0.25 s).
+    fn quiesce(&mut self, del: &Op) -> Result<()> {
+        let Op::DelLink { ns, name, ifindex } = del else { return Ok(()) };
+        let l = self.own_link(ns, name, *ifindex)?;
+        if l.up && l.kind.as_deref() == Some("bridge") {
+            let h = self.nl(ns)?;
+            self.rt.block_on(nl::set_up(&h, l.index, false))?;
+        }
+        Ok(())
     }
 
     fn link_there(&mut self, ns: &NsRef, name: &str) -> Result<bool> {

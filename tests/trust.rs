@@ -154,6 +154,33 @@ fn down_leaves_alone_what_took_the_name_of_ours() {
     assert!(stdout(&sb.netscript(&["ls"])).contains("no topologies are up"));
 }
 
+/// Before deleting namespaces, `down` takes down the bridge it deletes after them
+/// (the kernel then releases its ports cheaply): only a bridge of this topology. One
+/// that took the name of ours stays up, and stays.
+#[test]
+fn down_takes_down_only_its_own_bridge_before_the_namespaces() {
+    let sb = Sandbox::new();
+    let script = script_file(
+        "ports.lua",
+        r#"
+local br = bridge.add("br0"):up()
+local ns = netns.add("ns1")
+local _, vh = veth.add("eth0", "vh1", { ns = ns })
+vh:master(br):up()
+"#,
+    );
+    let o = sb.netscript(&[&script]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    sb.ok("ip link del br0 && ip link add br0 type bridge && ip link set br0 up");
+    let o = sb.netscript(&["down", "ports"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("\"br0\" in the host namespace is not the link"), "{}", stderr(&o));
+    let link = sb.ok("ip -j link show br0");
+    assert!(link.contains("\"UP\""), "their bridge was taken down: {link}");
+    assert!(!sb.ok("ip netns list").contains("ns1"));
+    sb.ok("ip link del br0");
+}
+
 /// A link netscript made but never marked (a crash between its creation and its mark,
 /// which is a second request: the kernel ignores an alias at creation) is still
 /// provably this topology's: its index was chosen and journaled before it was made,

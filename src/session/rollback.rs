@@ -94,6 +94,15 @@ impl Session {
         // Without namespaces to delete, the firewall batch starts now; with them, once
         // the last is deleted (see above).
         let mut running = last_netns.is_none().then(|| self.start_undo_batch(std::mem::take(&mut batch)));
+        // The link deletions pulled after the last namespace deletion: a bridge among
+        // them goes down first (`Backend::quiesce`), so that the kernel releases the
+        // ports that die with the namespaces cheaply (a bridge that is up re-elects
+        // its ports' states for each one that goes).
+        if let Some(last) = last_netns {
+            for e in todo.iter().skip(last + 1).filter(|e| link_del(e)) {
+                let _ = self.backend.quiesce(&e.undo[0]);
+            }
+        }
         self.backend.hold_deletions(last_netns.is_some());
         for (i, e) in todo.iter().enumerate() {
             tick(todo.len() - i);
