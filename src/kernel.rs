@@ -730,11 +730,11 @@ impl Backend for Kernel {
     }
 
     /// Deleting a namespace puts the kernel's last reference to it, and the kernel
-    /// then dismantles it on a worker, holding its network lock and waiting for RCU
-    /// grace periods, which the next deletion's unmount waits for too: deleted one
-    /// after another, each waits for the cleanup of those before it. Held, they are
-    /// deleted at the speed of unmounting, and their cleanup starts once, for all of
-    /// them, when they are released.
+    /// then dismantles it on a worker, holding its network lock. Deleted one after
+    /// another, the deletions overlap that work and slow down (500 took 70-180 ms,
+    /// measured). Held (an fd of each kept), they are deleted at the speed of
+    /// unmounting (20-40 ms), and their cleanup starts once, for all of them, when
+    /// they are released.
     fn hold_deletions(&mut self, on: bool) {
         self.held = on.then(Vec::new);
     }

@@ -28,24 +28,24 @@ impl Session {
         let mut report = RollbackReport::default();
         let doomed = Doomed::of(todo);
         let mut dying: Vec<(NsRef, String)> = Vec::new();
-        // Namespaces are deleted as their entries come (newest first), and the
-        // back end may hold them (`hold_deletions`): deleted one after another, each
-        // waits for the kernel's cleanup of those before it (500 took 70-180 ms,
-        // 20-40 ms held); held, their cleanup starts once, for all of them, after
-        // the last. The kernel then dismantles them in the background, holding the
-        // rtnl lock (a forwarding sysctl write spins on a CPU until it gets it; a
-        // link change waits), and a bridge whose ports die that way loses them one
-        // by one. So right after the last come (`pulled`): the firewall undos, sent
-        // as one batch the back end may
-        // make on a thread of its own (`start_undo_batch`; the kernel's firewall
-        // processes then run while the kernel is busy, and would slow the
-        // deletions if they ran during them), their results taken at the end; the
-        // link deletions that nothing else orders (a single `DelLink` undo, of a
-        // link in a namespace that stays and never moved: what the other undos do
-        // to such a link is skipped or finds it gone, as with any deletion), sent
-        // before the kernel takes the lock, as `ip -batch` does; then the wait for
-        // the veth ends outside; then the older undos, which then find the lock
-        // free. Without namespace deletions, the firewall batch starts first.
+        // Namespaces are deleted as their entries come (newest first), and the back
+        // end may hold them (`hold_deletions`): deleted one after another, each
+        // waited for the kernel's cleanup of those before it (500 took 70-180 ms,
+        // 20-40 ms held); held, their cleanup starts once, for all of them, after the
+        // last. The kernel then dismantles them in the background, holding the rtnl
+        // lock (a forwarding sysctl write spins on a CPU until it gets it; a link
+        // change waits), and a bridge whose ports die that way loses them one by one
+        // (cheaply once it is down: `quiesce`, below). So right after the last come
+        // (`pulled`): the firewall undos, sent as one batch the back end may make on
+        // a thread of its own (`start_undo_batch`; the firewall processes then run
+        // while the kernel is busy; during the deletions they slowed them down),
+        // their results taken at the end; the link deletions that nothing else
+        // orders (a single `DelLink` undo, of a link in a namespace that stays and
+        // never moved: what the other undos do to such a link is skipped or finds it
+        // gone, as with any deletion), sent before the kernel takes the lock, as
+        // `ip -batch` does; then the wait for the veth ends outside; then the older
+        // undos, which then find the lock free. Without namespace deletions, the
+        // firewall batch starts first.
         let last_netns = todo.iter().rposition(|e| e.undo.iter().any(|u| matches!(u, Op::DelNetns { .. })));
         let moved: HashSet<&str> = todo
             .iter()
