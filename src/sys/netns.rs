@@ -7,6 +7,7 @@ use std::fs::{self, File, OpenOptions};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use nix::errno::Errno;
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
@@ -60,6 +61,24 @@ fn go_home(home: BorrowedFd<'_>) {
     }
 }
 
+/// The mount namespace (the inode of its nsfs file) in which `prepare_run_dir` last
+/// ran: it runs once per mount namespace, not for every namespace made, as
+/// `ip netns add` does (a new process each time). Making /run/netns shared again
+/// walks every mount below it: with 1000 namespaces there, building 1000 took 6.7 s
+/// that way, 5.6 s with it done once.
+static PREPARED_IN: AtomicU64 = AtomicU64::new(0);
+
+fn prepare_run_dir_once() -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let mnt = fs::metadata("/proc/thread-self/ns/mnt").map(|m| m.ino()).unwrap_or(0);
+    if mnt != 0 && PREPARED_IN.load(Ordering::Relaxed) == mnt {
+        return Ok(());
+    }
+    prepare_run_dir()?;
+    PREPARED_IN.store(mnt, Ordering::Relaxed);
+    Ok(())
+}
+
 /// Makes /run/netns a shared mount point, as iproute2 does, so that namespaces
 /// mounted there are seen by `ip netns` in other mount namespaces too.
 fn prepare_run_dir() -> Result<()> {
@@ -83,7 +102,7 @@ fn prepare_run_dir() -> Result<()> {
 /// `ip netns add NAME`. The new namespace's lo stays down, as with iproute2. Made on
 /// the calling thread, which returns to `home` (as `briefly_in`).
 pub fn create(name: &str, home: BorrowedFd<'_>) -> Result<()> {
-    prepare_run_dir()?;
+    prepare_run_dir_once()?;
     let p = path(name);
     OpenOptions::new().write(true).create_new(true).mode(0o000).open(&p).map_err(|e| match e.kind() {
         std::io::ErrorKind::AlreadyExists => {
