@@ -241,12 +241,26 @@ fn crash_points_of(s: Script, server: &str, at: impl Fn(usize) -> Vec<String>) {
                     if o.status.signal() != Some(6) {
                         return Err(format!("expected a crash (SIGABRT), got {:?}: {}", o.status, stderr(&o)));
                     }
-                    let d = sb.netscript(&["down", name]);
+                    let d = sb.netscript(&["-v", "down", name]);
                     if !d.status.success() {
                         return Err(format!("down failed: {}", stderr(&d)));
                     }
-                    if !sb.processes(server).is_empty() {
-                        return Err("a spawned server still runs".into());
+                    let left = sb.processes(server);
+                    if !left.is_empty() {
+                        // What down saw and did, for a failure that is rare (see the notes).
+                        let env: Vec<String> = left
+                            .iter()
+                            .map(|p| {
+                                let e = std::fs::read(format!("/proc/{p}/environ")).unwrap_or_default();
+                                let mark = String::from_utf8_lossy(&e)
+                                    .split('\0')
+                                    .find(|kv| kv.starts_with("NETSCRIPT_OWNER="))
+                                    .unwrap_or("no NETSCRIPT_OWNER")
+                                    .to_string();
+                                format!("{p}: {mark}")
+                            })
+                            .collect();
+                        return Err(format!("a spawned server still runs ({env:?}); down said:\n{}", stderr(&d)));
                     }
                     same(sb, before)
                 };
