@@ -94,14 +94,14 @@ impl Session {
         // Without namespaces to delete, the firewall batch starts now; with them, once
         // the last is deleted (see above).
         let mut running = last_netns.is_none().then(|| self.start_undo_batch(std::mem::take(&mut batch)));
-        // The link deletions pulled after the last namespace deletion: a bridge among
-        // them goes down first (`Backend::quiesce`), so that the kernel releases the
+        // The link deletions pulled after the last namespace deletion (`late`, found
+        // once): a bridge among them goes down first (`Backend::quiesce`), so that the kernel releases the
         // ports that die with the namespaces cheaply (a bridge that is up re-elects
         // its ports' states for each one that goes).
-        if let Some(last) = last_netns {
-            for e in todo.iter().skip(last + 1).filter(|e| link_del(e)) {
-                let _ = self.backend.quiesce(&e.undo[0]);
-            }
+        let late: Vec<usize> =
+            last_netns.map_or(Vec::new(), |last| (last + 1..todo.len()).filter(|&k| link_del(&todo[k])).collect());
+        for &k in &late {
+            let _ = self.backend.quiesce(&todo[k].undo[0]);
         }
         self.backend.hold_deletions(last_netns.is_some());
         for (i, e) in todo.iter().enumerate() {
@@ -126,12 +126,10 @@ impl Session {
             if Some(i) == last_netns {
                 self.backend.hold_deletions(false);
                 running = Some(self.start_undo_batch(std::mem::take(&mut batch)));
-                for (k, older) in todo.iter().enumerate().skip(i + 1) {
-                    if link_del(older) {
-                        pulled[k] = true;
-                        let undo: Vec<&Op> = older.undo.iter().collect();
-                        self.undo_ops(older, &undo, &mut report);
-                    }
+                for &k in &late {
+                    pulled[k] = true;
+                    let undo: Vec<&Op> = todo[k].undo.iter().collect();
+                    self.undo_ops(&todo[k], &undo, &mut report);
                 }
                 self.wait_gone(std::mem::take(&mut dying), &mut report);
             }

@@ -21,11 +21,10 @@ pub fn path(name: &str) -> PathBuf {
     PathBuf::from(NETNS_RUN_DIR).join(name)
 }
 
-/// Runs `f` on a new thread that has entered the namespace `fd` (the calling
-/// thread's namespace when `fd` is None). Child processes started by `f`, sockets it
-/// opens and /proc/sys files it opens belong to that namespace.
-/// Without `fd`, `f` runs on the calling thread (already in its namespace; a new
-/// thread's first run can wait milliseconds for a CPU on a busy machine).
+/// Runs `f` in the namespace `fd`, on a new thread that has entered it; without
+/// `fd`, on the calling thread (already in its namespace: a new thread's first run
+/// can wait milliseconds for a CPU on a busy machine). Child processes started by
+/// `f`, sockets it opens and /proc/sys files it opens belong to that namespace.
 pub fn in_netns<T: Send>(fd: Option<BorrowedFd<'_>>, f: impl FnOnce() -> T + Send) -> Result<T> {
     let Some(fd) = fd else { return Ok(f()) };
     std::thread::scope(|s| {
