@@ -15,10 +15,12 @@
 # on the same script inside `fw.batch` (hinted). Build is the command's time;
 # teardown is until the kernel has removed every veth, for all variants (the
 # baseline's "settled" time; the table gives the median and the range). Every variant
-# runs in the same loop with the same waits (BENCH_SETTLE, below). Peak RSS is
-# netscript's, at build. netscript's own
-# cost is its build time minus the floor's of the same N; "own cost growth" is that
-# per container at the largest N over the smallest. The phases (NETSCRIPT_PHASES)
+# runs in the same loop with the same waits (BENCH_SETTLE, below), each build once
+# the kernel has finished dismantling the namespaces of the run before. Peak RSS and
+# user CPU are netscript's, at build. netscript's own cost is its build time minus the
+# floor's of the same N (medians; and paired, each repetition against its own floor
+# run); "own cost growth" is that per container at the largest N over the smallest.
+# The phases (NETSCRIPT_PHASES)
 # are the plain script's medians, ms per container: namespaces, links, addresses and
 # routes, firewall, journal (the back end's / journal's share of the script's time),
 # rest (Lua and validation reads).
@@ -65,6 +67,15 @@ IN_HOST="nsenter --net=/run/netns/pb_host"
 # after a fast build (a slow build has waited for its first ports already). With
 # BENCH_SETTLE=3 every teardown starts on a quiet kernel.
 SETTLE=${BENCH_SETTLE:-0.5}
+# Before each build, the kernel's cleanup of the namespaces deleted before (by the last
+# teardown, and pb_host) is waited for: it runs on one kernel worker for a while after
+# the veths are gone (0.3 s at N=500, 0.5 s at N=1000, measured) and holds the locks a
+# build needs. A probe namespace with a veth end outside is deleted; the kernel deletes
+# namespaces in order, so once that end is gone the cleanups before it are over.
+kernel_quiet() {
+  ip netns add pb_probe && ip link add pb_probe_h type veth peer name p netns pb_probe && ip netns del pb_probe
+  while [[ "$(</proc/net/dev)" == *pb_probe_h* ]]; do sleep 0.002; done
+}
 # The stock variants run the baseline's scripts with the same timing as the others
 # (as its bench.sh does: build, verify once, wait, teardown, wait for the veths).
 stock_cmd() { # variant phase -> the baseline's script and its argument
@@ -77,6 +88,7 @@ first=1
 for N in $NS_LIST; do
   for ((r = 1; r <= REPS; r++)); do
     for V in $VARIANTS floor plain hinted; do
+      kernel_quiet
       ip netns add pb_host && ip -n pb_host link set lo up
       sleep "$SETTLE"
       rss=
@@ -88,13 +100,13 @@ for N in $NS_LIST; do
             { echo "the stock build failed (N=$N, $V, repetition $r)"; exit 1; } ;;
         floor) $IN_HOST "$FLOOR" "$N" ;;
         *)
-          $IN_HOST env NETSCRIPT_PHASES=1 /usr/bin/time -f %M -o "$BASELINE_OUT/rss" \
+          $IN_HOST env NETSCRIPT_PHASES=1 /usr/bin/time -f "%U %M" -o "$BASELINE_OUT/rss" \
             "$BIN" --name bench "$here/topology.lua" "$N" $V 2>"$BASELINE_OUT/err" ||
             { echo "netscript failed (N=$N, $V, repetition $r):"; cat "$BASELINE_OUT/err"; exit 1; } ;;
       esac
       b=$(ms "$s" "$EPOCHREALTIME")
       if [[ $V == plain || $V == hinted ]]; then
-        rss=$(tail -1 "$BASELINE_OUT/rss")
+        rss=$(tail -1 "$BASELINE_OUT/rss" | tr ' ' ,)
         # PHASES k=ms ...: one line per run, for the table of phases.
         sed -n "s/^PHASES /$N $V /p" "$BASELINE_OUT/err" >> "$BASELINE_OUT/phases"
       fi
@@ -144,8 +156,10 @@ for r in rows:
     if not r or r[0] == "N":
         continue
     n, v = int(r[0]), r[1]
-    rss = int(r[6]) / 1024 if v in ("plain", "hinted") and len(r) > 6 and r[6] else None
-    data.setdefault((n, v), []).append((float(r[3]), float(r[5]), rss))
+    ours = v in ("plain", "hinted") and len(r) > 7 and r[7]
+    rss = int(r[7]) / 1024 if ours else None
+    user = float(r[6]) if ours else None
+    data.setdefault((n, v), []).append((float(r[3]), float(r[5]), rss, user, int(r[2])))
 names = {"a": "article (one process per step)", "b": "stock batch (ip -batch, iptables-restore)",
          "floor": "kernel floor (raw netlink, no marks)",
          "plain": "netscript, plain script", "hinted": "netscript, with fw.batch"}
@@ -165,6 +179,10 @@ for (n, v) in sorted(data, key=lambda k: (k[0], order.index(k[1]))):
     rt = f"{t / med([x[1] for x in ref]):>8.2f}" if ref and v != "b" else f"{'':>8}"
     rss = f"{max(x[2] for x in data[(n, v)]):>7.1f}" if data[(n, v)][0][2] is not None else f"{'':>7}"
     print(f"{n:>5}  {names[v]:<42} {b:>8.3f} {1000*b/n:>7.2f} {rb} {rf} {t:>11.3f} {tr:>11} {rt} {rss}")
+def paired(n, v):  # median of (build - the floor's build of the same repetition), ms/ctr
+    fl = {x[4]: x[0] for x in data[(n, "floor")]}
+    return med([x[0] - fl[x[4]] for x in data[(n, v)] if x[4] in fl]) / n * 1000
+user = lambda n, v: med([x[3] for x in data[(n, v)]]) / n * 1000
 ns = sorted({n for (n, _) in data})
 if len(ns) > 1:
     lo, hi = ns[0], ns[-1]
@@ -179,6 +197,13 @@ if len(ns) > 1:
             g = f"{o1 / o0:.2f} x" if o0 > 0 else "n/a"
             print(f"netscript's own cost (build - floor), {names[v]}: {o0:.2f} ms/ctr at N={lo}, "
                   f"{o1:.2f} at N={hi}: growth {g}")
+            # The same, each repetition against the floor run just before it (the
+            # machine's speed drifts between repetitions), and netscript's own CPU in
+            # user space (its code: Lua, journal, requests built and read).
+            p0, p1 = paired(lo, v), paired(hi, v)
+            g = f"{p1 / p0:.2f} x" if p0 > 0 else "n/a"
+            print(f"  paired by repetition: {p0:.2f} and {p1:.2f} ms/ctr, growth {g}; its user CPU: "
+                  f"{user(lo, v):.2f} and {user(hi, v):.2f} ms/ctr")
 # Phases of the plain script: medians, ms per container.
 if os.path.exists(sys.argv[2]):
     ph = {}
