@@ -47,8 +47,8 @@ pub struct Kernel {
     nss: HashMap<NsRef, NsCtx>,
     tick: u64,
     fw: Arc<dyn Firewall>,
-    /// Link indexes by namespace and name, learnt from creations (echoed by the
-    /// kernel) and lookups; forgotten when netscript deletes or moves the link. A
+    /// Link indexes by namespace and name, learnt from creations (the index chosen,
+    /// or the kernel's echo) and lookups; forgotten when netscript deletes or moves the link. A
     /// stale one (someone else deleted the link) makes the kernel answer ENODEV, and
     /// the name is looked up again.
     idx: HashMap<NsRef, HashMap<String, u32>>,
@@ -701,7 +701,7 @@ impl Backend for Kernel {
         netns::id(name)
     }
 
-    /// From the cache when known (a creation's echo is the index of what was made).
+    /// From the cache when known (a creation's index is that of what was made).
     fn link_index(&mut self, ns: &NsRef, name: &str) -> Result<Option<u32>> {
         match self.index(ns, name) {
             Ok(i) => Ok(Some(i)),

@@ -469,7 +469,8 @@ pub async fn set_port_flags(h: &Handle, index: u32, f: &crate::op::PortFlags) ->
 }
 // ---- fewer round trips ------------------------------------------------------------
 // Links are changed by name (the kernel looks the name up itself: no GETLINK first),
-// a created link's index comes back with the creation (NLM_F_ECHO), and dumps are
+// a created link's index is the one netscript chose for it (or comes back with the
+// creation, NLM_F_ECHO, when none was chosen), and dumps are
 // filtered by the kernel (the socket sets NETLINK_GET_STRICT_CHK, see `connect`).
 
 /// A netlink connection whose socket asks the kernel to check and honour the
@@ -513,9 +514,18 @@ const CREATE_ECHO: u16 = rtnetlink::packet_core::NLM_F_REQUEST
     | rtnetlink::packet_core::NLM_F_EXCL
     | rtnetlink::packet_core::NLM_F_ECHO;
 
-/// Creates a link; returns its index when the kernel echoes it (Linux 6.3 and later).
+/// Creates a link; returns its index: the one asked for (`msg.header.index`, which
+/// the kernel gives it or refuses with EBUSY), else the one the kernel echoes (Linux
+/// 6.3 and later). With an index asked for, no echo: the kernel would build the whole
+/// link's description for it and we would read and parse it, for nothing.
 async fn create_link(h: &Handle, msg: LinkMessage) -> Result<Option<u32>> {
-    request_echo(h, rtnetlink::packet_route::RouteNetlinkMessage::NewLink(msg), CREATE_ECHO).await
+    let asked = msg.header.index;
+    let msg = rtnetlink::packet_route::RouteNetlinkMessage::NewLink(msg);
+    if asked == 0 {
+        return request_echo(h, msg, CREATE_ECHO).await;
+    }
+    request_echo(h, msg, CREATE_ECHO & !rtnetlink::packet_core::NLM_F_ECHO).await?;
+    Ok(Some(asked))
 }
 
 /// `add_veth`, returning the index of `name` when the kernel says it.
