@@ -48,9 +48,9 @@ pub struct Kernel {
     tick: u64,
     fw: Arc<dyn Firewall>,
     /// Link indexes by namespace and name, learnt from creations (the index chosen,
-    /// or the kernel's echo) and lookups; forgotten when netscript deletes or moves the link. A
-    /// stale one (someone else deleted the link) makes the kernel answer ENODEV, and
-    /// the name is looked up again.
+    /// or the kernel's echo) and lookups; forgotten when netscript deletes or moves
+    /// the link. A stale one (someone else deleted the link) makes the kernel answer
+    /// ENODEV, and the name is looked up again.
     idx: HashMap<NsRef, HashMap<String, u32>>,
     /// Indexes chosen for links about to be created (`reserve_index`), by namespace
     /// and name; taken by the creation.

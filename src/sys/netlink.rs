@@ -528,7 +528,7 @@ async fn create_link(h: &Handle, msg: LinkMessage) -> Result<Option<u32>> {
     Ok(Some(asked))
 }
 
-/// `add_veth`, returning the index of `name` when the kernel says it.
+/// `add_veth`, returning the index of `name` when known (see `create_link`).
 pub async fn create_veth(
     h: &Handle,
     name: &str,
@@ -550,7 +550,7 @@ pub async fn create_veth(
     create_link(h, msg).await
 }
 
-/// `add_bridge`, returning its index when the kernel says it.
+/// `add_bridge`, returning its index when known (see `create_link`).
 pub async fn create_bridge(h: &Handle, name: &str, index: Option<u32>) -> Result<Option<u32>> {
     let mut msg = LinkMessageBuilder::<LinkBridge>::new(name).build();
     msg.header.index = index.unwrap_or(0);
