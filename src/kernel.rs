@@ -28,17 +28,20 @@ use crate::trace::{self, Spec, Trace};
 struct NsCtx {
     /// None for the namespace netscript runs in (no thread needs to enter it).
     fd: Option<OwnedFd>,
-    nl: Handle,
-    conn: tokio::task::JoinHandle<()>,
+    /// The changes that the kernel answers with an ack alone (most of a build).
+    acks: nl::Acks,
+    /// rtnetlink's connection, for reads (dumps) and the rarer changes; made when
+    /// first needed.
+    reads: Option<(Handle, tokio::task::JoinHandle<()>)>,
     /// For `link_there` (made when first needed).
     probe: Option<OwnedFd>,
     /// When it was last used (`Kernel::tick`), to close the least recently used.
     used: u64,
 }
 
-/// How many namespaces keep their fd and netlink socket open at once. A topology of
-/// many namespaces would otherwise hold two fds and a socket buffer for each (fds
-/// and memory grow with it); reopening one costs a thread that enters it.
+/// How many namespaces keep their fd and netlink sockets open at once. A topology of
+/// many namespaces would otherwise hold two or three fds and socket buffers for each
+/// (fds and memory grow with it); reopening one costs two `setns` and a socket.
 const OPEN_NAMESPACES: usize = 32;
 
 pub struct Kernel {
@@ -116,8 +119,7 @@ impl Kernel {
     /// Brings up lo in the namespace netscript runs in (used for a fresh sandbox;
     /// not journaled, the sandbox dies with the process).
     pub fn set_lo_up(&mut self) -> Result<()> {
-        let h = self.nl(&NsRef::Host)?;
-        self.rt.block_on(nl::set_link(&h, "lo", nl::LinkSet { up: Some(true), ..Default::default() }))
+        self.set_link(&NsRef::Host, "lo", nl::LinkSet { up: Some(true), ..Default::default() })
     }
 
     fn ctx(&mut self, ns: &NsRef) -> Result<&NsCtx> {
@@ -139,39 +141,49 @@ impl Kernel {
                 NsRef::Host => None,
                 NsRef::Named(n) => Some(netns::open(n)?),
             };
-            let rt = self.rt.handle().clone();
-            let connect = move || {
-                let _g = rt.enter();
-                nl::connect()
+            let acks = match &fd {
+                Some(fd) => netns::briefly_in(fd.as_fd(), self.host_fd.as_fd(), nl::Acks::open)??,
+                None => nl::Acks::open()?,
             };
-            let (conn, handle) = match &fd {
-                Some(fd) => netns::briefly_in(fd.as_fd(), self.host_fd.as_fd(), connect)??,
-                None => connect()?,
-            };
-            let conn = self.rt.spawn(conn);
-            self.nss.insert(ns.clone(), NsCtx { fd, nl: handle, conn, probe: None, used: self.tick });
+            self.nss.insert(ns.clone(), NsCtx { fd, acks, reads: None, probe: None, used: self.tick });
         }
         Ok(&self.nss[ns])
     }
 
-    /// Forgets a namespace: closes our fd and netlink socket, which would otherwise
+    /// Forgets a namespace: closes our fd and netlink sockets, which would otherwise
     /// keep a deleted namespace alive.
     fn forget(&mut self, ns: &NsRef) {
         self.idx.remove(ns);
         self.close(ns);
     }
 
-    /// Closes our fd and netlink socket for a namespace (reopened when needed).
+    /// Closes our fd and netlink sockets for a namespace (reopened when needed).
     fn close(&mut self, ns: &NsRef) {
-        if let Some(c) = self.nss.remove(ns) {
-            drop(c.nl);
-            c.conn.abort();
-            let _ = self.rt.block_on(c.conn);
+        if let Some((h, conn)) = self.nss.remove(ns).and_then(|c| c.reads) {
+            drop(h);
+            conn.abort();
+            let _ = self.rt.block_on(conn);
         }
     }
 
     fn nl(&mut self, ns: &NsRef) -> Result<Handle> {
-        Ok(self.ctx(ns)?.nl.clone())
+        self.ctx(ns)?;
+        let c = self.nss.get_mut(ns).expect("just opened");
+        if let Some((h, _)) = &c.reads {
+            return Ok(h.clone());
+        }
+        let rt = self.rt.handle().clone();
+        let connect = move || {
+            let _g = rt.enter();
+            nl::connect()
+        };
+        let (conn, handle) = match &c.fd {
+            Some(fd) => netns::briefly_in(fd.as_fd(), self.host_fd.as_fd(), connect)??,
+            None => connect()?,
+        };
+        let conn = self.rt.spawn(conn);
+        c.reads = Some((handle.clone(), conn));
+        Ok(handle)
     }
 
     /// The fd to enter for `ns`, borrowed from the cache (None for the host).
@@ -226,9 +238,23 @@ impl Kernel {
         }
     }
 
+    /// The socket for changes answered by an ack alone, in `ns`.
+    fn acks(&mut self, ns: &NsRef) -> Result<&mut nl::Acks> {
+        self.ctx(ns)?;
+        Ok(&mut self.nss.get_mut(ns).expect("just opened").acks)
+    }
+
     fn set_link(&mut self, ns: &NsRef, name: &str, s: nl::LinkSet<'_>) -> Result<()> {
+        nl::set_link(self.acks(ns)?, name, s)
+    }
+
+    /// Creates a link (`msg`, made in `ns`); returns its index (see `nl::create_link`).
+    fn create_link(&mut self, ns: &NsRef, msg: rtnetlink::packet_route::link::LinkMessage) -> Result<Option<u32>> {
+        if msg.header.index != 0 {
+            return nl::create_link(self.acks(ns)?, msg);
+        }
         let h = self.nl(ns)?;
-        self.rt.block_on(nl::set_link(&h, name, s))
+        self.rt.block_on(nl::create_link_echo(&h, msg))
     }
 
     /// The link named `name` in `ns` if it is the one this topology created: marked,
@@ -300,13 +326,10 @@ impl Kernel {
     fn mark_new_link(&mut self, ns: &NsRef, name: &str, also: &[(&NsRef, &String)]) -> Result<()> {
         let mark = self.mark.clone();
         let ends = std::iter::once((ns, name)).chain(also.iter().map(|(n, m)| (*n, m.as_str())));
-        let res = ends.map(|(n, m)| Ok((self.nl(n)?, m))).collect::<Result<Vec<_>>>().and_then(|ends| {
-            // One request per end (each on its namespace's socket), sent together and
-            // their answers read after: one round trip instead of one per end.
-            let alias = || nl::LinkSet { alias: Some(&mark), ..Default::default() };
-            let marks = ends.iter().map(|(h, n)| nl::set_link(h, n, alias()));
-            self.rt.block_on(futures::future::join_all(marks)).into_iter().collect::<Result<()>>()
-        });
+        let ends: Vec<(&NsRef, &str)> = ends.collect();
+        let res = ends
+            .iter()
+            .try_for_each(|(n, m)| self.set_link(n, m, nl::LinkSet { alias: Some(&mark), ..Default::default() }));
         if res.is_err() {
             let h = self.nl(ns)?;
             let _ = self.rt.block_on(nl::del_link_by_name(&h, name));
@@ -426,19 +449,20 @@ impl Kernel {
                 Ok(())
             }
             Op::AddVeth { ns, name, peer, peer_ns } => {
-                let h = self.nl(ns)?;
+                // `ns` opened first: opening `peer_ns` then cannot close it (the least
+                // recently used goes), and the creation opens nothing, so `peer_fd` holds.
+                self.ctx(ns)?;
                 let peer_fd = if peer_ns != ns { Some(self.target_fd(peer_ns)?) } else { None };
                 let index = self.reserved.remove(&(ns.clone(), name.clone()));
-                let made = self.rt.block_on(nl::create_veth(&h, name, peer, peer_fd, index));
+                let made = self.create_link(ns, nl::veth_msg(name, peer, peer_fd, index));
                 if let Some(i) = index_taken(made, ns, name, index)? {
                     self.learn(ns, name, i);
                 }
                 self.mark_new_link(ns, name, &[(peer_ns, peer)])
             }
             Op::AddBridge { ns, name } => {
-                let h = self.nl(ns)?;
                 let index = self.reserved.remove(&(ns.clone(), name.clone()));
-                let made = self.rt.block_on(nl::create_bridge(&h, name, index));
+                let made = self.create_link(ns, nl::bridge_msg(name, index));
                 if let Some(i) = index_taken(made, ns, name, index)? {
                     self.learn(ns, name, i);
                 }
@@ -493,10 +517,9 @@ impl Kernel {
                 self.rt.block_on(nl::move_link_by_name(&h, name, fd))
             }
             Op::SetUp { ns, name, up } => self.set_link(ns, name, nl::LinkSet { up: Some(*up), ..Default::default() }),
-            Op::AddAddr { ns, dev, addr, nodad } => self.with_indexes(ns, &[dev], |k, i| {
-                let h = k.nl(ns)?;
-                k.rt.block_on(nl::add_addr(&h, i[0], *addr, *nodad))
-            }),
+            Op::AddAddr { ns, dev, addr, nodad } => {
+                self.with_indexes(ns, &[dev], |k, i| nl::add_addr(k.acks(ns)?, i[0], *addr, *nodad))
+            }
             Op::DelAddr { ns, dev, addr } => self.with_indexes(ns, &[dev], |k, i| {
                 let h = k.nl(ns)?;
                 k.rt.block_on(nl::del_addr(&h, i[0], *addr))
@@ -512,10 +535,7 @@ impl Kernel {
             }
             Op::AddRoute { ns, route } => {
                 let devs: Vec<&str> = route.dev.iter().map(String::as_str).collect();
-                self.with_indexes(ns, &devs, |k, i| {
-                    let h = k.nl(ns)?;
-                    k.rt.block_on(nl::add_route(&h, route, i.first().copied()))
-                })
+                self.with_indexes(ns, &devs, |k, i| nl::add_route(k.acks(ns)?, route, i.first().copied()))
             }
             Op::DelRoute { ns, route } => {
                 if route.proto.is_none() {

@@ -1,4 +1,6 @@
-//! Links, addresses and routes over rtnetlink, on a socket bound to one namespace.
+//! Links, addresses and routes over route netlink, on sockets bound to one namespace:
+//! the changes the kernel answers with an ack alone on a plain socket (`Acks`: one
+//! send, one receive), reads and the rarer changes through rtnetlink.
 //! Functions here speak kernel terms (indexes, messages); naming objects in error
 //! messages is the caller's job.
 
@@ -7,10 +9,10 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use futures::TryStreamExt;
 use ipnet::IpNet;
-use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressHeaderFlags, AddressMessage};
 use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope};
+use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::{Handle, LinkBridge, LinkMessageBuilder, LinkUnspec, LinkVeth, RouteMessageBuilder};
 
 use crate::error::{Error, Result};
@@ -88,8 +90,7 @@ pub async fn links(h: &Handle) -> Result<Vec<LinkState>> {
     Ok(msgs.iter().map(link_state).collect())
 }
 
-/// Creates a veth pair; the peer goes straight into the namespace `peer_ns_fd`
-/// (IFLA_NET_NS_FD on the peer), so it never appears where it does not belong.
+/// Deletes the link with index `index`.
 pub async fn del_link(h: &Handle, index: u32) -> Result<()> {
     h.link().del(index).execute().await?;
     Ok(())
@@ -129,17 +130,24 @@ pub async fn move_link(h: &Handle, index: u32, target_fd: RawFd) -> Result<()> {
 
 /// Adds an address; `nodad` (IPv6: IFA_F_NODAD, `ip addr add ... nodad`) makes it
 /// usable at once, without duplicate address detection.
-pub async fn add_addr(h: &Handle, index: u32, addr: IpNet, nodad: bool) -> Result<()> {
-    let mut req = h.address().add(index, addr.addr(), addr.prefix_len());
-    // rtnetlink adds a broadcast address; `ip addr add` does not (without `brd +`).
-    req.message_mut().attributes.retain(|a| !matches!(a, AddressAttribute::Broadcast(_)));
+pub fn add_addr(s: &mut Acks, index: u32, addr: IpNet, nodad: bool) -> Result<()> {
+    let mut m = match addr.addr() {
+        IpAddr::V4(a) => rtnetlink::AddressMessageBuilder::<std::net::Ipv4Addr>::new()
+            .index(index)
+            .address(a, addr.prefix_len())
+            .build(),
+        IpAddr::V6(a) => rtnetlink::AddressMessageBuilder::<std::net::Ipv6Addr>::new()
+            .index(index)
+            .address(a, addr.prefix_len())
+            .build(),
+    };
+    // The builder adds a broadcast address; `ip addr add` does not (without `brd +`).
+    m.attributes.retain(|a| !matches!(a, AddressAttribute::Broadcast(_)));
     if nodad {
-        let m = req.message_mut();
         m.header.flags |= AddressHeaderFlags::Nodad;
         m.attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
     }
-    req.execute().await?;
-    Ok(())
+    s.request(RouteNetlinkMessage::NewAddress(m), CREATE)
 }
 
 fn addr_of(m: &AddressMessage) -> Option<IpNet> {
@@ -231,9 +239,8 @@ fn route_msg(r: &Route, oif: Option<u32>) -> Result<RouteMessage> {
     Ok(b.build())
 }
 
-pub async fn add_route(h: &Handle, r: &Route, oif: Option<u32>) -> Result<()> {
-    h.route().add(route_msg(r, oif)?).execute().await?;
-    Ok(())
+pub fn add_route(s: &mut Acks, r: &Route, oif: Option<u32>) -> Result<()> {
+    s.request(RouteNetlinkMessage::NewRoute(route_msg(r, oif)?), CREATE)
 }
 
 pub async fn del_route(h: &Handle, r: &Route, oif: Option<u32>) -> Result<()> {
@@ -514,28 +521,26 @@ const CREATE_ECHO: u16 = rtnetlink::packet_core::NLM_F_REQUEST
     | rtnetlink::packet_core::NLM_F_EXCL
     | rtnetlink::packet_core::NLM_F_ECHO;
 
-/// Creates a link; returns its index: the one asked for (`msg.header.index`, which
-/// the kernel gives it or refuses with EBUSY), else the one the kernel echoes (Linux
-/// 6.3 and later). With an index asked for, no echo: the kernel would build the whole
-/// link's description for it and we would read and parse it, for nothing.
-async fn create_link(h: &Handle, msg: LinkMessage) -> Result<Option<u32>> {
+/// Creates a link (with the index asked for in `msg.header.index`, which the kernel
+/// gives it or refuses with EBUSY); returns that index. No echo is asked for: it
+/// would be the whole link's description, built by the kernel, read and parsed by us,
+/// for an index already known. `create_link_echo` when none was chosen.
+pub fn create_link(s: &mut Acks, msg: LinkMessage) -> Result<Option<u32>> {
     let asked = msg.header.index;
-    let msg = rtnetlink::packet_route::RouteNetlinkMessage::NewLink(msg);
-    if asked == 0 {
-        return request_echo(h, msg, CREATE_ECHO).await;
-    }
-    request_echo(h, msg, CREATE_ECHO & !rtnetlink::packet_core::NLM_F_ECHO).await?;
+    s.request(RouteNetlinkMessage::NewLink(msg), CREATE)?;
     Ok(Some(asked))
 }
 
-/// `add_veth`, returning the index of `name` when known (see `create_link`).
-pub async fn create_veth(
-    h: &Handle,
-    name: &str,
-    peer: &str,
-    peer_ns_fd: Option<RawFd>,
-    index: Option<u32>,
-) -> Result<Option<u32>> {
+/// Creates a link with the index the kernel chooses; returns it when the kernel
+/// echoes it (Linux 6.3 and later).
+pub async fn create_link_echo(h: &Handle, msg: LinkMessage) -> Result<Option<u32>> {
+    request_echo(h, RouteNetlinkMessage::NewLink(msg), CREATE_ECHO).await
+}
+
+/// A veth pair's creation; the peer goes straight into the namespace `peer_ns_fd`
+/// (IFLA_NET_NS_FD on the peer), so it never appears where it does not belong.
+/// `index`: the index `name` is to have.
+pub fn veth_msg(name: &str, peer: &str, peer_ns_fd: Option<RawFd>, index: Option<u32>) -> LinkMessage {
     let mut msg = match peer_ns_fd {
         None => LinkVeth::new(name, peer).build(),
         Some(fd) => {
@@ -547,14 +552,14 @@ pub async fn create_veth(
         }
     };
     msg.header.index = index.unwrap_or(0);
-    create_link(h, msg).await
+    msg
 }
 
-/// `add_bridge`, returning its index when known (see `create_link`).
-pub async fn create_bridge(h: &Handle, name: &str, index: Option<u32>) -> Result<Option<u32>> {
+/// A bridge's creation, with the index it is to have.
+pub fn bridge_msg(name: &str, index: Option<u32>) -> LinkMessage {
     let mut msg = LinkMessageBuilder::<LinkBridge>::new(name).build();
     msg.header.index = index.unwrap_or(0);
-    create_link(h, msg).await
+    msg
 }
 
 /// One change to a link named `name`, in one request: any of alias, master (Some(None)
@@ -567,7 +572,7 @@ pub struct LinkSet<'a> {
     pub up: Option<bool>,
 }
 
-pub async fn set_link(h: &Handle, name: &str, s: LinkSet<'_>) -> Result<()> {
+pub fn set_link(sock: &mut Acks, name: &str, s: LinkSet<'_>) -> Result<()> {
     let mut b = LinkUnspec::new_with_name(name);
     if let Some(a) = s.alias {
         b = b.alias(a.to_string());
@@ -585,8 +590,7 @@ pub async fn set_link(h: &Handle, name: &str, s: LinkSet<'_>) -> Result<()> {
         Some(false) => b = b.down(),
         None => {}
     }
-    h.link().set(b.build()).execute().await?;
-    Ok(())
+    sock.request(RouteNetlinkMessage::SetLink(b.build()), CREATE)
 }
 
 /// Deletes the link named `name`.
@@ -639,5 +643,85 @@ pub fn link_there(probe: BorrowedFd<'_>, name: &str) -> Result<bool> {
     match nix::errno::Errno::last() {
         nix::errno::Errno::ENODEV => Ok(false),
         e => Err(Error::from_errno(format!("cannot look up link \"{name}\""), e)),
+    }
+}
+
+// ---- requests answered by an ack, without the async machinery ----------------------
+
+/// The flags rtnetlink gives a creation (and a link change): besides request and ack.
+const CREATE: u16 = rtnetlink::packet_core::NLM_F_CREATE | rtnetlink::packet_core::NLM_F_EXCL;
+
+/// A NETLINK_ROUTE socket for requests answered by an ack alone (a change): one send
+/// and one receive, where the connection behind `Handle` polls, receives until the
+/// socket is empty and wakes the request through a channel.
+pub struct Acks {
+    fd: OwnedFd,
+    seq: u32,
+    buf: Vec<u8>,
+}
+
+impl Acks {
+    /// A socket in the calling thread's namespace.
+    pub fn open() -> Result<Acks> {
+        // SAFETY: plain socket(2); the fd is owned from here.
+        let fd = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::NETLINK_ROUTE) };
+        if fd < 0 {
+            return Err(std::io::Error::last_os_error().into());
+        }
+        Ok(Acks { fd: unsafe { OwnedFd::from_raw_fd(fd) }, seq: 0, buf: vec![0; 8192] })
+    }
+
+    /// Sends `msg` with `flags` (NLM_F_REQUEST | NLM_F_ACK added) and waits for its ack;
+    /// a refusal is the kernel's errno.
+    pub fn request(&mut self, msg: RouteNetlinkMessage, flags: u16) -> Result<()> {
+        use rtnetlink::packet_core::{NLM_F_ACK, NLM_F_REQUEST, NetlinkMessage, NetlinkPayload};
+        self.seq = self.seq.wrapping_add(1);
+        let mut req = NetlinkMessage::from(msg);
+        req.header.flags = flags | NLM_F_REQUEST | NLM_F_ACK;
+        req.header.sequence_number = self.seq;
+        req.finalize();
+        let mut out = vec![0; req.buffer_len()];
+        req.serialize(&mut out);
+        loop {
+            // SAFETY: send(2) of an initialized buffer on our socket.
+            let n = unsafe { libc::send(self.fd.as_raw_fd(), out.as_ptr().cast(), out.len(), 0) };
+            if n >= 0 {
+                break;
+            }
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(e.into());
+            }
+        }
+        loop {
+            // SAFETY: recv(2) into our buffer, within its length.
+            let n = unsafe { libc::recv(self.fd.as_raw_fd(), self.buf.as_mut_ptr().cast(), self.buf.len(), 0) };
+            if n < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e.into());
+            }
+            let mut at = 0usize;
+            let n = n as usize;
+            while at + 16 <= n {
+                let len = u32::from_ne_bytes(self.buf[at..at + 4].try_into().expect("4 bytes")) as usize;
+                if len < 16 || at + len > n {
+                    break;
+                }
+                let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[at..at + len])
+                    .map_err(|e| Error::sys(format!("cannot read the kernel's answer: {e}"), None))?;
+                if m.header.sequence_number == self.seq
+                    && let NetlinkPayload::Error(e) = m.payload
+                {
+                    return match e.code {
+                        None => Ok(()),
+                        Some(_) => Err(Error::from(rtnetlink::Error::NetlinkError(e))),
+                    };
+                }
+                at += (len + 3) & !3;
+            }
+        }
     }
 }
