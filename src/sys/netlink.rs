@@ -96,35 +96,10 @@ pub async fn del_link(h: &Handle, index: u32) -> Result<()> {
     Ok(())
 }
 
-pub async fn set_alias(h: &Handle, index: u32, alias: &str) -> Result<()> {
-    h.link().set(LinkUnspec::new_with_index(index).alias(alias.to_string()).build()).execute().await?;
-    Ok(())
-}
-
 pub async fn set_up(h: &Handle, index: u32, up: bool) -> Result<()> {
     let b = LinkUnspec::new_with_index(index);
     let b = if up { b.up() } else { b.down() };
     h.link().set(b.build()).execute().await?;
-    Ok(())
-}
-
-pub async fn set_master(h: &Handle, index: u32, master: Option<u32>) -> Result<()> {
-    let b = LinkUnspec::new_with_index(index);
-    let b = match master {
-        Some(m) => b.controller(m),
-        None => b.nocontroller(),
-    };
-    h.link().set(b.build()).execute().await?;
-    Ok(())
-}
-
-pub async fn set_mtu(h: &Handle, index: u32, mtu: u32) -> Result<()> {
-    h.link().set(LinkUnspec::new_with_index(index).mtu(mtu).build()).execute().await?;
-    Ok(())
-}
-
-pub async fn move_link(h: &Handle, index: u32, target_fd: RawFd) -> Result<()> {
-    h.link().set(LinkUnspec::new_with_index(index).setns_by_fd(target_fd).build()).execute().await?;
     Ok(())
 }
 
