@@ -141,10 +141,7 @@ impl Kernel {
                 NsRef::Host => None,
                 NsRef::Named(n) => Some(netns::open(n)?),
             };
-            let acks = match &fd {
-                Some(fd) => netns::briefly_in(fd.as_fd(), self.host_fd.as_fd(), nl::Acks::open)??,
-                None => nl::Acks::open()?,
-            };
+            let acks = netns::briefly_in(fd.as_ref().map(|f| f.as_fd()), self.host_fd.as_fd(), nl::Acks::open)??;
             self.nss.insert(ns.clone(), NsCtx { fd, acks, reads: None, probe: None, used: self.tick });
         }
         Ok(&self.nss[ns])
@@ -177,10 +174,7 @@ impl Kernel {
             let _g = rt.enter();
             nl::connect()
         };
-        let (conn, handle) = match &c.fd {
-            Some(fd) => netns::briefly_in(fd.as_fd(), self.host_fd.as_fd(), connect)??,
-            None => connect()?,
-        };
+        let (conn, handle) = netns::briefly_in(c.fd.as_ref().map(|f| f.as_fd()), self.host_fd.as_fd(), connect)??;
         let conn = self.rt.spawn(conn);
         c.reads = Some((handle.clone(), conn));
         Ok(handle)
@@ -778,10 +772,7 @@ impl Backend for Kernel {
         let host = self.host_fd.as_fd();
         let c = self.nss.get_mut(ns).expect("opened above");
         if c.probe.is_none() {
-            c.probe = Some(match &c.fd {
-                Some(fd) => netns::briefly_in(fd.as_fd(), host, nl::probe_socket)??,
-                None => nl::probe_socket()?,
-            });
+            c.probe = Some(netns::briefly_in(c.fd.as_ref().map(|f| f.as_fd()), host, nl::probe_socket)??);
         }
         nl::link_there(c.probe.as_ref().expect("made above").as_fd(), name)
     }

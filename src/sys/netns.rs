@@ -39,14 +39,16 @@ pub fn in_netns<T: Send>(fd: Option<BorrowedFd<'_>>, f: impl FnOnce() -> T + Sen
 }
 
 /// Runs `f` on the calling thread inside the namespace `fd`, then returns the thread
-/// to `home` (the namespace it was in). For a few syscalls (opening a socket that
+/// to `home` (the namespace it was in); with no `fd`, where the thread is (as
+/// `in_netns`). For a few syscalls (opening a socket that
 /// stays bound to the namespace) this costs two `setns` where `in_netns` starts a
 /// thread (whose first run, on a busy machine, can wait milliseconds for a CPU).
 /// `f` must not start processes or threads or leave anything behind that depends on
 /// the thread's namespace. A thread that cannot go back would run everything after
 /// in the wrong namespace: the process aborts instead (the journal is on disk;
 /// `netscript down` takes the topology back).
-pub fn briefly_in<T>(fd: BorrowedFd<'_>, home: BorrowedFd<'_>, f: impl FnOnce() -> T) -> Result<T> {
+pub fn briefly_in<T>(fd: Option<BorrowedFd<'_>>, home: BorrowedFd<'_>, f: impl FnOnce() -> T) -> Result<T> {
+    let Some(fd) = fd else { return Ok(f()) };
     setns(fd, CloneFlags::CLONE_NEWNET).map_err(|e| Error::from_errno("cannot enter the network namespace", e))?;
     let r = f();
     go_home(home);
