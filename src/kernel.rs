@@ -127,24 +127,26 @@ impl Kernel {
         if let Some(c) = self.nss.get_mut(ns) {
             c.used = self.tick;
         } else {
-            if self.nss.len() >= OPEN_NAMESPACES
-                && let Some(old) = self
-                    .nss
-                    .iter()
-                    .filter(|(k, _)| **k != NsRef::Host)
-                    .min_by_key(|(_, c)| c.used)
-                    .map(|(k, _)| k.clone())
-            {
-                self.close(&old);
-            }
             let fd = match ns {
                 NsRef::Host => None,
                 NsRef::Named(n) => Some(netns::open(n)?),
             };
             let acks = netns::briefly_in(fd.as_ref().map(|f| f.as_fd()), self.host_fd.as_fd(), nl::Acks::open)??;
-            self.nss.insert(ns.clone(), NsCtx { fd, acks, reads: None, probe: None, used: self.tick });
+            self.adopt(ns, fd, acks);
         }
         Ok(&self.nss[ns])
+    }
+
+    /// Keeps `fd` and `acks` as what this run holds open for `ns` (see `ctx`),
+    /// closing the least recently used namespace's when `OPEN_NAMESPACES` are open.
+    fn adopt(&mut self, ns: &NsRef, fd: Option<OwnedFd>, acks: nl::Acks) {
+        if self.nss.len() >= OPEN_NAMESPACES
+            && let Some(old) =
+                self.nss.iter().filter(|(k, _)| **k != NsRef::Host).min_by_key(|(_, c)| c.used).map(|(k, _)| k.clone())
+        {
+            self.close(&old);
+        }
+        self.nss.insert(ns.clone(), NsCtx { fd, acks, reads: None, probe: None, used: self.tick });
     }
 
     /// Forgets a namespace: closes our fd and netlink sockets, which would otherwise
@@ -416,7 +418,21 @@ impl Kernel {
 
     fn apply_inner(&mut self, op: &Op) -> Result<()> {
         match op {
-            Op::AddNetns { name } => netns::create(name, self.host_fd.as_fd()),
+            Op::AddNetns { name } => {
+                // The namespace's fd and socket for changes are opened while the
+                // thread is in it (a script changes what it just made, mostly).
+                let opened = netns::create(name, self.host_fd.as_fd(), || {
+                    Some((netns::open_current().ok()?, nl::Acks::open().ok()?))
+                })?;
+                // Nothing known of a namespace that had the name before is true of it.
+                let ns = NsRef::named(name.clone());
+                self.forget(&ns);
+                if let Some((fd, acks)) = opened {
+                    self.tick += 1;
+                    self.adopt(&ns, Some(fd), acks);
+                }
+                Ok(())
+            }
             Op::DelNetns { name, id } => {
                 if let (Some(want), Some(have)) = (id, netns::id(name))
                     && *want != have

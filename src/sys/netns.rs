@@ -101,8 +101,9 @@ fn prepare_run_dir() -> Result<()> {
 }
 
 /// `ip netns add NAME`. The new namespace's lo stays down, as with iproute2. Made on
-/// the calling thread, which returns to `home` (as `briefly_in`).
-pub fn create(name: &str, home: BorrowedFd<'_>) -> Result<()> {
+/// the calling thread, which runs `inside` there (what is to be opened in it: one
+/// `setns` there and back fewer than `briefly_in` later) and returns to `home`.
+pub fn create<T>(name: &str, home: BorrowedFd<'_>, inside: impl FnOnce() -> T) -> Result<T> {
     prepare_run_dir_once()?;
     let p = path(name);
     OpenOptions::new().write(true).create_new(true).mode(0o000).open(&p).map_err(|e| match e.kind() {
@@ -115,7 +116,8 @@ pub fn create(name: &str, home: BorrowedFd<'_>) -> Result<()> {
         .map_err(|e| Error::from_errno("cannot create a network namespace", e))
         .and_then(|()| {
             let r = mount(Some("/proc/thread-self/ns/net"), &p, Some("none"), MsFlags::MS_BIND, None::<&str>)
-                .map_err(|e| Error::from_errno(format!("cannot bind-mount the namespace on {}", p.display()), e));
+                .map_err(|e| Error::from_errno(format!("cannot bind-mount the namespace on {}", p.display()), e))
+                .map(|()| inside());
             go_home(home);
             r
         });
@@ -156,6 +158,11 @@ pub fn open(name: &str) -> Result<OwnedFd> {
         _ => Error::sys(format!("cannot open namespace \"{name}\": {e}"), e.raw_os_error().map(Errno::from_raw)),
     })?;
     Ok(OwnedFd::from(f))
+}
+
+/// The network namespace the calling thread is in.
+pub fn open_current() -> std::io::Result<OwnedFd> {
+    File::open("/proc/thread-self/ns/net").map(OwnedFd::from)
 }
 
 /// Named namespaces, sorted.
