@@ -130,13 +130,13 @@ pub struct Journal {
     repair: Repair,
     /// Set when the last line was cut short by a crash: what to tell a person.
     pub torn: Option<String>,
-    /// `undone` lines not written yet (see `mark_undone`): written with the next
-    /// line that is not one, at `sync` / `flush`, when it grows past `BUFFERED`, or
-    /// when the journal is dropped.
+    /// `done` and `undone` lines not written yet (see `mark`, `mark_undone`): written
+    /// with the next line that is neither (one write), at `sync` / `flush`, when it
+    /// grows past `BUFFERED`, or when the journal is dropped.
     buffered: Vec<u8>,
 }
 
-/// How many bytes of `undone` lines are kept before they are written.
+/// How many bytes of `done` / `undone` lines are kept before they are written.
 const BUFFERED: usize = 64 * 1024;
 
 /// A fix the file needs before anything is appended to it.
@@ -350,7 +350,7 @@ impl Journal {
             .map_err(|e| Error::sys(format!("cannot write the journal: {e}"), None))
     }
 
-    /// Writes the buffered `undone` lines (no fsync).
+    /// Writes the buffered `done` / `undone` lines (no fsync).
     pub fn flush(&mut self) -> Result<()> {
         if self.buffered.is_empty() { Ok(()) } else { self.write_out(false) }
     }
@@ -371,8 +371,12 @@ impl Journal {
         Ok(seq)
     }
 
-    /// Marks an entry. `done` needs no fsync: if it is lost, the entry looks in
-    /// flight and is undone all the same. `undone` is fsynced (see `mark_undone`).
+    /// Marks an entry. A `done` line is buffered, written with the next line (the
+    /// next change's `begin`: one write for both) or at `flush` (the session flushes
+    /// wherever it settles: before anything could look, at the end of a script or a
+    /// REPL line): if a crash loses it, the entry looks in flight and is undone all
+    /// the same, as when a crash comes between a change and its mark. `undone` is
+    /// fsynced (see `mark_undone`).
     pub fn mark(&mut self, seq: u64, state: State) -> Result<()> {
         self.mark_synced(seq, state, state == State::Undone)
     }
@@ -400,7 +404,7 @@ impl Journal {
             State::Undone => Line::Undone { seq },
             State::InFlight => unreachable!("entries start in flight"),
         };
-        self.write_buffered(&line, sync, state == State::Undone)?;
+        self.write_buffered(&line, sync, matches!(state, State::Done | State::Undone))?;
         if let Some(k) = position(&self.entries, seq) {
             self.entries[k].state = state;
         }
@@ -469,7 +473,7 @@ impl Journal {
 }
 
 impl Drop for Journal {
-    /// The buffered `undone` lines are written (a crash loses them; see `mark_undone`).
+    /// The buffered lines are written (a crash loses them; see `mark`, `mark_undone`).
     fn drop(&mut self) {
         let _ = self.flush();
     }

@@ -413,6 +413,36 @@ assert(out:find("10.9.9.8", 1, true), "io.popen: the rule is not there: " .. out
     assert_same(&before, &sb.snapshot(), "after down");
 }
 
+/// While a script sleeps, what it made can be looked at from outside: the queued
+/// firewall changes are made before the sleep, and the journal says every change
+/// made is done (no `begin` without its `done`). A process started before the rule
+/// was queued (its `spawn` saw nothing queued) looks during the sleep.
+#[test]
+fn a_sleeping_script_has_made_its_changes() {
+    let sb = Sandbox::new();
+    let before = sb.snapshot();
+    let o = sb.run_lua(
+        "fwsleep.lua",
+        r#"local p = netns.host():spawn("sleep 0.5; iptables -S INPUT > /run/seen-fw; cp /run/netscript/fwsleep/journal.jsonl /run/seen-journal")
+fw.append("filter", "INPUT", "-s 10.9.9.7/32 -j DROP")
+local ns = netns.add("sl1")
+ns:link("lo"):up()
+netscript.sleep(1.5)
+assert(p:wait() == 0, "the looking process failed")
+"#,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let fw = sb.ok("cat /run/seen-fw");
+    assert!(fw.contains("10.9.9.7"), "the rule was not made before the sleep: {fw}");
+    let journal = sb.ok("cat /run/seen-journal");
+    let begun = journal.matches(r#""t":"begin""#).count();
+    let done = journal.matches(r#""t":"done""#).count();
+    assert!(begun >= 3 && done == begun, "every change made before the sleep is done ({begun} begun, {done} done):\n{journal}");
+    let d = sb.netscript(&["down", "fwsleep"]);
+    assert!(d.status.success(), "{}", stderr(&d));
+    assert_same(&before, &sb.snapshot(), "after down");
+}
+
 /// NETSCRIPT_PHASES (for benches/run.sh) makes a run print where its time went, as
 /// one `PHASES` line at exit with the number of changes the back end made; without
 /// it nothing of the kind is printed.

@@ -222,6 +222,9 @@ pub fn register_api(lua: &Lua, topo: &str, cancel: Arc<AtomicBool>) -> mlua::Res
                     crate::Error::invalid(format!("{secs} is not a number of seconds")),
                 ));
             }
+            // Whatever the script changed can be looked at from outside meanwhile:
+            // the queued firewall changes are made first.
+            util::settle(lua)?;
             // In small steps, so Ctrl-C ends it.
             let end = std::time::Instant::now() + std::time::Duration::from_secs_f64(secs);
             while std::time::Instant::now() < end {

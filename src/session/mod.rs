@@ -418,16 +418,17 @@ impl Session {
         Ok(())
     }
 
-    /// Makes the queued firewall changes now. Called before anything that could see
-    /// them, and at the end of a script, a REPL line, a `pcall`.
+    /// Makes the queued firewall changes now, and writes the journal's buffered
+    /// lines (`Journal::mark`). Called before anything that could see them, and at
+    /// the end of a script, a REPL line, a `pcall`.
     pub fn settle(&mut self) -> Result<()> {
         self.release()?;
-        if self.fw_queue.is_empty() {
-            return Ok(());
+        if !self.fw_queue.is_empty() {
+            let queue = std::mem::take(&mut self.fw_queue);
+            self.origin_wanted = false;
+            self.apply_queued(queue)?;
         }
-        let queue = std::mem::take(&mut self.fw_queue);
-        self.origin_wanted = false;
-        self.apply_queued(queue)
+        self.journal.flush()
     }
 
     /// Makes queued changes together, with the result of making them one by one and
