@@ -16,10 +16,13 @@
 # teardown is until the kernel has removed every veth, for all variants (the
 # baseline's "settled" time; the table gives the median and the range). Every variant
 # runs in the same loop with the same waits (BENCH_SETTLE, below), each build once
-# the kernel has finished dismantling the namespaces of the run before. Peak RSS and
-# user CPU are netscript's, at build. netscript's own cost is its build time minus the
-# floor's of the same N (medians; and paired, each repetition against its own floor
-# run); "own cost growth" is that per container at the largest N over the smallest.
+# the kernel has finished dismantling the namespaces of the run before. CPU is the
+# build's (user + system, its child processes included: `times`), for every variant;
+# peak RSS is netscript's. netscript's own cost is its build time minus the floor's of
+# the same N (medians; and paired, each repetition against its own floor run); "own
+# cost growth" is that per container at the largest N over the smallest. Its own CPU
+# is the same difference in CPU time: the work netscript adds, without the time it
+# waits while the kernel's own work (which grows with N) has the CPUs.
 # The phases (NETSCRIPT_PHASES)
 # are the plain script's medians, ms per container: namespaces, links, addresses and
 # routes, firewall, journal (the back end's / journal's share of the script's time),
@@ -59,6 +62,12 @@ echo "machine: $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.1f GB", $2/1048576}' 
 echo "stock tools (baseline), kernel floor and netscript, interleaved (each repetition runs every variant);"
 echo "the kernel gets ${BENCH_SETTLE:-0.5} s before each build and each teardown (BENCH_SETTLE):"
 ms() { local a=${1/./} b=${2/./}; echo $(( (10#$b - 10#$a) / 1000 )); }
+# The CPU time (user,system in s) the children of this shell used between two outputs
+# of `times` (its second line: the children's, to the ms).
+cpu_used() {
+  awk 'FNR == 2 { for (i = 1; i <= 2; i++) { split($i, t, /[ms]/); c[i] += (NR == FNR ? -1 : 1) * (60 * t[1] + t[2]) } }
+       END { printf "%.3f,%.3f", c[1], c[2] }' "$1" "$2"
+}
 IN_HOST="nsenter --net=/run/netns/pb_host"
 # Before each build and each teardown the kernel is given SETTLE seconds (the stock
 # baseline's own driver, bench.sh, waits 0.5 s): after a build it still runs IPv6
@@ -92,6 +101,7 @@ for N in $NS_LIST; do
       ip netns add pb_host && ip -n pb_host link set lo up
       sleep "$SETTLE"
       rss=
+      times > "$BASELINE_OUT/cpu0"
       s=$EPOCHREALTIME
       case $V in
         a | b)
@@ -100,13 +110,15 @@ for N in $NS_LIST; do
             { echo "the stock build failed (N=$N, $V, repetition $r)"; exit 1; } ;;
         floor) $IN_HOST "$FLOOR" "$N" ;;
         *)
-          $IN_HOST env NETSCRIPT_PHASES=1 /usr/bin/time -f "%U %M" -o "$BASELINE_OUT/rss" \
+          $IN_HOST env NETSCRIPT_PHASES=1 /usr/bin/time -f "%M" -o "$BASELINE_OUT/rss" \
             "$BIN" --name bench "$here/topology.lua" "$N" $V 2>"$BASELINE_OUT/err" ||
             { echo "netscript failed (N=$N, $V, repetition $r):"; cat "$BASELINE_OUT/err"; exit 1; } ;;
       esac
       b=$(ms "$s" "$EPOCHREALTIME")
+      times > "$BASELINE_OUT/cpu1"
+      cpu=$(cpu_used "$BASELINE_OUT/cpu0" "$BASELINE_OUT/cpu1")
       if [[ $V == plain || $V == hinted ]]; then
-        rss=$(tail -1 "$BASELINE_OUT/rss" | tr ' ' ,)
+        rss=$(tail -1 "$BASELINE_OUT/rss")
         # PHASES k=ms ...: one line per run, for the table of phases.
         sed -n "s/^PHASES /$N $V /p" "$BASELINE_OUT/err" >> "$BASELINE_OUT/phases"
       fi
@@ -131,7 +143,7 @@ for N in $NS_LIST; do
       t=$(ms "$s" "$EPOCHREALTIME")
       $IN_HOST bash -c 'while [[ "$(</proc/net/dev)" == *vh_* ]]; do sleep 0.005; done'
       ts=$(ms "$s" "$EPOCHREALTIME")
-      echo "$N,$V,$r,$(bc <<<"scale=3;$b/1000"),$(bc <<<"scale=3;$t/1000"),$(bc <<<"scale=3;$ts/1000"),${rss:-}" >> "$BASELINE_OUT/results.csv"
+      echo "$N,$V,$r,$(bc <<<"scale=3;$b/1000"),$(bc <<<"scale=3;$t/1000"),$(bc <<<"scale=3;$ts/1000"),$cpu,${rss:-}" >> "$BASELINE_OUT/results.csv"
       ip netns del pb_host
       sleep 0.5
     done
@@ -156,18 +168,17 @@ for r in rows:
     if not r or r[0] == "N":
         continue
     n, v = int(r[0]), r[1]
-    ours = v in ("plain", "hinted") and len(r) > 7 and r[7]
-    rss = int(r[7]) / 1024 if ours else None
-    user = float(r[6]) if ours else None
-    data.setdefault((n, v), []).append((float(r[3]), float(r[5]), rss, user, int(r[2])))
+    rss = int(r[8]) / 1024 if len(r) > 8 and r[8] else None
+    data.setdefault((n, v), []).append((float(r[3]), float(r[5]), rss, float(r[6]), int(r[2]), float(r[7])))
 names = {"a": "article (one process per step)", "b": "stock batch (ip -batch, iptables-restore)",
          "floor": "kernel floor (raw netlink, no marks)",
          "plain": "netscript, plain script", "hinted": "netscript, with fw.batch"}
 order = ["a", "b", "floor", "plain", "hinted"]
 med = lambda xs: statistics.median(xs)
 build = lambda n, v: med([x[0] for x in data[(n, v)]])
+cpu = lambda n, v: med([x[3] + x[5] for x in data[(n, v)]]) / n * 1000  # user + system, ms/ctr
 print(f"{'N':>5}  {'variant':<42} {'build s':>8} {'ms/ctr':>7} {'x batch':>8} {'x floor':>8} "
-      f"{'teardown s':>11} {'range':>11} {'x batch':>8} {'RSS MB':>7}")
+      f"{'teardown s':>11} {'range':>11} {'x batch':>8} {'CPU ms/ctr':>10} {'RSS MB':>7}")
 for (n, v) in sorted(data, key=lambda k: (k[0], order.index(k[1]))):
     b = build(n, v)
     ts = [x[1] for x in data[(n, v)]]
@@ -178,7 +189,8 @@ for (n, v) in sorted(data, key=lambda k: (k[0], order.index(k[1]))):
     rf = f"{b / build(n, 'floor'):>8.2f}" if (n, "floor") in data and v in ("plain", "hinted") else f"{'':>8}"
     rt = f"{t / med([x[1] for x in ref]):>8.2f}" if ref and v != "b" else f"{'':>8}"
     rss = f"{max(x[2] for x in data[(n, v)]):>7.1f}" if data[(n, v)][0][2] is not None else f"{'':>7}"
-    print(f"{n:>5}  {names[v]:<42} {b:>8.3f} {1000*b/n:>7.2f} {rb} {rf} {t:>11.3f} {tr:>11} {rt} {rss}")
+    print(f"{n:>5}  {names[v]:<42} {b:>8.3f} {1000*b/n:>7.2f} {rb} {rf} {t:>11.3f} {tr:>11} {rt} "
+          f"{cpu(n, v):>10.2f} {rss}")
 def paired(n, v):  # median of (build - the floor's build of the same repetition), ms/ctr
     fl = {x[4]: x[0] for x in data[(n, "floor")]}
     return med([x[0] - fl[x[4]] for x in data[(n, v)] if x[4] in fl]) / n * 1000
@@ -204,6 +216,12 @@ if len(ns) > 1:
             g = f"{p1 / p0:.2f} x" if p0 > 0 else "n/a"
             print(f"  paired by repetition: {p0:.2f} and {p1:.2f} ms/ctr, growth {g}; its user CPU: "
                   f"{user(lo, v):.2f} and {user(hi, v):.2f} ms/ctr")
+            # The CPU it adds to the floor's (user + system): the work netscript does
+            # for a container, without the waits for the CPUs the kernel's background
+            # work takes (which is what stretches the build time at large N).
+            c0, c1 = cpu(lo, v) - cpu(lo, "floor"), cpu(hi, v) - cpu(hi, "floor")
+            g = f"{c1 / c0:.2f} x" if c0 > 0 else "n/a"
+            print(f"  its own CPU (user + system beyond the floor's): {c0:.2f} and {c1:.2f} ms/ctr, growth {g}")
 # Phases of the plain script: medians, ms per container.
 if os.path.exists(sys.argv[2]):
     ph = {}
