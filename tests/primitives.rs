@@ -416,18 +416,19 @@ assert(out:find("10.9.9.8", 1, true), "io.popen: the rule is not there: " .. out
 /// While a script sleeps, what it made can be looked at from outside: the queued
 /// firewall changes are made before the sleep, and the journal says every change
 /// made is done (no `begin` without its `done`). A process started before the rule
-/// was queued (its `spawn` saw nothing queued) looks during the sleep.
+/// was queued (its `spawn` saw nothing queued) looks during the sleep, once the last
+/// change before it (sl1's lo up) is there.
 #[test]
 fn a_sleeping_script_has_made_its_changes() {
     let sb = Sandbox::new();
     let before = sb.snapshot();
     let o = sb.run_lua(
         "fwsleep.lua",
-        r#"local p = netns.host():spawn("sleep 0.5; iptables -S INPUT > /run/seen-fw; cp /run/netscript/fwsleep/journal.jsonl /run/seen-journal")
+        r#"local p = netns.host():spawn("for i in $(seq 100); do ip -n sl1 link show lo 2>/dev/null | grep -q ',UP' && break; sleep 0.05; done; sleep 0.5; iptables -S INPUT > /run/seen-fw; cp /run/netscript/fwsleep/journal.jsonl /run/seen-journal")
 fw.append("filter", "INPUT", "-s 10.9.9.7/32 -j DROP")
 local ns = netns.add("sl1")
 ns:link("lo"):up()
-netscript.sleep(1.5)
+netscript.sleep(2)
 assert(p:wait() == 0, "the looking process failed")
 "#,
     );
