@@ -480,9 +480,14 @@ impl Drop for Journal {
 }
 
 /// Where the entry `seq` is: entries are in the order of their (increasing) sequence
-/// numbers, so a binary search finds it (a rollback marks thousands).
+/// numbers, so a binary search finds it (a rollback marks thousands). A run marks the
+/// change it just began, the last entry: looked at first (the search's steps each
+/// touch an entry of its own, out of cache in a long journal).
 fn position(entries: &[Entry], seq: u64) -> Option<usize> {
-    entries.binary_search_by_key(&seq, |e| e.seq).ok()
+    match entries.last() {
+        Some(e) if e.seq == seq => Some(entries.len() - 1),
+        _ => entries.binary_search_by_key(&seq, |e| e.seq).ok(),
+    }
 }
 
 #[cfg(test)]

@@ -1,8 +1,7 @@
 //! The handle types scripts hold (Netns, Link, Process) and their constructors. The
 //! methods are in the file of their area (netns.rs, link.rs); this file is what those
-//! areas and util.rs share, so that they need not import each other. Netns and Link
-//! handles are made serializable (`create_ser_userdata`, their `Serialize` in
-//! options.rs) so that option structs can take them.
+//! areas and util.rs share, so that they need not import each other. Option tables
+//! take Netns and Link handles as themselves (options.rs, `Scalar::of`).
 
 use mlua::{AnyUserData, Lua, Value};
 
@@ -33,7 +32,7 @@ pub fn ns_desc(ns: &NsRef) -> String {
 }
 
 pub fn new_netns(lua: &Lua, ns: NsRef) -> mlua::Result<AnyUserData> {
-    lua.create_ser_userdata(LNetns { ns })
+    lua.create_userdata(LNetns { ns })
 }
 
 /// `netns.host()` style handle for a namespace value returned to Lua.
@@ -57,5 +56,5 @@ impl LLink {
 }
 
 pub fn new_link(lua: &Lua, ns: NsRef, name: String) -> mlua::Result<AnyUserData> {
-    lua.create_ser_userdata(LLink { ns, name })
+    lua.create_userdata(LLink { ns, name })
 }

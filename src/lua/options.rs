@@ -1,26 +1,28 @@
 //! Option tables as typed structs. Each function's options are one struct, declared
-//! with [`options!`] next to the function, and read from the Lua table by serde (mlua's
-//! `serde` support): a key the struct does not have, a value without a name, or a value
-//! of the wrong type is refused with a message that names the key.
+//! with [`options!`] next to the function, and read from the Lua table entry by entry
+//! (each value a [`Scalar`], made into its field's type by [`FromScalar`]): a key the
+//! struct does not have, a value without a name, or a value of the wrong type is
+//! refused with a message that names the key.
 //!
 //! Values convert as Lua converts them (a number where a string is wanted, a numeric
 //! string where a number is); handles (Netns, Link) arrive as themselves, so an `ns =`
 //! or `dev =` option takes a handle or a name ([`NsArg`], [`LinkArg`]).
 
-use mlua::{Lua, LuaSerdeExt, Table, Value};
-use serde::de::{self, Deserialize, Deserializer, Visitor};
+use mlua::{Lua, Table, Value};
 
-use super::handles::{LLink, LNetns};
+use super::handles::{LLink, LNetns, LProcess};
 use super::util::{fail, with};
 use crate::error::Error;
 use crate::model::NsRef;
 
 /// An options struct: its keys (for "known options: ...", the API table's check, and
 /// the per-kind checks of `link.add`) and which of them a call gave.
-pub trait Options: Default + for<'de> Deserialize<'de> {
+pub trait Options: Default {
     const KEYS: &'static [&'static str];
     /// The keys given a value, in declaration order.
     fn given(&self) -> Vec<&'static str>;
+    /// Sets the option `key` (one of `KEYS`) from `v`, or says why `v` cannot be it.
+    fn set(&mut self, key: &str, v: Scalar) -> Result<(), String>;
 }
 
 /// Declares an options struct: every field is optional, read with Lua's conversions,
@@ -32,10 +34,9 @@ pub trait Options: Default + for<'de> Deserialize<'de> {
 macro_rules! options {
     ($(#[$m:meta])* $vis:vis struct $name:ident { $($(#[$fm:meta])* $field:ident : $ty:ty),* $(,)? }) => {
         $(#[$m])*
-        #[derive(Debug, Default, serde::Deserialize)]
-        #[serde(deny_unknown_fields, default)]
+        #[derive(Debug, Default)]
         $vis struct $name {
-            $($(#[$fm])* #[serde(deserialize_with = "crate::lua::options::scalar")] pub $field: Option<$ty>,)*
+            $($(#[$fm])* pub $field: Option<$ty>,)*
         }
         impl crate::lua::options::Options for $name {
             const KEYS: &'static [&'static str] = &[$(stringify!($field)),*];
@@ -43,6 +44,16 @@ macro_rules! options {
                 let mut v = Vec::new();
                 $(if self.$field.is_some() { v.push(stringify!($field)); })*
                 v
+            }
+            #[allow(unused_variables)]
+            fn set(&mut self, key: &str, v: crate::lua::options::Scalar) -> Result<(), String> {
+                match key {
+                    $(stringify!($field) => {
+                        self.$field = Some(<$ty as crate::lua::options::FromScalar>::from_scalar(v)?);
+                        Ok(())
+                    })*
+                    _ => Err(format!("no option named \"{key}\"")),
+                }
             }
         }
     };
@@ -69,15 +80,22 @@ pub fn ns_only<T>(
 
 /// Reads `t` as the options `T`; errors read `file:line: call: reason`.
 pub fn read<T: Options>(lua: &Lua, call: &str, t: Option<Table>) -> mlua::Result<T> {
-    let Some(t) = t else { return Ok(T::default()) };
-    let refuse = |why: String| fail(lua, call, Error::invalid(why));
-    let mut keys = Vec::new();
+    match t {
+        None => Ok(T::default()),
+        Some(t) => from_table(&t)?.map_err(|why| fail(lua, call, Error::invalid(why))),
+    }
+}
+
+/// The options `T` in `t`, or why not (the key named); the outer error is Lua's own
+/// (a table that cannot be walked).
+fn from_table<T: Options>(t: &Table) -> mlua::Result<Result<T, String>> {
+    let mut o = T::default();
     for pair in t.pairs::<Value, Value>() {
         let (k, v) = pair?;
         let key = match &k {
             Value::String(s) => s.to_string_lossy(),
             Value::Integer(i) => {
-                return Err(refuse(format!(
+                return Ok(Err(format!(
                     "the options table has a value without a name at position {i}; options are named, like {{{} = ...}}",
                     T::KEYS.first().unwrap_or(&"ns")
                 )));
@@ -90,35 +108,13 @@ pub fn read<T: Options>(lua: &Lua, call: &str, t: Option<Table>) -> mlua::Result
             } else {
                 format!("known options: {}", T::KEYS.join(", "))
             };
-            return Err(refuse(format!("unknown option \"{key}\" ({hint})")));
+            return Ok(Err(format!("unknown option \"{key}\" ({hint})")));
         }
-        keys.push((key, v));
-    }
-    if keys.is_empty() {
-        return Ok(T::default());
-    }
-    match lua.from_value::<T>(Value::Table(t)) {
-        Ok(o) => Ok(o),
-        // serde names the wrong value, not its key: find the key by reading the
-        // entries one at a time (only on this error path).
-        Err(e) => {
-            for (key, v) in keys {
-                let one = lua.create_table()?;
-                one.set(key.as_str(), v)?;
-                if let Err(e) = lua.from_value::<T>(Value::Table(one)) {
-                    return Err(refuse(format!("option {key}: {}", reason(&e))));
-                }
-            }
-            Err(refuse(reason(&e)))
+        if let Err(why) = o.set(&key, Scalar::of(&v)) {
+            return Ok(Err(format!("option {key}: {why}")));
         }
     }
-}
-
-fn reason(e: &mlua::Error) -> String {
-    match e {
-        mlua::Error::DeserializeError(s) | mlua::Error::SerializeError(s) => s.clone(),
-        other => other.to_string(),
-    }
+    Ok(Ok(o))
 }
 
 /// A Lua value in an options table, as far as options care.
@@ -135,6 +131,29 @@ pub enum Scalar {
 }
 
 impl Scalar {
+    /// What a value in an options table is: handles as themselves, anything else
+    /// that is not a scalar by its Lua type name.
+    fn of(v: &Value) -> Scalar {
+        match v {
+            Value::Boolean(b) => Scalar::Bool(*b),
+            Value::Integer(i) => Scalar::Int(*i),
+            Value::Number(n) => Scalar::Num(*n),
+            Value::String(s) => Scalar::Str(s.to_string_lossy()),
+            Value::UserData(ud) => {
+                if let Ok(n) = ud.borrow::<LNetns>() {
+                    Scalar::Netns(n.ns.clone())
+                } else if let Ok(l) = ud.borrow::<LLink>() {
+                    Scalar::Link(l.clone())
+                } else if ud.is::<LProcess>() {
+                    Scalar::Other("Process")
+                } else {
+                    Scalar::Other("userdata")
+                }
+            }
+            other => Scalar::Other(other.type_name()),
+        }
+    }
+
     fn type_name(&self) -> &'static str {
         match self {
             Scalar::Bool(_) => "boolean",
@@ -172,73 +191,6 @@ impl Scalar {
     }
 }
 
-/// How a handle serializes (`Lua::create_ser_userdata`): a newtype struct, which a
-/// script's own tables never are, so a handle is told from a table by its shape.
-#[derive(serde::Deserialize)]
-#[serde(untagged)]
-enum Handle {
-    Link(Option<String>, String),
-    Netns(Option<String>),
-}
-
-impl serde::Serialize for LNetns {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_newtype_struct("Netns", &Option::<String>::from(self.ns.clone()))
-    }
-}
-
-impl serde::Serialize for LLink {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_newtype_struct("Link", &(Option::<String>::from(self.ns.clone()), &self.name))
-    }
-}
-
-impl<'de> Deserialize<'de> for Scalar {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Scalar, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Scalar;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a Lua value")
-            }
-            fn visit_bool<E>(self, v: bool) -> Result<Scalar, E> {
-                Ok(Scalar::Bool(v))
-            }
-            fn visit_i64<E>(self, v: i64) -> Result<Scalar, E> {
-                Ok(Scalar::Int(v))
-            }
-            fn visit_u64<E>(self, v: u64) -> Result<Scalar, E> {
-                Ok(i64::try_from(v).map_or(Scalar::Num(v as f64), Scalar::Int))
-            }
-            fn visit_f64<E>(self, v: f64) -> Result<Scalar, E> {
-                Ok(Scalar::Num(v))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Scalar, E> {
-                Ok(Scalar::Str(v.to_string()))
-            }
-            fn visit_bytes<E>(self, v: &[u8]) -> Result<Scalar, E> {
-                Ok(Scalar::Str(String::from_utf8_lossy(v).into_owned()))
-            }
-            fn visit_unit<E>(self) -> Result<Scalar, E> {
-                Ok(Scalar::Other("nil"))
-            }
-            fn visit_seq<A: de::SeqAccess<'de>>(self, _: A) -> Result<Scalar, A::Error> {
-                Ok(Scalar::Other("table"))
-            }
-            fn visit_map<A: de::MapAccess<'de>>(self, _: A) -> Result<Scalar, A::Error> {
-                Ok(Scalar::Other("table"))
-            }
-            fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<Scalar, D::Error> {
-                Ok(match Handle::deserialize(d)? {
-                    Handle::Link(ns, name) => Scalar::Link(LLink { ns: ns.into(), name }),
-                    Handle::Netns(ns) => Scalar::Netns(ns.into()),
-                })
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
 /// A type an option can have: made from a [`Scalar`], or the reason it cannot be
 /// (the caller adds the key).
 pub trait FromScalar: Sized {
@@ -247,11 +199,6 @@ pub trait FromScalar: Sized {
 
 fn expected<T>(what: &str, v: &Scalar) -> Result<T, String> {
     Err(format!("expected {what}, got {}", v.type_name()))
-}
-
-/// serde's `deserialize_with` for every options field.
-pub fn scalar<'de, D: Deserializer<'de>, T: FromScalar>(d: D) -> Result<Option<T>, D::Error> {
-    T::from_scalar(Scalar::deserialize(d)?).map(Some).map_err(de::Error::custom)
 }
 
 impl FromScalar for bool {
@@ -358,8 +305,7 @@ mod tests {
     fn run(src: &str) -> Result<T, String> {
         let lua = Lua::new();
         let t: Table = lua.load(src).eval().unwrap();
-        let o = lua.from_value::<T>(Value::Table(t)).map_err(|e| reason(&e))?;
-        Ok(o)
+        from_table(&t).unwrap()
     }
 
     #[test]
@@ -368,32 +314,37 @@ mod tests {
         assert_eq!((o.n, o.s.as_deref(), o.b), (Some(80), Some("5"), Some(false)));
         assert_eq!(run("{n = 8.0}").unwrap().n, Some(8));
         assert_eq!(run("{s = 2.5}").unwrap().s.as_deref(), Some("2.5"));
-        assert_eq!(run("{n = 70000}").unwrap_err(), "expected an integer from 0 to 65535, got integer");
-        assert_eq!(run("{n = 1.5}").unwrap_err(), "expected an integer from 0 to 65535, got number");
-        assert_eq!(run(r#"{b = "yes"}"#).unwrap_err(), "expected a boolean, got string");
-        assert_eq!(run("{s = {}}").unwrap_err(), "expected a string, got table");
-        assert!(run("{x = 1}").unwrap_err().contains("unknown field `x`"));
+        assert_eq!(run("{n = 70000}").unwrap_err(), "option n: expected an integer from 0 to 65535, got integer");
+        assert_eq!(run("{n = 1.5}").unwrap_err(), "option n: expected an integer from 0 to 65535, got number");
+        assert_eq!(run(r#"{b = "yes"}"#).unwrap_err(), "option b: expected a boolean, got string");
+        assert_eq!(run("{s = {}}").unwrap_err(), "option s: expected a string, got table");
+        assert_eq!(run("{s = print}").unwrap_err(), "option s: expected a string, got function");
+        assert_eq!(run("{x = 1}").unwrap_err(), "unknown option \"x\" (known options: n, s, b, ns, dev)");
+        assert!(run("{1}").unwrap_err().starts_with("the options table has a value without a name at position 1"));
+        assert!(run("{}").unwrap().given().is_empty());
     }
 
     #[test]
     fn handles_arrive_as_themselves() {
         let lua = Lua::new();
-        lua.globals().set("h", lua.create_ser_userdata(LNetns { ns: NsRef::Host }).unwrap()).unwrap();
-        lua.globals().set("n", lua.create_ser_userdata(LNetns { ns: NsRef::named("a") }).unwrap()).unwrap();
+        lua.globals().set("h", lua.create_userdata(LNetns { ns: NsRef::Host }).unwrap()).unwrap();
+        lua.globals().set("n", lua.create_userdata(LNetns { ns: NsRef::named("a") }).unwrap()).unwrap();
         let l = LLink { ns: NsRef::named("a"), name: "v".into() };
-        lua.globals().set("l", lua.create_ser_userdata(l).unwrap()).unwrap();
+        lua.globals().set("l", lua.create_userdata(l).unwrap()).unwrap();
+        lua.globals().set("p", lua.create_userdata(LProcess { pid: 1, cmd: "x".into() }).unwrap()).unwrap();
         let get = |src: &str| {
             let t: Table = lua.load(src).eval().unwrap();
-            lua.from_value::<T>(Value::Table(t)).map_err(|e| reason(&e))
+            from_table::<T>(&t).unwrap()
         };
         assert!(matches!(get("{ns = h}").unwrap().ns, Some(NsArg::Handle(NsRef::Host))));
         assert!(matches!(get("{ns = n}").unwrap().ns, Some(NsArg::Handle(NsRef::Named(ref a))) if a == "a"));
         assert!(matches!(get(r#"{ns = "b"}"#).unwrap().ns, Some(NsArg::Name(ref b)) if b == "b"));
         let dev = get("{dev = l}").unwrap().dev.unwrap().link(&NsRef::Host);
         assert_eq!((dev.ns, dev.name.as_str()), (NsRef::named("a"), "v"));
-        assert_eq!(get("{ns = l}").unwrap_err(), "expected a Netns or a namespace name, got Link");
-        assert_eq!(get("{dev = n}").unwrap_err(), "expected a Link or a link name, got Netns");
-        assert_eq!(get("{s = n}").unwrap_err(), "expected a string, got Netns");
+        assert_eq!(get("{ns = l}").unwrap_err(), "option ns: expected a Netns or a namespace name, got Link");
+        assert_eq!(get("{dev = n}").unwrap_err(), "option dev: expected a Link or a link name, got Netns");
+        assert_eq!(get("{s = n}").unwrap_err(), "option s: expected a string, got Netns");
+        assert_eq!(get("{ns = p}").unwrap_err(), "option ns: expected a Netns or a namespace name, got Process");
     }
 
     #[test]
