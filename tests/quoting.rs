@@ -184,9 +184,11 @@ fn probes(h: &str) -> Vec<String> {
 }
 
 /// The tools a rendered command calls, as shell functions that record their
-/// arguments (NUL-separated) and run nothing.
+/// arguments (NUL-separated) and run nothing. The stages of a pipeline record at the
+/// same time, and a long argument takes more than one write: each record is made
+/// under a lock, so records do not interleave.
 const STUBS: &str = r#"
-rec() { printf '%s\0' "$@" >> "$ARGS"; }
+rec() { { flock 9; printf '%s\0' "$@" >&9; } 9>> "$ARGS"; }
 ip() { rec ip "$@"; }
 iptables() { rec iptables "$@"; }
 ip6tables() { rec ip6tables "$@"; }
