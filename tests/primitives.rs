@@ -444,6 +444,35 @@ assert(p:wait() == 0, "the looking process failed")
     assert_same(&before, &sb.snapshot(), "after down");
 }
 
+/// A script waiting for a line on its standard input ("press Enter to go on") has
+/// made its queued firewall changes first: a person looks at the topology meanwhile.
+/// The looker here writes each line once it has seen the rule queued before the read
+/// (or after 5 s), for `io.read` and for `io.stdin:read` alike.
+#[test]
+fn a_script_reading_its_input_has_made_its_changes() {
+    let sb = Sandbox::new();
+    let before = sb.snapshot();
+    let script = script_file(
+        "fwread.lua",
+        r#"fw.append("filter", "INPUT", "-s 10.9.9.6/32 -j DROP")
+assert(io.read() == "go", "the first line")
+fw.append("filter", "INPUT", "-s 10.9.9.5/32 -j DROP")
+assert(io.stdin:read("l") == "again", "the second line")
+"#,
+    );
+    let o = sb.sh(&format!(
+        "look() {{ for i in $(seq 100); do iptables -S INPUT | grep -q \"$1\" && break; sleep 0.05; done; iptables -S INPUT > \"$2\"; }}
+(look 10.9.9.6 /run/seen1; echo go; look 10.9.9.5 /run/seen2; echo again) | {BIN} {script}"
+    ));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (seen1, seen2) = (sb.ok("cat /run/seen1"), sb.ok("cat /run/seen2"));
+    assert!(seen1.contains("10.9.9.6"), "the rule was not made before io.read: {seen1}");
+    assert!(seen2.contains("10.9.9.5"), "the rule was not made before io.stdin:read: {seen2}");
+    let d = sb.netscript(&["down", "fwread"]);
+    assert!(d.status.success(), "{}", stderr(&d));
+    assert_same(&before, &sb.snapshot(), "after down");
+}
+
 /// NETSCRIPT_PHASES (for benches/run.sh) makes a run print where its time went, as
 /// one `PHASES` line at exit with the number of changes the back end made; without
 /// it nothing of the kind is printed.

@@ -164,6 +164,24 @@ os.exit = exit
 local raw_execute, raw_popen = os.execute, io.popen
 os.execute = function(...) outside(false) return raw_execute(...) end
 io.popen = function(...) outside(true) return raw_popen(...) end
+-- Reading standard input waits for a person ("press Enter to go on"), who looks at
+-- the topology meanwhile: the queued firewall changes are made first.
+local raw_read, raw_lines = io.read, io.lines
+io.read = function(...) settle() return raw_read(...) end
+io.lines = function(file, ...)
+  if file == nil then settle() end
+  return raw_lines(file, ...)
+end
+local methods = getmetatable(io.stdin).__index
+local raw_fread, raw_flines = methods.read, methods.lines
+methods.read = function(f, ...)
+  if rawequal(f, io.stdin) then settle() end
+  return raw_fread(f, ...)
+end
+methods.lines = function(f, ...)
+  if rawequal(f, io.stdin) then settle() end
+  return raw_flines(f, ...)
+end
 "#,
     )
     .set_name("=[netscript]")
