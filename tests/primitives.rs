@@ -439,9 +439,8 @@ assert(p:wait() == 0, "the looking process failed")
     let begun = journal.matches(r#""t":"begin""#).count();
     let done = journal.matches(r#""t":"done""#).count();
     assert!(begun >= 3 && done == begun, "every change made before the sleep is done ({begun} begun, {done} done):\n{journal}");
-    let d = sb.netscript(&["down", "fwsleep"]);
-    assert!(d.status.success(), "{}", stderr(&d));
-    assert_same(&before, &sb.snapshot(), "after down");
+    sb.down("fwsleep");
+    sb.assert_unchanged(&before, "after down");
 }
 
 /// A script waiting for a line on its standard input ("press Enter to go on") has
@@ -468,9 +467,8 @@ assert(io.stdin:read("l") == "again", "the second line")
     let (seen1, seen2) = (sb.ok("cat /run/seen1"), sb.ok("cat /run/seen2"));
     assert!(seen1.contains("10.9.9.6"), "the rule was not made before io.read: {seen1}");
     assert!(seen2.contains("10.9.9.5"), "the rule was not made before io.stdin:read: {seen2}");
-    let d = sb.netscript(&["down", "fwread"]);
-    assert!(d.status.success(), "{}", stderr(&d));
-    assert_same(&before, &sb.snapshot(), "after down");
+    sb.down("fwread");
+    sb.assert_unchanged(&before, "after down");
 }
 
 /// NETSCRIPT_PHASES (for benches/run.sh) makes a run print where its time went, as
