@@ -39,6 +39,13 @@ struct NsCtx {
     used: u64,
 }
 
+impl NsCtx {
+    /// The fd to enter (None for the namespace netscript runs in).
+    fn fd(&self) -> Option<BorrowedFd<'_>> {
+        self.fd.as_ref().map(|f| f.as_fd())
+    }
+}
+
 /// How many namespaces keep their fd and netlink sockets open at once. A topology of
 /// many namespaces would otherwise hold two or three fds and socket buffers for each
 /// (fds and memory grow with it); reopening one costs two `setns` and a socket.
@@ -176,7 +183,7 @@ impl Kernel {
             let _g = rt.enter();
             nl::connect()
         };
-        let (conn, handle) = netns::briefly_in(c.fd.as_ref().map(|f| f.as_fd()), self.host_fd.as_fd(), connect)??;
+        let (conn, handle) = netns::briefly_in(c.fd(), self.host_fd.as_fd(), connect)??;
         let conn = self.rt.spawn(conn);
         c.reads = Some((handle.clone(), conn));
         Ok(handle)
@@ -184,7 +191,7 @@ impl Kernel {
 
     /// The fd to enter for `ns`, borrowed from the cache (None for the host).
     fn fd(&mut self, ns: &NsRef) -> Result<Option<BorrowedFd<'_>>> {
-        Ok(self.ctx(ns)?.fd.as_ref().map(|f| f.as_fd()))
+        Ok(self.ctx(ns)?.fd())
     }
 
     /// An fd for `ns` usable as a move / peer target (the host included).
@@ -276,7 +283,7 @@ impl Kernel {
 
     /// What a run of firewall changes in `nss` needs (the driver, the namespaces).
     fn fw_run<'a>(&self, nss: impl IntoIterator<Item = &'a NsRef>) -> Result<fw::FwRun> {
-        fw::FwRun::new(self.fw.clone(), nss, |ns| self.nss.get(ns).and_then(|c| c.fd.as_ref()).map(|f| f.as_fd()))
+        fw::FwRun::new(self.fw.clone(), nss, |ns| self.nss.get(ns).and_then(NsCtx::fd))
     }
 
     /// Runs a firewall call in `ns`.
@@ -286,7 +293,7 @@ impl Kernel {
         f: impl FnOnce(&dyn Firewall, Option<BorrowedFd<'_>>) -> Result<T>,
     ) -> Result<T> {
         self.ctx(ns)?;
-        let fd = self.nss[ns].fd.as_ref().map(|f| f.as_fd());
+        let fd = self.nss[ns].fd();
         f(self.fw.as_ref(), fd)
     }
 
@@ -321,10 +328,8 @@ impl Kernel {
     /// failed creation leaves nothing behind.
     fn mark_new_link(&mut self, ns: &NsRef, name: &str, also: &[(&NsRef, &String)]) -> Result<()> {
         let mark = self.mark.clone();
-        let ends = std::iter::once((ns, name)).chain(also.iter().map(|(n, m)| (*n, m.as_str())));
-        let ends: Vec<(&NsRef, &str)> = ends.collect();
-        let res = ends
-            .iter()
+        let res = std::iter::once((ns, name))
+            .chain(also.iter().map(|(n, m)| (*n, m.as_str())))
             .try_for_each(|(n, m)| self.set_link(n, m, nl::LinkSet { alias: Some(&mark), ..Default::default() }));
         if res.is_err() {
             let h = self.nl(ns)?;
@@ -788,7 +793,7 @@ impl Backend for Kernel {
         let host = self.host_fd.as_fd();
         let c = self.nss.get_mut(ns).expect("opened above");
         if c.probe.is_none() {
-            c.probe = Some(netns::briefly_in(c.fd.as_ref().map(|f| f.as_fd()), host, nl::probe_socket)??);
+            c.probe = Some(netns::briefly_in(c.fd(), host, nl::probe_socket)??);
         }
         nl::link_there(c.probe.as_ref().expect("made above").as_fd(), name)
     }

@@ -438,7 +438,10 @@ assert(p:wait() == 0, "the looking process failed")
     let journal = sb.ok("cat /run/seen-journal");
     let begun = journal.matches(r#""t":"begin""#).count();
     let done = journal.matches(r#""t":"done""#).count();
-    assert!(begun >= 3 && done == begun, "every change made before the sleep is done ({begun} begun, {done} done):\n{journal}");
+    assert!(
+        begun >= 3 && done == begun,
+        "every change made before the sleep is done ({begun} begun, {done} done):\n{journal}"
+    );
     sb.down("fwsleep");
     sb.assert_unchanged(&before, "after down");
 }

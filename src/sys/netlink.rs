@@ -490,10 +490,13 @@ async fn request_echo(
     Ok(index)
 }
 
+/// The flags rtnetlink gives a creation (and a link change): besides request and ack.
+const CREATE: u16 = rtnetlink::packet_core::NLM_F_CREATE | rtnetlink::packet_core::NLM_F_EXCL;
+
+/// A creation whose answer is the object made.
 const CREATE_ECHO: u16 = rtnetlink::packet_core::NLM_F_REQUEST
     | rtnetlink::packet_core::NLM_F_ACK
-    | rtnetlink::packet_core::NLM_F_CREATE
-    | rtnetlink::packet_core::NLM_F_EXCL
+    | CREATE
     | rtnetlink::packet_core::NLM_F_ECHO;
 
 /// Creates a link (with the index asked for in `msg.header.index`, which the kernel
@@ -622,9 +625,6 @@ pub fn link_there(probe: BorrowedFd<'_>, name: &str) -> Result<bool> {
 }
 
 // ---- requests answered by an ack, without the async machinery ----------------------
-
-/// The flags rtnetlink gives a creation (and a link change): besides request and ack.
-const CREATE: u16 = rtnetlink::packet_core::NLM_F_CREATE | rtnetlink::packet_core::NLM_F_EXCL;
 
 /// A NETLINK_ROUTE socket for requests answered by an ack alone (a change): one send
 /// and one receive, where the connection behind `Handle` polls, receives until the
