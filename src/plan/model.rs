@@ -2,7 +2,7 @@
 //! iptables tables, and how each `Op` changes it (`Plan::apply_inner`), mimicking the
 //! kernel where a script would notice.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -117,9 +117,67 @@ impl Table {
     }
 }
 
+/// A namespace's links in the order they came, found by name through an index (a
+/// plan of thousands of containers looks links up by name on every step). A link's
+/// name does not change in the model (no change renames one).
+#[derive(Clone, Debug, Default)]
+pub(super) struct Links {
+    list: Vec<MLink>,
+    at: HashMap<String, usize>,
+}
+
+impl Links {
+    pub(super) fn push(&mut self, l: MLink) {
+        self.at.insert(l.name.clone(), self.list.len());
+        self.list.push(l);
+    }
+
+    pub(super) fn get(&self, name: &str) -> Option<&MLink> {
+        self.at.get(name).map(|&i| &self.list[i])
+    }
+
+    pub(super) fn get_mut(&mut self, name: &str) -> Option<&mut MLink> {
+        self.at.get(name).map(|&i| &mut self.list[i])
+    }
+
+    /// Takes a link out; the ones after it keep their order.
+    pub(super) fn remove(&mut self, name: &str) -> Option<MLink> {
+        let i = self.at.remove(name)?;
+        let l = self.list.remove(i);
+        for (k, m) in self.list.iter().enumerate().skip(i) {
+            self.at.insert(m.name.clone(), k);
+        }
+        Some(l)
+    }
+
+    pub(super) fn iter(&self) -> std::slice::Iter<'_, MLink> {
+        self.list.iter()
+    }
+
+    pub(super) fn iter_mut(&mut self) -> std::slice::IterMut<'_, MLink> {
+        self.list.iter_mut()
+    }
+}
+
+impl IntoIterator for Links {
+    type Item = MLink;
+    type IntoIter = std::vec::IntoIter<MLink>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.list.into_iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a Links {
+    type Item = &'a MLink;
+    type IntoIter = std::slice::Iter<'a, MLink>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.list.iter()
+    }
+}
+
 #[derive(Clone, Debug)]
 pub(super) struct Netns {
-    pub(super) links: Vec<MLink>,
+    pub(super) links: Links,
     /// The main routing table.
     pub(super) routes: Vec<Route>,
     /// Sysctls this plan set (others read as their defaults).
@@ -134,21 +192,17 @@ impl Netns {
     pub(super) fn fresh() -> Self {
         // As the kernel makes it: no kind, no alias, the loopback MTU.
         let lo = MLink { kind: None, alias: None, mtu: 65536, ..MLink::new("lo", "", "") };
-        Netns {
-            links: vec![lo],
-            routes: Vec::new(),
-            sysctls: BTreeMap::new(),
-            tables: BTreeMap::new(),
-            tables6: BTreeMap::new(),
-        }
+        let mut links = Links::default();
+        links.push(lo);
+        Netns { links, routes: Vec::new(), sysctls: BTreeMap::new(), tables: BTreeMap::new(), tables6: BTreeMap::new() }
     }
 
     pub(super) fn link(&self, name: &str) -> Option<&MLink> {
-        self.links.iter().find(|l| l.name == name)
+        self.links.get(name)
     }
 
     pub(super) fn link_mut(&mut self, name: &str) -> Option<&mut MLink> {
-        self.links.iter_mut().find(|l| l.name == name)
+        self.links.get_mut(name)
     }
 
     /// A table of the iptables (IPv4) or ip6tables (IPv6) rule set.
@@ -208,8 +262,7 @@ impl Netns {
     /// Takes a link out of this namespace (deleted or moved): its routes go, the
     /// ports of a bridge are released. Returns the link.
     pub(super) fn take_link(&mut self, name: &str) -> Option<MLink> {
-        let i = self.links.iter().position(|l| l.name == name)?;
-        let l = self.links.remove(i);
+        let l = self.links.remove(name)?;
         self.drop_routes_via(name);
         for p in self.links.iter_mut().filter(|p| p.master.as_deref() == Some(name)) {
             p.master = None;
@@ -710,5 +763,30 @@ impl Plan {
             .table(fam, table)
             .chain(chain)
             .ok_or_else(|| Error::sys(format!("table {table} has no chain {chain} in {ns}"), Some(Errno::ENOENT)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn links_are_found_by_name_in_their_order_after_removals() {
+        let mut n = Netns::fresh();
+        for name in ["a", "b", "c", "d"] {
+            n.links.push(MLink::new(name, "veth", "m"));
+        }
+        assert!(n.take_link("b").is_some());
+        assert!(n.take_link("b").is_none());
+        n.links.push(MLink::new("b", "bridge", "m"));
+        let names: Vec<&str> = n.links.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, ["lo", "a", "c", "d", "b"]);
+        for name in names {
+            assert_eq!(n.link(name).map(|l| l.name.as_str()), Some(name));
+        }
+        assert_eq!(n.link("b").and_then(|l| l.kind.as_deref()), Some("bridge"));
+        n.link_mut("d").expect("d").up = true;
+        assert!(n.links.iter().any(|l| l.name == "d" && l.up));
+        assert!(n.link("e").is_none());
     }
 }
