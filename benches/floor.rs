@@ -5,6 +5,11 @@
 //! as the stock batch), so netscript's build time minus this one is netscript's own.
 //!
 //!   bench-floor N        build (inside the benchmark's pb_host namespace)
+//!   BENCH_FLOOR_WORK_US=U bench-floor N
+//!                        the same, computing U µs of CPU (its own thread's, in user
+//!                        space) after each container: the control of run.sh's
+//!                        BENCH_CONTROL, a program that adds a fixed amount of work to
+//!                        the floor's and nothing else
 //!   bench-floor down N   take it down: the namespaces, br0, the firewall reset
 //!
 //! Linux only; run as root inside a throwaway namespace (benches/run.sh does).
@@ -253,6 +258,23 @@ fn timed<T>(acc: &mut std::time::Duration, f: impl FnOnce() -> Result<T>) -> Res
     r
 }
 
+/// Computes until this thread has used `us` µs more CPU: work of a fixed size, however
+/// long the CPU takes to give it.
+fn compute(us: u64) {
+    let cpu = || {
+        let mut t = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+        t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+    };
+    let end = cpu() + us * 1000;
+    let mut x = 0u64;
+    while cpu() < end {
+        for k in 0..1000u64 {
+            x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(k));
+        }
+    }
+}
+
 fn build(n: u32) -> Result<()> {
     let start = std::time::Instant::now();
     let mut ph = Phases::default();
@@ -275,6 +297,7 @@ fn build(n: u32) -> Result<()> {
     h.call(addr_msg(BR as u32, [10, 200, 0, 1], 16), "addr add br0")?;
     h.call(set_link(BR, true, None), "link set br0 up")?;
     std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")?;
+    let work = std::env::var("BENCH_FLOOR_WORK_US").ok().and_then(|u| u.parse::<u64>().ok());
     for i in 1..=n {
         let (mut c, nsfd) = timed(&mut ph.netns, || netns_add(&format!("pb_c{i}"), host.as_raw_fd()))?;
         // veth vh_I (host) / eth0 (index 2 in the new namespace, where lo is 1)
@@ -295,6 +318,9 @@ fn build(n: u32) -> Result<()> {
         timed(&mut ph.links, || c.call(set_link(2, true, None), "link set eth0 up"))?;
         timed(&mut ph.addrs, || c.call(default_route([10, 200, 0, 1]), "route add default"))?;
         timed(&mut ph.links, || h.call(set_link(vh(i), true, Some(BR as u32)), "link set vh master br0 up"))?;
+        if let Some(us) = work {
+            compute(us);
+        }
     }
     let mut rules = String::from("*filter\n:FORWARD DROP [0:0]\n-A FORWARD -i br0 -j ACCEPT\n");
     let dotted = |i: u32| ip_of(i).map(|b| b.to_string()).join(".");

@@ -5,6 +5,7 @@
 #
 #   sudo benches/run.sh ["50 200 500 1000"] [reps] [plan N]
 #   sudo BENCH_SETTLE=3 benches/run.sh ...   # each teardown on a quiet kernel
+#   sudo BENCH_CONTROL=800 benches/run.sh ...  # and the control (below), 800 µs
 #
 # Variants: the stock batch (the baseline's scripts: `ip -batch`, one
 # `iptables-restore`; the article-style shell script too with BENCH_ARTICLE=1,
@@ -27,6 +28,11 @@
 # are the plain script's medians, ms per container: namespaces, links, addresses and
 # routes, firewall, journal (the back end's / journal's share of the script's time),
 # rest (Lua and validation reads).
+# The control (BENCH_CONTROL=U, off by default): the floor computing U µs of CPU
+# after each container, a program that adds a fixed amount of work and nothing else.
+# Its own cost (build minus the floor's) and that cost's growth with N are printed as
+# netscript's are: what the machine does to a fixed amount of added work at large N
+# (the kernel's background work takes the CPUs; see docs/performance.md).
 # Everything runs inside a throwaway network + mount namespace with its own /run:
 # the host's network is not touched. Timings are noisy on small shared machines:
 # compare the columns of one run, not runs of different days.
@@ -56,6 +62,8 @@ FLOOR=$top/target/release/examples/bench-floor
 export BASELINE_OUT=$(mktemp -d /tmp/netscript-bench.XXXXXX)
 trap 'rm -rf "$BASELINE_OUT"' EXIT
 VARIANTS=b
+CONTROL=${BENCH_CONTROL:-}
+export BENCH_CONTROL_US=$CONTROL
 [[ -n ${BENCH_ARTICLE:-} ]] && VARIANTS="a b"
 
 echo "machine: $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.1f GB", $2/1048576}' /proc/meminfo), kernel $(uname -r), $(iptables --version)"
@@ -96,7 +104,7 @@ stock_cmd() { # variant phase -> the baseline's script and its argument
 first=1
 for N in $NS_LIST; do
   for ((r = 1; r <= REPS; r++)); do
-    for V in $VARIANTS floor plain hinted; do
+    for V in $VARIANTS floor ${CONTROL:+control} plain hinted; do
       kernel_quiet
       ip netns add pb_host && ip -n pb_host link set lo up
       sleep "$SETTLE"
@@ -109,6 +117,7 @@ for N in $NS_LIST; do
           $IN_HOST bash "$BASE/$script" "$N" "$arg" 2>/dev/null ||
             { echo "the stock build failed (N=$N, $V, repetition $r)"; exit 1; } ;;
         floor) $IN_HOST "$FLOOR" "$N" ;;
+        control) $IN_HOST env BENCH_FLOOR_WORK_US="$CONTROL" "$FLOOR" "$N" ;;
         *)
           $IN_HOST env NETSCRIPT_PHASES=1 /usr/bin/time -f "%M" -o "$BASELINE_OUT/rss" \
             "$BIN" --name bench "$here/topology.lua" "$N" $V 2>"$BASELINE_OUT/err" ||
@@ -135,7 +144,7 @@ for N in $NS_LIST; do
           read -r script arg < <(stock_cmd "$V" down)
           $IN_HOST bash "$BASE/$script" "$N" "$arg" 2>/dev/null ||
             { echo "the stock teardown failed (N=$N, $V, repetition $r)"; exit 1; } ;;
-        floor) $IN_HOST "$FLOOR" down "$N" ;;
+        floor | control) $IN_HOST "$FLOOR" down "$N" ;;
         *)
           $IN_HOST "$BIN" down bench 2>"$BASELINE_OUT/err" ||
             { echo "netscript down failed (N=$N, $V, repetition $r):"; cat "$BASELINE_OUT/err"; exit 1; } ;;
@@ -172,8 +181,9 @@ for r in rows:
     data.setdefault((n, v), []).append((float(r[3]), float(r[5]), rss, float(r[6]), int(r[2]), float(r[7])))
 names = {"a": "article (one process per step)", "b": "stock batch (ip -batch, iptables-restore)",
          "floor": "kernel floor (raw netlink, no marks)",
+         "control": f"control: floor + {os.environ.get('BENCH_CONTROL_US')} us CPU/ctr",
          "plain": "netscript, plain script", "hinted": "netscript, with fw.batch"}
-order = ["a", "b", "floor", "plain", "hinted"]
+order = ["a", "b", "floor", "control", "plain", "hinted"]
 med = lambda xs: statistics.median(xs)
 build = lambda n, v: med([x[0] for x in data[(n, v)]])
 cpu = lambda n, v: med([x[3] + x[5] for x in data[(n, v)]]) / n * 1000  # user + system, ms/ctr
@@ -186,7 +196,7 @@ for (n, v) in sorted(data, key=lambda k: (k[0], order.index(k[1]))):
     tr = f"{min(ts):.3f}-{max(ts):.3f}"
     ref = data.get((n, "b"))
     rb = f"{b / build(n, 'b'):>8.2f}" if ref and v != "b" else f"{'':>8}"
-    rf = f"{b / build(n, 'floor'):>8.2f}" if (n, "floor") in data and v in ("plain", "hinted") else f"{'':>8}"
+    rf = f"{b / build(n, 'floor'):>8.2f}" if (n, "floor") in data and v in ("control", "plain", "hinted") else f"{'':>8}"
     rt = f"{t / med([x[1] for x in ref]):>8.2f}" if ref and v != "b" else f"{'':>8}"
     rss = f"{max(x[2] for x in data[(n, v)]):>7.1f}" if data[(n, v)][0][2] is not None else f"{'':>7}"
     print(f"{n:>5}  {names[v]:<42} {b:>8.3f} {1000*b/n:>7.2f} {rb} {rf} {t:>11.3f} {tr:>11} {rt} "
@@ -198,16 +208,16 @@ user = lambda n, v: med([x[3] for x in data[(n, v)]]) / n * 1000
 ns = sorted({n for (n, _) in data})
 if len(ns) > 1:
     lo, hi = ns[0], ns[-1]
-    for v in ("b", "floor", "plain", "hinted"):
+    for v in ("b", "floor", "control", "plain", "hinted"):
         if (lo, v) in data and (hi, v) in data:
             c0, c1 = build(lo, v) / lo, build(hi, v) / hi
             print(f"per-container cost, {names[v]}: N={hi} is {c1 / c0:.2f} x N={lo}")
-    for v in ("plain", "hinted"):
+    for v in ("control", "plain", "hinted"):
         if all(k in data for k in [(lo, v), (hi, v), (lo, "floor"), (hi, "floor")]):
             o0 = (build(lo, v) - build(lo, "floor")) / lo * 1000
             o1 = (build(hi, v) - build(hi, "floor")) / hi * 1000
             g = f"{o1 / o0:.2f} x" if o0 > 0 else "n/a"
-            print(f"netscript's own cost (build - floor), {names[v]}: {o0:.2f} ms/ctr at N={lo}, "
+            print(f"own cost (build - floor), {names[v]}: {o0:.2f} ms/ctr at N={lo}, "
                   f"{o1:.2f} at N={hi}: growth {g}")
             # The same, each repetition against the floor run just before it (the
             # machine's speed drifts between repetitions), and netscript's own CPU in
