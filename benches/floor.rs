@@ -297,7 +297,10 @@ fn build(n: u32) -> Result<()> {
     h.call(addr_msg(BR as u32, [10, 200, 0, 1], 16), "addr add br0")?;
     h.call(set_link(BR, true, None), "link set br0 up")?;
     std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")?;
-    let work = std::env::var("BENCH_FLOOR_WORK_US").ok().and_then(|u| u.parse::<u64>().ok());
+    let work = match std::env::var("BENCH_FLOOR_WORK_US") {
+        Ok(u) => Some(u.parse::<u64>().map_err(|_| format!("BENCH_FLOOR_WORK_US={u:?}: not a number of µs"))?),
+        Err(_) => None,
+    };
     for i in 1..=n {
         let (mut c, nsfd) = timed(&mut ph.netns, || netns_add(&format!("pb_c{i}"), host.as_raw_fd()))?;
         // veth vh_I (host) / eth0 (index 2 in the new namespace, where lo is 1)

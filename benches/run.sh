@@ -42,6 +42,7 @@ top=$(cd "$here/.." && pwd)
 NS_LIST=${1:-"50 200 500 1000"}
 REPS=${2:-3}
 PLAN_N=${3:-500}
+[[ -z ${BENCH_CONTROL:-} || $BENCH_CONTROL =~ ^[0-9]+$ ]] || { echo "BENCH_CONTROL=$BENCH_CONTROL: not a number of µs"; exit 2; }
 
 if [[ -z ${NETSCRIPT_BENCH_INNER:-} ]]; then
   (cd "$top" && cargo build --release --quiet && cargo build --release --quiet --example bench-floor)
