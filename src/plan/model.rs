@@ -145,7 +145,7 @@ impl Links {
         let i = self.at.remove(name)?;
         let l = self.list.remove(i);
         for (k, m) in self.list.iter().enumerate().skip(i) {
-            self.at.insert(m.name.clone(), k);
+            *self.at.get_mut(m.name.as_str()).expect("every link is indexed") = k;
         }
         Some(l)
     }
