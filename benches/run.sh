@@ -64,7 +64,6 @@ export BASELINE_OUT=$(mktemp -d /tmp/netscript-bench.XXXXXX)
 trap 'rm -rf "$BASELINE_OUT"' EXIT
 VARIANTS=b
 CONTROL=${BENCH_CONTROL:-}
-export BENCH_CONTROL_US=$CONTROL
 [[ -n ${BENCH_ARTICLE:-} ]] && VARIANTS="a b"
 
 echo "machine: $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.1f GB", $2/1048576}' /proc/meminfo), kernel $(uname -r), $(iptables --version)"
@@ -182,7 +181,7 @@ for r in rows:
     data.setdefault((n, v), []).append((float(r[3]), float(r[5]), rss, float(r[6]), int(r[2]), float(r[7])))
 names = {"a": "article (one process per step)", "b": "stock batch (ip -batch, iptables-restore)",
          "floor": "kernel floor (raw netlink, no marks)",
-         "control": f"control: floor + {os.environ.get('BENCH_CONTROL_US')} us CPU/ctr",
+         "control": f"control: floor + {os.environ.get('BENCH_CONTROL')} us CPU/ctr",
          "plain": "netscript, plain script", "hinted": "netscript, with fw.batch"}
 order = ["a", "b", "floor", "control", "plain", "hinted"]
 med = lambda xs: statistics.median(xs)
