@@ -10,6 +10,12 @@
 //!                        space) after each container: the control of run.sh's
 //!                        BENCH_CONTROL, a program that adds a fixed amount of work to
 //!                        the floor's and nothing else
+//!   BENCH_FLOOR_MARKS=M bench-floor N
+//!                        the same with ownership marks (alias) on the veth ends, for
+//!                        the A/B of docs/performance.md: `none` (the default), `own`
+//!                        (one request per end after the creation, as netscript sends
+//!                        them), `folded` (each end's mark in the request that brings
+//!                        it up), `inside` (eth0's in its `up`, the host end's own)
 //!   bench-floor down N   take it down: the namespaces, br0, the firewall reset
 //!
 //! Linux only; run as root inside a throwaway namespace (benches/run.sh does).
@@ -34,6 +40,7 @@ const NLM_F_CREATE: u16 = 0x400;
 const NLMSG_ERROR: u16 = 2;
 const IFLA_IFNAME: u16 = 3;
 const IFLA_MASTER: u16 = 10;
+const IFLA_IFALIAS: u16 = 20;
 const IFLA_LINKINFO: u16 = 18;
 const IFLA_NET_NS_FD: u16 = 28;
 const IFLA_INFO_KIND: u16 = 1;
@@ -127,12 +134,45 @@ fn default_route(gw: [u8; 4]) -> Vec<u8> {
     m.attr(RTA_GATEWAY, &gw).finish()
 }
 
-fn set_link(index: i32, up: bool, master: Option<u32>) -> Vec<u8> {
-    let m = Msg::new(RTM_NEWLINK, 0).ifinfo(index, if up { IFF_UP } else { 0 }, IFF_UP);
-    match master {
-        Some(x) => m.attr(IFLA_MASTER, &x.to_ne_bytes()).finish(),
-        None => m.finish(),
+/// A link's "up" (and master), with its ownership mark when `mark` says so.
+fn set_link(index: i32, up: bool, master: Option<u32>, mark: Mark) -> Vec<u8> {
+    let mut m = Msg::new(RTM_NEWLINK, 0).ifinfo(index, if up { IFF_UP } else { 0 }, IFF_UP);
+    if let Some(x) = master {
+        m = m.attr(IFLA_MASTER, &x.to_ne_bytes());
     }
+    if mark == Mark::WithUp {
+        m = m.attr(IFLA_IFALIAS, MARK);
+    }
+    m.finish()
+}
+
+/// An ownership mark like netscript's (its length: "netscript:" and a name).
+const MARK: &[u8] = b"netscript:bench";
+
+/// Where a veth end's mark goes (BENCH_FLOOR_MARKS).
+#[derive(Clone, Copy, PartialEq)]
+enum Mark {
+    No,
+    /// In a request of its own, right after the creation (netscript's way).
+    Alone,
+    /// In the request that brings the link up.
+    WithUp,
+}
+
+/// The marks of eth0 and of the host end, as BENCH_FLOOR_MARKS names them.
+fn marks() -> Result<(Mark, Mark)> {
+    Ok(match std::env::var("BENCH_FLOOR_MARKS").as_deref() {
+        Err(_) | Ok("none") => (Mark::No, Mark::No),
+        Ok("own") => (Mark::Alone, Mark::Alone),
+        Ok("folded") => (Mark::WithUp, Mark::WithUp),
+        Ok("inside") => (Mark::WithUp, Mark::Alone),
+        Ok(m) => return Err(format!("BENCH_FLOOR_MARKS={m:?}: none, own, folded or inside").into()),
+    })
+}
+
+/// The mark alone on a link, as netscript sends it.
+fn mark_link(index: i32) -> Vec<u8> {
+    Msg::new(RTM_NEWLINK, 0).ifinfo(index, 0, 0).attr(IFLA_IFALIAS, MARK).finish()
 }
 
 /// A NETLINK_ROUTE socket in the calling thread's namespace.
@@ -276,6 +316,12 @@ fn compute(us: u64) {
 }
 
 fn build(n: u32) -> Result<()> {
+    // The settings first: a refused one leaves nothing made.
+    let work = match std::env::var("BENCH_FLOOR_WORK_US") {
+        Ok(u) => Some(u.parse::<u64>().map_err(|_| format!("BENCH_FLOOR_WORK_US={u:?}: not a number of µs"))?),
+        Err(_) => None,
+    };
+    let (mark_in, mark_host) = marks()?;
     let start = std::time::Instant::now();
     let mut ph = Phases::default();
     prepare_run_dir()?;
@@ -295,12 +341,8 @@ fn build(n: u32) -> Result<()> {
         "link add br0",
     )?;
     h.call(addr_msg(BR as u32, [10, 200, 0, 1], 16), "addr add br0")?;
-    h.call(set_link(BR, true, None), "link set br0 up")?;
+    h.call(set_link(BR, true, None, Mark::No), "link set br0 up")?;
     std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")?;
-    let work = match std::env::var("BENCH_FLOOR_WORK_US") {
-        Ok(u) => Some(u.parse::<u64>().map_err(|_| format!("BENCH_FLOOR_WORK_US={u:?}: not a number of µs"))?),
-        Err(_) => None,
-    };
     for i in 1..=n {
         let (mut c, nsfd) = timed(&mut ph.netns, || netns_add(&format!("pb_c{i}"), host.as_raw_fd()))?;
         // veth vh_I (host) / eth0 (index 2 in the new namespace, where lo is 1)
@@ -316,11 +358,19 @@ fn build(n: u32) -> Result<()> {
         m.attr_raw(IFLA_NET_NS_FD, &nsfd.as_raw_fd().to_ne_bytes());
         timed(&mut ph.links, || h.call(m.end().end().end().finish(), "link add veth"))?;
         drop(nsfd);
+        if mark_in == Mark::Alone {
+            timed(&mut ph.links, || c.call(mark_link(2), "mark eth0"))?;
+        }
+        if mark_host == Mark::Alone {
+            timed(&mut ph.links, || h.call(mark_link(vh(i)), "mark vh"))?;
+        }
         timed(&mut ph.addrs, || c.call(addr_msg(2, ip_of(i), 16), "addr add eth0"))?;
-        timed(&mut ph.links, || c.call(set_link(1, true, None), "link set lo up"))?;
-        timed(&mut ph.links, || c.call(set_link(2, true, None), "link set eth0 up"))?;
+        timed(&mut ph.links, || c.call(set_link(1, true, None, Mark::No), "link set lo up"))?;
+        timed(&mut ph.links, || c.call(set_link(2, true, None, mark_in), "link set eth0 up"))?;
         timed(&mut ph.addrs, || c.call(default_route([10, 200, 0, 1]), "route add default"))?;
-        timed(&mut ph.links, || h.call(set_link(vh(i), true, Some(BR as u32)), "link set vh master br0 up"))?;
+        timed(&mut ph.links, || {
+            h.call(set_link(vh(i), true, Some(BR as u32), mark_host), "link set vh master br0 up")
+        })?;
         if let Some(us) = work {
             compute(us);
         }
@@ -362,13 +412,26 @@ fn down(n: u32) -> Result<()> {
     firewall("*filter\n:FORWARD ACCEPT [0:0]\n-F FORWARD\nCOMMIT\n*nat\n-F PREROUTING\n-F POSTROUTING\nCOMMIT\n")
 }
 
+/// Refuses the host's network namespace (the kernel's initial one, the only one with
+/// net.core.dev_weight; /proc/1/ns/net may not be readable): the floor builds and
+/// deletes br0, pb_c* and the firewall, and sets ip_forward, where it runs.
+fn refuse_host_namespace() -> Result<()> {
+    if std::path::Path::new("/proc/sys/net/core/dev_weight").exists() {
+        return Err("refusing to run in the host's network namespace: run it through benches/run.sh \
+                    (or inside `unshare --net --mount`)"
+            .into());
+    }
+    Ok(())
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let res = match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
-        ["down", n] => n.parse().map_err(Into::into).and_then(down),
-        [n] => n.parse().map_err(Into::into).and_then(build),
-        _ => Err("usage: bench-floor N | bench-floor down N".into()),
-    };
+    let res =
+        refuse_host_namespace().and_then(|()| match args.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+            ["down", n] => n.parse().map_err(Into::into).and_then(down),
+            [n] => n.parse().map_err(Into::into).and_then(build),
+            _ => Err("usage: bench-floor N | bench-floor down N".into()),
+        });
     if let Err(e) = res {
         eprintln!("bench-floor: {e}");
         std::process::exit(1);

@@ -6,6 +6,10 @@
 #   sudo benches/run.sh ["50 200 500 1000"] [reps] [plan N]
 #   sudo BENCH_SETTLE=3 benches/run.sh ...   # each teardown on a quiet kernel
 #   sudo BENCH_CONTROL=800 benches/run.sh ...  # and the control (below), 800 µs
+#   sudo BENCH_VARIANTS="floor plain" benches/run.sh "50 1000" 30
+#        # only these variants (of: article batch floor control plain hinted), so that
+#        # many repetitions fit in the time: the growth's interval narrows with them
+#   sudo BENCH_CSV=/tmp/runs.csv benches/run.sh ...  # and keep every run's figures
 #
 # Variants: the stock batch (the baseline's scripts: `ip -batch`, one
 # `iptables-restore`; the article-style shell script too with BENCH_ARTICLE=1,
@@ -43,6 +47,21 @@ NS_LIST=${1:-"50 200 500 1000"}
 REPS=${2:-3}
 PLAN_N=${3:-500}
 [[ -z ${BENCH_CONTROL:-} || $BENCH_CONTROL =~ ^[0-9]+$ ]] || { echo "BENCH_CONTROL=$BENCH_CONTROL: not a number of µs"; exit 2; }
+# The variants run, in this order in each repetition: BENCH_VARIANTS, or the stock
+# batch (the article too with BENCH_ARTICLE), the floor, the control with
+# BENCH_CONTROL, netscript plain and hinted.
+LOOP= SHOWN=
+for v in ${BENCH_VARIANTS:-${BENCH_ARTICLE:+article} batch floor ${BENCH_CONTROL:+control} plain hinted}; do
+  case $v in
+    article) LOOP+=" a" ;;
+    batch) LOOP+=" b" ;;
+    floor | plain | hinted) LOOP+=" $v" ;;
+    control) [[ -n ${BENCH_CONTROL:-} ]] || { echo "BENCH_VARIANTS names control: set BENCH_CONTROL (µs)"; exit 2; }
+      LOOP+=" control" ;;
+    *) echo "BENCH_VARIANTS: no variant \"$v\" (article batch floor control plain hinted)"; exit 2 ;;
+  esac
+  SHOWN+=" $v"
+done
 
 if [[ -z ${NETSCRIPT_BENCH_INNER:-} ]]; then
   (cd "$top" && cargo build --release --quiet && cargo build --release --quiet --example bench-floor)
@@ -61,13 +80,14 @@ fi
 BIN=$top/target/release/netscript
 FLOOR=$top/target/release/examples/bench-floor
 export BASELINE_OUT=$(mktemp -d /tmp/netscript-bench.XXXXXX)
-trap 'rm -rf "$BASELINE_OUT"' EXIT
-VARIANTS=b
+# BENCH_CSV=FILE keeps every build and teardown, one line each: N, variant,
+# repetition, build s, teardown s, until the veths are gone s, user and system CPU s,
+# peak RSS KB.
+trap '[[ -n ${BENCH_CSV:-} && -f $BASELINE_OUT/results.csv ]] && cp "$BASELINE_OUT/results.csv" "$BENCH_CSV"; rm -rf "$BASELINE_OUT"' EXIT
 CONTROL=${BENCH_CONTROL:-}
-[[ -n ${BENCH_ARTICLE:-} ]] && VARIANTS="a b"
 
 echo "machine: $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.1f GB", $2/1048576}' /proc/meminfo), kernel $(uname -r), $(iptables --version)"
-echo "stock tools (baseline), kernel floor and netscript, interleaved (each repetition runs every variant);"
+echo "variants:$SHOWN, interleaved (each repetition runs every variant);"
 echo "the kernel gets ${BENCH_SETTLE:-0.5} s before each build and each teardown (BENCH_SETTLE):"
 ms() { local a=${1/./} b=${2/./}; echo $(( (10#$b - 10#$a) / 1000 )); }
 # The CPU time (user,system in s) the children of this shell used between two outputs
@@ -104,7 +124,7 @@ stock_cmd() { # variant phase -> the baseline's script and its argument
 first=1
 for N in $NS_LIST; do
   for ((r = 1; r <= REPS; r++)); do
-    for V in $VARIANTS floor ${CONTROL:+control} plain hinted; do
+    for V in $LOOP; do
       kernel_quiet
       ip netns add pb_host && ip -n pb_host link set lo up
       sleep "$SETTLE"
@@ -170,7 +190,7 @@ done
 
 # Medians per N and variant; the ratios to the stock batch of the same N.
 python3 - "$BASELINE_OUT/results.csv" "$BASELINE_OUT/phases" "$PLAN_N" "${plan[@]}" <<'PY'
-import csv, os, statistics, sys
+import csv, math, os, random, statistics, sys
 rows = list(csv.reader(open(sys.argv[1])))
 data = {}
 for r in rows:
@@ -201,9 +221,17 @@ for (n, v) in sorted(data, key=lambda k: (k[0], order.index(k[1]))):
     rss = f"{max(x[2] for x in data[(n, v)]):>7.1f}" if data[(n, v)][0][2] is not None else f"{'':>7}"
     print(f"{n:>5}  {names[v]:<42} {b:>8.3f} {1000*b/n:>7.2f} {rb} {rf} {t:>11.3f} {tr:>11} {rt} "
           f"{cpu(n, v):>10.2f} {rss}")
-def paired(n, v):  # median of (build - the floor's build of the same repetition), ms/ctr
+def diffs(n, v):  # build - the floor's build of the same repetition, ms/ctr, per repetition
     fl = {x[4]: x[0] for x in data[(n, "floor")]}
-    return med([x[0] - fl[x[4]] for x in data[(n, v)] if x[4] in fl]) / n * 1000
+    return [(x[0] - fl[x[4]]) / n * 1000 for x in data[(n, v)] if x[4] in fl]
+paired = lambda n, v: med(diffs(n, v))
+def interval(d0, d1):  # 90% bootstrap interval of med(d1) / med(d0), repetitions resampled
+    rnd, rs = random.Random(1), []
+    for _ in range(2000):
+        m0, m1 = med(rnd.choices(d0, k=len(d0))), med(rnd.choices(d1, k=len(d1)))
+        rs.append(m1 / m0 if m0 > 0 else math.inf)
+    rs.sort()
+    return rs[len(rs) // 20], rs[len(rs) * 19 // 20]
 user = lambda n, v: med([x[3] for x in data[(n, v)]]) / n * 1000
 ns = sorted({n for (n, _) in data})
 if len(ns) > 1:
@@ -226,6 +254,13 @@ if len(ns) > 1:
             g = f"{p1 / p0:.2f} x" if p0 > 0 else "n/a"
             print(f"  paired by repetition: {p0:.2f} and {p1:.2f} ms/ctr, growth {g}; its user CPU: "
                   f"{user(lo, v):.2f} and {user(hi, v):.2f} ms/ctr")
+            # How sure that growth is: the run's repetitions resampled. The floor's own
+            # build varies by +-20% from run to run at N=1000 on a small shared machine,
+            # as much as netscript's whole own cost: few repetitions decide nothing.
+            a, z = interval(diffs(lo, v), diffs(hi, v))
+            verdict = "met" if z <= 1.3 else "missed" if a > 1.3 else "not decided by this run (more repetitions)"
+            print(f"  90% interval of the paired growth: {a:.2f}-{z:.2f} x over {len(diffs(hi, v))} repetitions: "
+                  f"the target (<= 1.3 x) {verdict}")
             # The CPU it adds to the floor's (user + system): the work netscript does
             # for a container, without the waits for the CPUs the kernel's background
             # work takes (which is what stretches the build time at large N).

@@ -434,3 +434,32 @@ fn a_crash_in_the_middle_of_down_is_completed_by_a_second_down() {
         },
     );
 }
+
+/// A veth end outside a namespace that `down` deletes normally dies with it; here a
+/// process the user left in the namespace keeps it alive, so the end lingers, and
+/// `down` deletes it after its wait. When that deletion fails (injected), `down`
+/// exits 3 naming it, the record stays, and a second `down` deletes the end: the
+/// state equals the one before the run. Without the fix (the pair's entry marked
+/// undone before the wait) the first `down` forgot the record and the end stayed.
+#[test]
+fn a_lingering_veth_end_that_cannot_be_deleted_is_left_for_a_second_down() {
+    let sb = Sandbox::new();
+    let before = sb.snapshot();
+    let script = script_file("linger.lua", r#"local a = netns.add("la") veth.add("eth0", "lh0", { ns = a })"#);
+    sb.run_ok(&[&script]);
+    sb.ok("ip netns exec la sleep 600 >/dev/null 2>&1 & echo started");
+    wait_for(5, "the holder in la", || !sb.processes("sleep 600").is_empty());
+    // Undo 1 deletes la; undo 2, the deletion of the lingering lh0, fails.
+    let o = sb.spawn_netscript(&["down", "linger"], &[("NETSCRIPT_FAIL_UNDO", "2")]).wait_with_output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(3), "down with the end's deletion failing: {err}");
+    assert!(err.contains("injected failure of undo 2") && err.contains("lh0"), "the failure names lh0: {err}");
+    assert!(sb.sh("ip link show lh0").status.success(), "lh0 lingers (held by the process in la)");
+    assert!(stdout(&sb.netscript(&["ls"])).contains("linger"), "the record is gone after an incomplete down");
+    sb.down("linger");
+    assert!(!sb.sh("ip link show lh0").status.success(), "the second down deleted lh0");
+    for pid in sb.processes("sleep 600") {
+        let _ = Command::new("kill").arg(pid.to_string()).status();
+    }
+    sb.assert_unchanged(&before, "after the second down");
+}

@@ -11,6 +11,14 @@ use crate::journal::{Entry, State};
 use crate::model::NsRef;
 use crate::op::Op;
 
+/// A veth end outside a namespace the rollback deletes, which dies with its peer
+/// there (`wait_gone`), and the entry of the pair.
+pub(super) struct Dying {
+    ns: NsRef,
+    name: String,
+    seq: u64,
+}
+
 impl Session {
     /// Undoes `todo` (entries, newest first), carrying on past failures.
     ///
@@ -27,7 +35,7 @@ impl Session {
         self.forget_known();
         let mut report = RollbackReport::default();
         let doomed = Doomed::of(todo);
-        let mut dying: Vec<(NsRef, String)> = Vec::new();
+        let mut dying: Vec<Dying> = Vec::new();
         // Namespaces are deleted as their entries come (newest first), and the back
         // end may hold them (`hold_deletions`): deleted one after another, each
         // waited for the kernel's cleanup of those before it (500 took 70-180 ms,
@@ -110,16 +118,19 @@ impl Session {
                 continue;
             }
             let undo: Vec<&Op> = e.undo.iter().filter(|u| !doomed.covers(u)).collect();
-            if let (Op::AddVeth { ns, peer, peer_ns, .. }, true) = (&e.op, undo.is_empty())
-                && doomed.ns(ns)
-                && !doomed.ns(peer_ns)
-            {
-                dying.push((peer_ns.clone(), peer.clone()));
-            }
             if undo.is_empty() {
-                // Covered by a deletion still to come: nothing to run, nothing to wait for.
+                // Covered by a deletion still to come: nothing to run. A veth pair
+                // whose other end sits outside is undone once that end is gone too
+                // (`wait_gone`); anything else is undone now.
                 report.changes += 1;
-                let _ = self.journal.mark_undone(e.seq, false);
+                match &e.op {
+                    Op::AddVeth { ns, peer, peer_ns, .. } if doomed.ns(ns) && !doomed.ns(peer_ns) => {
+                        dying.push(Dying { ns: peer_ns.clone(), name: peer.clone(), seq: e.seq });
+                    }
+                    _ => {
+                        let _ = self.journal.mark_undone(e.seq, false);
+                    }
+                }
                 continue;
             }
             self.undo_ops(e, &undo, &mut report);
@@ -285,30 +296,38 @@ impl Session {
     }
 
     /// Waits for the links that the kernel removes asynchronously (veth ends whose
-    /// peers died with their namespace); deletes those that linger. One question per
-    /// link to the back end, which answers without waiting for the kernel's network
-    /// lock (`link_there`): the kernel removes them while it holds that lock.
-    pub(super) fn wait_gone(&mut self, mut dying: Vec<(NsRef, String)>, report: &mut RollbackReport) {
+    /// peers died with their namespace); deletes those that linger (a process the
+    /// user left in the namespace holds it). One question per link to the back end,
+    /// which answers without waiting for the kernel's network lock (`link_there`):
+    /// the kernel removes them while it holds that lock. A pair's entry is undone
+    /// once its end is gone; when the end lingers and cannot be deleted, the entry's
+    /// undo becomes that deletion, pending, for a later `down`.
+    pub(super) fn wait_gone(&mut self, mut dying: Vec<Dying>, report: &mut RollbackReport) {
         let t0 = std::time::Instant::now();
         let mut gone = 0;
         while gone < dying.len() && t0.elapsed() < Duration::from_secs(10) {
-            let (ns, name) = &dying[gone];
+            let d = &dying[gone];
             // A namespace that cannot be asked about holds no links of ours.
-            if self.backend.link_there(ns, name).unwrap_or(false) {
+            if self.backend.link_there(&d.ns, &d.name).unwrap_or(false) {
                 std::thread::sleep(Duration::from_millis(2));
             } else {
+                let _ = self.journal.mark_undone(d.seq, false);
                 gone += 1;
             }
         }
-        dying.drain(..gone);
-        for (ns, name) in dying {
-            let op = Op::del_link(&ns, &name);
+        for d in dying.drain(gone..) {
+            let op = Op::del_link(&d.ns, &d.name);
             match self.backend.apply(&op) {
                 Ok(()) => report.undone.push(op.render()),
                 Err(err) if err.is_gone() => {}
                 Err(err) if err.is_not_ours() => report.left_alone.push(err.to_string()),
-                Err(error) => report.failures.push(UndoFailure { undo: op, error }),
+                Err(error) => {
+                    let _ = self.journal.amend(d.seq, None, vec![op.clone()]);
+                    report.failures.push(UndoFailure { undo: op, error });
+                    continue;
+                }
             }
+            let _ = self.journal.mark_undone(d.seq, false);
         }
     }
 
