@@ -447,7 +447,9 @@ fn a_lingering_veth_end_that_cannot_be_deleted_is_left_for_a_second_down() {
     let before = sb.snapshot();
     let script = script_file("linger.lua", r#"local a = netns.add("la") veth.add("eth0", "lh0", { ns = a })"#);
     sb.run_ok(&[&script]);
-    sb.ok("ip netns exec la sleep 600 >/dev/null 2>&1 & echo started");
+    // nsenter, not `ip netns exec` (which enters a mount namespace of its own): the
+    // holder stays in the sandbox's, where `processes` finds it and the sandbox ends it.
+    sb.ok("nsenter --net=/run/netns/la sleep 600 >/dev/null 2>&1 & echo started");
     wait_for(5, "the holder in la", || !sb.processes("sleep 600").is_empty());
     // Undo 1 deletes la; undo 2, the deletion of the lingering lh0, fails.
     let o = sb.spawn_netscript(&["down", "linger"], &[("NETSCRIPT_FAIL_UNDO", "2")]).wait_with_output().unwrap();
