@@ -440,7 +440,8 @@ fn a_crash_in_the_middle_of_down_is_completed_by_a_second_down() {
 /// `down` deletes it after its wait. When that deletion fails (injected), `down`
 /// exits 3 naming it, the record stays, and a second `down` deletes the end: the
 /// state equals the one before the run. Without the fix (the pair's entry marked
-/// undone before the wait) the first `down` forgot the record and the end stayed.
+/// undone before the wait) the second `down` had nothing left to undo and lh0
+/// stayed (checked).
 #[test]
 fn a_lingering_veth_end_that_cannot_be_deleted_is_left_for_a_second_down() {
     let sb = Sandbox::new();
