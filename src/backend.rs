@@ -185,6 +185,11 @@ pub trait Backend {
     fn netns_id(&mut self, _name: &str) -> Option<crate::model::NsId> {
         None
     }
+    /// The processes in the network namespaces `ids` now; empty where the back end
+    /// cannot tell (a rollback names those that keep a deleted namespace alive).
+    fn processes_in(&mut self, _ids: &[crate::model::NsId]) -> Vec<crate::model::NsProcess> {
+        Vec::new()
+    }
     /// The index of a link (recorded at creation, checked before deleting).
     fn link_index(&mut self, _ns: &NsRef, _name: &str) -> Result<Option<u32>> {
         Ok(None)

@@ -302,6 +302,9 @@ impl<B: Backend> Backend for Faulty<B> {
     fn netns_id(&mut self, name: &str) -> Option<crate::model::NsId> {
         self.inner.netns_id(name)
     }
+    fn processes_in(&mut self, ids: &[crate::model::NsId]) -> Vec<crate::model::NsProcess> {
+        self.inner.processes_in(ids)
+    }
     fn link_index(&mut self, ns: &NsRef, name: &str) -> Result<Option<u32>> {
         self.inner.link_index(ns, name)
     }

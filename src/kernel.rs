@@ -736,6 +736,10 @@ impl Backend for Kernel {
         netns::id(name)
     }
 
+    fn processes_in(&mut self, ids: &[crate::model::NsId]) -> Vec<crate::model::NsProcess> {
+        crate::sys::process::in_namespaces(ids)
+    }
+
     /// From the cache when known (a creation's index is that of what was made).
     fn link_index(&mut self, ns: &NsRef, name: &str) -> Result<Option<u32>> {
         match self.index(ns, name) {

@@ -439,6 +439,17 @@ pub struct NsId {
     pub ino: u64,
 }
 
+/// A process in a network namespace (`Backend::processes_in`): a namespace deleted
+/// by name lives on while a process is in it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NsProcess {
+    pub ns: NsId,
+    pub pid: u32,
+    /// Its command name, as the kernel keeps it (the process chose it: print it with
+    /// `one_line`).
+    pub comm: String,
+}
+
 /// The environment variable that marks a spawned process as netscript's.
 pub const OWNER_ENV: &str = "NETSCRIPT_OWNER";
 

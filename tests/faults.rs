@@ -435,23 +435,92 @@ fn a_crash_in_the_middle_of_down_is_completed_by_a_second_down() {
     );
 }
 
+/// Starts a process that stays in namespace `ns` (of a topology that is up), as a
+/// shell a user left there would, and returns its pid. `nsenter`, not `ip netns
+/// exec` (which enters a mount namespace of its own): the holder stays in the
+/// sandbox's, where `processes` finds it and the sandbox ends it.
+fn hold(sb: &Sandbox, ns: &str) -> i32 {
+    sb.ok(&format!("nsenter --net=/run/netns/{ns} sleep 600 >/dev/null 2>&1 & echo started"));
+    let mut pid = 0;
+    wait_for(5, "the holder", || {
+        pid = sb.processes("sleep 600").first().copied().unwrap_or(0);
+        pid != 0
+    });
+    pid
+}
+
+fn end_holders(sb: &Sandbox) {
+    for pid in sb.processes("sleep 600") {
+        let _ = Command::new("kill").arg(pid.to_string()).status();
+    }
+}
+
+/// A namespace that a process is still in lives on after `down` deletes it (the
+/// kernel keeps it, with its links). `down` says so, naming the process, and
+/// deletes the veth end outside at once (it would not go by itself); a namespace
+/// without a process in it is not named. The host is as before. Without the look
+/// at the processes (`held_namespaces` finding none) nothing names the process and
+/// `down` deletes the end only after its 10 s wait (checked).
+#[test]
+fn down_names_the_process_that_keeps_a_deleted_namespace_alive() {
+    let sb = Sandbox::new();
+    let before = sb.snapshot();
+    let script = script_file(
+        "held.lua",
+        r#"local a = netns.add("ha") veth.add("eth0", "hh0", { ns = a }) veth.add("eth0", "hq0", { ns = netns.add("hb") })"#,
+    );
+    sb.run_ok(&[&script]);
+    let pid = hold(&sb, "ha");
+    let err = stderr(&sb.down("held"));
+    let said = format!("netscript: namespace ha is deleted but lives on while process {pid} (sleep) is in it");
+    assert!(err.contains(&said), "down names the holder of ha: {err}");
+    assert!(!err.contains("namespace hb"), "hb had no process in it: {err}");
+    assert!(!sb.sh("ip link show hh0").status.success(), "hh0 is deleted");
+    // ha lives on, unnamed, with what is left inside: lo (its eth0 went with hh0).
+    let inside = sb.ok(&format!("nsenter --net=/proc/{pid}/ns/net ip -o link"));
+    assert!(inside.contains("lo:") && !inside.contains("eth0"), "ha holds only lo: {inside}");
+    end_holders(&sb);
+    sb.assert_unchanged(&before, "after down");
+}
+
+/// The same as user nobody, in a rootless sandbox: a process the script left in a
+/// namespace (started in the background by `exec`, which netscript does not stop)
+/// is named when the sandbox closes, and the sandbox does not wait for it.
+#[test]
+fn a_rootless_sandbox_names_the_process_left_in_a_namespace() {
+    let tag = format!("600.{}", std::process::id());
+    let script = script_file(
+        "rootless-held.lua",
+        &format!(
+            r#"local a = netns.add("ha") veth.add("eth0", "hh0", {{ ns = a }})
+a:exec({{"sh", "-c", "sleep {tag} >/dev/null 2>&1 &"}})"#
+        ),
+    );
+    let o = as_nobody(&["--sandbox", &script]);
+    let left = Command::new("pgrep").args(["-f", &format!("^sleep {tag}$")]).output().unwrap();
+    let _ = Command::new("pkill").args(["-f", &format!("^sleep {tag}$")]).status();
+    let pid = String::from_utf8_lossy(&left.stdout).trim().to_string();
+    assert!(!pid.is_empty(), "the script's sleep is still running");
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    let said = format!("netscript: namespace ha is deleted but lives on while process {pid} (sleep) is in it");
+    assert!(err.contains(&said), "the sandbox names the holder of ha: {err}");
+}
+
 /// A veth end outside a namespace that `down` deletes normally dies with it; here a
 /// process the user left in the namespace keeps it alive, so the end lingers, and
-/// `down` deletes it after its wait. When that deletion fails (injected), `down`
-/// exits 3 naming it, the record stays, and a second `down` deletes the end: the
-/// state equals the one before the run. Without the fix (the pair's entry marked
-/// undone before the wait) the second `down` had nothing left to undo and lh0
-/// stayed (checked).
+/// `down` deletes it. When that deletion fails (injected), `down` exits 3 naming
+/// it, the record stays, and a second `down` deletes the end: the state equals the
+/// one before the run. Without the fix (the pair's entry marked undone before the
+/// end was gone) the second `down` had nothing left to undo and lh0 stayed
+/// (checked).
 #[test]
 fn a_lingering_veth_end_that_cannot_be_deleted_is_left_for_a_second_down() {
     let sb = Sandbox::new();
     let before = sb.snapshot();
     let script = script_file("linger.lua", r#"local a = netns.add("la") veth.add("eth0", "lh0", { ns = a })"#);
     sb.run_ok(&[&script]);
-    // nsenter, not `ip netns exec` (which enters a mount namespace of its own): the
-    // holder stays in the sandbox's, where `processes` finds it and the sandbox ends it.
-    sb.ok("nsenter --net=/run/netns/la sleep 600 >/dev/null 2>&1 & echo started");
-    wait_for(5, "the holder in la", || !sb.processes("sleep 600").is_empty());
+    hold(&sb, "la");
     // Undo 1 deletes la; undo 2, the deletion of the lingering lh0, fails.
     let o = sb.spawn_netscript(&["down", "linger"], &[("NETSCRIPT_FAIL_UNDO", "2")]).wait_with_output().unwrap();
     let err = stderr(&o);
@@ -461,8 +530,6 @@ fn a_lingering_veth_end_that_cannot_be_deleted_is_left_for_a_second_down() {
     assert!(stdout(&sb.netscript(&["ls"])).contains("linger"), "the record is gone after an incomplete down");
     sb.down("linger");
     assert!(!sb.sh("ip link show lh0").status.success(), "the second down deleted lh0");
-    for pid in sb.processes("sleep 600") {
-        let _ = Command::new("kill").arg(pid.to_string()).status();
-    }
+    end_holders(&sb);
     sb.assert_unchanged(&before, "after the second down");
 }

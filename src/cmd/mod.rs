@@ -222,7 +222,7 @@ pub fn print_report(what: &str, r: &RollbackReport, list: bool) {
     for h in &r.handed_over {
         eprintln!("netscript: {h}");
     }
-    for l in &r.left_alone {
+    for l in r.left_alone.iter().chain(&r.held) {
         eprintln!("netscript: {l}");
     }
     for f in &r.failures {

@@ -47,6 +47,9 @@ pub struct RollbackReport {
     pub left_alone: Vec<String>,
     /// Host-wide settings whose value to restore went to another topology.
     pub handed_over: Vec<String>,
+    /// Deleted namespaces that live on while processes are in them (named in the
+    /// text): not a failure; nothing of this topology reaches them by name.
+    pub held: Vec<String>,
 }
 
 impl RollbackReport {

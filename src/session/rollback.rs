@@ -8,15 +8,16 @@ use std::time::Duration;
 use super::{RollbackReport, Session, UndoFailure};
 use crate::backend::Pending;
 use crate::journal::{Entry, State};
-use crate::model::NsRef;
+use crate::model::{NsId, NsProcess, NsRef, one_line};
 use crate::op::Op;
 
 /// A veth end outside a namespace the rollback deletes, which dies with its peer
-/// there (`wait_gone`), and the entry of the pair.
+/// there (`wait_gone`), the entry of the pair, and that namespace (`of`).
 pub(super) struct Dying {
     ns: NsRef,
     name: String,
     seq: u64,
+    of: String,
 }
 
 impl Session {
@@ -125,7 +126,8 @@ impl Session {
                 report.changes += 1;
                 match &e.op {
                     Op::AddVeth { ns, peer, peer_ns, .. } if doomed.ns(ns) && !doomed.ns(peer_ns) => {
-                        dying.push(Dying { ns: peer_ns.clone(), name: peer.clone(), seq: e.seq });
+                        let of = ns.name().unwrap_or_default().to_string();
+                        dying.push(Dying { ns: peer_ns.clone(), name: peer.clone(), seq: e.seq, of });
                     }
                     _ => {
                         let _ = self.journal.mark_undone(e.seq, false);
@@ -142,7 +144,8 @@ impl Session {
                     let undo: Vec<&Op> = todo[k].undo.iter().collect();
                     self.undo_ops(&todo[k], &undo, &mut report);
                 }
-                self.wait_gone(std::mem::take(&mut dying), &mut report);
+                let held = self.held_namespaces(&doomed, &mut report);
+                self.wait_gone(std::mem::take(&mut dying), &held, &mut report);
             }
         }
         self.backend.hold_deletions(false);
@@ -152,7 +155,7 @@ impl Session {
         };
         self.finish_undo_batch(running, &mut report);
         let _ = self.journal.sync();
-        self.wait_gone(dying, &mut report);
+        self.wait_gone(dying, &HashSet::new(), &mut report);
         report
     }
 
@@ -295,14 +298,40 @@ impl Session {
         let _ = self.journal.sync();
     }
 
+    /// The namespaces this rollback deleted that live on because a process is still
+    /// in them (a shell the user left there): the kernel keeps a namespace while a
+    /// process is in it, with its links. Found by the identity each namespace's
+    /// creation recorded, among the namespaces of the processes (one look at them
+    /// all), and each named in the report with its processes. A namespace still
+    /// there by name is not among them (its deletion failed, and says so).
+    fn held_namespaces(&mut self, doomed: &Doomed, report: &mut RollbackReport) -> HashSet<String> {
+        let ids: Vec<NsId> = doomed.ids.iter().map(|(_, id)| *id).collect();
+        let procs = self.backend.processes_in(&ids);
+        let mut held = HashSet::new();
+        for (name, id) in &doomed.ids {
+            let inside: Vec<&NsProcess> = procs.iter().filter(|p| p.ns == *id).collect();
+            if inside.is_empty() || self.backend.netns_id(name) == Some(*id) {
+                continue;
+            }
+            report.held.push(held_message(name, &inside));
+            held.insert(name.clone());
+        }
+        held
+    }
+
     /// Waits for the links that the kernel removes asynchronously (veth ends whose
-    /// peers died with their namespace); deletes those that linger (a process the
-    /// user left in the namespace holds it). One question per link to the back end,
-    /// which answers without waiting for the kernel's network lock (`link_there`):
-    /// the kernel removes them while it holds that lock. A pair's entry is undone
-    /// once its end is gone; when the end lingers and cannot be deleted, the entry's
-    /// undo becomes that deletion, pending, for a later `down`.
-    pub(super) fn wait_gone(&mut self, mut dying: Vec<Dying>, report: &mut RollbackReport) {
+    /// peers died with their namespace); deletes those that linger, at once for a
+    /// namespace in `held` (a process keeps it: its ends would not go), after 10 s
+    /// for the others (whatever else holds a namespace). One question per link to
+    /// the back end, which answers without waiting for the kernel's network lock
+    /// (`link_there`): the kernel removes them while it holds that lock. A pair's
+    /// entry is undone once its end is gone; when the end lingers and cannot be
+    /// deleted, the entry's undo becomes that deletion, pending, for a later `down`.
+    pub(super) fn wait_gone(&mut self, dying: Vec<Dying>, held: &HashSet<String>, report: &mut RollbackReport) {
+        let (now, mut dying): (Vec<Dying>, Vec<Dying>) = dying.into_iter().partition(|d| held.contains(&d.of));
+        for d in now {
+            self.delete_lingering(d, report);
+        }
         let t0 = std::time::Instant::now();
         let mut gone = 0;
         while gone < dying.len() && t0.elapsed() < Duration::from_secs(10) {
@@ -316,19 +345,25 @@ impl Session {
             }
         }
         for d in dying.drain(gone..) {
-            let op = Op::del_link(&d.ns, &d.name);
-            match self.backend.apply(&op) {
-                Ok(()) => report.undone.push(op.render()),
-                Err(err) if err.is_gone() => {}
-                Err(err) if err.is_not_ours() => report.left_alone.push(err.to_string()),
-                Err(error) => {
-                    let _ = self.journal.amend(d.seq, None, vec![op.clone()]);
-                    report.failures.push(UndoFailure { undo: op, error });
-                    continue;
-                }
-            }
-            let _ = self.journal.mark_undone(d.seq, false);
+            self.delete_lingering(d, report);
         }
+    }
+
+    /// Deletes a veth end that outlived its peer's namespace (`wait_gone`) and
+    /// undoes the pair's entry, or leaves that deletion pending when it fails.
+    fn delete_lingering(&mut self, d: Dying, report: &mut RollbackReport) {
+        let op = Op::del_link(&d.ns, &d.name);
+        match self.backend.apply(&op) {
+            Ok(()) => report.undone.push(op.render()),
+            Err(err) if err.is_gone() => {}
+            Err(err) if err.is_not_ours() => report.left_alone.push(err.to_string()),
+            Err(error) => {
+                let _ = self.journal.amend(d.seq, None, vec![op.clone()]);
+                report.failures.push(UndoFailure { undo: op, error });
+                return;
+            }
+        }
+        let _ = self.journal.mark_undone(d.seq, false);
     }
 
     /// Undoes everything still in effect, newest first, carrying on past failures.
@@ -387,6 +422,8 @@ const FORWARDING: &[&str] = &["net.ipv4.ip_forward", "net.ipv4.conf.all.forwardi
 #[derive(Default)]
 struct Doomed {
     namespaces: HashSet<String>,
+    /// The namespaces' identities, as their creations recorded them.
+    ids: Vec<(String, NsId)>,
     links: HashSet<(NsRef, String)>,
 }
 
@@ -398,6 +435,9 @@ impl Doomed {
             match &e.op {
                 Op::AddNetns { name } => {
                     d.namespaces.insert(name.clone());
+                    if let [Op::DelNetns { id: Some(id), .. }] = e.undo.as_slice() {
+                        d.ids.push((name.clone(), *id));
+                    }
                 }
                 Op::AddVeth { ns, name, peer, peer_ns } => {
                     d.links.insert((ns.clone(), name.clone()));
@@ -446,6 +486,21 @@ impl Doomed {
             _ => false,
         }
     }
+}
+
+/// What the report says of a deleted namespace that processes keep alive.
+fn held_message(name: &str, inside: &[&NsProcess]) -> String {
+    const SHOWN: usize = 5;
+    let mut who: Vec<String> =
+        inside.iter().take(SHOWN).map(|p| format!("{} ({})", p.pid, one_line(&p.comm))).collect();
+    if inside.len() > SHOWN {
+        who.push(format!("{} more", inside.len() - SHOWN));
+    }
+    let (noun, verb) = if inside.len() == 1 { ("process", "is") } else { ("processes", "are") };
+    format!(
+        "namespace {name} is deleted but lives on while {noun} {} {verb} in it: the kernel keeps a namespace that a process is in (its veth pairs to the outside are deleted)",
+        who.join(", ")
+    )
 }
 
 /// Rollback's shortcuts, checked without root against the plan back end (a model of
@@ -793,5 +848,26 @@ mod tests {
         for u in &kept {
             assert!(!d.covers(u), "should be run: {}", u.render());
         }
+    }
+
+    #[test]
+    fn the_report_names_the_processes_that_hold_a_namespace() {
+        let id = NsId { dev: 4, ino: 9 };
+        let p = |pid: u32, comm: &str| NsProcess { ns: id, pid, comm: comm.into() };
+        let one = [p(12, "sleep")];
+        assert_eq!(
+            held_message("ha", &one.iter().collect::<Vec<_>>()),
+            "namespace ha is deleted but lives on while process 12 (sleep) is in it: the kernel keeps a namespace that a process is in (its veth pairs to the outside are deleted)"
+        );
+        // A command name is the process's choice: a line break in it stays escaped.
+        let many: Vec<NsProcess> = (1..=7).map(|i| p(i, if i == 2 { "x\nnetscript: ok" } else { "bash" })).collect();
+        let m = held_message("hb", &many.iter().collect::<Vec<_>>());
+        assert!(
+            m.contains(
+                "while processes 1 (bash), 2 (x\\nnetscript: ok), 3 (bash), 4 (bash), 5 (bash), 2 more are in it"
+            ),
+            "{m}"
+        );
+        assert!(!m.contains('\n'), "{m}");
     }
 }

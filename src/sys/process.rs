@@ -14,6 +14,7 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 
 use crate::error::{Error, Result};
+use crate::model::{NsId, NsProcess};
 use crate::sys::netns::in_netns;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -209,6 +210,32 @@ pub fn marked() -> Vec<(u32, String, String)> {
         .collect()
 }
 
+/// The processes in any of the network namespaces `ids` (the nsfs identity of
+/// /proc/PID/ns/net), in pid order. Processes that cannot be looked at (another
+/// user's, gone meanwhile) and zombies are left out.
+pub fn in_namespaces(ids: &[NsId]) -> Vec<NsProcess> {
+    use std::os::unix::fs::MetadataExt;
+    if ids.is_empty() {
+        return Vec::new();
+    }
+    let Ok(rd) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let mut found: Vec<NsProcess> = rd
+        .flatten()
+        .filter_map(|e| {
+            let pid = e.file_name().to_str()?.parse::<u32>().ok()?;
+            let m = std::fs::metadata(e.path().join("ns/net")).ok()?;
+            let ns = NsId { dev: m.dev(), ino: m.ino() };
+            if !ids.contains(&ns) {
+                return None;
+            }
+            let stat = super::proc::stat(pid).filter(|s| !s.exited())?;
+            Some(NsProcess { ns, pid, comm: stat.comm })
+        })
+        .collect();
+    found.sort_by_key(|p| p.pid);
+    found
+}
+
 /// Stops every process whose environment carries NETSCRIPT_OWNER=`mark`. None
 /// found is ESRCH ("already gone").
 pub fn stop_marked(mark: &str, grace: Duration) -> Result<()> {
@@ -241,5 +268,26 @@ fn group_gone(pg: Pid) -> bool {
                 f.len() > 2 && f[2] == pg.as_raw().to_string() && f[0] != "Z" && f[0] != "X"
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn the_processes_in_a_namespace_are_found_by_its_identity() {
+        let m = std::fs::metadata("/proc/self/ns/net").unwrap();
+        let here = NsId { dev: m.dev(), ino: m.ino() };
+        let found = in_namespaces(&[here]);
+        let me = found.iter().find(|p| p.pid == std::process::id()).expect("this test's process is in its namespace");
+        assert_eq!(me.ns, here);
+        assert!(!me.comm.is_empty());
+        assert!(found.windows(2).all(|w| w[0].pid < w[1].pid), "in pid order");
+        // Another identity: none of them.
+        let other = NsId { dev: here.dev, ino: here.ino ^ 1 };
+        assert!(in_namespaces(&[other]).iter().all(|p| p.pid != std::process::id()));
+        assert!(in_namespaces(&[]).is_empty());
     }
 }
