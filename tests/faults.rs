@@ -483,6 +483,31 @@ fn down_names_the_process_that_keeps_a_deleted_namespace_alive() {
     sb.assert_unchanged(&before, "after down");
 }
 
+/// A namespace held by an open file of it (no process in it) outlives its deletion
+/// too: its veth end outside is deleted after `down`'s 10 s wait, and `down` says why
+/// it waited. A second namespace's end, gone at once, is not named.
+#[test]
+fn down_says_why_it_waited_for_a_namespace_held_open() {
+    let sb = Sandbox::new();
+    let before = sb.snapshot();
+    let script = script_file(
+        "held-open.lua",
+        r#"local a = netns.add("fa") veth.add("eth0", "fh0", { ns = a }) veth.add("eth1", "fh1", { ns = a })
+veth.add("eth0", "fq0", { ns = netns.add("fb") })"#,
+    );
+    sb.run_ok(&[&script]);
+    sb.ok("sleep 600 3</run/netns/fa >/dev/null 2>&1 & echo started");
+    wait_for(5, "the holder of fa", || !sb.processes("sleep 600").is_empty());
+    let err = stderr(&sb.down("held-open"));
+    end_holders(&sb);
+    assert!(
+        err.contains("netscript: namespace fa was not gone 10 s after its deletion, with no process in it (an open file or a mount of it keeps it): its veth ends outside, fh1, fh0, are deleted"),
+        "down says why it waited: {err}"
+    );
+    assert!(!err.contains("namespace fb"), "fb went at once: {err}");
+    sb.assert_unchanged(&before, "after down");
+}
+
 /// The same as user nobody, in a rootless sandbox: a process the script left in a
 /// namespace (started in the background by `exec`, which netscript does not stop)
 /// is named when the sandbox closes, and the sandbox does not wait for it.

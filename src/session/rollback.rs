@@ -344,7 +344,16 @@ impl Session {
                 gone += 1;
             }
         }
-        for d in dying.drain(gone..) {
+        let late: Vec<Dying> = dying.drain(gone..).collect();
+        let mut named: Vec<&str> = Vec::new();
+        for d in &late {
+            if !named.contains(&d.of.as_str()) {
+                named.push(&d.of);
+                let ends: Vec<&str> = late.iter().filter(|e| e.of == d.of).map(|e| e.name.as_str()).collect();
+                report.held.push(late_message(&d.of, &ends));
+            }
+        }
+        for d in late {
             self.delete_lingering(d, report);
         }
     }
@@ -500,6 +509,17 @@ fn held_message(name: &str, inside: &[&NsProcess]) -> String {
     format!(
         "namespace {name} is deleted but lives on while {noun} {} {verb} in it: the kernel keeps a namespace that a process is in (its veth pairs to the outside are deleted)",
         who.join(", ")
+    )
+}
+
+/// What the report says of a deleted namespace whose veth ends outside were still
+/// there after the wait, with no process in it.
+fn late_message(name: &str, ends: &[&str]) -> String {
+    format!(
+        "namespace {name} was not gone 10 s after its deletion, with no process in it (an open file or a mount of it keeps it): its veth {} outside, {}, {} deleted",
+        if ends.len() == 1 { "end" } else { "ends" },
+        ends.join(", "),
+        if ends.len() == 1 { "is" } else { "are" },
     )
 }
 
