@@ -47,8 +47,10 @@ pub struct RollbackReport {
     pub left_alone: Vec<String>,
     /// Host-wide settings whose value to restore went to another topology.
     pub handed_over: Vec<String>,
-    /// Deleted namespaces that live on while processes are in them (named in the
-    /// text): not a failure; nothing of this topology reaches them by name.
+    /// Deleted namespaces that outlived their deletion: held by processes in them
+    /// (named in the text), or not gone after the wait (an open file or a mount
+    /// holds them). Not a failure: their veth ends outside are deleted, and nothing
+    /// reaches them by name.
     pub held: Vec<String>,
 }
 
