@@ -87,7 +87,7 @@ trap '[[ -n ${BENCH_CSV:-} && -f $BASELINE_OUT/results.csv ]] && cp "$BASELINE_O
 CONTROL=${BENCH_CONTROL:-}
 
 echo "machine: $(nproc) CPUs, $(awk '/MemTotal/ {printf "%.1f GB", $2/1048576}' /proc/meminfo), kernel $(uname -r), $(iptables --version)"
-echo "variants:$SHOWN, interleaved (each repetition runs every variant);"
+echo "variants:$SHOWN, interleaved (each repetition runs every N, each with every variant);"
 echo "the kernel gets ${BENCH_SETTLE:-0.5} s before each build and each teardown (BENCH_SETTLE):"
 ms() { local a=${1/./} b=${2/./}; echo $(( (10#$b - 10#$a) / 1000 )); }
 # The CPU time (user,system in s) the children of this shell used between two outputs
@@ -121,9 +121,11 @@ stock_cmd() { # variant phase -> the baseline's script and its argument
     b.build) echo "build_batch.sh ipt" ;; b.down) echo "teardown_batch.sh ipt" ;;
   esac
 }
-first=1
-for N in $NS_LIST; do
-  for ((r = 1; r <= REPS; r++)); do
+# Each repetition builds every N with every variant, so that the machine's drift over
+# a long run reaches the small and the large N alike (the growth compares them).
+first_n=${NS_LIST%% *}
+for ((r = 1; r <= REPS; r++)); do
+  for N in $NS_LIST; do
     for V in $LOOP; do
       kernel_quiet
       ip netns add pb_host && ip -n pb_host link set lo up
@@ -151,7 +153,7 @@ for N in $NS_LIST; do
         # PHASES k=ms ...: one line per run, for the table of phases.
         sed -n "s/^PHASES /$N $V /p" "$BASELINE_OUT/err" >> "$BASELINE_OUT/phases"
       fi
-      if [[ $first == 1 && $r == 1 ]]; then
+      if [[ $r == 1 && $N == "$first_n" ]]; then
         # The baseline's own checks; the one difference allowed is netscript's ownership
         # mark on routes (proto 78).
         fails=$(bash "$BASE/verify.sh" "$N" ipt 2>&1 | grep -E '^ +FAIL ' | grep -v 'proto 78' || true)
@@ -177,7 +179,6 @@ for N in $NS_LIST; do
       sleep 0.5
     done
   done
-  first=0
 done
 
 # plan: no root needed, touches nothing; the median of REPS.
