@@ -44,8 +44,7 @@ fn private(dir: &std::path::Path) -> Result<()> {
 
 /// The start time of process `pid` (field 22 of /proc/PID/stat), if it runs.
 fn start_time(pid: u32) -> Option<u64> {
-    let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    s[s.rfind(')')? + 2..].split_whitespace().nth(19)?.parse().ok()
+    crate::sys::proc::stat(pid).map(|s| s.start)
 }
 
 /// Leaves the pointer for `netscript exec` while a `--sandbox --wait` run waits;

@@ -9,6 +9,8 @@ pub struct Stat {
     pub comm: String,
     /// The state letter: R, S, D, Z (zombie), X (dead), ...
     pub state: char,
+    /// Its process group (field 5).
+    pub pgrp: i32,
     /// When the process started, in clock ticks after boot (field 22): with the
     /// pid, it tells the process netscript started from a later one that reused it.
     pub start: u64,
@@ -28,9 +30,11 @@ pub fn parse_stat(s: &str) -> Option<Stat> {
     let comm = s.get(open + 1..close)?.to_string();
     let mut rest = s.get(close + 1..)?.split_whitespace();
     let state = rest.next()?.chars().next()?;
-    // `rest` now starts at field 4 (ppid); the start time is field 22.
-    let start = rest.nth(18)?.parse().ok()?;
-    Some(Stat { comm, state, start })
+    // `rest` now starts at field 4 (ppid), then the process group; the start time is
+    // field 22.
+    let pgrp = rest.nth(1)?.parse().ok()?;
+    let start = rest.nth(16)?.parse().ok()?;
+    Some(Stat { comm, state, pgrp, start })
 }
 
 /// /proc/PID/stat of a process; None when it is gone (or unreadable).
@@ -52,7 +56,7 @@ mod tests {
     #[test]
     fn plain_name() {
         let s = parse_stat(&line("nc", 'S')).unwrap();
-        assert_eq!(s, Stat { comm: "nc".into(), state: 'S', start: 4242 });
+        assert_eq!(s, Stat { comm: "nc".into(), state: 'S', pgrp: 1234, start: 4242 });
         assert!(!s.exited());
     }
 
@@ -62,6 +66,7 @@ mod tests {
             let s = parse_stat(&line(comm, 'R')).unwrap();
             assert_eq!(s.comm, comm);
             assert_eq!(s.state, 'R');
+            assert_eq!(s.pgrp, 1234);
             assert_eq!(s.start, 4242);
         }
     }

@@ -188,22 +188,29 @@ fn state_is_dead(pid: u32) -> bool {
     super::proc::stat(pid).is_none_or(|s| s.exited())
 }
 
+/// Every process's pid and /proc directory (what cannot be listed: none).
+fn processes() -> impl Iterator<Item = (u32, std::path::PathBuf)> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path())))
+}
+
 /// Every process carrying a NETSCRIPT_OWNER mark: (pid, mark, command line). Only
 /// processes in our mount namespace: those of a sandbox belong to records this
 /// process cannot see (the sandbox's private /run).
 pub fn marked() -> Vec<(u32, String, String)> {
     let prefix = format!("{OWNER_ENV}=");
     let ours = std::fs::read_link("/proc/self/ns/mnt").ok();
-    let Ok(rd) = std::fs::read_dir("/proc") else { return Vec::new() };
-    rd.flatten()
-        .filter_map(|e| {
-            let pid = e.file_name().to_string_lossy().parse::<u32>().ok()?;
-            if std::fs::read_link(e.path().join("ns/mnt")).ok() != ours {
+    processes()
+        .filter_map(|(pid, dir)| {
+            if std::fs::read_link(dir.join("ns/mnt")).ok() != ours {
                 return None;
             }
-            let env = std::fs::read(e.path().join("environ")).ok()?;
+            let env = std::fs::read(dir.join("environ")).ok()?;
             let mark = env.split(|b| *b == 0).find_map(|kv| kv.strip_prefix(prefix.as_bytes()))?;
-            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            let cmd = std::fs::read(dir.join("cmdline")).unwrap_or_default();
             let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ").trim().to_string();
             Some((pid, String::from_utf8_lossy(mark).into_owned(), cmd))
         })
@@ -218,12 +225,9 @@ pub fn in_namespaces(ids: &[NsId]) -> Vec<NsProcess> {
     if ids.is_empty() {
         return Vec::new();
     }
-    let Ok(rd) = std::fs::read_dir("/proc") else { return Vec::new() };
-    let mut found: Vec<NsProcess> = rd
-        .flatten()
-        .filter_map(|e| {
-            let pid = e.file_name().to_str()?.parse::<u32>().ok()?;
-            let m = std::fs::metadata(e.path().join("ns/net")).ok()?;
+    let mut found: Vec<NsProcess> = processes()
+        .filter_map(|(pid, dir)| {
+            let m = std::fs::metadata(dir.join("ns/net")).ok()?;
             let ns = NsId { dev: m.dev(), ino: m.ino() };
             if !ids.contains(&ns) {
                 return None;
@@ -260,13 +264,7 @@ fn group_gone(pg: Pid) -> bool {
         Err(Errno::ESRCH) => true,
         _ => {
             // Only zombies left? Look at /proc for members of the group.
-            let Ok(rd) = std::fs::read_dir("/proc") else { return false };
-            !rd.flatten().any(|e| {
-                let Ok(s) = std::fs::read_to_string(e.path().join("stat")) else { return false };
-                let Some(i) = s.rfind(')') else { return false };
-                let f: Vec<&str> = s[i + 2..].split_whitespace().collect();
-                f.len() > 2 && f[2] == pg.as_raw().to_string() && f[0] != "Z" && f[0] != "X"
-            })
+            !processes().any(|(pid, _)| super::proc::stat(pid).is_some_and(|s| s.pgrp == pg.as_raw() && !s.exited()))
         }
     }
 }
