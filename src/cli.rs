@@ -253,8 +253,10 @@ pub enum Command {
     },
     /// An interactive Lua prompt with the whole API, over a session recorded as
     /// `repl-<pid>` (or --name), with .undo, .journal, .save (see docs/repl.md).
-    /// `netscript` with no script does the same.
-    #[command(mut_arg("replace", |a| a.hide(true)))]
+    /// `netscript` with no script does the same. With --sandbox, `netscript exec
+    /// NAME NS` and `netscript trace` reach the sandbox from another shell while the
+    /// REPL runs.
+    #[command(mut_arg("replace", |a| a.hide(true)), mut_arg("wait", |a| a.hide(true)))]
     Repl {
         #[command(flatten)]
         opts: ScriptOpts,
@@ -270,7 +272,8 @@ pub enum Command {
         name: String,
     },
     /// Run a command inside a namespace of a topology that is up (also one running in
-    /// a `--sandbox --wait` sandbox): by default your shell, on this terminal.
+    /// a `--sandbox --wait` sandbox or a `repl --sandbox`): by default your shell, on
+    /// this terminal.
     #[command(
         after_help = "Examples:\n  netscript exec docker-bridge ns1                 a shell in ns1\n  netscript exec docker-bridge ns1 ip -br addr     one command\n  netscript exec docker-bridge host iptables-save  the topology's host (a sandbox's own)"
     )]
@@ -286,7 +289,7 @@ pub enum Command {
         cmd: Vec<String>,
     },
     /// Send one probe from a namespace of a topology that is up (also one running in a
-    /// `--sandbox --wait` sandbox) and show why it got where it got: the kernel's walk
+    /// `--sandbox --wait` sandbox or a `repl --sandbox`) and show why it got where it got: the kernel's walk
     /// hop by hop, the rule or routing decision that decided, and the answer's way
     /// back. Changes nothing but the probe's temporary trace tables, removed before it
     /// returns. Exit code 0 when the probe got its answer, 1 when not.

@@ -445,7 +445,7 @@ pub fn orphans(base: &Path, backend: &mut dyn Backend) -> Result<Collection> {
     let mut out = Vec::new();
     let mut seen_marks = HashSet::new();
     for (pid, mark, cmd) in backend.marked_processes() {
-        let topo = mark.strip_prefix("netscript:").and_then(|m| m.split(':').next()).map(str::to_string);
+        let topo = crate::model::process_mark_topology(&mark).map(str::to_string);
         if topo.as_ref().is_some_and(|t| !busy.contains(t))
             && !acc.processes.contains(&mark)
             && seen_marks.insert(mark.clone())
@@ -507,6 +507,11 @@ pub fn orphans(base: &Path, backend: &mut dyn Backend) -> Result<Collection> {
                 }
             }
         }
+    }
+    // What is printed of each: names, rules and command lines other processes chose,
+    // with their control characters escaped (their removal commands are quoted).
+    for o in &mut out {
+        o.what = crate::model::one_line(&o.what);
     }
     Ok(Collection { orphans: out, skipped, busy, _locks: locks })
 }

@@ -283,7 +283,7 @@ impl Kernel {
 
     /// What a run of firewall changes in `nss` needs (the driver, the namespaces).
     fn fw_run<'a>(&self, nss: impl IntoIterator<Item = &'a NsRef>) -> Result<fw::FwRun> {
-        fw::FwRun::new(self.fw.clone(), nss, |ns| self.nss.get(ns).and_then(NsCtx::fd))
+        fw::FwRun::new(self.fw.clone(), &self.mark, nss, |ns| self.nss.get(ns).and_then(NsCtx::fd))
     }
 
     /// Runs a firewall call in `ns`.

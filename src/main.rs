@@ -51,7 +51,10 @@ fn main() -> ExitCode {
             | Command::Show { .. }
             | Command::Gc { .. }
             | Command::Exec { .. }
-            | Command::Trace { .. },
+            | Command::Trace { .. }
+            | Command::Completions { .. }
+            | Command::Man
+            | Command::Stubs { .. },
         ) if top.any() => {
             return usage(
                 "--sandbox, --wait, --ephemeral, --safe, --replace and --name apply to running a script or the REPL, not to down / ls / show / gc / exec / trace / completions / man / stubs",

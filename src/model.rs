@@ -260,7 +260,14 @@ pub fn parse_ip(s: &str) -> Result<IpAddr> {
 /// `NAME=...`, which a shell would take as an assignment), printed as it is, so
 /// `sysctl -w net.ipv4.ip_forward=1` stays readable. A NUL (which no real name or
 /// argument can hold; they are refused earlier) is shown as `\0` inside the quotes.
+/// A word with a control character other than a line break or a tab (a name found
+/// on the system, which its maker chose: an escape sequence would act on the
+/// terminal that shows it) is written in bash's `$'...'` form, every such character
+/// escaped.
 pub fn shell_quote(s: &str) -> String {
+    if s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        return ansi_c_quote(s);
+    }
     let plain = |s: &str| {
         let assignment = s.split_once('=').is_some_and(|(n, _)| {
             let n = n.strip_suffix('+').unwrap_or(n);
@@ -279,6 +286,31 @@ pub fn shell_quote(s: &str) -> String {
         Ok(q) => q.into_owned(),
         Err(_) => shell_quote(&s.replace('\0', "\\0")),
     }
+}
+
+/// `s` in bash's `$'...'` quoting: backslash and quote escaped, control characters
+/// as `\n`, `\t` or `\xHH`, a byte each (a C1 character as its two UTF-8 bytes:
+/// bash reads `\uHHHH` only in a UTF-8 locale); a NUL as the two characters `\0`,
+/// as `shell_quote` shows it.
+fn ansi_c_quote(s: &str) -> String {
+    let mut out = String::from("$'");
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\'' => out.push_str("\\'"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\0' => out.push_str("\\\\0"),
+            c if c.is_control() => {
+                for b in c.encode_utf8(&mut [0; 4]).bytes() {
+                    out.push_str(&format!("\\x{b:02x}"));
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
 }
 
 /// Text for a comment line in printed commands (`# ...`): line breaks and other
@@ -427,6 +459,20 @@ mod tests {
         }
         assert_eq!(shell_quote("it's"), "\"it's\"");
         assert!(!shell_quote("a\0b").contains('\0'));
+        // Control characters that act on a terminal: bash's $'...' form.
+        assert_eq!(shell_quote("a\x1b[2Kb"), "$'a\\x1b[2Kb'");
+        assert_eq!(shell_quote("it's\r\u{9b}\\"), "$'it\\'s\\x0d\\xc2\\x9b\\\\'");
+        assert_eq!(shell_quote("x\x07\ny"), "$'x\\x07\\ny'");
+        assert_eq!(shell_quote("a\nb"), "'a\nb'");
+        // bash reads each back as the word it was.
+        for w in ["a\x1b[2Kb", "it's\r\u{9b}\\", "x\x07\ny\tz", "\x7f1", "é\u{85}f"] {
+            let o = std::process::Command::new("bash")
+                .env("LC_ALL", "C")
+                .arg("-c")
+                .arg(format!("printf %s {}", shell_quote(w)))
+                .output();
+            assert_eq!(String::from_utf8_lossy(&o.unwrap().stdout), w, "{}", shell_quote(w));
+        }
         assert_eq!(one_line("a\nb\0"), "a\\nb\\u{0}");
     }
 }
@@ -452,6 +498,17 @@ pub struct NsProcess {
 
 /// The environment variable that marks a spawned process as netscript's.
 pub const OWNER_ENV: &str = "NETSCRIPT_OWNER";
+
+/// The topology of a process mark as netscript makes them
+/// (`netscript:TOPOLOGY:PID:SEQ`, `Session::spawn`), read from the right (a topology
+/// name may hold ':'). None for anything else: any process can set the variable, and
+/// `gc` lists (and prints a command to stop) only what netscript could have made.
+pub fn process_mark_topology(mark: &str) -> Option<&str> {
+    let mut parts = mark.strip_prefix("netscript:")?.rsplitn(3, ':');
+    let (seq, pid, topo) = (parts.next()?, parts.next()?, parts.next()?);
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    (digits(seq) && digits(pid) && check_name("topology", topo).is_ok()).then_some(topo)
+}
 
 /// The address family a firewall call works on: iptables (IPv4) or ip6tables (IPv6).
 /// Journal records without the field are IPv4 (the only family before there was one).

@@ -366,10 +366,15 @@ impl Op {
                 // Made from inside the namespace with the peer in the host: the same
                 // pair reads best as made from the host with the peer sent inside.
                 (NsRef::Named(n), NsRef::Host) => {
-                    format!("ip link add {} type veth peer name {} netns {}", q(peer), q(name), q(n))
+                    format!("ip link add {} type veth peer name {} netns {}", link_arg("name", peer), q(name), q(n))
                 }
                 _ => {
-                    let mut s = format!("ip {}link add {} type veth peer name {}", ns.ip_flag(), q(name), q(peer));
+                    let mut s = format!(
+                        "ip {}link add {} type veth peer name {}",
+                        ns.ip_flag(),
+                        link_arg("name", name),
+                        q(peer)
+                    );
                     if let (NsRef::Named(p), true) = (peer_ns, peer_ns != ns) {
                         s += &format!(" netns {}", q(p));
                     }
@@ -377,14 +382,14 @@ impl Op {
                 }
             },
             AddBridge { ns, name } => {
-                format!("ip {}link add {} type bridge", ns.ip_flag(), q(name))
+                format!("ip {}link add {} type bridge", ns.ip_flag(), link_arg("name", name))
             }
             AddLink { ns, name, link, from } => {
                 let mut s = format!("ip {}link add ", from.ip_flag());
-                if let (Some(p), false) = (link.lower(), matches!(link, LinkKind::Vxlan { .. })) {
-                    s += &format!("link {} name ", q(p));
-                }
-                s += &q(name);
+                s += &match (link.lower(), matches!(link, LinkKind::Vxlan { .. })) {
+                    (Some(p), false) => format!("link {} name {}", q(p), q(name)),
+                    _ => link_arg("name", name),
+                };
                 if from != ns {
                     s += &format!(" netns {}", ns.name().map(q).unwrap_or_else(|| "$$".into()));
                 }
@@ -405,16 +410,16 @@ impl Op {
                 format!("tc {}qdisc replace dev {} root {}", ns.ip_flag(), q(dev), join_words(&qdisc.words()))
             }
             DelQdisc { ns, dev } => format!("tc {}qdisc del dev {} root", ns.ip_flag(), q(dev)),
-            DelLink { ns, name, .. } => format!("ip {}link del {}", ns.ip_flag(), q(name)),
+            DelLink { ns, name, .. } => format!("ip {}link del {}", ns.ip_flag(), link_arg("dev", name)),
             MoveLink { ns, name, to } => {
                 let target = match to {
                     NsRef::Named(n) => q(n),
                     NsRef::Host => "$$".into(),
                 };
-                format!("ip {}link set {} netns {}", ns.ip_flag(), q(name), target)
+                format!("ip {}link set {} netns {}", ns.ip_flag(), link_arg("dev", name), target)
             }
             SetUp { ns, name, up } => {
-                format!("ip {}link set {} {}", ns.ip_flag(), q(name), if *up { "up" } else { "down" })
+                format!("ip {}link set {} {}", ns.ip_flag(), link_arg("dev", name), if *up { "up" } else { "down" })
             }
             AddAddr { ns, dev, addr, nodad } => {
                 let nodad = if *nodad { " nodad" } else { "" };
@@ -424,11 +429,11 @@ impl Op {
                 format!("ip {}addr del {addr} dev {}", ns.ip_flag(), q(dev))
             }
             SetMaster { ns, dev, master } => match master {
-                Some(m) => format!("ip {}link set {} master {}", ns.ip_flag(), q(dev), q(m)),
-                None => format!("ip {}link set {} nomaster", ns.ip_flag(), q(dev)),
+                Some(m) => format!("ip {}link set {} master {}", ns.ip_flag(), link_arg("dev", dev), q(m)),
+                None => format!("ip {}link set {} nomaster", ns.ip_flag(), link_arg("dev", dev)),
             },
             SetMtu { ns, dev, mtu } => {
-                format!("ip {}link set {} mtu {mtu}", ns.ip_flag(), q(dev))
+                format!("ip {}link set {} mtu {mtu}", ns.ip_flag(), link_arg("dev", dev))
             }
             AddRoute { ns, route } => {
                 format!("ip {}{}route add {}", route.family_flag(), ns.ip_flag(), route.render_args())
@@ -465,7 +470,7 @@ impl Op {
             Spawn { ns, cmd, .. } => format!("{}{} &", ns.exec_prefix(), join_words(cmd)),
             Kill { pid, .. } => format!("kill {pid}"),
             StopMarked { mark } => format!(
-                "grep -lzx {} /proc/[0-9]*/environ 2>/dev/null | cut -d/ -f3 | xargs -r kill",
+                "grep -lzxF -e {} /proc/[0-9]*/environ 2>/dev/null | cut -d/ -f3 | xargs -r kill",
                 q(&format!("{}={mark}", crate::model::OWNER_ENV))
             ),
             TraceOn { ns, proto, id } => crate::trace::render_table(ns, proto, *id),
@@ -536,6 +541,71 @@ impl Op {
             Kill { .. } | StopMarked { .. } => NsRef::Host,
         }
     }
+}
+
+/// The words of `ip link` that a link name could be read as: iproute2 takes some
+/// of them by a prefix too (`d` is `dynamic`), so a name that is one of them or the
+/// start of one is written after its keyword.
+const IP_LINK_WORDS: &[&str] = &[
+    "add",
+    "address",
+    "addrgenmode",
+    "alias",
+    "allmulticast",
+    "altname",
+    "arp",
+    "broadcast",
+    "brd",
+    "carrier",
+    "delete",
+    "dev",
+    "down",
+    "dynamic",
+    "gro_max_size",
+    "gro_ipv4_max_size",
+    "group",
+    "gso_max_segs",
+    "gso_max_size",
+    "gso_ipv4_max_size",
+    "help",
+    "index",
+    "link",
+    "link-netns",
+    "link-netnsid",
+    "master",
+    "mode",
+    "mtu",
+    "multicast",
+    "name",
+    "netns",
+    "nomaster",
+    "numrxqueues",
+    "numtxqueues",
+    "parentdev",
+    "promisc",
+    "protodown",
+    "protodown_reason",
+    "qlen",
+    "set",
+    "state",
+    "trailers",
+    "txqlen",
+    "txqueuelen",
+    "type",
+    "up",
+    "vf",
+    "vrf",
+    "xdp",
+    "xdpdrv",
+    "xdpgeneric",
+    "xdpoffload",
+];
+
+/// A link name where `ip link` expects one: quoted, and after `keyword` (`dev`, or
+/// `name` for `ip link add`) when iproute2 would read it as one of its words
+/// (`ip link add up type bridge` makes a bridge named bridge0, up).
+fn link_arg(keyword: &str, name: &str) -> String {
+    if IP_LINK_WORDS.iter().any(|w| w.starts_with(name)) { format!("{keyword} {}", q(name)) } else { q(name) }
 }
 
 /// Stops every process in a namespace and waits until they are gone: how a plan
@@ -618,6 +688,26 @@ impl Probe {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_link_named_like_an_ip_word_is_written_after_its_keyword() {
+        let h = NsRef::Host;
+        assert_eq!(Op::SetUp { ns: h.clone(), name: "up".into(), up: true }.render(), "ip link set dev up up");
+        assert_eq!(Op::AddBridge { ns: h.clone(), name: "d".into() }.render(), "ip link add name d type bridge");
+        assert_eq!(Op::del_link(&h, "help").render(), "ip link del dev help");
+        let vlan = LinkKind::Vlan { parent: "eth0".into(), id: 5 };
+        assert_eq!(
+            Op::AddLink { ns: h.clone(), name: "up".into(), link: vlan, from: h.clone() }.render(),
+            "ip link add link eth0 name up type vlan id 5"
+        );
+        assert_eq!(
+            Op::SetMaster { ns: h.clone(), dev: "master".into(), master: Some("up".into()) }.render(),
+            "ip link set dev master master up"
+        );
+        // Other names as a person writes them.
+        assert_eq!(Op::SetUp { ns: h.clone(), name: "veth0".into(), up: false }.render(), "ip link set veth0 down");
+        assert_eq!(Op::SetMtu { ns: h, dev: "br0".into(), mtu: 1400 }.render(), "ip link set br0 mtu 1400");
+    }
 
     #[test]
     fn renders_like_the_article() {

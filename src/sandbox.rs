@@ -1,7 +1,8 @@
 //! `--sandbox`: fresh network, mount, UTS and IPC namespaces (and a user namespace
 //! when not root) with a private /run, so a script touches nothing of the host and everything
-//! it made vanishes when netscript exits. Must run first thing in `main`, while the
-//! process has one thread: unshare(CLONE_NEWUSER) fails in a threaded process.
+//! it made vanishes when netscript exits. Must run before any thread is started
+//! (`cmd::run` calls it first for a run and for the REPL): unshare(CLONE_NEWUSER)
+//! fails in a threaded process.
 
 use std::fs;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -45,6 +45,17 @@ fn wait_needs_sandbox() {
     }
 }
 
+/// The REPL's sandbox is up while it runs (exec reaches it): `--wait` is for
+/// scripts, and the REPL refuses it rather than ignore it.
+#[test]
+fn the_repl_refuses_wait() {
+    let o = netscript(&["repl", "--sandbox", "--wait"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--wait applies to running a script"), "{}", stderr(&o));
+    let help = String::from_utf8_lossy(&netscript(&["repl", "--help"]).stdout).into_owned();
+    assert!(!help.contains("--wait"), "repl --help lists --wait:\n{help}");
+}
+
 #[test]
 fn subcommand_help_lists_only_its_own_options() {
     for sub in ["down", "ls", "show", "gc"] {

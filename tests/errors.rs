@@ -52,6 +52,16 @@ bad_input! {
     netns_del_not_owned: r#"netns.get("pre"):del()"# => [":3: ", "was not created by this run"];
     netns_add_takes_no_options: r#"netns.add("x", { ns = "pre" })"# => [":3: ", "netns.add(\"x\")", "takes no options"];
     link_up_takes_no_options: r#"link.get("va"):up({})"# => [":3: ", "takes no options"];
+    link_info_takes_no_options: r#"link.get("va"):info({})"# => [":3: ", "Link(\"va\"):info()", "takes no options"];
+    netns_list_takes_no_arguments: r#"netns.list("x")"# => [":3: ", "netns.list()", "more arguments than it takes"];
+    // Options split over two tables: the second would be dropped by Lua (the route
+    // made in the host instead of ns1).
+    options_in_two_tables: r#"route.add("10.9.0.0/24", {dev = "va"}, {ns = "ns1"})"# =>
+        [":3: ", "route.add(\"10.9.0.0/24\")", "more arguments than it takes", "options go in one table"];
+    docker_options_in_two_tables: r#"require("netscript.docker").network({ name = "nb", subnet = "10.5.0.0/24" }, { icc = false })"# =>
+        [":3: ", "docker.network: unexpected extra argument: more arguments than it takes"];
+    trace_from_an_ipv6_source: r#"netns.get("ns1"):trace("10.0.0.1", {src = "::1"})"# =>
+        [":3: ", "trace(\"10.0.0.1\")", "trace is IPv4 only (src = ::1)"];
     // Option values of the wrong type name the option and both types.
     option_wrong_type: r#"netns.get("ns1"):ping("127.0.0.1", {count = "many"})"# =>
         [":3: ", "ping(\"127.0.0.1\")", "option count: expected a non-negative integer, got string"];

@@ -23,6 +23,10 @@ struct Waiting(Child);
 
 impl Drop for Waiting {
     fn drop(&mut self) {
+        // Not a process already waited for (its pid may be another's by now).
+        if let Ok(Some(_)) = self.0.try_wait() {
+            return;
+        }
         let _ = nix_kill(self.0.id());
         let _ = self.0.wait();
     }
@@ -85,6 +89,10 @@ fn nix_kill(pid: u32) -> std::io::Result<std::process::ExitStatus> {
 
 fn check_exec_into_sandbox(name: &str, user: Option<&str>) {
     let child = waiting_sandbox(name, user);
+    // A second sandbox of that name (a REPL) is refused: it would take the pointer.
+    let o = run_as(user, &["repl", "--sandbox", "--name", name]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains(&format!("a sandbox named \"{name}\" is up already")), "{}", stderr(&o));
     // Inside ns1: its own veth end, not the host's.
     let o = exec_as(user, &[name, "ns1", "ip", "-j", "link"]);
     let links = stdout(&o);
@@ -128,6 +136,42 @@ fn exec_into_a_waiting_sandbox_as_root() {
 #[test]
 fn exec_into_a_waiting_sandbox_as_a_normal_user() {
     check_exec_into_sandbox(&format!("ex-user-{}", std::process::id()), Some("nobody"));
+}
+
+/// `netscript repl --sandbox` announces its sandbox while it runs: from another
+/// shell, `exec` reaches the namespaces made at its prompt, as it reaches a
+/// `--sandbox --wait` run's; once the REPL is left, the topology is not up. Without
+/// the announcement (`announce_sandbox` left out of `run::repl`) exec says the
+/// topology is not up while the REPL runs (checked).
+#[test]
+fn exec_into_a_repl_sandbox() {
+    use std::io::Write;
+    let name = format!("ex-repl-{}", std::process::id());
+    let mut child = Command::new(BIN)
+        .args(["repl", "--sandbox", "--name", &name])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let mut repl = Waiting(child);
+    writeln!(input, r#"netns.add("ns1"):link("lo"):up()"#).unwrap();
+    let mut last = None;
+    wait_for(10, "exec into the REPL's sandbox", || {
+        let o = exec_as(None, &[&name, "ns1", "ip", "-j", "link"]);
+        let up = o.status.success();
+        last = Some(o);
+        up
+    });
+    let o = last.unwrap();
+    assert!(stdout(&o).contains("\"lo\"") && stdout(&o).contains("\"UP\""), "{}{}", stdout(&o), stderr(&o));
+    // Leaving the REPL (end of input) rolls the sandbox back and withdraws it.
+    drop(input);
+    assert!(repl.0.wait().unwrap().success());
+    let o = exec_as(None, &[&name, "ns1", "true"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("is not up"), "{}", stderr(&o));
 }
 
 #[test]

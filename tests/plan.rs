@@ -110,7 +110,7 @@ fn library_calls_are_shown_at_the_users_line() {
     let (dir, name) = script("lib.lua", src);
     let o = plan_in(&dir, &["plan", &name]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert_eq!(body(&stdout(&o)), vec!["# lib.lua:3", "ip netns add c1", "ip -n c1 link add br type bridge"]);
+    assert_eq!(body(&stdout(&o)), vec!["# lib.lua:3", "ip netns add c1", "ip -n c1 link add name br type bridge"]);
 
     // A module of the user's (a file) is named, after the script line that called it.
     script("planhelper.lua", "local M = {}\nfunction M.make()\n  netns.add(\"c2\")\nend\nreturn M\n");

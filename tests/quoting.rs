@@ -282,6 +282,8 @@ local function rule_quote(s) return '"' .. s:gsub('[\\"]', '\\%0') .. '"' end
 local last
 for i, n in ipairs(legal_ns) do last = netns.add(n) end
 for i, n in ipairs(legal_links) do bridge.add(n) end
+-- Names iproute2 would read as its own words (`ip link add up type bridge` makes bridge0).
+for i, n in ipairs({ "up", "down", "help", "name", "d", "h" }) do bridge.add(n):mtu(1400):up() end
 for i, c in ipairs(legal_chains) do fw.chain("filter", c) end
 for i, w in ipairs(legal_words) do
   fw.append("filter", "FORWARD", "-m comment --comment " .. rule_quote(w) .. " -j ACCEPT")
@@ -383,8 +385,18 @@ fn a_plan_of_hostile_names_runs_in_bash_and_makes_exactly_those_objects() {
         "~",
         "a\\b",
         "-rf",
+        "up",
+        "down",
+        "help",
+        "name",
+        "d",
+        "h",
     ];
     want.sort();
+    for n in ["up", "down", "help", "name", "d", "h"] {
+        let l = sb.ok(&format!("ip -j link show dev {n}"));
+        assert!(l.contains("\"mtu\":1400") && l.contains("\"UP\""), "{n}: {l}");
+    }
     assert_eq!(names, want);
     let nss = sb.ok("ls /run/netns");
     for n in ["$(id>pw1)", "a b;id>pw2", "'$(id>pw3)'", "é ü", "FOO=1 x"] {

@@ -263,6 +263,45 @@ fn piped_repl(home: &std::path::Path, input: &[u8]) -> std::process::Output {
     c.wait_with_output().unwrap()
 }
 
+/// `.save` checks its script in a copy under the temporary directory, in a fresh
+/// directory of its own: a directory and symlink planted where a predictable name
+/// would put that copy (`netscript-save-PID/NAME`, as before) are not followed, and the
+/// file the symlink points to is untouched. With the old fixed name the check's copy
+/// overwrote it (checked).
+#[test]
+fn save_does_not_write_through_a_planted_path() {
+    use std::io::Write;
+    let h = home("save-planted");
+    let tmp = h.join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let victim = h.join("victim");
+    std::fs::write(&victim, "precious\n").unwrap();
+    let saved = h.join("planted.lua");
+    let mut c = Command::new(BIN)
+        .args(["repl", "--sandbox"])
+        .env("HOME", &h)
+        .env("TMPDIR", &tmp)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let planted = tmp.join(format!("netscript-save-{}", c.id()));
+    std::fs::create_dir_all(&planted).unwrap();
+    std::os::unix::fs::symlink(&victim, planted.join("planted.lua")).unwrap();
+    let input = format!("bridge.add('b0')\n.save {}\n", saved.display());
+    c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let o = c.wait_with_output().unwrap();
+    let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(o.status.success(), "{out}{err}");
+    assert!(out.contains("saved 1 input to"), "{out}{err}");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n", "the planted symlink was followed");
+    assert!(std::fs::read_to_string(&saved).unwrap().contains("bridge.add('b0')"));
+    // Its own directory is gone after the check; the planted one is left as it was.
+    let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(left, vec![planted.file_name().unwrap().to_owned()], "{left:?}");
+}
+
 #[test]
 fn reads_plain_lines_when_stdin_is_not_a_terminal() {
     let h = home("piped");

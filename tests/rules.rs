@@ -201,3 +201,60 @@ fn down_uses_the_firewall_tool_the_run_recorded() {
     assert!(!down_log.contains("--version") && !down_log.contains("-save"), "down detected again: {down_log}");
     assert_same(&before, &sb.snapshot(), "after down");
 }
+
+/// A topology whose name holds quotes (its rules' ownership comment then does too)
+/// and rule words with quotes and spaces: each change alone (a rule, its `exists`
+/// check, a deletion, `down`'s undo) passes every word to iptables as one argument,
+/// as the batches do. Before, the single changes went through a string that
+/// iptables' crate split again, and refused quotes: such a topology could not add a
+/// rule alone, and its `down` failed on every lone undo (checked).
+#[test]
+fn quotes_in_a_topology_name_and_in_rule_words_reach_iptables_as_they_are() {
+    let sb = Sandbox::new();
+    let before = sb.snapshot();
+    let script = script_file(
+        "quoted-rules.lua",
+        r#"fw.append("filter", "FORWARD", [[-s 10.9.9.9 -m comment --comment "it's \"here\" now" -j ACCEPT]])
+assert(#fw.rules("filter") > 0)
+fw.append("filter", "INPUT", "-s 10.8.8.8 -j ACCEPT")
+fw.delete("filter", "INPUT", "-s 10.8.8.8 -j ACCEPT")
+fw.policy("filter", "OUTPUT", "DROP")
+"#,
+    );
+    let o = sb.netscript(&["--name", "bob's \"lab\"", &script]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rules = sb.ok("iptables -S FORWARD");
+    assert!(
+        rules.contains(r#"-s 10.9.9.9/32 -m comment --comment "netscript:bob\'s \"lab\"" -m comment --comment "it\'s \"here\" now" -j ACCEPT"#),
+        "{rules}"
+    );
+    assert!(!sb.ok("iptables -S INPUT").contains("10.8.8.8"));
+    let o = sb.netscript(&["down", "bob's \"lab\""]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    sb.assert_unchanged(&before, "after down");
+}
+
+/// A chain the topology made, into which someone else then put a rule: `down`
+/// leaves the chain and that rule in place and says so (its own rules in it are
+/// undone first). Before, it flushed the chain by name, the other rule with it
+/// (checked).
+#[test]
+fn down_leaves_a_chain_that_holds_someone_elses_rule() {
+    let sb = Sandbox::new();
+    let script = script_file(
+        "shared-chain.lua",
+        r#"fw.chain("filter", "LAB")
+fw.append("filter", "LAB", "-s 10.1.0.1 -j ACCEPT")
+"#,
+    );
+    assert!(sb.netscript(&["--name", "chain-lab", &script]).status.success());
+    sb.ok("iptables -A LAB -s 10.2.0.2 -j DROP");
+    let o = sb.netscript(&["down", "chain-lab"]);
+    let err = stderr(&o);
+    assert!(
+        err.contains("chain LAB in table filter of the host namespace holds a rule that is not this topology's (`-A LAB -s 10.2.0.2/32 -j DROP`): the chain is left in place (once it is empty: iptables -t filter -X LAB)"),
+        "{err}"
+    );
+    let rules = sb.ok("iptables -S LAB");
+    assert_eq!(rules, "-N LAB\n-A LAB -s 10.2.0.2/32 -j DROP\n", "{err}");
+}

@@ -140,6 +140,13 @@ local function parse_subnet6(s, plen4)
   return g, plen
 end
 
+-- Refuses arguments after a function's options table (Lua would drop them).
+local function no_more(fname, ...)
+  if select("#", ...) > 0 then
+    error(("%s: unexpected extra argument: more arguments than it takes (its options go in one table, the last argument)"):format(fname), 3)
+  end
+end
+
 local function check_opts(fname, opts, allowed)
   for k in pairs(opts or {}) do
     if not allowed[k] then
@@ -252,7 +259,8 @@ Network.__index = Network
 --- docker.network{name=, subnet=[, gateway=][, subnet6=][, gateway6=][, ns=][, icc=true]
 ---   [, internal=false][, gateway_mode="nat"]}: a bridge network, as `docker network
 ---   create` (with subnet6: `--ipv6 --subnet ...`, dual stack).
-function M.network(opts)
+function M.network(opts, ...)
+  no_more("docker.network", ...)
   if type(opts) ~= "table" or type(opts.name) ~= "string" then
     error("docker.network: give a table with name= and subnet=, e.g. docker.network{ name = \"ns_br\", subnet = \"175.18.0.0/24\" }", 2)
   end
@@ -336,7 +344,8 @@ end
 --- unless the network is internal, a default route through the gateway; on a dual
 --- stack network also the IPv6 address with the same host number and an IPv6 default
 --- route.
-function Network:container(name, opts)
+function Network:container(name, opts, ...)
+  no_more("net:container", ...)
   check_opts("net:container", opts, { ip = true, dev = true, host_dev = true })
   opts = opts or {}
   local n
@@ -427,7 +436,8 @@ end
 --- net:publish(host_port, container, port[, {proto="tcp", host_ip=}]) -> net, host_port:
 --- `docker run -p [HOST_IP:]HOST_PORT:PORT`. host_port 0 picks a free port; "A-B" ranges
 --- map one-to-one (or, for one container port, pick a free port of the range).
-function Network:publish(host_port, c, port, opts)
+function Network:publish(host_port, c, port, opts, ...)
+  no_more("net:publish", ...)
   check_opts("net:publish", opts, { proto = true, host_ip = true })
   opts = opts or {}
   local proto = opts.proto or "tcp"

@@ -59,7 +59,10 @@ Result.__tostring = function(r)
   return table.concat(lines, "\n")
 end
 
-function M.pingall(list, opts)
+function M.pingall(list, opts, ...)
+  if select("#", ...) > 0 then
+    error("netscript.pingall: unexpected extra argument: more arguments than it takes (its options go in one table, the last argument)", 2)
+  end
   opts = opts or {}
   if type(opts) ~= "table" then
     error("netscript.pingall: the options must be a table, like { tcp = 80 }", 2)

@@ -1,10 +1,12 @@
 //! `netscript exec TOPOLOGY NS [CMD...]`: a command (default: the user's shell, on the
 //! terminal) inside a namespace of a topology that is up, including one that runs in
-//! a `--sandbox --wait` sandbox. The process becomes the command (execvp), so the
-//! terminal, signals and exit code are the command's own.
+//! a sandbox (a `--sandbox --wait` run, or a REPL with `--sandbox`). The process
+//! becomes the command (execvp), so the terminal, signals and exit code are the
+//! command's own.
 //!
-//! A `--sandbox --wait` run is invisible from the host (its records live in the
-//! sandbox's own /run), so while it waits it leaves a pointer in
+//! A sandbox is invisible from the host (its records live in the sandbox's own
+//! /run), so while a `--sandbox --wait` run waits (or a `--sandbox` REPL runs) it
+//! leaves a pointer in
 //! `/tmp/netscript.<uid>/sandboxes/<topology>`: its pid and that process's start time
 //! (so a reused pid is never entered). The directory must be this user's and private.
 
@@ -47,7 +49,8 @@ fn start_time(pid: u32) -> Option<u64> {
     crate::sys::proc::stat(pid).map(|s| s.start)
 }
 
-/// Leaves the pointer for `netscript exec` while a `--sandbox --wait` run waits;
+/// Leaves the pointer for `netscript exec` while a `--sandbox --wait` run waits (or
+/// a `--sandbox` REPL runs);
 /// removed when the returned guard drops. Called before the sandbox is entered (the
 /// pid and /tmp are the host's then too).
 pub fn announce_sandbox(topo: &str) -> Result<SandboxPointer> {
@@ -58,6 +61,12 @@ pub fn announce_sandbox(topo: &str) -> Result<SandboxPointer> {
         .create(&dir)
         .map_err(|e| Error::sys(format!("cannot create {}: {e}", dir.display()), None))?;
     private(&dir)?;
+    // Another sandbox of that name that is up keeps its pointer.
+    if let Ok(Some(other)) = waiting_sandbox(topo) {
+        return Err(Error::invalid(format!(
+            "a sandbox named \"{topo}\" is up already (process {other}); give this one another --name; nothing was changed"
+        )));
+    }
     let pid = std::process::id();
     let start = start_time(pid).unwrap_or(0);
     let path = dir.join(topo);
@@ -65,17 +74,28 @@ pub fn announce_sandbox(topo: &str) -> Result<SandboxPointer> {
     fs::write(&tmp, format!("{pid} {start}\n"))
         .and_then(|()| fs::rename(&tmp, &path))
         .map_err(|e| Error::sys(format!("cannot write {}: {e}", path.display()), None))?;
-    Ok(SandboxPointer { path })
+    Ok(SandboxPointer { path, mine: format!("{pid} {start}\n") })
 }
 
 pub struct SandboxPointer {
     path: PathBuf,
+    /// What this process wrote there.
+    mine: String,
 }
 
 impl Drop for SandboxPointer {
     fn drop(&mut self) {
-        let _ = fs::remove_file(&self.path);
+        // Only this process's own pointer (not one another sandbox wrote since).
+        if fs::read_to_string(&self.path).is_ok_and(|t| t == self.mine) {
+            let _ = fs::remove_file(&self.path);
+        }
     }
+}
+
+/// Whether a sandbox of this user that runs `topo` is up (its pointer is there and
+/// its process lives).
+pub fn sandbox_up(topo: &str) -> bool {
+    matches!(waiting_sandbox(topo), Ok(Some(_)))
 }
 
 /// The pid of the waiting sandbox that runs `topo`, if there is one.
@@ -157,7 +177,7 @@ pub fn exec(opts: &RunOpts, topo: &str, ns: &str, cmd: &[String]) -> Result<u8> 
                 base.display()
             ),
             None => format!(
-                "topology \"{topo}\" is not up (no record in {}, and no --sandbox --wait run of that name)",
+                "topology \"{topo}\" is not up (no record in {}, and no sandbox of that name: a --sandbox --wait run or a REPL with --sandbox)",
                 base.display()
             ),
         }));

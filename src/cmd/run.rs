@@ -135,13 +135,32 @@ fn replace(opts: &RunOpts, topo: &str) -> Result<u8> {
     super::down::down(opts, topo)
 }
 
-/// The interactive REPL (src/repl); the sandbox first, while single-threaded.
+/// The interactive REPL (src/repl); the sandbox first, while single-threaded. A
+/// sandbox is announced for `netscript exec` and `trace` while the REPL runs.
 pub fn repl(opts: &RunOpts) -> Result<u8> {
     if opts.replace {
         return Err(Error::invalid("--replace applies to running a script, not to the REPL"));
     }
+    if opts.wait {
+        return Err(Error::invalid(
+            "--wait applies to running a script: the REPL's sandbox is up while the REPL runs, and `netscript exec NAME NS` reaches it from another shell",
+        ));
+    }
     check_privileges(opts)?;
+    let topo = opts.name.clone().unwrap_or_else(|| format!("repl-{}", std::process::id()));
+    crate::model::check_name("topology", &topo)?;
+    // Written before the sandbox hides /run (as for a `--sandbox --wait` run). The
+    // REPL runs without it when it cannot be written (exec will not reach it).
+    let _pointer = match opts.sandbox.then(|| super::exec::announce_sandbox(&topo)) {
+        Some(Err(e)) if super::exec::sandbox_up(&topo) => return Err(e),
+        Some(Err(e)) => {
+            eprintln!("netscript: `netscript exec` will not reach this sandbox: {e}");
+            None
+        }
+        Some(Ok(p)) => Some(p),
+        None => None,
+    };
     let user_ns = if opts.sandbox { Some(sandbox::enter()?) } else { None };
     let signals = install_signals();
-    crate::repl::run(opts, user_ns, &signals)
+    crate::repl::run(opts, &topo, user_ns, &signals)
 }

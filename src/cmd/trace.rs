@@ -2,7 +2,8 @@
 //! topology that is up, explained hop by hop (see src/trace). It opens the topology's
 //! record as `down` does and changes nothing but the probe's temporary trace tables,
 //! which are journaled in the record and removed before it returns. A topology that a
-//! `--sandbox --wait` run holds is traced inside that sandbox (see `trace`).
+//! sandbox holds (a `--sandbox --wait` run, a `repl --sandbox`) is traced inside that
+//! sandbox (see `trace`).
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -40,7 +41,10 @@ pub fn trace(opts: &RunOpts, topo: &str, words: &[String], json: bool, timeout: 
         None => {
             let dir = crate::state::StateDir::open(&base, false)?;
             if !dir.map(|s| s.has_record(topo)).transpose()?.unwrap_or(false) {
-                return Err(not_up(&format!("no record in {}", base.display())));
+                return Err(not_up(&format!(
+                    "no record in {}, and no sandbox of that name: a --sandbox --wait run or a REPL with --sandbox",
+                    base.display()
+                )));
             }
             let record = Record::lock(&base, topo)?;
             let Some(journal) = record.existing()? else {

@@ -1,5 +1,7 @@
-//! The iptables back end: the `iptables` crate for single rules (run from a thread
-//! inside the namespace, with `--wait` for the xtables lock), `ip6tables` for IPv6.
+//! The iptables back end: one `iptables` process per single change (each rule word
+//! one argument, run from a thread inside the namespace, with `--wait` for the
+//! xtables lock; the `iptables` crate for policies and chains), `iptables-restore
+//! --noflush` for batches, `ip6tables` for IPv6.
 //! Both families use the same variant (nft or legacy).
 
 use std::os::fd::BorrowedFd;
@@ -177,22 +179,12 @@ fn save_as_rules(save: &str) -> Vec<(String, Vec<String>)> {
     tables
 }
 
-/// The crate takes a rule as one string and splits it on spaces, honouring quotes.
-fn rule_string(rule: &[String]) -> Result<String> {
-    let mut parts = Vec::with_capacity(rule.len());
-    for w in rule {
-        if w.contains('"') || w.contains('\'') {
-            return Err(Error::invalid(format!(
-                "rule word {w:?} contains a quote character, which iptables rules cannot carry here"
-            )));
-        }
-        if w.is_empty() || w.contains(char::is_whitespace) {
-            parts.push(format!("\"{w}\""));
-        } else {
-            parts.push(w.clone());
-        }
-    }
-    Ok(parts.join(" "))
+/// `cmd ARGS RULE... --wait`, each word of the rule one argument as it is (no
+/// splitting, no quoting: a word may hold spaces and quotes, as in a batch).
+fn rule_command(cmd: &str, args: &[&str], rule: &[String]) -> Command {
+    let mut c = Command::new(cmd);
+    c.args(args).args(rule).arg("--wait");
+    c
 }
 
 /// iptables' own message, without its usage hints.
@@ -210,6 +202,19 @@ fn tool_message(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 impl Iptables {
+    /// Runs iptables (ip6tables) with `args` and then the rule's words, in namespace
+    /// `ns`; a failure is iptables' own message, as `run` gives it.
+    fn rule_cmd(&self, ns: Option<BorrowedFd<'_>>, fam: Family, args: &[&str], rule: &[String]) -> Result<()> {
+        self.run(ns, fam, |i| {
+            let out = rule_command(i.cmd, args, rule).output()?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(Box::new(iptables::error::IptablesError::from(out)) as Box<dyn std::error::Error>)
+            }
+        })
+    }
+
     fn run<T: Send>(
         &self,
         ns: Option<BorrowedFd<'_>>,
@@ -269,8 +274,7 @@ impl Firewall for Iptables {
     }
 
     fn append(&self, ns: Option<BorrowedFd<'_>>, fam: Family, table: &str, chain: &str, rule: &[String]) -> Result<()> {
-        let r = rule_string(rule)?;
-        self.run(ns, fam, |i| i.append(table, chain, &r))
+        self.rule_cmd(ns, fam, &["-t", table, "-A", chain], rule)
     }
 
     fn insert(
@@ -282,13 +286,11 @@ impl Firewall for Iptables {
         pos: u32,
         rule: &[String],
     ) -> Result<()> {
-        let r = rule_string(rule)?;
-        self.run(ns, fam, |i| i.insert(table, chain, &r, pos as i32))
+        self.rule_cmd(ns, fam, &["-t", table, "-I", chain, &pos.to_string()], rule)
     }
 
     fn delete(&self, ns: Option<BorrowedFd<'_>>, fam: Family, table: &str, chain: &str, rule: &[String]) -> Result<()> {
-        let r = rule_string(rule)?;
-        self.run(ns, fam, |i| i.delete(table, chain, &r))
+        self.rule_cmd(ns, fam, &["-t", table, "-D", chain], rule)
     }
 
     fn exists(
@@ -299,8 +301,8 @@ impl Firewall for Iptables {
         chain: &str,
         rule: &[String],
     ) -> Result<bool> {
-        let r = rule_string(rule)?;
-        self.run(ns, fam, |i| i.exists(table, chain, &r))
+        // `-C` exits 1 when the rule is not there: an answer, not a failure.
+        self.run(ns, fam, |i| Ok(rule_command(i.cmd, &["-t", table, "-C", chain], rule).output()?.status.success()))
     }
 
     fn new_chain(&self, ns: Option<BorrowedFd<'_>>, fam: Family, table: &str, chain: &str) -> Result<()> {

@@ -178,6 +178,14 @@ pub fn marked(mark: &str, rule: &[String]) -> Vec<String> {
     v
 }
 
+/// Whether a `-S` line (`-A CHAIN words`) carries the ownership mark `mark` (the
+/// comment `marked` puts first).
+pub fn carries(mark: &str, line: &str) -> bool {
+    line.strip_prefix("-A ")
+        .and_then(|rest| split_words(rest).ok())
+        .is_some_and(|w| w.windows(2).any(|p| p[0] == "--comment" && p[1] == mark))
+}
+
 /// The rules of a `-S` listing (its `-A` lines), in order.
 pub fn rules(listing: &[String]) -> Vec<&String> {
     listing.iter().filter(|l| l.starts_with("-A ")).collect()

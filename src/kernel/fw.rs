@@ -9,7 +9,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::firewall::{Change, Family, Firewall};
+use crate::firewall::{Change, Family, Firewall, rule};
 use crate::model::NsRef;
 use crate::op::Op;
 use crate::sys::netns;
@@ -17,6 +17,8 @@ use crate::sys::netns;
 /// The driver and the namespaces a run of firewall changes acts in.
 pub(super) struct FwRun {
     fw: Arc<dyn Firewall>,
+    /// The topology's ownership mark (the comment its rules carry).
+    mark: String,
     /// None for the namespace netscript runs in.
     fds: HashMap<NsRef, Option<OwnedFd>>,
 }
@@ -64,6 +66,7 @@ impl FwRun {
     /// For changes in `nss`; `known` gives the fd of a namespace already open.
     pub(super) fn new<'a, 'b>(
         fw: Arc<dyn Firewall>,
+        mark: &str,
         nss: impl IntoIterator<Item = &'a NsRef>,
         known: impl Fn(&NsRef) -> Option<BorrowedFd<'b>>,
     ) -> Result<FwRun> {
@@ -81,7 +84,7 @@ impl FwRun {
             };
             fds.insert(ns.clone(), fd);
         }
-        Ok(FwRun { fw, fds })
+        Ok(FwRun { fw, mark: mark.to_string(), fds })
     }
 
     /// Runs a driver call in `ns` (one of those the run was made for).
@@ -109,9 +112,22 @@ impl FwRun {
             Op::FwNewChain { ns, family: f, table, chain } => {
                 self.with(ns, |fw, fd| fw.new_chain(fd, *f, table, chain))
             }
-            Op::FwDelChain { ns, family: f, table, chain } => {
-                self.with(ns, |fw, fd| fw.delete_chain(fd, *f, table, chain))
-            }
+            // A chain this topology made is emptied and deleted only when every rule
+            // left in it is its own (another's would go with it): its own rules are
+            // undone before it, so what is left is someone else's.
+            Op::FwDelChain { ns, family: f, table, chain } => self.with(ns, |fw, fd| {
+                let listing = fw.rules(fd, *f, table, Some(chain))?;
+                if let Some(l) = rule::rules(&listing).into_iter().find(|l| !rule::carries(&self.mark, l)) {
+                    // Nothing marks the chain itself: say how to delete it later.
+                    let render = op.render();
+                    return Err(Error::NotOurs(format!(
+                        "chain {chain} in table {table} of {ns} holds a rule that is not this topology's (`{}`): the chain is left in place (once it is empty: {})",
+                        crate::model::one_line(l),
+                        render.lines().last().unwrap_or_default()
+                    )));
+                }
+                fw.delete_chain(fd, *f, table, chain)
+            }),
             other => Err(Error::invalid(format!("{}: not a firewall change", other.render()))),
         }
     }

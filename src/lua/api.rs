@@ -489,7 +489,7 @@ pub const API: &[Entry] = &[
         "partition",
         &[p("group", "(Netns|string)[]"), p("...", "(Netns|string)[]")],
         "Partition",
-        "Cut IPv4 traffic between groups of namespaces (by firewall) until :heal().",
+        "Cut IPv4 and IPv6 traffic between groups of namespaces (by firewall) until :heal().",
         "local p = netscript.partition({ a, b }, { c })",
     ),
     m("Partition", "heal", &[], "Partition", "Undo the partition.", "p:heal()"),

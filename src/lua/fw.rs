@@ -3,7 +3,7 @@
 use mlua::{Function, Lua, MultiValue, Table};
 
 use super::handles::q;
-use super::options::{self, NsArg, options};
+use super::options::{self, NsArg, Opts, options};
 use super::util::{fail, with};
 use crate::firewall::Family;
 use crate::model::NsRef;
@@ -28,7 +28,7 @@ fn family(lua: &Lua, call: &str, f: Option<String>) -> mlua::Result<Family> {
 fn fw_call<T>(
     lua: &Lua,
     call: String,
-    opts: Option<Table>,
+    opts: Opts,
     f: impl FnOnce(&mut Session, &NsRef, Family) -> crate::error::Result<T>,
 ) -> mlua::Result<T> {
     let o: FwOpts = options::read(lua, &call, opts)?;
@@ -40,7 +40,7 @@ fn fw_call<T>(
 pub fn register(lua: &Lua, fw: &Table) -> mlua::Result<()> {
     fw.set(
         "policy",
-        lua.create_function(|lua, (table, chain, target, opts): (String, String, String, Option<Table>)| {
+        lua.create_function(|lua, (table, chain, target, opts): (String, String, String, Opts)| {
             fw_call(lua, format!("fw.policy({}, {}, {})", q(&table), q(&chain), q(&target)), opts, |s, ns, f| {
                 s.fw_policy(ns, f, &table, &chain, &target)
             })
@@ -48,7 +48,7 @@ pub fn register(lua: &Lua, fw: &Table) -> mlua::Result<()> {
     )?;
     fw.set(
         "append",
-        lua.create_function(|lua, (table, chain, rule, opts): (String, String, String, Option<Table>)| {
+        lua.create_function(|lua, (table, chain, rule, opts): (String, String, String, Opts)| {
             fw_call(lua, format!("fw.append({}, {}, {})", q(&table), q(&chain), q(&rule)), opts, |s, ns, f| {
                 s.fw_append(ns, f, &table, &chain, &rule)
             })
@@ -56,7 +56,7 @@ pub fn register(lua: &Lua, fw: &Table) -> mlua::Result<()> {
     )?;
     fw.set(
         "insert",
-        lua.create_function(|lua, (table, chain, rule, opts): (String, String, String, Option<Table>)| {
+        lua.create_function(|lua, (table, chain, rule, opts): (String, String, String, Opts)| {
             let call = format!("fw.insert({}, {}, {})", q(&table), q(&chain), q(&rule));
             let o: InsertOpts = options::read(lua, &call, opts)?;
             let ns = options::ns(lua, &call, o.ns)?;
@@ -67,7 +67,7 @@ pub fn register(lua: &Lua, fw: &Table) -> mlua::Result<()> {
     )?;
     fw.set(
         "delete",
-        lua.create_function(|lua, (table, chain, rule, opts): (String, String, String, Option<Table>)| {
+        lua.create_function(|lua, (table, chain, rule, opts): (String, String, String, Opts)| {
             fw_call(lua, format!("fw.delete({}, {}, {})", q(&table), q(&chain), q(&rule)), opts, |s, ns, f| {
                 s.fw_delete(ns, f, &table, &chain, &rule)
             })
@@ -75,7 +75,7 @@ pub fn register(lua: &Lua, fw: &Table) -> mlua::Result<()> {
     )?;
     fw.set(
         "chain",
-        lua.create_function(|lua, (table, name, opts): (String, String, Option<Table>)| {
+        lua.create_function(|lua, (table, name, opts): (String, String, Opts)| {
             fw_call(lua, format!("fw.chain({}, {})", q(&table), q(&name)), opts, |s, ns, f| {
                 s.fw_chain(ns, f, &table, &name)
             })
@@ -100,7 +100,7 @@ pub fn register(lua: &Lua, fw: &Table) -> mlua::Result<()> {
     )?;
     fw.set(
         "rules",
-        lua.create_function(|lua, (table, opts): (String, Option<Table>)| {
+        lua.create_function(|lua, (table, opts): (String, Opts)| {
             let v = fw_call(lua, format!("fw.rules({})", q(&table)), opts, |s, ns, f| s.fw_rules(ns, f, &table))?;
             lua.create_sequence_from(v)
         })?,

@@ -1,12 +1,11 @@
 //! `link.add` (link kinds beyond veth and bridge), the Link methods for bridge-port
-//! flags and root qdiscs (`impair`, `shape`, `unimpair`, `bridge_port`), and the
-//! bridge options of `bridge.add`.
+//! flags and root qdiscs (`impair`, `shape`, `unimpair`, `bridge_port`).
 
 use mlua::{AnyUserData, Lua, Table, UserDataMethods, Value, Variadic};
 
 use super::handles::q;
 use super::handles::{LLink, new_link};
-use super::options::{self, LinkArg, NsArg, Options, options};
+use super::options::{self, LinkArg, NsArg, Options, Opts, options};
 use super::util::{fail, no_more, with};
 use crate::error::Error;
 use crate::model::parse_ip;
@@ -50,7 +49,7 @@ fn required<T>(lua: &Lua, call: &str, v: Option<T>, what: &str) -> mlua::Result<
     v.ok_or_else(|| fail(lua, call, Error::invalid(format!("option {what} is required"))))
 }
 
-fn link_add(lua: &Lua, name: String, kind: String, opts: Option<Table>) -> mlua::Result<AnyUserData> {
+fn link_add(lua: &Lua, name: String, kind: String, opts: Opts) -> mlua::Result<AnyUserData> {
     let call = format!("link.add({}, {})", q(&name), q(&kind));
     // Unknown keys first (every kind's options), then the kind, then whether each
     // key given applies to it.
@@ -116,9 +115,7 @@ fn link_add(lua: &Lua, name: String, kind: String, opts: Option<Table>) -> mlua:
 pub fn register(lua: &Lua, link: &Table) -> mlua::Result<()> {
     link.set(
         "add",
-        lua.create_function(|lua, (name, kind, opts): (String, String, Option<Table>)| {
-            link_add(lua, name, kind, opts)
-        })?,
+        lua.create_function(|lua, (name, kind, opts): (String, String, Opts)| link_add(lua, name, kind, opts))?,
     )
 }
 
@@ -134,19 +131,17 @@ pub fn qdisc_text(s: &mut crate::session::Session, l: &LLink) -> Option<String> 
 
 /// Adds `impair`, `shape`, `unimpair` and `bridge_port` to the Link handle.
 pub fn add_methods<M: UserDataMethods<LLink>>(m: &mut M) {
-    m.add_function("impair", |lua, (this, opts, rest): (AnyUserData, Option<Table>, Variadic<Value>)| {
+    m.add_function("impair", |lua, (this, opts): (AnyUserData, Opts)| {
         let l = this.borrow::<LLink>()?.clone();
         let call = format!("{}:impair{{...}}", l.desc());
-        no_more(lua, &call, &rest)?;
         let ImpairOpts { delay, jitter, loss, duplicate, corrupt, reorder, rate } = options::read(lua, &call, opts)?;
         let imp = Impair { delay, jitter, loss, duplicate, corrupt, reorder, rate };
         with(lua, || call.clone(), |s| s.qdisc_set(&l.ns, &l.name, imp.qdisc()?))?;
         Ok(this)
     });
-    m.add_function("shape", |lua, (this, opts, rest): (AnyUserData, Option<Table>, Variadic<Value>)| {
+    m.add_function("shape", |lua, (this, opts): (AnyUserData, Opts)| {
         let l = this.borrow::<LLink>()?.clone();
         let call = format!("{}:shape{{...}}", l.desc());
-        no_more(lua, &call, &rest)?;
         let o: ShapeOpts = options::read(lua, &call, opts)?;
         let rate = required(lua, &call, o.rate, "rate (like \"10mbit\")")?;
         let sh = Shape { rate, burst: o.burst, latency: o.latency };
@@ -160,10 +155,9 @@ pub fn add_methods<M: UserDataMethods<LLink>>(m: &mut M) {
         with(lua, || call.clone(), |s| s.qdisc_clear(&l.ns, &l.name))?;
         Ok(this)
     });
-    m.add_function("bridge_port", |lua, (this, opts, rest): (AnyUserData, Option<Table>, Variadic<Value>)| {
+    m.add_function("bridge_port", |lua, (this, opts): (AnyUserData, Opts)| {
         let l = this.borrow::<LLink>()?.clone();
         let call = format!("{}:bridge_port{{...}}", l.desc());
-        no_more(lua, &call, &rest)?;
         let PortOpts { hairpin, isolated, learning, flood } = options::read(lua, &call, opts)?;
         let flags = PortFlags { hairpin, isolated, learning, flood };
         if flags == PortFlags::default() {

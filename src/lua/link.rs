@@ -5,7 +5,7 @@ use mlua::{AnyUserData, Lua, Table, UserData, UserDataFields, UserDataMethods, V
 use super::handles::q;
 use super::handles::{LLink, new_link, ns_to_lua};
 use super::options::ns_only;
-use super::options::{self, LinkArg, NsArg, options};
+use super::options::{self, LinkArg, NsArg, Opts, options};
 use super::util::{fail, no_more, ns_value, session, with};
 use crate::error::Error;
 use crate::model::{NsRef, parse_cidr};
@@ -90,23 +90,19 @@ impl UserData for LLink {
             no_more(lua, &format!("{}:down()", this.borrow::<LLink>()?.desc()), &rest)?;
             chain(lua, this, |l| format!("{}:down()", l.desc()), |s, l| s.link_set_up(&l.ns, &l.name, false))
         });
-        m.add_function(
-            "addr",
-            |lua, (this, cidr, opts, rest): (AnyUserData, String, Option<Table>, Variadic<Value>)| {
-                let call = format!("{}:addr({})", this.borrow::<LLink>()?.desc(), q(&cidr));
-                no_more(lua, &call, &rest)?;
-                let nodad = options::read::<AddrOpts>(lua, &call, opts)?.nodad.unwrap_or(true);
-                chain(
-                    lua,
-                    this,
-                    |_| call.clone(),
-                    |s, l| {
-                        let a = parse_cidr(&cidr)?;
-                        s.link_addr_opts(&l.ns, &l.name, a, nodad)
-                    },
-                )
-            },
-        );
+        m.add_function("addr", |lua, (this, cidr, opts): (AnyUserData, String, Opts)| {
+            let call = format!("{}:addr({})", this.borrow::<LLink>()?.desc(), q(&cidr));
+            let nodad = options::read::<AddrOpts>(lua, &call, opts)?.nodad.unwrap_or(true);
+            chain(
+                lua,
+                this,
+                |_| call.clone(),
+                |s, l| {
+                    let a = parse_cidr(&cidr)?;
+                    s.link_addr_opts(&l.ns, &l.name, a, nodad)
+                },
+            )
+        });
         m.add_function("mtu", |lua, (this, mtu, rest): (AnyUserData, u32, Variadic<Value>)| {
             no_more(lua, &format!("{}:mtu({mtu})", this.borrow::<LLink>()?.desc()), &rest)?;
             chain(lua, this, |l| format!("{}:mtu({mtu})", l.desc()), |s, l| s.link_mtu(&l.ns, &l.name, mtu))
@@ -154,11 +150,13 @@ impl UserData for LLink {
             no_more(lua, &format!("{}:del()", this.desc()), &rest)?;
             with(lua, || format!("{}:del()", this.desc()), |s| s.link_del(&this.ns, &this.name))
         });
-        m.add_method("addrs", |lua, this, ()| {
+        m.add_method("addrs", |lua, this, rest: Variadic<Value>| {
+            no_more(lua, &format!("{}:addrs()", this.desc()), &rest)?;
             let i = with(lua, || format!("{}:addrs()", this.desc()), |s| s.link(&this.ns, &this.name))?;
             lua.create_sequence_from(i.addrs.iter().map(|a| a.to_string()))
         });
-        m.add_method("info", |lua, this, ()| {
+        m.add_method("info", |lua, this, rest: Variadic<Value>| {
+            no_more(lua, &format!("{}:info()", this.desc()), &rest)?;
             let i = with(lua, || format!("{}:info()", this.desc()), |s| s.link(&this.ns, &this.name))?;
             let t = lua.create_table()?;
             t.set("name", i.name)?;
@@ -178,7 +176,7 @@ impl UserData for LLink {
 pub fn register(lua: &Lua, veth: &Table, bridge: &Table, link: &Table) -> mlua::Result<()> {
     veth.set(
         "add",
-        lua.create_function(|lua, (name, peer, opts): (String, String, Option<Table>)| {
+        lua.create_function(|lua, (name, peer, opts): (String, String, Opts)| {
             let call = format!("veth.add({}, {})", q(&name), q(&peer));
             let o: VethOpts = options::read(lua, &call, opts)?;
             let ns = options::ns(lua, &call, o.ns)?;
@@ -189,7 +187,7 @@ pub fn register(lua: &Lua, veth: &Table, bridge: &Table, link: &Table) -> mlua::
     )?;
     bridge.set(
         "add",
-        lua.create_function(|lua, (name, opts): (String, Option<Table>)| {
+        lua.create_function(|lua, (name, opts): (String, Opts)| {
             let call = format!("bridge.add({})", q(&name));
             let o: BridgeAddOpts = options::read(lua, &call, opts)?;
             let ns = options::ns(lua, &call, o.ns)?;
@@ -208,7 +206,7 @@ pub fn register(lua: &Lua, veth: &Table, bridge: &Table, link: &Table) -> mlua::
     super::kinds::register(lua, link)?;
     link.set(
         "get",
-        lua.create_function(|lua, (name, opts): (String, Option<Table>)| {
+        lua.create_function(|lua, (name, opts): (String, Opts)| {
             let ns = ns_only(lua, format!("link.get({})", q(&name)), opts, |s, ns| {
                 s.link_exists(ns, &name).map(|_| ns.clone())
             })?;

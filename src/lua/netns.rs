@@ -6,7 +6,7 @@ use mlua::{AnyUserData, Lua, Table, UserData, UserDataFields, UserDataMethods, V
 
 use super::handles::q;
 use super::handles::{LNetns, LProcess, new_link, new_netns, ns_desc as desc};
-use super::options::{self, options};
+use super::options::{self, Opts, options};
 use super::util::{fail, no_more, with};
 use crate::error::Error;
 use crate::model::{NsRef, parse_ip};
@@ -95,7 +95,7 @@ impl UserData for LNetns {
             Ok(t)
         });
 
-        m.add_method("exec", |lua, this, (cmd, opts): (Value, Option<Table>)| {
+        m.add_method("exec", |lua, this, (cmd, opts): (Value, Opts)| {
             let call = format!("{}:exec(...)", desc(&this.ns));
             let o: ExecOpts = options::read(lua, &call, opts)?;
             let argv = argv(lua, &call, cmd)?;
@@ -129,7 +129,7 @@ impl UserData for LNetns {
             lua.create_userdata(LProcess { pid, cmd: crate::model::join_words(&argv) })
         });
 
-        m.add_method("ping", |lua, this, (addr, opts): (String, Option<Table>)| {
+        m.add_method("ping", |lua, this, (addr, opts): (String, Opts)| {
             let call = format!("{}:ping({})", desc(&this.ns), q(&addr));
             let o: PingOpts = options::read(lua, &call, opts)?;
             let count = o.count.unwrap_or(1);
@@ -147,7 +147,7 @@ impl UserData for LNetns {
             )
         });
 
-        m.add_method("trace", |lua, this, (addr, opts): (String, Option<Table>)| {
+        m.add_method("trace", |lua, this, (addr, opts): (String, Opts)| {
             let call = format!("{}:trace({})", desc(&this.ns), q(&addr));
             let o: TraceOpts = options::read(lua, &call, opts)?;
             let (tcp, udp, icmp) = (o.tcp, o.udp, o.icmp.unwrap_or(false));
@@ -174,7 +174,7 @@ impl UserData for LNetns {
             trace_table(lua, &t)
         });
 
-        m.add_method("tcp", |lua, this, (addr, port, opts): (String, u16, Option<Table>)| {
+        m.add_method("tcp", |lua, this, (addr, port, opts): (String, u16, Opts)| {
             let call = format!("{}:tcp({}, {port})", desc(&this.ns), q(&addr));
             let o: TcpOpts = options::read(lua, &call, opts)?;
             let timeout = secs(lua, &call, o.timeout, 1.0)?;
@@ -259,10 +259,17 @@ pub fn register(lua: &Lua, ns_mod: &Table) -> mlua::Result<()> {
             new_netns(lua, ns)
         })?,
     )?;
-    ns_mod.set("host", lua.create_function(|lua, ()| new_netns(lua, NsRef::Host))?)?;
+    ns_mod.set(
+        "host",
+        lua.create_function(|lua, rest: Variadic<Value>| {
+            no_more(lua, "netns.host()", &rest)?;
+            new_netns(lua, NsRef::Host)
+        })?,
+    )?;
     ns_mod.set(
         "list",
-        lua.create_function(|lua, ()| {
+        lua.create_function(|lua, rest: Variadic<Value>| {
+            no_more(lua, "netns.list()", &rest)?;
             let v = with(lua, || "netns.list()".into(), |s| Ok(s.netns_list()))?;
             lua.create_sequence_from(v)
         })?,

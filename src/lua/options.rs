@@ -8,7 +8,7 @@
 //! string where a number is); handles (Netns, Link) arrive as themselves, so an `ns =`
 //! or `dev =` option takes a handle or a name ([`NsArg`], [`LinkArg`]).
 
-use mlua::{Lua, Table, Value};
+use mlua::{Lua, Table, Value, Variadic};
 
 use super::handles::{LLink, LNetns, LProcess};
 use super::util::{fail, with};
@@ -70,7 +70,7 @@ options! {
 pub fn ns_only<T>(
     lua: &Lua,
     call: String,
-    opts: Option<Table>,
+    opts: Opts,
     f: impl FnOnce(&mut crate::session::Session, &NsRef) -> crate::error::Result<T>,
 ) -> mlua::Result<T> {
     let o: NsOnly = read(lua, &call, opts)?;
@@ -78,8 +78,24 @@ pub fn ns_only<T>(
     with(lua, move || call, |s| f(s, &ns))
 }
 
-/// Reads `t` as the options `T`; errors read `file:line: call: reason`.
-pub fn read<T: Options>(lua: &Lua, call: &str, t: Option<Table>) -> mlua::Result<T> {
+/// The last parameters of a function that takes options: the table, and whatever
+/// follows it (refused by [`read`]), as in `(name, opts): (String, Opts)`. Without
+/// the rest, Lua would drop an argument past the table silently (options split over
+/// two tables: the second ignored).
+pub type Opts = (Option<Table>, Variadic<Value>);
+
+/// Reads `t` as the options `T`, refusing arguments after it; errors read
+/// `file:line: call: reason`.
+pub fn read<T: Options>(lua: &Lua, call: &str, (t, rest): Opts) -> mlua::Result<T> {
+    if !rest.is_empty() {
+        return Err(fail(
+            lua,
+            call,
+            Error::invalid(
+                "unexpected extra argument: more arguments than it takes (its options go in one table, the last argument)",
+            ),
+        ));
+    }
     match t {
         None => Ok(T::default()),
         Some(t) => from_table(&t)?.map_err(|why| fail(lua, call, Error::invalid(why))),

@@ -4,7 +4,7 @@ use mlua::{Lua, Table};
 
 use super::handles::q;
 use super::link::dev_name;
-use super::options::{self, LinkArg, NsArg, options};
+use super::options::{self, LinkArg, NsArg, Opts, options};
 use super::util::with;
 use std::net::{IpAddr, Ipv6Addr};
 
@@ -51,7 +51,7 @@ fn spec(lua: &Lua, call: &str, dest: &str, o: RouteOpts, ns: &crate::model::NsRe
 pub fn register(lua: &Lua, route: &Table) -> mlua::Result<()> {
     route.set(
         "add",
-        lua.create_function(|lua, (dest, opts): (String, Option<Table>)| {
+        lua.create_function(|lua, (dest, opts): (String, Opts)| {
             let call = format!("route.add({})", q(&dest));
             let mut o: RouteOpts = options::read(lua, &call, opts)?;
             let ns = options::ns(lua, &call, o.ns.take())?;
@@ -61,7 +61,7 @@ pub fn register(lua: &Lua, route: &Table) -> mlua::Result<()> {
     )?;
     route.set(
         "del",
-        lua.create_function(|lua, (dest, opts): (String, Option<Table>)| {
+        lua.create_function(|lua, (dest, opts): (String, Opts)| {
             let call = format!("route.del({})", q(&dest));
             let mut o: RouteOpts = options::read(lua, &call, opts)?;
             let ns = options::ns(lua, &call, o.ns.take())?;

@@ -3,20 +3,20 @@
 use mlua::{Lua, Table, Value};
 
 use super::handles::q;
-use super::options::ns_only;
+use super::options::{Opts, ns_only};
 use super::util::fail;
 use crate::error::Error;
 
 pub fn register(lua: &Lua, sysctl: &Table) -> mlua::Result<()> {
     sysctl.set(
         "get",
-        lua.create_function(|lua, (key, opts): (String, Option<Table>)| {
+        lua.create_function(|lua, (key, opts): (String, Opts)| {
             ns_only(lua, format!("sysctl.get({})", q(&key)), opts, |s, ns| s.sysctl_get(ns, &key))
         })?,
     )?;
     sysctl.set(
         "set",
-        lua.create_function(|lua, (key, value, opts): (String, Value, Option<Table>)| {
+        lua.create_function(|lua, (key, value, opts): (String, Value, Opts)| {
             let call = format!("sysctl.set({}, ...)", q(&key));
             let value = match value {
                 Value::String(s) => s.to_str()?.to_string(),

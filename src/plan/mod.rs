@@ -436,7 +436,7 @@ mod tests {
         // deletion (a kernel makes them on a thread while the rest goes on).
         assert_eq!(
             rec.borrow().commands(),
-            vec!["ip link del a", "ip netns del ns1", "iptables -t filter -P FORWARD ACCEPT"]
+            vec!["ip link del dev a", "ip netns del ns1", "iptables -t filter -P FORWARD ACCEPT"]
         );
     }
 

@@ -21,7 +21,7 @@ use ipnet::IpNet;
 
 use super::Plan;
 use super::model::Table;
-use crate::model::{NsRef, join_words};
+use crate::model::{NsRef, join_words, shell_quote};
 use crate::trace::{Hop, Proto, Source, Spec, Trace, ns_label, ns_words};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -473,7 +473,7 @@ impl Plan {
         let h = w.hop(ns, p, chain, i, o);
         h.table = Some("filter".into());
         h.chain = Some(rule.as_ref().map_or(chain.to_string(), |r| r.0.clone()));
-        h.rule = rule.map(|(c, words)| format!("-t filter -A {c} {}", join_words(&words)));
+        h.rule = rule.map(|(c, words)| format!("-t filter -A {} {}", shell_quote(&c), join_words(&words)));
         h.verdict = verdict;
         if pass {
             return Some(());
@@ -526,7 +526,7 @@ impl Plan {
         let h = w.hop(ns, &before, chain, i, o);
         h.table = Some("nat".into());
         h.chain = Some(rule.as_ref().map_or(chain.to_string(), |r| r.0.clone()));
-        h.rule = rule.map(|(c, words)| format!("-t nat -A {c} {}", join_words(&words)));
+        h.rule = rule.map(|(c, words)| format!("-t nat -A {} {}", shell_quote(&c), join_words(&words)));
         h.verdict = target.into();
         h.rewrite = Some(format!("{} => {}", before.show(), p.show()));
         Some(p)

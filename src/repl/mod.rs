@@ -105,12 +105,11 @@ pub struct Repl {
     exit: Rc<std::cell::Cell<bool>>,
 }
 
-/// Runs the REPL to its end. `user_ns` is Some when main has entered the sandbox
-/// (it must, first thing, while single-threaded); `cancel` and `count` are the
-/// SIGINT / SIGTERM flags main installed.
-pub fn run(opts: &RunOpts, user_ns: Option<bool>, signals: &Signals) -> Result<u8> {
-    let topo = opts.name.clone().unwrap_or_else(|| format!("repl-{}", std::process::id()));
-    crate::model::check_name("topology", &topo)?;
+/// Runs the REPL of topology `topo` to its end. `user_ns` is Some when the caller
+/// has entered the sandbox (it must, while single-threaded); `cancel` and `count`
+/// are the SIGINT / SIGTERM flags it installed.
+pub fn run(opts: &RunOpts, topo: &str, user_ns: Option<bool>, signals: &Signals) -> Result<u8> {
+    let topo = topo.to_string();
     let opened = cmd::open(opts, &topo, "(repl)", user_ns.is_some(), signals).map_err(|e| {
         if opts.sandbox || nix::unistd::geteuid().is_root() {
             e
@@ -154,7 +153,12 @@ pub fn run(opts: &RunOpts, user_ns: Option<bool>, signals: &Signals) -> Result<u
                 ""
             }
         );
-        if !opts.sandbox {
+        if opts.sandbox {
+            println!(
+                "From another shell, `netscript exec {} NS` opens a shell in one of its namespaces.",
+                crate::model::shell_quote(&topo)
+            );
+        } else {
             // Not a sandbox: say so, and how to leave the machine as it was.
             println!(
                 "This REPL changes THIS MACHINE's network (no --sandbox). .rollback undoes everything it did; {}",
@@ -653,10 +657,17 @@ impl Repl {
             println!("not saved");
             return;
         }
-        let dir = std::env::temp_dir().join(format!("netscript-save-{}", std::process::id()));
+        // The trial copy goes to a fresh directory only this user can enter (mkdtemp:
+        // a new name, mode 0700), never to a path someone else could have prepared.
+        let dir = match nix::unistd::mkdtemp(&std::env::temp_dir().join("netscript-save-XXXXXX")) {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("error: .save {}: cannot make a directory to check it in: {e}", path.display());
+                return;
+            }
+        };
         let trial = dir.join(path.file_name().unwrap_or_else(|| std::ffi::OsStr::new("saved.lua")));
         let check = |text: &str| -> Option<String> {
-            let _ = std::fs::create_dir_all(&dir);
             if let Err(e) = std::fs::write(&trial, text) {
                 return Some(format!("cannot check it: {e}"));
             }

@@ -147,7 +147,8 @@ impl Session {
             RootQdisc::Known(q) => Ok(Op::SetQdisc { ns: ns.clone(), dev: dev.into(), qdisc: q }),
             RootQdisc::Other { kind, json } => Err(Error::invalid(format!(
                 "link \"{dev}\" in {ns} has a root qdisc netscript cannot put back exactly ({kind}: {json}); \
-                 it changes only what it can restore (remove that qdisc first: tc qdisc del dev {dev} root)"
+                 it changes only what it can restore (remove that qdisc first: {})",
+                Op::DelQdisc { ns: ns.clone(), dev: dev.into() }.render()
             ))),
         }
     }

@@ -537,12 +537,24 @@ impl Session {
 
     pub fn netns_del(&mut self, name: &str) -> Result<()> {
         self.require_ns(&NsRef::named(name))?;
-        if !self.created_here(|op| matches!(op, Op::AddNetns { name: n } if n == name)) {
+        // The newest creation of that name by this run, and the identity it recorded:
+        // the deletion applies to that namespace only.
+        let made = self
+            .journal
+            .entries()
+            .iter()
+            .rev()
+            .find(|e| e.state == State::Done && matches!(&e.op, Op::AddNetns { name: n } if n == name));
+        let Some(made) = made else {
             return Err(Error::invalid(format!(
                 "namespace \"{name}\" was not created by this run; netscript deletes only what it created"
             )));
-        }
-        self.change(Op::del_netns(name), vec![])
+        };
+        let id = made.undo.iter().find_map(|u| match u {
+            Op::DelNetns { id, .. } => *id,
+            _ => None,
+        });
+        self.change(Op::DelNetns { name: name.to_string(), id }, vec![])
     }
 
     // ---- links ------------------------------------------------------------------
@@ -1138,8 +1150,11 @@ impl Session {
         self.settle()?;
         self.require_ns(from)?;
         self.check_interrupt()?;
-        if !dst.is_ipv4() || src.is_some_and(|s| !s.is_ipv4()) {
+        if !dst.is_ipv4() {
             return Err(Error::invalid(format!("trace is IPv4 only ({dst})")));
+        }
+        if let Some(s) = src.filter(|s| !s.is_ipv4()) {
+            return Err(Error::invalid(format!("trace is IPv4 only (src = {s})")));
         }
         let spec = Spec { proto, src, timeout, id: trace_id() };
         let t = match self.backend.trace_mode() {

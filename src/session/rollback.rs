@@ -286,6 +286,7 @@ impl Session {
             match r {
                 Ok(()) => report.undone.push(op.render()),
                 Err(err) if err.is_gone() => {}
+                Err(err) if err.is_not_ours() => report.left_alone.push(err.to_string()),
                 Err(error) => {
                     report.failures.push(UndoFailure { undo: op, error });
                     continue;

@@ -11,15 +11,18 @@ use crate::sys::netns::in_netns;
 
 /// "net.ipv4.ip_forward" -> /proc/sys/net/ipv4/ip_forward. A key with '/' is taken
 /// as a path below /proc/sys (needed for names with dots, e.g. "net/ipv4/conf/eth0.5/rp_filter").
+/// Every part of the path is a name: none is empty, `.` or `..` (so one setting has
+/// one path, and none leads out of /proc/sys), and no control character, white
+/// space or `=` is in the key.
 pub fn key_path(key: &str) -> Result<PathBuf> {
-    if key.is_empty()
-        || key.starts_with(['.', '/'])
-        || key.ends_with(['.', '/'])
-        || key.contains("..")
-        || key.contains("//")
-        || key.chars().any(|c| c.is_whitespace() || c == '\0' || c == '=')
+    let sep = if key.contains('/') { '/' } else { '.' };
+    if key.split(sep).any(|p| p.is_empty() || p == "." || p == "..")
+        || key.chars().any(|c| c.is_whitespace() || c.is_control() || c == '=')
     {
-        return Err(Error::invalid(format!("\"{key}\" is not a sysctl key (like net.ipv4.ip_forward)")));
+        return Err(Error::invalid(format!(
+            "\"{}\" is not a sysctl key (like net.ipv4.ip_forward)",
+            crate::model::one_line(key)
+        )));
     }
     let rel = if key.contains('/') { key.to_string() } else { key.replace('.', "/") };
     Ok(PathBuf::from("/proc/sys").join(rel))
@@ -54,4 +57,37 @@ pub fn get(fd: Option<BorrowedFd<'_>>, key: &str) -> Result<String> {
 pub fn set(fd: Option<BorrowedFd<'_>>, key: &str, value: &str) -> Result<()> {
     let p = key_path(key)?;
     in_netns(fd, || std::fs::write(&p, value.as_bytes()))?.map_err(|e| io_err(key, e, "write"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_is_a_path_of_names_below_proc_sys() {
+        assert_eq!(key_path("net.ipv4.ip_forward").unwrap(), PathBuf::from("/proc/sys/net/ipv4/ip_forward"));
+        assert_eq!(
+            key_path("net/ipv4/conf/eth0.5/rp_filter").unwrap(),
+            PathBuf::from("/proc/sys/net/ipv4/conf/eth0.5/rp_filter")
+        );
+        for bad in [
+            "",
+            ".net.ipv4.ip_forward",
+            "net.ipv4.",
+            "net..ipv4",
+            "/net/ipv4/ip_forward",
+            "net/ipv4/",
+            "net//ipv4",
+            "net/../kernel/x",
+            "net/ipv4/./ip_forward",
+            "net/..",
+            "net.ipv4.ip forward",
+            "net.ipv4.ip_forward=1",
+            "net.ipv4.conf.a\u{1b}[8m.forwarding",
+            "net.ipv4.x\u{9b}",
+        ] {
+            let e = key_path(bad).expect_err(bad).to_string();
+            assert!(!e.contains('\u{1b}') && !e.contains('\u{9b}'), "{e:?}");
+        }
+    }
 }
