@@ -92,6 +92,14 @@ impl Drop for SandboxPointer {
     }
 }
 
+/// Why a topology outside any sandbox is not up, for `exec` and `trace`.
+pub fn no_record(base: &std::path::Path) -> String {
+    format!(
+        "no record in {}, and no sandbox of that name: a --sandbox --wait run or a REPL with --sandbox",
+        base.display()
+    )
+}
+
 /// Whether a sandbox of this user that runs `topo` is up (its pointer is there and
 /// its process lives).
 pub fn sandbox_up(topo: &str) -> bool {
@@ -176,10 +184,7 @@ pub fn exec(opts: &RunOpts, topo: &str, ns: &str, cmd: &[String]) -> Result<u8> 
                 "topology \"{topo}\" is not up in the sandbox of process {pid} (no record in its {})",
                 base.display()
             ),
-            None => format!(
-                "topology \"{topo}\" is not up (no record in {}, and no sandbox of that name: a --sandbox --wait run or a REPL with --sandbox)",
-                base.display()
-            ),
+            None => format!("topology \"{topo}\" is not up ({})", no_record(&base)),
         }));
     };
     if ns != "host" {

@@ -41,10 +41,7 @@ pub fn trace(opts: &RunOpts, topo: &str, words: &[String], json: bool, timeout: 
         None => {
             let dir = crate::state::StateDir::open(&base, false)?;
             if !dir.map(|s| s.has_record(topo)).transpose()?.unwrap_or(false) {
-                return Err(not_up(&format!(
-                    "no record in {}, and no sandbox of that name: a --sandbox --wait run or a REPL with --sandbox",
-                    base.display()
-                )));
+                return Err(not_up(&super::exec::no_record(&base)));
             }
             let record = Record::lock(&base, topo)?;
             let Some(journal) = record.existing()? else {
