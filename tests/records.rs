@@ -142,14 +142,20 @@ fn gc_removes_only_marked_orphans() {
     sb.ok("NETSCRIPT_OWNER=netscript:ghost:1:1 setsid sleep 1000 >/dev/null 2>&1 </dev/null &");
     // Not a process group leader (a child that inherited the mark).
     sb.ok("NETSCRIPT_OWNER=netscript:ghost:2:1 sleep 1001 >/dev/null 2>&1 </dev/null &");
+    // A mark netscript never makes, planted: as a pattern for the printed stop
+    // command (`grep -lzx`) it matched every process; gc neither lists nor stops it
+    // (before, it listed it and printed that command: checked).
+    sb.ok("NETSCRIPT_OWNER='netscript:zz\\|.*' sleep 1002 >/dev/null 2>&1 </dev/null &");
     // Both have exec'd (their command line is sleep's own, not the forked shell's).
     let running = |arg: &str| {
         sb.processes(arg).iter().any(|pid| {
             std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == format!("sleep\0{arg}\0").as_bytes())
         })
     };
-    wait_for(10, "the marked sleeps to start", || running("1000") && running("1001"));
+    wait_for(10, "the marked sleeps to start", || running("1000") && running("1001") && running("1002"));
     let out = stdout(&sb.netscript(&["gc"]));
+    assert!(!out.contains("sleep 1002") && !out.contains("zz"), "{out}");
+    assert!(out.contains("remove with: grep -lzxF -e 'NETSCRIPT_OWNER=netscript:ghost:1:1' /proc/"), "{out}");
     assert!(out.contains("link \"ghost0\"") && out.contains("10.1.1.1") && out.contains("route 10.4.0.0/16"), "{out}");
     assert!(out.contains("`sleep 1000` (marked netscript:ghost:1:1)"), "{out}");
     assert!(!out.contains("plain0") && !out.contains("someone-else") && !out.contains("veth_ns_1"), "{out}");
@@ -162,6 +168,7 @@ fn gc_removes_only_marked_orphans() {
     assert_eq!(sb.ok("ip route show 10.4.0.0/16"), "");
     assert!(sb.processes("sleep 1000").is_empty(), "the marked process is stopped");
     assert!(sb.processes("sleep 1001").is_empty(), "the marked non-leader process is stopped");
+    assert!(!sb.processes("sleep 1002").is_empty(), "the planted mark's process is left alone");
     sb.ok("ip link show plain0 && ip link show veth_ns_1 && ip netns exec ns1 ping -c1 -W1 175.18.0.3");
     assert!(stdout(&sb.netscript(&["gc"])).contains("nothing to collect"));
     sb.down("keep");
