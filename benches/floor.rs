@@ -16,6 +16,11 @@
 //!                        (one request per end after the creation, as netscript sends
 //!                        them), `folded` (each end's mark in the request that brings
 //!                        it up), `inside` (eth0's in its `up`, the host end's own)
+//!   BENCH_FLOOR_QUEUES=kernel bench-floor N
+//!                        the veths as `ip link add ... type veth` makes them (one
+//!                        queue per CPU, cut to one by the kernel) instead of with one
+//!                        queue per end, as netscript makes them: the A/B of
+//!                        docs/performance.md
 //!   bench-floor down N   take it down: the namespaces, br0, the firewall reset
 //!
 //! Linux only; run as root inside a throwaway namespace (benches/run.sh does).
@@ -43,6 +48,8 @@ const IFLA_MASTER: u16 = 10;
 const IFLA_IFALIAS: u16 = 20;
 const IFLA_LINKINFO: u16 = 18;
 const IFLA_NET_NS_FD: u16 = 28;
+const IFLA_NUM_TX_QUEUES: u16 = 31;
+const IFLA_NUM_RX_QUEUES: u16 = 32;
 const IFLA_INFO_KIND: u16 = 1;
 const IFLA_INFO_DATA: u16 = 2;
 const VETH_INFO_PEER: u16 = 1;
@@ -322,6 +329,12 @@ fn build(n: u32) -> Result<()> {
         Err(_) => None,
     };
     let (mark_in, mark_host) = marks()?;
+    // Each veth end's queues: one, as netscript makes them; none given, the kernel's.
+    let queues: &[u8] = match std::env::var("BENCH_FLOOR_QUEUES").as_deref() {
+        Err(_) | Ok("1") => &1u32.to_ne_bytes(),
+        Ok("kernel") => &[],
+        Ok(q) => return Err(format!("BENCH_FLOOR_QUEUES={q:?}: 1 or kernel").into()),
+    };
     let start = std::time::Instant::now();
     let mut ph = Phases::default();
     prepare_run_dir()?;
@@ -346,15 +359,19 @@ fn build(n: u32) -> Result<()> {
     for i in 1..=n {
         let (mut c, nsfd) = timed(&mut ph.netns, || netns_add(&format!("pb_c{i}"), host.as_raw_fd()))?;
         // veth vh_I (host) / eth0 (index 2 in the new namespace, where lo is 1)
-        let mut m = Msg::new(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL)
-            .ifinfo(vh(i), 0, 0)
-            .name(IFLA_IFNAME, &format!("vh_{i}"))
-            .begin(IFLA_LINKINFO)
-            .name(IFLA_INFO_KIND, "veth")
-            .begin(IFLA_INFO_DATA)
-            .begin(VETH_INFO_PEER);
+        let mut m =
+            Msg::new(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL).ifinfo(vh(i), 0, 0).name(IFLA_IFNAME, &format!("vh_{i}"));
+        if !queues.is_empty() {
+            m.attr_raw(IFLA_NUM_TX_QUEUES, queues);
+            m.attr_raw(IFLA_NUM_RX_QUEUES, queues);
+        }
+        let mut m = m.begin(IFLA_LINKINFO).name(IFLA_INFO_KIND, "veth").begin(IFLA_INFO_DATA).begin(VETH_INFO_PEER);
         m.ifinfo_raw(2, 0, 0);
         m.attr_raw(IFLA_IFNAME, b"eth0\0");
+        if !queues.is_empty() {
+            m.attr_raw(IFLA_NUM_TX_QUEUES, queues);
+            m.attr_raw(IFLA_NUM_RX_QUEUES, queues);
+        }
         m.attr_raw(IFLA_NET_NS_FD, &nsfd.as_raw_fd().to_ne_bytes());
         timed(&mut ph.links, || h.call(m.end().end().end().finish(), "link add veth"))?;
         drop(nsfd);

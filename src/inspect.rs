@@ -376,7 +376,7 @@ impl Accounted {
     fn add(&mut self, name: &str, j: &Journal) {
         for e in j.entries().iter().filter(|e| e.live()) {
             match &e.op {
-                Op::AddVeth { ns, name: n, peer, peer_ns } => {
+                Op::AddVeth { ns, name: n, peer, peer_ns, .. } => {
                     self.links.insert((name.to_string(), ns.clone(), n.clone()));
                     self.links.insert((name.to_string(), peer_ns.clone(), peer.clone()));
                 }
@@ -588,7 +588,7 @@ mod tests {
     /// a default route, forwarding and a rule.
     fn build(s: &mut Session) -> NsRef {
         let ns1 = s.netns_add("ns1").unwrap();
-        s.veth_add("veth0", "veth_ns_1", &ns1, &H).unwrap();
+        s.veth_add("veth0", "veth_ns_1", &ns1, &H, None).unwrap();
         s.link_addr(&ns1, "veth0", "175.18.0.2/24".parse().unwrap()).unwrap();
         s.link_set_up(&ns1, "veth0", true).unwrap();
         s.link_addr(&H, "veth_ns_1", "175.18.0.1/24".parse().unwrap()).unwrap();
@@ -654,7 +654,7 @@ mod tests {
                 "not in place: ip addr add 175.18.0.1/24 dev veth_ns_1",
                 "not in place: ip -n ns1 link set veth0 up",
                 "not in place: ip -n ns1 addr add 175.18.0.2/24 dev veth0",
-                "not in place: ip link add veth_ns_1 type veth peer name veth0 netns ns1",
+                "not in place: ip link add veth_ns_1 numtxqueues 1 numrxqueues 1 type veth peer name veth0 numtxqueues 1 numrxqueues 1 netns ns1",
                 "not in place: ip netns add ns1",
             ]
         );

@@ -463,13 +463,13 @@ impl Kernel {
                 }
                 Ok(())
             }
-            Op::AddVeth { ns, name, peer, peer_ns } => {
+            Op::AddVeth { ns, name, peer, peer_ns, queues } => {
                 // `ns` opened first: opening `peer_ns` then cannot close it (the least
                 // recently used goes), and the creation opens nothing, so `peer_fd` holds.
                 self.ctx(ns)?;
                 let peer_fd = if peer_ns != ns { Some(self.target_fd(peer_ns)?) } else { None };
                 let index = self.reserved.remove(&(ns.clone(), name.clone()));
-                let made = self.create_link(ns, nl::veth_msg(name, peer, peer_fd, index));
+                let made = self.create_link(ns, nl::veth_msg(name, peer, peer_fd, index, *queues));
                 if let Some(i) = index_taken(made, ns, name, index)? {
                     self.learn(ns, name, i);
                 }

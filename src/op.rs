@@ -160,12 +160,16 @@ pub enum Op {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<NsId>,
     },
-    /// `name` is created in `ns`, `peer` directly in `peer_ns`.
+    /// `name` is created in `ns`, `peer` directly in `peer_ns`; each end with
+    /// `queues` transmit and receive queues (None: the kernel's default, one per CPU
+    /// of which it then uses one; records of netscript before 2026-12-02 have none).
     AddVeth {
         ns: NsRef,
         name: String,
         peer: String,
         peer_ns: NsRef,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        queues: Option<u32>,
     },
     AddBridge {
         ns: NsRef,
@@ -362,25 +366,31 @@ impl Op {
         match self {
             AddNetns { name } => format!("ip netns add {}", q(name)),
             DelNetns { name, .. } => format!("ip netns del {}", q(name)),
-            AddVeth { ns, name, peer, peer_ns } => match (ns, peer_ns) {
-                // Made from inside the namespace with the peer in the host: the same
-                // pair reads best as made from the host with the peer sent inside.
-                (NsRef::Named(n), NsRef::Host) => {
-                    format!("ip link add {} type veth peer name {} netns {}", link_arg("name", peer), q(name), q(n))
-                }
-                _ => {
-                    let mut s = format!(
-                        "ip {}link add {} type veth peer name {}",
-                        ns.ip_flag(),
-                        link_arg("name", name),
-                        q(peer)
-                    );
-                    if let (NsRef::Named(p), true) = (peer_ns, peer_ns != ns) {
-                        s += &format!(" netns {}", q(p));
+            AddVeth { ns, name, peer, peer_ns, queues } => {
+                let qs = queues.map(|n| format!(" numtxqueues {n} numrxqueues {n}")).unwrap_or_default();
+                match (ns, peer_ns) {
+                    // Made from inside the namespace with the peer in the host: the same
+                    // pair reads best as made from the host with the peer sent inside.
+                    (NsRef::Named(n), NsRef::Host) => format!(
+                        "ip link add {}{qs} type veth peer name {}{qs} netns {}",
+                        link_arg("name", peer),
+                        q(name),
+                        q(n)
+                    ),
+                    _ => {
+                        let mut s = format!(
+                            "ip {}link add {}{qs} type veth peer name {}{qs}",
+                            ns.ip_flag(),
+                            link_arg("name", name),
+                            q(peer)
+                        );
+                        if let (NsRef::Named(p), true) = (peer_ns, peer_ns != ns) {
+                            s += &format!(" netns {}", q(p));
+                        }
+                        s
                     }
-                    s
                 }
-            },
+            }
             AddBridge { ns, name } => {
                 format!("ip {}link add {} type bridge", ns.ip_flag(), link_arg("name", name))
             }
@@ -714,8 +724,14 @@ mod tests {
         let ns1 = NsRef::named("ns1");
         assert_eq!(Op::AddNetns { name: "ns1".into() }.render(), "ip netns add ns1");
         assert_eq!(
-            Op::AddVeth { ns: NsRef::Host, name: "veth0".into(), peer: "veth_ns_1".into(), peer_ns: NsRef::Host }
-                .render(),
+            Op::AddVeth {
+                ns: NsRef::Host,
+                name: "veth0".into(),
+                peer: "veth_ns_1".into(),
+                peer_ns: NsRef::Host,
+                queues: None
+            }
+            .render(),
             "ip link add veth0 type veth peer name veth_ns_1"
         );
         assert_eq!(
@@ -796,8 +812,43 @@ mod tests {
     }
 
     #[test]
+    fn a_veths_queues_are_rendered_on_both_ends() {
+        let ns1 = NsRef::named("ns1");
+        let veth = |ns: &NsRef, peer_ns: &NsRef, queues| Op::AddVeth {
+            ns: ns.clone(),
+            name: "eth0".into(),
+            peer: "vh".into(),
+            peer_ns: peer_ns.clone(),
+            queues,
+        };
+        assert_eq!(
+            veth(&NsRef::Host, &ns1, Some(4)).render(),
+            "ip link add eth0 numtxqueues 4 numrxqueues 4 type veth peer name vh numtxqueues 4 numrxqueues 4 netns ns1"
+        );
+        // Made inside with the peer outside: read as made from the host.
+        assert_eq!(
+            veth(&ns1, &NsRef::Host, Some(1)).render(),
+            "ip link add vh numtxqueues 1 numrxqueues 1 type veth peer name eth0 numtxqueues 1 numrxqueues 1 netns ns1"
+        );
+        // A record without them (netscript before they were set): the kernel's default.
+        assert_eq!(veth(&ns1, &ns1, None).render(), "ip -n ns1 link add eth0 type veth peer name vh");
+        // Such a record reads back without them; a new one keeps its count.
+        for queues in [None, Some(1)] {
+            let line = serde_json::to_string(&veth(&ns1, &NsRef::Host, queues)).unwrap();
+            assert_eq!(line.contains("queues"), queues.is_some(), "{line}");
+            assert_eq!(serde_json::from_str::<Op>(&line).unwrap(), veth(&ns1, &NsRef::Host, queues));
+        }
+    }
+
+    #[test]
     fn journal_form_round_trips() {
-        let op = Op::AddVeth { ns: NsRef::Host, name: "a".into(), peer: "b".into(), peer_ns: NsRef::named("x") };
+        let op = Op::AddVeth {
+            ns: NsRef::Host,
+            name: "a".into(),
+            peer: "b".into(),
+            peer_ns: NsRef::named("x"),
+            queues: None,
+        };
         let s = serde_json::to_string(&op).unwrap();
         assert_eq!(serde_json::from_str::<Op>(&s).unwrap(), op);
     }

@@ -24,6 +24,12 @@ bad_input! {
     veth_name_too_long: r#"veth.add("averyveryverylongname", "x")"# => [":3: ", "veth.add(", "21 bytes", "at most 15"];
     unknown_option: r#"bridge.add("b0", {nss = "x"})"# =>
         [":3: ", "bridge.add(\"b0\")", "unknown option \"nss\"", "known options: ns"];
+    veth_queues_zero: r#"veth.add("q0", "q1", {queues = 0})"# =>
+        [":3: ", "veth.add(\"q0\", \"q1\")", "queues = 0: a veth end has 1 to 4096 queues"];
+    veth_queues_too_many: r#"veth.add("q0", "q1", {queues = 4097})"# =>
+        [":3: ", "veth.add(\"q0\", \"q1\")", "queues = 4097: a veth end has 1 to 4096 queues"];
+    veth_queues_not_a_count: r#"veth.add("q0", "q1", {queues = "many"})"# =>
+        [":3: ", "veth.add(\"q0\", \"q1\")", "queues", "non-negative integer"];
     peer_ns_missing: r#"veth.add("a0", "b0", {peer_ns = "nope"})"# => [":3: ", "no namespace named \"nope\""];
     netns_get_missing: r#"netns.get("nope")"# => [":3: ", "netns.get(\"nope\")", "no namespace named \"nope\""];
     veth_name_taken: r#"veth.add("va", "other")"# =>

@@ -64,7 +64,7 @@ fn prints_the_commands_in_order_with_their_script_lines() {
             "# small.lua:1",
             "ip netns add ns1",
             "# small.lua:2",
-            "ip link add veth0 type veth peer name veth_ns_1",
+            "ip link add veth0 numtxqueues 1 numrxqueues 1 type veth peer name veth_ns_1 numtxqueues 1 numrxqueues 1",
             "# small.lua:3",
             "ip link set veth0 netns ns1",
             "# small.lua:4",

@@ -53,6 +53,22 @@ cases! {
         lua: r#"veth.add("x0", "x1", {ns = "pre", peer_ns = netns.get("pre")})"#,
         effect: "ip -n pre link show x0 && ip -n pre link show x1",
     }
+    veth_add_one_queue_per_end {
+        // The kernel's own default is one queue per CPU (two here, cut back to one
+        // in use); netscript makes each end with the one.
+        setup: "",
+        lua: r#"local n = netns.add("ns1"); veth.add("va", "vb", {peer_ns = n})"#,
+        effect: "ip -d -j link show va | grep -q '\"num_tx_queues\":1,\"num_rx_queues\":1' \
+                 && ip -n ns1 -d -j link show vb | grep -q '\"num_tx_queues\":1,\"num_rx_queues\":1'",
+    }
+    veth_add_queues {
+        // Every queue asked for is in use (the sandbox's sysfs lists its links' queues).
+        setup: "",
+        lua: r#"local n = netns.add("ns1"); veth.add("eth0", "vq", {ns = n, peer_ns = netns.host(), queues = 3})"#,
+        effect: "ip -d -j link show vq | grep -q '\"num_tx_queues\":3,\"num_rx_queues\":3' \
+                 && ip -n ns1 -d -j link show eth0 | grep -q '\"num_tx_queues\":3,\"num_rx_queues\":3' \
+                 && [ \"$(ls /sys/class/net/vq/queues | tr '\\n' ' ')\" = 'rx-0 rx-1 rx-2 tx-0 tx-1 tx-2 ' ]",
+    }
     bridge_add {
         setup: "",
         lua: r#"bridge.add("ns_br")"#,

@@ -112,8 +112,8 @@ fn ops(h: &str) -> Vec<Op> {
     vec![
         Op::AddNetns { name: s() },
         Op::DelNetns { name: s(), id: Some(netscript::model::NsId { dev: 4, ino: 4026532000 }) },
-        Op::AddVeth { ns: n(), name: s(), peer: s(), peer_ns: NsRef::Host },
-        Op::AddVeth { ns: NsRef::Host, name: s(), peer: s(), peer_ns: n() },
+        Op::AddVeth { ns: n(), name: s(), peer: s(), peer_ns: NsRef::Host, queues: Some(1) },
+        Op::AddVeth { ns: NsRef::Host, name: s(), peer: s(), peer_ns: n(), queues: None },
         Op::AddBridge { ns: n(), name: s() },
         Op::DelLink { ns: n(), name: s(), ifindex: Some(7) },
         Op::MoveLink { ns: n(), name: s(), to: n() },
@@ -284,6 +284,7 @@ for i, n in ipairs(legal_ns) do last = netns.add(n) end
 for i, n in ipairs(legal_links) do bridge.add(n) end
 -- Names iproute2 would read as its own words (`ip link add up type bridge` makes bridge0).
 for i, n in ipairs({ "up", "down", "help", "name", "d", "h" }) do bridge.add(n):mtu(1400):up() end
+veth.add("mtu", "txqlen", { queues = 2 })
 for i, c in ipairs(legal_chains) do fw.chain("filter", c) end
 for i, w in ipairs(legal_words) do
   fw.append("filter", "FORWARD", "-m comment --comment " .. rule_quote(w) .. " -j ACCEPT")
@@ -398,6 +399,13 @@ fn a_plan_of_hostile_names_runs_in_bash_and_makes_exactly_those_objects() {
         assert!(l.contains("\"mtu\":1400") && l.contains("\"UP\""), "{n}: {l}");
     }
     assert_eq!(names, want);
+    for n in ["mtu", "txqlen"] {
+        let l = sb.ok(&format!("ip -d -j link show dev {n}"));
+        assert!(
+            l.contains("\"num_tx_queues\":2,\"num_rx_queues\":2") && l.contains("\"info_kind\":\"veth\""),
+            "{n}: {l}"
+        );
+    }
     let nss = sb.ok("ls /run/netns");
     for n in ["$(id>pw1)", "a b;id>pw2", "'$(id>pw3)'", "é ü", "FOO=1 x"] {
         assert!(nss.lines().any(|l| l == n), "namespace {n:?} missing: {nss}");

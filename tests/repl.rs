@@ -120,7 +120,7 @@ fn expressions_multiline_completion_errors_undo() {
     let j = say(&mut p, ".journal");
     for want in [
         "ip netns add ns1",
-        "ip link add v0 type veth peer name v1 netns ns1",
+        "ip link add v0 numtxqueues 1 numrxqueues 1 type veth peer name v1 numtxqueues 1 numrxqueues 1 netns ns1",
         "ip -n ns1 addr add 10.0.0.2/24 dev v1",
         "ip -n ns1 link set v1 up",
     ] {

@@ -289,7 +289,7 @@ impl Replay {
                     e.2 = true;
                 }
             }
-            Op::AddVeth { ns, name, peer, peer_ns } => {
+            Op::AddVeth { ns, name, peer, peer_ns, .. } => {
                 self.touch(peer_ns);
                 self.links.push(L::new(ns, name, "veth", true));
                 self.links.push(L::new(peer_ns, peer, "veth", true));
@@ -587,7 +587,7 @@ mod tests {
         let mut s = Session::new(Box::new(Plan::new("netscript:t")), j, "t", Arc::new(AtomicBool::new(false)));
         let ns1 = s.netns_add("ns1").unwrap();
         s.link_set_up(&ns1, "lo", true).unwrap();
-        s.veth_add("veth0", "veth_ns_1", &ns1, &H).unwrap();
+        s.veth_add("veth0", "veth_ns_1", &ns1, &H, None).unwrap();
         s.link_addr(&ns1, "veth0", "10.0.0.2/24".parse().unwrap()).unwrap();
         s.link_set_up(&ns1, "veth0", true).unwrap();
         for p in ["DROP", "ACCEPT", "DROP"] {

@@ -238,7 +238,11 @@ pub const API: &[Entry] = &[
     f(
         "veth",
         "add",
-        &[p("name", "string"), p("peer", "string"), opt("opts", "{ns?: Netns|string, peer_ns?: Netns|string}")],
+        &[
+            p("name", "string"),
+            p("peer", "string"),
+            opt("opts", "{ns?: Netns|string, peer_ns?: Netns|string, queues?: integer}"),
+        ],
         "Link, Link",
         "Create a veth pair, each end in its namespace (default: the host).",
         "local inside, outside = veth.add(\"veth0\", \"veth_ns1\", { ns = netns.add(\"ns1\") })",
@@ -602,7 +606,7 @@ impl Entry {
         format!("{}{sep}{}", self.scope, self.name)
     }
 
-    /// For people: `veth.add(name, peer[, {ns=, peer_ns=}]) -> Link, Link`.
+    /// For people: `veth.add(name, peer[, {ns=, peer_ns=, queues=}]) -> Link, Link`.
     pub fn signature(&self) -> String {
         if self.kind == Kind::Field {
             return self.path();
@@ -891,7 +895,7 @@ mod tests {
     #[test]
     fn signatures_read_as_the_docs_write_them() {
         let veth = API.iter().find(|e| e.path() == "veth.add").unwrap();
-        assert_eq!(veth.signature(), "veth.add(name, peer[, {ns=, peer_ns=}]) -> Link, Link");
+        assert_eq!(veth.signature(), "veth.add(name, peer[, {ns=, peer_ns=, queues=}]) -> Link, Link");
         let host = API.iter().find(|e| e.path() == "netns.host").unwrap();
         assert_eq!(host.signature(), "netns.host() -> Netns");
         assert_eq!(table_keys("{ns?: Netns|string, pos?: integer}"), Some(vec!["ns", "pos"]));

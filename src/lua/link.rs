@@ -18,7 +18,7 @@ options! {
 
 options! {
     /// `veth.add`'s options.
-    struct VethOpts { ns: NsArg, peer_ns: NsArg }
+    struct VethOpts { ns: NsArg, peer_ns: NsArg, queues: u32 }
 }
 
 options! {
@@ -181,7 +181,7 @@ pub fn register(lua: &Lua, veth: &Table, bridge: &Table, link: &Table) -> mlua::
             let o: VethOpts = options::read(lua, &call, opts)?;
             let ns = options::ns(lua, &call, o.ns)?;
             let peer_ns = options::ns(lua, &call, o.peer_ns)?;
-            with(lua, || call.clone(), |s| s.veth_add(&name, &peer, &ns, &peer_ns))?;
+            with(lua, || call.clone(), |s| s.veth_add(&name, &peer, &ns, &peer_ns, o.queues))?;
             Ok((new_link(lua, ns, name)?, new_link(lua, peer_ns, peer)?))
         })?,
     )?;

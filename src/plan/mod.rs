@@ -120,7 +120,7 @@ impl Backend for Plan {
                 // Links the script had in the host namespace: one of them missing later
                 // is the script's doing, not the model's lack of the real host's links.
                 match op {
-                    Op::AddVeth { ns, name, peer, peer_ns } => {
+                    Op::AddVeth { ns, name, peer, peer_ns, .. } => {
                         for (n, x) in [(ns, name), (peer_ns, peer)] {
                             if n.is_host() {
                                 self.declared.push(x.clone());
@@ -349,7 +349,7 @@ mod tests {
     fn models_the_article() {
         let (mut s, rec) = session();
         let ns1 = s.netns_add("ns1").unwrap();
-        s.veth_add("veth0", "veth_ns_1", &NsRef::Host, &NsRef::Host).unwrap();
+        s.veth_add("veth0", "veth_ns_1", &NsRef::Host, &NsRef::Host, None).unwrap();
         s.link_move(&NsRef::Host, "veth0", &ns1).unwrap();
         s.link_addr(&ns1, "veth0", "175.18.0.2/24".parse().unwrap()).unwrap();
         s.link_set_up(&ns1, "veth0", true).unwrap();
@@ -363,7 +363,7 @@ mod tests {
             rec.borrow().commands(),
             vec![
                 "ip netns add ns1",
-                "ip link add veth0 type veth peer name veth_ns_1",
+                "ip link add veth0 numtxqueues 1 numrxqueues 1 type veth peer name veth_ns_1 numtxqueues 1 numrxqueues 1",
                 "ip link set veth0 netns ns1",
                 "ip -n ns1 addr add 175.18.0.2/24 dev veth0",
                 "ip -n ns1 link set veth0 up",
@@ -381,7 +381,7 @@ mod tests {
     fn kernel_facts() {
         let (mut s, _) = session();
         let ns1 = s.netns_add("ns1").unwrap();
-        s.veth_add("a", "b", &NsRef::Host, &ns1).unwrap();
+        s.veth_add("a", "b", &NsRef::Host, &ns1, None).unwrap();
         s.link_addr(&NsRef::Host, "a", "10.0.0.1/24".parse().unwrap()).unwrap();
         s.link_set_up(&NsRef::Host, "a", true).unwrap();
         assert!(
@@ -427,7 +427,7 @@ mod tests {
     fn undo_is_newest_first_with_the_firewall_together_after_the_namespaces() {
         let (mut s, rec) = session();
         let ns1 = s.netns_add("ns1").unwrap();
-        s.veth_add("a", "b", &NsRef::Host, &ns1).unwrap();
+        s.veth_add("a", "b", &NsRef::Host, &ns1, None).unwrap();
         s.fw_policy(&NsRef::Host, Family::Ipv4, "filter", "FORWARD", "DROP").unwrap();
         rec.borrow_mut().steps.clear();
         let report = s.rollback();
@@ -452,7 +452,7 @@ mod tests {
         s.link_set_up(&h, "br", true).unwrap();
         for i in 1..=2 {
             let ns = s.netns_add(&format!("c{i}")).unwrap();
-            s.veth_add("eth0", &format!("p{i}"), &ns, &h).unwrap();
+            s.veth_add("eth0", &format!("p{i}"), &ns, &h, None).unwrap();
             s.link_addr(&ns, "eth0", addr(&format!("10.0.0.{}/24", i + 1))).unwrap();
             s.link_set_up(&ns, "eth0", true).unwrap();
             s.link_master(&h, &format!("p{i}"), Some("br")).unwrap();
@@ -462,7 +462,7 @@ mod tests {
         }
         // An outside world with no route back to 10.0.0.0/24.
         let w = s.netns_add("world").unwrap();
-        s.veth_add("up0", "eth0", &h, &w).unwrap();
+        s.veth_add("up0", "eth0", &h, &w, None).unwrap();
         s.link_addr(&h, "up0", addr("192.168.1.1/24")).unwrap();
         s.link_set_up(&h, "up0", true).unwrap();
         s.link_addr(&w, "eth0", addr("192.168.1.2/24")).unwrap();
@@ -532,7 +532,7 @@ mod tests {
         s.link_addr(&h, "br", addr("fd00:30::1/64")).unwrap();
         s.link_set_up(&h, "br", true).unwrap();
         let c1 = s.netns_add("c1").unwrap();
-        s.veth_add("eth0", "p1", &c1, &h).unwrap();
+        s.veth_add("eth0", "p1", &c1, &h, None).unwrap();
         s.link_addr(&c1, "eth0", addr("fd00:30::2/64")).unwrap();
         s.link_set_up(&c1, "eth0", true).unwrap();
         s.link_master(&h, "p1", Some("br")).unwrap();
@@ -543,7 +543,7 @@ mod tests {
         let r = s.netns_add("r").unwrap();
         s.link_set_up(&r, "lo", true).unwrap();
         s.link_addr(&r, "lo", addr("2001:db8::1/128")).unwrap();
-        s.veth_add("eth0", "up0", &r, &h).unwrap();
+        s.veth_add("eth0", "up0", &r, &h, None).unwrap();
         s.link_addr(&r, "eth0", addr("fd00:31::2/64")).unwrap();
         s.link_set_up(&r, "eth0", true).unwrap();
         s.link_addr(&h, "up0", addr("fd00:31::1/64")).unwrap();

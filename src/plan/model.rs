@@ -509,7 +509,7 @@ impl Plan {
                     }
                 }
             }
-            Op::AddVeth { ns, name, peer, peer_ns } => {
+            Op::AddVeth { ns, name, peer, peer_ns, .. } => {
                 self.require_free(ns, name)?;
                 self.require_free(peer_ns, peer)?;
                 let mut a = MLink::new(name, "veth", &self.mark);

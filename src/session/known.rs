@@ -103,7 +103,7 @@ impl Session {
             Op::AddNetns { name } => {
                 links.insert(key(&NsRef::named(name.clone()), "lo"), fresh("lo", None, 65536, None));
             }
-            Op::AddVeth { ns, name, peer, peer_ns } => {
+            Op::AddVeth { ns, name, peer, peer_ns, .. } => {
                 links.insert(key(ns, name), fresh(name, Some("veth"), 1500, mark()));
                 links.insert(key(peer_ns, peer), fresh(peer, Some("veth"), 1500, mark()));
             }

@@ -28,6 +28,17 @@ pub use timings::{Phase, Timings};
 
 mod rollback;
 
+/// The queues (transmit and receive) of each end of a veth pair netscript makes
+/// unless told otherwise: one, the number the kernel uses for a veth anyway. Left to
+/// the kernel, an end gets one per CPU and is cut back to one at once, and the cut
+/// waits for an RCU grace period while holding the rtnl lock, which every other
+/// change to any link waits for: a pair made with one queue costs about a third less
+/// at 200 pairs and half at 1000 (docs/performance.md).
+pub const VETH_QUEUES: u32 = 1;
+
+/// The most queues the kernel gives a link (rtnl_create_link refuses more).
+pub const MAX_QUEUES: u32 = 4096;
+
 /// One undo that failed during rollback.
 #[derive(Debug)]
 pub struct UndoFailure {
@@ -582,7 +593,9 @@ impl Session {
         Ok(())
     }
 
-    pub fn veth_add(&mut self, name: &str, peer: &str, ns: &NsRef, peer_ns: &NsRef) -> Result<()> {
+    /// A veth pair; each end with `queues` transmit and receive queues (default
+    /// [`VETH_QUEUES`]).
+    pub fn veth_add(&mut self, name: &str, peer: &str, ns: &NsRef, peer_ns: &NsRef, queues: Option<u32>) -> Result<()> {
         check_ifname(name)?;
         check_ifname(peer)?;
         if name == peer && ns == peer_ns {
@@ -590,7 +603,19 @@ impl Session {
                 "the two ends of a veth pair need different names (both are \"{name}\")"
             )));
         }
-        let op = Op::AddVeth { ns: ns.clone(), name: name.into(), peer: peer.into(), peer_ns: peer_ns.clone() };
+        let queues = queues.unwrap_or(VETH_QUEUES);
+        if !(1..=MAX_QUEUES).contains(&queues) {
+            return Err(Error::invalid(format!(
+                "queues = {queues}: a veth end has 1 to {MAX_QUEUES} queues (the kernel's limit)"
+            )));
+        }
+        let op = Op::AddVeth {
+            ns: ns.clone(),
+            name: name.into(),
+            peer: peer.into(),
+            peer_ns: peer_ns.clone(),
+            queues: Some(queues),
+        };
         self.create(&[(ns, name), (peer_ns, peer)], op)
     }
 

@@ -449,7 +449,7 @@ impl Doomed {
                         d.ids.push((name.clone(), *id));
                     }
                 }
-                Op::AddVeth { ns, name, peer, peer_ns } => {
+                Op::AddVeth { ns, name, peer, peer_ns, .. } => {
                     d.links.insert((ns.clone(), name.clone()));
                     d.links.insert((peer_ns.clone(), peer.clone()));
                 }
@@ -605,7 +605,7 @@ mod tests {
     /// attributes, routes, sysctls and rules on both sides.
     fn build(s: &mut Session) {
         let ns1 = s.netns_add("ns1").unwrap();
-        s.veth_add("c0", "h0", &ns1, &H).unwrap();
+        s.veth_add("c0", "h0", &ns1, &H, None).unwrap();
         s.link_addr(&ns1, "c0", "10.0.0.2/24".parse().unwrap()).unwrap();
         s.link_set_up(&ns1, "c0", true).unwrap();
         s.sysctl_set(&ns1, "net.ipv4.ip_forward", "1").unwrap();
@@ -730,7 +730,7 @@ mod tests {
         let ns1 = s.netns_add("ns1").unwrap();
         s.fw_append(&H, Family::Ipv4, "nat", "PREROUTING", "-p tcp --dport 8001 -j DNAT --to-destination 10.0.0.2:80")
             .unwrap();
-        s.veth_add("eth0", "vh1", &ns1, &H).unwrap();
+        s.veth_add("eth0", "vh1", &ns1, &H, None).unwrap();
         s.link_master(&H, "vh1", Some("br0")).unwrap();
         let (_, cmds) = rolled_back(&mut s, &rec);
         assert_eq!(
@@ -810,7 +810,7 @@ mod tests {
         // Oldest first, as made; Doomed::of takes them newest first.
         let mut made = vec![
             entry(1, Op::AddNetns { name: "ns1".into() }),
-            entry(2, Op::AddVeth { ns: H, name: "a".into(), peer: "b".into(), peer_ns: ns2.clone() }),
+            entry(2, Op::AddVeth { ns: H, name: "a".into(), peer: "b".into(), peer_ns: ns2.clone(), queues: None }),
             entry(3, Op::AddBridge { ns: H, name: "br".into() }),
             // A veth end this run made, moved: it is deleted where it went.
             entry(4, Op::MoveLink { ns: H, name: "a".into(), to: ns2.clone() }),

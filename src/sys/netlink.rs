@@ -518,17 +518,34 @@ pub async fn create_link_echo(h: &Handle, msg: LinkMessage) -> Result<Option<u32
 /// A veth pair's creation; the peer goes straight into the namespace `peer_ns_fd`
 /// (IFLA_NET_NS_FD on the peer), so it never appears where it does not belong.
 /// `index`: the index `name` is to have.
-pub fn veth_msg(name: &str, peer: &str, peer_ns_fd: Option<RawFd>, index: Option<u32>) -> LinkMessage {
-    let mut msg = match peer_ns_fd {
-        None => LinkVeth::new(name, peer).build(),
-        Some(fd) => {
-            let peer_msg = LinkMessageBuilder::<LinkUnspec>::new().name(peer.to_string()).setns_by_fd(fd).build();
-            LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
-                .name(name.to_string())
-                .set_info_data(InfoData::Veth(InfoVeth::Peer(peer_msg)))
-                .build()
+pub fn veth_msg(
+    name: &str,
+    peer: &str,
+    peer_ns_fd: Option<RawFd>,
+    index: Option<u32>,
+    queues: Option<u32>,
+) -> LinkMessage {
+    // Each end's queues (IFLA_NUM_TX_QUEUES / IFLA_NUM_RX_QUEUES). Without them the
+    // kernel gives an end one queue per CPU, then cuts it to the one it uses, and that
+    // cut waits for an RCU grace period while holding the rtnl lock (twice per pair).
+    let with_queues = |mut m: LinkMessage| {
+        if let Some(n) = queues {
+            m.attributes.push(LinkAttribute::NumTxQueues(n));
+            m.attributes.push(LinkAttribute::NumRxQueues(n));
         }
+        m
     };
+    let peer_msg = LinkMessageBuilder::<LinkUnspec>::new().name(peer.to_string());
+    let peer_msg = match peer_ns_fd {
+        Some(fd) => peer_msg.setns_by_fd(fd),
+        None => peer_msg,
+    };
+    let mut msg = with_queues(
+        LinkMessageBuilder::<LinkVeth>::new_with_info_kind(InfoKind::Veth)
+            .name(name.to_string())
+            .set_info_data(InfoData::Veth(InfoVeth::Peer(with_queues(peer_msg.build()))))
+            .build(),
+    );
     msg.header.index = index.unwrap_or(0);
     msg
 }
