@@ -554,14 +554,11 @@ impl Kernel {
             }
             Op::DelRoute { ns, route } => {
                 if route.proto.is_none() {
-                    // Ours (protocol 78): a route to the same place of someone else's is left alone.
+                    // Ours (protocol 78), at the metric it was added with: a route to the
+                    // same place of someone else's (another topology's at another
+                    // metric too) is left alone.
                     let all = self.routes(ns)?;
-                    let same = |k: &&Route| {
-                        k.dest == route.dest
-                            && (route.via.is_none() || k.via == route.via)
-                            && (route.dev.is_none() || k.dev == route.dev)
-                            && (route.metric.is_none() || k.metric.unwrap_or(0) == route.metric.unwrap_or(0))
-                    };
+                    let same = |k: &&Route| k.same_place(route) && k.kernel_metric() == route.kernel_metric();
                     let found: Vec<&Route> = all.iter().filter(same).collect();
                     if found.is_empty() {
                         return Err(Error::sys(format!("no route {route} in {ns}"), Some(Errno::ESRCH)));
@@ -576,7 +573,7 @@ impl Kernel {
                 let devs: Vec<&str> = route.dev.iter().map(String::as_str).collect();
                 self.with_indexes(ns, &devs, |k, i| {
                     let h = k.nl(ns)?;
-                    k.rt.block_on(nl::del_route(&h, route, i.first().copied()))
+                    k.rt.block_on(nl::del_route(&h, &route.to_delete(), i.first().copied()))
                 })
             }
             Op::SetSysctl { ns, key, value } => {
@@ -825,12 +822,7 @@ impl Backend for Kernel {
 
     fn find_route(&mut self, ns: &NsRef, r: &Route) -> Result<Option<Route>> {
         let all = self.routes(ns)?;
-        Ok(all.into_iter().find(|k| {
-            k.dest == r.dest
-                && (r.via.is_none() || k.via == r.via)
-                && (r.dev.is_none() || k.dev == r.dev)
-                && (r.metric.is_none() || k.metric.unwrap_or(0) == r.metric.unwrap_or(0))
-        }))
+        Ok(all.into_iter().find(|k| k.matches(r)))
     }
 
     fn sysctl_get(&mut self, ns: &NsRef, key: &str) -> Result<String> {

@@ -99,9 +99,42 @@ pub struct Route {
 /// mark for routes (`ip route` shows it as `proto 78`).
 pub const ROUTE_PROTO: u8 = 78;
 
+/// The metric the kernel gives an IPv6 route added without one, or with 0
+/// (IP6_RT_PRIO_USER).
+pub const IPV6_METRIC: u32 = 1024;
+
 impl Route {
     pub fn is_default(&self) -> bool {
         self.dest.prefix_len() == 0
+    }
+    /// Whether this route (one the kernel holds) goes where `spec` says: the same
+    /// destination, and the gateway and link `spec` gives, if it gives them.
+    pub fn same_place(&self, spec: &Route) -> bool {
+        self.dest == spec.dest
+            && (spec.via.is_none() || self.via == spec.via)
+            && (spec.dev.is_none() || self.dev == spec.dev)
+    }
+    /// Whether this route (one the kernel holds) is one `spec` names: the same place,
+    /// and the metric `spec` gives, if it gives one (as `ip route del` picks a route).
+    pub fn matches(&self, spec: &Route) -> bool {
+        self.same_place(spec) && (spec.metric.is_none() || self.metric.unwrap_or(0) == spec.metric.unwrap_or(0))
+    }
+    /// The metric the kernel holds the route at once added: IPv4 keeps what is given
+    /// (none is 0), IPv6 makes none and 0 into [`IPV6_METRIC`].
+    pub fn kernel_metric(&self) -> u32 {
+        match (self.dest.addr().is_ipv6(), self.metric) {
+            (true, None | Some(0)) => IPV6_METRIC,
+            (_, m) => m.unwrap_or(0),
+        }
+    }
+    /// The route as a deletion must name it to take that one route and no other to
+    /// the same place: with its metric, for IPv6 (`ip -6 route del` without a metric
+    /// deletes the route of the lowest metric, whoever's it is). IPv4 reads a metric
+    /// of 0 as "any" in a deletion, so a route at 0 is named without one and told
+    /// apart by reading first (`Backend::apply` of `Op::DelRoute`).
+    pub fn to_delete(&self) -> Route {
+        let metric = if self.dest.addr().is_ipv6() { Some(self.kernel_metric()) } else { self.metric };
+        Route { metric, ..self.clone() }
     }
     /// `-6 ` for an IPv6 route ("" for IPv4): `ip -6 route` (needed for "default"
     /// without a gateway, and how people read IPv6 routes).
@@ -397,6 +430,29 @@ pub fn join_words(words: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_route_is_deleted_at_the_metric_the_kernel_gave_it() {
+        let r = |dest: &str, metric| Route {
+            dest: dest.parse().unwrap(),
+            via: None,
+            dev: Some("d0".into()),
+            metric,
+            proto: None,
+            scope: None,
+            src: None,
+        };
+        assert_eq!(r("fd00::/64", None).kernel_metric(), 1024);
+        assert_eq!(r("fd00::/64", Some(0)).kernel_metric(), 1024);
+        assert_eq!(r("fd00::/64", Some(5)).kernel_metric(), 5);
+        assert_eq!(r("10.0.0.0/8", None).kernel_metric(), 0);
+        assert_eq!(r("10.0.0.0/8", Some(5)).kernel_metric(), 5);
+        assert_eq!(r("fd00::/64", None).to_delete().render_args(), "fd00::/64 dev d0 metric 1024");
+        assert_eq!(r("fd00::/64", Some(0)).to_delete().render_args(), "fd00::/64 dev d0 metric 1024");
+        // IPv4 takes metric 0 in a deletion as "any": named without it.
+        assert_eq!(r("10.0.0.0/8", None).to_delete().render_args(), "10.0.0.0/8 dev d0");
+        assert_eq!(r("10.0.0.0/8", Some(7)).to_delete().render_args(), "10.0.0.0/8 dev d0 metric 7");
+    }
 
     #[test]
     fn ifname_rules() {

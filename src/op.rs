@@ -449,7 +449,7 @@ impl Op {
                 format!("ip {}{}route add {}", route.family_flag(), ns.ip_flag(), route.render_args())
             }
             DelRoute { ns, route } => {
-                format!("ip {}{}route del {}", route.family_flag(), ns.ip_flag(), route.render_args())
+                format!("ip {}{}route del {}", route.family_flag(), ns.ip_flag(), route.to_delete().render_args())
             }
             SetSysctl { ns, key, value } => {
                 format!("{}sysctl -w {}", ns.exec_prefix(), q(&format!("{key}={value}")))

@@ -188,7 +188,7 @@ impl Backend for Plan {
         if let Some(d) = &r.dev {
             n.link(d).ok_or_else(|| no_link(ns, d))?;
         }
-        Ok(n.routes.iter().find(|k| Self::route_matches(k, r)).cloned())
+        Ok(n.routes.iter().find(|k| k.matches(r)).cloned())
     }
 
     fn sysctl_get(&mut self, ns: &NsRef, key: &str) -> Result<String> {

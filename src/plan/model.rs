@@ -465,7 +465,7 @@ impl Plan {
                 }
             }
         }
-        let metric = route.metric.or(if v6 { Some(1024) } else { None });
+        let metric = if v6 { Some(route.kernel_metric()) } else { route.metric };
         let n = self.ns_mut(ns)?;
         if n.routes.iter().any(|r| r.dest == route.dest && r.metric.unwrap_or(0) == metric.unwrap_or(0)) {
             return Err(Error::sys(format!("{ns} already has a route to {}", route.dest), Some(Errno::EEXIST)));
@@ -480,13 +480,6 @@ impl Plan {
             src: route.src,
         });
         Ok(())
-    }
-
-    pub(super) fn route_matches(k: &Route, r: &Route) -> bool {
-        k.dest == r.dest
-            && (r.via.is_none() || k.via == r.via)
-            && (r.dev.is_none() || k.dev == r.dev)
-            && (r.metric.is_none() || k.metric.unwrap_or(0) == r.metric.unwrap_or(0))
     }
 
     pub(super) fn apply_inner(&mut self, op: &Op) -> Result<()> {
@@ -669,7 +662,7 @@ impl Plan {
                 let i = n
                     .routes
                     .iter()
-                    .position(|k| Self::route_matches(k, route))
+                    .position(|k| k.matches(route))
                     .ok_or_else(|| Error::sys(format!("{ns} has no route {route}"), Some(Errno::ESRCH)))?;
                 n.routes.remove(i);
             }
