@@ -330,10 +330,16 @@ fn build(n: u32) -> Result<()> {
     };
     let (mark_in, mark_host) = marks()?;
     // Each veth end's queues: one, as netscript makes them; none given, the kernel's.
-    let queues: &[u8] = match std::env::var("BENCH_FLOOR_QUEUES").as_deref() {
-        Err(_) | Ok("1") => &1u32.to_ne_bytes(),
-        Ok("kernel") => &[],
+    let queues = match std::env::var("BENCH_FLOOR_QUEUES").as_deref() {
+        Err(_) | Ok("1") => Some(1u32.to_ne_bytes()),
+        Ok("kernel") => None,
         Ok(q) => return Err(format!("BENCH_FLOOR_QUEUES={q:?}: 1 or kernel").into()),
+    };
+    let with_queues = |m: &mut Msg| {
+        if let Some(q) = &queues {
+            m.attr_raw(IFLA_NUM_TX_QUEUES, q);
+            m.attr_raw(IFLA_NUM_RX_QUEUES, q);
+        }
     };
     let start = std::time::Instant::now();
     let mut ph = Phases::default();
@@ -361,17 +367,11 @@ fn build(n: u32) -> Result<()> {
         // veth vh_I (host) / eth0 (index 2 in the new namespace, where lo is 1)
         let mut m =
             Msg::new(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL).ifinfo(vh(i), 0, 0).name(IFLA_IFNAME, &format!("vh_{i}"));
-        if !queues.is_empty() {
-            m.attr_raw(IFLA_NUM_TX_QUEUES, queues);
-            m.attr_raw(IFLA_NUM_RX_QUEUES, queues);
-        }
+        with_queues(&mut m);
         let mut m = m.begin(IFLA_LINKINFO).name(IFLA_INFO_KIND, "veth").begin(IFLA_INFO_DATA).begin(VETH_INFO_PEER);
         m.ifinfo_raw(2, 0, 0);
         m.attr_raw(IFLA_IFNAME, b"eth0\0");
-        if !queues.is_empty() {
-            m.attr_raw(IFLA_NUM_TX_QUEUES, queues);
-            m.attr_raw(IFLA_NUM_RX_QUEUES, queues);
-        }
+        with_queues(&mut m);
         m.attr_raw(IFLA_NET_NS_FD, &nsfd.as_raw_fd().to_ne_bytes());
         timed(&mut ph.links, || h.call(m.end().end().end().finish(), "link add veth"))?;
         drop(nsfd);
