@@ -104,9 +104,10 @@ impl Session {
         // the last is deleted (see above).
         let mut running = last_netns.is_none().then(|| self.start_undo_batch(std::mem::take(&mut batch)));
         // The link deletions pulled after the last namespace deletion (`late`, found
-        // once): a bridge among them goes down first (`Backend::quiesce`), so that the kernel releases the
-        // ports that die with the namespaces cheaply (a bridge that is up re-elects
-        // its ports' states for each one that goes).
+        // once): a bridge among them goes down first (`Backend::quiesce`, while the
+        // namespaces are deleted; down before they are let go), so that the kernel
+        // releases the ports that die with the namespaces cheaply (a bridge that is
+        // up re-elects its ports' states for each one that goes).
         let late: Vec<usize> =
             last_netns.map_or(Vec::new(), |last| (last + 1..todo.len()).filter(|&k| link_del(&todo[k])).collect());
         for &k in &late {

@@ -31,6 +31,16 @@ pub fn raise_nofile_limit() {
     }
 }
 
+/// The soft limit on open files now (after `raise_nofile_limit`); 1024 when unknown.
+pub fn nofile_limit() -> u64 {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes a plain struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return 1024;
+    }
+    lim.rlim_cur
+}
+
 /// Gives a child process the soft open-file limit netscript started with (programs
 /// that use select() expect at most 1024). Called between fork and exec.
 pub fn restore_nofile_limit_in_child() {

@@ -96,11 +96,11 @@ pub async fn del_link(h: &Handle, index: u32) -> Result<()> {
     Ok(())
 }
 
-pub async fn set_up(h: &Handle, index: u32, up: bool) -> Result<()> {
+/// Sets the link of index `index` up or down.
+pub fn set_up(sock: &mut Acks, index: u32, up: bool) -> Result<()> {
     let b = LinkUnspec::new_with_index(index);
     let b = if up { b.up() } else { b.down() };
-    h.link().set(b.build()).execute().await?;
-    Ok(())
+    sock.request(RouteNetlinkMessage::SetLink(b.build()), 0)
 }
 
 /// Adds an address; `nodad` (IPv6: IFA_F_NODAD, `ip addr add ... nodad`) makes it
