@@ -5,7 +5,7 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::{BIN, Marks, Sandbox, script_file};
 use rexpect::reader::Options;
@@ -250,17 +250,7 @@ fn save_then_run_rebuilds_the_same_state() {
 
 /// `netscript repl --sandbox` fed `input` on a pipe (no terminal), with HOME at `home`.
 fn piped_repl(home: &std::path::Path, input: &[u8]) -> std::process::Output {
-    use std::io::Write;
-    let mut c = Command::new(BIN)
-        .args(["repl", "--sandbox"])
-        .env("HOME", home)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    c.stdin.take().unwrap().write_all(input).unwrap();
-    c.wait_with_output().unwrap()
+    common::fed(common::spawn_piped(&["repl", "--sandbox"], &[("HOME", home)]), input)
 }
 
 /// `.save` checks its script in a copy under the temporary directory, in a fresh
@@ -270,28 +260,18 @@ fn piped_repl(home: &std::path::Path, input: &[u8]) -> std::process::Output {
 /// overwrote it (checked).
 #[test]
 fn save_does_not_write_through_a_planted_path() {
-    use std::io::Write;
     let h = home("save-planted");
     let tmp = h.join("tmp");
     std::fs::create_dir_all(&tmp).unwrap();
     let victim = h.join("victim");
     std::fs::write(&victim, "precious\n").unwrap();
     let saved = h.join("planted.lua");
-    let mut c = Command::new(BIN)
-        .args(["repl", "--sandbox"])
-        .env("HOME", &h)
-        .env("TMPDIR", &tmp)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let c = common::spawn_piped(&["repl", "--sandbox"], &[("HOME", &h), ("TMPDIR", &tmp)]);
     let planted = tmp.join(format!("netscript-save-{}", c.id()));
     std::fs::create_dir_all(&planted).unwrap();
     std::os::unix::fs::symlink(&victim, planted.join("planted.lua")).unwrap();
     let input = format!("bridge.add('b0')\n.save {}\n", saved.display());
-    c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    let o = c.wait_with_output().unwrap();
+    let o = common::fed(c, input.as_bytes());
     let (out, err) = (String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
     assert!(o.status.success(), "{out}{err}");
     assert!(out.contains("saved 1 input to"), "{out}{err}");

@@ -195,20 +195,9 @@ fn safe_runs_are_restricted_the_same_way_and_rolled_back() {
 
 #[test]
 fn safe_repl_refuses_too() {
-    use std::io::Write;
-    use std::process::Stdio;
     let d = dir("safe-repl");
-    let mut c = Command::new(BIN)
-        .args(["repl", "--sandbox", "--safe"])
-        .env("HOME", &d)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
     let input = format!("os.execute('touch {0}/m_repl')\nprint(pcall(io.open, '{0}/m_repl2', 'w'))\n", d.display());
-    c.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    let o = c.wait_with_output().unwrap();
+    let o = fed(spawn_piped(&["repl", "--sandbox", "--safe"], &[("HOME", &d)]), input.as_bytes());
     let all = format!("{}{}", stdout(&o), stderr(&o));
     assert!(all.contains("--safe runs nothing outside netscript: os.execute"), "{all}");
     assert!(all.contains("--safe runs nothing outside netscript: io.open(..., \"w\")"), "{all}");

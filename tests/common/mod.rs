@@ -341,6 +341,24 @@ fn sweep_stale_temp_dirs() {
     });
 }
 
+/// Starts netscript (outside any sandbox of the test's: `args` name `--sandbox`) with
+/// its standard input, output and error on pipes and `envs` set; `fed` gives it its
+/// input and waits.
+pub fn spawn_piped(args: &[&str], envs: &[(&str, &std::path::Path)]) -> Child {
+    let mut c = Command::new(BIN);
+    c.args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    for (k, v) in envs {
+        c.env(k, v);
+    }
+    c.spawn().unwrap()
+}
+
+/// Writes `input` to a child of `spawn_piped`, closes its input and waits for it.
+pub fn fed(mut c: Child, input: &[u8]) -> Output {
+    c.stdin.take().unwrap().write_all(input).unwrap();
+    c.wait_with_output().unwrap()
+}
+
 /// A script file under /tmp (readable by everyone, for the rootless tests too).
 pub fn script_file(name: &str, src: &str) -> String {
     sweep_stale_temp_dirs();
