@@ -154,6 +154,45 @@ fn down_leaves_alone_what_took_the_name_of_ours() {
     assert!(stdout(&sb.netscript(&["ls"])).contains("no topologies are up"));
 }
 
+/// A journal naming pid 1 as a process it started (edited by hand, say) never gets
+/// it stopped: as a group leader, pid 1's stop would be killpg(1), which is kill(-1),
+/// every process the caller may signal. Run in a pid namespace of its own, where a
+/// shell is pid 1 and leads its group, with a `sleep` beside it, a network
+/// namespace and a state directory of its own: `down` leaves pid 1 alone and the
+/// sleep lives. Without the refusal in `process::stop` the sleep is killed (checked).
+#[test]
+fn down_never_stops_pid_1_whatever_the_journal_says() {
+    let d = std::path::PathBuf::from(script_file(".keep", "")).parent().unwrap().join("pid1-state");
+    let _ = std::fs::remove_dir_all(&d);
+    let inner = format!(
+        r#"set -e
+sleep 30 & victim=$!
+start=$(sed 's/.*) //' /proc/1/stat | cut -d' ' -f20)
+mkdir -p -m 700 {d}/p1
+printf '%s\n' '{{"t":"meta","name":"p1"}}' \
+  "{{\"t\":\"begin\",\"seq\":1,\"op\":{{\"op\":\"spawn\",\"ns\":null,\"cmd\":[\"sleep\",\"30\"],\"pid\":1,\"start\":$start,\"mark\":\"m\"}},\"undo\":[{{\"op\":\"kill\",\"pid\":1,\"start\":$start}}]}}" \
+  '{{"t":"done","seq":1}}' > {d}/p1/journal.jsonl
+chmod 600 {d}/p1/journal.jsonl
+set +e
+{BIN} --state-dir {d} down p1; echo "status=$?"
+if kill -0 "$victim" 2>/dev/null; then echo victim=alive; kill "$victim"; else echo victim=dead; fi
+"#,
+        d = d.display()
+    );
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    // setsid: pid 1 leads its own group (as a process netscript spawns does).
+    let o = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "--net", "setsid", "sh", "-c", &inner])
+        .output()
+        .unwrap();
+    let (out, err) = (stdout(&o), stderr(&o));
+    assert!(out.contains("victim=alive"), "a process beside pid 1 was signalled:\n{out}{err}");
+    assert!(out.contains("status=0"), "{out}{err}");
+    assert!(err.contains("process 1 is not a process netscript started (pid 1 is init); left alone"), "{out}{err}");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
 /// Two topologies add routes to the same places at other metrics (the kernel keeps
 /// both). `down` of the one that gave no metric deletes its own: for IPv6 the one
 /// at 1024 (`ip -6 route del` without a metric takes the lowest, the other's), for

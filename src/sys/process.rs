@@ -152,6 +152,16 @@ pub fn start_time(pid: u32) -> Option<u64> {
 /// nothing of it runs (a zombie is not running; its parent reaps it). "Already
 /// gone" is success.
 pub fn stop(pid: u32, start: u64, grace: Duration) -> Result<()> {
+    // Never a process netscript started: pid 1 is init (of the system, or of a pid
+    // namespace), and as the leader of its group its stop would be killpg(1), which
+    // is kill(-1): every process the caller may signal. A journal that names it
+    // (edited by hand, say) is left alone.
+    if pid <= 1 {
+        return Err(Error::NotOurs(format!(
+            "process {pid} is not a process netscript started (pid {pid} is {}); left alone",
+            if pid == 1 { "init" } else { "no process" }
+        )));
+    }
     if start_time(pid) != Some(start) {
         return Ok(());
     }
