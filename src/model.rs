@@ -127,14 +127,18 @@ impl Route {
             (_, m) => m.unwrap_or(0),
         }
     }
+    /// The metric the route is named by once added: for IPv6 the one the kernel gave
+    /// it (`kernel_metric`), for IPv4 the one given (none: 0).
+    pub fn named_metric(&self) -> Option<u32> {
+        if self.dest.addr().is_ipv6() { Some(self.kernel_metric()) } else { self.metric }
+    }
     /// The route as a deletion must name it to take that one route and no other to
     /// the same place: with its metric, for IPv6 (`ip -6 route del` without a metric
     /// deletes the route of the lowest metric, whoever's it is). IPv4 reads a metric
     /// of 0 as "any" in a deletion, so a route at 0 is named without one and told
     /// apart by reading first (`Backend::apply` of `Op::DelRoute`).
     pub fn to_delete(&self) -> Route {
-        let metric = if self.dest.addr().is_ipv6() { Some(self.kernel_metric()) } else { self.metric };
-        Route { metric, ..self.clone() }
+        Route { metric: self.named_metric(), ..self.clone() }
     }
     /// `-6 ` for an IPv6 route ("" for IPv4): `ip -6 route` (needed for "default"
     /// without a gateway, and how people read IPv6 routes).

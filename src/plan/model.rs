@@ -465,7 +465,7 @@ impl Plan {
                 }
             }
         }
-        let metric = if v6 { Some(route.kernel_metric()) } else { route.metric };
+        let metric = route.named_metric();
         let n = self.ns_mut(ns)?;
         if n.routes.iter().any(|r| r.dest == route.dest && r.metric.unwrap_or(0) == metric.unwrap_or(0)) {
             return Err(Error::sys(format!("{ns} already has a route to {}", route.dest), Some(Errno::EEXIST)));
