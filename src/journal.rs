@@ -86,7 +86,7 @@ impl Meta {
     }
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize)]
 #[serde(tag = "t", rename_all = "snake_case")]
 enum Line {
     Meta(Meta),
@@ -118,6 +118,120 @@ enum Line {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         note: Option<String>,
     },
+}
+
+/// Read by hand, not derived: the derived form of an internally tagged enum buffers
+/// each line whole (and copies each string in it) before it reads the tag. The
+/// fields of every kind of line are gathered in any order (each once), then the tag
+/// says which line it is and which of them it needs; other fields are ignored, as
+/// in the derived form.
+impl<'de> Deserialize<'de> for Line {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        d.deserialize_map(LineVisitor)
+    }
+}
+
+/// The kinds of lines (`t`).
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Kind {
+    Meta,
+    Begin,
+    Done,
+    Failed,
+    Undone,
+    Undoing,
+    Amend,
+}
+
+/// The fields of all kinds of lines (`Line`, `Meta`).
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "snake_case")]
+enum Field {
+    T,
+    Seq,
+    Op,
+    Undo,
+    Note,
+    Name,
+    Script,
+    Pid,
+    Started,
+    StartedNs,
+    Firewall,
+    #[serde(other)]
+    Other,
+}
+
+struct LineVisitor;
+
+impl<'de> serde::de::Visitor<'de> for LineVisitor {
+    type Value = Line;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a journal line (an object with a \"t\" field)")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> std::result::Result<Line, A::Error> {
+        use serde::de::{Error as _, IgnoredAny};
+        /// The next value into `slot`, which a field may fill once.
+        fn once<'de, A: serde::de::MapAccess<'de>, T: Deserialize<'de>>(
+            map: &mut A,
+            slot: &mut Option<T>,
+            name: &'static str,
+        ) -> std::result::Result<(), A::Error> {
+            if slot.is_some() {
+                return Err(A::Error::duplicate_field(name));
+            }
+            *slot = Some(map.next_value()?);
+            Ok(())
+        }
+        let mut t: Option<Kind> = None;
+        let (mut seq, mut op, mut undo, mut note) = (None, None::<Option<Op>>, None::<Vec<Op>>, None::<Option<String>>);
+        let (mut name, mut script, mut pid, mut started, mut started_ns, mut firewall) =
+            (None::<String>, None, None, None, None::<Option<u64>>, None::<Option<String>>);
+        while let Some(key) = map.next_key::<Field>()? {
+            match key {
+                Field::T => once(&mut map, &mut t, "t")?,
+                Field::Seq => once(&mut map, &mut seq, "seq")?,
+                Field::Op => once(&mut map, &mut op, "op")?,
+                Field::Undo => once(&mut map, &mut undo, "undo")?,
+                Field::Note => once(&mut map, &mut note, "note")?,
+                Field::Name => once(&mut map, &mut name, "name")?,
+                Field::Script => once(&mut map, &mut script, "script")?,
+                Field::Pid => once(&mut map, &mut pid, "pid")?,
+                Field::Started => once(&mut map, &mut started, "started")?,
+                Field::StartedNs => once(&mut map, &mut started_ns, "started_ns")?,
+                Field::Firewall => once(&mut map, &mut firewall, "firewall")?,
+                Field::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        let t = t.ok_or_else(|| A::Error::missing_field("t"))?;
+        let seq = || seq.ok_or_else(|| A::Error::missing_field("seq"));
+        let undo = || undo.ok_or_else(|| A::Error::missing_field("undo"));
+        Ok(match t {
+            Kind::Meta => Line::Meta(Meta {
+                name: name.ok_or_else(|| A::Error::missing_field("name"))?,
+                script: script.unwrap_or_default(),
+                pid: pid.unwrap_or_default(),
+                started: started.unwrap_or_default(),
+                started_ns: started_ns.flatten(),
+                firewall: firewall.flatten(),
+            }),
+            Kind::Begin => Line::Begin {
+                seq: seq()?,
+                op: op.flatten().ok_or_else(|| A::Error::missing_field("op"))?,
+                undo: undo()?,
+            },
+            Kind::Done => Line::Done { seq: seq()? },
+            Kind::Failed => Line::Failed { seq: seq()? },
+            Kind::Undone => Line::Undone { seq: seq()? },
+            Kind::Undoing => Line::Undoing { seq: seq()? },
+            Kind::Amend => Line::Amend { seq: seq()?, op: op.flatten(), undo: undo()?, note: note.flatten() },
+        })
+    }
 }
 
 pub struct Journal {
@@ -231,7 +345,7 @@ impl Journal {
     pub fn open_at(dir: BorrowedFd<'_>, dir_path: &Path) -> Result<Self> {
         let path = dir_path.join(JOURNAL_FILE);
         let mut f = open_file_at(dir, dir_path, JOURNAL_FILE, OFlag::O_RDWR | OFlag::O_APPEND, 0)?;
-        let mut bytes = Vec::new();
+        let mut bytes = Vec::with_capacity(f.metadata().map_or(0, |m| m.len() as usize + 1));
         f.read_to_end(&mut bytes)
             .map_err(|e| Error::sys(format!("cannot read journal {}: {e}", path.display()), None))?;
         let mut meta = Meta::default();
@@ -240,8 +354,7 @@ impl Journal {
         let mut torn = None;
         let mut repair = Repair::None;
         if complete < bytes.len() {
-            let tail = String::from_utf8_lossy(&bytes[complete..]).into_owned();
-            if serde_json::from_str::<Line>(&tail).is_ok() {
+            if serde_json::from_slice::<Line>(&bytes[complete..]).is_ok() {
                 // Whole but for its newline: used, and ended before anything is appended.
                 bytes.push(b'\n');
                 repair = Repair::Newline;
@@ -254,7 +367,10 @@ impl Journal {
                 bytes.truncate(complete);
             }
         }
-        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let text = match std::str::from_utf8(&bytes) {
+            Ok(text) => std::borrow::Cow::Borrowed(text),
+            Err(_) => String::from_utf8_lossy(&bytes),
+        };
         for (i, line) in text.lines().enumerate() {
             if line.trim().is_empty() {
                 continue;
@@ -521,6 +637,45 @@ mod tests {
         fs::write(&p, "{\"t\":\"meta\",\"name\":\"old\",\"script\":\"x.lua\",\"pid\":1,\"started\":2}\n").unwrap();
         let j = Journal::open(&p).unwrap();
         assert_eq!((j.meta.name.as_str(), j.meta.firewall.as_deref()), ("old", None));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A line is read whatever the order of its fields (a record edited by hand, or
+    /// written by another JSON tool), an op's tag among them; a line of a kind no
+    /// netscript writes, or without its tag, is not trusted.
+    #[test]
+    fn lines_read_in_any_field_order_and_unknown_kinds_are_refused() {
+        let dir = temp_dir("order");
+        let p = dir.join("journal.jsonl");
+        fs::write(
+            &p,
+            concat!(
+                "{\"started\":2,\"name\":\"t\",\"t\":\"meta\",\"firewall\":\"iptables-nft\"}\n",
+                "{\"undo\":[{\"name\":\"a\",\"op\":\"del_netns\"}],\"op\":{\"name\":\"a\",\"op\":\"add_netns\"},\"seq\":1,\"t\":\"begin\"}\n",
+                "{\"seq\":1,\"t\":\"done\",\"later\":true}\n",
+                "{\"t\":\"begin\",\"seq\":2,\"op\":{\"op\":\"add_bridge\",\"ns\":null,\"name\":\"b\"},\"undo\":[]}\n",
+                "{\"note\":\"n\",\"undo\":[{\"ns\":null,\"op\":\"del_link\",\"name\":\"b\"}],\"seq\":2,\"t\":\"amend\"}\n",
+            ),
+        )
+        .unwrap();
+        let j = Journal::open(&p).unwrap();
+        assert_eq!((j.meta.name.as_str(), j.meta.started, j.meta.firewall.as_deref()), ("t", 2, Some("iptables-nft")));
+        let e = j.entries();
+        assert_eq!((e.len(), e[0].state, e[1].state), (2, State::Done, State::InFlight));
+        assert_eq!((&e[0].op, e[0].undo.as_slice()), (&Op::AddNetns { name: "a".into() }, &[Op::del_netns("a")][..]));
+        assert_eq!(e[1].undo, vec![Op::del_link(&NsRef::Host, "b")]);
+        assert_eq!(e[1].note.as_deref(), Some("n"));
+        for bad in [
+            "{\"t\":\"forget\",\"seq\":1}",
+            "{\"seq\":1}",
+            "{\"t\":\"meta\",\"pid\":1}",
+            "{\"t\":\"begin\",\"seq\":1,\"undo\":[]}",
+            "{\"t\":\"begin\",\"seq\":1,\"op\":{\"name\":\"a\"},\"undo\":[]}",
+        ] {
+            fs::write(&p, format!("{bad}\n")).unwrap();
+            let err = Journal::open(&p).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(err.contains("does not parse"), "{bad}: {err}");
+        }
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -464,7 +464,15 @@ impl Kernel {
                 Ok(())
             }
             Op::DelNetns { name, id } => {
-                if let (Some(want), Some(have)) = (id, netns::id(name))
+                // Opened first: its identity is read from the open file (one lookup of
+                // the name fewer), and the file holds the namespace when deletions are
+                // held. Unable to open it: deleted all the same, only not held.
+                let fd = netns::open(name).ok();
+                let have = match &fd {
+                    Some(f) => netns::id_of(f.as_fd()),
+                    None => netns::id(name),
+                };
+                if let (Some(want), Some(have)) = (id, have)
                     && *want != have
                 {
                     return Err(Error::NotOurs(format!(
@@ -475,9 +483,6 @@ impl Kernel {
                 if self.held.as_ref().is_some_and(|held| held.len() >= self.held_max) {
                     self.let_go();
                 }
-                let hold = self.held.is_some();
-                // Unable to open it: deleted all the same, only not held.
-                let fd = if hold { netns::open(name).ok() } else { None };
                 netns::delete(name)?;
                 if let (Some(held), Some(fd)) = (&mut self.held, fd) {
                     held.push(fd);

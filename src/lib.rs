@@ -26,6 +26,7 @@ pub mod sandbox;
 pub mod session;
 pub mod state;
 pub mod sys;
+pub mod tag_first;
 pub mod term;
 pub mod trace;
 pub mod trusted;

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::{Family, NsId, NsRef, Route, join_words, shell_quote as q};
 use crate::qdisc::Qdisc;
+use crate::tag_first::tag_first_enum;
 
 /// A link of a kind made by `link.add` (veth and bridge have ops of their own).
 /// `parent` / `dev` name a link in the namespace the new link is created from.
@@ -147,9 +148,13 @@ impl PortFlags {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+// One change, as the journal writes it: `{"op":"add_netns","name":"n1"}`, the tag
+// first. Declared through `tag_first_enum!` (src/tag_first.rs) so that the journal
+// reads an op without first buffering it (its `Deserialize` comes from there).
+tag_first_enum! {
 #[serde(tag = "op", rename_all = "snake_case")]
-pub enum Op {
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub enum Op as "Op" {
     AddNetns {
         name: String,
     },
@@ -347,6 +352,7 @@ pub enum Op {
         ns: NsRef,
         id: u16,
     },
+}
 }
 
 impl Op {

@@ -130,11 +130,11 @@ pub fn create<T>(name: &str, home: BorrowedFd<'_>, inside: impl FnOnce() -> T) -
 /// `ip netns del NAME`.
 pub fn delete(name: &str) -> Result<()> {
     let p = path(name);
-    if !p.exists() {
-        return Err(Error::sys(format!("no namespace named \"{name}\""), Some(Errno::ENOENT)));
-    }
     match umount2(&p, MntFlags::MNT_DETACH) {
         Ok(()) | Err(Errno::EINVAL) => {}
+        Err(Errno::ENOENT) => {
+            return Err(Error::sys(format!("no namespace named \"{name}\""), Some(Errno::ENOENT)));
+        }
         Err(e) => return Err(Error::from_errno(format!("cannot unmount namespace \"{name}\""), e)),
     }
     fs::remove_file(&p).map_err(|e| Error::sys(format!("cannot remove {}: {e}", p.display()), None))
@@ -145,6 +145,11 @@ pub fn delete(name: &str) -> Result<()> {
 pub fn id(name: &str) -> Option<crate::model::NsId> {
     use std::os::unix::fs::MetadataExt;
     fs::metadata(path(name)).ok().map(|m| crate::model::NsId { dev: m.dev(), ino: m.ino() })
+}
+
+/// The identity of the namespace an open file (`open`) refers to.
+pub fn id_of(fd: BorrowedFd<'_>) -> Option<crate::model::NsId> {
+    nix::sys::stat::fstat(fd).ok().map(|m| crate::model::NsId { dev: m.st_dev, ino: m.st_ino })
 }
 
 pub fn exists(name: &str) -> bool {
