@@ -193,6 +193,73 @@ if kill -0 "$victim" 2>/dev/null; then echo victim=alive; kill "$victim"; else e
     let _ = std::fs::remove_dir_all(&d);
 }
 
+/// The undo of a spawn whose pid was never journaled stops the processes that carry
+/// its mark. When pid 1 carries it too (a journal or an environment made by hand),
+/// pid 1 is left alone and the others are still stopped: pid 1 comes first in the
+/// list, and before each stop went on after a refusal, the refusal ended the undo
+/// and the sleep beside it lived (checked).
+#[test]
+fn down_stops_the_marked_processes_beside_a_marked_pid_1() {
+    let d = std::path::PathBuf::from(script_file(".keep", "")).parent().unwrap().join("mark1-state");
+    let _ = std::fs::remove_dir_all(&d);
+    let inner = format!(
+        r#"set -e
+sleep 30 & victim=$!
+mkdir -p -m 700 {d}/m1
+printf '%s\n' '{{"t":"meta","name":"m1"}}' \
+  '{{"t":"begin","seq":1,"op":{{"op":"spawn","ns":null,"cmd":["sleep","30"],"pid":0,"start":0,"mark":"netscript:m1:9:1"}},"undo":[{{"op":"stop_marked","mark":"netscript:m1:9:1"}}]}}' \
+  > {d}/m1/journal.jsonl
+chmod 600 {d}/m1/journal.jsonl
+set +e
+{BIN} --state-dir {d} down m1; echo "status=$?"
+sleep 0.2
+if kill -0 "$victim" 2>/dev/null && ! grep -q '^State:.*Z' /proc/$victim/status; then echo victim=alive; kill "$victim"; else echo victim=stopped; fi
+"#,
+        d = d.display()
+    );
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let o = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "--net", "env", "NETSCRIPT_OWNER=netscript:m1:9:1"])
+        .args(["setsid", "sh", "-c", &inner])
+        .output()
+        .unwrap();
+    let (out, err) = (stdout(&o), stderr(&o));
+    assert!(out.contains("victim=stopped"), "the marked sleep beside pid 1 was left running:\n{out}{err}");
+    assert!(err.contains("process 1 is not a process netscript started (pid 1 is init); left alone"), "{out}{err}");
+    assert!(out.contains("status=0"), "{out}{err}");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// A process the topology spawned takes the topology down (a lab that ends itself):
+/// the undo of the spawn would stop the process group that `down` runs in. That
+/// process is left alone, said so, and the rest is undone. Without the check in
+/// `process::stop`, `down` stopped itself with it and left the namespace (checked).
+#[test]
+fn down_run_by_a_process_of_the_topology_does_not_stop_itself() {
+    let sb = Sandbox::new();
+    let out = std::path::PathBuf::from(script_file(".keep", "")).parent().unwrap().join("selfdown.out");
+    let _ = std::fs::remove_file(&out);
+    let src = format!(
+        "netns.add(\"sd1\")\nnetns.host():spawn(\"sleep 0.3; {BIN} down selfdown > {o} 2>&1; echo status=$? >> {o}\")\n",
+        o = out.display()
+    );
+    let o = sb.run_lua("selfdown.lua", &src);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let t0 = std::time::Instant::now();
+    let text = loop {
+        let text = std::fs::read_to_string(&out).unwrap_or_default();
+        if text.contains("status=") || t0.elapsed() > std::time::Duration::from_secs(15) {
+            break text;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(text.contains("status=0"), "the spawned shell's down did not finish:\n{text}");
+    assert!(text.contains("runs this netscript"), "{text}");
+    assert!(!sb.ok("ip netns list").contains("sd1"), "{text}");
+    let _ = std::fs::remove_file(&out);
+}
+
 /// Two topologies add routes to the same places at other metrics (the kernel keeps
 /// both). `down` of the one that gave no metric deletes its own: for IPv6 the one
 /// at 1024 (`ip -6 route del` without a metric takes the lowest, the other's), for

@@ -9,6 +9,8 @@ pub struct Stat {
     pub comm: String,
     /// The state letter: R, S, D, Z (zombie), X (dead), ...
     pub state: char,
+    /// Its parent (field 4).
+    pub ppid: u32,
     /// Its process group (field 5).
     pub pgrp: i32,
     /// When the process started, in clock ticks after boot (field 22): with the
@@ -32,9 +34,10 @@ pub fn parse_stat(s: &str) -> Option<Stat> {
     let state = rest.next()?.chars().next()?;
     // `rest` now starts at field 4 (ppid), then the process group; the start time is
     // field 22.
-    let pgrp = rest.nth(1)?.parse().ok()?;
+    let ppid = rest.next()?.parse().ok()?;
+    let pgrp = rest.next()?.parse().ok()?;
     let start = rest.nth(16)?.parse().ok()?;
-    Some(Stat { comm, state, pgrp, start })
+    Some(Stat { comm, state, ppid, pgrp, start })
 }
 
 /// /proc/PID/stat of a process; None when it is gone (or unreadable).
@@ -56,7 +59,7 @@ mod tests {
     #[test]
     fn plain_name() {
         let s = parse_stat(&line("nc", 'S')).unwrap();
-        assert_eq!(s, Stat { comm: "nc".into(), state: 'S', pgrp: 1234, start: 4242 });
+        assert_eq!(s, Stat { comm: "nc".into(), state: 'S', ppid: 1, pgrp: 1234, start: 4242 });
         assert!(!s.exited());
     }
 
@@ -66,7 +69,7 @@ mod tests {
             let s = parse_stat(&line(comm, 'R')).unwrap();
             assert_eq!(s.comm, comm);
             assert_eq!(s.state, 'R');
-            assert_eq!(s.pgrp, 1234);
+            assert_eq!((s.ppid, s.pgrp), (1, 1234));
             assert_eq!(s.start, 4242);
         }
     }

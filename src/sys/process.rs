@@ -167,6 +167,14 @@ pub fn stop(pid: u32, start: u64, grace: Duration) -> Result<()> {
     }
     let p = Pid::from_raw(pid as i32);
     let group = nix::unistd::getpgid(Some(p)).is_ok_and(|g| g == p);
+    // Nor the process this netscript runs in or under (run from a process that
+    // carries the mark, or from a spawned shell): stopping it, or its group, would
+    // stop this rollback halfway.
+    if runs_us(pid, group) {
+        return Err(Error::NotOurs(format!(
+            "process {pid} runs this netscript (it is netscript, or one of the processes it runs under); left alone"
+        )));
+    }
     let send = |sig| if group { killpg(p, sig) } else { nix::sys::signal::kill(p, sig) };
     let gone = || if group { group_gone(p) } else { !running(pid, start) };
     match send(Signal::SIGTERM) {
@@ -187,6 +195,28 @@ pub fn stop(pid: u32, start: u64, grace: Duration) -> Result<()> {
         std::thread::sleep(Duration::from_millis(5));
     }
     Ok(())
+}
+
+/// `pid` is this process, one of its ancestors, or (`group`: its group is what a
+/// stop signals) the leader of this process's group.
+fn runs_us(pid: u32, group: bool) -> bool {
+    let me = std::process::id();
+    if group && nix::unistd::getpgrp().as_raw() as u32 == pid {
+        return true;
+    }
+    let mut p = me;
+    // Up the parents to the namespace's init (pid 1, or 0 above it); a bound in case
+    // /proc says something odd.
+    for _ in 0..4096 {
+        if p == pid {
+            return true;
+        }
+        match super::proc::stat(p) {
+            Some(s) if s.ppid > 1 => p = s.ppid,
+            _ => return false,
+        }
+    }
+    false
 }
 
 /// The process started at `start` runs (exists and is not a zombie).
@@ -251,7 +281,9 @@ pub fn in_namespaces(ids: &[NsId]) -> Vec<NsProcess> {
 }
 
 /// Stops every process whose environment carries NETSCRIPT_OWNER=`mark`. None
-/// found is ESRCH ("already gone").
+/// found is ESRCH ("already gone"). One that may not be stopped (pid 1, see `stop`)
+/// or cannot be does not keep the others running: all are tried, and the first
+/// refusal is the result.
 pub fn stop_marked(mark: &str, grace: Duration) -> Result<()> {
     let found: Vec<(u32, u64)> = marked()
         .into_iter()
@@ -261,10 +293,13 @@ pub fn stop_marked(mark: &str, grace: Duration) -> Result<()> {
     if found.is_empty() {
         return Err(Error::sys(format!("no process carries {OWNER_ENV}={mark}"), Some(Errno::ESRCH)));
     }
+    let mut refused = None;
     for (pid, start) in found {
-        stop(pid, start, grace)?;
+        if let Err(e) = stop(pid, start, grace) {
+            refused.get_or_insert(e);
+        }
     }
-    Ok(())
+    refused.map_or(Ok(()), Err)
 }
 
 /// True when no live process is in the group (zombies waiting for another parent
