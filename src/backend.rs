@@ -54,6 +54,9 @@ pub struct LinkInfo {
     /// The IPv6 addresses of `addrs` added without duplicate address detection
     /// (IFA_F_NODAD), so that a restored address gets its flag back.
     pub nodad: Vec<IpNet>,
+    /// The addresses of `addrs` that carry a protocol (IFA_PROTO), with it: a
+    /// restored address gets it back.
+    pub protos: Vec<(IpNet, u8)>,
 }
 
 pub trait Backend {

@@ -10,7 +10,7 @@ use crate::backend::{Backend, LinkInfo};
 use crate::error::{Error, Result};
 use crate::firewall::Family;
 use crate::journal::{Journal, State};
-use crate::model::{NsRef, ROUTE_PROTO, split_words};
+use crate::model::{ADDR_PROTO, NsRef, ROUTE_PROTO, split_words};
 use crate::op::Op;
 use crate::qdisc::RootQdisc;
 use crate::state::{LockMode, Record, StateDir};
@@ -135,7 +135,7 @@ pub fn drift(journal: &Journal, b: &mut dyn Backend) -> Vec<Drift> {
 
 /// Whether the object a creation made has been replaced by another one under its
 /// name (not marked for the topology, another link index, another namespace, a
-/// route of another protocol): what, if so.
+/// route or an address of another protocol): what, if so.
 fn not_ours(b: &mut dyn Backend, e: &crate::journal::Entry, mark: &str) -> Result<Option<String>> {
     Ok(match (&e.op, e.undo.first()) {
         (Op::AddNetns { name }, Some(Op::DelNetns { id: Some(want), .. })) => match b.netns_id(name) {
@@ -169,6 +169,17 @@ fn not_ours(b: &mut dyn Backend, e: &crate::journal::Entry, mark: &str) -> Resul
                 Some(k) if k.proto != Some(ROUTE_PROTO) => {
                     Some(format!("the route {route} in {ns} is not the route this topology added ({k})"))
                 }
+                _ => None,
+            }
+        }
+        (Op::AddAddr { ns, dev, addr, proto: Some(ADDR_PROTO), .. }, _) => {
+            if ns.name().is_some_and(|n| !b.netns_exists(n)) {
+                return Ok(None);
+            }
+            match b.link(ns, dev)? {
+                Some(l) if l.addrs.contains(addr) && !l.protos.contains(&(*addr, ADDR_PROTO)) => Some(format!(
+                    "{addr} on \"{dev}\" in {ns} is not the address this topology added (it is not marked protocol {ADDR_PROTO})"
+                )),
                 _ => None,
             }
         }
@@ -216,7 +227,7 @@ fn in_place(b: &mut dyn Backend, op: &Op) -> Result<bool> {
         Op::MoveLink { name, to, .. } => link(b, to, name)?.is_some(),
         Op::SetUp { ns, name, up } => link(b, ns, name)?.is_some_and(|l| l.up == *up),
         Op::AddAddr { ns, dev, addr, .. } => link(b, ns, dev)?.is_some_and(|l| l.addrs.contains(addr)),
-        Op::DelAddr { ns, dev, addr } => link(b, ns, dev)?.is_none_or(|l| !l.addrs.contains(addr)),
+        Op::DelAddr { ns, dev, addr, .. } => link(b, ns, dev)?.is_none_or(|l| !l.addrs.contains(addr)),
         Op::SetMaster { ns, dev, master } => link(b, ns, dev)?.is_some_and(|l| &l.master == master),
         Op::SetMtu { ns, dev, mtu } => link(b, ns, dev)?.is_some_and(|l| l.mtu == *mtu),
         Op::AddRoute { ns, route } => ns_ok(b, ns) && b.find_route(ns, route)?.is_some(),
@@ -254,7 +265,7 @@ fn drift_key(op: &Op) -> (String, Option<(NsRef, String)>) {
         Op::SetBridgePort { ns, dev, .. } => (format!("port {ns} {dev}"), l(ns, dev)),
         Op::SetQdisc { ns, dev, .. } | Op::DelQdisc { ns, dev } => (format!("qdisc {ns} {dev}"), l(ns, dev)),
         Op::SetUp { ns, name, .. } => (format!("up {ns} {name}"), l(ns, name)),
-        Op::AddAddr { ns, dev, addr, .. } | Op::DelAddr { ns, dev, addr } => {
+        Op::AddAddr { ns, dev, addr, .. } | Op::DelAddr { ns, dev, addr, .. } => {
             (format!("addr {ns} {dev} {addr}"), l(ns, dev))
         }
         Op::SetMaster { ns, dev, .. } => (format!("master {ns} {dev}"), l(ns, dev)),
@@ -369,6 +380,8 @@ struct Accounted {
     links: HashSet<(String, NsRef, String)>,
     rule_topos: HashSet<String>,
     routes: HashSet<(NsRef, String)>,
+    /// The marked addresses records hold: namespace, link, address.
+    addrs: HashSet<(NsRef, String, ipnet::IpNet)>,
     processes: HashSet<String>,
 }
 
@@ -391,6 +404,9 @@ impl Accounted {
                 }
                 Op::AddRoute { ns, route } => {
                     self.routes.insert((ns.clone(), route.dest.to_string()));
+                }
+                Op::AddAddr { ns, dev, addr, proto: Some(ADDR_PROTO), .. } => {
+                    self.addrs.insert((ns.clone(), dev.clone(), *addr));
                 }
                 Op::Spawn { mark, .. } => {
                     self.processes.insert(mark.clone());
@@ -433,7 +449,7 @@ pub fn orphans(base: &Path, backend: &mut dyn Backend) -> Result<Collection> {
             Ok(r) => locks.push(r),
             Err(_) => {
                 skipped.push(format!(
-                    "topology \"{name}\" is being changed by a netscript process right now: its objects (and all routes) are left for a later gc"
+                    "topology \"{name}\" is being changed by a netscript process right now: its objects (and all routes and addresses) are left for a later gc"
                 ));
                 busy.insert(name);
                 continue;
@@ -461,13 +477,33 @@ pub fn orphans(base: &Path, backend: &mut dyn Backend) -> Result<Collection> {
     nss.extend(backend.netns_list().into_iter().map(NsRef::Named));
     for ns in nss {
         for l in backend.links(&ns)? {
-            let Some(topo) = l.alias.as_deref().and_then(|a| a.strip_prefix("netscript:")) else { continue };
-            if !busy.contains(topo) && !acc.links.contains(&(topo.to_string(), ns.clone(), l.name.clone())) {
+            if let Some(topo) = l.alias.as_deref().and_then(|a| a.strip_prefix("netscript:"))
+                && !busy.contains(topo)
+                && !acc.links.contains(&(topo.to_string(), ns.clone(), l.name.clone()))
+            {
                 out.push(Orphan {
                     what: format!("link \"{}\" in {ns} (marked for topology \"{topo}\")", l.name),
                     remove: Op::del_link(&ns, &l.name),
                     topo: Some(topo.to_string()),
                 });
+                // Its addresses go with it.
+                continue;
+            }
+            // As routes, an address's mark names no topology: none is collected while
+            // one is being changed.
+            for (addr, _) in l.protos.iter().filter(|(_, p)| *p == ADDR_PROTO) {
+                if busy.is_empty() && !acc.addrs.contains(&(ns.clone(), l.name.clone(), *addr)) {
+                    out.push(Orphan {
+                        what: format!("address {addr} on \"{}\" in {ns}", l.name),
+                        remove: Op::DelAddr {
+                            ns: ns.clone(),
+                            dev: l.name.clone(),
+                            addr: *addr,
+                            proto: Some(ADDR_PROTO),
+                        },
+                        topo: None,
+                    });
+                }
             }
         }
         for r in backend.routes(&ns)? {
@@ -541,6 +577,12 @@ impl Collection {
                     return Ok(Some("a recorded topology has it now".into()));
                 }
                 backend.find_route(ns, route)?.is_some_and(|r| r.proto == Some(ROUTE_PROTO))
+            }
+            Op::DelAddr { ns, dev, addr, .. } => {
+                if Accounted::read(base)?.addrs.contains(&(ns.clone(), dev.clone(), *addr)) {
+                    return Ok(Some("a recorded topology has it now".into()));
+                }
+                backend.link(ns, dev)?.is_some_and(|l| l.protos.contains(&(*addr, ADDR_PROTO)))
             }
             Op::FwDelete { ns, family, table, chain, rule } => backend.fw_exists(ns, *family, table, chain, rule)?,
             _ => true,

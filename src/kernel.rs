@@ -558,12 +558,17 @@ impl Kernel {
                 self.rt.block_on(nl::move_link_by_name(&h, name, fd))
             }
             Op::SetUp { ns, name, up } => self.set_link(ns, name, nl::LinkSet { up: Some(*up), ..Default::default() }),
-            Op::AddAddr { ns, dev, addr, nodad } => {
-                self.with_indexes(ns, &[dev], |k, i| nl::add_addr(k.acks(ns)?, i[0], *addr, *nodad))
+            Op::AddAddr { ns, dev, addr, nodad, proto } => {
+                self.with_indexes(ns, &[dev], |k, i| nl::add_addr(k.acks(ns)?, i[0], *addr, *nodad, *proto))
             }
-            Op::DelAddr { ns, dev, addr } => self.with_indexes(ns, &[dev], |k, i| {
+            Op::DelAddr { ns, dev, addr, proto } => self.with_indexes(ns, &[dev], |k, i| {
                 let h = k.nl(ns)?;
-                k.rt.block_on(nl::del_addr(&h, i[0], *addr))
+                k.rt.block_on(nl::del_addr(&h, i[0], *addr, *proto)).map_err(|e| match e {
+                    Error::NotOurs(why) => Error::NotOurs(format!(
+                        "{addr} on \"{dev}\" in {ns} is not the address this topology added ({why}: added again by someone else); left alone"
+                    )),
+                    e => e,
+                })
             }),
             Op::SetMaster { ns, dev, master } => match master {
                 Some(m) => self.with_indexes(ns, &[m], |k, i| {
@@ -659,9 +664,14 @@ fn missing_kind(e: Error, link: &crate::op::LinkKind) -> Error {
 }
 
 /// The addresses of a link, and those of them that carry nodad.
-fn split_addrs(st: Vec<nl::AddrState>) -> (Vec<ipnet::IpNet>, Vec<ipnet::IpNet>) {
+/// A link's addresses, those of them with nodad, and those with a protocol (see
+/// `LinkInfo`).
+type Addrs = (Vec<ipnet::IpNet>, Vec<ipnet::IpNet>, Vec<(ipnet::IpNet, u8)>);
+
+fn split_addrs(st: Vec<nl::AddrState>) -> Addrs {
     let nodad = st.iter().filter(|a| a.nodad).map(|a| a.addr).collect();
-    (st.into_iter().map(|a| a.addr).collect(), nodad)
+    let protos = st.iter().filter(|a| a.proto != 0).map(|a| (a.addr, a.proto)).collect();
+    (st.into_iter().map(|a| a.addr).collect(), nodad, protos)
 }
 
 impl Backend for Kernel {
@@ -787,8 +797,18 @@ impl Backend for Kernel {
             Some(m) => self.rt.block_on(nl::link_by_index(&h, m))?.map(|x| x.name),
             None => None,
         };
-        let (addrs, nodad) = split_addrs(self.rt.block_on(nl::addrs(&h, l.index))?);
-        Ok(Some(LinkInfo { name: l.name, up: l.up, master, mtu: l.mtu, kind: l.kind, alias: l.alias, addrs, nodad }))
+        let (addrs, nodad, protos) = split_addrs(self.rt.block_on(nl::addrs(&h, l.index))?);
+        Ok(Some(LinkInfo {
+            name: l.name,
+            up: l.up,
+            master,
+            mtu: l.mtu,
+            kind: l.kind,
+            alias: l.alias,
+            addrs,
+            nodad,
+            protos,
+        }))
     }
 
     /// Deleting a namespace puts the kernel's last reference to it, and the kernel
@@ -849,9 +869,10 @@ impl Backend for Kernel {
         let mut out = Vec::new();
         for l in &all {
             let master = l.master.and_then(|m| all.iter().find(|x| x.index == m)).map(|x| x.name.clone());
-            let (addrs, nodad) = split_addrs(self.rt.block_on(nl::addrs(&h, l.index))?);
+            let (addrs, nodad, protos) = split_addrs(self.rt.block_on(nl::addrs(&h, l.index))?);
             out.push(LinkInfo {
                 nodad,
+                protos,
                 name: l.name.clone(),
                 up: l.up,
                 master,

@@ -99,6 +99,11 @@ pub struct Route {
 /// mark for routes (`ip route` shows it as `proto 78`).
 pub const ROUTE_PROTO: u8 = 78;
 
+/// The address protocol (IFA_PROTO) netscript stamps on the addresses it adds, its
+/// ownership mark for addresses (`ip addr` shows `proto 78`): the same number as
+/// routes'.
+pub const ADDR_PROTO: u8 = ROUTE_PROTO;
+
 /// The metric the kernel gives an IPv6 route added without one, or with 0
 /// (IP6_RT_PRIO_USER).
 pub const IPV6_METRIC: u32 = 1024;

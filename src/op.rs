@@ -234,11 +234,20 @@ pub enum Op as "Op" {
         addr: IpNet,
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         nodad: bool,
+        /// The address's protocol (IFA_PROTO): `ADDR_PROTO`, netscript's mark, for an
+        /// address it adds; the one it had for an address it gives back; None: none
+        /// (and records from before the mark).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        proto: Option<u8>,
     },
+    /// `proto`: deleted only while the address carries this protocol (None: any, as
+    /// in records from before the mark).
     DelAddr {
         ns: NsRef,
         dev: String,
         addr: IpNet,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        proto: Option<u8>,
     },
     /// Enslave `dev` to `master` (None: release it).
     SetMaster {
@@ -437,11 +446,16 @@ impl Op {
             SetUp { ns, name, up } => {
                 format!("ip {}link set {} {}", ns.ip_flag(), link_arg("dev", name), if *up { "up" } else { "down" })
             }
-            AddAddr { ns, dev, addr, nodad } => {
+            // netscript's own mark is left out, as for routes (see `Route`'s Display).
+            AddAddr { ns, dev, addr, nodad, proto } => {
                 let nodad = if *nodad { " nodad" } else { "" };
-                format!("ip {}addr add {addr} dev {}{nodad}", ns.ip_flag(), q(dev))
+                let proto = match proto {
+                    None | Some(crate::model::ADDR_PROTO) => String::new(),
+                    Some(p) => format!(" proto {p}"),
+                };
+                format!("ip {}addr add {addr} dev {}{nodad}{proto}", ns.ip_flag(), q(dev))
             }
-            DelAddr { ns, dev, addr } => {
+            DelAddr { ns, dev, addr, .. } => {
                 format!("ip {}addr del {addr} dev {}", ns.ip_flag(), q(dev))
             }
             SetMaster { ns, dev, master } => match master {
@@ -745,8 +759,14 @@ mod tests {
             "ip link set veth0 netns ns1"
         );
         assert_eq!(
-            Op::AddAddr { ns: ns1.clone(), dev: "veth0".into(), addr: "175.18.0.2/24".parse().unwrap(), nodad: false }
-                .render(),
+            Op::AddAddr {
+                ns: ns1.clone(),
+                dev: "veth0".into(),
+                addr: "175.18.0.2/24".parse().unwrap(),
+                nodad: false,
+                proto: Some(crate::model::ADDR_PROTO),
+            }
+            .render(),
             "ip -n ns1 addr add 175.18.0.2/24 dev veth0"
         );
         assert_eq!(

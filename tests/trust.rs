@@ -142,6 +142,7 @@ fn down_leaves_alone_what_took_the_name_of_ours() {
     assert!(out.contains("not ours: \"br0\" in the host namespace is not the link this topology created"), "{out}");
     assert!(out.contains("not ours: namespace \"ns1\" is not the namespace this topology created"), "{out}");
     assert!(out.contains("not ours: the route 10.9.0.0/24 via 10.8.0.2 in the host namespace"), "{out}");
+    assert!(out.contains("not ours: 10.8.0.1/24 on \"br0\" in the host namespace is not the address"), "{out}");
     let o = sb.netscript(&["down", "owned"]);
     assert_eq!(o.status.code(), Some(0), "nothing of ours was left: {}", stderr(&o));
     let e = stderr(&o);
@@ -309,6 +310,39 @@ fn down_deletes_its_own_route_and_not_the_same_route_at_another_metric() {
     let o = sb.netscript(&["down", "theirs"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     assert_eq!(routes(), Vec::<String>::new());
+}
+
+/// An address netscript adds carries protocol 78, and its undo deletes it only while
+/// it does: one deleted behind netscript's back and added again by someone else is
+/// left alone, and said. The mark comes back with an address netscript restores:
+/// topology `b` moves the link away (the kernel drops its addresses) and back, and
+/// `a`'s other address is still `a`'s. (Two subnets: deleting the first address of a
+/// subnet takes the later ones of that subnet with it.) Without the check
+/// (`DelAddr`'s protocol ignored) both addresses were deleted; without the restored
+/// protocol, 10.9.0.1 was left (checked).
+#[test]
+fn down_deletes_its_own_address_and_not_one_added_again_by_another() {
+    let sb = Sandbox::new();
+    sb.ok("ip netns add pre && ip link add d0 type veth peer name d0p && ip link set d0 up");
+    let a = script_file("addrs_a.lua", "link.get(\"d0\"):addr(\"10.9.0.1/24\"):addr(\"10.9.1.2/24\")\n");
+    let b = script_file("addrs_b.lua", "link.get(\"d0\"):move(\"pre\")\n");
+    for s in [&a, &b] {
+        let o = sb.netscript(&[s]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    assert!(!sb.ok("ip -j addr show").contains("10.9."), "the move took the addresses with it");
+    let o = sb.netscript(&["down", "addrs_b"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    sb.ok("ip addr del 10.9.1.2/24 dev d0 && ip addr add 10.9.1.2/24 dev d0");
+    let o = sb.netscript(&["down", "addrs_a"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("10.9.1.2/24 on \"d0\" in the host namespace is not the address this topology added"),
+        "{}",
+        stderr(&o)
+    );
+    let left = sb.ok("ip -j addr show d0");
+    assert!(left.contains("\"local\":\"10.9.1.2\"") && !left.contains("\"local\":\"10.9.0.1\""), "{left}");
 }
 
 /// Before deleting namespaces, `down` takes down the bridge it deletes after them

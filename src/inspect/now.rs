@@ -328,7 +328,7 @@ impl Replay {
                     self.links[i].addrs.push(a);
                 }
             }
-            Op::DelAddr { ns, dev, addr } => {
+            Op::DelAddr { ns, dev, addr, .. } => {
                 let i = self.link(ns, dev);
                 let a = addr.to_string();
                 self.links[i].addrs.retain(|x| *x != a);

@@ -26,6 +26,8 @@ pub(super) struct MLink {
     pub(super) addrs: Vec<IpNet>,
     /// The IPv6 addresses of `addrs` added with nodad.
     pub(super) nodad: Vec<IpNet>,
+    /// The addresses of `addrs` with a protocol, with it.
+    pub(super) protos: Vec<(IpNet, u8)>,
     /// The other end of a veth pair.
     pub(super) peer: Option<(NsRef, String)>,
     /// The root qdisc netscript set (None: the kernel's default).
@@ -50,6 +52,7 @@ impl MLink {
             alias: Some(alias.into()),
             addrs: Vec::new(),
             nodad: Vec::new(),
+            protos: Vec::new(),
             peer: None,
             qdisc: None,
             bridge: Default::default(),
@@ -68,6 +71,7 @@ impl MLink {
             alias: self.alias.clone(),
             addrs: self.addrs.clone(),
             nodad: self.nodad.clone(),
+            protos: self.protos.clone(),
         }
     }
 }
@@ -255,6 +259,7 @@ impl Netns {
         if let Some(l) = self.link_mut(dev) {
             l.addrs.retain(|a| a.addr().is_ipv4());
             l.nodad.clear();
+            l.protos.retain(|(a, _)| a.addr().is_ipv4());
         }
         self.routes.retain(|r| !(r.dest.addr().is_ipv6() && r.dev.as_deref() == Some(dev)));
     }
@@ -576,6 +581,8 @@ impl Plan {
                 let mut l = self.ns_mut(ns)?.take_link(name).expect("checked");
                 l.up = false;
                 l.addrs.clear();
+                l.nodad.clear();
+                l.protos.clear();
                 l.master = None;
                 self.repoint_peer(&l, to);
                 self.ns_mut(to)?.links.push(l);
@@ -604,7 +611,7 @@ impl Plan {
                     n.flush_v6(name);
                 }
             }
-            Op::AddAddr { ns, dev, addr, nodad } => {
+            Op::AddAddr { ns, dev, addr, nodad, proto } => {
                 let l = self.link_mut(ns, dev)?;
                 if l.addrs.contains(addr) {
                     return Err(Error::sys(
@@ -616,17 +623,29 @@ impl Plan {
                 if *nodad && addr.addr().is_ipv6() {
                     l.nodad.push(*addr);
                 }
+                if let Some(p) = proto.filter(|p| *p != 0) {
+                    l.protos.push((*addr, p));
+                }
                 if l.up {
                     self.ns_mut(ns)?.add_connected(dev, addr);
                 }
             }
-            Op::DelAddr { ns, dev, addr } => {
+            Op::DelAddr { ns, dev, addr, proto } => {
                 let l = self.link_mut(ns, dev)?;
                 let i = l.addrs.iter().position(|a| a == addr).ok_or_else(|| {
                     Error::sys(format!("{addr} is not on link \"{dev}\" in {ns}"), Some(Errno::EADDRNOTAVAIL))
                 })?;
+                let have = l.protos.iter().find(|(a, _)| a == addr).map_or(0, |(_, p)| *p);
+                if let Some(want) = proto
+                    && have != *want
+                {
+                    return Err(Error::NotOurs(format!(
+                        "{addr} on \"{dev}\" in {ns} is not the address this topology added (its protocol is {have}, not {want}); left alone"
+                    )));
+                }
                 l.addrs.remove(i);
                 l.nodad.retain(|a| a != addr);
+                l.protos.retain(|(a, _)| a != addr);
                 let still = l.addrs.iter().any(|a| a.trunc() == addr.trunc());
                 if !still {
                     let dest = addr.trunc();

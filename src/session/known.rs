@@ -66,6 +66,7 @@ fn fresh(name: &str, kind: Option<&str>, mtu: u32, alias: Option<String>) -> Kno
             alias,
             addrs: Vec::new(),
             nodad: Vec::new(),
+            protos: Vec::new(),
         },
         addrs: true,
         mtu: true,
@@ -120,18 +121,22 @@ impl Session {
                     k.addrs &= !*up;
                 }
             }
-            Op::AddAddr { ns, dev, addr, nodad } => {
+            Op::AddAddr { ns, dev, addr, nodad, proto } => {
                 if let Some(k) = links.get_mut(&key(ns, dev)) {
                     k.info.addrs.push(*addr);
                     if *nodad {
                         k.info.nodad.push(*addr);
                     }
+                    if let Some(p) = proto.filter(|p| *p != 0) {
+                        k.info.protos.push((*addr, p));
+                    }
                 }
             }
-            Op::DelAddr { ns, dev, addr } => {
+            Op::DelAddr { ns, dev, addr, .. } => {
                 if let Some(k) = links.get_mut(&key(ns, dev)) {
                     k.info.addrs.retain(|a| a != addr);
                     k.info.nodad.retain(|a| a != addr);
+                    k.info.protos.retain(|(a, _)| a != addr);
                 }
             }
             Op::SetMaster { ns, dev, master } => {

@@ -660,7 +660,11 @@ impl Session {
         }
         let nodad = nodad && addr.addr().is_ipv6();
         let (ns, dev) = (ns.clone(), name.to_string());
-        self.change(Op::AddAddr { ns: ns.clone(), dev: dev.clone(), addr, nodad }, vec![Op::DelAddr { ns, dev, addr }])
+        let proto = Some(crate::model::ADDR_PROTO);
+        self.change(
+            Op::AddAddr { ns: ns.clone(), dev: dev.clone(), addr, nodad, proto },
+            vec![Op::DelAddr { ns, dev, addr, proto }],
+        )
     }
 
     /// What brings back a link's addresses and routes after the kernel dropped them
@@ -672,7 +676,8 @@ impl Session {
         let mut ops = Vec::new();
         for a in l.addrs.iter().filter(|a| !is_link_local(a) && (!v6_only || a.addr().is_ipv6())) {
             let nodad = l.nodad.contains(a);
-            ops.push(Op::AddAddr { ns: ns.clone(), dev: l.name.clone(), addr: *a, nodad });
+            let proto = l.protos.iter().find(|(x, _)| x == a).map(|(_, p)| *p);
+            ops.push(Op::AddAddr { ns: ns.clone(), dev: l.name.clone(), addr: *a, nodad, proto });
         }
         for r in self.backend.routes(ns)? {
             let ours = r.dev.as_deref() == Some(l.name.as_str()) && !matches!(r.proto, Some(2 | 9));

@@ -787,7 +787,7 @@ mod tests {
             op: Op::SetUp { ns: H, name: "br0".into(), up: false },
             undo: vec![
                 Op::SetUp { ns: H, name: "br0".into(), up: true },
-                Op::DelAddr { ns: H, dev: "br0".into(), addr: "10.0.0.1/24".parse().unwrap() },
+                Op::DelAddr { ns: H, dev: "br0".into(), addr: "10.0.0.1/24".parse().unwrap(), proto: None },
                 Op::SetMtu { ns: H, dev: "br0".into(), mtu: 1400 },
             ],
             state: State::InFlight,
@@ -828,7 +828,7 @@ mod tests {
         let covered = [
             up(&ns2, "a"),
             up(&ns1, "lo"),
-            Op::DelAddr { ns: H, dev: "br".into(), addr: "10.0.0.1/24".parse().unwrap() },
+            Op::DelAddr { ns: H, dev: "br".into(), addr: "10.0.0.1/24".parse().unwrap(), proto: None },
             Op::SetMaster { ns: ns2.clone(), dev: "b".into(), master: None },
             Op::SetMtu { ns: H, dev: "br".into(), mtu: 1500 },
             Op::DelRoute { ns: H, route: route_dev("10.9.0.0/16", "br") },

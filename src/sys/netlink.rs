@@ -105,7 +105,8 @@ pub fn set_up(sock: &mut Acks, index: u32, up: bool) -> Result<()> {
 
 /// Adds an address; `nodad` (IPv6: IFA_F_NODAD, `ip addr add ... nodad`) makes it
 /// usable at once, without duplicate address detection.
-pub fn add_addr(s: &mut Acks, index: u32, addr: IpNet, nodad: bool) -> Result<()> {
+/// `proto`: its protocol (IFA_PROTO, `ip addr add ... proto N`).
+pub fn add_addr(s: &mut Acks, index: u32, addr: IpNet, nodad: bool, proto: Option<u8>) -> Result<()> {
     let mut m = match addr.addr() {
         IpAddr::V4(a) => rtnetlink::AddressMessageBuilder::<std::net::Ipv4Addr>::new()
             .index(index)
@@ -121,6 +122,9 @@ pub fn add_addr(s: &mut Acks, index: u32, addr: IpNet, nodad: bool) -> Result<()
     if nodad {
         m.header.flags |= AddressHeaderFlags::Nodad;
         m.attributes.push(AddressAttribute::Flags(AddressFlags::Nodad));
+    }
+    if let Some(p) = proto.filter(|p| *p != 0) {
+        m.attributes.push(AddressAttribute::Protocol(p.into()));
     }
     s.request(RouteNetlinkMessage::NewAddress(m), CREATE)
 }
@@ -156,6 +160,8 @@ pub struct AddrState {
     pub addr: IpNet,
     pub nodad: bool,
     pub tentative: bool,
+    /// Its protocol (IFA_PROTO; 0: none).
+    pub proto: u8,
 }
 
 /// The addresses on a link, in kernel order.
@@ -171,7 +177,17 @@ pub async fn addrs(h: &Handle, index: u32) -> Result<Vec<AddrState>> {
 fn addr_state(m: &AddressMessage) -> Option<AddrState> {
     let f = flags_of(m);
     let tentative = f.contains(AddressFlags::Tentative) && !f.contains(AddressFlags::Dadfailed);
-    addr_of(m).map(|addr| AddrState { addr, nodad: f.contains(AddressFlags::Nodad), tentative })
+    addr_of(m).map(|addr| AddrState { addr, nodad: f.contains(AddressFlags::Nodad), tentative, proto: proto_of(m) })
+}
+
+fn proto_of(m: &AddressMessage) -> u8 {
+    m.attributes
+        .iter()
+        .find_map(|a| match a {
+            AddressAttribute::Protocol(p) => Some(u8::from(*p)),
+            _ => None,
+        })
+        .unwrap_or(0)
 }
 
 /// Every address of the namespace, with the index of its link.
@@ -180,12 +196,20 @@ pub async fn all_addrs(h: &Handle) -> Result<Vec<(u32, AddrState)>> {
     Ok(msgs.iter().filter_map(|m| addr_state(m).map(|a| (m.header.index, a))).collect())
 }
 
-pub async fn del_addr(h: &Handle, index: u32, addr: IpNet) -> Result<()> {
+/// Deletes an address; with `proto`, only while it carries that protocol (the kernel
+/// does not match it itself: the address is read first anyway, to be deleted as it
+/// is). One with another protocol is `NotOurs`.
+pub async fn del_addr(h: &Handle, index: u32, addr: IpNet, proto: Option<u8>) -> Result<()> {
     let msgs: Vec<AddressMessage> = h.address().get().set_link_index_filter(index).execute().try_collect().await?;
     let m = msgs
         .into_iter()
         .find(|m| m.header.index == index && addr_of(m) == Some(addr))
         .ok_or(Error::sys("address not found", Some(nix::errno::Errno::EADDRNOTAVAIL)))?;
+    if let Some(want) = proto
+        && proto_of(&m) != want
+    {
+        return Err(Error::NotOurs(format!("its protocol is {}, not {want}", proto_of(&m))));
+    }
     h.address().del(m).execute().await?;
     Ok(())
 }
