@@ -139,7 +139,7 @@ pub fn drift(journal: &Journal, b: &mut dyn Backend) -> Vec<Drift> {
 fn not_ours(b: &mut dyn Backend, e: &crate::journal::Entry, mark: &str) -> Result<Option<String>> {
     Ok(match (&e.op, e.undo.first()) {
         (Op::AddNetns { name }, Some(Op::DelNetns { id: Some(want), .. })) => match b.netns_id(name) {
-            Some(have) if have != *want => {
+            Some(have) if !have.is(want) => {
                 Some(format!("namespace \"{name}\" is not the namespace this topology created"))
             }
             _ => None,

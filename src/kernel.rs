@@ -473,7 +473,7 @@ impl Kernel {
                     None => netns::id(name),
                 };
                 if let (Some(want), Some(have)) = (id, have)
-                    && *want != have
+                    && !want.is(&have)
                 {
                     return Err(Error::NotOurs(format!(
                         "namespace \"{name}\" is not the namespace this topology created (another one took its name); left alone"
@@ -563,12 +563,9 @@ impl Kernel {
             }
             Op::DelAddr { ns, dev, addr, proto } => self.with_indexes(ns, &[dev], |k, i| {
                 let h = k.nl(ns)?;
-                k.rt.block_on(nl::del_addr(&h, i[0], *addr, *proto)).map_err(|e| match e {
-                    Error::NotOurs(why) => Error::NotOurs(format!(
-                        "{addr} on \"{dev}\" in {ns} is not the address this topology added ({why}: added again by someone else); left alone"
-                    )),
-                    e => e,
-                })
+                k.rt.block_on(nl::del_addr(&h, i[0], *addr, |have| {
+                    crate::model::addr_owned(ns, dev, addr, *proto, have)
+                }))
             }),
             Op::SetMaster { ns, dev, master } => match master {
                 Some(m) => self.with_indexes(ns, &[m], |k, i| {
@@ -663,7 +660,6 @@ fn missing_kind(e: Error, link: &crate::op::LinkKind) -> Error {
     Error::sys(crate::sys::kconfig::missing_link_kind(link.name()), Some(Errno::EOPNOTSUPP))
 }
 
-/// The addresses of a link, and those of them that carry nodad.
 /// A link's addresses, those of them with nodad, and those with a protocol (see
 /// `LinkInfo`).
 type Addrs = (Vec<ipnet::IpNet>, Vec<ipnet::IpNet>, Vec<(ipnet::IpNet, u8)>);

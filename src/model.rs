@@ -104,6 +104,18 @@ pub const ROUTE_PROTO: u8 = 78;
 /// routes'.
 pub const ADDR_PROTO: u8 = ROUTE_PROTO;
 
+/// The check an address's undo makes before deleting it: that it still carries the
+/// protocol it was added with (`want`; None: any, as in records from before the
+/// mark), `have` being the one it carries now.
+pub fn addr_owned(ns: &NsRef, dev: &str, addr: &IpNet, want: Option<u8>, have: u8) -> Result<()> {
+    match want {
+        Some(want) if want != have => Err(Error::NotOurs(format!(
+            "{addr} on \"{dev}\" in {ns} is not the address this topology added (its protocol is {have}, not {want}: added again by someone else); left alone"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// The metric the kernel gives an IPv6 route added without one, or with 0
 /// (IP6_RT_PRIO_USER).
 pub const IPV6_METRIC: u32 = 1024;
@@ -440,6 +452,21 @@ pub fn join_words(words: &[String]) -> String {
 mod tests {
     use super::*;
 
+    /// An inode number made again is another namespace; a record from before the
+    /// instant was kept is compared by inode, as it was written.
+    #[test]
+    fn a_namespace_is_its_inode_made_at_its_instant() {
+        let ours = NsId { dev: 4, ino: 4026532391, ctime_ns: Some(1_796_242_029_074_683_777) };
+        assert!(ours.is(&ours));
+        assert!(!ours.is(&NsId { ctime_ns: Some(1_796_242_030_622_683_759), ..ours }));
+        assert!(!ours.is(&NsId { ino: 4026532392, ..ours }));
+        let old = NsId { ctime_ns: None, ..ours };
+        assert!(old.is(&ours) && ours.is(&old));
+        let read: NsId = serde_json::from_str(r#"{"dev":4,"ino":4026532391}"#).unwrap();
+        assert_eq!(read, old);
+        assert!(!serde_json::to_string(&old).unwrap().contains("ctime"));
+    }
+
     #[test]
     fn a_route_is_deleted_at_the_metric_the_kernel_gave_it() {
         let r = |dest: &str, metric| Route {
@@ -543,11 +570,31 @@ mod tests {
 }
 
 /// A network namespace's identity: the device and inode of its nsfs file (what
-/// `stat -L /run/netns/NAME` shows).
+/// `stat -L /run/netns/NAME` shows), and the instant that inode was made (its ctime,
+/// in ns). The inode number alone is not enough: the kernel gives a new namespace
+/// the lowest number free, so one made after ours was freed often gets ours. The
+/// file of a named namespace lives as long as its mount, so its ctime is the
+/// namespace's (absent in records from before it was kept).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NsId {
     pub dev: u64,
     pub ino: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ctime_ns: Option<i64>,
+}
+
+impl NsId {
+    /// The same namespace: the same inode, made at the same instant when both say.
+    pub fn is(&self, other: &NsId) -> bool {
+        self.same_inode(other)
+            && (self.ctime_ns.is_none() || other.ctime_ns.is_none() || self.ctime_ns == other.ctime_ns)
+    }
+
+    /// The same inode: how a process's namespace (/proc/PID/ns/net, whose file the
+    /// kernel may make anew once no mount holds it) is matched.
+    pub fn same_inode(&self, other: &NsId) -> bool {
+        self.dev == other.dev && self.ino == other.ino
+    }
 }
 
 /// A process in a network namespace (`Backend::processes_in`): a namespace deleted

@@ -155,6 +155,27 @@ fn down_leaves_alone_what_took_the_name_of_ours() {
     assert!(stdout(&sb.netscript(&["ls"])).contains("no topologies are up"));
 }
 
+/// A namespace is known by its nsfs inode and the instant that inode was made: the
+/// kernel gives a new namespace the lowest inode number free, so one made after ours
+/// was deleted and freed often has ours. That reuse is made certain here by editing
+/// the record (the instant it holds is not the one of the namespace now named ns1,
+/// whose inode number is the recorded one): `down` leaves ns1 alone. With the inode
+/// alone compared, it was deleted (checked).
+#[test]
+fn down_leaves_alone_a_namespace_with_our_inode_number_made_at_another_instant() {
+    let sb = Sandbox::new();
+    let script = script_file("reused.lua", "netns.add(\"ns1\")\n");
+    let o = sb.netscript(&[&script]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let journal = "/run/netscript/reused/journal.jsonl";
+    assert!(sb.ok(&format!("cat {journal}")).contains("\"ctime_ns\":"), "the identity holds the instant");
+    sb.ok(&format!("sed -i 's/\"ctime_ns\":[0-9]*/\"ctime_ns\":1/' {journal}"));
+    let o = sb.netscript(&["down", "reused"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains("namespace \"ns1\" is not the namespace this topology created"), "{}", stderr(&o));
+    assert!(sb.ok("ip netns list").contains("ns1"));
+}
+
 /// A journal naming pid 1 as a process it started (edited by hand, say) never gets
 /// it stopped: as a group leader, pid 1's stop would be killpg(1), which is kill(-1),
 /// every process the caller may signal. Run in a pid namespace of its own, where a

@@ -636,13 +636,7 @@ impl Plan {
                     Error::sys(format!("{addr} is not on link \"{dev}\" in {ns}"), Some(Errno::EADDRNOTAVAIL))
                 })?;
                 let have = l.protos.iter().find(|(a, _)| a == addr).map_or(0, |(_, p)| *p);
-                if let Some(want) = proto
-                    && have != *want
-                {
-                    return Err(Error::NotOurs(format!(
-                        "{addr} on \"{dev}\" in {ns} is not the address this topology added (its protocol is {have}, not {want}); left alone"
-                    )));
-                }
+                crate::model::addr_owned(ns, dev, addr, *proto, have)?;
                 l.addrs.remove(i);
                 l.nodad.retain(|a| a != addr);
                 l.protos.retain(|(a, _)| a != addr);

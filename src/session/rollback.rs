@@ -311,8 +311,8 @@ impl Session {
         let procs = self.backend.processes_in(&ids);
         let mut held = HashSet::new();
         for (name, id) in &doomed.ids {
-            let inside: Vec<&NsProcess> = procs.iter().filter(|p| p.ns == *id).collect();
-            if inside.is_empty() || self.backend.netns_id(name) == Some(*id) {
+            let inside: Vec<&NsProcess> = procs.iter().filter(|p| p.ns.same_inode(id)).collect();
+            if inside.is_empty() || self.backend.netns_id(name).is_some_and(|now| now.is(id)) {
                 continue;
             }
             report.held.push(held_message(name, &inside));
@@ -874,7 +874,7 @@ mod tests {
 
     #[test]
     fn the_report_names_the_processes_that_hold_a_namespace() {
-        let id = NsId { dev: 4, ino: 9 };
+        let id = NsId { dev: 4, ino: 9, ctime_ns: None };
         let p = |pid: u32, comm: &str| NsProcess { ns: id, pid, comm: comm.into() };
         let one = [p(12, "sleep")];
         assert_eq!(

@@ -196,20 +196,16 @@ pub async fn all_addrs(h: &Handle) -> Result<Vec<(u32, AddrState)>> {
     Ok(msgs.iter().filter_map(|m| addr_state(m).map(|a| (m.header.index, a))).collect())
 }
 
-/// Deletes an address; with `proto`, only while it carries that protocol (the kernel
-/// does not match it itself: the address is read first anyway, to be deleted as it
-/// is). One with another protocol is `NotOurs`.
-pub async fn del_addr(h: &Handle, index: u32, addr: IpNet, proto: Option<u8>) -> Result<()> {
+/// Deletes an address once `owned` accepts the protocol it carries (the kernel does
+/// not match a protocol itself: the address is read first anyway, to be deleted as
+/// it is).
+pub async fn del_addr(h: &Handle, index: u32, addr: IpNet, owned: impl FnOnce(u8) -> Result<()>) -> Result<()> {
     let msgs: Vec<AddressMessage> = h.address().get().set_link_index_filter(index).execute().try_collect().await?;
     let m = msgs
         .into_iter()
         .find(|m| m.header.index == index && addr_of(m) == Some(addr))
         .ok_or(Error::sys("address not found", Some(nix::errno::Errno::EADDRNOTAVAIL)))?;
-    if let Some(want) = proto
-        && proto_of(&m) != want
-    {
-        return Err(Error::NotOurs(format!("its protocol is {}, not {want}", proto_of(&m))));
-    }
+    owned(proto_of(&m))?;
     h.address().del(m).execute().await?;
     Ok(())
 }

@@ -144,12 +144,20 @@ pub fn delete(name: &str) -> Result<()> {
 /// None when the name holds none.
 pub fn id(name: &str) -> Option<crate::model::NsId> {
     use std::os::unix::fs::MetadataExt;
-    fs::metadata(path(name)).ok().map(|m| crate::model::NsId { dev: m.dev(), ino: m.ino() })
+    fs::metadata(path(name)).ok().map(|m| crate::model::NsId {
+        dev: m.dev(),
+        ino: m.ino(),
+        ctime_ns: Some(m.ctime() * 1_000_000_000 + m.ctime_nsec()),
+    })
 }
 
 /// The identity of the namespace an open file (`open`) refers to.
 pub fn id_of(fd: BorrowedFd<'_>) -> Option<crate::model::NsId> {
-    nix::sys::stat::fstat(fd).ok().map(|m| crate::model::NsId { dev: m.st_dev, ino: m.st_ino })
+    nix::sys::stat::fstat(fd).ok().map(|m| crate::model::NsId {
+        dev: m.st_dev,
+        ino: m.st_ino,
+        ctime_ns: Some(m.st_ctime * 1_000_000_000 + m.st_ctime_nsec),
+    })
 }
 
 pub fn exists(name: &str) -> bool {
