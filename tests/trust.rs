@@ -184,10 +184,9 @@ fn down_leaves_alone_a_namespace_with_our_inode_number_made_at_another_instant()
 /// sleep lives. Without the refusal in `process::stop` the sleep is killed (checked).
 #[test]
 fn down_never_stops_pid_1_whatever_the_journal_says() {
-    let d = std::path::PathBuf::from(script_file(".keep", "")).parent().unwrap().join("pid1-state");
-    let _ = std::fs::remove_dir_all(&d);
-    let inner = format!(
-        r#"set -e
+    let (out, err) = as_pid_1("pid1-state", &[], |d| {
+        format!(
+            r#"set -e
 sleep 30 & victim=$!
 start=$(sed 's/.*) //' /proc/1/stat | cut -d' ' -f20)
 mkdir -p -m 700 {d}/p1
@@ -199,20 +198,31 @@ set +e
 {BIN} --state-dir {d} down p1; echo "status=$?"
 if kill -0 "$victim" 2>/dev/null; then echo victim=alive; kill "$victim"; else echo victim=dead; fi
 "#,
-        d = d.display()
-    );
-    std::fs::create_dir_all(&d).unwrap();
-    std::fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
-    // setsid: pid 1 leads its own group (as a process netscript spawns does).
-    let o = Command::new("unshare")
-        .args(["--pid", "--fork", "--mount-proc", "--net", "setsid", "sh", "-c", &inner])
-        .output()
-        .unwrap();
-    let (out, err) = (stdout(&o), stderr(&o));
+            d = d.display()
+        )
+    });
     assert!(out.contains("victim=alive"), "a process beside pid 1 was signalled:\n{out}{err}");
     assert!(out.contains("status=0"), "{out}{err}");
     assert!(err.contains("process 1 is not a process netscript started (pid 1 is init); left alone"), "{out}{err}");
+}
+
+/// Runs the shell script `inner(state dir)` as pid 1 of a pid namespace of its own
+/// (with a network namespace and `/proc` of its own), in a process group it leads (as
+/// a process netscript spawns does), after `env` (`VAR=value`...); its stdout and
+/// stderr. The state dir is made (0700) before and removed after.
+fn as_pid_1(tag: &str, env: &[&str], inner: impl FnOnce(&std::path::Path) -> String) -> (String, String) {
+    let d = std::path::PathBuf::from(script_file(".keep", "")).parent().unwrap().join(tag);
     let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let o = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "--net", "env"])
+        .args(env)
+        .args(["setsid", "sh", "-c", &inner(&d)])
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&d);
+    (stdout(&o), stderr(&o))
 }
 
 /// The undo of a spawn whose pid was never journaled stops the processes that carry
@@ -222,10 +232,9 @@ if kill -0 "$victim" 2>/dev/null; then echo victim=alive; kill "$victim"; else e
 /// and the sleep beside it lived (checked).
 #[test]
 fn down_stops_the_marked_processes_beside_a_marked_pid_1() {
-    let d = std::path::PathBuf::from(script_file(".keep", "")).parent().unwrap().join("mark1-state");
-    let _ = std::fs::remove_dir_all(&d);
-    let inner = format!(
-        r#"set -e
+    let (out, err) = as_pid_1("mark1-state", &["NETSCRIPT_OWNER=netscript:m1:9:1"], |d| {
+        format!(
+            r#"set -e
 sleep 30 & victim=$!
 mkdir -p -m 700 {d}/m1
 printf '%s\n' '{{"t":"meta","name":"m1"}}' \
@@ -237,20 +246,12 @@ set +e
 sleep 0.2
 if kill -0 "$victim" 2>/dev/null && ! grep -q '^State:.*Z' /proc/$victim/status; then echo victim=alive; kill "$victim"; else echo victim=stopped; fi
 "#,
-        d = d.display()
-    );
-    std::fs::create_dir_all(&d).unwrap();
-    std::fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
-    let o = Command::new("unshare")
-        .args(["--pid", "--fork", "--mount-proc", "--net", "env", "NETSCRIPT_OWNER=netscript:m1:9:1"])
-        .args(["setsid", "sh", "-c", &inner])
-        .output()
-        .unwrap();
-    let (out, err) = (stdout(&o), stderr(&o));
+            d = d.display()
+        )
+    });
     assert!(out.contains("victim=stopped"), "the marked sleep beside pid 1 was left running:\n{out}{err}");
     assert!(err.contains("process 1 is not a process netscript started (pid 1 is init); left alone"), "{out}{err}");
     assert!(out.contains("status=0"), "{out}{err}");
-    let _ = std::fs::remove_dir_all(&d);
 }
 
 /// A process the topology spawned takes the topology down (a lab that ends itself):
