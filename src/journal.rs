@@ -640,6 +640,41 @@ mod tests {
         fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// Every field a line is written with is one the hand-written reader knows: a
+    /// field added to `Meta` or `Line` and not to `Field` would be read as unknown,
+    /// and dropped, without this.
+    #[test]
+    fn the_reader_knows_every_field_written() {
+        let meta = Meta {
+            name: "t".into(),
+            script: "s.lua".into(),
+            pid: 1,
+            started: 2,
+            started_ns: Some(3),
+            firewall: Some("iptables-nft".into()),
+        };
+        let op = Op::AddNetns { name: "a".into() };
+        let lines = [
+            Line::Meta(meta.clone()),
+            Line::Begin { seq: 1, op: op.clone(), undo: vec![] },
+            Line::Done { seq: 1 },
+            Line::Failed { seq: 1 },
+            Line::Undone { seq: 1 },
+            Line::Undoing { seq: 1 },
+            Line::Amend { seq: 1, op: Some(op), undo: vec![], note: Some("n".into()) },
+        ];
+        for line in &lines {
+            let text = serde_json::to_string(line).unwrap();
+            let serde_json::Value::Object(fields) = serde_json::from_str(&text).unwrap() else { panic!("{text}") };
+            for key in fields.keys() {
+                let field: Field = serde_json::from_value(serde_json::Value::String(key.clone())).unwrap();
+                assert!(!matches!(field, Field::Other), "{key} of {text}");
+            }
+            let back: Line = serde_json::from_str(&text).unwrap();
+            assert_eq!(serde_json::to_string(&back).unwrap(), text);
+        }
+    }
+
     /// A line is read whatever the order of its fields (a record edited by hand, or
     /// written by another JSON tool), an op's tag among them; a line of a kind no
     /// netscript writes, or without its tag, is not trusted.
