@@ -12,7 +12,7 @@ use crate::firewall::Family;
 use crate::journal::{Journal, State};
 use crate::model::{ADDR_PROTO, NsRef, ROUTE_PROTO, split_words};
 use crate::op::Op;
-use crate::qdisc::RootQdisc;
+use crate::qdisc::{Qdisc, RootQdisc};
 use crate::state::{LockMode, Record, StateDir};
 
 mod dot;
@@ -135,7 +135,8 @@ pub fn drift(journal: &Journal, b: &mut dyn Backend) -> Vec<Drift> {
 
 /// Whether the object a creation made has been replaced by another one under its
 /// name (not marked for the topology, another link index, another namespace, a
-/// route or an address of another protocol): what, if so.
+/// route or an address of another protocol, a root qdisc of another handle): what,
+/// if so.
 fn not_ours(b: &mut dyn Backend, e: &crate::journal::Entry, mark: &str) -> Result<Option<String>> {
     Ok(match (&e.op, e.undo.first()) {
         (Op::AddNetns { name }, Some(Op::DelNetns { id: Some(want), .. })) => match b.netns_id(name) {
@@ -169,6 +170,19 @@ fn not_ours(b: &mut dyn Backend, e: &crate::journal::Entry, mark: &str) -> Resul
                 Some(k) if k.proto != Some(ROUTE_PROTO) => {
                     Some(format!("the route {route} in {ns} is not the route this topology added ({k})"))
                 }
+                _ => None,
+            }
+        }
+        (Op::SetQdisc { ns, dev, qdisc: Qdisc { handle: Some(mine), .. }, .. }, _) => {
+            if ns.name().is_some_and(|n| !b.netns_exists(n)) || b.link(ns, dev)?.is_none() {
+                return Ok(None);
+            }
+            match b.root_qdisc(ns, dev)? {
+                RootQdisc::Default => None,
+                root if root.handle() != *mine => Some(format!(
+                    "the root qdisc of \"{dev}\" in {ns} is not the one this topology set (it is {} now, not {mine:x}:)",
+                    root.describe()
+                )),
                 _ => None,
             }
         }
@@ -213,16 +227,20 @@ fn in_place(b: &mut dyn Backend, op: &Op) -> Result<bool> {
         Op::SetBridgePort { ns, dev, flags } => {
             link(b, ns, dev)?.is_some() && b.port_flags(ns, dev)?.restricted_to(flags) == *flags
         }
-        Op::SetQdisc { ns, dev, qdisc } => {
-            // The kind: the kernel rounds some parameters (tbf's burst) as it reports them.
-            link(b, ns, dev)?.is_some()
-                && match b.root_qdisc(ns, dev)? {
-                    RootQdisc::Known(q) => q.kind == qdisc.kind,
-                    RootQdisc::Other { kind, .. } => kind == qdisc.kind,
-                    RootQdisc::Default => false,
-                }
+        Op::SetQdisc { ns, dev, qdisc, .. } => {
+            // The kind (the kernel rounds some parameters, tbf's burst, as it reports
+            // them) and the handle it was given.
+            link(b, ns, dev)?.is_some() && {
+                let root = b.root_qdisc(ns, dev)?;
+                qdisc.handle.is_none_or(|h| h == root.handle())
+                    && match root {
+                        RootQdisc::Known(q) => q.kind == qdisc.kind,
+                        RootQdisc::Other { kind, .. } => kind == qdisc.kind,
+                        RootQdisc::Default => false,
+                    }
+            }
         }
-        Op::DelQdisc { ns, dev } => link(b, ns, dev)?.is_none() || b.root_qdisc(ns, dev)? == RootQdisc::Default,
+        Op::DelQdisc { ns, dev, .. } => link(b, ns, dev)?.is_none() || b.root_qdisc(ns, dev)? == RootQdisc::Default,
         Op::DelLink { ns, name, .. } => link(b, ns, name)?.is_none(),
         Op::MoveLink { name, to, .. } => link(b, to, name)?.is_some(),
         Op::SetUp { ns, name, up } => link(b, ns, name)?.is_some_and(|l| l.up == *up),
@@ -263,7 +281,7 @@ fn drift_key(op: &Op) -> (String, Option<(NsRef, String)>) {
         | Op::MoveLink { ns, name, .. } => (format!("link {ns} {name}"), l(ns, name)),
         Op::SetBridge { ns, name, .. } => (format!("bridge {ns} {name}"), l(ns, name)),
         Op::SetBridgePort { ns, dev, .. } => (format!("port {ns} {dev}"), l(ns, dev)),
-        Op::SetQdisc { ns, dev, .. } | Op::DelQdisc { ns, dev } => (format!("qdisc {ns} {dev}"), l(ns, dev)),
+        Op::SetQdisc { ns, dev, .. } | Op::DelQdisc { ns, dev, .. } => (format!("qdisc {ns} {dev}"), l(ns, dev)),
         Op::SetUp { ns, name, .. } => (format!("up {ns} {name}"), l(ns, name)),
         Op::AddAddr { ns, dev, addr, .. } | Op::DelAddr { ns, dev, addr, .. } => {
             (format!("addr {ns} {dev} {addr}"), l(ns, dev))

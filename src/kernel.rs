@@ -536,12 +536,18 @@ impl Kernel {
                 let h = self.nl(ns)?;
                 self.rt.block_on(nl::set_port_flags(&h, i, flags))
             }
-            Op::SetQdisc { ns, dev, qdisc } => {
+            Op::SetQdisc { ns, dev, qdisc, over } => {
                 let fd = self.fd(ns)?;
+                if qdisc_undo_done(fd, ns, dev, *over, Some(qdisc))? {
+                    return Ok(());
+                }
                 tc::replace(fd, dev, qdisc)
             }
-            Op::DelQdisc { ns, dev } => {
+            Op::DelQdisc { ns, dev, over } => {
                 let fd = self.fd(ns)?;
+                if qdisc_undo_done(fd, ns, dev, *over, None)? {
+                    return Ok(());
+                }
                 tc::delete_root(fd, dev)
             }
             Op::DelLink { ns, name, ifindex } => {
@@ -648,6 +654,32 @@ fn index_taken(made: Result<Option<u32>>, ns: &NsRef, name: &str, index: Option<
             Some(Errno::EBUSY),
         )),
         (made, _) => made,
+    }
+}
+
+/// For an undo of a root qdisc that expects the one with handle `over` at the root
+/// (`Op::SetQdisc`): true when it is already done (run a second time), false when it
+/// is to be made (or has no expectation); another qdisc in that place is not ours.
+fn qdisc_undo_done(
+    fd: Option<BorrowedFd<'_>>,
+    ns: &NsRef,
+    dev: &str,
+    over: Option<u16>,
+    target: Option<&crate::qdisc::Qdisc>,
+) -> Result<bool> {
+    use crate::qdisc::{DEFAULT_HANDLE, UndoVerdict, undo_verdict};
+    let Some(over) = over else { return Ok(false) };
+    let root = tc::root(fd, dev)?;
+    match undo_verdict(&root, over, target) {
+        UndoVerdict::Apply => Ok(false),
+        UndoVerdict::Done => Ok(true),
+        UndoVerdict::NotOurs => {
+            let left = if over == DEFAULT_HANDLE { "the kernel's default".into() } else { format!("{over:x}:") };
+            Err(Error::NotOurs(format!(
+                "the root qdisc of \"{dev}\" in {ns} is not the one this topology left there ({left}; it is {} now); left alone",
+                root.describe()
+            )))
+        }
     }
 }
 

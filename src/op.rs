@@ -198,16 +198,25 @@ pub enum Op as "Op" {
         dev: String,
         flags: PortFlags,
     },
-    /// Makes `qdisc` the root qdisc of `dev` (`tc qdisc replace ... root`).
+    /// Makes `qdisc` the root qdisc of `dev` (`tc qdisc replace ... root`). `over`,
+    /// in an undo: made only while the root qdisc has this handle (`qdisc::
+    /// DEFAULT_HANDLE`: the kernel's own), the one the change being undone left
+    /// there; None: whatever is there (a script's change, and records from before
+    /// the mark).
     SetQdisc {
         ns: NsRef,
         dev: String,
         qdisc: Qdisc,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        over: Option<u16>,
     },
-    /// Gives `dev` back the root qdisc the kernel attaches by default.
+    /// Gives `dev` back the root qdisc the kernel attaches by default; `over` as for
+    /// `SetQdisc`.
     DelQdisc {
         ns: NsRef,
         dev: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        over: Option<u16>,
     },
     DelLink {
         ns: NsRef,
@@ -431,10 +440,11 @@ impl Op {
                     .collect();
                 format!("ip {}link set dev {} type bridge_slave {}", ns.ip_flag(), q(dev), join_words(&words))
             }
-            SetQdisc { ns, dev, qdisc } => {
-                format!("tc {}qdisc replace dev {} root {}", ns.ip_flag(), q(dev), join_words(&qdisc.words()))
+            SetQdisc { ns, dev, qdisc, .. } => {
+                let words = qdisc.command_words(false);
+                format!("tc {}qdisc replace dev {} root {}", ns.ip_flag(), q(dev), join_words(&words))
             }
-            DelQdisc { ns, dev } => format!("tc {}qdisc del dev {} root", ns.ip_flag(), q(dev)),
+            DelQdisc { ns, dev, .. } => format!("tc {}qdisc del dev {} root", ns.ip_flag(), q(dev)),
             DelLink { ns, name, .. } => format!("ip {}link del {}", ns.ip_flag(), link_arg("dev", name)),
             MoveLink { ns, name, to } => {
                 let target = match to {
@@ -820,10 +830,17 @@ mod tests {
             Op::AddLink { ns: NsRef::Host, name: "d 0".into(), link: LinkKind::Dummy, from: NsRef::Host }.render(),
             "ip link add 'd 0' type dummy"
         );
-        let q = Qdisc { kind: "netem".into(), args: vec!["delay".into(), "50ms".into()] };
+        // netscript's own handle (its mark) is left out, as a link's alias is; another
+        // one, of a qdisc put back, is part of what is put back.
+        let q = Qdisc { kind: "netem".into(), args: vec!["delay".into(), "50ms".into()], handle: Some(0x4e53) };
         assert_eq!(
-            Op::SetQdisc { ns: ns1.clone(), dev: "veth0".into(), qdisc: q }.render(),
+            Op::SetQdisc { ns: ns1.clone(), dev: "veth0".into(), qdisc: q, over: None }.render(),
             "tc -n ns1 qdisc replace dev veth0 root netem delay 50ms"
+        );
+        let q = Qdisc { kind: "pfifo".into(), args: vec!["limit".into(), "7".into()], handle: Some(0x8001) };
+        assert_eq!(
+            Op::SetQdisc { ns: NsRef::Host, dev: "d0".into(), qdisc: q, over: Some(0x4e54) }.render(),
+            "tc qdisc replace dev d0 root handle 8001: pfifo limit 7"
         );
         let flags = PortFlags { hairpin: Some(true), learning: Some(false), ..Default::default() };
         assert_eq!(
@@ -877,6 +894,22 @@ mod tests {
         };
         let s = serde_json::to_string(&op).unwrap();
         assert_eq!(serde_json::from_str::<Op>(&s).unwrap(), op);
+    }
+
+    /// A qdisc's handle and an undo's expectation are written when there are some,
+    /// and a record from before them (neither) reads as "any handle, whatever is there".
+    #[test]
+    fn qdisc_marks_round_trip_and_old_records_read() {
+        let q = Qdisc { kind: "tbf".into(), args: vec!["rate".into(), "8mbit".into()], handle: Some(0x8001) };
+        let op = Op::SetQdisc { ns: NsRef::Host, dev: "d0".into(), qdisc: q, over: Some(0x4e53) };
+        let s = serde_json::to_string(&op).unwrap();
+        assert!(s.contains("\"handle\":32769") && s.contains("\"over\":20051"), "{s}");
+        assert_eq!(serde_json::from_str::<Op>(&s).unwrap(), op);
+        let old = r#"{"op":"set_qdisc","ns":null,"dev":"d0","qdisc":{"kind":"tbf","args":["rate","8mbit"]}}"#;
+        let Op::SetQdisc { qdisc, over, .. } = serde_json::from_str::<Op>(old).unwrap() else { panic!() };
+        assert_eq!((qdisc.handle, over), (None, None));
+        let old = r#"{"op":"del_qdisc","ns":null,"dev":"d0"}"#;
+        assert!(matches!(serde_json::from_str::<Op>(old).unwrap(), Op::DelQdisc { over: None, .. }));
     }
 
     #[test]

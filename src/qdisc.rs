@@ -8,19 +8,60 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// A root qdisc: its kind and the words `tc` takes after the kind.
+/// A root qdisc: its kind, the words `tc` takes after the kind, and its handle.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Qdisc {
     pub kind: String,
     pub args: Vec<String>,
+    /// Its handle's major number (tc's `1:` is 1): one of `QDISC_HANDLES`, netscript's
+    /// ownership mark, for a qdisc netscript sets; the one it had for a qdisc read back
+    /// (put back exactly); None: the kernel chooses (a script's request before the
+    /// session gives it its mark, and records from before the mark).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handle: Option<u16>,
 }
 
+/// The handles (major numbers) netscript gives the root qdiscs it sets: its ownership
+/// mark for qdiscs (tc shows `qdisc tbf 4e53: root`). Two, because a root qdisc is
+/// replaced in one step only by one of another handle (the kernel changes one of the
+/// same handle in place, and refuses another kind there): each setting takes the one
+/// the link's root does not have.
+pub const QDISC_HANDLES: [u16; 2] = [0x4e53, 0x4e54];
+
+/// The handle of the kernel's own root qdisc (`0:`), in a `RootQdisc::handle` and in
+/// an undo's expectation (`Op::SetQdisc::over`).
+pub const DEFAULT_HANDLE: u16 = 0;
+
 impl Qdisc {
-    /// "netem delay 50ms loss 1%": the words after `root` in a tc command.
+    /// "netem delay 50ms loss 1%": the kind and its words.
     pub fn words(&self) -> Vec<String> {
         let mut v = vec![self.kind.clone()];
         v.extend(self.args.iter().cloned());
         v
+    }
+
+    /// The words after `root` in a `tc qdisc replace` command: "handle 4e53: netem
+    /// delay 50ms"; `marks`: with netscript's own handle too (the command run; what
+    /// is printed leaves the mark out, as it does a link's alias).
+    pub fn command_words(&self, marks: bool) -> Vec<String> {
+        let mut v = Vec::new();
+        if let Some(h) = self.handle.filter(|h| marks || !QDISC_HANDLES.contains(h)) {
+            v.extend(["handle".to_string(), format!("{h:x}:")]);
+        }
+        v.extend(self.words());
+        v
+    }
+
+    /// The same kind and parameters (the handle aside).
+    pub fn same_settings(&self, other: &Qdisc) -> bool {
+        self.kind == other.kind && self.args == other.args
+    }
+
+    /// This qdisc with the handle of netscript's mark that `root` does not carry.
+    pub fn marked_over(mut self, root: &RootQdisc) -> Qdisc {
+        let [a, b] = QDISC_HANDLES;
+        self.handle = Some(if root.handle() == a { b } else { a });
+        self
     }
 
     /// A short description for `tostring(link)`: "netem delay 50ms loss 1%".
@@ -39,7 +80,59 @@ pub enum RootQdisc {
     Known(Qdisc),
     /// Another kind (or parameters netscript cannot read back): `json` is what
     /// `tc -j qdisc show` said.
-    Other { kind: String, json: String },
+    Other { kind: String, handle: u16, json: String },
+}
+
+impl RootQdisc {
+    /// Its handle's major number (`DEFAULT_HANDLE` for the kernel's own).
+    pub fn handle(&self) -> u16 {
+        match self {
+            RootQdisc::Default => DEFAULT_HANDLE,
+            RootQdisc::Known(q) => q.handle.unwrap_or(DEFAULT_HANDLE),
+            RootQdisc::Other { handle, .. } => *handle,
+        }
+    }
+
+    /// "tbf 8001:", or "the kernel's default": for messages.
+    pub fn describe(&self) -> String {
+        match self {
+            RootQdisc::Default => "the kernel's default".into(),
+            RootQdisc::Known(Qdisc { kind, .. }) | RootQdisc::Other { kind, .. } => {
+                format!("{kind} {:x}:", self.handle())
+            }
+        }
+    }
+}
+
+/// What an undo that expects the root qdisc with handle `over` (`Op::SetQdisc` /
+/// `Op::DelQdisc`) does, given the root the link has now and what the undo puts
+/// there (`target`; None: the kernel's default).
+#[derive(Debug, PartialEq, Eq)]
+pub enum UndoVerdict {
+    /// The root is the one the change made: undo it.
+    Apply,
+    /// The root is already what the undo makes (an undo run a second time, after a
+    /// crash): nothing to do.
+    Done,
+    /// Another qdisc took the place of the one the change made: leave it alone.
+    NotOurs,
+}
+
+pub fn undo_verdict(root: &RootQdisc, over: u16, target: Option<&Qdisc>) -> UndoVerdict {
+    let done = match (target, root) {
+        (None, _) => root.handle() == DEFAULT_HANDLE,
+        (Some(t), RootQdisc::Known(Qdisc { kind, .. }) | RootQdisc::Other { kind, .. }) => {
+            t.handle == Some(root.handle()) && t.kind == *kind
+        }
+        (Some(_), RootQdisc::Default) => false,
+    };
+    if root.handle() == over {
+        UndoVerdict::Apply
+    } else if done {
+        UndoVerdict::Done
+    } else {
+        UndoVerdict::NotOurs
+    }
 }
 
 /// `Link:impair{...}`: the netem options, as the script gave them.
@@ -153,7 +246,7 @@ impl Impair {
                 "impair needs at least one of delay, loss, duplicate, corrupt, reorder, rate (unimpair() removes one)",
             ));
         }
-        Ok(Qdisc { kind: "netem".into(), args })
+        Ok(Qdisc { kind: "netem".into(), args, handle: None })
     }
 }
 
@@ -177,7 +270,7 @@ impl Shape {
             None => "50ms".into(),
         };
         let args = ["rate", &self.rate, "burst", &burst, "latency", &latency].iter().map(|s| s.to_string()).collect();
-        Ok(Qdisc { kind: "tbf".into(), args })
+        Ok(Qdisc { kind: "tbf".into(), args, handle: None })
     }
 }
 
@@ -188,9 +281,13 @@ pub fn root_from_json(json: &str) -> Result<RootQdisc> {
     let root = v.as_array().and_then(|a| a.iter().find(|q| q["root"].as_bool() == Some(true)));
     let Some(q) = root else { return Ok(RootQdisc::Default) };
     let kind = q["kind"].as_str().unwrap_or_default().to_string();
-    if q["handle"].as_str() == Some("0:") || kind == "noop" {
+    let handle = q["handle"].as_str().and_then(|h| u16::from_str_radix(h.strip_suffix(':')?, 16).ok());
+    if handle == Some(DEFAULT_HANDLE) || kind == "noop" {
         return Ok(RootQdisc::Default);
     }
+    // A root qdisc other than the kernel's always has a handle; one not read is
+    // taken for none of netscript's.
+    let handle = handle.unwrap_or(u16::MAX);
     let o = &q["options"];
     let num = |k: &str| o[k].as_u64();
     let known = match kind.as_str() {
@@ -211,8 +308,8 @@ pub fn root_from_json(json: &str) -> Result<RootQdisc> {
         _ => None,
     };
     Ok(match known {
-        Some(args) => RootQdisc::Known(Qdisc { kind, args }),
-        None => RootQdisc::Other { kind, json: q.to_string() },
+        Some(args) => RootQdisc::Known(Qdisc { kind, args, handle: Some(handle) }),
+        None => RootQdisc::Other { kind, handle, json: q.to_string() },
     })
 }
 
@@ -279,6 +376,39 @@ mod tests {
         assert!(Shape { rate: "fast".into(), ..Default::default() }.qdisc().is_err());
     }
 
+    /// netscript's handle is the mark the root does not carry; an undo acts over the
+    /// handle the change left, finds itself done when the root is already what it
+    /// makes, and leaves anything else alone.
+    #[test]
+    fn handles_and_undo_verdicts() {
+        let tbf = |h: u16| Qdisc { kind: "tbf".into(), args: vec!["rate".into(), "8mbit".into()], handle: Some(h) };
+        let [a, b] = QDISC_HANDLES;
+        assert_eq!(tbf(1).marked_over(&RootQdisc::Default).handle, Some(a));
+        assert_eq!(tbf(1).marked_over(&RootQdisc::Known(tbf(a))).handle, Some(b));
+        assert_eq!(tbf(1).marked_over(&RootQdisc::Known(tbf(b))).handle, Some(a));
+        assert_eq!(tbf(1).marked_over(&RootQdisc::Known(tbf(0x8001))).handle, Some(a));
+        assert!(tbf(a).same_settings(&tbf(b)));
+        assert_eq!(tbf(a).command_words(true)[..2], ["handle", "4e53:"]);
+        assert_eq!(tbf(a).command_words(false), ["tbf", "rate", "8mbit"]);
+        assert_eq!(tbf(0x8001).command_words(false)[..3], ["handle", "8001:", "tbf"]);
+
+        use UndoVerdict::*;
+        let foreign = tbf(0x8001);
+        // Undo of a shape over a foreign tbf: put it back over ours.
+        assert_eq!(undo_verdict(&RootQdisc::Known(tbf(a)), a, Some(&foreign)), Apply);
+        assert_eq!(undo_verdict(&RootQdisc::Known(foreign.clone()), a, Some(&foreign)), Done);
+        let pfifo = RootQdisc::Other { kind: "pfifo".into(), handle: 1, json: String::new() };
+        assert_eq!(undo_verdict(&pfifo, a, Some(&foreign)), NotOurs);
+        assert_eq!(undo_verdict(&RootQdisc::Default, a, Some(&foreign)), NotOurs);
+        // Undo of a shape over the default: delete ours.
+        assert_eq!(undo_verdict(&RootQdisc::Known(tbf(a)), a, None), Apply);
+        assert_eq!(undo_verdict(&RootQdisc::Default, a, None), Done);
+        assert_eq!(undo_verdict(&RootQdisc::Known(tbf(b)), a, None), NotOurs);
+        // Undo of an unimpair: put the removed one back over the default only.
+        assert_eq!(undo_verdict(&RootQdisc::Default, DEFAULT_HANDLE, Some(&foreign)), Apply);
+        assert_eq!(undo_verdict(&pfifo, DEFAULT_HANDLE, Some(&foreign)), NotOurs);
+    }
+
     #[test]
     fn reads_tc_json() {
         let dflt = r#"[{"kind":"noqueue","handle":"0:","root":true,"refcnt":2,"options":{}}]"#;
@@ -289,10 +419,11 @@ mod tests {
             root_from_json(tbf).unwrap(),
             RootQdisc::Known(Qdisc {
                 kind: "tbf".into(),
-                args: ["rate", "10000000bit", "burst", "16383b", "latency", "50000us"].map(String::from).to_vec()
+                args: ["rate", "10000000bit", "burst", "16383b", "latency", "50000us"].map(String::from).to_vec(),
+                handle: Some(0x8001),
             })
         );
         let htb = r#"[{"kind":"htb","handle":"1:","root":true,"options":{"r2q":10}}]"#;
-        assert!(matches!(root_from_json(htb).unwrap(), RootQdisc::Other { .. }));
+        assert!(matches!(root_from_json(htb).unwrap(), RootQdisc::Other { handle: 1, .. }));
     }
 }

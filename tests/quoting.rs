@@ -159,8 +159,13 @@ fn ops(h: &str) -> Vec<Op> {
         Op::AddLink { ns: n(), name: s(), link: LinkKind::Ifb, from: n() },
         Op::SetBridge { ns: n(), name: s(), opts: BridgeOpts { vlan_filtering: Some(true), stp: Some(false) } },
         Op::SetBridgePort { ns: n(), dev: s(), flags: PortFlags { hairpin: Some(true), ..Default::default() } },
-        Op::SetQdisc { ns: n(), dev: s(), qdisc: Qdisc { kind: s(), args: vec![s(), s()] } },
-        Op::DelQdisc { ns: n(), dev: s() },
+        Op::SetQdisc {
+            ns: n(),
+            dev: s(),
+            qdisc: Qdisc { kind: s(), args: vec![s(), s()], handle: Some(0x8001) },
+            over: Some(0x4e53),
+        },
+        Op::DelQdisc { ns: n(), dev: s(), over: Some(0) },
         Op::TraceOn { ns: n(), proto: s(), id: 4242 },
         Op::TraceOff { ns: n(), id: 4242 },
     ]

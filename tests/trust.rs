@@ -367,6 +367,68 @@ fn down_deletes_its_own_address_and_not_one_added_again_by_another() {
     assert!(left.contains("\"local\":\"10.9.1.2\"") && !left.contains("\"local\":\"10.9.0.1\""), "{left}");
 }
 
+/// The root qdisc of `dev` in the sandbox's host namespace: (kind, handle).
+fn root_qdisc(sb: &Sandbox, dev: &str) -> (String, String) {
+    let j: serde_json::Value = serde_json::from_str(&sb.ok(&format!("tc -j qdisc show dev {dev} root"))).unwrap();
+    let q = &j[0];
+    (q["kind"].as_str().unwrap_or_default().into(), q["handle"].as_str().unwrap_or_default().into())
+}
+
+/// A root qdisc netscript sets carries its handle (4e53:, the other one, 4e54:, over
+/// a root that has it), and the undo acts only while the root has the handle the
+/// change left: a foreign tbf is put back with its own handle, exactly; a qdisc
+/// someone put in place of ours, or in the place `unimpair` cleared, is left alone,
+/// and said (`ls` calls the first not ours). Without the check (`qdisc_undo_done`
+/// answering "make it") the pfifo of the second part was replaced by the foreign tbf
+/// and the one of the third part by it too (checked).
+#[test]
+fn down_restores_a_root_qdisc_only_over_its_own() {
+    let sb = Sandbox::new();
+    sb.ok("ip link add d0 type veth peer name d0p && tc qdisc add dev d0 root handle 8001: tbf rate 1mbit burst 10kb latency 70ms");
+    let shape =
+        script_file("qd_shape.lua", "local l = link.get(\"d0\"):shape{rate = \"8mbit\"}\nl:shape{rate = \"4mbit\"}\n");
+    let o = sb.netscript(&[&shape]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(root_qdisc(&sb, "d0"), ("tbf".into(), "4e54:".into()), "the second setting grafts the other handle");
+    let o = sb.netscript(&["down", "qd_shape"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(root_qdisc(&sb, "d0"), ("tbf".into(), "8001:".into()), "put back with its own handle");
+    assert!(sb.ok("tc -j qdisc show dev d0 root").contains("\"rate\":125000"));
+
+    // Ours replaced by someone else's: left alone.
+    let o = sb.netscript(&[&shape]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    sb.ok("tc qdisc replace dev d0 root handle 1: pfifo limit 5");
+    let ls = stdout(&sb.netscript(&["ls"]));
+    assert!(
+        ls.contains("not ours: the root qdisc of \"d0\" in the host namespace is not the one this topology set"),
+        "{ls}"
+    );
+    let o = sb.netscript(&["down", "qd_shape"]);
+    assert_eq!(o.status.code(), Some(0), "nothing of ours was left: {}", stderr(&o));
+    assert!(
+        stderr(&o).contains("the root qdisc of \"d0\" in the host namespace is not the one this topology left there (4e54:; it is pfifo 1: now)"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(root_qdisc(&sb, "d0"), ("pfifo".into(), "1:".into()));
+
+    // Someone's qdisc in the place `unimpair` cleared: left alone too.
+    let clear = script_file("qd_clear.lua", "link.get(\"d0\"):unimpair()\n");
+    let o = sb.netscript(&[&clear]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(root_qdisc(&sb, "d0"), (String::new(), String::new()), "the link is down: no root qdisc shown");
+    sb.ok("tc qdisc add dev d0 root handle 2: pfifo limit 9");
+    let o = sb.netscript(&["down", "qd_clear"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("not the one this topology left there (the kernel's default; it is pfifo 2: now)"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(root_qdisc(&sb, "d0"), ("pfifo".into(), "2:".into()));
+}
+
 /// Before deleting namespaces, `down` takes down the bridge it deletes after them
 /// (the kernel then releases its ports cheaply): only a bridge of this topology. One
 /// that took the name of ours stays up, and stays.

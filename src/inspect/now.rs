@@ -341,11 +341,11 @@ impl Replay {
                 let i = self.link(ns, dev);
                 self.links[i].mtu = Some(*mtu);
             }
-            Op::SetQdisc { ns, dev, qdisc } => {
+            Op::SetQdisc { ns, dev, qdisc, .. } => {
                 let i = self.link(ns, dev);
                 self.links[i].qdisc = Some(qdisc.describe());
             }
-            Op::DelQdisc { ns, dev } => {
+            Op::DelQdisc { ns, dev, .. } => {
                 let i = self.link(ns, dev);
                 self.links[i].qdisc = None;
             }

@@ -564,7 +564,7 @@ impl Plan {
                 p.learning = flags.learning.or(p.learning);
                 p.flood = flags.flood.or(p.flood);
             }
-            Op::SetQdisc { ns, dev, qdisc } => {
+            Op::SetQdisc { ns, dev, qdisc, .. } => {
                 let l = self.link_mut(ns, dev)?;
                 if crate::sys::kconfig::lacks(&format!("CONFIG_NET_SCH_{}", qdisc.kind.to_uppercase())) {
                     let msg = format!("link \"{dev}\": {}", crate::sys::tc::missing_kind(&qdisc.kind));
@@ -572,7 +572,7 @@ impl Plan {
                 }
                 l.qdisc = Some(qdisc.clone());
             }
-            Op::DelQdisc { ns, dev } => self.link_mut(ns, dev)?.qdisc = None,
+            Op::DelQdisc { ns, dev, .. } => self.link_mut(ns, dev)?.qdisc = None,
             Op::DelLink { ns, name, .. } => self.delete_link(ns, name)?,
             Op::MoveLink { ns, name, to } => {
                 self.ns(ns)?.link(name).ok_or_else(|| no_link(ns, name))?;

@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::journal::State;
 use crate::model::{NsRef, check_ifname};
 use crate::op::{BridgeOpts, LinkKind, Op, PortFlags};
-use crate::qdisc::{Qdisc, RootQdisc};
+use crate::qdisc::{DEFAULT_HANDLE, Qdisc, RootQdisc};
 
 use super::Session;
 
@@ -120,58 +120,64 @@ impl Session {
     fn our_qdisc(&self, ns: &NsRef, dev: &str) -> Option<Qdisc> {
         self.journal.entries().iter().rev().filter(|e| e.state == State::Done && e.live()).find_map(|e| {
             match &e.op {
-                Op::SetQdisc { ns: n, dev: d, qdisc } if n == ns && d == dev => Some(Some(qdisc.clone())),
-                Op::DelQdisc { ns: n, dev: d } if n == ns && d == dev => Some(None),
+                Op::SetQdisc { ns: n, dev: d, qdisc, .. } if n == ns && d == dev => Some(Some(qdisc.clone())),
+                Op::DelQdisc { ns: n, dev: d, .. } if n == ns && d == dev => Some(None),
                 _ => None,
             }
         })?
     }
 
-    /// The root qdisc of a link, with the parameters as this run set them when it
-    /// set it (the kernel rounds some).
+    /// The root qdisc of a link; the one this run set (its kind, and its handle),
+    /// with the parameters as the script gave them (the kernel rounds some).
     pub fn qdisc(&mut self, ns: &NsRef, dev: &str) -> Result<RootQdisc> {
         self.link(ns, dev)?;
         let root = self.backend.root_qdisc(ns, dev)?;
         Ok(match (&root, self.our_qdisc(ns, dev)) {
-            (RootQdisc::Known(Qdisc { kind, .. }) | RootQdisc::Other { kind, .. }, Some(q)) if *kind == q.kind => {
+            (RootQdisc::Known(Qdisc { kind, .. }) | RootQdisc::Other { kind, .. }, Some(q))
+                if *kind == q.kind && q.handle.is_none_or(|h| h == root.handle()) =>
+            {
                 RootQdisc::Known(q)
             }
             _ => root,
         })
     }
 
-    /// The op that puts back the root qdisc `root` of `dev`.
-    fn restore_qdisc(ns: &NsRef, dev: &str, root: RootQdisc) -> Result<Op> {
+    /// The op that puts back the root qdisc `root` of `dev`, once the change that
+    /// leaves the one with handle `over` there is undone: only while that one is.
+    fn restore_qdisc(ns: &NsRef, dev: &str, root: RootQdisc, over: u16) -> Result<Op> {
         match root {
-            RootQdisc::Default => Ok(Op::DelQdisc { ns: ns.clone(), dev: dev.into() }),
-            RootQdisc::Known(q) => Ok(Op::SetQdisc { ns: ns.clone(), dev: dev.into(), qdisc: q }),
-            RootQdisc::Other { kind, json } => Err(Error::invalid(format!(
+            RootQdisc::Default => Ok(Op::DelQdisc { ns: ns.clone(), dev: dev.into(), over: Some(over) }),
+            RootQdisc::Known(q) => Ok(Op::SetQdisc { ns: ns.clone(), dev: dev.into(), qdisc: q, over: Some(over) }),
+            RootQdisc::Other { kind, json, .. } => Err(Error::invalid(format!(
                 "link \"{dev}\" in {ns} has a root qdisc netscript cannot put back exactly ({kind}: {json}); \
                  it changes only what it can restore (remove that qdisc first: {})",
-                Op::DelQdisc { ns: ns.clone(), dev: dev.into() }.render()
+                Op::DelQdisc { ns: ns.clone(), dev: dev.into(), over: None }.render()
             ))),
         }
     }
 
-    /// Makes `qdisc` the root qdisc of `dev` (impair, shape); rollback restores the
-    /// one that was there.
+    /// Makes `qdisc` the root qdisc of `dev` (impair, shape), with netscript's handle
+    /// (`Qdisc::marked_over`); rollback restores the one that was there, while the
+    /// root is still the one set here.
     pub fn qdisc_set(&mut self, ns: &NsRef, dev: &str, qdisc: Qdisc) -> Result<()> {
         let before = self.qdisc(ns, dev)?;
-        if before == RootQdisc::Known(qdisc.clone()) {
+        if matches!(&before, RootQdisc::Known(q) if q.same_settings(&qdisc)) {
             return Ok(());
         }
-        let undo = Self::restore_qdisc(ns, dev, before)?;
-        self.change(Op::SetQdisc { ns: ns.clone(), dev: dev.into(), qdisc }, vec![undo])
+        let qdisc = qdisc.marked_over(&before);
+        let over = qdisc.handle.unwrap_or(DEFAULT_HANDLE);
+        let undo = Self::restore_qdisc(ns, dev, before, over)?;
+        self.change(Op::SetQdisc { ns: ns.clone(), dev: dev.into(), qdisc, over: None }, vec![undo])
     }
 
     /// Gives `dev` back the kernel's default root qdisc (unimpair); rollback puts the
-    /// removed one back.
+    /// removed one back, while the kernel's is still there.
     pub fn qdisc_clear(&mut self, ns: &NsRef, dev: &str) -> Result<()> {
         let before = self.qdisc(ns, dev)?;
         if before == RootQdisc::Default {
             return Ok(());
         }
-        let undo = Self::restore_qdisc(ns, dev, before)?;
-        self.change(Op::DelQdisc { ns: ns.clone(), dev: dev.into() }, vec![undo])
+        let undo = Self::restore_qdisc(ns, dev, before, DEFAULT_HANDLE)?;
+        self.change(Op::DelQdisc { ns: ns.clone(), dev: dev.into(), over: None }, vec![undo])
     }
 }

@@ -482,7 +482,7 @@ impl Doomed {
             | Op::SetMtu { ns, dev, .. }
             | Op::SetBridgePort { ns, dev, .. }
             | Op::SetQdisc { ns, dev, .. }
-            | Op::DelQdisc { ns, dev } => self.link(ns, dev),
+            | Op::DelQdisc { ns, dev, .. } => self.link(ns, dev),
             Op::SetBridge { ns, name, .. } => self.link(ns, name),
             Op::DelRoute { ns, route } => self.ns(ns) || route.dev.as_deref().is_some_and(|d| self.link(ns, d)),
             Op::AddRoute { ns, .. }

@@ -60,10 +60,10 @@ pub fn missing_kind(kind: &str) -> String {
     )
 }
 
-/// Makes `q` the root qdisc of `dev` (`tc qdisc replace dev DEV root ...`).
+/// Makes `q` the root qdisc of `dev` (`tc qdisc replace dev DEV root [handle H:] ...`).
 pub fn replace(fd: Option<BorrowedFd<'_>>, dev: &str, q: &Qdisc) -> Result<()> {
     let mut argv = vec!["tc", "qdisc", "replace", "dev", dev, "root"];
-    let words = q.words();
+    let words = q.command_words(true);
     argv.extend(words.iter().map(String::as_str));
     let r = run(fd, &argv)?;
     if r.code == 0 {
