@@ -360,9 +360,10 @@ pub enum Command {
         #[arg(short, long, value_name = "FILE", default_value = "netscript.lua")]
         output: PathBuf,
     },
-    /// Find objects carrying netscript's mark (link alias, rule comment, route and
-    /// address protocol 78, NETSCRIPT_OWNER in a process's environment) that no recorded
-    /// topology accounts for; remove them with --yes. Unmarked objects are never touched.
+    /// Find objects carrying netscript's mark (link alias, a namespace's lo alias, rule
+    /// comment, route and address protocol 78, NETSCRIPT_OWNER in a process's
+    /// environment) that no recorded topology accounts for; remove them with --yes.
+    /// Unmarked objects are never touched.
     Gc {
         /// Remove what was found (default: only list it).
         #[arg(long)]

@@ -396,6 +396,8 @@ pub struct Collection {
 #[derive(Default)]
 struct Accounted {
     links: HashSet<(String, NsRef, String)>,
+    /// The namespaces records hold: topology, name.
+    namespaces: HashSet<(String, String)>,
     rule_topos: HashSet<String>,
     routes: HashSet<(NsRef, String)>,
     /// The marked addresses records hold: namespace, link, address.
@@ -407,6 +409,9 @@ impl Accounted {
     fn add(&mut self, name: &str, j: &Journal) {
         for e in j.entries().iter().filter(|e| e.live()) {
             match &e.op {
+                Op::AddNetns { name: n } => {
+                    self.namespaces.insert((name.to_string(), n.clone()));
+                }
                 Op::AddVeth { ns, name: n, peer, peer_ns, .. } => {
                     self.links.insert((name.to_string(), ns.clone(), n.clone()));
                     self.links.insert((name.to_string(), peer_ns.clone(), peer.clone()));
@@ -448,7 +453,12 @@ impl Accounted {
     }
 }
 
-/// Finds objects carrying netscript's ownership mark (link alias `netscript:NAME`, rule
+/// The topology a namespace is marked for (the alias of its lo), from its links.
+fn marked_namespace(links: &[LinkInfo]) -> Option<&str> {
+    links.iter().find(|l| l.name == "lo")?.alias.as_deref()?.strip_prefix("netscript:")
+}
+
+/// Finds objects carrying netscript's ownership mark (namespace: its lo's alias; link alias `netscript:NAME`, rule
 /// comment `netscript:NAME`, route protocol 78, process environment
 /// NETSCRIPT_OWNER) that no recorded topology accounts for, in the namespace
 /// netscript runs in and every named namespace.
@@ -493,9 +503,24 @@ pub fn orphans(base: &Path, backend: &mut dyn Backend) -> Result<Collection> {
     }
     let mut nss = vec![NsRef::Host];
     nss.extend(backend.netns_list().into_iter().map(NsRef::Named));
-    for ns in nss {
-        for l in backend.links(&ns)? {
-            if let Some(topo) = l.alias.as_deref().and_then(|a| a.strip_prefix("netscript:"))
+    'namespaces: for ns in nss {
+        let links = backend.links(&ns)?;
+        // A namespace's mark is its lo's alias: one that no record holds is an
+        // orphan, with everything in it (lo itself is never an orphan link).
+        if let (NsRef::Named(name), Some(topo)) = (&ns, marked_namespace(&links))
+            && !busy.contains(topo)
+            && !acc.namespaces.contains(&(topo.to_string(), name.clone()))
+        {
+            out.push(Orphan {
+                what: format!("namespace \"{name}\" (marked for topology \"{topo}\")"),
+                remove: Op::DelNetns { name: name.clone(), id: None, marked: true },
+                topo: Some(topo.to_string()),
+            });
+            continue 'namespaces;
+        }
+        for l in &links {
+            if l.name != "lo"
+                && let Some(topo) = l.alias.as_deref().and_then(|a| a.strip_prefix("netscript:"))
                 && !busy.contains(topo)
                 && !acc.links.contains(&(topo.to_string(), ns.clone(), l.name.clone()))
             {
@@ -588,6 +613,12 @@ impl Collection {
         }
         let mark = o.topo.as_ref().map(|t| crate::session::mark_for(t));
         let there = match &o.remove {
+            Op::DelNetns { name, .. } => {
+                let ns = NsRef::Named(name.clone());
+                backend.netns_exists(name)
+                    && backend.link(&ns, "lo")?.is_some_and(|l| l.alias == mark)
+                    && !Accounted::read(base)?.namespaces.iter().any(|(_, n)| n == name)
+            }
             Op::DelLink { ns, name, .. } => backend.link(ns, name)?.is_some_and(|l| l.alias == mark),
             Op::DelRoute { ns, route } => {
                 let acc = Accounted::read(base)?;

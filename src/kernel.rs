@@ -450,20 +450,31 @@ impl Kernel {
         match op {
             Op::AddNetns { name } => {
                 // The namespace's fd and socket for changes are opened while the
-                // thread is in it (a script changes what it just made, mostly).
+                // thread is in it (a script changes what it just made, mostly), and
+                // its lo gets the mark (alias) before the name exists: a namespace
+                // under the name whose lo is not marked was never made here.
+                let mark = self.mark.clone();
                 let opened = netns::create(name, self.host_fd.as_fd(), || {
-                    Some((netns::open_current().ok()?, nl::Acks::open().ok()?))
+                    let mut acks = nl::Acks::open()?;
+                    if !mark.is_empty() {
+                        nl::set_link(&mut acks, "lo", nl::LinkSet { alias: Some(&mark), ..Default::default() })
+                            .map_err(|e| {
+                                let msg = format!("cannot mark namespace \"{name}\" (the alias of its lo): {e}");
+                                Error::sys(msg, e.errno())
+                            })?;
+                    }
+                    Ok((netns::open_current().ok(), acks))
                 })?;
                 // Nothing known of a namespace that had the name before is true of it.
                 let ns = NsRef::named(name.clone());
                 self.forget(&ns);
-                if let Some((fd, acks)) = opened {
+                if let (Some(fd), acks) = opened {
                     self.tick += 1;
                     self.adopt(&ns, Some(fd), acks);
                 }
                 Ok(())
             }
-            Op::DelNetns { name, id } => {
+            Op::DelNetns { name, id, marked } => {
                 // Opened first: its identity is read from the open file (one lookup of
                 // the name fewer), and the file holds the namespace when deletions are
                 // held. Unable to open it: deleted all the same, only not held.
@@ -478,6 +489,26 @@ impl Kernel {
                     return Err(Error::NotOurs(format!(
                         "namespace \"{name}\" is not the namespace this topology created (another one took its name); left alone"
                     )));
+                }
+                // Its identity never recorded (a crash right after its creation, or
+                // before it): ours only if its lo has the mark set before the name
+                // existed. (An empty file under the name, left by a creation
+                // interrupted before its bind mount, is no namespace: removed.)
+                if id.is_none()
+                    && *marked
+                    && fd.as_ref().is_some_and(|f| netns::is_namespace(f.as_fd()))
+                    && !self.mark.is_empty()
+                {
+                    let ns = NsRef::named(name.clone());
+                    let h = self.nl(&ns)?;
+                    let lo = self.rt.block_on(nl::link_by_name(&h, "lo"))?;
+                    self.forget(&ns);
+                    if lo.and_then(|l| l.alias).as_deref() != Some(self.mark.as_str()) {
+                        return Err(Error::NotOurs(format!(
+                            "namespace \"{name}\" is not the namespace this topology created (its lo is not marked {}); left alone",
+                            self.mark
+                        )));
+                    }
                 }
                 self.forget(&NsRef::named(name.clone()));
                 if self.held.as_ref().is_some_and(|held| held.len() >= self.held_max) {

@@ -164,6 +164,12 @@ pub enum Op as "Op" {
         /// inode behind /run/netns/NAME): deleted only while the name still holds it.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<NsId>,
+        /// Its lo carries the topology's mark, set before its name existed: while its
+        /// identity is not recorded (a crash between its creation and the record),
+        /// deleted only if its lo is so marked. False in records from before the mark
+        /// (deleted by name, as then).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        marked: bool,
     },
     /// `name` is created in `ns`, `peer` directly in `peer_ns`; each end with
     /// `queues` transmit and receive queues (None: the kernel's default, one per CPU
@@ -381,7 +387,7 @@ impl Op {
     }
 
     pub fn del_netns(name: &str) -> Op {
-        Op::DelNetns { name: name.to_string(), id: None }
+        Op::DelNetns { name: name.to_string(), id: None, marked: true }
     }
 
     /// The equivalent shell command, as iproute2 / iptables / sysctl spell it.

@@ -111,7 +111,11 @@ fn ops(h: &str) -> Vec<Op> {
     };
     vec![
         Op::AddNetns { name: s() },
-        Op::DelNetns { name: s(), id: Some(netscript::model::NsId { dev: 4, ino: 4026532000, ctime_ns: Some(1) }) },
+        Op::DelNetns {
+            name: s(),
+            id: Some(netscript::model::NsId { dev: 4, ino: 4026532000, ctime_ns: Some(1) }),
+            marked: true,
+        },
         Op::AddVeth { ns: n(), name: s(), peer: s(), peer_ns: NsRef::Host, queues: Some(1) },
         Op::AddVeth { ns: NsRef::Host, name: s(), peer: s(), peer_ns: n(), queues: None },
         Op::AddBridge { ns: n(), name: s() },

@@ -143,6 +143,11 @@ fn gc_removes_only_marked_orphans() {
     let addr = script_file("ghostaddr.lua", "link.get(\"gd\"):addr(\"10.5.0.1/24\")\n");
     assert!(sb.netscript(&[&addr]).status.success());
     sb.ok("rm -r /run/netscript/ghostaddr");
+    // A namespace whose topology's record is gone (its lo carries the mark), beside
+    // an unmarked one: the orphan is the namespace, not its lo.
+    let ns = script_file("ghostns.lua", "netns.add(\"gns\"):link(\"lo\"):up()\n");
+    assert!(sb.netscript(&[&ns]).status.success());
+    sb.ok("rm -r /run/netscript/ghostns && ip netns add plainns");
     // A marked process of a topology with no record (started in the sandbox).
     sb.ok("NETSCRIPT_OWNER=netscript:ghost:1:1 setsid sleep 1000 >/dev/null 2>&1 </dev/null &");
     // Not a process group leader (a child that inherited the mark).
@@ -164,6 +169,8 @@ fn gc_removes_only_marked_orphans() {
     assert!(out.contains("link \"ghost0\"") && out.contains("10.1.1.1") && out.contains("route 10.4.0.0/16"), "{out}");
     assert!(out.contains("`sleep 1000` (marked netscript:ghost:1:1)"), "{out}");
     assert!(out.contains("address 10.5.0.1/24 on \"gd\" in the host namespace"), "{out}");
+    assert!(out.contains("namespace \"gns\" (marked for topology \"ghostns\")"), "{out}");
+    assert!(!out.contains("plainns") && !out.contains("link \"lo\""), "{out}");
     assert!(!out.contains("10.3.0.1") && !out.contains("175.18.0."), "unmarked or recorded addresses: {out}");
     assert!(!out.contains("plain0") && !out.contains("someone-else") && !out.contains("veth_ns_1"), "{out}");
     sb.ok("ip link show ghost0"); // listing removes nothing
@@ -178,6 +185,8 @@ fn gc_removes_only_marked_orphans() {
     assert!(sb.processes("sleep 1000").is_empty(), "the marked process is stopped");
     assert!(sb.processes("sleep 1001").is_empty(), "the marked non-leader process is stopped");
     assert!(!sb.processes("sleep 1002").is_empty(), "the planted mark's process is left alone");
+    let nss = sb.ok("ip netns list");
+    assert!(!nss.contains("gns") && nss.contains("plainns"), "{nss}");
     sb.ok("ip link show plain0 && ip link show veth_ns_1 && ip netns exec ns1 ping -c1 -W1 175.18.0.3");
     assert!(stdout(&sb.netscript(&["gc"])).contains("nothing to collect"));
     sb.down("keep");

@@ -176,6 +176,53 @@ fn down_leaves_alone_a_namespace_with_our_inode_number_made_at_another_instant()
     assert!(sb.ok("ip netns list").contains("ns1"));
 }
 
+/// A namespace's lo carries the topology's mark, set before its name exists, so
+/// that a creation whose identity a crash kept out of the journal is still told
+/// apart: crashed right before `netns.add` made it, and a namespace of that name made
+/// by hand since, `down` leaves it alone and says so; crashed right after, the
+/// namespace is ours, and `down` deletes it; killed between the empty file a creation
+/// makes under the name and its bind mount, that file is no namespace, and `down`
+/// removes it. Without the check of the mark (the in-flight deletion by name, as
+/// before), the hand-made namespace was deleted; with the check but without telling
+/// the empty file from a namespace, `down` failed on it (exit 3, "cannot enter the
+/// network namespace", seen in faults::docker_bridge::sigkill_after_10ms_then_down)
+/// (both checked).
+#[test]
+fn down_deletes_a_namespace_made_in_flight_only_if_its_lo_is_marked() {
+    use std::os::unix::process::ExitStatusExt;
+    let sb = Sandbox::new();
+    let script = script_file("inflight.lua", "netns.add(\"x1\")\n");
+    let o = sb.netscript(&[&script]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(sb.ok("ip -n x1 -j link show lo").contains("\"ifalias\":\"netscript:inflight\""));
+    assert!(sb.netscript(&["down", "inflight"]).status.success());
+    for (at, made) in [("before-apply:1", "hand"), ("before-apply:1", "file"), ("after-apply:1", "ours")] {
+        let o = sb.spawn_netscript(&[&script], &[("NETSCRIPT_CRASH_AT", at)]).wait_with_output().unwrap();
+        assert_eq!(o.status.signal(), Some(6), "{at}: a crash: {}", stderr(&o));
+        let journal = sb.ok("cat /run/netscript/inflight/journal.jsonl");
+        assert!(!journal.contains("\"id\":"), "{at}: no identity recorded: {journal}");
+        match made {
+            "hand" => sb.ok("ip netns add x1"),
+            "file" => sb.ok("mkdir -p /run/netns && touch /run/netns/x1 && chmod 0 /run/netns/x1"),
+            _ => String::new(),
+        };
+        let o = sb.netscript(&["down", "inflight"]);
+        assert_eq!(o.status.code(), Some(0), "{at} {made}: {}", stderr(&o));
+        let left = sb.ok("ls /run/netns");
+        if made != "hand" {
+            assert!(!left.contains("x1"), "{at} {made}: ours is removed: {left}");
+        } else {
+            assert!(
+                stderr(&o).contains("namespace \"x1\" is not the namespace this topology created (its lo is not marked netscript:inflight); left alone"),
+                "{at}: {}",
+                stderr(&o)
+            );
+            assert!(left.contains("x1"), "{at}: the hand-made one stays: {left}");
+            sb.ok("ip netns del x1");
+        }
+    }
+}
+
 /// A journal naming pid 1 as a process it started (edited by hand, say) never gets
 /// it stopped: as a group leader, pid 1's stop would be killpg(1), which is kill(-1),
 /// every process the caller may signal. Run in a pid namespace of its own, where a

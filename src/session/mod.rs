@@ -356,9 +356,9 @@ impl Session {
     /// never another one that took its name later.
     fn identified(&mut self, op: &Op, undo: &[Op]) -> Option<Vec<Op>> {
         match (op, undo) {
-            (Op::AddNetns { name }, [Op::DelNetns { id: None, .. }]) => {
+            (Op::AddNetns { name }, [Op::DelNetns { id: None, marked, .. }]) => {
                 let id = self.backend.netns_id(name)?;
-                Some(vec![Op::DelNetns { name: name.clone(), id: Some(id) }])
+                Some(vec![Op::DelNetns { name: name.clone(), id: Some(id), marked: *marked }])
             }
             (
                 Op::AddVeth { ns, name, .. } | Op::AddBridge { ns, name } | Op::AddLink { ns, name, .. },
@@ -561,11 +561,15 @@ impl Session {
                 "namespace \"{name}\" was not created by this run; netscript deletes only what it created"
             )));
         };
-        let id = made.undo.iter().find_map(|u| match u {
-            Op::DelNetns { id, .. } => *id,
-            _ => None,
-        });
-        self.change(Op::DelNetns { name: name.to_string(), id }, vec![])
+        let (id, marked) = made
+            .undo
+            .iter()
+            .find_map(|u| match u {
+                Op::DelNetns { id, marked, .. } => Some((*id, *marked)),
+                _ => None,
+            })
+            .unwrap_or((None, false));
+        self.change(Op::DelNetns { name: name.to_string(), id, marked }, vec![])
     }
 
     // ---- links ------------------------------------------------------------------

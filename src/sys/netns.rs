@@ -101,9 +101,12 @@ fn prepare_run_dir() -> Result<()> {
 }
 
 /// `ip netns add NAME`. The new namespace's lo stays down, as with iproute2. Made on
-/// the calling thread, which runs `inside` there (what is to be opened in it: one
-/// `setns` there and back fewer than `briefly_in` later) and returns to `home`.
-pub fn create<T>(name: &str, home: BorrowedFd<'_>, inside: impl FnOnce() -> T) -> Result<T> {
+/// the calling thread, which runs `inside` there (what is to be opened in it, and
+/// done to it, before its name exists: one `setns` there and back fewer than
+/// `briefly_in` later; an error from it makes nothing) and returns to `home`. The
+/// name is published (the bind mount) only once `inside` succeeded, so a namespace
+/// under the name is either not made by this call or has what `inside` did to it.
+pub fn create<T>(name: &str, home: BorrowedFd<'_>, inside: impl FnOnce() -> Result<T>) -> Result<T> {
     prepare_run_dir_once()?;
     let p = path(name);
     OpenOptions::new().write(true).create_new(true).mode(0o000).open(&p).map_err(|e| match e.kind() {
@@ -115,9 +118,11 @@ pub fn create<T>(name: &str, home: BorrowedFd<'_>, inside: impl FnOnce() -> T) -
     let res = unshare(CloneFlags::CLONE_NEWNET)
         .map_err(|e| Error::from_errno("cannot create a network namespace", e))
         .and_then(|()| {
-            let r = mount(Some("/proc/thread-self/ns/net"), &p, Some("none"), MsFlags::MS_BIND, None::<&str>)
-                .map_err(|e| Error::from_errno(format!("cannot bind-mount the namespace on {}", p.display()), e))
-                .map(|()| inside());
+            let r = inside().and_then(|made| {
+                mount(Some("/proc/thread-self/ns/net"), &p, Some("none"), MsFlags::MS_BIND, None::<&str>)
+                    .map_err(|e| Error::from_errno(format!("cannot bind-mount the namespace on {}", p.display()), e))
+                    .map(|()| made)
+            });
             go_home(home);
             r
         });
@@ -158,6 +163,13 @@ pub fn id_of(fd: BorrowedFd<'_>) -> Option<crate::model::NsId> {
         ino: m.st_ino,
         ctime_ns: Some(m.st_ctime * 1_000_000_000 + m.st_ctime_nsec),
     })
+}
+
+/// Whether an open file is a namespace (nsfs), not the empty file a creation
+/// interrupted before its bind mount leaves under the name.
+pub fn is_namespace(fd: BorrowedFd<'_>) -> bool {
+    use nix::sys::statfs::{NSFS_MAGIC, fstatfs};
+    fstatfs(fd).is_ok_and(|s| s.filesystem_type() == NSFS_MAGIC)
 }
 
 pub fn exists(name: &str) -> bool {
