@@ -192,10 +192,9 @@ fn down_deletes_a_namespace_made_in_flight_only_if_its_lo_is_marked() {
     use std::os::unix::process::ExitStatusExt;
     let sb = Sandbox::new();
     let script = script_file("inflight.lua", "netns.add(\"x1\")\n");
-    let o = sb.netscript(&[&script]);
-    assert!(o.status.success(), "{}", stderr(&o));
+    sb.run_ok(&[&script]);
     assert!(sb.ok("ip -n x1 -j link show lo").contains("\"ifalias\":\"netscript:inflight\""));
-    assert!(sb.netscript(&["down", "inflight"]).status.success());
+    sb.down("inflight");
     for (at, made) in [("before-apply:1", "hand"), ("before-apply:1", "file"), ("after-apply:1", "ours")] {
         let o = sb.spawn_netscript(&[&script], &[("NETSCRIPT_CRASH_AT", at)]).wait_with_output().unwrap();
         assert_eq!(o.status.signal(), Some(6), "{at}: a crash: {}", stderr(&o));
@@ -442,6 +441,14 @@ fn down_restores_a_root_qdisc_only_over_its_own() {
     assert_eq!(root_qdisc(&sb, "d0"), ("tbf".into(), "8001:".into()), "put back with its own handle");
     assert!(sb.ok("tc -j qdisc show dev d0 root").contains("\"rate\":125000"));
 
+    // `down topo` exits 0, says `said`, and leaves the root qdisc (kind, handle) `theirs`.
+    let left_alone = |topo: &str, said: &str, theirs: (&str, &str)| {
+        let o = sb.netscript(&["down", topo]);
+        assert_eq!(o.status.code(), Some(0), "nothing of ours was left: {}", stderr(&o));
+        assert!(stderr(&o).contains(said), "{}", stderr(&o));
+        assert_eq!(root_qdisc(&sb, "d0"), (theirs.0.into(), theirs.1.into()));
+    };
+
     // Ours replaced by someone else's: left alone.
     let o = sb.netscript(&[&shape]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -451,14 +458,11 @@ fn down_restores_a_root_qdisc_only_over_its_own() {
         ls.contains("not ours: the root qdisc of \"d0\" in the host namespace is not the one this topology set"),
         "{ls}"
     );
-    let o = sb.netscript(&["down", "qd_shape"]);
-    assert_eq!(o.status.code(), Some(0), "nothing of ours was left: {}", stderr(&o));
-    assert!(
-        stderr(&o).contains("the root qdisc of \"d0\" in the host namespace is not the one this topology left there (4e54:; it is pfifo 1: now)"),
-        "{}",
-        stderr(&o)
+    left_alone(
+        "qd_shape",
+        "the root qdisc of \"d0\" in the host namespace is not the one this topology left there (4e54:; it is pfifo 1: now)",
+        ("pfifo", "1:"),
     );
-    assert_eq!(root_qdisc(&sb, "d0"), ("pfifo".into(), "1:".into()));
 
     // Someone's qdisc in the place `unimpair` cleared: left alone too.
     let clear = script_file("qd_clear.lua", "link.get(\"d0\"):unimpair()\n");
@@ -466,14 +470,11 @@ fn down_restores_a_root_qdisc_only_over_its_own() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(root_qdisc(&sb, "d0"), (String::new(), String::new()), "the link is down: no root qdisc shown");
     sb.ok("tc qdisc add dev d0 root handle 2: pfifo limit 9");
-    let o = sb.netscript(&["down", "qd_clear"]);
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("not the one this topology left there (the kernel's default; it is pfifo 2: now)"),
-        "{}",
-        stderr(&o)
+    left_alone(
+        "qd_clear",
+        "not the one this topology left there (the kernel's default; it is pfifo 2: now)",
+        ("pfifo", "2:"),
     );
-    assert_eq!(root_qdisc(&sb, "d0"), ("pfifo".into(), "2:".into()));
 }
 
 /// Before deleting namespaces, `down` takes down the bridge it deletes after them
