@@ -458,10 +458,10 @@ fn marked_namespace(links: &[LinkInfo]) -> Option<&str> {
     links.iter().find(|l| l.name == "lo")?.alias.as_deref()?.strip_prefix("netscript:")
 }
 
-/// Finds objects carrying netscript's ownership mark (namespace: its lo's alias; link alias `netscript:NAME`, rule
-/// comment `netscript:NAME`, route protocol 78, process environment
-/// NETSCRIPT_OWNER) that no recorded topology accounts for, in the namespace
-/// netscript runs in and every named namespace.
+/// Finds objects carrying netscript's ownership mark (a namespace's lo alias and a
+/// link alias `netscript:NAME`, rule comment `netscript:NAME`, route and address
+/// protocol 78, process environment NETSCRIPT_OWNER) that no recorded topology
+/// accounts for, in the namespace netscript runs in and every named namespace.
 ///
 /// Each record is read under its lock, shared: a topology that a netscript process
 /// is changing right now (its journal may be ahead of what was listed) is skipped,
