@@ -10,7 +10,7 @@ use crate::backend::{Backend, LinkInfo};
 use crate::error::{Error, Result};
 use crate::firewall::Family;
 use crate::journal::{Journal, State};
-use crate::model::{ADDR_PROTO, NsRef, ROUTE_PROTO, split_words};
+use crate::model::{ADDR_PROTO, NsRef, ROUTE_PROTO, mark_topology, split_words};
 use crate::op::Op;
 use crate::qdisc::{Qdisc, RootQdisc};
 use crate::state::{LockMode, Record, StateDir};
@@ -455,7 +455,7 @@ impl Accounted {
 
 /// The topology a namespace is marked for (the alias of its lo), from its links.
 fn marked_namespace(links: &[LinkInfo]) -> Option<&str> {
-    links.iter().find(|l| l.name == "lo")?.alias.as_deref()?.strip_prefix("netscript:")
+    mark_topology(links.iter().find(|l| l.name == "lo")?.alias.as_deref()?)
 }
 
 /// Finds objects carrying netscript's ownership mark (a namespace's lo alias and a
@@ -520,7 +520,7 @@ pub fn orphans(base: &Path, backend: &mut dyn Backend) -> Result<Collection> {
         }
         for l in &links {
             if l.name != "lo"
-                && let Some(topo) = l.alias.as_deref().and_then(|a| a.strip_prefix("netscript:"))
+                && let Some(topo) = l.alias.as_deref().and_then(mark_topology)
                 && !busy.contains(topo)
                 && !acc.links.contains(&(topo.to_string(), ns.clone(), l.name.clone()))
             {
@@ -567,7 +567,7 @@ pub fn orphans(base: &Path, backend: &mut dyn Backend) -> Result<Collection> {
                 let Some(rest) = line.strip_prefix("-A ") else { continue };
                 let Ok(words) = split_words(rest) else { continue };
                 let Some(i) = words.iter().position(|w| w == "--comment") else { continue };
-                let Some(topo) = words.get(i + 1).and_then(|c| c.strip_prefix("netscript:")) else { continue };
+                let Some(topo) = words.get(i + 1).and_then(|c| mark_topology(c)) else { continue };
                 if !busy.contains(topo) && !acc.rule_topos.contains(topo) {
                     out.push(Orphan {
                         what: match family {

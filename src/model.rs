@@ -611,12 +611,18 @@ pub struct NsProcess {
 /// The environment variable that marks a spawned process as netscript's.
 pub const OWNER_ENV: &str = "NETSCRIPT_OWNER";
 
+/// The topology a mark names (`netscript:TOPOLOGY`, `session::mark_for`: a link's or
+/// a namespace's lo's alias, a rule's comment), or None when it is not netscript's.
+pub fn mark_topology(mark: &str) -> Option<&str> {
+    mark.strip_prefix("netscript:")
+}
+
 /// The topology of a process mark as netscript makes them
 /// (`netscript:TOPOLOGY:PID:SEQ`, `Session::spawn`), read from the right (a topology
 /// name may hold ':'). None for anything else: any process can set the variable, and
 /// `gc` lists (and prints a command to stop) only what netscript could have made.
 pub fn process_mark_topology(mark: &str) -> Option<&str> {
-    let mut parts = mark.strip_prefix("netscript:")?.rsplitn(3, ':');
+    let mut parts = mark_topology(mark)?.rsplitn(3, ':');
     let (seq, pid, topo) = (parts.next()?, parts.next()?, parts.next()?);
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     (digits(seq) && digits(pid) && check_name("topology", topo).is_ok()).then_some(topo)
