@@ -232,12 +232,7 @@ fn in_place(b: &mut dyn Backend, op: &Op) -> Result<bool> {
             // them) and the handle it was given.
             link(b, ns, dev)?.is_some() && {
                 let root = b.root_qdisc(ns, dev)?;
-                qdisc.handle.is_none_or(|h| h == root.handle())
-                    && match root {
-                        RootQdisc::Known(q) => q.kind == qdisc.kind,
-                        RootQdisc::Other { kind, .. } => kind == qdisc.kind,
-                        RootQdisc::Default => false,
-                    }
+                qdisc.handle.is_none_or(|h| h == root.handle()) && root.kind() == Some(qdisc.kind.as_str())
             }
         }
         Op::DelQdisc { ns, dev, .. } => link(b, ns, dev)?.is_none() || b.root_qdisc(ns, dev)? == RootQdisc::Default,

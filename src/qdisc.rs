@@ -93,13 +93,19 @@ impl RootQdisc {
         }
     }
 
+    /// Its kind; None for the kernel's own.
+    pub fn kind(&self) -> Option<&str> {
+        match self {
+            RootQdisc::Default => None,
+            RootQdisc::Known(Qdisc { kind, .. }) | RootQdisc::Other { kind, .. } => Some(kind),
+        }
+    }
+
     /// "tbf 8001:", or "the kernel's default": for messages.
     pub fn describe(&self) -> String {
-        match self {
-            RootQdisc::Default => "the kernel's default".into(),
-            RootQdisc::Known(Qdisc { kind, .. }) | RootQdisc::Other { kind, .. } => {
-                format!("{kind} {:x}:", self.handle())
-            }
+        match self.kind() {
+            None => "the kernel's default".into(),
+            Some(kind) => format!("{kind} {:x}:", self.handle()),
         }
     }
 }
@@ -119,12 +125,9 @@ pub enum UndoVerdict {
 }
 
 pub fn undo_verdict(root: &RootQdisc, over: u16, target: Option<&Qdisc>) -> UndoVerdict {
-    let done = match (target, root) {
-        (None, _) => root.handle() == DEFAULT_HANDLE,
-        (Some(t), RootQdisc::Known(Qdisc { kind, .. }) | RootQdisc::Other { kind, .. }) => {
-            t.handle == Some(root.handle()) && t.kind == *kind
-        }
-        (Some(_), RootQdisc::Default) => false,
+    let done = match target {
+        None => root.handle() == DEFAULT_HANDLE,
+        Some(t) => t.handle == Some(root.handle()) && root.kind() == Some(t.kind.as_str()),
     };
     if root.handle() == over {
         UndoVerdict::Apply

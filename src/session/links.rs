@@ -132,10 +132,8 @@ impl Session {
     pub fn qdisc(&mut self, ns: &NsRef, dev: &str) -> Result<RootQdisc> {
         self.link(ns, dev)?;
         let root = self.backend.root_qdisc(ns, dev)?;
-        Ok(match (&root, self.our_qdisc(ns, dev)) {
-            (RootQdisc::Known(Qdisc { kind, .. }) | RootQdisc::Other { kind, .. }, Some(q))
-                if *kind == q.kind && q.handle.is_none_or(|h| h == root.handle()) =>
-            {
+        Ok(match self.our_qdisc(ns, dev) {
+            Some(q) if root.kind() == Some(q.kind.as_str()) && q.handle.is_none_or(|h| h == root.handle()) => {
                 RootQdisc::Known(q)
             }
             _ => root,
