@@ -138,9 +138,9 @@ pub trait Backend {
     /// Prepares `del` (a `DelLink` a rollback makes after deleting namespaces whose
     /// links may be its ports): the kernel back end takes a bridge of this topology
     /// down, so that the kernel releases its ports cheaply, on a thread while the
-    /// caller goes on (deleting namespaces), done when `hold_deletions(false)`
-    /// returns. Not journaled: the link is deleted next (a later `down` does it if
-    /// that fails).
+    /// caller goes on (preparing its rollback), done when `hold_deletions` returns.
+    /// Not journaled: the link is deleted next (a later `down` does it if that
+    /// fails).
     fn quiesce(&mut self, _del: &Op) -> Result<()> {
         Ok(())
     }

@@ -116,7 +116,7 @@ pub fn drift(journal: &Journal, b: &mut dyn Backend) -> Vec<Drift> {
             command: e.op.render(),
             reason,
         };
-        match not_ours(b, &e, &crate::session::mark_for(&journal.meta.name)) {
+        match not_ours(b, e, &crate::session::mark_for(&journal.meta.name)) {
             Ok(Some(why)) => {
                 out.push(item(DriftKind::NotOurs, Some(why)));
                 continue;

@@ -579,8 +579,13 @@ impl Journal {
     }
 
     /// Entries still in effect, newest first.
-    pub fn live_newest_first(&self) -> Vec<Entry> {
-        self.entries.iter().rev().filter(|e| e.live()).cloned().collect()
+    pub fn live_newest_first(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.iter().rev().filter(|e| e.live())
+    }
+
+    /// Where the entries still in effect are in `entries`, newest first.
+    pub fn live_positions_newest_first(&self) -> impl Iterator<Item = usize> {
+        self.entries.iter().enumerate().rev().filter(|(_, e)| e.live()).map(|(p, _)| p)
     }
 
     pub fn live_count(&self) -> usize {
@@ -733,7 +738,7 @@ mod tests {
         assert_eq!(j.entries()[0].state, State::Done);
         assert_eq!(j.entries()[1].state, State::InFlight);
         assert_eq!(j.entries()[1].seq, s2);
-        assert_eq!(j.live_newest_first()[0].seq, s2);
+        assert_eq!(j.live_newest_first().next().unwrap().seq, s2);
         assert!(j.torn.is_none());
         let mode = std::os::unix::fs::PermissionsExt::mode(&fs::metadata(&p).unwrap().permissions());
         assert_eq!(mode & 0o777, 0o600);

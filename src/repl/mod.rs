@@ -591,8 +591,7 @@ impl Repl {
     }
 
     fn undo(&mut self, n: usize) {
-        let todo_seqs: Vec<u64> =
-            self.session.borrow().journal().live_newest_first().iter().take(n).map(|e| e.seq).collect();
+        let todo_seqs: Vec<u64> = self.session.borrow().journal().live_newest_first().take(n).map(|e| e.seq).collect();
         if todo_seqs.is_empty() {
             println!("nothing to undo");
             return;

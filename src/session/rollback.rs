@@ -21,7 +21,8 @@ pub(super) struct Dying {
 }
 
 impl Session {
-    /// Undoes `todo` (entries, newest first), carrying on past failures.
+    /// Undoes the journal entries at `picked` (positions, newest first), carrying on
+    /// past failures.
     ///
     /// Entries whose undo is a single firewall change are collected and sent to the
     /// back end together (one iptables-restore per family and namespace), in their
@@ -32,11 +33,9 @@ impl Session {
     /// Links that die with a deleted namespace are not deleted one by one (each
     /// deletion waits for the kernel); the ends of those veth pairs that sit outside
     /// are waited for, so that nothing is left when rollback returns.
-    pub(super) fn undo_entries(&mut self, todo: &[Entry], mut tick: impl FnMut(usize)) -> RollbackReport {
+    pub(super) fn undo_entries(&mut self, picked: &[usize], mut tick: impl FnMut(usize)) -> RollbackReport {
         self.forget_known();
         let mut report = RollbackReport::default();
-        let doomed = Doomed::of(todo);
-        let mut dying: Vec<Dying> = Vec::new();
         // Namespaces are deleted as their entries come (newest first), and the back
         // end may hold them (`hold_deletions`): deleted one after another, each
         // waited for the kernel's cleanup of those before it (500 took 70-180 ms,
@@ -49,51 +48,39 @@ impl Session {
         // a thread of its own (`start_undo_batch`; the firewall processes then run
         // while the kernel is busy; during the deletions they slowed them down),
         // their results taken at the end; the link deletions that nothing else
-        // orders (a single `DelLink` undo, of a link in a namespace that stays and
-        // never moved: what the other undos do to such a link is skipped or finds it
-        // gone, as with any deletion), sent before the kernel takes the lock, as
+        // orders (`Order::late`), sent before the kernel takes the lock, as
         // `ip -batch` does; then the wait for the veth ends outside; then the older
         // undos, which then find the lock free. Without namespace deletions, the
         // firewall batch starts first.
-        let last_netns = todo.iter().rposition(|e| e.undo.iter().any(|u| matches!(u, Op::DelNetns { .. })));
-        let moved: HashSet<&str> = todo
-            .iter()
-            .flat_map(|e| std::iter::once(&e.op).chain(&e.undo))
-            .filter_map(|o| match o {
-                Op::MoveLink { name, .. } => Some(name.as_str()),
-                _ => None,
-            })
-            .collect();
-        let link_del = |e: &Entry| matches!(e.undo.as_slice(), [u @ Op::DelLink { name, .. }] if !doomed.covers(u) && !moved.contains(name.as_str()));
-        let fw_only = |e: &Entry| matches!(e.undo.as_slice(), [u] if u.is_firewall() && !doomed.covers(u));
-        let mut pulled = vec![false; todo.len()];
+        let order = Order::of(&picked.iter().map(|&p| &self.journal.entries()[p]).collect::<Vec<_>>());
+        let doomed = &order.doomed;
+        let mut pulled = vec![false; picked.len()];
         // A forwarding sysctl takes the rtnl lock too (it spins until it gets it):
-        // its undo goes first, before the kernel is busy, when nothing newer in the
-        // rollback could depend on its place (no newer sysctl or move in its
-        // namespace: a newer per-link value would otherwise be overwritten by the
-        // copy to every link).
-        if last_netns.is_some() {
-            for (j, e) in todo.iter().enumerate() {
-                let ([Op::SetSysctl { ns, key, .. }, ..], false) = (e.undo.as_slice(), doomed.ns(&e.op.ns())) else {
-                    continue;
-                };
-                let newer_touch = todo[..j].iter().any(|n| match &n.op {
-                    Op::SetSysctl { ns: m, .. } => m == ns,
-                    Op::MoveLink { ns: a, to: b, .. } => a == ns || b == ns,
-                    _ => false,
-                });
-                if FORWARDING.contains(&key.as_str()) && !newer_touch {
-                    pulled[j] = true;
-                    if !self.handed_over(e, &mut report) {
-                        let undo: Vec<&Op> = e.undo.iter().filter(|u| !doomed.covers(u)).collect();
-                        self.undo_ops(e, &undo, &mut report);
-                    }
-                }
+        // its undo goes first, before the kernel is busy (`Order::forwarding`).
+        for &j in &order.forwarding {
+            pulled[j] = true;
+            let e = self.journal.entries()[picked[j]].clone();
+            if !self.handed_over(&e, &mut report) {
+                let undo: Vec<&Op> = e.undo.iter().filter(|u| !doomed.covers(u)).collect();
+                self.undo_ops(&e, &undo, &mut report);
             }
         }
+        // A bridge among the late link deletions goes down now (`Backend::quiesce`,
+        // on a thread, done before the first namespace deletion), so that the
+        // kernel releases the ports that die with the namespaces cheaply (a bridge
+        // that is up re-elects its ports' states for each one that goes); the
+        // entries are copied meanwhile.
+        for &k in &order.late {
+            let del = self.journal.entries()[picked[k]].undo[0].clone();
+            let _ = self.backend.quiesce(&del);
+        }
+        let todo: Vec<Entry> = picked.iter().map(|&p| self.journal.entries()[p].clone()).collect();
+        let last_netns = order.last_netns;
+        let late = &order.late;
+        let mut dying: Vec<Dying> = Vec::new();
         let mut batch: Vec<&Entry> = Vec::new();
         for (k, e) in todo.iter().enumerate() {
-            if !pulled[k] && fw_only(e) {
+            if !pulled[k] && order.fw_only(e) {
                 pulled[k] = true;
                 if !self.handed_over(e, &mut report) {
                     batch.push(e);
@@ -103,16 +90,6 @@ impl Session {
         // Without namespaces to delete, the firewall batch starts now; with them, once
         // the last is deleted (see above).
         let mut running = last_netns.is_none().then(|| self.start_undo_batch(std::mem::take(&mut batch)));
-        // The link deletions pulled after the last namespace deletion (`late`, found
-        // once): a bridge among them goes down first (`Backend::quiesce`, while the
-        // namespaces are deleted; down before they are let go), so that the kernel
-        // releases the ports that die with the namespaces cheaply (a bridge that is
-        // up re-elects its ports' states for each one that goes).
-        let late: Vec<usize> =
-            last_netns.map_or(Vec::new(), |last| (last + 1..todo.len()).filter(|&k| link_del(&todo[k])).collect());
-        for &k in &late {
-            let _ = self.backend.quiesce(&todo[k].undo[0]);
-        }
         self.backend.hold_deletions(last_netns.is_some());
         for (i, e) in todo.iter().enumerate() {
             tick(todo.len() - i);
@@ -140,12 +117,12 @@ impl Session {
             if Some(i) == last_netns {
                 self.backend.hold_deletions(false);
                 running = Some(self.start_undo_batch(std::mem::take(&mut batch)));
-                for &k in &late {
+                for &k in late {
                     pulled[k] = true;
                     let undo: Vec<&Op> = todo[k].undo.iter().collect();
                     self.undo_ops(&todo[k], &undo, &mut report);
                 }
-                let held = self.held_namespaces(&doomed, &mut report);
+                let held = self.held_namespaces(doomed, &mut report);
                 self.wait_gone(std::mem::take(&mut dying), &held, &mut report);
             }
         }
@@ -399,8 +376,8 @@ impl Session {
         // would have been one by one, then undone with the rest.
         self.fw_batch = None;
         let _ = self.settle();
-        let todo: Vec<Entry> = self.journal.live_newest_first().into_iter().take(n).collect();
-        self.undo_entries(&todo, tick)
+        let picked: Vec<usize> = self.journal.live_positions_newest_first().take(n).collect();
+        self.undo_entries(&picked, tick)
     }
 
     /// Undoes the changes made after the journal held `mark` entries (the REPL undoes
@@ -410,13 +387,8 @@ impl Session {
         // would have been one by one, then undone with the rest.
         self.fw_batch = None;
         let _ = self.settle();
-        let newer: Vec<Entry> = self.journal.entries()[mark.min(self.journal.entries().len())..]
-            .iter()
-            .rev()
-            .filter(|e| e.live())
-            .cloned()
-            .collect();
-        self.undo_entries(&newer, |_| {})
+        let picked: Vec<usize> = self.journal.live_positions_newest_first().take_while(|&p| p >= mark).collect();
+        self.undo_entries(&picked, |_| {})
     }
 }
 
@@ -424,6 +396,70 @@ impl Session {
 /// (and nothing else; IPv6 forwarding also changes what the kernel does with
 /// addresses and groups, so its undo keeps its place).
 const FORWARDING: &[&str] = &["net.ipv4.ip_forward", "net.ipv4.conf.all.forwarding"];
+
+/// What a rollback decides before it changes anything, read from its entries in
+/// place (newest first; `undo_entries` copies them once the bridges that will be
+/// deleted are going down).
+struct Order {
+    doomed: Doomed,
+    /// The last namespace deletion (the oldest entry with one).
+    last_netns: Option<usize>,
+    /// Links some entry moves (their deletion keeps its place).
+    moved: HashSet<String>,
+    /// Undos of a forwarding sysctl that go first, before the kernel is busy: those
+    /// outside the namespaces that go, with nothing newer in the rollback that could
+    /// depend on their place (no newer sysctl or move in their namespace: a newer
+    /// per-link value would otherwise be overwritten by the copy to every link).
+    /// Only with namespace deletions (the busy kernel they avoid).
+    forwarding: Vec<usize>,
+    /// The link deletions pulled to right after the last namespace deletion: a
+    /// single `DelLink` undo, of a link in a namespace that stays and never moved
+    /// (what the other undos do to such a link is skipped or finds it gone, as with
+    /// any deletion).
+    late: Vec<usize>,
+}
+
+impl Order {
+    fn of(todo: &[&Entry]) -> Order {
+        let doomed = Doomed::of(todo);
+        let last_netns = todo.iter().rposition(|e| e.undo.iter().any(|u| matches!(u, Op::DelNetns { .. })));
+        let moved = todo
+            .iter()
+            .flat_map(|e| std::iter::once(&e.op).chain(&e.undo))
+            .filter_map(|o| match o {
+                Op::MoveLink { name, .. } => Some(name.clone()),
+                _ => None,
+            })
+            .collect();
+        let mut order = Order { doomed, last_netns, moved, forwarding: Vec::new(), late: Vec::new() };
+        let Some(last) = last_netns else { return order };
+        for (j, e) in todo.iter().enumerate() {
+            let ([Op::SetSysctl { ns, key, .. }, ..], false) = (e.undo.as_slice(), order.doomed.ns(&e.op.ns())) else {
+                continue;
+            };
+            let newer_touch = todo[..j].iter().any(|n| match &n.op {
+                Op::SetSysctl { ns: m, .. } => m == ns,
+                Op::MoveLink { ns: a, to: b, .. } => a == ns || b == ns,
+                _ => false,
+            });
+            if FORWARDING.contains(&key.as_str()) && !newer_touch {
+                order.forwarding.push(j);
+            }
+        }
+        order.late = (last + 1..todo.len()).filter(|&k| order.link_del(todo[k])).collect();
+        order
+    }
+
+    /// A single link deletion that nothing else orders.
+    fn link_del(&self, e: &Entry) -> bool {
+        matches!(e.undo.as_slice(), [u @ Op::DelLink { name, .. }] if !self.doomed.covers(u) && !self.moved.contains(name))
+    }
+
+    /// A single firewall change, not inside a namespace that goes.
+    fn fw_only(&self, e: &Entry) -> bool {
+        matches!(e.undo.as_slice(), [u] if u.is_firewall() && !self.doomed.covers(u))
+    }
+}
 
 /// The namespaces and links that a rollback will delete anyway. Restoring their
 /// attributes first (addresses, up/down, master, routes, rules and sysctls inside a
@@ -440,7 +476,7 @@ struct Doomed {
 
 impl Doomed {
     /// From the entries a rollback undoes (newest first).
-    fn of(todo: &[Entry]) -> Doomed {
+    fn of(todo: &[&Entry]) -> Doomed {
         let mut d = Doomed::default();
         for e in todo.iter().rev() {
             match &e.op {
@@ -809,7 +845,7 @@ mod tests {
         let ns1 = NsRef::named("ns1");
         let ns2 = NsRef::named("ns2");
         // Oldest first, as made; Doomed::of takes them newest first.
-        let mut made = vec![
+        let made = [
             entry(1, Op::AddNetns { name: "ns1".into() }),
             entry(2, Op::AddVeth { ns: H, name: "a".into(), peer: "b".into(), peer_ns: ns2.clone(), queues: None }),
             entry(3, Op::AddBridge { ns: H, name: "br".into() }),
@@ -818,8 +854,7 @@ mod tests {
             // A link this run did not make, moved: nothing deletes it.
             entry(5, Op::MoveLink { ns: H, name: "old".into(), to: ns2.clone() }),
         ];
-        made.reverse();
-        let d = Doomed::of(&made);
+        let d = Doomed::of(&made.iter().rev().collect::<Vec<_>>());
         assert!(d.ns(&ns1) && !d.ns(&ns2) && !d.ns(&H));
         assert!(d.link(&ns2, "a") && d.link(&ns2, "b") && d.link(&H, "br") && d.link(&ns1, "anything"));
         assert!(!d.link(&ns2, "old") && !d.link(&H, "old"));
