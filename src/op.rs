@@ -514,7 +514,14 @@ impl Op {
                 format!("{p}{f} -t {t} -F {c}\n{p}{f} -t {t} -X {c}")
             }
             Spawn { ns, cmd, .. } => format!("{}{} &", ns.exec_prefix(), join_words(cmd)),
-            Kill { pid, .. } => format!("kill {pid}"),
+            // As `sys::process::stop`: only the process netscript started (the start
+            // time it recorded, field 22 of its stat: 20 after the name, which may hold
+            // spaces and parentheses), with its group (spawn makes it the leader);
+            // never pid 1 or 0 (the group kill would be `kill -- -1`: everything).
+            Kill { pid, .. } if *pid <= 1 => format!("# process {pid} is not a process netscript started: left alone"),
+            Kill { pid, start } => format!(
+                "[ \"$(sed 's/.*) //' /proc/{pid}/stat 2>/dev/null | cut -d' ' -f20)\" = {start} ] && kill -- -{pid}"
+            ),
             StopMarked { mark } => format!(
                 "grep -lzxF -e {} /proc/[0-9]*/environ 2>/dev/null | cut -d/ -f3 | xargs -r kill",
                 q(&format!("{}={mark}", crate::model::OWNER_ENV))
@@ -935,5 +942,31 @@ mod tests {
         assert!(s.contains("\"family\":\"ipv6\""), "{s}");
         assert_eq!(serde_json::from_str::<Op>(&s).unwrap(), v6);
         assert_eq!(v6.fw_family(), Some(Family::Ipv6));
+    }
+
+    /// The printed stop of a process stops the process netscript started, with its
+    /// group, and nothing that took its pid: a start time that differs leaves it
+    /// running. Pid 1 is never printed as a stop.
+    #[test]
+    fn a_printed_process_stop_checks_the_start_time() {
+        use std::os::unix::process::CommandExt;
+        let mut child = std::process::Command::new("sleep").arg("30").process_group(0).spawn().unwrap();
+        let pid = child.id();
+        let start = crate::sys::process::start_time(pid).unwrap();
+        let run = |op: Op| {
+            let c = op.render();
+            assert!(std::process::Command::new("bash").args(["-c", &c]).status().is_ok(), "{c}");
+        };
+        run(Op::Kill { pid, start: start + 1 });
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(child.try_wait().unwrap().is_none(), "a process with another start time was stopped");
+        run(Op::Kill { pid, start });
+        let t0 = std::time::Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            assert!(t0.elapsed() < std::time::Duration::from_secs(5), "process {pid} still runs");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let one = Op::Kill { pid: 1, start: 0 }.render();
+        assert!(one.starts_with("# ") && !one.contains('\n'), "{one}");
     }
 }
