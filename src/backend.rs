@@ -212,6 +212,11 @@ pub trait Backend {
     fn marked_processes(&mut self) -> Vec<(u32, String, String)> {
         Vec::new()
     }
+    /// The links of `ns` whose root qdisc has one of netscript's handles
+    /// (`qdisc::QDISC_HANDLES`): (link, handle).
+    fn marked_qdiscs(&mut self, _ns: &NsRef) -> Result<Vec<(String, u16)>> {
+        Ok(Vec::new())
+    }
     /// Whether the process `pid` that started at `start` still runs.
     fn alive(&mut self, _pid: u32, _start: u64) -> bool {
         false

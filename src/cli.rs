@@ -361,9 +361,9 @@ pub enum Command {
         output: PathBuf,
     },
     /// Find objects carrying netscript's mark (link alias, a namespace's lo alias, rule
-    /// comment, route and address protocol 78, NETSCRIPT_OWNER in a process's
-    /// environment) that no recorded topology accounts for; remove them with --yes.
-    /// Unmarked objects are never touched.
+    /// comment, route and address protocol 78, root qdisc handle 4e53: or 4e54:,
+    /// NETSCRIPT_OWNER in a process's environment) that no recorded topology accounts
+    /// for; remove them with --yes. Unmarked objects are never touched.
     Gc {
         /// Remove what was found (default: only list it).
         #[arg(long)]

@@ -266,6 +266,9 @@ impl<B: Backend> Backend for Faulty<B> {
     fn marked_processes(&mut self) -> Vec<(u32, String, String)> {
         self.inner.marked_processes()
     }
+    fn marked_qdiscs(&mut self, ns: &NsRef) -> Result<Vec<(String, u16)>> {
+        self.inner.marked_qdiscs(ns)
+    }
     fn alive(&mut self, pid: u32, start: u64) -> bool {
         self.inner.alive(pid, start)
     }

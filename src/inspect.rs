@@ -398,6 +398,8 @@ struct Accounted {
     /// The marked addresses records hold: namespace, link, address.
     addrs: HashSet<(NsRef, String, ipnet::IpNet)>,
     processes: HashSet<String>,
+    /// The links whose root qdisc records change: namespace, link.
+    qdiscs: HashSet<(NsRef, String)>,
 }
 
 impl Accounted {
@@ -428,6 +430,9 @@ impl Accounted {
                 }
                 Op::Spawn { mark, .. } => {
                     self.processes.insert(mark.clone());
+                }
+                Op::SetQdisc { ns, dev, .. } | Op::DelQdisc { ns, dev, .. } => {
+                    self.qdiscs.insert((ns.clone(), dev.clone()));
                 }
                 _ => {}
             }
@@ -513,12 +518,14 @@ pub fn orphans(base: &Path, backend: &mut dyn Backend) -> Result<Collection> {
             });
             continue 'namespaces;
         }
+        let mut orphan_links = HashSet::new();
         for l in &links {
             if l.name != "lo"
                 && let Some(topo) = l.alias.as_deref().and_then(mark_topology)
                 && !busy.contains(topo)
                 && !acc.links.contains(&(topo.to_string(), ns.clone(), l.name.clone()))
             {
+                orphan_links.insert(l.name.as_str());
                 out.push(Orphan {
                     what: format!("link \"{}\" in {ns} (marked for topology \"{topo}\")", l.name),
                     remove: Op::del_link(&ns, &l.name),
@@ -539,6 +546,19 @@ pub fn orphans(base: &Path, backend: &mut dyn Backend) -> Result<Collection> {
                             addr: *addr,
                             proto: Some(ADDR_PROTO),
                         },
+                        topo: None,
+                    });
+                }
+            }
+        }
+        // As routes, a root qdisc's mark (its handle) names no topology. One on an
+        // orphan link goes with it; a namespace without tc has none.
+        if busy.is_empty() {
+            for (dev, handle) in backend.marked_qdiscs(&ns).unwrap_or_default() {
+                if !orphan_links.contains(dev.as_str()) && !acc.qdiscs.contains(&(ns.clone(), dev.clone())) {
+                    out.push(Orphan {
+                        what: format!("root qdisc {handle:x}: on \"{dev}\" in {ns} (a handle of netscript's)"),
+                        remove: Op::DelQdisc { ns: ns.clone(), dev, over: Some(handle) },
                         topo: None,
                     });
                 }
@@ -629,6 +649,12 @@ impl Collection {
                 backend.link(ns, dev)?.is_some_and(|l| l.protos.contains(&(*addr, ADDR_PROTO)))
             }
             Op::FwDelete { ns, family, table, chain, rule } => backend.fw_exists(ns, *family, table, chain, rule)?,
+            Op::DelQdisc { ns, dev, over } => {
+                if Accounted::read(base)?.qdiscs.contains(&(ns.clone(), dev.clone())) {
+                    return Ok(Some("a recorded topology has it now".into()));
+                }
+                backend.marked_qdiscs(ns)?.iter().any(|(d, h)| d == dev && Some(*h) == *over)
+            }
             _ => true,
         };
         Ok(if there { None } else { Some("it is gone or changed since".into()) })

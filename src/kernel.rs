@@ -1087,6 +1087,11 @@ impl Backend for Kernel {
         process::marked()
     }
 
+    fn marked_qdiscs(&mut self, ns: &NsRef) -> Result<Vec<(String, u16)>> {
+        let fd = self.fd(ns)?;
+        tc::marked_roots(fd)
+    }
+
     fn alive(&mut self, pid: u32, start: u64) -> bool {
         // A zombie (its parent gone, not reaped by whoever inherited it) runs no more.
         crate::sys::proc::stat(pid).is_some_and(|s| s.start == start && !s.exited())

@@ -284,7 +284,7 @@ pub fn root_from_json(json: &str) -> Result<RootQdisc> {
     let root = v.as_array().and_then(|a| a.iter().find(|q| q["root"].as_bool() == Some(true)));
     let Some(q) = root else { return Ok(RootQdisc::Default) };
     let kind = q["kind"].as_str().unwrap_or_default().to_string();
-    let handle = q["handle"].as_str().and_then(|h| u16::from_str_radix(h.strip_suffix(':')?, 16).ok());
+    let handle = handle_of(q);
     if handle == Some(DEFAULT_HANDLE) || kind == "noop" {
         return Ok(RootQdisc::Default);
     }
@@ -314,6 +314,24 @@ pub fn root_from_json(json: &str) -> Result<RootQdisc> {
         Some(args) => RootQdisc::Known(Qdisc { kind, args, handle: Some(handle) }),
         None => RootQdisc::Other { kind, handle, json: q.to_string() },
     })
+}
+
+/// A qdisc's handle's major number, from tc's JSON (`"4e53:"` is 0x4e53).
+fn handle_of(q: &serde_json::Value) -> Option<u16> {
+    q["handle"].as_str().and_then(|h| u16::from_str_radix(h.strip_suffix(':')?, 16).ok())
+}
+
+/// The links whose root qdisc has one of netscript's handles (`QDISC_HANDLES`), with
+/// that handle, from `tc -j qdisc show` of a whole namespace.
+pub fn marked_roots_from_json(json: &str) -> Result<Vec<(String, u16)>> {
+    let v: serde_json::Value = serde_json::from_str(json.trim())
+        .map_err(|e| Error::sys(format!("cannot read the output of tc -j qdisc show: {e}"), None))?;
+    Ok(v.as_array()
+        .into_iter()
+        .flatten()
+        .filter(|q| q["root"].as_bool() == Some(true))
+        .filter_map(|q| Some((q["dev"].as_str()?.to_string(), handle_of(q).filter(|h| QDISC_HANDLES.contains(h))?)))
+        .collect())
 }
 
 /// The netem options iproute2 prints in JSON, back as tc words (the ones
@@ -410,6 +428,19 @@ mod tests {
         // Undo of an unimpair: put the removed one back over the default only.
         assert_eq!(undo_verdict(&RootQdisc::Default, DEFAULT_HANDLE, Some(&foreign)), Apply);
         assert_eq!(undo_verdict(&pfifo, DEFAULT_HANDLE, Some(&foreign)), NotOurs);
+    }
+
+    /// Of a whole namespace's qdiscs, the roots with netscript's handles: not a child
+    /// qdisc with one, not a root with another.
+    #[test]
+    fn marked_roots_are_read_from_a_namespaces_tc_json() {
+        let json = r#"[{"kind":"noqueue","handle":"0:","dev":"lo","root":true,"refcnt":2,"options":{}},
+            {"kind":"tbf","handle":"4e53:","dev":"a","root":true,"refcnt":2,"options":{"rate":125000,"burst":32768,"lat":50000}},
+            {"kind":"tbf","handle":"1:","dev":"b","root":true,"refcnt":2,"options":{"rate":125000,"burst":32768,"lat":50000}},
+            {"kind":"netem","handle":"4e54:","dev":"c","parent":"1:1","options":{}},
+            {"kind":"netem","handle":"4e54:","dev":"d","root":true,"refcnt":2,"options":{}}]"#;
+        assert_eq!(marked_roots_from_json(json).unwrap(), vec![("a".to_string(), 0x4e53), ("d".to_string(), 0x4e54)]);
+        assert!(marked_roots_from_json("not json").is_err());
     }
 
     #[test]

@@ -148,6 +148,13 @@ fn gc_removes_only_marked_orphans() {
     let ns = script_file("ghostns.lua", "netns.add(\"gns\"):link(\"lo\"):up()\n");
     assert!(sb.netscript(&[&ns]).status.success());
     sb.ok("rm -r /run/netscript/ghostns && ip netns add plainns");
+    // Root qdiscs: one with netscript's handle that no record holds (on an unmarked
+    // link), one with another handle, and one a recorded topology set.
+    sb.ok("ip link add q0 type veth peer name q1 \
+           && tc qdisc add dev q0 root handle 4e53: tbf rate 1mbit burst 32kb latency 50ms \
+           && tc qdisc add dev q1 root handle 1: tbf rate 1mbit burst 32kb latency 50ms");
+    let shaped = script_file("qkeep.lua", "link.get(\"gd2\"):shape({ rate = \"1mbit\" })\n");
+    assert!(sb.netscript(&["--name", "qkeep", &shaped]).status.success());
     // A marked process of a topology with no record (started in the sandbox).
     sb.ok("NETSCRIPT_OWNER=netscript:ghost:1:1 setsid sleep 1000 >/dev/null 2>&1 </dev/null &");
     // Not a process group leader (a child that inherited the mark).
@@ -171,6 +178,8 @@ fn gc_removes_only_marked_orphans() {
     assert!(out.contains("address 10.5.0.1/24 on \"gd\" in the host namespace"), "{out}");
     assert!(out.contains("namespace \"gns\" (marked for topology \"ghostns\")"), "{out}");
     assert!(!out.contains("plainns") && !out.contains("link \"lo\""), "{out}");
+    assert!(out.contains("root qdisc 4e53: on \"q0\" in the host namespace"), "{out}");
+    assert!(!out.contains("\"q1\"") && !out.contains("on \"gd2\""), "another handle, or recorded: {out}");
     assert!(!out.contains("10.3.0.1") && !out.contains("175.18.0."), "unmarked or recorded addresses: {out}");
     assert!(!out.contains("plain0") && !out.contains("someone-else") && !out.contains("veth_ns_1"), "{out}");
     sb.ok("ip link show ghost0"); // listing removes nothing
@@ -187,8 +196,14 @@ fn gc_removes_only_marked_orphans() {
     assert!(!sb.processes("sleep 1002").is_empty(), "the planted mark's process is left alone");
     let nss = sb.ok("ip netns list");
     assert!(!nss.contains("gns") && nss.contains("plainns"), "{nss}");
+    let root = |dev: &str| sb.ok(&format!("tc -j qdisc show dev {dev} root"));
+    assert!(!root("q0").contains("\"tbf\""), "{}", root("q0"));
+    assert!(root("q1").contains("\"handle\":\"1:\""), "{}", root("q1"));
+    assert!(root("gd2").contains("\"tbf\""), "{}", root("gd2"));
     sb.ok("ip link show plain0 && ip link show veth_ns_1 && ip netns exec ns1 ping -c1 -W1 175.18.0.3");
     assert!(stdout(&sb.netscript(&["gc"])).contains("nothing to collect"));
+    sb.down("qkeep");
+    assert!(!root("gd2").contains("\"tbf\""), "{}", root("gd2"));
     sb.down("keep");
 }
 

@@ -45,6 +45,16 @@ pub fn root(fd: Option<BorrowedFd<'_>>, dev: &str) -> Result<RootQdisc> {
     root_from_json(&r.stdout)
 }
 
+/// The links of the namespace whose root qdisc has one of netscript's handles, with
+/// that handle (one `tc -j qdisc show` for all links).
+pub fn marked_roots(fd: Option<BorrowedFd<'_>>) -> Result<Vec<(String, u16)>> {
+    let r = run(fd, &["tc", "-j", "qdisc", "show"])?;
+    if r.code != 0 {
+        return Err(Error::sys(format!("tc qdisc show: {}", r.stderr.trim()), None));
+    }
+    crate::qdisc::marked_roots_from_json(&r.stdout)
+}
+
 /// What the kernel lacks when it does not know a qdisc kind, and what still works.
 pub fn missing_kind(kind: &str) -> String {
     let what = match kind {
