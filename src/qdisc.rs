@@ -279,8 +279,7 @@ impl Shape {
 
 /// The root qdisc in `tc -j qdisc show dev X root` output.
 pub fn root_from_json(json: &str) -> Result<RootQdisc> {
-    let v: serde_json::Value = serde_json::from_str(json.trim())
-        .map_err(|e| Error::sys(format!("cannot read the output of tc -j qdisc show: {e}"), None))?;
+    let v = tc_json(json)?;
     let root = v.as_array().and_then(|a| a.iter().find(|q| q["root"].as_bool() == Some(true)));
     let Some(q) = root else { return Ok(RootQdisc::Default) };
     let kind = q["kind"].as_str().unwrap_or_default().to_string();
@@ -316,6 +315,12 @@ pub fn root_from_json(json: &str) -> Result<RootQdisc> {
     })
 }
 
+/// The output of `tc -j qdisc show`, parsed.
+fn tc_json(json: &str) -> Result<serde_json::Value> {
+    serde_json::from_str(json.trim())
+        .map_err(|e| Error::sys(format!("cannot read the output of tc -j qdisc show: {e}"), None))
+}
+
 /// A qdisc's handle's major number, from tc's JSON (`"4e53:"` is 0x4e53).
 fn handle_of(q: &serde_json::Value) -> Option<u16> {
     q["handle"].as_str().and_then(|h| u16::from_str_radix(h.strip_suffix(':')?, 16).ok())
@@ -324,8 +329,7 @@ fn handle_of(q: &serde_json::Value) -> Option<u16> {
 /// The links whose root qdisc has one of netscript's handles (`QDISC_HANDLES`), with
 /// that handle, from `tc -j qdisc show` of a whole namespace.
 pub fn marked_roots_from_json(json: &str) -> Result<Vec<(String, u16)>> {
-    let v: serde_json::Value = serde_json::from_str(json.trim())
-        .map_err(|e| Error::sys(format!("cannot read the output of tc -j qdisc show: {e}"), None))?;
+    let v = tc_json(json)?;
     Ok(v.as_array()
         .into_iter()
         .flatten()
