@@ -140,15 +140,11 @@ impl Kernel {
     /// starts), once the bridges `quiesce` is taking down are down: their ports are
     /// then released cheaply.
     fn let_go(&mut self) {
-        self.join_quiescing();
-        if let Some(held) = &mut self.held {
-            held.clear();
-        }
-    }
-
-    fn join_quiescing(&mut self) {
         for t in self.quiescing.drain(..) {
             let _ = t.join();
+        }
+        if let Some(held) = &mut self.held {
+            held.clear();
         }
     }
 
@@ -883,10 +879,7 @@ impl Backend for Kernel {
     /// kernel holds up: the bridges `quiesce` is taking down are down first (500
     /// unmounts took 3-9 ms after that, 20-50 ms beside it).
     fn hold_deletions(&mut self, on: bool) {
-        if !on {
-            self.let_go();
-        }
-        self.join_quiescing();
+        self.let_go();
         self.held = on.then(Vec::new);
         self.held_max = held_namespaces_max();
     }
@@ -1089,7 +1082,7 @@ impl Backend for Kernel {
 
     fn marked_qdiscs(&mut self, ns: &NsRef) -> Result<Vec<(String, u16)>> {
         let fd = self.fd(ns)?;
-        tc::marked_roots(fd)
+        tc::marked_roots(fd).map_err(|e| Error::sys(format!("cannot list the root qdiscs of {ns}: {e}"), e.errno()))
     }
 
     fn alive(&mut self, pid: u32, start: u64) -> bool {
