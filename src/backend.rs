@@ -7,7 +7,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use crate::error::Result;
-use crate::firewall::Family;
+use crate::firewall::{Family, RuleAt};
 use crate::model::{NsRef, Route};
 use crate::op::{BridgeOpts, Op, PortFlags};
 use crate::qdisc::RootQdisc;
@@ -163,6 +163,10 @@ pub trait Backend {
     fn fw_policy(&mut self, ns: &NsRef, fam: Family, table: &str, chain: &str) -> Result<String>;
     fn fw_rules(&mut self, ns: &NsRef, fam: Family, table: &str, chain: Option<&str>) -> Result<Vec<String>>;
     fn fw_exists(&mut self, ns: &NsRef, fam: Family, table: &str, chain: &str, rule: &[String]) -> Result<bool>;
+    /// `fw_exists` of each rule (table, chain, rule) of one namespace and family.
+    fn fw_exist_all(&mut self, ns: &NsRef, fam: Family, rules: &[RuleAt<'_>]) -> Result<Vec<bool>> {
+        rules.iter().map(|(t, c, r)| self.fw_exists(ns, fam, t, c, r)).collect()
+    }
     fn fw_chain_exists(&mut self, ns: &NsRef, fam: Family, table: &str, chain: &str) -> Result<bool>;
 
     fn exec(&mut self, ns: &NsRef, argv: &[String], timeout: Option<Duration>) -> Result<ExecResult>;

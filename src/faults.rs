@@ -242,6 +242,9 @@ impl<B: Backend> Backend for Faulty<B> {
     fn fw_exists(&mut self, ns: &NsRef, fam: Family, table: &str, chain: &str, rule: &[String]) -> Result<bool> {
         self.inner.fw_exists(ns, fam, table, chain, rule)
     }
+    fn fw_exist_all(&mut self, ns: &NsRef, fam: Family, rules: &[crate::firewall::RuleAt<'_>]) -> Result<Vec<bool>> {
+        self.inner.fw_exist_all(ns, fam, rules)
+    }
     fn fw_chain_exists(&mut self, ns: &NsRef, fam: Family, table: &str, chain: &str) -> Result<bool> {
         self.inner.fw_chain_exists(ns, fam, table, chain)
     }

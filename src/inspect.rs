@@ -1,14 +1,14 @@
 //! Looking at recorded topologies: `ls` (with drift), `show` (what a topology owns)
 //! and `gc` (marked objects that no journal accounts for).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 use serde::Serialize;
 
 use crate::backend::{Backend, LinkInfo};
 use crate::error::{Error, Result};
-use crate::firewall::Family;
+use crate::firewall::{Family, RuleAt};
 use crate::journal::{Journal, State};
 use crate::model::{ADDR_PROTO, NsRef, ROUTE_PROTO, mark_topology, split_words};
 use crate::op::Op;
@@ -93,6 +93,8 @@ pub fn list(base: &Path, backend: &mut dyn Backend) -> Result<Vec<TopologySummar
 /// effect is missing or altered (checked newest first; an older change to the same
 /// thing is covered by the newer one).
 pub fn drift(journal: &Journal, b: &mut dyn Backend) -> Vec<Drift> {
+    let r = &mut Reads::new(b);
+    r.read_rules(journal);
     let mut seen: HashSet<String> = HashSet::new();
     let mut moved_away: HashSet<(NsRef, String)> = HashSet::new();
     let mut out = Vec::new();
@@ -116,7 +118,7 @@ pub fn drift(journal: &Journal, b: &mut dyn Backend) -> Vec<Drift> {
             command: e.op.render(),
             reason,
         };
-        match not_ours(b, e, &crate::session::mark_for(&journal.meta.name)) {
+        match not_ours(r, e, &crate::session::mark_for(&journal.meta.name)) {
             Ok(Some(why)) => {
                 out.push(item(DriftKind::NotOurs, Some(why)));
                 continue;
@@ -124,7 +126,7 @@ pub fn drift(journal: &Journal, b: &mut dyn Backend) -> Vec<Drift> {
             Ok(None) => {}
             Err(err) => out.push(item(DriftKind::Unchecked, Some(err.to_string()))),
         }
-        match in_place(b, &e.op) {
+        match in_place(r, &e.op) {
             Ok(true) => {}
             Ok(false) => out.push(item(DriftKind::NotInPlace, None)),
             Err(err) => out.push(item(DriftKind::Unchecked, Some(err.to_string()))),
@@ -133,40 +135,130 @@ pub fn drift(journal: &Journal, b: &mut dyn Backend) -> Vec<Drift> {
     out
 }
 
+/// What `drift` reads of the system, each link, namespace and root qdisc once: the
+/// check of a creation's owner and that of its effect look at the same link (an
+/// address's or a root qdisc's entry read it twice before), and the changes to one
+/// link (its state, master, addresses) all read it.
+/// The firewall rules are looked up all at once per namespace and family
+/// (`read_rules`).
+struct Reads<'b> {
+    b: &'b mut dyn Backend,
+    links: HashMap<(NsRef, String), Option<LinkInfo>>,
+    namespaces: HashMap<String, bool>,
+    roots: HashMap<(NsRef, String), RootQdisc>,
+    rules: HashMap<RuleKey, bool>,
+}
+
+/// A rule where it is: namespace, family, table, chain, rule.
+type RuleKey = (NsRef, Family, String, String, Vec<String>);
+
+impl<'b> Reads<'b> {
+    fn new(b: &'b mut dyn Backend) -> Self {
+        Reads { b, links: HashMap::new(), namespaces: HashMap::new(), roots: HashMap::new(), rules: HashMap::new() }
+    }
+
+    /// Whether the rules of the journal's changes in effect are there, looked up
+    /// together (`Backend::fw_exist_all`) for each namespace that exists and
+    /// family; a lookup that fails leaves them to `fw_exists`, rule by rule.
+    fn read_rules(&mut self, journal: &Journal) {
+        let mut groups: Vec<((&NsRef, Family), Vec<RuleAt<'_>>)> = Vec::new();
+        for e in journal.live_newest_first().filter(|e| e.state == State::Done) {
+            let (Op::FwAppend { ns, family, table, chain, rule }
+            | Op::FwInsert { ns, family, table, chain, rule, .. }
+            | Op::FwDelete { ns, family, table, chain, rule }) = &e.op
+            else {
+                continue;
+            };
+            let r = (table.as_str(), chain.as_str(), rule.as_slice());
+            match groups.iter_mut().find(|(k, _)| *k == (ns, *family)) {
+                Some((_, v)) => v.push(r),
+                None => groups.push(((ns, *family), vec![r])),
+            }
+        }
+        for ((ns, fam), rules) in groups {
+            if ns.name().is_some_and(|n| !self.netns_exists(n)) {
+                continue;
+            }
+            if let Ok(there) = self.b.fw_exist_all(ns, fam, &rules) {
+                for ((t, c, r), there) in rules.into_iter().zip(there) {
+                    self.rules.insert((ns.clone(), fam, t.to_string(), c.to_string(), r.to_vec()), there);
+                }
+            }
+        }
+    }
+
+    fn fw_exists(&mut self, ns: &NsRef, fam: Family, table: &str, chain: &str, rule: &[String]) -> Result<bool> {
+        let key = (ns.clone(), fam, table.to_string(), chain.to_string(), rule.to_vec());
+        match self.rules.get(&key) {
+            Some(&there) => Ok(there),
+            None => self.b.fw_exists(ns, fam, table, chain, rule),
+        }
+    }
+
+    fn netns_exists(&mut self, name: &str) -> bool {
+        if let Some(&there) = self.namespaces.get(name) {
+            return there;
+        }
+        let there = self.b.netns_exists(name);
+        self.namespaces.insert(name.to_string(), there);
+        there
+    }
+
+    /// The link, or None when it is gone (or its namespace is).
+    fn link(&mut self, ns: &NsRef, name: &str) -> Result<Option<&LinkInfo>> {
+        let key = (ns.clone(), name.to_string());
+        if !self.links.contains_key(&key) {
+            let l = match ns {
+                NsRef::Named(n) if !self.netns_exists(n) => None,
+                _ => self.b.link(ns, name)?,
+            };
+            self.links.insert(key.clone(), l);
+        }
+        Ok(self.links[&key].as_ref())
+    }
+
+    fn root_qdisc(&mut self, ns: &NsRef, dev: &str) -> Result<RootQdisc> {
+        let key = (ns.clone(), dev.to_string());
+        if let Some(root) = self.roots.get(&key) {
+            return Ok(root.clone());
+        }
+        let root = self.b.root_qdisc(ns, dev)?;
+        self.roots.insert(key, root.clone());
+        Ok(root)
+    }
+}
+
 /// Whether the object a creation made has been replaced by another one under its
 /// name (not marked for the topology, another link index, another namespace, a
 /// route or an address of another protocol, a root qdisc of another handle): what,
 /// if so.
-fn not_ours(b: &mut dyn Backend, e: &crate::journal::Entry, mark: &str) -> Result<Option<String>> {
+fn not_ours(r: &mut Reads<'_>, e: &crate::journal::Entry, mark: &str) -> Result<Option<String>> {
     Ok(match (&e.op, e.undo.first()) {
-        (Op::AddNetns { name }, Some(Op::DelNetns { id: Some(want), .. })) => match b.netns_id(name) {
+        (Op::AddNetns { name }, Some(Op::DelNetns { id: Some(want), .. })) => match r.b.netns_id(name) {
             Some(have) if !have.is(want) => {
                 Some(format!("namespace \"{name}\" is not the namespace this topology created"))
             }
             _ => None,
         },
         (Op::AddVeth { ns, name, .. } | Op::AddBridge { ns, name }, undo) => {
-            if ns.name().is_some_and(|n| !b.netns_exists(n)) {
-                return Ok(None);
-            }
-            let Some(l) = b.link(ns, name)? else { return Ok(None) };
+            let Some(l) = r.link(ns, name)? else { return Ok(None) };
             let index = match undo {
                 Some(Op::DelLink { ifindex: Some(i), .. }) => Some(*i),
                 _ => None,
             };
             if l.alias.as_deref() != Some(mark) {
                 Some(format!("\"{name}\" in {ns} is not the link this topology created (it is not marked {mark})"))
-            } else if index.is_some() && b.link_index(ns, name)? != index {
+            } else if index.is_some() && r.b.link_index(ns, name)? != index {
                 Some(format!("\"{name}\" in {ns} is not the link this topology created (another link took its name)"))
             } else {
                 None
             }
         }
         (Op::AddRoute { ns, route }, _) if route.proto.is_none() => {
-            if ns.name().is_some_and(|n| !b.netns_exists(n)) {
+            if ns.name().is_some_and(|n| !r.netns_exists(n)) {
                 return Ok(None);
             }
-            match b.find_route(ns, route)? {
+            match r.b.find_route(ns, route)? {
                 Some(k) if k.proto != Some(ROUTE_PROTO) => {
                     Some(format!("the route {route} in {ns} is not the route this topology added ({k})"))
                 }
@@ -174,10 +266,10 @@ fn not_ours(b: &mut dyn Backend, e: &crate::journal::Entry, mark: &str) -> Resul
             }
         }
         (Op::SetQdisc { ns, dev, qdisc: Qdisc { handle: Some(mine), .. }, .. }, _) => {
-            if ns.name().is_some_and(|n| !b.netns_exists(n)) || b.link(ns, dev)?.is_none() {
+            if r.link(ns, dev)?.is_none() {
                 return Ok(None);
             }
-            match b.root_qdisc(ns, dev)? {
+            match r.root_qdisc(ns, dev)? {
                 RootQdisc::Default => None,
                 root if root.handle() != *mine => Some(format!(
                     "the root qdisc of \"{dev}\" in {ns} is not the one this topology set (it is {} now, not {mine:x}:)",
@@ -186,79 +278,70 @@ fn not_ours(b: &mut dyn Backend, e: &crate::journal::Entry, mark: &str) -> Resul
                 _ => None,
             }
         }
-        (Op::AddAddr { ns, dev, addr, proto: Some(ADDR_PROTO), .. }, _) => {
-            if ns.name().is_some_and(|n| !b.netns_exists(n)) {
-                return Ok(None);
-            }
-            match b.link(ns, dev)? {
-                Some(l) if l.addrs.contains(addr) && !l.protos.contains(&(*addr, ADDR_PROTO)) => Some(format!(
-                    "{addr} on \"{dev}\" in {ns} is not the address this topology added (it is not marked protocol {ADDR_PROTO})"
-                )),
-                _ => None,
-            }
-        }
+        (Op::AddAddr { ns, dev, addr, proto: Some(ADDR_PROTO), .. }, _) => match r.link(ns, dev)? {
+            Some(l) if l.addrs.contains(addr) && !l.protos.contains(&(*addr, ADDR_PROTO)) => Some(format!(
+                "{addr} on \"{dev}\" in {ns} is not the address this topology added (it is not marked protocol {ADDR_PROTO})"
+            )),
+            _ => None,
+        },
         _ => None,
     })
 }
 
 /// Whether the effect of `op` is what the system shows now.
-fn in_place(b: &mut dyn Backend, op: &Op) -> Result<bool> {
-    fn link(b: &mut dyn Backend, ns: &NsRef, name: &str) -> Result<Option<LinkInfo>> {
-        match ns {
-            NsRef::Named(n) if !b.netns_exists(n) => Ok(None),
-            _ => b.link(ns, name),
-        }
-    }
-    fn ns_ok(b: &mut dyn Backend, ns: &NsRef) -> bool {
-        ns.name().is_none_or(|n| b.netns_exists(n))
+fn in_place(r: &mut Reads<'_>, op: &Op) -> Result<bool> {
+    fn ns_ok(r: &mut Reads<'_>, ns: &NsRef) -> bool {
+        ns.name().is_none_or(|n| r.netns_exists(n))
     }
     Ok(match op {
-        Op::AddNetns { name } => b.netns_exists(name),
-        Op::DelNetns { name, .. } => !b.netns_exists(name),
-        Op::AddVeth { ns, name, .. } | Op::AddBridge { ns, name } => link(b, ns, name)?.is_some(),
-        Op::AddLink { ns, name, .. } => link(b, ns, name)?.is_some(),
+        Op::AddNetns { name } => r.netns_exists(name),
+        Op::DelNetns { name, .. } => !r.netns_exists(name),
+        Op::AddVeth { ns, name, .. } | Op::AddBridge { ns, name } => r.link(ns, name)?.is_some(),
+        Op::AddLink { ns, name, .. } => r.link(ns, name)?.is_some(),
         Op::SetBridge { ns, name, opts } => {
-            link(b, ns, name)?.is_some() && {
-                let now = b.bridge_opts(ns, name)?;
+            r.link(ns, name)?.is_some() && {
+                let now = r.b.bridge_opts(ns, name)?;
                 opts.vlan_filtering.is_none_or(|v| now.vlan_filtering == Some(v))
                     && opts.stp.is_none_or(|v| now.stp == Some(v))
             }
         }
         Op::SetBridgePort { ns, dev, flags } => {
-            link(b, ns, dev)?.is_some() && b.port_flags(ns, dev)?.restricted_to(flags) == *flags
+            r.link(ns, dev)?.is_some() && r.b.port_flags(ns, dev)?.restricted_to(flags) == *flags
         }
         Op::SetQdisc { ns, dev, qdisc, .. } => {
             // The kind (the kernel rounds some parameters, tbf's burst, as it reports
             // them) and the handle it was given.
-            link(b, ns, dev)?.is_some() && {
-                let root = b.root_qdisc(ns, dev)?;
+            r.link(ns, dev)?.is_some() && {
+                let root = r.root_qdisc(ns, dev)?;
                 qdisc.handle.is_none_or(|h| h == root.handle()) && root.kind() == Some(qdisc.kind.as_str())
             }
         }
-        Op::DelQdisc { ns, dev, .. } => link(b, ns, dev)?.is_none() || b.root_qdisc(ns, dev)? == RootQdisc::Default,
-        Op::DelLink { ns, name, .. } => link(b, ns, name)?.is_none(),
-        Op::MoveLink { name, to, .. } => link(b, to, name)?.is_some(),
-        Op::SetUp { ns, name, up } => link(b, ns, name)?.is_some_and(|l| l.up == *up),
-        Op::AddAddr { ns, dev, addr, .. } => link(b, ns, dev)?.is_some_and(|l| l.addrs.contains(addr)),
-        Op::DelAddr { ns, dev, addr, .. } => link(b, ns, dev)?.is_none_or(|l| !l.addrs.contains(addr)),
-        Op::SetMaster { ns, dev, master } => link(b, ns, dev)?.is_some_and(|l| &l.master == master),
-        Op::SetMtu { ns, dev, mtu } => link(b, ns, dev)?.is_some_and(|l| l.mtu == *mtu),
-        Op::AddRoute { ns, route } => ns_ok(b, ns) && b.find_route(ns, route)?.is_some(),
-        Op::DelRoute { ns, route } => !ns_ok(b, ns) || b.find_route(ns, route)?.is_none(),
-        Op::SetSysctl { ns, key, value } => ns_ok(b, ns) && b.sysctl_get(ns, key)? == *value,
+        Op::DelQdisc { ns, dev, .. } => r.link(ns, dev)?.is_none() || r.root_qdisc(ns, dev)? == RootQdisc::Default,
+        Op::DelLink { ns, name, .. } => r.link(ns, name)?.is_none(),
+        Op::MoveLink { name, to, .. } => r.link(to, name)?.is_some(),
+        Op::SetUp { ns, name, up } => r.link(ns, name)?.is_some_and(|l| l.up == *up),
+        Op::AddAddr { ns, dev, addr, .. } => r.link(ns, dev)?.is_some_and(|l| l.addrs.contains(addr)),
+        Op::DelAddr { ns, dev, addr, .. } => r.link(ns, dev)?.is_none_or(|l| !l.addrs.contains(addr)),
+        Op::SetMaster { ns, dev, master } => r.link(ns, dev)?.is_some_and(|l| &l.master == master),
+        Op::SetMtu { ns, dev, mtu } => r.link(ns, dev)?.is_some_and(|l| l.mtu == *mtu),
+        Op::AddRoute { ns, route } => ns_ok(r, ns) && r.b.find_route(ns, route)?.is_some(),
+        Op::DelRoute { ns, route } => !ns_ok(r, ns) || r.b.find_route(ns, route)?.is_none(),
+        Op::SetSysctl { ns, key, value } => ns_ok(r, ns) && r.b.sysctl_get(ns, key)? == *value,
         Op::FwPolicy { ns, family: f, table, chain, target } => {
-            ns_ok(b, ns) && b.fw_policy(ns, *f, table, chain)? == *target
+            ns_ok(r, ns) && r.b.fw_policy(ns, *f, table, chain)? == *target
         }
         Op::FwAppend { ns, family: f, table, chain, rule } | Op::FwInsert { ns, family: f, table, chain, rule, .. } => {
-            ns_ok(b, ns) && b.fw_exists(ns, *f, table, chain, rule)?
+            ns_ok(r, ns) && r.fw_exists(ns, *f, table, chain, rule)?
         }
         Op::FwDelete { ns, family: f, table, chain, rule } => {
-            !ns_ok(b, ns) || !b.fw_exists(ns, *f, table, chain, rule)?
+            !ns_ok(r, ns) || !r.fw_exists(ns, *f, table, chain, rule)?
         }
-        Op::FwNewChain { ns, family: f, table, chain } => ns_ok(b, ns) && b.fw_chain_exists(ns, *f, table, chain)?,
-        Op::FwDelChain { ns, family: f, table, chain } => !ns_ok(b, ns) || !b.fw_chain_exists(ns, *f, table, chain)?,
-        Op::Spawn { pid, start, .. } => b.alive(*pid, *start),
-        Op::Kill { pid, start } => !b.alive(*pid, *start),
+        Op::FwNewChain { ns, family: f, table, chain } => ns_ok(r, ns) && r.b.fw_chain_exists(ns, *f, table, chain)?,
+        Op::FwDelChain { ns, family: f, table, chain } => {
+            !ns_ok(r, ns) || !r.b.fw_chain_exists(ns, *f, table, chain)?
+        }
+        Op::Spawn { pid, start, .. } => r.b.alive(*pid, *start),
+        Op::Kill { pid, start } => !r.b.alive(*pid, *start),
         Op::StopMarked { .. } | Op::TraceOn { .. } | Op::TraceOff { .. } => true,
     })
 }

@@ -141,6 +141,9 @@ pub fn driver_resolved(tool: &str) -> Option<Box<dyn Firewall>> {
     iptables::Iptables::resolved(tool).map(|d| Box::new(d) as Box<dyn Firewall>)
 }
 
+/// A rule where it is looked up (`Firewall::exist_all`): table, chain, rule words.
+pub type RuleAt<'a> = (&'a str, &'a str, &'a [String]);
+
 /// One change in a batch (`Firewall::batch`).
 #[derive(Clone, Copy, Debug)]
 pub enum Change<'a> {
@@ -210,6 +213,12 @@ pub trait Firewall: Send + Sync {
     /// `iptables-save`.
     fn tables(&self, ns: Option<BorrowedFd<'_>>, fam: Family, tables: &[&str]) -> Result<Vec<(String, Vec<String>)>> {
         tables.iter().map(|t| Ok((t.to_string(), self.rules(ns, fam, t, None)?))).collect()
+    }
+    /// Whether each rule is in its chain, as `exists` answers for each (`rules`:
+    /// table, chain, rule). The default asks rule by rule; iptables asks the tool
+    /// twice for them all.
+    fn exist_all(&self, ns: Option<BorrowedFd<'_>>, fam: Family, rules: &[RuleAt<'_>]) -> Result<Vec<bool>> {
+        rules.iter().map(|(t, c, r)| self.exists(ns, fam, t, c, r)).collect()
     }
     /// Makes many changes at once, in order, all or nothing per table (iptables:
     /// one `iptables-restore --noflush`, or `ip6tables-restore` for IPv6).

@@ -59,7 +59,9 @@ impl Session {
         // its undo goes first, before the kernel is busy (`Order::forwarding`).
         for &j in &order.forwarding {
             pulled[j] = true;
-            self.undo_at(picked[j], doomed, &mut report);
+            if !self.handed_over(picked[j], &mut report) {
+                self.undo_at(picked[j], doomed, &mut report);
+            }
         }
         // A bridge among the late link deletions goes down now (`Backend::quiesce`,
         // on a thread, done before the first namespace deletion), so that the
@@ -151,12 +153,9 @@ impl Session {
     }
 
     /// Runs the undo of the entry at `p` in the journal (`undo_ops`), but for what a
-    /// deletion to come covers, unless handed over. The entry is cloned: its undo
-    /// marks it in the journal.
+    /// deletion to come covers. The entry is cloned: its undo marks it in the
+    /// journal.
     fn undo_at(&mut self, p: usize, doomed: &Doomed, report: &mut RollbackReport) {
-        if self.handed_over(p, report) {
-            return;
-        }
         let e = self.journal.entries()[p].clone();
         let undo: Vec<&Op> = e.undo.iter().filter(|u| !doomed.covers(u)).collect();
         self.undo_ops(&e, &undo, report);

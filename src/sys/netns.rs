@@ -185,6 +185,19 @@ pub fn open(name: &str) -> Result<OwnedFd> {
     Ok(OwnedFd::from(f))
 }
 
+/// A new, empty network namespace, unnamed, held by the returned file (it goes when
+/// the file is closed): made on a thread of its own, which ends there.
+pub fn scratch() -> Result<OwnedFd> {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            unshare(CloneFlags::CLONE_NEWNET).map_err(|e| Error::from_errno("cannot create a network namespace", e))?;
+            open_current().map_err(|e| Error::sys(format!("cannot open the new network namespace: {e}"), None))
+        })
+        .join()
+        .unwrap_or_else(|_| Err(Error::sys("the thread making a network namespace panicked", None)))
+    })
+}
+
 /// The network namespace the calling thread is in.
 pub fn open_current() -> std::io::Result<OwnedFd> {
     File::open("/proc/thread-self/ns/net").map(OwnedFd::from)
