@@ -139,6 +139,7 @@ pub fn drift(journal: &Journal, b: &mut dyn Backend) -> Vec<Drift> {
 /// check of a creation's owner and that of its effect look at the same link (an
 /// address's or a root qdisc's entry read it twice before), and the changes to one
 /// link (its state, master, addresses) all read it.
+///
 /// The firewall rules are looked up all at once per namespace and family
 /// (`read_rules`).
 struct Reads<'b> {
