@@ -208,7 +208,10 @@ fn down_uses_the_firewall_tool_the_run_recorded() {
 /// way): the same answers, the tool's own spellings found (`-s 10.1.0.1` saved as
 /// `/32`, `--dport` with `-m tcp`, a quoted comment, a rule in a user chain, IPv6),
 /// and a rule deleted behind the topology's back named. With the listings switched
-/// off, the wrapper below logs an `iptables -C` per rule (checked).
+/// off, the wrapper below logs an `iptables -C` per rule (checked). `down` then
+/// counts a rule whose jump's chain was deleted by hand, and a chain deleted by
+/// hand, as undone: before, it failed on both ("Chain 'EMPTY' does not exist", and
+/// iptables-nft calling a missing chain "incompatible"; checked).
 #[test]
 fn ls_looks_the_rules_up_all_at_once_with_the_same_answers() {
     let sb = Sandbox::new();
@@ -230,6 +233,8 @@ fw.append("filter", "INPUT", "-m comment --comment \"it's here\" -j ACCEPT")
 fw.append("nat", "POSTROUTING", "-s 10.1.0.0/24 ! -o lo -j MASQUERADE")
 fw.append("filter", "FORWARD", "-s fd00::1 -j DROP", { family = "ipv6" })
 fw.append("filter", "FORWARD", "-p tcp --dport 22 -j ACCEPT", { family = "ipv6" })
+fw.chain("filter", "EMPTY")
+fw.append("filter", "FORWARD", "-s 10.3.0.0/24 -j EMPTY")
 "#,
     );
     assert!(sb.netscript(&[&script]).status.success());
@@ -253,10 +258,29 @@ fw.append("filter", "FORWARD", "-p tcp --dport 22 -j ACCEPT", { family = "ipv6" 
         now.iter().any(|c| c.starts_with("ip6tables -t filter -A FORWARD") && c.contains("--dport 22 ")),
         "{now:?}"
     );
+    // A chain deleted by hand, with the rule that jumped to it: still two listings
+    // (the rules' own chains are made in the empty namespace), the chain, its rule
+    // and the jump named.
+    sb.ok("iptables -D FORWARD -m comment --comment netscript:lsrules -p tcp --dport 80 -j LAB && iptables -X LAB");
+    let now = drift(&sb);
+    assert_eq!(now.len(), 5, "{now:?}");
+    assert!(now.contains(&"iptables -t filter -N LAB".to_string()), "{now:?}");
+    assert!(now.iter().any(|c| c.contains("--dport 80 -j LAB")), "{now:?}");
+    let calls = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!calls.lines().any(|l| l.split(' ').any(|w| w == "-C")), "a rule was looked up alone:\n{calls}");
+    // A jump to a chain that is gone and holds none of the rules: the empty
+    // namespace refuses the jump, and the rules are looked up one by one, with
+    // the same answers.
+    sb.ok("iptables -D FORWARD -m comment --comment netscript:lsrules -s 10.3.0.0/24 -j EMPTY && iptables -X EMPTY");
+    let now = drift(&sb);
+    assert_eq!(now.len(), 7, "{now:?}");
+    assert!(now.contains(&"iptables -t filter -N EMPTY".to_string()), "{now:?}");
+    assert!(now.iter().any(|c| c.contains("-s 10.3.0.0/24 -j EMPTY")), "{now:?}");
     let calls = std::fs::read_to_string(&log).unwrap_or_default();
     let _ = std::fs::remove_dir_all(&dir);
-    assert!(!calls.lines().any(|l| l.split(' ').any(|w| w == "-C")), "a rule was looked up alone:\n{calls}");
-    assert!(sb.netscript(&["down", "lsrules"]).status.success());
+    assert!(calls.lines().any(|l| l.split(' ').any(|w| w == "-C")), "{calls}");
+    let o = sb.netscript(&["down", "lsrules"]);
+    assert!(o.status.success(), "{}", stderr(&o));
 }
 
 /// A topology whose name holds quotes (its rules' ownership comment then does too)

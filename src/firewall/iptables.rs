@@ -299,8 +299,13 @@ impl Iptables {
         in_netns(ns, move || f(ipt).map_err(|e| tool_message(e.as_ref())))?.map_err(|m| {
             let errno = if m.contains("Permission denied") || m.contains("you must be root") {
                 Some(Errno::EPERM)
-            } else if m.contains("does a matching rule exist") || m.contains("No chain/target/match by that name") {
-                // The rule or chain is not there (rollback counts that as undone).
+            } else if m.contains("does a matching rule exist")
+                || m.contains("No chain/target/match by that name")
+                || (m.contains("Chain '") && m.contains("' does not exist"))
+            {
+                // The rule or chain is not there, or the chain the rule jumps to (so
+                // the rule is not either; iptables-nft says so in the last form):
+                // rollback counts that as undone.
                 Some(Errno::ENOENT)
             } else {
                 None

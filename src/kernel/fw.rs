@@ -114,8 +114,15 @@ impl FwRun {
             }
             // A chain this topology made is emptied and deleted only when every rule
             // left in it is its own (another's would go with it): its own rules are
-            // undone before it, so what is left is someone else's.
+            // undone before it, so what is left is someone else's. One that is gone
+            // already is undone (iptables-nft lists a missing chain as "incompatible").
             Op::FwDelChain { ns, family: f, table, chain } => self.with(ns, |fw, fd| {
+                if !fw.chain_exists(fd, *f, table, chain)? {
+                    return Err(Error::sys(
+                        format!("chain {chain} in table {table} of {ns} is gone"),
+                        Some(nix::errno::Errno::ENOENT),
+                    ));
+                }
                 let listing = fw.rules(fd, *f, table, Some(chain))?;
                 if let Some(l) = rule::rules(&listing).into_iter().find(|l| !rule::carries(&self.mark, l)) {
                     // Nothing marks the chain itself: say how to delete it later.
