@@ -258,27 +258,26 @@ fw.append("filter", "FORWARD", "-s 10.3.0.0/24 -j EMPTY")
         now.iter().any(|c| c.starts_with("ip6tables -t filter -A FORWARD") && c.contains("--dport 22 ")),
         "{now:?}"
     );
-    // A chain deleted by hand, with the rule that jumped to it: still two listings
-    // (the rules' own chains are made in the empty namespace), the chain, its rule
-    // and the jump named.
-    sb.ok("iptables -D FORWARD -m comment --comment netscript:lsrules -p tcp --dport 80 -j LAB && iptables -X LAB");
-    let now = drift(&sb);
-    assert_eq!(now.len(), 5, "{now:?}");
-    assert!(now.contains(&"iptables -t filter -N LAB".to_string()), "{now:?}");
-    assert!(now.iter().any(|c| c.contains("--dport 80 -j LAB")), "{now:?}");
-    let calls = std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(!calls.lines().any(|l| l.split(' ').any(|w| w == "-C")), "a rule was looked up alone:\n{calls}");
-    // A jump to a chain that is gone and holds none of the rules: the empty
-    // namespace refuses the jump, and the rules are looked up one by one, with
-    // the same answers.
-    sb.ok("iptables -D FORWARD -m comment --comment netscript:lsrules -s 10.3.0.0/24 -j EMPTY && iptables -X EMPTY");
-    let now = drift(&sb);
-    assert_eq!(now.len(), 7, "{now:?}");
-    assert!(now.contains(&"iptables -t filter -N EMPTY".to_string()), "{now:?}");
-    assert!(now.iter().any(|c| c.contains("-s 10.3.0.0/24 -j EMPTY")), "{now:?}");
-    let calls = std::fs::read_to_string(&log).unwrap_or_default();
+    // A chain deleted by hand with the rule that jumps to it, then one that holds
+    // none of the rules: the chain and the jump named each time (and LAB's rule).
+    // The rules' own chains are made in the empty namespace, so the first is still
+    // two listings; it refuses the jump to the second, and the rules are then looked
+    // up one by one, with the same answers.
+    let alone = || {
+        let calls = std::fs::read_to_string(&log).unwrap_or_default();
+        calls.lines().any(|l| l.split(' ').any(|w| w == "-C"))
+    };
+    for (jump, chain, drifts, one_by_one) in
+        [("-p tcp --dport 80 -j LAB", "LAB", 5, false), ("-s 10.3.0.0/24 -j EMPTY", "EMPTY", 7, true)]
+    {
+        sb.ok(&format!("iptables -D FORWARD -m comment --comment netscript:lsrules {jump} && iptables -X {chain}"));
+        let now = drift(&sb);
+        assert_eq!(now.len(), drifts, "{now:?}");
+        assert!(now.contains(&format!("iptables -t filter -N {chain}")), "{now:?}");
+        assert!(now.iter().any(|c| c.ends_with(jump)), "{now:?}");
+        assert_eq!(alone(), one_by_one, "{chain}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
-    assert!(calls.lines().any(|l| l.split(' ').any(|w| w == "-C")), "{calls}");
     let o = sb.netscript(&["down", "lsrules"]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
