@@ -115,15 +115,18 @@ impl FwRun {
             // A chain this topology made is emptied and deleted only when every rule
             // left in it is its own (another's would go with it): its own rules are
             // undone before it, so what is left is someone else's. One that is gone
-            // already is undone (iptables-nft lists a missing chain as "incompatible").
+            // already is undone: the table is listed, not the chain (iptables-nft
+            // calls a missing chain "incompatible").
             Op::FwDelChain { ns, family: f, table, chain } => self.with(ns, |fw, fd| {
-                if !fw.chain_exists(fd, *f, table, chain)? {
+                let listing = fw.rules(fd, *f, table, None)?;
+                if !listing.iter().any(|l| l.strip_prefix("-N ") == Some(chain.as_str())) {
                     return Err(Error::sys(
                         format!("chain {chain} in table {table} of {ns} is gone"),
                         Some(nix::errno::Errno::ENOENT),
                     ));
                 }
-                let listing = fw.rules(fd, *f, table, Some(chain))?;
+                let mine = format!("-A {chain} ");
+                let listing: Vec<String> = listing.into_iter().filter(|l| l.starts_with(&mine)).collect();
                 if let Some(l) = rule::rules(&listing).into_iter().find(|l| !rule::carries(&self.mark, l)) {
                     // Nothing marks the chain itself: say how to delete it later.
                     let render = op.render();
