@@ -166,7 +166,7 @@ impl Iptables {
         let mut input = String::new();
         for (t, lines) in &live {
             input += &format!("*{t}\n");
-            let mut chains: Vec<&str> = lines.iter().filter_map(|l| l.strip_prefix("-N ")).map(str::trim).collect();
+            let mut chains: Vec<&str> = super::rule::user_chains(lines).collect();
             for (_, c, _) in rules.iter().filter(|(rt, _, _)| rt == t) {
                 if !chains.contains(c) && !super::builtin_chains(t).contains(c) {
                     chains.push(c);

@@ -186,6 +186,11 @@ pub fn carries(mark: &str, line: &str) -> bool {
         .is_some_and(|w| w.windows(2).any(|p| p[0] == "--comment" && p[1] == mark))
 }
 
+/// The user chains a `-S` listing of a table declares (its `-N` lines).
+pub fn user_chains(listing: &[String]) -> impl Iterator<Item = &str> {
+    listing.iter().filter_map(|l| l.strip_prefix("-N ")).map(str::trim)
+}
+
 /// The rules of a `-S` listing (its `-A` lines), in order.
 pub fn rules(listing: &[String]) -> Vec<&String> {
     listing.iter().filter(|l| l.starts_with("-A ")).collect()

@@ -119,15 +119,14 @@ impl FwRun {
             // calls a missing chain "incompatible").
             Op::FwDelChain { ns, family: f, table, chain } => self.with(ns, |fw, fd| {
                 let listing = fw.rules(fd, *f, table, None)?;
-                if !listing.iter().any(|l| l.strip_prefix("-N ") == Some(chain.as_str())) {
+                if !rule::user_chains(&listing).any(|c| c == chain) {
                     return Err(Error::sys(
                         format!("chain {chain} in table {table} of {ns} is gone"),
                         Some(nix::errno::Errno::ENOENT),
                     ));
                 }
                 let mine = format!("-A {chain} ");
-                let listing: Vec<String> = listing.into_iter().filter(|l| l.starts_with(&mine)).collect();
-                if let Some(l) = rule::rules(&listing).into_iter().find(|l| !rule::carries(&self.mark, l)) {
+                if let Some(l) = listing.iter().find(|l| l.starts_with(&mine) && !rule::carries(&self.mark, l)) {
                     // Nothing marks the chain itself: say how to delete it later.
                     let render = op.render();
                     return Err(Error::NotOurs(format!(
