@@ -61,12 +61,7 @@ pub fn list(base: &Path, backend: &mut dyn Backend) -> Result<Vec<TopologySummar
                     changes,
                     status: if running { "running".into() } else { "up".into() },
                     drift,
-                    notes: j
-                        .torn
-                        .iter()
-                        .cloned()
-                        .chain(j.entries().iter().filter(|e| e.live()).filter_map(|e| e.note.clone()))
-                        .collect(),
+                    notes: j.torn.iter().cloned().chain(notes(&j)).collect(),
                 });
             }
             Ok(None) => {}
@@ -87,6 +82,18 @@ pub fn list(base: &Path, backend: &mut dyn Backend) -> Result<Vec<TopologySummar
         }
     }
     Ok(out)
+}
+
+/// The notes of a topology's live entries, each once (the chains another topology
+/// handed over share theirs).
+fn notes(j: &Journal) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for n in j.entries().iter().filter(|e| e.live()).filter_map(|e| e.note.as_ref()) {
+        if !out.contains(n) {
+            out.push(n.clone());
+        }
+    }
+    out
 }
 
 /// What of a topology is no longer as its run left it: one line per change whose
@@ -503,8 +510,10 @@ impl Accounted {
                 Op::MoveLink { name: n, to, .. } => {
                     self.links.insert((name.to_string(), to.clone(), n.clone()));
                 }
-                Op::FwAppend { .. } | Op::FwInsert { .. } => {
-                    self.rule_topos.insert(name.to_string());
+                // A rule another topology handed over carries that one's mark.
+                Op::FwAppend { rule, .. } | Op::FwInsert { rule, .. } => {
+                    let marked = rule.windows(2).find(|w| w[0] == "--comment").and_then(|w| mark_topology(&w[1]));
+                    self.rule_topos.insert(marked.unwrap_or(name).to_string());
                 }
                 Op::AddRoute { ns, route } => {
                     self.routes.insert((ns.clone(), route.dest.to_string()));

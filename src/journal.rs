@@ -43,8 +43,13 @@ pub struct Entry {
     pub undo: Vec<Op>,
     pub state: State,
     /// Why the undo is what it is when another topology handed it over (a host-wide
-    /// setting both changed: "holds net.ipv4.ip_forward=0 for topology a").
+    /// setting both changed: "holds net.ipv4.ip_forward=0 for topology a"), or why
+    /// the entry is here (`from`).
     pub note: Option<String>,
+    /// The topology that made this change and handed it over when it went down
+    /// (`Journal::adopt`: its firewall chains, which this topology's rules use):
+    /// undone after this topology's own changes.
+    pub from: Option<String>,
     /// A rollback started its undo (an `undoing` line): its first op (the main
     /// inverse) may have been made, so finding that object gone no longer means the
     /// change never happened: the restorations after it still apply.
@@ -94,6 +99,11 @@ enum Line {
         seq: u64,
         op: Op,
         undo: Vec<Op>,
+        /// Set on an entry another topology handed over (`Entry::from`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
     },
     Done {
         seq: u64,
@@ -153,6 +163,7 @@ enum Field {
     Op,
     Undo,
     Note,
+    From,
     Name,
     Script,
     Pid,
@@ -188,6 +199,7 @@ impl<'de> serde::de::Visitor<'de> for LineVisitor {
         }
         let mut t: Option<Kind> = None;
         let (mut seq, mut op, mut undo, mut note) = (None, None::<Option<Op>>, None::<Vec<Op>>, None::<Option<String>>);
+        let mut from = None::<Option<String>>;
         let (mut name, mut script, mut pid, mut started, mut started_ns, mut firewall) =
             (None::<String>, None, None, None, None::<Option<u64>>, None::<Option<String>>);
         while let Some(key) = map.next_key::<Field>()? {
@@ -197,6 +209,7 @@ impl<'de> serde::de::Visitor<'de> for LineVisitor {
                 Field::Op => once(&mut map, &mut op, "op")?,
                 Field::Undo => once(&mut map, &mut undo, "undo")?,
                 Field::Note => once(&mut map, &mut note, "note")?,
+                Field::From => once(&mut map, &mut from, "from")?,
                 Field::Name => once(&mut map, &mut name, "name")?,
                 Field::Script => once(&mut map, &mut script, "script")?,
                 Field::Pid => once(&mut map, &mut pid, "pid")?,
@@ -224,6 +237,8 @@ impl<'de> serde::de::Visitor<'de> for LineVisitor {
                 seq: seq()?,
                 op: op.flatten().ok_or_else(|| A::Error::missing_field("op"))?,
                 undo: undo()?,
+                from: from.flatten(),
+                note: note.flatten(),
             },
             Kind::Done => Line::Done { seq: seq()? },
             Kind::Failed => Line::Failed { seq: seq()? },
@@ -393,8 +408,8 @@ impl Journal {
             };
             match parsed {
                 Line::Meta(m) => meta = m,
-                Line::Begin { seq, op, undo } => {
-                    entries.push(Entry { seq, op, undo, state: State::InFlight, note: None, undoing: false })
+                Line::Begin { seq, op, undo, from, note } => {
+                    entries.push(Entry { seq, op, undo, state: State::InFlight, note, from, undoing: false })
                 }
                 Line::Done { seq } => {
                     let k = find(&mut entries, seq)?;
@@ -475,16 +490,46 @@ impl Journal {
     pub fn begin(&mut self, op: &Op, undo: &[Op]) -> Result<u64> {
         let seq = self.next;
         self.next += 1;
-        self.write(&Line::Begin { seq, op: op.clone(), undo: undo.to_vec() }, true)?;
+        self.write(&Line::Begin { seq, op: op.clone(), undo: undo.to_vec(), from: None, note: None }, true)?;
         self.entries.push(Entry {
             seq,
             op: op.clone(),
             undo: undo.to_vec(),
             state: State::InFlight,
             note: None,
+            from: None,
             undoing: false,
         });
         Ok(seq)
+    }
+
+    /// Takes over changes topology `from` made and handed over as it went down
+    /// (`changes`: op and undo, oldest first): each is a new entry, done, with
+    /// `note` and `from` (undone after this topology's own; see `Entry::from`). All
+    /// lines in one write, fsynced.
+    pub fn adopt(&mut self, changes: &[(Op, Vec<Op>)], from: &str, note: &str) -> Result<()> {
+        let first = self.entries.len();
+        for (op, undo) in changes {
+            let seq = self.next;
+            self.next += 1;
+            let (from, note) = (Some(from.to_string()), Some(note.to_string()));
+            self.write_buffered(
+                &Line::Begin { seq, op: op.clone(), undo: undo.clone(), from: from.clone(), note: note.clone() },
+                false,
+                true,
+            )?;
+            self.write_buffered(&Line::Done { seq }, false, true)?;
+            self.entries.push(Entry {
+                seq,
+                op: op.clone(),
+                undo: undo.clone(),
+                state: State::Done,
+                note,
+                from,
+                undoing: false,
+            });
+        }
+        self.sync().inspect_err(|_| self.entries.truncate(first))
     }
 
     /// Marks an entry. A `done` line is buffered, written with the next line (the
@@ -645,6 +690,37 @@ mod tests {
         fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// Changes another topology handed over are entries of their own, done, read
+    /// back with where they came from.
+    #[test]
+    fn adopted_changes_are_read_back_done_with_their_origin() {
+        let dir = temp_dir("adopt");
+        let p = dir.join("journal.jsonl");
+        let mut j = Journal::create(&p, Meta { name: "b".into(), ..Default::default() }).unwrap();
+        let s1 = j.begin(&Op::AddNetns { name: "x".into() }, &[Op::del_netns("x")]).unwrap();
+        j.mark(s1, State::Done).unwrap();
+        let chain = |c: &str| Op::FwNewChain {
+            ns: NsRef::Host,
+            family: crate::firewall::Family::Ipv4,
+            table: "filter".into(),
+            chain: c.into(),
+        };
+        j.adopt(&[(chain("A1"), vec![]), (chain("A2"), vec![])], "a", "holds A1, A2 for a").unwrap();
+        drop(j);
+        let j = Journal::open(&p).unwrap();
+        let got: Vec<_> = j.entries().iter().map(|e| (e.seq, e.state, e.from.as_deref(), e.note.as_deref())).collect();
+        assert_eq!(
+            got,
+            vec![
+                (1, State::Done, None, None),
+                (2, State::Done, Some("a"), Some("holds A1, A2 for a")),
+                (3, State::Done, Some("a"), Some("holds A1, A2 for a")),
+            ]
+        );
+        assert_eq!(j.entries()[2].op, chain("A2"));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
     /// Every field a line is written with is one the hand-written reader knows: a
     /// field added to `Meta` or `Line` and not to `Field` would be read as unknown,
     /// and dropped, without this.
@@ -661,7 +737,8 @@ mod tests {
         let op = Op::AddNetns { name: "a".into() };
         let lines = [
             Line::Meta(meta.clone()),
-            Line::Begin { seq: 1, op: op.clone(), undo: vec![] },
+            Line::Begin { seq: 1, op: op.clone(), undo: vec![], from: None, note: None },
+            Line::Begin { seq: 2, op: op.clone(), undo: vec![], from: Some("a".into()), note: Some("n".into()) },
             Line::Done { seq: 1 },
             Line::Failed { seq: 1 },
             Line::Undone { seq: 1 },

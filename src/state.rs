@@ -18,6 +18,7 @@ use nix::sys::stat::{Mode, mkdirat};
 use nix::unistd::{UnlinkatFlags, unlinkat};
 
 use crate::error::{Error, Result};
+use crate::firewall::Family;
 use crate::journal::{JOURNAL_FILE, Journal, Meta, State};
 use crate::model::{NsRef, check_name, plural};
 use crate::op::Op;
@@ -286,6 +287,77 @@ fn setting_words(op: &Op) -> String {
         Op::FwPolicy { table, chain, target, .. } => format!("the ip6tables policy {target} of {table} {chain}"),
         other => other.render(),
     }
+}
+
+/// Whether `op` is a rule of `family` in the host namespace that is in one of
+/// `chains` (table, chain) or jumps to one.
+fn uses_chains(op: &Op, family: Family, chains: &[(String, String)]) -> bool {
+    match op {
+        Op::FwAppend { ns: NsRef::Host, family: f, table, chain, rule }
+        | Op::FwInsert { ns: NsRef::Host, family: f, table, chain, rule, .. } => {
+            *f == family
+                && chains.iter().any(|(t, c)| {
+                    t == table && (c == chain || crate::firewall::rule::jump_target(rule) == Some(c.as_str()))
+                })
+        }
+        _ => false,
+    }
+}
+
+/// User chains that topology `own` made in the host namespace (`chains`: table and
+/// chain, of `family`), about to be deleted by its rollback: when a live topology's
+/// rules are in them or jump to them (a second `docker.network` shares the first
+/// one's DOCKER chains, as Docker does), they stay, and that topology takes them
+/// over (the earliest started, if several): `changes` (op and undo, oldest first:
+/// the chains' creations and `own`'s rules that jump to them) become its entries
+/// (`Journal::adopt`), undone after its own when it goes down. Returns what was done,
+/// to tell; None: delete them here as usual (none uses them, or the one that does
+/// is being changed right now: its lock is held).
+pub fn hand_over_chains(
+    base: &Path,
+    own: &str,
+    family: Family,
+    chains: &[(String, String)],
+    changes: &[(Op, Vec<Op>)],
+) -> Option<String> {
+    let uses = |j: &Journal| j.entries().iter().any(|e| e.state == State::Done && uses_chains(&e.op, family, chains));
+    let sd = StateDir::open(base, false).ok()??;
+    let mut next: Option<(u128, String)> = None;
+    for name in sd.list().ok()? {
+        if name == own {
+            continue;
+        }
+        let Ok(Some(j)) = sd.read_journal(&name) else { continue };
+        let t = j.meta.started_at();
+        if uses(&j) && next.as_ref().is_none_or(|(n, _)| t < *n) {
+            next = Some((t, name));
+        }
+    }
+    let (_, name) = next?;
+    // Its record is changed under its lock; one being changed right now is not.
+    let record = Record::lock(base, &name).ok()?;
+    let mut j = record.existing().ok()??;
+    if !uses(&j) {
+        return None;
+    }
+    let mut tables: Vec<(&str, Vec<&str>)> = Vec::new();
+    for (t, c) in chains {
+        match tables.iter_mut().find(|(n, _)| n == t) {
+            Some((_, cs)) => cs.push(c),
+            None => tables.push((t, vec![c])),
+        }
+    }
+    let named = tables.iter().map(|(t, cs)| format!("{} ({t})", cs.join(", "))).collect::<Vec<_>>().join(", ");
+    let tool = if family == Family::Ipv6 { "ip6tables chains" } else { "chains" };
+    let jumps = changes.len() - chains.len();
+    let note = format!(
+        "holds the {tool} {named} for topology \"{own}\" (its rules use them; they are deleted when it goes down)"
+    );
+    j.adopt(changes, own, &note).ok()?;
+    Some(format!(
+        "the {tool} {named} and {} jumping to them handed over to topology \"{name}\", whose rules use them; it deletes them when it goes down",
+        plural(jumps, "rule")
+    ))
 }
 
 /// Host-wide settings shared by topologies (`ip_forward`, chain policies): when

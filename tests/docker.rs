@@ -419,3 +419,65 @@ fn p10_the_forward_policy_is_left_alone_when_forwarding_was_on() {
     assert_eq!(peer(&sb, "out", HOST_IP, 8088).as_deref(), Some(OUT_IP), "out -> published port");
     teardown(&sb, "wasoff", &before);
 }
+
+/// The uplink part of PRELUDE: a script without it only has `docker` and `serve`.
+const UPLINK: &str = r#"local out = netns.add("out")
+out:link("lo"):up()
+local up, eth0 = veth.add("enp0s5", "eth0", { peer_ns = out })
+up:addr("10.211.55.32/24"):up()
+eth0:addr("10.211.55.2/24"):up()
+"#;
+
+// 11. Two topologies, each with a network: the second shares the first one's chains
+// (as a second `docker network create` shares dockerd's), and either may go down
+// first. The first one down hands its chains, the rules that jump to them, forwarding
+// and the FORWARD policy over to the other, which keeps working; the last one down
+// leaves the kernel as it was.
+#[test]
+fn p11_a_second_topology_shares_the_chains_and_outlives_the_first() {
+    let sb = Sandbox::new();
+    let before = sb.snapshot();
+    build(&sb, "uplink", "serve(out, 7000)\n");
+    let up_only = sb.snapshot();
+    let own = PRELUDE.replace(UPLINK, "");
+    assert_ne!(own, PRELUDE, "PRELUDE holds UPLINK");
+    let net = |name: &str, subnet: &str, c: &str, port: u16| {
+        format!(
+            "{own}local net = docker.network{{ name = \"br_{name}\", subnet = \"{subnet}\" }}\n\
+             local c = net:container(\"{c}\")\nserve(c, 80)\nnet:publish({port}, c, 80)\n"
+        )
+    };
+    let works = |when: &str, c: &str, port: u16| {
+        assert_eq!(peer(&sb, "out", HOST_IP, port).as_deref(), Some(OUT_IP), "{when}: out -> published port {port}");
+        assert_eq!(peer(&sb, c, OUT_IP, 7000).as_deref(), Some(HOST_IP), "{when}: {c} -> out, masqueraded");
+    };
+    for (first, second) in [("a", "b"), ("b", "a")] {
+        sb.run_lua_expect("a.lua", &net("a", "175.18.0.0/24", "ca", 8088), 0);
+        sb.run_lua_expect("b.lua", &net("b", "175.19.0.0/24", "cb", 8089), 0);
+        works("both up", "ca", 8088);
+        works("both up", "cb", 8089);
+        let o = sb.down(first);
+        let (c, port) = if second == "a" { ("ca", 8088) } else { ("cb", 8089) };
+        works(&format!("{first} down, {second} up"), c, port);
+        if first == "a" {
+            let err = stderr(&o);
+            let chains =
+                "DOCKER, DOCKER-BRIDGE, DOCKER-CT, DOCKER-FORWARD, DOCKER-INTERNAL, DOCKER-USER (filter), DOCKER (nat)";
+            assert!(
+                err.contains(&format!("the chains {chains} and 7 rules jumping to them handed over to topology \"b\"")),
+                "{err}"
+            );
+            assert!(err.contains("net.ipv4.ip_forward=0 handed over to topology \"b\""), "{err}");
+            // Said once in `ls`, and what was handed over is accounted for (gc leaves it).
+            let ls = stdout(&sb.netscript(&["ls"]));
+            assert_eq!(ls.matches(&format!("holds the chains {chains} for topology \"a\"")).count(), 1, "{ls}");
+            let gc = sb.netscript(&["gc"]);
+            assert!(gc.status.success() && !stdout(&gc).contains("netscript:a"), "{}", stdout(&gc));
+        }
+        sb.down(second);
+        sb.assert_unchanged(&up_only, &format!("{first} down first, then {second}"));
+    }
+    sb.down("uplink");
+    sb.assert_unchanged(&before, "after all went down");
+    assert!(sb.processes("threading.Event").is_empty(), "the servers are stopped");
+}

@@ -178,6 +178,13 @@ local function has_chain(tbl, chain, ns, family)
   return false
 end
 
+local function policy_of(tbl, chain, ns, family)
+  for _, l in ipairs(fw.rules(tbl, { ns = ns, family = family })) do
+    local p = l:match("^%-P " .. chain:gsub("%-", "%%-") .. " (%u+)$")
+    if p then return p end
+  end
+end
+
 -- The per-namespace part, once per family: forwarding (and the FORWARD policy, only
 -- when it was off: Docker leaves a host that already routes alone), bridge netfilter,
 -- the chains and the jumps to them.
@@ -194,17 +201,24 @@ local function setup_space(ns, family)
   local v6 = family == "ipv6"
   local fwd_key = v6 and "net.ipv6.conf.all.forwarding" or "net.ipv4.ip_forward"
   local forwarding_was_on = tostring(sysctl.get(fwd_key, { ns = ns })) == "1"
-  if not forwarding_was_on then
+  -- Chains another run already made in this namespace are shared, as Docker does.
+  -- Sharing them, this run also sets what that run set (forwarding, the FORWARD
+  -- policy), to the value it has: in the host namespace that is journaled, so that
+  -- when the other run goes down first the settings stay for this one (handed over,
+  -- as its chains are: see "Trust and ownership" in docs/design.md).
+  local made = has_chain("filter", "DOCKER-FORWARD", ns, family)
+  local nat_made = has_chain("nat", "DOCKER", ns, family)
+  if not forwarding_was_on or made then
     sysctl.set(fwd_key, 1, { ns = ns })
   end
   sysctl.set(v6 and "net.bridge.bridge-nf-call-ip6tables" or "net.bridge.bridge-nf-call-iptables", 1, { ns = ns })
   local o = { ns = ns, family = family }
-  -- Chains another run already made in this namespace are shared, as Docker does.
-  local made = has_chain("filter", "DOCKER-FORWARD", ns, family)
-  local nat_made = has_chain("nat", "DOCKER", ns, family)
+  local shared_policy = made and forwarding_was_on and policy_of("filter", "FORWARD", ns, family)
   fw.batch(function()
     if not forwarding_was_on then
       fw.policy("filter", "FORWARD", "DROP", o)
+    elseif shared_policy then
+      fw.policy("filter", "FORWARD", shared_policy, o)
     end
     if not made then
       for _, c in ipairs(FILTER_CHAINS) do fw.chain("filter", c, o) end

@@ -266,10 +266,33 @@ impl Observer for Verbose {
 }
 
 /// The rollback of topology `topo` hands the host-wide settings that a later live
-/// topology changed too over to it (`state::hand_over`).
-pub fn handover(opts: &RunOpts, topo: &str, started: u128) -> crate::session::Handover {
-    let (base, topo) = (state_base(opts), topo.to_string());
-    Box::new(move |undo| crate::state::hand_over(&base, &topo, started, undo))
+/// topology changed too over to it (`state::hand_over`), and the firewall chains it
+/// made in the host namespace to a live topology whose rules use them
+/// (`state::hand_over_chains`).
+pub fn handover(opts: &RunOpts, topo: &str, started: u128) -> Box<dyn crate::session::Handover> {
+    Box::new(Records { base: state_base(opts), topo: topo.to_string(), started })
+}
+
+/// The other records, as a rollback's `Handover` asks them.
+struct Records {
+    base: PathBuf,
+    topo: String,
+    started: u128,
+}
+
+impl crate::session::Handover for Records {
+    fn setting(&mut self, undo: &Op) -> Option<String> {
+        crate::state::hand_over(&self.base, &self.topo, self.started, undo)
+    }
+
+    fn chains(
+        &mut self,
+        family: firewall::Family,
+        chains: &[(String, String)],
+        changes: &[(Op, Vec<Op>)],
+    ) -> Option<String> {
+        crate::state::hand_over_chains(&self.base, &self.topo, family, chains, changes)
+    }
 }
 
 /// A recorded session on the kernel, locked for this process.

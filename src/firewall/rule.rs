@@ -186,6 +186,56 @@ pub fn carries(mark: &str, line: &str) -> bool {
         .is_some_and(|w| w.windows(2).any(|p| p[0] == "--comment" && p[1] == mark))
 }
 
+/// A rule's words but the values of its free-text options (`--comment "-j X"`).
+fn outside_text(words: &[String]) -> impl Iterator<Item = &str> {
+    let mut text = false;
+    words.iter().map(String::as_str).filter(move |w| {
+        let value = std::mem::replace(&mut text, TEXT_OPTIONS.contains(w));
+        !value
+    })
+}
+
+/// The chain or target a rule's words jump or go to (`-j X`, `--jump X`, `-g X`,
+/// `--goto=X`, `-jX`), if any.
+pub fn jump_target(words: &[String]) -> Option<&str> {
+    let mut it = outside_text(words);
+    while let Some(w) = it.next() {
+        if let Some(long) = w.strip_prefix("--") {
+            match long.split_once('=') {
+                Some(("jump" | "goto", t)) => return Some(t),
+                None if long == "jump" || long == "goto" => return it.next(),
+                _ => {}
+            }
+        } else if let Some(short) = w.strip_prefix("-j").or_else(|| w.strip_prefix("-g")) {
+            return if short.is_empty() { it.next() } else { Some(short) };
+        }
+    }
+    None
+}
+
+/// The interfaces a rule's words match on (`-i X`, `! -o X`, `--in-interface=X`,
+/// `-iX`; a `+` wildcard is kept as written).
+pub fn interfaces(words: &[String]) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut it = outside_text(words);
+    while let Some(w) = it.next() {
+        let name = match w.strip_prefix("--") {
+            Some(long) => match long.split_once('=') {
+                Some(("in-interface" | "out-interface", n)) => Some(n),
+                None if long == "in-interface" || long == "out-interface" => it.next(),
+                _ => None,
+            },
+            None => match w.strip_prefix("-i").or_else(|| w.strip_prefix("-o")) {
+                Some("") => it.next(),
+                Some(n) => Some(n),
+                None => None,
+            },
+        };
+        out.extend(name);
+    }
+    out
+}
+
 /// The user chains a `-S` listing of a table declares (its `-N` lines).
 pub fn user_chains(listing: &[String]) -> impl Iterator<Item = &str> {
     listing.iter().filter_map(|l| l.strip_prefix("-N ")).map(str::trim)
@@ -217,6 +267,28 @@ mod tests {
 
     fn refused(rule: &str) -> bool {
         parse_rule(rule).is_err()
+    }
+
+    #[test]
+    fn the_jump_target_is_read_in_every_spelling() {
+        let t = |r: &str| jump_target(&split_words(r).unwrap()).map(str::to_string);
+        assert_eq!(t("-m comment --comment \"-j X\" -i br0 -j DOCKER"), Some("DOCKER".into()));
+        assert_eq!(t("--jump DOCKER-USER"), Some("DOCKER-USER".into()));
+        assert_eq!(t("-o br0 --goto=DOCKER"), Some("DOCKER".into()));
+        assert_eq!(t("--jump=ACCEPT"), Some("ACCEPT".into()));
+        assert_eq!(t("-jDOCKER"), Some("DOCKER".into()));
+        assert_eq!(t("-g DOCKER-CT"), Some("DOCKER-CT".into()));
+        assert_eq!(t("-p tcp --dport 80"), None);
+        assert_eq!(t("-j"), None);
+    }
+
+    #[test]
+    fn the_interfaces_a_rule_matches_on_are_read_in_every_spelling() {
+        let i = |r: &str| interfaces(&split_words(r).unwrap()).into_iter().map(str::to_string).collect::<Vec<_>>();
+        assert_eq!(i("! -i br_a -o br_a -j DROP"), ["br_a", "br_a"]);
+        assert_eq!(i("--in-interface=eth0 --out-interface veth+ -j ACCEPT"), ["eth0", "veth+"]);
+        assert_eq!(i("-obr0 -m comment --comment \"-i x\" -j DOCKER"), ["br0"]);
+        assert!(i("-m addrtype --dst-type LOCAL -j DOCKER").is_empty());
     }
 
     #[test]

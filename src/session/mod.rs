@@ -56,7 +56,8 @@ pub struct RollbackReport {
     /// Objects found under a name of ours that are not ours (another one took the
     /// name): not touched. Not a failure: nothing of ours is left.
     pub left_alone: Vec<String>,
-    /// Host-wide settings whose value to restore went to another topology.
+    /// Host-wide settings whose value to restore, and firewall chains, that went
+    /// to another topology (see `Handover`).
     pub handed_over: Vec<String>,
     /// Deleted namespaces that outlived their deletion: held by processes in them
     /// (named in the text), or not gone after the wait (an open file or a mount
@@ -89,10 +90,9 @@ pub struct Session {
     /// A change was queued and does not know yet which call asked for it (see
     /// `needs_origin`).
     origin_wanted: bool,
-    /// Asked before a host-wide setting is restored in a rollback: Some(what was
-    /// done) when the value was handed over to another topology instead (see
-    /// `state::hand_over`).
-    handover: Option<Handover>,
+    /// Asked before a rollback restores a host-wide setting or deletes firewall
+    /// chains another topology may use (see `Handover`).
+    handover: Option<Box<dyn Handover>>,
     /// The links this run created, as its changes left them (see `known`).
     known: known::Known,
     /// Time spent per phase (see `timings`).
@@ -154,8 +154,9 @@ impl Session {
         self.observers.push(o);
     }
 
-    /// What rollback asks before it restores a host-wide setting (see `Handover`).
-    pub fn set_handover(&mut self, f: Handover) {
+    /// What rollback asks before it restores a host-wide setting or deletes the
+    /// firewall chains it made in the host namespace (see `Handover`).
+    pub fn set_handover(&mut self, f: Box<dyn Handover>) {
         self.handover = Some(f);
     }
 
@@ -1137,8 +1138,19 @@ fn in_family(fam: Family) -> &'static str {
     }
 }
 
-/// A rollback's question for each host-wide setting it is about to restore.
-pub type Handover = Box<dyn FnMut(&Op) -> Option<String>>;
+/// What a rollback asks before it undoes what other live topologies may share (the
+/// CLI answers from the other records: `state::hand_over`, `state::hand_over_chains`).
+pub trait Handover {
+    /// Before a host-wide setting is restored (`undo`): Some(what was done) when
+    /// the value to restore went to another topology, which changed it too.
+    fn setting(&mut self, undo: &Op) -> Option<String>;
+    /// Before the user chains this topology made in the host namespace (`chains`:
+    /// table and chain, of `family`) are deleted, with `changes`, op and undo,
+    /// oldest first: the chains' creations and this topology's rules that jump to
+    /// them. Some(what was done) when a live topology whose rules use them took
+    /// them over (it deletes them when it goes down).
+    fn chains(&mut self, family: Family, chains: &[(String, String)], changes: &[(Op, Vec<Op>)]) -> Option<String>;
+}
 
 /// Whether two changes are of the same setting (sysctl key, chain policy) in the
 /// same namespace.

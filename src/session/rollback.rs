@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::{RollbackReport, Session, UndoFailure};
 use crate::backend::Pending;
+use crate::firewall::{Family, rule};
 use crate::journal::{Entry, State};
 use crate::model::{NsId, NsProcess, NsRef, one_line};
 use crate::op::Op;
@@ -36,6 +37,11 @@ impl Session {
     pub(super) fn undo_entries(&mut self, picked: &[usize], mut tick: impl FnMut(usize)) -> RollbackReport {
         self.forget_known();
         let mut report = RollbackReport::default();
+        // What another topology handed over predates this topology's own changes
+        // (the chains its rules were put in): undone after them.
+        let (own, adopted): (Vec<usize>, Vec<usize>) =
+            picked.iter().partition(|&&p| self.journal.entries()[p].from.is_none());
+        let picked = &self.hand_over_chains([own, adopted].concat(), &mut report);
         // Namespaces are deleted as their entries come (newest first), and the back
         // end may hold them (`hold_deletions`): deleted one after another, each
         // waited for the kernel's cleanup of those before it (500 took 70-180 ms,
@@ -135,13 +141,74 @@ impl Session {
         report
     }
 
+    /// The user chains this rollback would delete in the host namespace, and its
+    /// rules that jump to them, go to a live topology whose rules use them (`Handover::chains`),
+    /// one family at a time: they stay, their entries are done. Returns the
+    /// positions left to undo.
+    fn hand_over_chains(&mut self, picked: Vec<usize>, report: &mut RollbackReport) -> Vec<usize> {
+        let Some(h) = self.handover.as_mut() else { return picked };
+        let mut handed: HashSet<usize> = HashSet::new();
+        for family in Family::ALL {
+            let entries = self.journal.entries();
+            let oldest_first =
+                || picked.iter().rev().map(|&p| (p, &entries[p])).filter(|(_, e)| e.state == State::Done);
+            let mut chains: Vec<(String, String)> = Vec::new();
+            let mut at: Vec<usize> = Vec::new();
+            for (p, e) in oldest_first() {
+                if let [Op::FwDelChain { ns: NsRef::Host, family: f, table, chain }] = e.undo.as_slice()
+                    && *f == family
+                {
+                    chains.push((table.clone(), chain.clone()));
+                    at.push(p);
+                }
+            }
+            if chains.is_empty() {
+                continue;
+            }
+            // A jump that matches on a link this rollback deletes (its own network's
+            // `-o br_a -j DOCKER`) has no use after it: not offered.
+            let links: HashSet<&str> = oldest_first()
+                .filter_map(|(_, e)| match &e.op {
+                    Op::AddBridge { ns: NsRef::Host, name } | Op::AddLink { ns: NsRef::Host, name, .. } => {
+                        Some(name.as_str())
+                    }
+                    Op::AddVeth { ns: NsRef::Host, name, .. } => Some(name.as_str()),
+                    Op::AddVeth { peer_ns: NsRef::Host, peer, .. } => Some(peer.as_str()),
+                    _ => None,
+                })
+                .collect();
+            for (p, e) in oldest_first() {
+                if let [Op::FwDelete { ns: NsRef::Host, family: f, table, rule, .. }] = e.undo.as_slice()
+                    && *f == family
+                    && rule::jump_target(rule).is_some_and(|to| chains.iter().any(|(t, c)| t == table && c == to))
+                    && !rule::interfaces(rule).iter().any(|i| links.contains(i))
+                {
+                    at.push(p);
+                }
+            }
+            at.sort_unstable();
+            let changes: Vec<(Op, Vec<Op>)> =
+                at.iter().map(|&p| (entries[p].op.clone(), entries[p].undo.clone())).collect();
+            let seqs: Vec<u64> = at.iter().map(|&p| entries[p].seq).collect();
+            let Some(told) = h.chains(family, &chains, &changes) else { continue };
+            for seq in seqs {
+                report.changes += 1;
+                let _ = self.journal.mark_undone(seq, false);
+            }
+            let _ = self.journal.sync();
+            report.handed_over.push(told);
+            handed.extend(at);
+        }
+        picked.into_iter().filter(|p| !handed.contains(p)).collect()
+    }
+
     /// When another live topology changed the same host-wide setting after this one,
     /// it now holds the value to restore: the setting stays, the entry (at `p` in
     /// the journal) is done.
     fn handed_over(&mut self, p: usize, report: &mut RollbackReport) -> bool {
         let e = &self.journal.entries()[p];
         if let ([u], Some(h), State::Done) = (e.undo.as_slice(), self.handover.as_mut(), e.state)
-            && let Some(told) = h(u)
+            && let Some(told) = h.setting(u)
         {
             let seq = e.seq;
             report.changes += 1;
@@ -570,8 +637,6 @@ fn late_message(name: &str, ends: &[&str]) -> String {
     )
 }
 
-/// Rollback's shortcuts, checked without root against the plan back end (a model of
-/// the system that records every command it is given, in order).
 /// Whether an undo can run a second time without harm (after a crash that lost its
 /// `undone` line): a deletion finds nothing, a value or state is set again. Adding an
 /// address, a route or a rule again would fail or duplicate it.
@@ -593,10 +658,11 @@ fn restores(op: &Op) -> bool {
     matches!(op, Op::AddAddr { .. } | Op::AddRoute { .. })
 }
 
+/// Rollback's shortcuts, checked without root against the plan back end (a model of
+/// the system that records every command it is given, in order).
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::firewall::Family;
     use crate::journal::{Journal, Meta};
     use crate::model::Route;
     use crate::plan::{Plan, RecordingRef, Step};
@@ -819,6 +885,7 @@ mod tests {
             ],
             state: State::InFlight,
             note: None,
+            from: None,
             undoing: false,
         };
         let mut report = RollbackReport::default();
@@ -837,6 +904,7 @@ mod tests {
             ],
             state: State::InFlight,
             note: None,
+            from: None,
             undoing: false,
         };
         s.undo_ops(&e, &e.undo.iter().collect::<Vec<_>>(), &mut report);
@@ -845,8 +913,73 @@ mod tests {
         assert_eq!(s.link(&H, "br0").unwrap().mtu, 1400);
     }
 
+    /// A `Handover` that takes every offer of chains (and keeps it) and no setting.
+    struct Taker(std::rc::Rc<std::cell::RefCell<Vec<Offer>>>);
+
+    /// An offer as `Taker` keeps it: the family, the chains, the changes rendered.
+    type Offer = (Family, Vec<(String, String)>, Vec<String>);
+
+    impl super::super::Handover for Taker {
+        fn setting(&mut self, _: &Op) -> Option<String> {
+            None
+        }
+        fn chains(&mut self, family: Family, chains: &[(String, String)], changes: &[(Op, Vec<Op>)]) -> Option<String> {
+            self.0.borrow_mut().push((family, chains.to_vec(), changes.iter().map(|(op, _)| op.render()).collect()));
+            Some("taken".into())
+        }
+    }
+
+    #[test]
+    fn chains_made_in_the_host_are_offered_with_the_rules_that_jump_to_them() {
+        let (mut s, rec) = session();
+        let ns1 = s.netns_add("ns1").unwrap();
+        s.fw_chain(&H, Family::Ipv4, "filter", "SHARED").unwrap();
+        s.fw_chain(&ns1, Family::Ipv4, "filter", "INNER").unwrap();
+        s.fw_chain(&H, Family::Ipv6, "filter", "SHARED6").unwrap();
+        s.fw_insert(&H, Family::Ipv4, "filter", "FORWARD", "-j SHARED", 1).unwrap();
+        s.fw_append(&H, Family::Ipv4, "filter", "SHARED", "-i br0 -j ACCEPT").unwrap();
+        s.fw_append(&H, Family::Ipv4, "filter", "FORWARD", "-o br0 -j ACCEPT").unwrap();
+        s.fw_append(&ns1, Family::Ipv4, "filter", "FORWARD", "-j INNER").unwrap();
+        // A jump that matches on a link the rollback deletes has no use after it.
+        s.bridge_add("br1", &H).unwrap();
+        s.fw_append(&H, Family::Ipv4, "filter", "FORWARD", "-o br1 -j SHARED").unwrap();
+        let offers = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+        s.set_handover(Box::new(Taker(offers.clone())));
+        let (report, cmds) = rolled_back(&mut s, &rec);
+        assert_eq!(report.handed_over, vec!["taken", "taken"]);
+        let offers = offers.borrow();
+        assert_eq!(offers.len(), 2, "one offer per family: {offers:?}");
+        let (fam, chains, changes) = &offers[0];
+        assert_eq!((*fam, chains.as_slice()), (Family::Ipv4, &[("filter".to_string(), "SHARED".to_string())][..]));
+        assert_eq!(changes.len(), 2, "{changes:?}");
+        assert!(changes[0].ends_with("-N SHARED") && changes[1].ends_with("-j SHARED"), "oldest first: {changes:?}");
+        assert_eq!(offers[1].0, Family::Ipv6);
+        // What was taken stays; the rest is undone here (the rule in the chain, the
+        // other rule, everything in ns1).
+        assert!(!cmds.iter().any(|c| c.contains("-X SHARED") || c.ends_with("netscript:t -j SHARED")), "{cmds:?}");
+        assert!(cmds.iter().any(|c| c.contains("-D SHARED") && c.ends_with("-i br0 -j ACCEPT")), "{cmds:?}");
+        assert!(cmds.iter().any(|c| c.contains("-D FORWARD") && c.ends_with("-o br0 -j ACCEPT")), "{cmds:?}");
+        assert!(cmds.iter().any(|c| c.contains("-D FORWARD") && c.ends_with("-o br1 -j SHARED")), "{cmds:?}");
+        assert_eq!(s.journal().live_count(), 0);
+    }
+
+    #[test]
+    fn what_another_topology_handed_over_is_undone_after_the_own_changes() {
+        let (mut s, rec) = session();
+        let theirs = [(
+            Op::FwNewChain { ns: H, family: Family::Ipv4, table: "filter".into(), chain: "THEIRS".into() },
+            vec![Op::FwDelChain { ns: H, family: Family::Ipv4, table: "filter".into(), chain: "THEIRS".into() }],
+        )];
+        s.backend.apply(&theirs[0].0).unwrap();
+        s.fw_append(&H, Family::Ipv4, "filter", "THEIRS", "-i br1 -j ACCEPT").unwrap();
+        s.journal.adopt(&theirs, "a", "holds the chain THEIRS for topology \"a\"").unwrap();
+        let (_, cmds) = rolled_back(&mut s, &rec);
+        let at = |what: &str| cmds.iter().position(|c| c.contains(what)).unwrap_or_else(|| panic!("{what}: {cmds:?}"));
+        assert!(at("-D THEIRS") < at("-X THEIRS"), "{cmds:?}");
+    }
+
     fn entry(seq: u64, op: Op) -> Entry {
-        Entry { seq, op, undo: Vec::new(), state: State::Done, note: None, undoing: false }
+        Entry { seq, op, undo: Vec::new(), state: State::Done, note: None, from: None, undoing: false }
     }
 
     #[test]
