@@ -127,6 +127,11 @@ pub trait Backend {
         None
     }
 
+    /// The firewall tool a record says its run used (`firewall_tool`): the kernel
+    /// back end uses it from now on unless told which or found one already
+    /// (`Firewall::prefer`).
+    fn prefer_firewall_tool(&mut self, _tool: &str) {}
+
     fn netns_exists(&mut self, name: &str) -> bool;
     fn netns_list(&mut self) -> Vec<String>;
     fn link(&mut self, ns: &NsRef, name: &str) -> Result<Option<LinkInfo>>;

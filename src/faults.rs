@@ -329,6 +329,10 @@ impl<B: Backend> Backend for Faulty<B> {
     fn firewall_tool(&self) -> Option<String> {
         self.inner.firewall_tool()
     }
+
+    fn prefer_firewall_tool(&mut self, tool: &str) {
+        self.inner.prefer_firewall_tool(tool)
+    }
 }
 
 #[cfg(test)]

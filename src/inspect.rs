@@ -100,6 +100,10 @@ fn notes(j: &Journal) -> Vec<String> {
 /// effect is missing or altered (checked newest first; an older change to the same
 /// thing is covered by the newer one).
 pub fn drift(journal: &Journal, b: &mut dyn Backend) -> Vec<Drift> {
+    // The firewall tool its run used: not detected again.
+    if let Some(tool) = &journal.meta.firewall {
+        b.prefer_firewall_tool(tool);
+    }
     let r = &mut Reads::new(b);
     r.read_rules(journal);
     let mut seen: HashSet<String> = HashSet::new();
@@ -433,6 +437,9 @@ fn read(base: &Path, name: &str) -> Result<Journal> {
 /// What topology `name` owns now (`netscript show`), with its drift.
 pub fn show(base: &Path, name: &str, backend: &mut dyn Backend) -> Result<Now> {
     let j = read(base, name)?;
+    if let Some(tool) = &j.meta.firewall {
+        backend.prefer_firewall_tool(tool);
+    }
     let mut n = now(&j, backend);
     n.running = busy(base, name);
     if !n.running {

@@ -820,6 +820,10 @@ impl Backend for Kernel {
         self.fw.resolved()
     }
 
+    fn prefer_firewall_tool(&mut self, tool: &str) {
+        self.fw.prefer(tool);
+    }
+
     fn netns_exists(&mut self, name: &str) -> bool {
         netns::exists(name)
     }

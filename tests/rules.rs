@@ -168,11 +168,12 @@ fn a_batch_that_says_ok_but_did_nothing_is_an_error_naming_the_rule() {
     assert_same(&before, &sb.snapshot(), "after the second down");
 }
 
-/// The run records the iptables it found in its journal, and `down` uses it: it does
-/// not detect the flavour again (no `*-save` listings, no `--version` probes). The
-/// commands are watched through logging wrappers first on PATH.
+/// The run records the iptables it found in its journal, and `ls`, `show` and `down`
+/// use it: they do not detect the flavour again (no `*-save` listings of both
+/// variants, no `--version` probes). The commands are watched through logging
+/// wrappers first on PATH.
 #[test]
-fn down_uses_the_firewall_tool_the_run_recorded() {
+fn down_ls_and_show_use_the_firewall_tool_the_run_recorded() {
     let sb = Sandbox::new();
     let before = sb.snapshot();
     let dir = format!("/tmp/netscript-fwtool-{}", std::process::id());
@@ -192,6 +193,14 @@ fn down_uses_the_firewall_tool_the_run_recorded() {
     let run_log = std::fs::read_to_string(&log).unwrap_or_default();
     // Detection looks the commands up on PATH and lists the rules of both variants.
     assert!(run_log.contains("iptables-nft-save"), "the run detects the flavour: {run_log}");
+    for args in [&["ls"][..], &["show", "fwtool"]] {
+        std::fs::remove_file(&log).unwrap();
+        let o = sb.spawn_netscript(args, &[("PATH", &path)]).wait_with_output().unwrap();
+        assert!(o.status.success() && stdout(&o).contains("fwtool"), "{}", stderr(&o));
+        let looked = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(looked.lines().any(|l| l.starts_with("iptables ")), "{args:?} used the wrappers: {looked}");
+        assert!(!looked.contains("--version") && !looked.contains("-save"), "{args:?} detected again: {looked}");
+    }
     std::fs::remove_file(&log).unwrap();
     let d = sb.spawn_netscript(&["down", "fwtool"], &[("PATH", &path)]).wait_with_output().unwrap();
     assert!(d.status.success(), "{}", stderr(&d));

@@ -28,12 +28,11 @@ pub fn down(opts: &RunOpts, name: &str) -> Result<u8> {
     if let Some(t) = &journal.torn {
         eprintln!("netscript: {t}; taking down the rest");
     }
+    let mut kernel = Kernel::new(mark_for(name), firewall(opts)?, Arc::new(AtomicBool::new(false)))?;
     // The firewall tool the run found (unless --iptables says which): not detected again.
-    let fw = match (opts.iptables.into(), journal.meta.firewall.as_deref().and_then(crate::firewall::driver_resolved)) {
-        (crate::firewall::Choice::Auto, Some(fw)) => fw,
-        _ => firewall(opts)?,
-    };
-    let kernel = Kernel::new(mark_for(name), fw, Arc::new(AtomicBool::new(false)))?;
+    if let Some(tool) = &journal.meta.firewall {
+        kernel.prefer_firewall_tool(tool);
+    }
     let started = journal.meta.started_at();
     // The test switch (NETSCRIPT_FAIL_UNDO / NETSCRIPT_CRASH_AT=after-undo:K) wraps the kernel.
     let backend: Box<dyn Backend> = match Faults::from_env() {

@@ -76,19 +76,6 @@ impl Iptables {
         Iptables { choice, flavor: OnceLock::new(), ipt: [OnceLock::new(), OnceLock::new()] }
     }
 
-    /// The driver of the variant whose IPv4 command is `cmd`, as an earlier run found
-    /// it (`Firewall::resolved`): neither detected nor checked again.
-    pub fn resolved(cmd: &str) -> Option<Self> {
-        let flavor = Flavor::from_cmd(cmd)?;
-        let choice = match flavor {
-            Flavor::Nft => Choice::Nft,
-            Flavor::Legacy => Choice::Legacy,
-            Flavor::System => Choice::Auto,
-        };
-        let ipt = |fam| OnceLock::from(Self::ipt_for(flavor.cmd(fam)));
-        Some(Iptables { choice, flavor: OnceLock::from(flavor), ipt: [ipt(Family::Ipv4), ipt(Family::Ipv6)] })
-    }
-
     fn ipt_for(cmd: &'static str) -> iptables::IPTables {
         iptables::IPTables { cmd, has_check: true, has_wait: true, is_numeric: true }
     }
@@ -330,6 +317,16 @@ impl Firewall for Iptables {
     fn resolved(&self) -> Option<String> {
         let found = self.ipt.iter().any(|c| c.get().is_some());
         self.flavor.get().filter(|_| found).map(|f| f.cmd(Family::Ipv4).to_string())
+    }
+
+    fn prefer(&self, tool: &str) {
+        if let (Choice::Auto, Some(flavor)) = (self.choice, Flavor::from_cmd(tool))
+            && self.flavor.set(flavor).is_ok()
+        {
+            for fam in Family::ALL {
+                let _ = self.ipt[fam as usize].set(Self::ipt_for(flavor.cmd(fam)));
+            }
+        }
     }
 
     fn policy(&self, ns: Option<BorrowedFd<'_>>, fam: Family, table: &str, chain: &str) -> Result<String> {

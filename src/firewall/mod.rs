@@ -135,12 +135,6 @@ pub fn driver(choice: Choice) -> Result<Box<dyn Firewall>> {
     Ok(Box::new(iptables::Iptables::new(choice)))
 }
 
-/// The driver a run resolved and recorded (`Firewall::resolved`: "iptables-nft",
-/// ...), known to work: no detection, no check. None for a name no driver has.
-pub fn driver_resolved(tool: &str) -> Option<Box<dyn Firewall>> {
-    iptables::Iptables::resolved(tool).map(|d| Box::new(d) as Box<dyn Firewall>)
-}
-
 /// A rule where it is looked up (`Firewall::exist_all`): table, chain, rule words.
 pub type RuleAt<'a> = (&'a str, &'a str, &'a [String]);
 
@@ -174,11 +168,16 @@ pub trait Firewall: Send + Sync {
     /// A short name for messages and `--help` ("iptables-nft", ...).
     fn describe(&self) -> String;
     /// What this driver found to use, once it has looked ("iptables-nft", ...):
-    /// recorded in the journal, so that `down` gets it back from `driver_resolved`
-    /// without detecting it again.
+    /// recorded in the journal, so that `down`, `ls` and `show` get it back
+    /// (`prefer`) without detecting it again.
     fn resolved(&self) -> Option<String> {
         None
     }
+    /// The tool a run resolved and recorded (`resolved`), known to work: used from
+    /// now on, with no detection and no check, when the choice was auto and nothing
+    /// was found yet. A name no driver has, an explicit choice (`--iptables`) or a
+    /// tool already found keep what there is.
+    fn prefer(&self, _tool: &str) {}
     fn policy(&self, ns: Option<BorrowedFd<'_>>, fam: Family, table: &str, chain: &str) -> Result<String>;
     fn set_policy(&self, ns: Option<BorrowedFd<'_>>, fam: Family, table: &str, chain: &str, target: &str)
     -> Result<()>;
