@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::backend::{Backend, LinkInfo};
 use crate::error::{Error, Result};
 use crate::firewall::{Family, RuleAt};
-use crate::journal::{Journal, State};
+use crate::journal::{Entry, Journal, State};
 use crate::model::{ADDR_PROTO, NsRef, ROUTE_PROTO, mark_topology, split_words};
 use crate::op::Op;
 use crate::qdisc::{Qdisc, RootQdisc};
@@ -61,7 +61,7 @@ pub fn list(base: &Path, backend: &mut dyn Backend) -> Result<Vec<TopologySummar
                     changes,
                     status: if running { "running".into() } else { "up".into() },
                     drift,
-                    notes: j.torn.iter().cloned().chain(notes(&j)).collect(),
+                    notes: j.torn.iter().cloned().chain(notes(j.entries().iter().filter(|e| e.live()))).collect(),
                 });
             }
             Ok(None) => {}
@@ -84,11 +84,11 @@ pub fn list(base: &Path, backend: &mut dyn Backend) -> Result<Vec<TopologySummar
     Ok(out)
 }
 
-/// The notes of a topology's live entries, each once (the chains another topology
-/// handed over share theirs).
-fn notes(j: &Journal) -> Vec<String> {
+/// The notes of `entries`, each once (the chains another topology handed over share
+/// theirs).
+fn notes<'a>(entries: impl Iterator<Item = &'a Entry>) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    for n in j.entries().iter().filter(|e| e.live()).filter_map(|e| e.note.as_ref()) {
+    for n in entries.filter_map(|e| e.note.as_ref()) {
         if !out.contains(n) {
             out.push(n.clone());
         }

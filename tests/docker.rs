@@ -471,6 +471,8 @@ fn p11_a_second_topology_shares_the_chains_and_outlives_the_first() {
             // Said once in `ls`, and what was handed over is accounted for (gc leaves it).
             let ls = stdout(&sb.netscript(&["ls"]));
             assert_eq!(ls.matches(&format!("holds the chains {chains} for topology \"a\"")).count(), 1, "{ls}");
+            let show = stdout(&sb.netscript(&["show", "b"]));
+            assert!(show.contains(&format!("\nnote: holds the chains {chains} for topology \"a\"")), "{show}");
             let gc = sb.netscript(&["gc"]);
             assert!(gc.status.success() && !stdout(&gc).contains("netscript:a"), "{}", stdout(&gc));
         }

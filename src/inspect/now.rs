@@ -565,7 +565,14 @@ pub fn now(journal: &Journal, b: &mut dyn Backend) -> Now {
         changes: journal.live_count(),
         namespaces,
         drift: Vec::new(),
-        notes: journal.torn.iter().cloned().collect(),
+        // What another topology handed over (its chains) is said once; a handed-over
+        // setting's note is printed with the setting.
+        notes: journal
+            .torn
+            .iter()
+            .cloned()
+            .chain(super::notes(journal.entries().iter().filter(|e| e.live() && e.from.is_some())))
+            .collect(),
         running: false,
     }
 }
