@@ -264,7 +264,7 @@ pub enum Command {
     /// Undo exactly what a recorded topology did, newest first, and forget it.
     /// Taking down a topology that is not up is not an error.
     #[command(
-        after_help = "Examples:\n  netscript down docker-bridge\n  netscript down -v docker-bridge   and print each undo as its shell command\n\nExit status 3 when an undo failed: each is listed and stays recorded; run `down` again\nonce its cause is gone. A namespace that a process is still in (a shell left there by\n`netscript exec`) lives on after its deletion until that process ends: `down` names it.\nWhat someone else put in the place of an object of ours (a link, namespace, route or\naddress by our name without our mark, a process that runs this `down`) is left alone and\nsaid so; that is not a failure."
+        after_help = "Examples:\n  netscript down docker-bridge\n  netscript down -v docker-bridge   and print each undo as its shell command\n\nExit status 3 when an undo failed: each is listed and stays recorded; run `down` again\nonce its cause is gone. A namespace that a process is still in (a shell left there by\n`netscript exec`) lives on after its deletion until that process ends: `down` names it.\nWhat someone else put in the place of an object of ours (a link, namespace, route or\naddress by our name without our mark, a process that runs this `down`) is left alone and\nsaid so; that is not a failure. What another topology that is up shares in the host\nnamespace (ip_forward, a chain's policy, user chains its rules are in, and the rules that\njump to those chains) is handed over to it, said so, and restored by the last one down."
     )]
     Down {
         /// The topology's name (see `netscript ls`).
