@@ -289,6 +289,30 @@ fn setting_words(op: &Op) -> String {
     }
 }
 
+/// The topology to hand something over to: of the live ones but `own` started at
+/// `after` or later, the earliest whose journal `wanted` accepts. Its record is
+/// locked (it is changed under its lock) and its journal read again under the lock
+/// (and still accepted). None when there is none, or when that one is being changed
+/// right now (its lock is held).
+fn taker(base: &Path, own: &str, after: u128, wanted: impl Fn(&Journal) -> bool) -> Option<(String, Record, Journal)> {
+    let sd = StateDir::open(base, false).ok()??;
+    let mut next: Option<(u128, String)> = None;
+    for name in sd.list().ok()? {
+        if name == own {
+            continue;
+        }
+        let Ok(Some(j)) = sd.read_journal(&name) else { continue };
+        let t = j.meta.started_at();
+        if t >= after && wanted(&j) && next.as_ref().is_none_or(|(n, _)| t < *n) {
+            next = Some((t, name));
+        }
+    }
+    let (_, name) = next?;
+    let record = Record::lock(base, &name).ok()?;
+    let j = record.existing().ok()??;
+    wanted(&j).then_some((name, record, j))
+}
+
 /// Whether `op` is a rule of `family` in the host namespace that is in one of
 /// `chains` (table, chain) or jumps to one.
 fn uses_chains(op: &Op, family: Family, chains: &[(String, String)]) -> bool {
@@ -321,25 +345,7 @@ pub fn hand_over_chains(
     changes: &[(Op, Vec<Op>)],
 ) -> Option<String> {
     let uses = |j: &Journal| j.entries().iter().any(|e| e.state == State::Done && uses_chains(&e.op, family, chains));
-    let sd = StateDir::open(base, false).ok()??;
-    let mut next: Option<(u128, String)> = None;
-    for name in sd.list().ok()? {
-        if name == own {
-            continue;
-        }
-        let Ok(Some(j)) = sd.read_journal(&name) else { continue };
-        let t = j.meta.started_at();
-        if uses(&j) && next.as_ref().is_none_or(|(n, _)| t < *n) {
-            next = Some((t, name));
-        }
-    }
-    let (_, name) = next?;
-    // Its record is changed under its lock; one being changed right now is not.
-    let record = Record::lock(base, &name).ok()?;
-    let mut j = record.existing().ok()??;
-    if !uses(&j) {
-        return None;
-    }
+    let (name, _lock, mut j) = taker(base, own, 0, uses)?;
     let mut tables: Vec<(&str, Vec<&str>)> = Vec::new();
     for (t, c) in chains {
         match tables.iter_mut().find(|(n, _)| n == t) {
@@ -369,24 +375,10 @@ pub fn hand_over_chains(
 /// tell; None: undo it here as usual.
 pub fn hand_over(base: &Path, own: &str, own_started: u128, undo: &Op) -> Option<String> {
     let key = host_setting(undo)?;
-    let sd = StateDir::open(base, false).ok()??;
     // The topology that changed it next after us: the earliest of the later ones.
-    let mut next: Option<(u128, String)> = None;
-    for name in sd.list().ok()? {
-        if name == own {
-            continue;
-        }
-        let Ok(Some(j)) = sd.read_journal(&name) else { continue };
-        let t = j.meta.started_at();
-        let sets = j.entries().iter().any(|e| e.state == State::Done && host_setting(&e.op).as_ref() == Some(&key));
-        if t > own_started && sets && next.as_ref().is_none_or(|(n, _)| t < *n) {
-            next = Some((t, name));
-        }
-    }
-    let (_, name) = next?;
-    // Its record is changed under its lock; one being changed right now is not.
-    let record = Record::lock(base, &name).ok()?;
-    let mut j = record.existing().ok()??;
+    let sets =
+        |j: &Journal| j.entries().iter().any(|e| e.state == State::Done && host_setting(&e.op).as_ref() == Some(&key));
+    let (name, _lock, mut j) = taker(base, own, own_started + 1, sets)?;
     let seq = j
         .entries()
         .iter()
