@@ -15,7 +15,9 @@
 //!                        the A/B of docs/performance.md: `none` (the default), `own`
 //!                        (one request per end after the creation, as netscript sends
 //!                        them), `folded` (each end's mark in the request that brings
-//!                        it up), `inside` (eth0's in its `up`, the host end's own)
+//!                        it up), `inside` (eth0's in its `up`, the host end's own),
+//!                        `all` (`own` and each namespace's mark, its lo's alias: every
+//!                        mark netscript sends)
 //!   BENCH_FLOOR_QUEUES=kernel bench-floor N
 //!                        the veths as `ip link add ... type veth` makes them (one
 //!                        queue per CPU, cut to one by the kernel) instead of with one
@@ -170,10 +172,10 @@ enum Mark {
 fn marks() -> Result<(Mark, Mark)> {
     Ok(match std::env::var("BENCH_FLOOR_MARKS").as_deref() {
         Err(_) | Ok("none") => (Mark::No, Mark::No),
-        Ok("own") => (Mark::Alone, Mark::Alone),
+        Ok("own" | "all") => (Mark::Alone, Mark::Alone),
         Ok("folded") => (Mark::WithUp, Mark::WithUp),
         Ok("inside") => (Mark::WithUp, Mark::Alone),
-        Ok(m) => return Err(format!("BENCH_FLOOR_MARKS={m:?}: none, own, folded or inside").into()),
+        Ok(m) => return Err(format!("BENCH_FLOOR_MARKS={m:?}: none, own, all, folded or inside").into()),
     })
 }
 
@@ -329,6 +331,8 @@ fn build(n: u32) -> Result<()> {
         Err(_) => None,
     };
     let (mark_in, mark_host) = marks()?;
+    // `all`: also each namespace's mark (its lo's alias), as netscript sends it.
+    let mark_lo = std::env::var("BENCH_FLOOR_MARKS").as_deref() == Ok("all");
     // Each veth end's queues: one, as netscript makes them; none given, the kernel's.
     let queues = match std::env::var("BENCH_FLOOR_QUEUES").as_deref() {
         Err(_) | Ok("1") => Some(1u32.to_ne_bytes()),
@@ -364,6 +368,9 @@ fn build(n: u32) -> Result<()> {
     std::fs::write("/proc/sys/net/ipv4/ip_forward", "1")?;
     for i in 1..=n {
         let (mut c, nsfd) = timed(&mut ph.netns, || netns_add(&format!("pb_c{i}"), host.as_raw_fd()))?;
+        if mark_lo {
+            timed(&mut ph.netns, || c.call(mark_link(1), "mark lo"))?;
+        }
         // veth vh_I (host) / eth0 (index 2 in the new namespace, where lo is 1)
         let mut m =
             Msg::new(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL).ifinfo(vh(i), 0, 0).name(IFLA_IFNAME, &format!("vh_{i}"));
