@@ -168,13 +168,16 @@ impl Session {
             // A jump that matches on a link this rollback deletes (its own network's
             // `-o br_a -j DOCKER`) has no use after it: not offered.
             let links: HashSet<&str> = oldest_first()
-                .filter_map(|(_, e)| match &e.op {
+                .flat_map(|(_, e)| match &e.op {
                     Op::AddBridge { ns: NsRef::Host, name } | Op::AddLink { ns: NsRef::Host, name, .. } => {
-                        Some(name.as_str())
+                        vec![name.as_str()]
                     }
-                    Op::AddVeth { ns: NsRef::Host, name, .. } => Some(name.as_str()),
-                    Op::AddVeth { peer_ns: NsRef::Host, peer, .. } => Some(peer.as_str()),
-                    _ => None,
+                    Op::AddVeth { ns, name, peer_ns, peer, .. } => [(ns, name), (peer_ns, peer)]
+                        .into_iter()
+                        .filter(|(ns, _)| **ns == NsRef::Host)
+                        .map(|(_, n)| n.as_str())
+                        .collect(),
+                    _ => Vec::new(),
                 })
                 .collect();
             for (p, e) in oldest_first() {
@@ -943,6 +946,8 @@ mod tests {
         // A jump that matches on a link the rollback deletes has no use after it.
         s.bridge_add("br1", &H).unwrap();
         s.fw_append(&H, Family::Ipv4, "filter", "FORWARD", "-o br1 -j SHARED").unwrap();
+        s.veth_add("va", "vb", &H, &H, None).unwrap();
+        s.fw_append(&H, Family::Ipv4, "filter", "FORWARD", "-i vb -j SHARED").unwrap();
         let offers = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
         s.set_handover(Box::new(Taker(offers.clone())));
         let (report, cmds) = rolled_back(&mut s, &rec);
@@ -960,6 +965,7 @@ mod tests {
         assert!(cmds.iter().any(|c| c.contains("-D SHARED") && c.ends_with("-i br0 -j ACCEPT")), "{cmds:?}");
         assert!(cmds.iter().any(|c| c.contains("-D FORWARD") && c.ends_with("-o br0 -j ACCEPT")), "{cmds:?}");
         assert!(cmds.iter().any(|c| c.contains("-D FORWARD") && c.ends_with("-o br1 -j SHARED")), "{cmds:?}");
+        assert!(cmds.iter().any(|c| c.contains("-D FORWARD") && c.ends_with("-i vb -j SHARED")), "{cmds:?}");
         assert_eq!(s.journal().live_count(), 0);
     }
 
