@@ -320,9 +320,8 @@ fn uses_chains(op: &Op, family: Family, chains: &[(String, String)]) -> bool {
         Op::FwAppend { ns: NsRef::Host, family: f, table, chain, rule }
         | Op::FwInsert { ns: NsRef::Host, family: f, table, chain, rule, .. } => {
             *f == family
-                && chains.iter().any(|(t, c)| {
-                    t == table && (c == chain || crate::firewall::rule::jump_target(rule) == Some(c.as_str()))
-                })
+                && (chains.iter().any(|(t, c)| t == table && c == chain)
+                    || crate::firewall::rule::jumps_into(table, rule, chains))
         }
         _ => false,
     }

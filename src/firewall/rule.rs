@@ -213,6 +213,11 @@ pub fn jump_target(words: &[String]) -> Option<&str> {
     None
 }
 
+/// Whether a rule of `table` jumps or goes to one of `chains` (table, chain).
+pub fn jumps_into(table: &str, rule: &[String], chains: &[(String, String)]) -> bool {
+    jump_target(rule).is_some_and(|to| chains.iter().any(|(t, c)| t == table && c == to))
+}
+
 /// The interfaces a rule's words match on (`-i X`, `! -o X`, `--in-interface=X`,
 /// `-iX`; a `+` wildcard is kept as written).
 pub fn interfaces(words: &[String]) -> Vec<&str> {

@@ -183,7 +183,7 @@ impl Session {
             for (p, e) in oldest_first() {
                 if let [Op::FwDelete { ns: NsRef::Host, family: f, table, rule, .. }] = e.undo.as_slice()
                     && *f == family
-                    && rule::jump_target(rule).is_some_and(|to| chains.iter().any(|(t, c)| t == table && c == to))
+                    && rule::jumps_into(table, rule, &chains)
                     && !rule::interfaces(rule).iter().any(|i| links.contains(i))
                 {
                     at.push(p);
