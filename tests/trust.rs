@@ -711,7 +711,8 @@ fn the_last_topology_down_restores_shared_host_settings() {
     assert_same(&before, &sb.snapshot(), "after both went down (B first)");
 }
 
-/// A chain one topology made in the host namespace and another's rule is in: when
+/// A chain one topology made in the host namespace and another's rule is in (ca and
+/// cb: script names of their own, the tests of this file run at once): when
 /// the maker goes down first, the chain and the jump to it go to the other one (the
 /// generic case of the docker module's shared chains), and the last one down leaves
 /// the kernel as it was. A topology being changed at that moment cannot take them (its
@@ -722,23 +723,23 @@ fn a_chain_another_topology_uses_is_handed_over_unless_it_is_being_changed() {
     let sb = Sandbox::new();
     let before = sb.snapshot();
     let a =
-        script_file("a.lua", "fw.chain(\"filter\", \"SHARED\")\nfw.insert(\"filter\", \"FORWARD\", \"-j SHARED\")\n");
+        script_file("ca.lua", "fw.chain(\"filter\", \"SHARED\")\nfw.insert(\"filter\", \"FORWARD\", \"-j SHARED\")\n");
     let b = script_file(
-        "b.lua",
+        "cb.lua",
         "fw.append(\"filter\", \"SHARED\", \"-s 10.9.0.0/24 -j ACCEPT\")\n\
          io.open('/run/b-ready','w'):close()\nnetscript.sleep(tonumber(arg[1]))\n",
     );
     assert!(sb.netscript(&[&a]).status.success());
     assert!(sb.netscript(&[&b, "0"]).status.success());
-    let o = sb.down("a");
+    let o = sb.down("ca");
     assert!(
-        stderr(&o).contains("the chains SHARED (filter) and 1 rule jumping to them handed over to topology \"b\""),
+        stderr(&o).contains("the chains SHARED (filter) and 1 rule jumping to them handed over to topology \"cb\""),
         "{}",
         stderr(&o)
     );
     let forward = sb.ok("iptables -S FORWARD");
-    assert!(forward.contains("netscript:a\" -j SHARED"), "the jump stays for b: {forward}");
-    sb.down("b");
+    assert!(forward.contains("netscript:ca\" -j SHARED"), "the jump stays for cb: {forward}");
+    sb.down("cb");
     assert_same(&before, &sb.snapshot(), "after a, then b");
 
     // b is being changed while a goes down: nothing handed over, the chain left.
@@ -746,12 +747,12 @@ fn a_chain_another_topology_uses_is_handed_over_unless_it_is_being_changed() {
     sb.ok("rm -f /run/b-ready");
     let run = sb.spawn_netscript(&[&b, "4"], &[]);
     wait_for(20, "b's run", || sb.sh("test -e /run/b-ready").status.success());
-    let o = sb.down("a");
+    let o = sb.down("ca");
     let err = stderr(&o);
     assert!(!err.contains("handed over") && err.contains("chain SHARED in table filter"), "{err}");
     assert!(run.wait_with_output().unwrap().status.success());
-    assert!(!sb.ok("cat /run/netscript/b/journal.jsonl").contains("\"from\""), "b's record untouched");
-    sb.down("b");
+    assert!(!sb.ok("cat /run/netscript/cb/journal.jsonl").contains("\"from\""), "b's record untouched");
+    sb.down("cb");
     sb.ok("iptables -X SHARED");
     assert_same(&before, &sb.snapshot(), "after a (b busy), then b, the chain removed by hand");
 }
