@@ -23,7 +23,8 @@
 # runs in the same loop with the same waits (BENCH_SETTLE, below), each build once
 # the kernel has finished dismantling the namespaces of the run before. CPU is the
 # build's (user + system, its child processes included: `times`), for every variant;
-# peak RSS is netscript's. netscript's own cost is its build time minus the floor's of
+# peak RSS is netscript's own (it prints it with its phases: no wrapper runs around
+# netscript that does not run around the floor). netscript's own cost is its build time minus the floor's of
 # the same N (medians; and paired, each repetition against its own floor run); "own
 # cost growth" is that per container at the largest N over the smallest. Its own CPU
 # is the same difference in CPU time: the work netscript adds, without the time it
@@ -139,17 +140,19 @@ for ((r = 1; r <= REPS; r++)); do
           $IN_HOST bash "$BASE/$script" "$N" "$arg" 2>/dev/null ||
             { echo "the stock build failed (N=$N, $V, repetition $r)"; exit 1; } ;;
         floor) $IN_HOST "$FLOOR" "$N" ;;
-        control) $IN_HOST env BENCH_FLOOR_WORK_US="$CONTROL" "$FLOOR" "$N" ;;
+        control) BENCH_FLOOR_WORK_US="$CONTROL" $IN_HOST "$FLOOR" "$N" ;;
         *)
-          $IN_HOST env NETSCRIPT_PHASES=1 /usr/bin/time -f "%M" -o "$BASELINE_OUT/rss" \
-            "$BIN" --name bench "$here/topology.lua" "$N" $V 2>"$BASELINE_OUT/err" ||
+          # As the floor runs: nsenter and the program, nothing else around it (until
+          # 2026-12-03 `env` and `/usr/bin/time` ran around netscript too, 5.5 ms
+          # of two more programs that counted as its own cost).
+          NETSCRIPT_PHASES=1 $IN_HOST "$BIN" --name bench "$here/topology.lua" "$N" $V 2>"$BASELINE_OUT/err" ||
             { echo "netscript failed (N=$N, $V, repetition $r):"; cat "$BASELINE_OUT/err"; exit 1; } ;;
       esac
       b=$(ms "$s" "$EPOCHREALTIME")
       times > "$BASELINE_OUT/cpu1"
       cpu=$(cpu_used "$BASELINE_OUT/cpu0" "$BASELINE_OUT/cpu1")
       if [[ $V == plain || $V == hinted ]]; then
-        rss=$(tail -1 "$BASELINE_OUT/rss")
+        rss=$(sed -n 's/^PHASES .* rss_kb=\([0-9]*\).*/\1/p' "$BASELINE_OUT/err")
         # PHASES k=ms ...: one line per run, for the table of phases.
         sed -n "s/^PHASES /$N $V /p" "$BASELINE_OUT/err" >> "$BASELINE_OUT/phases"
       fi

@@ -107,10 +107,12 @@ pub fn run(opts: &RunOpts, script: &Path, args: &[String]) -> Result<u8> {
 /// benches/run.sh; not a documented option).
 const PHASES_VAR: &str = "NETSCRIPT_PHASES";
 
-/// `PHASES total=.. open=.. script=.. netns=.. ... rest=.. finish=.. changes=N`, in
-/// ms: open is the state dir, lock and journal; script the script's run, of which
-/// each phase is the back end's (or the journal's) share and rest what is left (Lua,
-/// validation reads); finish is keeping the record (or a rollback).
+/// `PHASES total=.. open=.. script=.. netns=.. ... rest=.. finish=.. changes=N
+/// rss_kb=N`, in ms: open is the state dir, lock and journal; script the script's
+/// run, of which each phase is the back end's (or the journal's) share and rest what
+/// is left (Lua, validation reads); finish is keeping the record (or a rollback);
+/// rss_kb the process's peak resident set (its own, not the iptables it ran), so
+/// that the bench needs no `/usr/bin/time` around it (a wrapper the floor has not).
 fn phases_line(total: Duration, open: Duration, script: Duration, finish: Duration, t: &Timings) -> String {
     let ms = |d: Duration| format!("{:.1}", d.as_secs_f64() * 1000.0);
     let mut out = format!("PHASES total={} open={} script={}", ms(total), ms(open), ms(script));
@@ -120,6 +122,9 @@ fn phases_line(total: Duration, open: Duration, script: Duration, finish: Durati
         out += &format!(" {}={}", p.name(), ms(t.get(p)));
     }
     out += &format!(" rest={} finish={} changes={}", ms(script.saturating_sub(spent)), ms(finish), t.changes);
+    if let Some(kib) = crate::sys::peak_rss_kib() {
+        out += &format!(" rss_kb={kib}");
+    }
     out
 }
 

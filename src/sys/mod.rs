@@ -57,3 +57,11 @@ pub fn restore_nofile_limit_in_child() {
         }
     }
 }
+
+/// This process's peak resident set size so far, in KiB (`getrusage`, its own: not
+/// the programs it ran); None when the kernel does not say.
+pub fn peak_rss_kib() -> Option<u64> {
+    // SAFETY: getrusage writes a plain struct we own.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    (unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) } == 0).then(|| u.ru_maxrss.max(0) as u64)
+}
