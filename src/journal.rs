@@ -281,6 +281,10 @@ enum Repair {
 /// The journal's file name in a record's directory.
 pub const JOURNAL_FILE: &str = "journal.jsonl";
 
+/// The `script` of a REPL session's record (`Meta::script`): a REPL holds its
+/// record's lock for as long as it is open.
+pub const REPL_SCRIPT: &str = "(repl)";
+
 /// Opens the directory of `path` without following a link (and checks it).
 fn parent_dir(path: &Path) -> Result<(OwnedFd, PathBuf)> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));

@@ -11,6 +11,7 @@
 use std::fs::{self, File};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg, OFlag, openat};
@@ -181,6 +182,38 @@ impl Record {
         Self::lock_as(base, name, LockMode::Exclusive)
     }
 
+    /// Locks the record of `name` when there is one (never creating it), waiting
+    /// while another process holds it, until `until`: None when there is no such
+    /// record (or it went meanwhile: its run ended and rolled back), or it is still
+    /// held then. `waiting` is called once, when the wait begins.
+    pub fn lock_existing(base: &Path, name: &str, until: Instant, waiting: &mut dyn FnMut()) -> Result<Option<Record>> {
+        check_name("topology", name)?;
+        let Some(state) = StateDir::open(base, false)? else { return Ok(None) };
+        let Some(dir_fd) = state.record_dir(name, false)? else { return Ok(None) };
+        let dir = base.join(name);
+        let mut f = match open_file_at(dir_fd.as_fd(), &dir, "lock", OFlag::O_RDWR, 0) {
+            Ok(f) => f,
+            Err(e) if e.errno() == Some(Errno::ENOENT) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut waited = false;
+        loop {
+            match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
+                Ok(lock) => return Ok(Some(Record { dir, name: name.to_string(), dir_fd, _lock: lock })),
+                Err((back, Errno::EWOULDBLOCK)) if Instant::now() < until => {
+                    if !waited {
+                        waiting();
+                        waited = true;
+                    }
+                    f = back;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err((_, Errno::EWOULDBLOCK)) => return Ok(None),
+                Err((_, e)) => return Err(Error::from_errno(format!("cannot lock topology \"{name}\""), e)),
+            }
+        }
+    }
+
     /// Locks the record of `name`: exclusively (to change it) or shared (to read it
     /// while nobody changes it: `gc`).
     pub fn lock_as(base: &Path, name: &str, how: LockMode) -> Result<Record> {
@@ -289,26 +322,47 @@ fn setting_words(op: &Op) -> String {
     }
 }
 
+/// How long a rollback waits, at most and for all its hand-overs together, for the
+/// topology that is to take something over while that one is being changed (its
+/// lock held: a run building, say); then it goes on without it. A REPL holds its
+/// lock for as long as it is open and is not waited for.
+pub const HANDOVER_WAIT: Duration = Duration::from_secs(10);
+
+/// A rollback's wait for a busy taker: until when, and what to call (with the
+/// taker's name) when a wait begins, to tell.
+pub struct Wait<'a> {
+    pub until: Instant,
+    pub waiting: &'a mut dyn FnMut(&str),
+}
+
 /// The topology to hand something over to: of the live ones but `own` started at
 /// `after` or later, the earliest whose journal `wanted` accepts. Its record is
-/// locked (it is changed under its lock) and its journal read again under the lock
-/// (and still accepted). None when there is none, or when that one is being changed
-/// right now (its lock is held).
-fn taker(base: &Path, own: &str, after: u128, wanted: impl Fn(&Journal) -> bool) -> Option<(String, Record, Journal)> {
+/// locked (it is changed under its lock; when it is being changed right now, that
+/// is waited for as `wait` says, a REPL's not) and its journal read again under
+/// the lock (and still accepted). None when there is none, or when that one is
+/// still being changed.
+fn taker(
+    base: &Path,
+    own: &str,
+    after: u128,
+    wanted: impl Fn(&Journal) -> bool,
+    wait: &mut Wait<'_>,
+) -> Option<(String, Record, Journal)> {
     let sd = StateDir::open(base, false).ok()??;
-    let mut next: Option<(u128, String)> = None;
+    let mut next: Option<(u128, String, bool)> = None;
     for name in sd.list().ok()? {
         if name == own {
             continue;
         }
         let Ok(Some(j)) = sd.read_journal(&name) else { continue };
         let t = j.meta.started_at();
-        if t >= after && wanted(&j) && next.as_ref().is_none_or(|(n, _)| t < *n) {
-            next = Some((t, name));
+        if t >= after && wanted(&j) && next.as_ref().is_none_or(|(n, _, _)| t < *n) {
+            next = Some((t, name, j.meta.script == crate::journal::REPL_SCRIPT));
         }
     }
-    let (_, name) = next?;
-    let record = Record::lock(base, &name).ok()?;
+    let (_, name, repl) = next?;
+    let until = if repl { Instant::now() } else { wait.until };
+    let record = Record::lock_existing(base, &name, until, &mut || (wait.waiting)(&name)).ok()??;
     let j = record.existing().ok()??;
     wanted(&j).then_some((name, record, j))
 }
@@ -335,16 +389,17 @@ fn uses_chains(op: &Op, family: Family, chains: &[(String, String)]) -> bool {
 /// the chains' creations and `own`'s rules that jump to them) become its entries
 /// (`Journal::adopt`), undone after its own when it goes down. Returns what was done,
 /// to tell; None: delete them here as usual (none uses them, or the one that does
-/// is being changed right now: its lock is held).
+/// is still being changed after `wait`: its lock is held).
 pub fn hand_over_chains(
     base: &Path,
     own: &str,
     family: Family,
     chains: &[(String, String)],
     changes: &[(Op, Vec<Op>)],
+    wait: &mut Wait<'_>,
 ) -> Option<String> {
     let uses = |j: &Journal| j.entries().iter().any(|e| e.state == State::Done && uses_chains(&e.op, family, chains));
-    let (name, _lock, mut j) = taker(base, own, 0, uses)?;
+    let (name, _lock, mut j) = taker(base, own, 0, uses, wait)?;
     let mut tables: Vec<(&str, Vec<&str>)> = Vec::new();
     for (t, c) in chains {
         match tables.iter_mut().find(|(n, _)| n == t) {
@@ -370,14 +425,15 @@ pub fn hand_over_chains(
 /// setting with `undo`, and a live topology started after it changed the same
 /// setting too, the value to restore is handed over to that topology's record
 /// instead (its undo becomes `undo`), and the setting is left as it is: the last
-/// one down restores what was there before all of them. Returns what was done, to
-/// tell; None: undo it here as usual.
-pub fn hand_over(base: &Path, own: &str, own_started: u128, undo: &Op) -> Option<String> {
+/// one down restores what was there before all of them. A taker being changed is
+/// waited for as `wait` says. Returns what was done, to tell; None: undo it here
+/// as usual.
+pub fn hand_over(base: &Path, own: &str, own_started: u128, undo: &Op, wait: &mut Wait<'_>) -> Option<String> {
     let key = host_setting(undo)?;
     // The topology that changed it next after us: the earliest of the later ones.
     let sets =
         |j: &Journal| j.entries().iter().any(|e| e.state == State::Done && host_setting(&e.op).as_ref() == Some(&key));
-    let (name, _lock, mut j) = taker(base, own, own_started + 1, sets)?;
+    let (name, _lock, mut j) = taker(base, own, own_started + 1, sets, wait)?;
     let seq = j
         .entries()
         .iter()

@@ -715,19 +715,23 @@ fn the_last_topology_down_restores_shared_host_settings() {
 /// cb: script names of their own, the tests of this file run at once): when
 /// the maker goes down first, the chain and the jump to it go to the other one (the
 /// generic case of the docker module's shared chains), and the last one down leaves
-/// the kernel as it was. A topology being changed at that moment cannot take them (its
-/// lock is held, its journal is being written): its record is not touched, and the
-/// maker leaves the chain in place, as before, saying so.
+/// the kernel as it was. A topology being built at that moment is waited for (its
+/// lock is held while its journal is written), then takes them over; a REPL, which
+/// holds its lock while it is open, is not waited for: its record is not touched,
+/// and the maker leaves the chain in place, as before, saying so. Checked: with no
+/// wait (`state::taker` not waiting) the busy run's part fails (nothing handed
+/// over); with the REPL waited for too, the REPL's part fails (`down` waits).
 #[test]
 fn a_chain_another_topology_uses_is_handed_over_unless_it_is_being_changed() {
+    use std::io::Write;
     let sb = Sandbox::new();
     let before = sb.snapshot();
     let a =
         script_file("ca.lua", "fw.chain(\"filter\", \"SHARED\")\nfw.insert(\"filter\", \"FORWARD\", \"-j SHARED\")\n");
+    let b_rule = "fw.append(\"filter\", \"SHARED\", \"-s 10.9.0.0/24 -j ACCEPT\")";
     let b = script_file(
         "cb.lua",
-        "fw.append(\"filter\", \"SHARED\", \"-s 10.9.0.0/24 -j ACCEPT\")\n\
-         io.open('/run/b-ready','w'):close()\nnetscript.sleep(tonumber(arg[1]))\n",
+        &format!("{b_rule}\nio.open('/run/b-ready','w'):close()\nnetscript.sleep(tonumber(arg[1]))\n"),
     );
     assert!(sb.netscript(&[&a]).status.success());
     assert!(sb.netscript(&[&b, "0"]).status.success());
@@ -742,17 +746,37 @@ fn a_chain_another_topology_uses_is_handed_over_unless_it_is_being_changed() {
     sb.down("cb");
     assert_same(&before, &sb.snapshot(), "after a, then b");
 
-    // b is being changed while a goes down: nothing handed over, the chain left.
+    // b is being built while a goes down: a waits for it, then hands over.
     assert!(sb.netscript(&[&a]).status.success());
     sb.ok("rm -f /run/b-ready");
-    let run = sb.spawn_netscript(&[&b, "4"], &[]);
+    let mut run = sb.spawn_netscript(&[&b, "2"], &[]);
     wait_for(20, "b's run", || sb.sh("test -e /run/b-ready").status.success());
     let o = sb.down("ca");
     let err = stderr(&o);
-    assert!(!err.contains("handed over") && err.contains("chain SHARED in table filter"), "{err}");
+    assert!(err.contains("waiting for topology \"cb\", which is being changed right now"), "{err}");
+    assert!(err.contains("handed over to topology \"cb\""), "{err}");
+    assert!(run.try_wait().unwrap().is_some(), "down returned before b's run ended: {err}");
     assert!(run.wait_with_output().unwrap().status.success());
+    assert!(sb.ok("cat /run/netscript/cb/journal.jsonl").contains("\"from\":\"ca\""), "taken over by cb");
+    sb.down("cb");
+    assert_same(&before, &sb.snapshot(), "after a (b building), then b");
+
+    // b is a REPL, open: not waited for; nothing handed over, the chain left.
+    assert!(sb.netscript(&[&a]).status.success());
+    sb.ok("rm -f /run/b-ready");
+    let mut repl = sb.spawn_netscript_fed(&["repl", "--name", "cb"]);
+    let mut input = repl.stdin.take().unwrap();
+    writeln!(input, "{b_rule}\nio.open('/run/b-ready','w'):close()").unwrap();
+    wait_for(20, "the REPL's rule", || sb.sh("test -e /run/b-ready").status.success());
+    let o = sb.down("ca");
+    let err = stderr(&o);
+    assert!(!err.contains("waiting for") && !err.contains("handed over"), "{err}");
+    assert!(err.contains("chain SHARED in table filter"), "{err}");
+    drop(input);
+    let out = repl.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(!sb.ok("cat /run/netscript/cb/journal.jsonl").contains("\"from\""), "b's record untouched");
     sb.down("cb");
     sb.ok("iptables -X SHARED");
-    assert_same(&before, &sb.snapshot(), "after a (b busy), then b, the chain removed by hand");
+    assert_same(&before, &sb.snapshot(), "after a (b a REPL), then b, the chain removed by hand");
 }

@@ -270,19 +270,42 @@ impl Observer for Verbose {
 /// made in the host namespace to a live topology whose rules use them
 /// (`state::hand_over_chains`).
 pub fn handover(opts: &RunOpts, topo: &str, started: u128) -> Box<dyn crate::session::Handover> {
-    Box::new(Records { base: state_base(opts), topo: topo.to_string(), started })
+    let until = std::time::Instant::now() + crate::state::HANDOVER_WAIT;
+    Box::new(Records { base: state_base(opts), topo: topo.to_string(), started, until, told: Vec::new() })
 }
 
-/// The other records, as a rollback's `Handover` asks them.
+/// The other records, as a rollback's `Handover` asks them; a taker that is being
+/// changed is waited for until `until` (`state::HANDOVER_WAIT` for the whole
+/// rollback), and the wait told once per taker.
 struct Records {
     base: PathBuf,
     topo: String,
     started: u128,
+    until: std::time::Instant,
+    told: Vec<String>,
+}
+
+impl Records {
+    fn wait<T>(&mut self, f: impl FnOnce(&Path, &str, &mut crate::state::Wait<'_>) -> T) -> T {
+        let (topo, told) = (&self.topo, &mut self.told);
+        let mut waiting = |taker: &str| {
+            if !told.iter().any(|t| t == taker) {
+                term::clear_progress();
+                eprintln!(
+                    "netscript: {topo}: waiting for topology \"{taker}\", which is being changed right now, to take over what it shares with this one (at most {} s)",
+                    crate::state::HANDOVER_WAIT.as_secs()
+                );
+                told.push(taker.to_string());
+            }
+        };
+        f(&self.base, topo, &mut crate::state::Wait { until: self.until, waiting: &mut waiting })
+    }
 }
 
 impl crate::session::Handover for Records {
     fn setting(&mut self, undo: &Op) -> Option<String> {
-        crate::state::hand_over(&self.base, &self.topo, self.started, undo)
+        let started = self.started;
+        self.wait(|base, topo, w| crate::state::hand_over(base, topo, started, undo, w))
     }
 
     fn chains(
@@ -291,7 +314,7 @@ impl crate::session::Handover for Records {
         chains: &[(String, String)],
         changes: &[(Op, Vec<Op>)],
     ) -> Option<String> {
-        crate::state::hand_over_chains(&self.base, &self.topo, family, chains, changes)
+        self.wait(|base, topo, w| crate::state::hand_over_chains(base, topo, family, chains, changes, w))
     }
 }
 

@@ -110,7 +110,7 @@ pub struct Repl {
 /// are the SIGINT / SIGTERM flags it installed.
 pub fn run(opts: &RunOpts, topo: &str, user_ns: Option<bool>, signals: &Signals) -> Result<u8> {
     let topo = topo.to_string();
-    let opened = cmd::open(opts, &topo, "(repl)", user_ns.is_some(), signals).map_err(|e| {
+    let opened = cmd::open(opts, &topo, crate::journal::REPL_SCRIPT, user_ns.is_some(), signals).map_err(|e| {
         if opts.sandbox || nix::unistd::geteuid().is_root() {
             e
         } else {

@@ -85,6 +85,14 @@ impl Sandbox {
         c.spawn().unwrap()
     }
 
+    /// Starts netscript with a pipe to its standard input (a REPL fed line by line;
+    /// dropping the pipe ends its input).
+    pub fn spawn_netscript_fed(&self, args: &[&str]) -> Child {
+        let mut c = self.enter();
+        c.arg(BIN).args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        c.spawn().unwrap()
+    }
+
     /// Writes a script file (in the host's /tmp, visible in the sandbox) and runs it.
     pub fn run_lua(&self, name: &str, src: &str) -> Output {
         let path = script_file(name, src);
