@@ -780,3 +780,37 @@ fn a_chain_another_topology_uses_is_handed_over_unless_it_is_being_changed() {
     sb.ok("iptables -X SHARED");
     assert_same(&before, &sb.snapshot(), "after a (b a REPL), then b, the chain removed by hand");
 }
+
+/// The wait for a busy taker counts from the rollback, not from the run's start: a
+/// script that fails after a long run (here 11 s, beyond the 10 s of
+/// `state::HANDOVER_WAIT`) still waits for the topology being built beside it and
+/// hands it the chain. Checked: with the wait counted from the run's start (the
+/// deadline set when the hand-over is installed) nothing is handed over.
+#[test]
+fn a_run_that_fails_late_still_waits_for_a_busy_taker() {
+    let sb = Sandbox::new();
+    let before = sb.snapshot();
+    let a = script_file(
+        "ca2.lua",
+        "fw.chain(\"filter\", \"SHARED2\")\nfw.insert(\"filter\", \"FORWARD\", \"-j SHARED2\")\n\
+         fw.rules(\"filter\")\nio.open('/run/a2-ready','w'):close()\nnetscript.sleep(11)\nerror(\"a fails late\")\n",
+    );
+    let b = script_file(
+        "cb2.lua",
+        "fw.append(\"filter\", \"SHARED2\", \"-s 10.9.0.0/24 -j ACCEPT\")\nfw.rules(\"filter\")\n\
+         io.open('/run/b2-ready','w'):close()\nnetscript.sleep(14)\n",
+    );
+    let run_a = sb.spawn_netscript(&[&a], &[]);
+    wait_for(20, "a's chain", || sb.sh("test -e /run/a2-ready").status.success());
+    let run_b = sb.spawn_netscript(&[&b], &[]);
+    wait_for(20, "b's rule", || sb.sh("test -e /run/b2-ready").status.success());
+    let o = run_a.wait_with_output().unwrap();
+    let err = stderr(&o);
+    assert!(!o.status.success() && err.contains("a fails late"), "{err}");
+    assert!(err.contains("waiting for topology \"cb2\""), "{err}");
+    assert!(err.contains("handed over to topology \"cb2\""), "{err}");
+    assert!(run_b.wait_with_output().unwrap().status.success());
+    assert!(sb.ok("cat /run/netscript/cb2/journal.jsonl").contains("\"from\":\"ca2\""), "taken over by cb2");
+    sb.down("cb2");
+    assert_same(&before, &sb.snapshot(), "after a's rollback and b's down");
+}

@@ -270,23 +270,23 @@ impl Observer for Verbose {
 /// made in the host namespace to a live topology whose rules use them
 /// (`state::hand_over_chains`).
 pub fn handover(opts: &RunOpts, topo: &str, started: u128) -> Box<dyn crate::session::Handover> {
-    let until = std::time::Instant::now() + crate::state::HANDOVER_WAIT;
-    Box::new(Records { base: state_base(opts), topo: topo.to_string(), started, until, told: Vec::new() })
+    Box::new(Records { base: state_base(opts), topo: topo.to_string(), started, until: None, told: Vec::new() })
 }
 
 /// The other records, as a rollback's `Handover` asks them; a taker that is being
-/// changed is waited for until `until` (`state::HANDOVER_WAIT` for the whole
-/// rollback), and the wait told once per taker.
+/// changed is waited for until `until` (`state::HANDOVER_WAIT` from the rollback's
+/// first hand-over, for all of them), and the wait told once per taker.
 struct Records {
     base: PathBuf,
     topo: String,
     started: u128,
-    until: std::time::Instant,
+    until: Option<std::time::Instant>,
     told: Vec<String>,
 }
 
 impl Records {
     fn wait<T>(&mut self, f: impl FnOnce(&Path, &str, &mut crate::state::Wait<'_>) -> T) -> T {
+        let until = *self.until.get_or_insert_with(|| std::time::Instant::now() + crate::state::HANDOVER_WAIT);
         let (topo, told) = (&self.topo, &mut self.told);
         let mut waiting = |taker: &str| {
             if !told.iter().any(|t| t == taker) {
@@ -298,11 +298,17 @@ impl Records {
                 told.push(taker.to_string());
             }
         };
-        f(&self.base, topo, &mut crate::state::Wait { until: self.until, waiting: &mut waiting })
+        f(&self.base, topo, &mut crate::state::Wait { until, waiting: &mut waiting })
     }
 }
 
 impl crate::session::Handover for Records {
+    /// Each rollback waits afresh (a run's or a REPL's may come long after it opened).
+    fn begin(&mut self) {
+        self.until = None;
+        self.told.clear();
+    }
+
     fn setting(&mut self, undo: &Op) -> Option<String> {
         let started = self.started;
         self.wait(|base, topo, w| crate::state::hand_over(base, topo, started, undo, w))

@@ -1141,6 +1141,9 @@ fn in_family(fam: Family) -> &'static str {
 /// What a rollback asks before it undoes what other live topologies may share (the
 /// CLI answers from the other records: `state::hand_over`, `state::hand_over_chains`).
 pub trait Handover {
+    /// A rollback starts (the hand-overs it asks for share one wait for a taker
+    /// that is busy).
+    fn begin(&mut self) {}
     /// Before a host-wide setting is restored (`undo`): Some(what was done) when
     /// the value to restore went to another topology, which changed it too.
     fn setting(&mut self, undo: &Op) -> Option<String>;

@@ -36,6 +36,9 @@ impl Session {
     /// are waited for, so that nothing is left when rollback returns.
     pub(super) fn undo_entries(&mut self, picked: &[usize], mut tick: impl FnMut(usize)) -> RollbackReport {
         self.forget_known();
+        if let Some(h) = self.handover.as_mut() {
+            h.begin();
+        }
         let mut report = RollbackReport::default();
         // What another topology handed over predates this topology's own changes
         // (the chains its rules were put in): undone after them.
