@@ -751,13 +751,8 @@ fn a_chain_another_topology_uses_is_handed_over_unless_it_is_being_changed() {
     sb.ok("rm -f /run/b-ready");
     let run = sb.spawn_netscript(&[&b, "2"], &[]);
     wait_for(20, "b's run", || sb.sh("test -e /run/b-ready").status.success());
-    let o = sb.down("ca");
-    let err = stderr(&o);
-    assert!(err.contains("waiting for topology \"cb\", which is being changed right now"), "{err}");
-    assert!(err.contains("handed over to topology \"cb\""), "{err}");
+    assert_waited_and_taken_over(&sb, &stderr(&sb.down("ca")), "cb", "ca");
     assert!(run.wait_with_output().unwrap().status.success());
-    // Taken over under b's lock: after b's run had let it go.
-    assert!(sb.ok("cat /run/netscript/cb/journal.jsonl").contains("\"from\":\"ca\""), "taken over by cb");
     sb.down("cb");
     assert_same(&before, &sb.snapshot(), "after a (b building), then b");
 
@@ -779,6 +774,16 @@ fn a_chain_another_topology_uses_is_handed_over_unless_it_is_being_changed() {
     sb.down("cb");
     sb.ok("iptables -X SHARED");
     assert_same(&before, &sb.snapshot(), "after a (b a REPL), then b, the chain removed by hand");
+}
+
+/// A rollback's stderr `err` says it waited for `taker`, which was being changed,
+/// and handed it what they share; `taker`'s journal holds the entries taken from
+/// `from` (written under its lock: after its run had let it go).
+fn assert_waited_and_taken_over(sb: &Sandbox, err: &str, taker: &str, from: &str) {
+    assert!(err.contains(&format!("waiting for topology \"{taker}\", which is being changed right now")), "{err}");
+    assert!(err.contains(&format!("handed over to topology \"{taker}\"")), "{err}");
+    let journal = sb.ok(&format!("cat /run/netscript/{taker}/journal.jsonl"));
+    assert!(journal.contains(&format!("\"from\":\"{from}\"")), "nothing taken over by {taker}: {journal}");
 }
 
 /// The wait for a busy taker counts from the rollback, not from the run's start: a
@@ -807,10 +812,8 @@ fn a_run_that_fails_late_still_waits_for_a_busy_taker() {
     let o = run_a.wait_with_output().unwrap();
     let err = stderr(&o);
     assert!(!o.status.success() && err.contains("a fails late"), "{err}");
-    assert!(err.contains("waiting for topology \"cb2\""), "{err}");
-    assert!(err.contains("handed over to topology \"cb2\""), "{err}");
+    assert_waited_and_taken_over(&sb, &err, "cb2", "ca2");
     assert!(run_b.wait_with_output().unwrap().status.success());
-    assert!(sb.ok("cat /run/netscript/cb2/journal.jsonl").contains("\"from\":\"ca2\""), "taken over by cb2");
     sb.down("cb2");
     assert_same(&before, &sb.snapshot(), "after a's rollback and b's down");
 }
