@@ -291,9 +291,10 @@ impl Records {
         let mut waiting = |taker: &str| {
             if !told.iter().any(|t| t == taker) {
                 term::clear_progress();
+                // What is left of the rollback's wait (all of it for the first taker).
+                let left = until.saturating_duration_since(std::time::Instant::now()).as_secs_f64().ceil();
                 eprintln!(
-                    "netscript: {topo}: waiting for topology \"{taker}\", which is being changed right now, to take over what it shares with this one (at most {} s)",
-                    crate::state::HANDOVER_WAIT.as_secs()
+                    "netscript: {topo}: waiting for topology \"{taker}\", which is being changed right now, to take over what it shares with this one (at most {left} s)"
                 );
                 told.push(taker.to_string());
             }
