@@ -14,6 +14,7 @@
 //! An entry with `begin` but neither `done` nor `failed` was in flight when the
 //! process died: rollback undoes it too, treating "not there" as success.
 
+use std::borrow::Cow;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -91,14 +92,16 @@ impl Meta {
     }
 }
 
+/// One line of the journal. The ops are borrowed when a line is written (a change's
+/// op and undo go to its entry as well: no copy for the line) and owned when read.
 #[derive(Serialize)]
 #[serde(tag = "t", rename_all = "snake_case")]
-enum Line {
+enum Line<'a> {
     Meta(Meta),
     Begin {
         seq: u64,
-        op: Op,
-        undo: Vec<Op>,
+        op: Cow<'a, Op>,
+        undo: Cow<'a, [Op]>,
         /// Set on an entry another topology handed over (`Entry::from`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         from: Option<String>,
@@ -122,8 +125,8 @@ enum Line {
     Amend {
         seq: u64,
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        op: Option<Op>,
-        undo: Vec<Op>,
+        op: Option<Cow<'a, Op>>,
+        undo: Cow<'a, [Op]>,
         /// Set when another topology handed this undo over (see `Entry::note`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         note: Option<String>,
@@ -135,7 +138,7 @@ enum Line {
 /// fields of every kind of line are gathered in any order (each once), then the tag
 /// says which line it is and which of them it needs; other fields are ignored, as
 /// in the derived form.
-impl<'de> Deserialize<'de> for Line {
+impl<'de> Deserialize<'de> for Line<'static> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         d.deserialize_map(LineVisitor)
     }
@@ -177,13 +180,13 @@ enum Field {
 struct LineVisitor;
 
 impl<'de> serde::de::Visitor<'de> for LineVisitor {
-    type Value = Line;
+    type Value = Line<'static>;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         f.write_str("a journal line (an object with a \"t\" field)")
     }
 
-    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> std::result::Result<Line, A::Error> {
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> std::result::Result<Line<'static>, A::Error> {
         use serde::de::{Error as _, IgnoredAny};
         /// The next value into `slot`, which a field may fill once.
         fn once<'de, A: serde::de::MapAccess<'de>, T: Deserialize<'de>>(
@@ -235,8 +238,8 @@ impl<'de> serde::de::Visitor<'de> for LineVisitor {
             }),
             Kind::Begin => Line::Begin {
                 seq: seq()?,
-                op: op.flatten().ok_or_else(|| A::Error::missing_field("op"))?,
-                undo: undo()?,
+                op: Cow::Owned(op.flatten().ok_or_else(|| A::Error::missing_field("op"))?),
+                undo: Cow::Owned(undo()?),
                 from: from.flatten(),
                 note: note.flatten(),
             },
@@ -244,7 +247,12 @@ impl<'de> serde::de::Visitor<'de> for LineVisitor {
             Kind::Failed => Line::Failed { seq: seq()? },
             Kind::Undone => Line::Undone { seq: seq()? },
             Kind::Undoing => Line::Undoing { seq: seq()? },
-            Kind::Amend => Line::Amend { seq: seq()?, op: op.flatten(), undo: undo()?, note: note.flatten() },
+            Kind::Amend => Line::Amend {
+                seq: seq()?,
+                op: op.flatten().map(Cow::Owned),
+                undo: Cow::Owned(undo()?),
+                note: note.flatten(),
+            },
         })
     }
 }
@@ -412,9 +420,15 @@ impl Journal {
             };
             match parsed {
                 Line::Meta(m) => meta = m,
-                Line::Begin { seq, op, undo, from, note } => {
-                    entries.push(Entry { seq, op, undo, state: State::InFlight, note, from, undoing: false })
-                }
+                Line::Begin { seq, op, undo, from, note } => entries.push(Entry {
+                    seq,
+                    op: op.into_owned(),
+                    undo: undo.into_owned(),
+                    state: State::InFlight,
+                    note,
+                    from,
+                    undoing: false,
+                }),
                 Line::Done { seq } => {
                     let k = find(&mut entries, seq)?;
                     entries[k].state = State::Done
@@ -433,12 +447,12 @@ impl Journal {
                 }
                 Line::Amend { seq, op, undo, note } => {
                     let k = find(&mut entries, seq)?;
-                    entries[k].undo = undo;
+                    entries[k].undo = undo.into_owned();
                     if note.is_some() {
                         entries[k].note = note;
                     }
                     if let Some(op) = op {
-                        entries[k].op = op;
+                        entries[k].op = op.into_owned();
                     }
                 }
             }
@@ -479,10 +493,10 @@ impl Journal {
         };
         fixed.map_err(|e| Error::sys(format!("cannot repair the journal's last line: {e}"), None))?;
         self.repair = Repair::None;
-        let bytes = std::mem::take(&mut self.buffered);
-        f.write_all(&bytes)
-            .and_then(|_| if sync { f.sync_data() } else { Ok(()) })
-            .map_err(|e| Error::sys(format!("cannot write the journal: {e}"), None))
+        // Cleared, not taken: the buffer keeps its capacity for the next lines.
+        let written = f.write_all(&self.buffered).and_then(|_| if sync { f.sync_data() } else { Ok(()) });
+        self.buffered.clear();
+        written.map_err(|e| Error::sys(format!("cannot write the journal: {e}"), None))
     }
 
     /// Writes the buffered `done` / `undone` lines (no fsync).
@@ -494,7 +508,10 @@ impl Journal {
     pub fn begin(&mut self, op: &Op, undo: &[Op]) -> Result<u64> {
         let seq = self.next;
         self.next += 1;
-        self.write(&Line::Begin { seq, op: op.clone(), undo: undo.to_vec(), from: None, note: None }, true)?;
+        self.write(
+            &Line::Begin { seq, op: Cow::Borrowed(op), undo: Cow::Borrowed(undo), from: None, note: None },
+            true,
+        )?;
         self.entries.push(Entry {
             seq,
             op: op.clone(),
@@ -518,7 +535,13 @@ impl Journal {
             self.next += 1;
             let (from, note) = (Some(from.to_string()), Some(note.to_string()));
             self.write_buffered(
-                &Line::Begin { seq, op: op.clone(), undo: undo.clone(), from: from.clone(), note: note.clone() },
+                &Line::Begin {
+                    seq,
+                    op: Cow::Borrowed(op),
+                    undo: Cow::Borrowed(undo),
+                    from: from.clone(),
+                    note: note.clone(),
+                },
                 false,
                 true,
             )?;
@@ -588,7 +611,10 @@ impl Journal {
 
     /// Replaces an entry's undo, and its op when given (fsynced).
     pub fn amend(&mut self, seq: u64, op: Option<Op>, undo: Vec<Op>) -> Result<()> {
-        self.write(&Line::Amend { seq, op: op.clone(), undo: undo.clone(), note: None }, true)?;
+        self.write(
+            &Line::Amend { seq, op: op.as_ref().map(Cow::Borrowed), undo: Cow::Borrowed(&undo), note: None },
+            true,
+        )?;
         if let Some(e) = position(&self.entries, seq).map(|k| &mut self.entries[k]) {
             e.undo = undo;
             if let Some(op) = op {
@@ -601,7 +627,7 @@ impl Journal {
     /// Replaces an entry's undo with one another topology handed over, saying so
     /// in `note` (fsynced).
     pub fn hand_over(&mut self, seq: u64, undo: Vec<Op>, note: String) -> Result<()> {
-        self.write(&Line::Amend { seq, op: None, undo: undo.clone(), note: Some(note.clone()) }, true)?;
+        self.write(&Line::Amend { seq, op: None, undo: Cow::Borrowed(&undo), note: Some(note.clone()) }, true)?;
         if let Some(e) = self.entries.iter_mut().find(|e| e.seq == seq) {
             e.undo = undo;
             e.note = Some(note);
@@ -741,13 +767,19 @@ mod tests {
         let op = Op::AddNetns { name: "a".into() };
         let lines = [
             Line::Meta(meta.clone()),
-            Line::Begin { seq: 1, op: op.clone(), undo: vec![], from: None, note: None },
-            Line::Begin { seq: 2, op: op.clone(), undo: vec![], from: Some("a".into()), note: Some("n".into()) },
+            Line::Begin { seq: 1, op: Cow::Borrowed(&op), undo: Cow::Owned(vec![]), from: None, note: None },
+            Line::Begin {
+                seq: 2,
+                op: Cow::Borrowed(&op),
+                undo: Cow::Owned(vec![]),
+                from: Some("a".into()),
+                note: Some("n".into()),
+            },
             Line::Done { seq: 1 },
             Line::Failed { seq: 1 },
             Line::Undone { seq: 1 },
             Line::Undoing { seq: 1 },
-            Line::Amend { seq: 1, op: Some(op), undo: vec![], note: Some("n".into()) },
+            Line::Amend { seq: 1, op: Some(Cow::Borrowed(&op)), undo: Cow::Owned(vec![]), note: Some("n".into()) },
         ];
         for line in &lines {
             let text = serde_json::to_string(line).unwrap();

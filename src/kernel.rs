@@ -1,7 +1,6 @@
 //! The real back end: netlink sockets opened inside each namespace, /proc/sys from
 //! inside it, the firewall tool run from a thread that entered it.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::process::CommandExt;
@@ -17,6 +16,7 @@ mod fw;
 
 use crate::backend::{Backend, LinkInfo};
 use crate::error::{Error, Result};
+use crate::fasthash::FastMap;
 use crate::firewall::{Family, Firewall, RuleAt};
 use crate::model::{NsRef, Route};
 use crate::op::{BridgeOpts, Op, PortFlags};
@@ -54,22 +54,22 @@ const OPEN_NAMESPACES: usize = 32;
 pub struct Kernel {
     rt: tokio::runtime::Runtime,
     host_fd: OwnedFd,
-    nss: HashMap<NsRef, NsCtx>,
+    nss: FastMap<NsRef, NsCtx>,
     tick: u64,
     fw: Arc<dyn Firewall>,
     /// Link indexes by namespace and name, learnt from creations (the index chosen,
     /// or the kernel's echo) and lookups; forgotten when netscript deletes or moves
     /// the link. A stale one (someone else deleted the link) makes the kernel answer
     /// ENODEV, and the name is looked up again.
-    idx: HashMap<NsRef, HashMap<String, u32>>,
+    idx: FastMap<NsRef, FastMap<String, u32>>,
     /// Indexes chosen for links about to be created (`reserve_index`), by namespace
     /// and name; taken by the creation.
-    reserved: HashMap<(NsRef, String), u32>,
+    reserved: FastMap<(NsRef, String), u32>,
     /// The ownership mark put on links (alias).
     mark: String,
-    children: HashMap<u32, Child>,
+    children: FastMap<u32, Child>,
     /// Exit codes of children that ended (so `wait` answers more than once).
-    exited: HashMap<u32, i32>,
+    exited: FastMap<u32, i32>,
     cancel: Arc<AtomicBool>,
     log_dir: Option<std::path::PathBuf>,
     /// Namespaces deleted while `hold_deletions` is on, kept alive by their fd
@@ -115,14 +115,14 @@ impl Kernel {
         Ok(Kernel {
             rt,
             host_fd,
-            nss: HashMap::new(),
+            nss: FastMap::default(),
             tick: 0,
             fw: Arc::from(fw),
-            idx: HashMap::new(),
-            reserved: HashMap::new(),
+            idx: FastMap::default(),
+            reserved: FastMap::default(),
             mark,
-            children: HashMap::new(),
-            exited: HashMap::new(),
+            children: FastMap::default(),
+            exited: FastMap::default(),
             cancel,
             log_dir: None,
             held: None,

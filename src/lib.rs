@@ -10,6 +10,7 @@ pub mod backend;
 pub mod cli;
 pub mod cmd;
 pub mod error;
+pub mod fasthash;
 pub mod faults;
 pub mod firewall;
 pub mod inspect;

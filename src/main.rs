@@ -7,6 +7,13 @@ use clap::Parser;
 use netscript::cli::{Cli, Command, RunOpts};
 use netscript::cmd::{self, EXIT_USAGE, down, exec, inspect, plan, run, shell, stubs, trace};
 
+/// mimalloc, not glibc's malloc: a run allocates and frees small strings and ops for
+/// every change (journal lines, rules, the Lua heap), and mimalloc does that in about
+/// three quarters of the instructions (docs/performance.md). `no_thp`: without it,
+/// transparent huge pages back its arenas and the peak RSS doubles.
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     netscript::sys::raise_nofile_limit();

@@ -126,6 +126,10 @@ const TEXT_OPTIONS: &[&str] = &["--comment", "--log-prefix", "--nflog-prefix", "
 /// `10.0.0.0/255.255.255.0`, `10.0.0.2:80`, `10.0.0.2-10.0.0.9`, `fd00::1`,
 /// `fd00::/64`, `[fd00::2]:80`; a list of them (`a,b`), negated or not (`!a`).
 fn word_family(w: &str) -> Option<Family> {
+    // Every address has a '.' (IPv4) or a ':' (IPv6): most words are neither.
+    if !w.contains(['.', ':']) {
+        return None;
+    }
     let w = w.strip_prefix('!').unwrap_or(w);
     w.split(',').find_map(|p| {
         if let Some(rest) = p.strip_prefix('[') {

@@ -55,6 +55,12 @@ impl LLink {
     }
 }
 
+/// `LLink::desc` of a link handle (for a call's description in an error; a handle
+/// that is not a link is refused where it is used).
+pub fn link_desc(u: &mlua::AnyUserData) -> String {
+    u.borrow::<LLink>().map_or_else(|_| "Link(?)".to_string(), |l| l.desc())
+}
+
 pub fn new_link(lua: &Lua, ns: NsRef, name: String) -> mlua::Result<AnyUserData> {
     lua.create_userdata(LLink { ns, name })
 }

@@ -151,7 +151,7 @@ pub fn add_methods<M: UserDataMethods<LLink>>(m: &mut M) {
     m.add_function("unimpair", |lua, (this, rest): (AnyUserData, Variadic<Value>)| {
         let l = this.borrow::<LLink>()?.clone();
         let call = format!("{}:unimpair()", l.desc());
-        no_more(lua, &call, &rest)?;
+        no_more(lua, || call.clone(), &rest)?;
         with(lua, || call.clone(), |s| s.qdisc_clear(&l.ns, &l.name))?;
         Ok(this)
     });

@@ -3,7 +3,7 @@
 use mlua::{AnyUserData, Lua, Table, UserData, UserDataFields, UserDataMethods, Value, Variadic};
 
 use super::handles::q;
-use super::handles::{LLink, new_link, ns_to_lua};
+use super::handles::{LLink, link_desc, new_link, ns_to_lua};
 use super::options::ns_only;
 use super::options::{self, LinkArg, NsArg, Opts, options};
 use super::util::{fail, no_more, ns_value, session, with};
@@ -81,13 +81,13 @@ impl UserData for LLink {
             })
         });
         m.add_function("up", |lua, (this, rest): (AnyUserData, Variadic<Value>)| {
-            no_more(lua, &format!("{}:up()", this.borrow::<LLink>()?.desc()), &rest)?;
+            no_more(lua, || format!("{}:up()", link_desc(&this)), &rest)?;
             // `link:master(br):up()` is one request (Session::hold_link_changes).
             session(lua).borrow_mut().next_call_may_pair();
             chain(lua, this, |l| format!("{}:up()", l.desc()), |s, l| s.link_set_up(&l.ns, &l.name, true))
         });
         m.add_function("down", |lua, (this, rest): (AnyUserData, Variadic<Value>)| {
-            no_more(lua, &format!("{}:down()", this.borrow::<LLink>()?.desc()), &rest)?;
+            no_more(lua, || format!("{}:down()", link_desc(&this)), &rest)?;
             chain(lua, this, |l| format!("{}:down()", l.desc()), |s, l| s.link_set_up(&l.ns, &l.name, false))
         });
         m.add_function("addr", |lua, (this, cidr, opts): (AnyUserData, String, Opts)| {
@@ -104,13 +104,13 @@ impl UserData for LLink {
             )
         });
         m.add_function("mtu", |lua, (this, mtu, rest): (AnyUserData, u32, Variadic<Value>)| {
-            no_more(lua, &format!("{}:mtu({mtu})", this.borrow::<LLink>()?.desc()), &rest)?;
+            no_more(lua, || format!("{}:mtu({mtu})", link_desc(&this)), &rest)?;
             chain(lua, this, |l| format!("{}:mtu({mtu})", l.desc()), |s, l| s.link_mtu(&l.ns, &l.name, mtu))
         });
         m.add_function("master", |lua, (this, br, rest): (AnyUserData, Value, Variadic<Value>)| {
             let l = this.borrow::<LLink>()?.clone();
             let call = format!("{}:master(...)", l.desc());
-            no_more(lua, &call, &rest)?;
+            no_more(lua, || call.clone(), &rest)?;
             let b = link_arg(lua, &call, br, &l.ns)?;
             if b.ns != l.ns {
                 return Err(fail(
@@ -127,13 +127,13 @@ impl UserData for LLink {
             )
         });
         m.add_function("nomaster", |lua, (this, rest): (AnyUserData, Variadic<Value>)| {
-            no_more(lua, &format!("{}:nomaster()", this.borrow::<LLink>()?.desc()), &rest)?;
+            no_more(lua, || format!("{}:nomaster()", link_desc(&this)), &rest)?;
             chain(lua, this, |l| format!("{}:nomaster()", l.desc()), |s, l| s.link_master(&l.ns, &l.name, None))
         });
         m.add_function("move", |lua, (this, to, rest): (AnyUserData, Value, Variadic<Value>)| {
             let l = this.borrow::<LLink>()?.clone();
             let call = format!("{}:move(...)", l.desc());
-            no_more(lua, &call, &rest)?;
+            no_more(lua, || call.clone(), &rest)?;
             if to.is_nil() {
                 return Err(fail(
                     lua,
@@ -147,16 +147,16 @@ impl UserData for LLink {
             Ok(this)
         });
         m.add_method("del", |lua, this, rest: Variadic<Value>| {
-            no_more(lua, &format!("{}:del()", this.desc()), &rest)?;
+            no_more(lua, || format!("{}:del()", this.desc()), &rest)?;
             with(lua, || format!("{}:del()", this.desc()), |s| s.link_del(&this.ns, &this.name))
         });
         m.add_method("addrs", |lua, this, rest: Variadic<Value>| {
-            no_more(lua, &format!("{}:addrs()", this.desc()), &rest)?;
+            no_more(lua, || format!("{}:addrs()", this.desc()), &rest)?;
             let i = with(lua, || format!("{}:addrs()", this.desc()), |s| s.link(&this.ns, &this.name))?;
             lua.create_sequence_from(i.addrs.iter().map(|a| a.to_string()))
         });
         m.add_method("info", |lua, this, rest: Variadic<Value>| {
-            no_more(lua, &format!("{}:info()", this.desc()), &rest)?;
+            no_more(lua, || format!("{}:info()", this.desc()), &rest)?;
             let i = with(lua, || format!("{}:info()", this.desc()), |s| s.link(&this.ns, &this.name))?;
             let t = lua.create_table()?;
             t.set("name", i.name)?;

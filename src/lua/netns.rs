@@ -69,7 +69,7 @@ impl UserData for LNetns {
         });
 
         m.add_method("del", |lua, this, rest: Variadic<Value>| {
-            no_more(lua, &format!("{}:del()", desc(&this.ns)), &rest)?;
+            no_more(lua, || format!("{}:del()", desc(&this.ns)), &rest)?;
             let NsRef::Named(n) = &this.ns else {
                 return Err(fail(lua, "netns.host():del()", Error::invalid("the host namespace cannot be deleted")));
             };
@@ -79,14 +79,14 @@ impl UserData for LNetns {
 
         m.add_method("link", |lua, this, (name, rest): (String, Variadic<Value>)| {
             let call = format!("{}:link({})", desc(&this.ns), q(&name));
-            no_more(lua, &call, &rest)?;
+            no_more(lua, || call.clone(), &rest)?;
             with(lua, || call.clone(), |s| s.link_exists(&this.ns, &name))?;
             new_link(lua, this.ns.clone(), name)
         });
 
         m.add_method("links", |lua, this, rest: Variadic<Value>| {
             let call = format!("{}:links()", desc(&this.ns));
-            no_more(lua, &call, &rest)?;
+            no_more(lua, || call.clone(), &rest)?;
             let ls = with(lua, || call, |s| s.links(&this.ns))?;
             let t = lua.create_table()?;
             for l in ls {
@@ -122,7 +122,7 @@ impl UserData for LNetns {
 
         m.add_method("spawn", |lua, this, (cmd, rest): (Value, Variadic<Value>)| {
             let call = format!("{}:spawn(...)", desc(&this.ns));
-            no_more(lua, &call, &rest)?;
+            no_more(lua, || call.clone(), &rest)?;
             let argv = argv(lua, &call, cmd)?;
             let call = format!("{}:spawn({})", desc(&this.ns), q(&crate::model::join_words(&argv)));
             let pid = with(lua, || call.clone(), |s| s.spawn(&this.ns, &argv))?;
@@ -198,12 +198,12 @@ impl UserData for LProcess {
         m.add_meta_method("__tostring", |_, this, ()| Ok(format!("Process(pid {}: {})", this.pid, this.cmd)));
         m.add_method("kill", |lua, this, rest: Variadic<Value>| {
             let call = format!("Process({}):kill()", this.pid);
-            no_more(lua, &call, &rest)?;
+            no_more(lua, || call.clone(), &rest)?;
             with(lua, || call.clone(), |s| s.kill(this.pid))
         });
         m.add_method("wait", |lua, this, rest: Variadic<Value>| {
             let call = format!("Process({}):wait()", this.pid);
-            no_more(lua, &call, &rest)?;
+            no_more(lua, || call.clone(), &rest)?;
             with(lua, || call.clone(), |s| s.wait(this.pid))
         });
     }
@@ -246,7 +246,7 @@ pub fn register(lua: &Lua, ns_mod: &Table) -> mlua::Result<()> {
     ns_mod.set(
         "add",
         lua.create_function(|lua, (name, rest): (String, Variadic<Value>)| {
-            no_more(lua, &format!("netns.add({})", q(&name)), &rest)?;
+            no_more(lua, || format!("netns.add({})", q(&name)), &rest)?;
             let ns = with(lua, || format!("netns.add({})", q(&name)), |s| s.netns_add(&name))?;
             new_netns(lua, ns)
         })?,
@@ -254,7 +254,7 @@ pub fn register(lua: &Lua, ns_mod: &Table) -> mlua::Result<()> {
     ns_mod.set(
         "get",
         lua.create_function(|lua, (name, rest): (String, Variadic<Value>)| {
-            no_more(lua, &format!("netns.get({})", q(&name)), &rest)?;
+            no_more(lua, || format!("netns.get({})", q(&name)), &rest)?;
             let ns = with(lua, || format!("netns.get({})", q(&name)), |s| s.netns_get(&name))?;
             new_netns(lua, ns)
         })?,
@@ -262,14 +262,14 @@ pub fn register(lua: &Lua, ns_mod: &Table) -> mlua::Result<()> {
     ns_mod.set(
         "host",
         lua.create_function(|lua, rest: Variadic<Value>| {
-            no_more(lua, "netns.host()", &rest)?;
+            no_more(lua, || "netns.host()".into(), &rest)?;
             new_netns(lua, NsRef::Host)
         })?,
     )?;
     ns_mod.set(
         "list",
         lua.create_function(|lua, rest: Variadic<Value>| {
-            no_more(lua, "netns.list()", &rest)?;
+            no_more(lua, || "netns.list()".into(), &rest)?;
             let v = with(lua, || "netns.list()".into(), |s| Ok(s.netns_list()))?;
             lua.create_sequence_from(v)
         })?,

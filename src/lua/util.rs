@@ -13,8 +13,9 @@ use crate::session::Session;
 
 pub type SessionRef = Rc<RefCell<Session>>;
 
-/// The positions on the Lua stack, innermost first: (chunk is a file, "short_src:line").
-fn frames(lua: &Lua) -> Vec<(bool, String)> {
+/// The positions on the Lua stack, innermost first: (chunk is a file, "short_src:line");
+/// the walk stops after the first file when `to_first_file`.
+fn frames(lua: &Lua, to_first_file: bool) -> Vec<(bool, String)> {
     let mut out = Vec::new();
     for level in 1..64 {
         let Some(frame) = lua.inspect_stack(level, |d| {
@@ -26,6 +27,9 @@ fn frames(lua: &Lua) -> Vec<(bool, String)> {
         };
         if let (file, Some((short, line))) = frame {
             out.push((file, format!("{short}:{line}")));
+            if file && to_first_file {
+                break;
+            }
         }
     }
     out
@@ -39,19 +43,19 @@ fn position(frames: &[(bool, String)]) -> Option<&str> {
 
 /// The script line a call comes from ("file:line"), as errors name it.
 pub fn here(lua: &Lua) -> Option<String> {
-    position(&frames(lua)).map(str::to_string)
+    position(&frames(lua, true)).map(str::to_string)
 }
 
 /// `position` as a message prefix: "file:line: " (empty when there is none).
 pub fn location(lua: &Lua) -> String {
-    position(&frames(lua)).map(|at| format!("{at}: ")).unwrap_or_default()
+    position(&frames(lua, true)).map(|at| format!("{at}: ")).unwrap_or_default()
 }
 
 /// Where a call comes from, for `plan`'s comments: `position`, and when that is
 /// inside a module of the user's (another file, `require`d by the script), the
 /// script's own line first: "topo.lua:4 > ./lan.lua:19".
 pub fn origin(lua: &Lua) -> String {
-    let frames = frames(lua);
+    let frames = frames(lua, false);
     let here = position(&frames).unwrap_or_default();
     let outer = frames.iter().rev().find(|(file, _)| *file).map(|(_, at)| at.as_str());
     let file = |s: &str| s.rsplit_once(':').map(|(f, _)| f.to_string());
@@ -114,8 +118,9 @@ pub fn session(lua: &Lua) -> SessionRef {
 }
 
 /// Refuses arguments past the last one a function takes (a table there would be
-/// options it does not have, silently ignored otherwise).
-pub fn no_more(lua: &Lua, call: &str, rest: &mlua::Variadic<Value>) -> mlua::Result<()> {
+/// options it does not have, silently ignored otherwise). `call` makes the call's
+/// description, only for the error (most calls have none).
+pub fn no_more(lua: &Lua, call: impl FnOnce() -> String, rest: &mlua::Variadic<Value>) -> mlua::Result<()> {
     if rest.is_empty() {
         return Ok(());
     }
@@ -124,7 +129,7 @@ pub fn no_more(lua: &Lua, call: &str, rest: &mlua::Variadic<Value>) -> mlua::Res
     } else {
         "more arguments than it takes"
     };
-    Err(fail(lua, call, Error::invalid(format!("unexpected extra argument: {what}"))))
+    Err(fail(lua, &call(), Error::invalid(format!("unexpected extra argument: {what}"))))
 }
 
 /// Reads a namespace argument: a Netns handle, a name (which must exist), or nil (host).

@@ -11,10 +11,9 @@
 //! the bridge), a rollback, the next REPL line. After a process that keeps running
 //! (`spawn`, `io.popen`) nothing is known for the rest of the session.
 
-use std::collections::HashMap;
-
 use crate::backend::LinkInfo;
 use crate::error::{Error, Result};
+use crate::fasthash::FastMap;
 use crate::model::{NsRef, check_ifname};
 use crate::op::Op;
 
@@ -23,7 +22,7 @@ use super::Session;
 /// The links this run created and what it knows of them.
 #[derive(Default)]
 pub(super) struct Known {
-    links: HashMap<(NsRef, String), KnownLink>,
+    links: FastMap<(NsRef, String), KnownLink>,
     /// Off for the rest of the session: a process that may still change links runs.
     off: bool,
 }

@@ -680,7 +680,8 @@ impl Acks {
         if fd < 0 {
             return Err(std::io::Error::last_os_error().into());
         }
-        Ok(Acks { fd: unsafe { OwnedFd::from_raw_fd(fd) }, seq: 0, buf: vec![0; 8192] })
+        // Not zeroed (a socket per namespace): `request` reads only what recv(2) wrote.
+        Ok(Acks { fd: unsafe { OwnedFd::from_raw_fd(fd) }, seq: 0, buf: Vec::with_capacity(8192) })
     }
 
     /// Sends `msg` with `flags` (NLM_F_REQUEST | NLM_F_ACK added) and waits for its ack;
@@ -706,8 +707,10 @@ impl Acks {
             }
         }
         loop {
-            // SAFETY: recv(2) into our buffer, within its length.
-            let n = unsafe { libc::recv(self.fd.as_raw_fd(), self.buf.as_mut_ptr().cast(), self.buf.len(), 0) };
+            // SAFETY: recv(2) into our buffer, within its capacity; its length is then
+            // what recv wrote (initialized).
+            self.buf.clear();
+            let n = unsafe { libc::recv(self.fd.as_raw_fd(), self.buf.as_mut_ptr().cast(), self.buf.capacity(), 0) };
             if n < 0 {
                 let e = std::io::Error::last_os_error();
                 if e.kind() == std::io::ErrorKind::Interrupted {
@@ -715,8 +718,10 @@ impl Acks {
                 }
                 return Err(e.into());
             }
-            let mut at = 0usize;
             let n = n as usize;
+            // SAFETY: recv(2) initialized the first n bytes, n <= capacity.
+            unsafe { self.buf.set_len(n) };
+            let mut at = 0usize;
             while at + 16 <= n {
                 let len = u32::from_ne_bytes(self.buf[at..at + 4].try_into().expect("4 bytes")) as usize;
                 if len < 16 || at + len > n {
