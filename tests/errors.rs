@@ -57,7 +57,9 @@ bad_input! {
     link_del_not_owned: r#"link.get("lo"):del()"# => [":3: ", "not created by this topology"];
     netns_del_not_owned: r#"netns.get("pre"):del()"# => [":3: ", "was not created by this run"];
     netns_add_takes_no_options: r#"netns.add("x", { ns = "pre" })"# => [":3: ", "netns.add(\"x\")", "takes no options"];
-    link_up_takes_no_options: r#"link.get("va"):up({})"# => [":3: ", "takes no options"];
+    link_up_takes_no_options: r#"link.get("va"):up({})"# => [":3: ", "Link(\"va\"):up()", "takes no options"];
+    link_in_a_namespace_takes_no_more: r#"netns.get("ns1"):link("lo"):mtu(1400, 2)"# =>
+        [":3: ", "Link(\"lo\" in ns1):mtu(1400)", "more arguments than it takes"];
     link_info_takes_no_options: r#"link.get("va"):info({})"# => [":3: ", "Link(\"va\"):info()", "takes no options"];
     netns_list_takes_no_arguments: r#"netns.list("x")"# => [":3: ", "netns.list()", "more arguments than it takes"];
     // Options split over two tables: the second would be dropped by Lua (the route
