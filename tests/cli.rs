@@ -134,3 +134,40 @@ fn zsh_and_fish_completions_and_the_man_page() {
         assert!(man.contains(&format!("netscript\\-{sub}")) || man.contains(sub), "man lacks {sub}");
     }
 }
+
+/// examples/lan.lua is a module: run as a script it defines functions, changes
+/// nothing and returns its table. Said so, with the `require` that loads it; not said
+/// of a script that changed something, or returned anything but a table.
+#[test]
+fn a_module_run_as_a_script_says_how_it_is_loaded() {
+    let hint = "examples/lan.lua made no changes and returned a table, as a Lua module does; a module is loaded by a \
+                script next to it, with: local lan = require(\"lan\")";
+    let o = netscript(&["plan", "examples/lan.lua"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains(hint), "{}", stderr(&o));
+    // A real run (in a sandbox: nothing on this machine changes).
+    let o = Command::new(BIN).args(["--sandbox", "examples/lan.lua"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(stderr(&o).contains(hint), "{}", stderr(&o));
+
+    let dir = std::env::temp_dir().join(format!("netscript-cli-module-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cases = [
+        ("changes.lua", "netns.add('x') return {}", false),
+        ("number.lua", "return 1", false),
+        ("nothing.lua", "local x = 1", false),
+        ("my-mod.lua", "return { f = function() end }", true),
+    ];
+    for (name, src, said) in cases {
+        let path = dir.join(name);
+        std::fs::write(&path, src).unwrap();
+        let o = netscript(&["plan", path.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(0), "{name}: {}", stderr(&o));
+        assert_eq!(stderr(&o).contains("returned a table"), said, "{name}: {}", stderr(&o));
+        if said {
+            // Not a Lua name: the variable is `m`; the module's name is quoted as Lua.
+            assert!(stderr(&o).contains("with: local m = require(\"my-mod\")"), "{name}: {}", stderr(&o));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -81,10 +81,18 @@ pub fn check_script(opts: &RunOpts, script: &Path) -> Result<String> {
     Ok(topo)
 }
 
+/// How a script run ended.
+pub enum Ran {
+    /// At its end, or at os.exit(0). `module`: the script returned a table, as a
+    /// module does (see `module_hint`).
+    Done { module: bool },
+    /// Why it failed.
+    Failed(String),
+}
+
 /// The script-run sequence that a real run and a plan share: a Lua state on
 /// `session` (whatever its back end), the script run with `args`, the state dropped.
-/// Returns why the run failed, if it did (None: it went well, os.exit(0) included);
-/// an error when the script could not even start (unreadable, a syntax error).
+/// An error when the script could not even start (unreadable, a syntax error).
 pub fn run_script(
     session: &SessionRef,
     topo: &str,
@@ -93,7 +101,7 @@ pub fn run_script(
     cancel: &Arc<AtomicBool>,
     output_to_stderr: bool,
     restricted: Option<&str>,
-) -> Result<Option<String>> {
+) -> Result<Ran> {
     let lua = lua::new_lua(session.clone(), topo, Some(script), args, cancel.clone())
         .and_then(|l| if output_to_stderr { lua::output_to_stderr(&l).map(|()| l) } else { Ok(l) })
         .and_then(|l| if term::stderr_is_terminal() { clear_before_output(&l).map(|()| l) } else { Ok(l) })
@@ -104,7 +112,28 @@ pub fn run_script(
     let result = lua::call_chunk(&lua, &chunk, args);
     drop(chunk);
     drop(lua);
-    Ok(lua::failure(&result, cancel.load(Ordering::SeqCst)))
+    Ok(match lua::failure(&result, cancel.load(Ordering::SeqCst)) {
+        Some(why) => Ran::Failed(why),
+        None => Ran::Done { module: result.unwrap_or(false) },
+    })
+}
+
+/// What to say when a script made no changes and returned a table: it is a module
+/// (examples/lan.lua), which does its work when a script loads it with `require`.
+pub fn module_hint(script: &Path) -> String {
+    let shown = script.display().to_string();
+    let stem = script.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut msg = format!(
+        "netscript: {} made no changes and returned a table, as a Lua module does; a module is loaded by a \
+         script next to it",
+        crate::model::shell_quote(&shown)
+    );
+    // require("a.b") looks for a/b.lua: a name with a dot is not this file's.
+    if !stem.is_empty() && !stem.contains('.') {
+        let var = if lua::util::is_ident(&stem) { stem.as_str() } else { "m" };
+        msg += &format!(", with: local {var} = require({})", lua::util::lua_quote(stem.as_bytes()));
+    }
+    msg
 }
 
 /// What the script prints goes on a line of its own: the progress line (on a

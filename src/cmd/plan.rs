@@ -7,7 +7,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use super::{EXIT_FAILED, check_script, run_script};
+use super::{EXIT_FAILED, Ran, check_script, module_hint, run_script};
 use crate::cli::RunOpts;
 use crate::error::{Error, Result};
 use crate::journal::{Journal, Meta};
@@ -53,11 +53,19 @@ pub fn plan(opts: &RunOpts, undo: bool, host_links: &[String], script: &Path, ar
         declared.push(spec.clone());
     }
     let (session, rec, cancel) = model_session(model, &topo, script);
-    if let Some(msg) = run_script(&session, &topo, script, args, &cancel, true, Some("plan"))? {
-        eprintln!("netscript: {msg}");
-        let n = session.borrow().journal().live_count();
-        eprintln!("netscript: plan: the script failed after {n} change(s); a real run failing here rolls them back");
-        return Ok(EXIT_FAILED);
+    match run_script(&session, &topo, script, args, &cancel, true, Some("plan"))? {
+        Ran::Failed(msg) => {
+            eprintln!("netscript: {msg}");
+            let n = session.borrow().journal().live_count();
+            eprintln!(
+                "netscript: plan: the script failed after {n} change(s); a real run failing here rolls them back"
+            );
+            return Ok(EXIT_FAILED);
+        }
+        Ran::Done { module: true } if session.borrow().journal().live_count() == 0 => {
+            eprintln!("{}", module_hint(script))
+        }
+        Ran::Done { .. } => {}
     }
     let what = if undo { "undo what" } else { "do what" };
     let header = vec![

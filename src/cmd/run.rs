@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::{EXIT_FAILED, check_script, install_signals, open, refused, run_script};
+use super::{EXIT_FAILED, Ran, check_script, install_signals, module_hint, open, refused, run_script};
 use crate::cli::RunOpts;
 use crate::error::{Error, Result};
 use crate::sandbox;
@@ -65,9 +65,9 @@ pub fn run(opts: &RunOpts, script: &Path, args: &[String]) -> Result<u8> {
         // -v prints every change already.
         opened.session.borrow_mut().observe(Box::new(super::RunProgress::new(&topo)));
     }
-    let failed =
+    let ran =
         match run_script(&opened.session, &topo, script, args, &signals.cancel, false, opts.safe.then_some("--safe")) {
-            Ok(f) => f,
+            Ok(r) => r,
             Err(e) => {
                 // Nothing ran: the empty record goes.
                 let _ = opened.rollback("", false, &signals);
@@ -75,7 +75,13 @@ pub fn run(opts: &RunOpts, script: &Path, args: &[String]) -> Result<u8> {
             }
         };
 
-    if let Some(msg) = failed {
+    if let Ran::Done { module: true } = ran
+        && opened.session.borrow().journal().live_count() == 0
+    {
+        crate::term::clear_progress();
+        eprintln!("{}", module_hint(script));
+    }
+    if let Ran::Failed(msg) = ran {
         crate::term::clear_progress();
         eprintln!("{}", crate::term::paint(crate::term::Paint::Bad, &format!("netscript: {msg}; rolling back")));
         // After a failure, say exactly what was undone.

@@ -274,7 +274,7 @@ pub fn output_to_stderr(lua: &Lua) -> mlua::Result<()> {
 
 /// Runs a script file with `args` as `...`.
 pub fn run_file(lua: &Lua, path: &Path, args: &[String]) -> mlua::Result<()> {
-    call_chunk(lua, &load_file(lua, path)?, args)
+    call_chunk(lua, &load_file(lua, path)?, args).map(|_| ())
 }
 
 /// Reads and compiles a script without running any of it (an unreadable file or a
@@ -292,15 +292,16 @@ pub fn load_file(lua: &Lua, path: &Path) -> mlua::Result<mlua::Function> {
 }
 
 /// Runs a compiled script with its arguments; at its end (os.exit(0) included), the
-/// queued firewall changes are made.
-pub fn call_chunk(lua: &Lua, f: &mlua::Function, args: &[String]) -> mlua::Result<()> {
-    let r = f.call::<()>(mlua::MultiValue::from_iter(
+/// queued firewall changes are made. True when the script returned a table, as a
+/// module does (`require` is how a module is meant to be run).
+pub fn call_chunk(lua: &Lua, f: &mlua::Function, args: &[String]) -> mlua::Result<bool> {
+    let r = f.call::<mlua::MultiValue>(mlua::MultiValue::from_iter(
         args.iter().map(|a| mlua::Value::String(lua.create_string(a).unwrap())),
     ));
-    match &r {
-        Ok(()) => util::settle(lua),
-        Err(e) if exit_code(e) == Some(0) => util::settle(lua).and(r),
-        Err(_) => r,
+    match r {
+        Ok(values) => util::settle(lua).map(|()| values.front().is_some_and(mlua::Value::is_table)),
+        Err(e) if exit_code(&e) == Some(0) => util::settle(lua).and(Err(e)),
+        Err(e) => Err(e),
     }
 }
 
@@ -399,7 +400,7 @@ pub fn exit_code(e: &mlua::Error) -> Option<i32> {
 
 /// How a script run ended, for people: None when it ended normally (`os.exit(0)`
 /// included), otherwise why it failed.
-pub fn failure(result: &mlua::Result<()>, interrupted: bool) -> Option<String> {
+pub fn failure<T>(result: &mlua::Result<T>, interrupted: bool) -> Option<String> {
     let e = result.as_ref().err()?;
     match exit_code(e) {
         Some(0) => None,

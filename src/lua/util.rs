@@ -1,5 +1,6 @@
-//! Shared pieces of the binding layer: the session handle, namespace arguments, and
-//! errors that name the call and the line (option tables: options.rs; the quoting of
+//! Shared pieces of the binding layer: the session handle, namespace arguments,
+//! errors that name the call and the line, and Lua's own syntax (a string literal, a
+//! name) for what netscript writes as Lua (option tables: options.rs; the quoting of
 //! arguments in call descriptions: handles.rs).
 
 use std::cell::RefCell;
@@ -146,4 +147,36 @@ pub fn ns_value(lua: &Lua, call: &str, v: Value, what: &str) -> mlua::Result<NsR
         }
         _ => Err(fail(lua, call, Error::invalid(format!("{what} must be a Netns or a namespace name")))),
     }
+}
+
+/// Lua's reserved words.
+pub const KEYWORDS: &[&str] = &[
+    "and", "break", "do", "else", "elseif", "end", "false", "for", "function", "goto", "if", "in", "local", "nil",
+    "not", "or", "repeat", "return", "then", "true", "until", "while",
+];
+
+/// Whether `s` can be written as a Lua name (a variable, a field after `.`).
+pub fn is_ident(s: &str) -> bool {
+    let mut c = s.chars();
+    c.next().is_some_and(|f| f.is_ascii_alphabetic() || f == '_')
+        && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
+        && !KEYWORDS.contains(&s)
+}
+
+/// A string as a Lua literal.
+pub fn lua_quote(b: &[u8]) -> String {
+    let mut s = String::from("\"");
+    for ch in String::from_utf8_lossy(b).chars() {
+        match ch {
+            '"' => s += "\\\"",
+            '\\' => s += "\\\\",
+            '\n' => s += "\\n",
+            '\r' => s += "\\r",
+            '\t' => s += "\\t",
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => s += &format!("\\{}", c as u32),
+            c => s.push(c),
+        }
+    }
+    s.push('"');
+    s
 }

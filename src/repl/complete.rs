@@ -17,11 +17,6 @@ pub(super) fn members(class: &str) -> (Vec<&'static str>, Vec<&'static str>) {
     (api::names(class, api::Kind::Field), api::names(class, api::Kind::Method))
 }
 
-pub(super) const KEYWORDS: &[&str] = &[
-    "and", "break", "do", "else", "elseif", "end", "false", "for", "function", "goto", "if", "in", "local", "nil",
-    "not", "or", "repeat", "return", "then", "true", "until", "while",
-];
-
 pub(super) struct ReplHelper {
     pub(super) lua: Lua,
     pub(super) session: SessionRef,

@@ -26,6 +26,7 @@ use crate::cmd::{self, Signals};
 use crate::error::{Error, Result};
 use crate::journal::State;
 use crate::lua::handles::{LLink, LNetns, LProcess};
+use crate::lua::util::{KEYWORDS, is_ident, lua_quote};
 use crate::lua::{self, SessionRef};
 use crate::model::{NsRef, plural};
 use crate::session::RollbackReport;
@@ -778,16 +779,8 @@ fn strip_local(src: &str) -> Option<String> {
     Some(rest.trim_start().to_string())
 }
 
-fn is_ident(s: &str) -> bool {
-    let mut c = s.chars();
-    c.next().is_some_and(|f| f.is_ascii_alphabetic() || f == '_')
-        && c.all(|x| x.is_ascii_alphanumeric() || x == '_')
-        && !KEYWORDS.contains(&s)
-}
-
 #[cfg(test)]
 mod tests {
-    use super::show::lua_quote;
     use super::*;
     use mlua::{AnyUserData, ObjectLike, Value};
 

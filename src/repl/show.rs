@@ -189,24 +189,6 @@ impl Repl {
     }
 }
 
-/// A string as a Lua literal.
-pub(super) fn lua_quote(b: &[u8]) -> String {
-    let mut s = String::from("\"");
-    for ch in String::from_utf8_lossy(b).chars() {
-        match ch {
-            '"' => s += "\\\"",
-            '\\' => s += "\\\\",
-            '\n' => s += "\\n",
-            '\r' => s += "\\r",
-            '\t' => s += "\\t",
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => s += &format!("\\{}", c as u32),
-            c => s.push(c),
-        }
-    }
-    s.push('"');
-    s
-}
-
 pub(super) fn process_state(pid: u32) -> &'static str {
     match crate::sys::proc::stat(pid) {
         Some(s) if !s.exited() => "running",
