@@ -625,6 +625,15 @@ fn the_sandbox_refuses_sysctls_that_are_not_per_network_namespace() {
             stderr(&o)
         );
     }
+    // A key that leads out of /proc/sys is refused for what it is, as outside a sandbox.
+    let s = script_file("escape.lua", "sysctl.set(\"net.ipv4.../../../etc/passwd\", \"1\")\n");
+    let (o, out) = sandboxed_in_own_uts(&s);
+    assert!(out.contains("status=1"), "{out}{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("\"net.ipv4.../../../etc/passwd\" is not a sysctl key (like net.ipv4.ip_forward)"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]

@@ -838,6 +838,8 @@ impl Session {
     /// Sets a sysctl; returns the previous value (restored on rollback).
     pub fn sysctl_set(&mut self, ns: &NsRef, key: &str, value: &str) -> Result<String> {
         check_words(&format!("the value for sysctl {key}:"), &[value.to_string()], false)?;
+        // A malformed key is refused as that first, sandbox or not.
+        crate::sys::sysctl::key_path(key)?;
         if crate::sandbox::active() && !crate::sys::sysctl::per_netns(key) {
             return Err(Error::invalid(format!(
                 "sysctl {key} is not per network namespace: it would change the real machine, not the sandbox; \
