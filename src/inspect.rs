@@ -152,13 +152,15 @@ pub fn drift(journal: &Journal, b: &mut dyn Backend) -> Vec<Drift> {
 /// link (its state, master, addresses) all read it.
 ///
 /// The firewall rules are looked up all at once per namespace and family
-/// (`read_rules`).
+/// (`read_rules`); policies and chains from one listing of each table (a Docker
+/// network's seven chains and policy took eight `iptables -S` before).
 struct Reads<'b> {
     b: &'b mut dyn Backend,
     links: HashMap<(NsRef, String), Option<LinkInfo>>,
     namespaces: HashMap<String, bool>,
     roots: HashMap<(NsRef, String), RootQdisc>,
     rules: HashMap<RuleKey, bool>,
+    tables: HashMap<(NsRef, Family, String), Vec<String>>,
 }
 
 /// A rule where it is: namespace, family, table, chain, rule.
@@ -166,7 +168,14 @@ type RuleKey = (NsRef, Family, String, String, Vec<String>);
 
 impl<'b> Reads<'b> {
     fn new(b: &'b mut dyn Backend) -> Self {
-        Reads { b, links: HashMap::new(), namespaces: HashMap::new(), roots: HashMap::new(), rules: HashMap::new() }
+        Reads {
+            b,
+            links: HashMap::new(),
+            namespaces: HashMap::new(),
+            roots: HashMap::new(),
+            rules: HashMap::new(),
+            tables: HashMap::new(),
+        }
     }
 
     /// Whether the rules of the journal's changes in effect are there, looked up
@@ -205,6 +214,24 @@ impl<'b> Reads<'b> {
             Some(&there) => Ok(there),
             None => self.b.fw_exists(ns, fam, table, chain, rule),
         }
+    }
+
+    /// The `-S` listing of a table, read once.
+    fn table(&mut self, ns: &NsRef, fam: Family, table: &str) -> Result<&[String]> {
+        let key = (ns.clone(), fam, table.to_string());
+        if !self.tables.contains_key(&key) {
+            let listing = self.b.fw_rules(ns, fam, table, None)?;
+            self.tables.insert(key.clone(), listing);
+        }
+        Ok(&self.tables[&key])
+    }
+
+    fn fw_policy(&mut self, ns: &NsRef, fam: Family, table: &str, chain: &str) -> Result<Option<String>> {
+        Ok(crate::firewall::rule::policy_in(self.table(ns, fam, table)?, chain).map(str::to_string))
+    }
+
+    fn fw_chain_exists(&mut self, ns: &NsRef, fam: Family, table: &str, chain: &str) -> Result<bool> {
+        Ok(crate::firewall::rule::declares(self.table(ns, fam, table)?, chain))
     }
 
     fn netns_exists(&mut self, name: &str) -> bool {
@@ -340,7 +367,7 @@ fn in_place(r: &mut Reads<'_>, op: &Op) -> Result<bool> {
         Op::DelRoute { ns, route } => !ns_ok(r, ns) || r.b.find_route(ns, route)?.is_none(),
         Op::SetSysctl { ns, key, value } => ns_ok(r, ns) && r.b.sysctl_get(ns, key)? == *value,
         Op::FwPolicy { ns, family: f, table, chain, target } => {
-            ns_ok(r, ns) && r.b.fw_policy(ns, *f, table, chain)? == *target
+            ns_ok(r, ns) && r.fw_policy(ns, *f, table, chain)?.as_ref() == Some(target)
         }
         Op::FwAppend { ns, family: f, table, chain, rule } | Op::FwInsert { ns, family: f, table, chain, rule, .. } => {
             ns_ok(r, ns) && r.fw_exists(ns, *f, table, chain, rule)?
@@ -348,10 +375,8 @@ fn in_place(r: &mut Reads<'_>, op: &Op) -> Result<bool> {
         Op::FwDelete { ns, family: f, table, chain, rule } => {
             !ns_ok(r, ns) || !r.fw_exists(ns, *f, table, chain, rule)?
         }
-        Op::FwNewChain { ns, family: f, table, chain } => ns_ok(r, ns) && r.b.fw_chain_exists(ns, *f, table, chain)?,
-        Op::FwDelChain { ns, family: f, table, chain } => {
-            !ns_ok(r, ns) || !r.b.fw_chain_exists(ns, *f, table, chain)?
-        }
+        Op::FwNewChain { ns, family: f, table, chain } => ns_ok(r, ns) && r.fw_chain_exists(ns, *f, table, chain)?,
+        Op::FwDelChain { ns, family: f, table, chain } => !ns_ok(r, ns) || !r.fw_chain_exists(ns, *f, table, chain)?,
         Op::Spawn { pid, start, .. } => r.b.alive(*pid, *start),
         Op::Kill { pid, start } => !r.b.alive(*pid, *start),
         Op::StopMarked { .. } | Op::TraceOn { .. } | Op::TraceOff { .. } => true,

@@ -244,6 +244,7 @@ fw.append("filter", "FORWARD", "-s fd00::1 -j DROP", { family = "ipv6" })
 fw.append("filter", "FORWARD", "-p tcp --dport 22 -j ACCEPT", { family = "ipv6" })
 fw.chain("filter", "EMPTY")
 fw.append("filter", "FORWARD", "-s 10.3.0.0/24 -j EMPTY")
+fw.policy("filter", "FORWARD", "DROP")
 "#,
     );
     assert!(sb.netscript(&[&script]).status.success());
@@ -254,6 +255,16 @@ fw.append("filter", "FORWARD", "-s 10.3.0.0/24 -j EMPTY")
         json[0]["drift"].as_array().unwrap().iter().map(|d| d["command"].as_str().unwrap().to_string()).collect()
     };
     assert_eq!(drift(&sb), Vec::<String>::new(), "every rule is found as iptables spells it");
+    // The two chains and the policy are read from one listing of the table.
+    let listings = || -> Vec<String> {
+        let calls = std::fs::read_to_string(&log).unwrap_or_default();
+        calls.lines().filter(|l| l.split(' ').any(|w| w == "-S")).map(str::to_string).collect()
+    };
+    assert_eq!(listings(), vec!["iptables -t filter -S --wait".to_string()]);
+    sb.ok(&format!("iptables -P FORWARD ACCEPT && : > {log}"));
+    assert_eq!(drift(&sb), vec!["iptables -t filter -P FORWARD DROP".to_string()], "the policy changed by hand");
+    assert_eq!(listings().len(), 1, "{:?}", listings());
+    sb.ok("iptables -P FORWARD DROP");
     // Behind its back: the rule in LAB and the IPv6 rule go, someone else's comes.
     sb.ok("iptables -F LAB && ip6tables -F FORWARD && iptables -A FORWARD -s 9.9.9.9 -j DROP");
     let now = drift(&sb);

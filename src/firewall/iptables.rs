@@ -331,10 +331,8 @@ impl Firewall for Iptables {
 
     fn policy(&self, ns: Option<BorrowedFd<'_>>, fam: Family, table: &str, chain: &str) -> Result<String> {
         let lines = self.rules(ns, fam, table, Some(chain))?;
-        let prefix = format!("-P {chain} ");
-        lines
-            .iter()
-            .find_map(|l| l.strip_prefix(&prefix).map(str::to_string))
+        super::rule::policy_in(&lines, chain)
+            .map(str::to_string)
             .ok_or_else(|| Error::sys(format!("chain {chain} in table {table} has no policy"), None))
     }
 
@@ -393,10 +391,7 @@ impl Firewall for Iptables {
     }
 
     fn chain_exists(&self, ns: Option<BorrowedFd<'_>>, fam: Family, table: &str, chain: &str) -> Result<bool> {
-        Ok(self.rules(ns, fam, table, None)?.iter().any(|l| {
-            l.strip_prefix("-N ").or_else(|| l.strip_prefix("-P ")).and_then(|r| r.split_whitespace().next())
-                == Some(chain)
-        }))
+        Ok(super::rule::declares(&self.rules(ns, fam, table, None)?, chain))
     }
 
     fn batch(&self, ns: Option<BorrowedFd<'_>>, fam: Family, changes: &[Change<'_>]) -> Result<()> {

@@ -250,6 +250,19 @@ pub fn user_chains(listing: &[String]) -> impl Iterator<Item = &str> {
     listing.iter().filter_map(|l| l.strip_prefix("-N ")).map(str::trim)
 }
 
+/// The policy a `-S` listing gives `chain` (its `-P CHAIN TARGET` line).
+pub fn policy_in<'a>(listing: &'a [String], chain: &str) -> Option<&'a str> {
+    listing.iter().find_map(|l| l.strip_prefix("-P ")?.strip_prefix(chain)?.strip_prefix(' ')).map(str::trim)
+}
+
+/// Whether a `-S` listing of a table declares `chain` (a user chain's `-N` line, or
+/// a built-in chain's `-P` line).
+pub fn declares(listing: &[String], chain: &str) -> bool {
+    listing.iter().any(|l| {
+        l.strip_prefix("-N ").or_else(|| l.strip_prefix("-P ")).and_then(|r| r.split_whitespace().next()) == Some(chain)
+    })
+}
+
 /// The rules of a `-S` listing (its `-A` lines), in order.
 pub fn rules(listing: &[String]) -> Vec<&String> {
     listing.iter().filter(|l| l.starts_with("-A ")).collect()
@@ -273,6 +286,20 @@ pub fn removed(before: &[String], after: &[String]) -> Result<(u32, Vec<String>)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_listing_gives_policies_and_declared_chains() {
+        let l: Vec<String> = ["-P INPUT ACCEPT", "-P FORWARD DROP", "-N DOCKER", "-N FORWARD2", "-A FORWARD -j DOCKER"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(policy_in(&l, "FORWARD"), Some("DROP"));
+        assert_eq!(policy_in(&l, "INPUT"), Some("ACCEPT"));
+        assert_eq!(policy_in(&l, "FORW"), None);
+        assert_eq!(policy_in(&l, "DOCKER"), None);
+        assert!(declares(&l, "DOCKER") && declares(&l, "FORWARD") && declares(&l, "FORWARD2"));
+        assert!(!declares(&l, "DOCK") && !declares(&l, "OUTPUT"));
+    }
 
     fn refused(rule: &str) -> bool {
         parse_rule(rule).is_err()

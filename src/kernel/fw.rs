@@ -253,8 +253,7 @@ impl FwRun {
             }
         }
         let policy_of = |snap: &FwSnapshot, t: &str, c: &str| {
-            let p = format!("-P {c} ");
-            snap.get(t).and_then(|ls| ls.iter().find_map(|l| l.strip_prefix(&p).map(str::to_string)))
+            snap.get(t).and_then(|ls| crate::firewall::rule::policy_in(ls, c)).map(str::to_string)
         };
         if let Ok(after) = &after
             && delta.iter().all(|((t, c), d)| count(after, t, c) == count(before, t, c) + d)
