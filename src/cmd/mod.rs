@@ -242,7 +242,7 @@ pub fn print_report(what: &str, r: &RollbackReport, list: bool) {
     term::clear_progress();
     if list || !r.complete() {
         for u in &r.undone {
-            eprintln!("  undone: {u}");
+            eprintln!("  undone: {}", u.render());
         }
     }
     if r.changes > 0 || !r.complete() {

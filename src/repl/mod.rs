@@ -191,7 +191,7 @@ pub fn run(opts: &RunOpts, topo: &str, user_ns: Option<bool>, signals: &Signals)
 fn print_undone(r: &RollbackReport, changes: usize, verbose: bool) {
     if verbose || !r.complete() {
         for u in &r.undone {
-            eprintln!("  undone: {u}");
+            eprintln!("  undone: {}", u.render());
         }
     }
     if changes > 0 && !verbose {
@@ -600,7 +600,7 @@ impl Repl {
         let report = self.session.borrow_mut().undo_last(n);
         // The commands that ran to undo (as a failed run and `down -v` print them).
         for u in &report.undone {
-            println!("undone: {u}");
+            println!("undone: {}", u.render());
         }
         for f in &report.failures {
             eprintln!("netscript: could not undo `{}`: {}", f.undo.render(), f.error);

@@ -50,8 +50,8 @@ pub struct UndoFailure {
 pub struct RollbackReport {
     /// How many changes were undone.
     pub changes: usize,
-    /// The commands run to undo them, in order.
-    pub undone: Vec<String>,
+    /// The undos that ran, in order (rendered as commands only when printed).
+    pub undone: Vec<Op>,
     pub failures: Vec<UndoFailure>,
     /// Objects found under a name of ours that are not ours (another one took the
     /// name): not touched. Not a failure: nothing of ours is left.

@@ -269,7 +269,7 @@ impl Session {
                 None => self.backend.apply(u),
             };
             match result {
-                Ok(()) => report.undone.push(u.render()),
+                Ok(()) => report.undone.push((*u).clone()),
                 // What a restoration would make is there already (it ran before a
                 // crash that lost the entry's `undone` line).
                 Err(err) if err.errno() == Some(nix::errno::Errno::EEXIST) && restores(u) => {}
@@ -345,7 +345,7 @@ impl Session {
             report.changes += 1;
             let durable = !idempotent(&op);
             match r {
-                Ok(()) => report.undone.push(op.render()),
+                Ok(()) => report.undone.push(op),
                 Err(err) if err.is_gone() => {}
                 Err(err) if err.is_not_ours() => report.left_alone.push(err.to_string()),
                 Err(error) => {
@@ -425,7 +425,7 @@ impl Session {
     fn delete_lingering(&mut self, d: Dying, report: &mut RollbackReport) {
         let op = Op::del_link(&d.ns, &d.name);
         match self.backend.apply(&op) {
-            Ok(()) => report.undone.push(op.render()),
+            Ok(()) => report.undone.push(op),
             Err(err) if err.is_gone() => {}
             Err(err) if err.is_not_ours() => report.left_alone.push(err.to_string()),
             Err(error) => {
@@ -765,7 +765,7 @@ mod tests {
         // Every entry counts as undone, skipped ones too, and the report lists what ran
         // (the firewall's once its results are in, at the end).
         assert_eq!(report.changes, made);
-        let (mut undone, mut ran) = (report.undone.clone(), cmds.clone());
+        let (mut undone, mut ran) = (report.undone.iter().map(Op::render).collect::<Vec<_>>(), cmds.clone());
         undone.sort();
         ran.sort();
         assert_eq!(undone, ran);
@@ -915,7 +915,7 @@ mod tests {
         };
         s.undo_ops(&e, &e.undo.iter().collect::<Vec<_>>(), &mut report);
         assert!(report.complete(), "{report:?}");
-        assert_eq!(report.undone, vec!["ip link set br0 up", "ip link set br0 mtu 1400"]);
+        assert_eq!(report.undone.iter().map(Op::render).collect::<Vec<_>>(), vec!["ip link set br0 up", "ip link set br0 mtu 1400"]);
         assert_eq!(s.link(&H, "br0").unwrap().mtu, 1400);
     }
 
