@@ -137,6 +137,18 @@ fn argument_errors_pcall_and_os_exit() {
 assert(not ok and type(err) == "string" and err:find("pcall.lua:1: veth.add", 1, true), tostring(err))
 local ok2, err2 = pcall(bridge.add, "b0", { 1 })
 assert(not ok2 and err2:find("without a name at position 1", 1, true), err2)
+-- A function handed straight to pcall / xpcall that blames its caller
+-- (error(msg, 2), as netscript.docker does) names the script's line, not
+-- netscript's wrapper around pcall.
+local docker = require("netscript.docker")
+local ok3, err3 = pcall(docker.network, 5)
+assert(not ok3 and err3:find("^[^ ]*pcall.lua:9: docker.network: give a table"), err3)
+local function need(x) if not x then error("need: give x", 2) end end
+local ok4, err4 = pcall(need)
+assert(not ok4 and err4:find("^[^ ]*pcall.lua:12: need: give x"), err4)
+local ok5, err5 = xpcall(docker.network, function(m) return "handled " .. m end, 5)
+assert(not ok5 and err5:find("^handled [^ ]*pcall.lua:14: docker.network"), err5)
+assert(not select(2, pcall(error, "plain")):find("[netscript]", 1, true))
 bridge.add("kept")
 pcall(function() os.exit(0) end)
 error("os.exit inside pcall must end the script")

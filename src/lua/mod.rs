@@ -105,6 +105,14 @@ pub fn new_lua(
     let errtext = lua.create_function(|lua, v: mlua::Value| {
         Ok(match v {
             mlua::Value::Error(e) => (mlua::Value::String(lua.create_string(error_text(&e))?), exit_code(&e).is_some()),
+            // `error(msg, 2)` in a function handed straight to pcall / xpcall blames
+            // its caller, which is the wrapper below: the script's line instead.
+            mlua::Value::String(s) => match blames_wrapper(&s.to_string_lossy()) {
+                Some(rest) => {
+                    (mlua::Value::String(lua.create_string(format!("{}{rest}", util::location(lua)))?), false)
+                }
+                None => (mlua::Value::String(s), false),
+            },
             other => (other, false),
         })
     });
@@ -184,7 +192,7 @@ methods.lines = function(f, ...)
 end
 "#,
     )
-    .set_name("=[netscript]")
+    .set_name(WRAPPER_CHUNK)
     .call::<()>((errtext?, exit, lua.create_function(|lua, ()| util::settle(lua))?, outside))?;
 
     // Ctrl-C / SIGTERM stop a running script between instructions.
@@ -270,6 +278,17 @@ pub fn output_to_stderr(lua: &Lua) -> mlua::Result<()> {
     lua.globals().set("print", print)?;
     // io.stdout too: a script writing there would write into the plan.
     lua.load("io.output(io.stderr) io.stdout = io.stderr").exec()
+}
+
+/// The chunk name of the wrappers `new_lua` puts around pcall, xpcall, os.exit and
+/// the functions that reach outside the process.
+const WRAPPER_CHUNK: &str = "=[netscript]";
+
+/// The rest of an error message that Lua prefixed with a position in the wrappers
+/// ("[netscript]:7: ..."), which are not the script's.
+fn blames_wrapper(msg: &str) -> Option<&str> {
+    let (line, rest) = msg.strip_prefix(&WRAPPER_CHUNK[1..])?.strip_prefix(':')?.split_once(": ")?;
+    line.bytes().all(|b| b.is_ascii_digit()).then_some(rest)
 }
 
 /// Runs a script file with `args` as `...`.
@@ -413,6 +432,15 @@ pub fn failure<T>(result: &mlua::Result<T>, interrupted: bool) -> Option<String>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_position_in_the_wrappers_is_taken_off() {
+        assert_eq!(blames_wrapper("[netscript]:7: docker.network: give a table"), Some("docker.network: give a table"));
+        assert_eq!(blames_wrapper("[netscript]:x: not a line"), None);
+        assert_eq!(blames_wrapper("[netscript restrict]:3: refused"), None);
+        assert_eq!(blames_wrapper("topo.lua:3: [netscript]:7: x"), None);
+        assert_eq!(blames_wrapper("plain"), None);
+    }
 
     #[test]
     #[allow(clippy::arc_with_non_send_sync)]

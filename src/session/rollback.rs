@@ -915,7 +915,10 @@ mod tests {
         };
         s.undo_ops(&e, &e.undo.iter().collect::<Vec<_>>(), &mut report);
         assert!(report.complete(), "{report:?}");
-        assert_eq!(report.undone.iter().map(Op::render).collect::<Vec<_>>(), vec!["ip link set br0 up", "ip link set br0 mtu 1400"]);
+        assert_eq!(
+            report.undone.iter().map(Op::render).collect::<Vec<_>>(),
+            vec!["ip link set br0 up", "ip link set br0 mtu 1400"]
+        );
         assert_eq!(s.link(&H, "br0").unwrap().mtu, 1400);
     }
 
