@@ -163,6 +163,37 @@ error("os.exit inside pcall must end the script")
     assert!(sb.sh("ip link show b3").status.code() != Some(0), "os.exit(3) rolled back");
 }
 
+/// Lua's own functions that netscript wraps (io.popen, os.execute, reading
+/// stdin) and the C-module refusals speak as plain Lua would, naming the script's
+/// line and the function by its own name, never netscript's wrapper.
+#[test]
+fn wrapped_lua_functions_name_the_script_line_and_themselves() {
+    let sb = Sandbox::new();
+    let o = sb.run_lua(
+        "wrapped.lua",
+        r#"local ok, err = pcall(io.popen)
+assert(not ok and err:find("wrapped.lua:1: bad argument #1 to 'popen'", 1, true), err)
+ok, err = pcall(function() os.execute({}) end)
+assert(not ok and err:find("wrapped.lua:3: bad argument #1 to 'execute'", 1, true), err)
+ok, err = pcall(function() io.stdin:read("x") end)
+assert(not ok and err:find("wrapped.lua:5: bad argument #2 to 'read'", 1, true), err)
+ok, err = pcall(require, "no_such_module_here")
+assert(not ok and err:find("no C modules (netscript loads Lua modules only)", 1, true), err)
+assert(not err:find("safe mode", 1, true), err)
+ok, err = pcall(package.loadlib, "x", "y")
+assert(not ok and err:find("wrapped.lua:10: package.loadlib: netscript loads no C code", 1, true), err)
+io.popen()
+"#,
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("wrapped.lua:12: bad argument #1 to 'popen' (string expected, got no value)"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stderr(&o).contains("[netscript]"), "{}", stderr(&o));
+}
+
 #[test]
 fn a_refused_rule_in_a_batch_names_the_rule_and_leaves_nothing() {
     let sb = Sandbox::new();

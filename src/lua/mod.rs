@@ -66,12 +66,12 @@ pub fn new_lua(
     // tail call, so its errors point at the script's line).
     let partition = lua
         .load("local r = require; return function(...) return r('netscript.partition').partition(...) end")
-        .set_name("=[netscript]")
+        .set_name(WRAPPER_CHUNK)
         .eval::<mlua::Function>()?;
     g.get::<Table>("netscript")?.set("partition", partition)?;
     let pingall = lua
         .load("local r = require; return function(...) return r('netscript.pingall').pingall(...) end")
-        .set_name("=[netscript]")
+        .set_name(WRAPPER_CHUNK)
         .eval::<mlua::Function>()?;
     g.get::<Table>("netscript")?.set("pingall", pingall)?;
     let mut path = String::new();
@@ -86,6 +86,14 @@ pub fn new_lua(
     }
     let old: String = package.get("path")?;
     package.set("path", format!("{path}{old}"))?;
+    // No C code is loaded (mlua's "safe mode"): said in netscript's words, since
+    // `--safe` is something else.
+    lua.load(
+        r#"package.searchers[3] = function() return "no C modules (netscript loads Lua modules only)" end
+package.loadlib = function() error("package.loadlib: netscript loads no C code (Lua modules only)", 2) end"#,
+    )
+    .set_name(WRAPPER_CHUNK)
+    .exec()?;
 
     // arg, as the standalone interpreter sets it.
     let arg = lua.create_table()?;
@@ -169,26 +177,34 @@ os.exit = exit
 -- A shell command can see the firewall and change links: the queued firewall
 -- changes are made first, and the session reads links from the system again
 -- (never again from what it knows after io.popen: that process keeps running).
-local raw_execute, raw_popen = os.execute, io.popen
-os.execute = function(...) outside(false) return raw_execute(...) end
-io.popen = function(...) outside(true) return raw_popen(...) end
+-- (Each original is called through a local of its own name: an argument error
+-- names the function as the script called it.)
+do
+  local execute, popen = os.execute, io.popen
+  os.execute = function(...) outside(false) return execute(...) end
+  io.popen = function(...) outside(true) return popen(...) end
+end
 -- Reading standard input waits for a person ("press Enter to go on"), who looks at
 -- the topology meanwhile: the queued firewall changes are made first.
-local raw_read, raw_lines = io.read, io.lines
-io.read = function(...) settle() return raw_read(...) end
-io.lines = function(file, ...)
-  if file == nil then settle() end
-  return raw_lines(file, ...)
+do
+  local read, lines = io.read, io.lines
+  io.read = function(...) settle() return read(...) end
+  io.lines = function(file, ...)
+    if file == nil then settle() end
+    return lines(file, ...)
+  end
 end
-local methods = getmetatable(io.stdin).__index
-local raw_fread, raw_flines = methods.read, methods.lines
-methods.read = function(f, ...)
-  if rawequal(f, io.stdin) then settle() end
-  return raw_fread(f, ...)
-end
-methods.lines = function(f, ...)
-  if rawequal(f, io.stdin) then settle() end
-  return raw_flines(f, ...)
+do
+  local methods = getmetatable(io.stdin).__index
+  local read, lines = methods.read, methods.lines
+  methods.read = function(f, ...)
+    if rawequal(f, io.stdin) then settle() end
+    return read(f, ...)
+  end
+  methods.lines = function(f, ...)
+    if rawequal(f, io.stdin) then settle() end
+    return lines(f, ...)
+  end
 end
 "#,
     )
@@ -342,8 +358,16 @@ pub fn error_text(e: &mlua::Error) -> String {
             }
             other => error_text(other),
         },
-        // Lua appends a traceback to errors raised in Lua code; the first line says it.
-        mlua::Error::RuntimeError(s) => s.split("\nstack traceback:").next().unwrap_or(s).to_string(),
+        // Lua appends a traceback to errors raised in Lua code; the first line says
+        // it. A position in the wrappers (an argument error of a function they pass
+        // the call to) becomes the script's, from the traceback.
+        mlua::Error::RuntimeError(s) => {
+            let (msg, tb) = s.split_once("\nstack traceback:").unwrap_or((s, ""));
+            match blames_wrapper(msg) {
+                Some(rest) => format!("{}{rest}", traceback_location(tb)),
+                None => msg.to_string(),
+            }
+        }
         mlua::Error::SyntaxError { message, .. } => format!("syntax error: {message}"),
         mlua::Error::WithContext { cause, .. } => error_text(cause),
         mlua::Error::BadArgument { to, pos, cause, .. } => {
