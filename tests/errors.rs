@@ -192,6 +192,20 @@ io.popen()
         stderr(&o)
     );
     assert!(!stderr(&o).contains("[netscript]"), "{}", stderr(&o));
+    // The same under --safe, whose own wrappers limit io.open and loadfile.
+    let script = script_file(
+        "wrapped-safe.lua",
+        r#"local ok, err = pcall(io.open, {})
+assert(not ok and err:find("wrapped-safe.lua:1: bad argument #1 to 'open'", 1, true), err)
+ok, err = pcall(loadfile, {})
+assert(not ok and err:find("wrapped-safe.lua:3: bad argument #1 to 'loadfile'", 1, true), err)
+io.open({})
+"#,
+    );
+    let o = sb.netscript(&["--safe", &script]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("wrapped-safe.lua:5: bad argument #1 to 'open'"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("[netscript"), "{}", stderr(&o));
 }
 
 #[test]

@@ -301,10 +301,12 @@ pub fn output_to_stderr(lua: &Lua) -> mlua::Result<()> {
 const WRAPPER_CHUNK: &str = "=[netscript]";
 
 /// The rest of an error message that Lua prefixed with a position in the wrappers
-/// ("[netscript]:7: ..."), which are not the script's.
+/// ("[netscript]:7: ...", or those of `restrict`), which are not the script's.
 fn blames_wrapper(msg: &str) -> Option<&str> {
-    let (line, rest) = msg.strip_prefix(&WRAPPER_CHUNK[1..])?.strip_prefix(':')?.split_once(": ")?;
-    line.bytes().all(|b| b.is_ascii_digit()).then_some(rest)
+    [WRAPPER_CHUNK, restrict::CHUNK].iter().find_map(|chunk| {
+        let (line, rest) = msg.strip_prefix(&chunk[1..])?.strip_prefix(':')?.split_once(": ")?;
+        (!line.is_empty() && line.bytes().all(|b| b.is_ascii_digit())).then_some(rest)
+    })
 }
 
 /// Runs a script file with `args` as `...`.
@@ -461,7 +463,9 @@ mod tests {
     fn only_a_position_in_the_wrappers_is_taken_off() {
         assert_eq!(blames_wrapper("[netscript]:7: docker.network: give a table"), Some("docker.network: give a table"));
         assert_eq!(blames_wrapper("[netscript]:x: not a line"), None);
-        assert_eq!(blames_wrapper("[netscript restrict]:3: refused"), None);
+        assert_eq!(blames_wrapper("[netscript restrict]:3: bad argument"), Some("bad argument"));
+        assert_eq!(blames_wrapper("[netscript.docker]:3: inside"), None);
+        assert_eq!(blames_wrapper("[netscript]:: empty"), None);
         assert_eq!(blames_wrapper("topo.lua:3: [netscript]:7: x"), None);
         assert_eq!(blames_wrapper("plain"), None);
     }

@@ -36,41 +36,55 @@ pub const LIMITED: &[(&str, &str)] = &[
 /// Libraries removed altogether.
 pub const REMOVED: &[&str] = &["debug"];
 
+/// The chunk name of the wrappers below (see `lua::blames_wrapper`).
+pub const CHUNK: &str = "=[netscript restrict]";
+
 /// The wrappers of `LIMITED`, in Lua (they keep each function's own arity and
 /// errors). `refuse(what, why)` raises the error.
 const LIMITS: &str = r#"
 local refuse, who = ...
-local type, select, error, raw_load, raw_loadfile = type, select, error, load, loadfile
-local io_open, io_output, byte, fmt, find = io.open, io.output, string.byte, string.format, string.find
+local type, error = type, error
+local byte, fmt, find, tostring = string.byte, string.format, string.find, tostring
 local package, searchpath = package, package.searchpath
-io.open = function(path, mode, ...)
-  if mode ~= nil and mode ~= "r" and mode ~= "rb" then
-    refuse(fmt("io.open(..., %q)", tostring(mode)), "it opens a file for writing")
+-- Each original is called through a local of its own name (an argument error names
+-- the function as the script called it); `_ENV.f =` sets the global.
+do
+  local open = io.open
+  io.open = function(path, mode, ...)
+    if mode ~= nil and mode ~= "r" and mode ~= "rb" then
+      refuse(fmt("io.open(..., %q)", tostring(mode)), "it opens a file for writing")
+    end
+    return open(path, mode, ...)
   end
-  return io_open(path, mode, ...)
-end
-io.output = function(...)
-  if type((...)) == "string" then refuse("io.output(file name)", "it opens a file for writing") end
-  return io_output(...)
+  local output = io.output
+  io.output = function(...)
+    if type((...)) == "string" then refuse("io.output(file name)", "it opens a file for writing") end
+    return output(...)
+  end
 end
 local function text_only(what, mode)
   if mode ~= nil and (type(mode) ~= "string" or not find(mode, "t", 1, true)) then
     refuse(fmt("%s with mode %q", what, tostring(mode)), "binary chunks can break out of Lua")
   end
 end
-load = function(chunk, name, mode, ...)
-  text_only("load", mode)
-  if type(chunk) == "string" and byte(chunk, 1) == 27 then
-    refuse("load of a binary chunk", "binary chunks can break out of Lua")
+local text_loadfile
+do
+  local load, loadfile = load, loadfile
+  _ENV.load = function(chunk, name, mode, ...)
+    text_only("load", mode)
+    if type(chunk) == "string" and byte(chunk, 1) == 27 then
+      refuse("load of a binary chunk", "binary chunks can break out of Lua")
+    end
+    return load(chunk, name, "t", ...)
   end
-  return raw_load(chunk, name, "t", ...)
-end
-loadfile = function(path, mode, ...)
-  text_only("loadfile", mode)
-  return raw_loadfile(path, "t", ...)
+  _ENV.loadfile = function(path, mode, ...)
+    text_only("loadfile", mode)
+    return loadfile(path, "t", ...)
+  end
+  text_loadfile = function(path) return loadfile(path, "t") end
 end
 dofile = function(path)
-  local f, err = raw_loadfile(path, "t")
+  local f, err = text_loadfile(path)
   if not f then error(err, 2) end
   return f()
 end
@@ -80,7 +94,7 @@ package.searchers = {
   function(name)
     local path, err = searchpath(name, package.path)
     if not path then return err end
-    local f, lerr = raw_loadfile(path, "t")
+    local f, lerr = text_loadfile(path)
     if not f then error(fmt("error loading module '%s' from file '%s':\n\t%s", name, path, lerr), 0) end
     return f, path
   end,
@@ -112,7 +126,7 @@ pub fn restrict(lua: &Lua, who: &str) -> mlua::Result<()> {
     let refuse = lua.create_function(move |lua, (what, why): (String, String)| -> mlua::Result<()> {
         Err(refusal(lua, &w, &what, &why))
     })?;
-    lua.load(LIMITS).set_name("=[netscript restrict]").call::<()>((refuse, who))?;
+    lua.load(LIMITS).set_name(CHUNK).call::<()>((refuse, who))?;
     let loaded: Table = g.get::<Table>("package")?.get("loaded")?;
     for lib in REMOVED {
         g.set(*lib, mlua::Value::Nil)?;
