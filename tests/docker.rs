@@ -214,6 +214,51 @@ fn p3_a_published_host_port_is_refused_for_the_same_protocol() {
     teardown(&sb, "tcpudp", &before);
 }
 
+/// A network whose subnet overlaps another of the run (IPv4 or IPv6) is refused, as
+/// Docker refuses it, and the run leaves nothing; the same subnet in another
+/// namespace is no overlap. `net:publish` of a container that is not the network's
+/// names itself.
+#[test]
+fn p3_overlapping_networks_are_refused() {
+    let sb = Sandbox::new();
+    let before = sb.snapshot();
+    let first = "local a = docker.network{ name = \"br_a\", subnet = \"175.18.0.0/24\", subnet6 = \"fd00:18::/64\" }\n";
+    for (second, theirs) in [
+        ("{ name = \"br_b\", subnet = \"175.18.0.128/25\" }", "175.18.0.128/25 overlaps network br_a (175.18.0.0/24)"),
+        ("{ name = \"br_b\", subnet = \"175.0.0.0/8\" }", "175.0.0.0/8 overlaps network br_a (175.18.0.0/24)"),
+        (
+            "{ name = \"br_b\", subnet = \"175.19.0.0/24\", subnet6 = \"fd00::/16\" }",
+            "fd00::/16 overlaps network br_a (fd00:18::/64)",
+        ),
+    ] {
+        let src = format!("{PRELUDE}{first}docker.network{second}\n");
+        let o = sb.run_lua_expect("overlap.lua", &src, 1);
+        let err = stderr(&o);
+        assert!(
+            err.contains(&format!("overlap.lua:"))
+                && err.contains(&format!("docker.network: {theirs}; Docker refuses it too")),
+            "{err}"
+        );
+        sb.assert_unchanged(&before, "after the refused network");
+    }
+    let src = format!("{PRELUDE}{first}local c = a:container(\"c1\")\na:publish(8088, \"c2\", 80)\n");
+    let o = sb.run_lua_expect("notmine.lua", &src, 1);
+    assert!(
+        stderr(&o).contains("notmine.lua:")
+            && stderr(&o).contains("net:publish: c2 is not a container of network br_a"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stderr(&o).contains("[netscript"), "{}", stderr(&o));
+    sb.assert_unchanged(&before, "after the refused publish");
+    build(
+        &sb,
+        "elsewhere",
+        &format!("{first}docker.network{{ name = \"br_b\", subnet = \"175.18.0.0/24\", ns = netns.add(\"other\") }}\n"),
+    );
+    teardown(&sb, "elsewhere", &before);
+}
+
 /// Two networks: br1 (c1, c2; c1:80 published on 8088) and br2 (c3 on 175.19.0.2,
 /// port 80 published on 8090).
 const TWO_NETS: &str = r#"local n2 = docker.network{ name = "br2", subnet = "175.19.0.0/24" }

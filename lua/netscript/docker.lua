@@ -121,6 +121,12 @@ local function ip6_add(base, n)
   return ip6_text(g)
 end
 
+-- The mask of group k (1 to 8) of an IPv6 prefix of length plen.
+local function mask16(plen, k)
+  local bits = math.max(0, math.min(16, plen - (k - 1) * 16))
+  return bits == 16 and 65535 or (65535 - (2 ^ (16 - bits) // 1 - 1))
+end
+
 local function parse_subnet6(s, plen4)
   local addr, len = tostring(s):match("^([%x:]+)/(%d+)$")
   local g, plen = addr and ip6_groups(addr), tonumber(len)
@@ -131,9 +137,7 @@ local function parse_subnet6(s, plen4)
     error(("docker.network: subnet6 %s is smaller than subnet (/%d): each container's IPv6 address has its IPv4 host number"):format(s, plen4), 3)
   end
   for k = 1, 8 do
-    local bits = math.max(0, math.min(16, plen - (k - 1) * 16))
-    local mask = bits == 16 and 65535 or (65535 - (2 ^ (16 - bits) // 1 - 1))
-    if g[k] & mask ~= g[k] then
+    if g[k] & mask16(plen, k) ~= g[k] then
       error(("docker.network: subnet6 %q has host bits set"):format(s), 3)
     end
   end
@@ -162,6 +166,25 @@ end
 -- jumps to them, the published host ports), keyed by the namespace's name ("" for the
 -- host).
 local spaces = {}
+
+-- This run's networks, by namespace (`ns_key`), for the overlap check.
+local networks = {}
+
+-- The network of this run in `key` whose subnet (or subnet6) overlaps the one
+-- given, and that subnet; nil when none does. Docker refuses such a network ("Pool
+-- overlaps with other one on this address space").
+local function overlapping(key, base, size, base6, plen6)
+  for _, o in ipairs(networks[key] or {}) do
+    if base < o.base + o.size and o.base < base + size then return o, o.subnet end
+    if base6 and o.base6 then
+      local plen, same = math.min(plen6, o.plen6), true
+      for k = 1, 8 do
+        same = same and (base6[k] & mask16(plen, k)) == (o.base6[k] & mask16(plen, k))
+      end
+      if same then return o, o.subnet6 end
+    end
+  end
+end
 
 local function ns_key(ns)
   if ns == nil then return "" end
@@ -301,9 +324,7 @@ function M.network(opts, ...)
       local g = ip6_groups(opts.gateway6)
       local ok = g ~= nil
       for k = 1, 8 do
-        local bits = math.max(0, math.min(16, plen6 - (k - 1) * 16))
-        local mask = bits == 16 and 65535 or (65535 - (2 ^ (16 - bits) // 1 - 1))
-        ok = ok and (g[k] & mask) == base6[k]
+        ok = ok and (g[k] & mask16(plen6, k)) == base6[k]
       end
       if not ok then
         error(("docker.network: gateway6 %s is not an address of %s"):format(tostring(opts.gateway6), opts.subnet6), 2)
@@ -318,6 +339,11 @@ function M.network(opts, ...)
     error(("docker.network: gateway_mode must be \"nat\" or \"routed\", not %q"):format(tostring(mode)), 2)
   end
   local ns = opts.ns
+  local other, theirs = overlapping(ns_key(ns), base, size, base6, plen6)
+  if other then
+    error(("docker.network: %s overlaps network %s (%s); Docker refuses it too (\"Pool overlaps with other one on this address space\")"):format(
+      theirs == other.subnet and opts.subnet or opts.subnet6, other.name, theirs), 2)
+  end
   local net = setmetatable({
     name = opts.name, subnet = opts.subnet, gateway = gw, ns = ns,
     icc = opts.icc ~= false, internal = opts.internal == true, gateway_mode = mode,
@@ -342,6 +368,9 @@ function M.network(opts, ...)
     network_rules(net, "ipv4", opts.subnet)
     if gw6 then network_rules(net, "ipv6", net.subnet6) end
   end)
+  local key = ns_key(ns)
+  networks[key] = networks[key] or {}
+  table.insert(networks[key], net)
   return net
 end
 
@@ -486,7 +515,9 @@ function Network:publish(host_port, c, port, opts, ...)
   if self.internal then
     error(("net:publish: network %s is internal: nothing on it can be published"):format(self.name), 2)
   end
-  local ip, name = self:ip(c), (type(c) == "string" and c or c.name)
+  local name = type(c) == "string" and c or (type(c) == "userdata" or type(c) == "table") and c.name or nil
+  local ip = name and self.ips[name]
+  if not ip then error(("net:publish: %s is not a container of network %s"):format(tostring(name or c), self.name), 2) end
   local sp = self.space
   local n = phi - plo + 1
   -- The host ports: as given, one-to-one with a range of container ports, or the
