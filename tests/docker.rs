@@ -235,8 +235,7 @@ fn p3_overlapping_networks_are_refused() {
         let o = sb.run_lua_expect("overlap.lua", &src, 1);
         let err = stderr(&o);
         assert!(
-            err.contains(&format!("overlap.lua:"))
-                && err.contains(&format!("docker.network: {theirs}; Docker refuses it too")),
+            err.contains("overlap.lua:") && err.contains(&format!("docker.network: {theirs}; Docker refuses it too")),
             "{err}"
         );
         sb.assert_unchanged(&before, "after the refused network");
