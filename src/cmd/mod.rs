@@ -84,7 +84,7 @@ pub fn check_script(opts: &RunOpts, script: &Path) -> Result<String> {
 /// How a script run ended.
 pub enum Ran {
     /// At its end, or at os.exit(0). `module`: the script returned a table, as a
-    /// module does (see `module_hint`).
+    /// module does, and made no change (see `module_hint`).
     Done { module: bool },
     /// Why it failed.
     Failed(String),
@@ -114,7 +114,7 @@ pub fn run_script(
     drop(lua);
     Ok(match lua::failure(&result, cancel.load(Ordering::SeqCst)) {
         Some(why) => Ran::Failed(why),
-        None => Ran::Done { module: result.unwrap_or(false) },
+        None => Ran::Done { module: result.unwrap_or(false) && session.borrow().journal().live_count() == 0 },
     })
 }
 

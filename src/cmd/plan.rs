@@ -62,10 +62,8 @@ pub fn plan(opts: &RunOpts, undo: bool, host_links: &[String], script: &Path, ar
             );
             return Ok(EXIT_FAILED);
         }
-        Ran::Done { module: true } if session.borrow().journal().live_count() == 0 => {
-            eprintln!("{}", module_hint(script))
-        }
-        Ran::Done { .. } => {}
+        Ran::Done { module: true } => eprintln!("{}", module_hint(script)),
+        Ran::Done { module: false } => {}
     }
     let what = if undo { "undo what" } else { "do what" };
     let header = vec![

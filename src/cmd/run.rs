@@ -75,9 +75,7 @@ pub fn run(opts: &RunOpts, script: &Path, args: &[String]) -> Result<u8> {
             }
         };
 
-    if let Ran::Done { module: true } = ran
-        && opened.session.borrow().journal().live_count() == 0
-    {
+    if let Ran::Done { module: true } = ran {
         crate::term::clear_progress();
         eprintln!("{}", module_hint(script));
     }
