@@ -86,14 +86,6 @@ pub fn new_lua(
     }
     let old: String = package.get("path")?;
     package.set("path", format!("{path}{old}"))?;
-    // No C code is loaded (mlua's "safe mode"): said in netscript's words, since
-    // `--safe` is something else.
-    lua.load(
-        r#"package.searchers[3] = function() return "no C modules (netscript loads Lua modules only)" end
-package.loadlib = function() error("package.loadlib: netscript loads no C code (Lua modules only)", 2) end"#,
-    )
-    .set_name(WRAPPER_CHUNK)
-    .exec()?;
 
     // arg, as the standalone interpreter sets it.
     let arg = lua.create_table()?;
@@ -184,6 +176,10 @@ do
   os.execute = function(...) outside(false) return execute(...) end
   io.popen = function(...) outside(true) return popen(...) end
 end
+-- No C code is loaded (mlua's "safe mode"): said in netscript's words, since
+-- `--safe` is something else.
+package.searchers[3] = function() return "no C modules (netscript loads Lua modules only)" end
+package.loadlib = function() error("package.loadlib: netscript loads no C code (Lua modules only)", 2) end
 -- Reading standard input waits for a person ("press Enter to go on"), who looks at
 -- the topology meanwhile: the queued firewall changes are made first.
 do
