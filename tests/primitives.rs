@@ -312,6 +312,31 @@ while true do end
     }
 }
 
+/// Ctrl-C during a call inside pcall (a sleep, here) is not caught: the script ends
+/// there, as after os.exit, and nothing after the pcall runs.
+#[test]
+fn an_interrupt_is_not_caught_by_pcall() {
+    let sb = Sandbox::new();
+    let before = sb.snapshot();
+    let script = script_file(
+        "sigint-pcall.lua",
+        r#"bridge.add("br0")
+io.open("/run/ready3", "w"):close()
+local ok, err = pcall(netscript.sleep, 30)
+io.open("/run/after-pcall", "w"):close()
+"#,
+    );
+    let child = sb.spawn_netscript(&[&script], &[]);
+    wait_for(20, "the script to get going", || sb.sh("test -e /run/ready3").status.success());
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("interrupted; rolling back"), "{}", stderr(&o));
+    assert!(!sb.sh("test -e /run/after-pcall").status.success(), "the script went on after the pcall");
+    sb.assert_unchanged(&before, "after SIGINT inside pcall");
+}
+
 #[test]
 fn a_second_interrupt_during_rollback_does_not_cut_it_short() {
     let sb = Sandbox::new();

@@ -101,19 +101,25 @@ pub fn new_lua(
     // pcall / xpcall hand errors to the script as strings (netscript's errors travel
     // as mlua error values inside Rust), and os.exit ends the run the normal way.
     // errtext(e) -> the message as a string (other values unchanged), and whether
-    // the error is an os.exit, which pcall must not swallow.
-    let errtext = lua.create_function(|lua, v: mlua::Value| {
+    // the error is an os.exit or comes after an interruption, which pcall must not
+    // swallow.
+    // After Ctrl-C / SIGTERM, whatever error a pcall catches (the interruption
+    // itself, or what it cut short) ends the script too, as os.exit does: a script
+    // cannot go on after it.
+    let interrupted = cancel.clone();
+    let errtext = lua.create_function(move |lua, v: mlua::Value| {
+        let stop = interrupted.load(Ordering::SeqCst);
         Ok(match v {
-            mlua::Value::Error(e) => (mlua::Value::String(lua.create_string(error_text(&e))?), exit_code(&e).is_some()),
+            mlua::Value::Error(e) => {
+                (mlua::Value::String(lua.create_string(error_text(&e))?), stop || exit_code(&e).is_some())
+            }
             // `error(msg, 2)` in a function handed straight to pcall / xpcall blames
             // its caller, which is the wrapper below: the script's line instead.
             mlua::Value::String(s) => match blames_wrapper(&s.to_string_lossy()) {
-                Some(rest) => {
-                    (mlua::Value::String(lua.create_string(format!("{}{rest}", util::location(lua)))?), false)
-                }
-                None => (mlua::Value::String(s), false),
+                Some(rest) => (mlua::Value::String(lua.create_string(format!("{}{rest}", util::location(lua)))?), stop),
+                None => (mlua::Value::String(s), stop),
             },
-            other => (other, false),
+            other => (other, stop),
         })
     });
     let exit = lua.create_function(|_, code: mlua::Value| -> mlua::Result<()> {
