@@ -116,10 +116,6 @@ fn count_changes(sb: &Sandbox, before: &str, (name, script): Script) -> usize {
     n
 }
 
-fn signal(pid: u32, sig: &str) {
-    let _ = Command::new("kill").args([&format!("-{sig}"), &pid.to_string()]).status();
-}
-
 /// The state equals `before`; otherwise the difference, for a tally.
 fn same(sb: &Sandbox, before: &str) -> Result<(), String> {
     let after = sb.snapshot();
@@ -174,10 +170,10 @@ fn signal_case((name, script): Script, ms: u64, sig: &str, twice: bool) {
     let (sb, before) = fresh();
     let c = sb.spawn_netscript(&[script], &[]);
     std::thread::sleep(Duration::from_millis(ms));
-    signal(c.id(), sig);
+    let _ = signal(c.id(), sig);
     if twice {
         std::thread::sleep(Duration::from_millis(5));
-        signal(c.id(), sig);
+        let _ = signal(c.id(), sig);
     }
     let o = c.wait_with_output().unwrap();
     match o.status.code() {
@@ -197,7 +193,7 @@ fn sigkill_case((name, script): Script, ms: u64) {
     let (sb, before) = fresh();
     let mut c = sb.spawn_netscript(&[script], &[]);
     std::thread::sleep(Duration::from_millis(ms));
-    signal(c.id(), "KILL");
+    let _ = signal(c.id(), "KILL");
     let _ = c.wait();
     sb.down(name);
     sb.assert_unchanged(&before, &format!("{name}: SIGKILL after {ms} ms, then down"));

@@ -298,13 +298,8 @@ while true do end
 "#,
     );
     for sig in ["INT", "TERM"] {
-        let _ = sb.sh("rm -f /run/ready");
-        let child = sb.spawn_netscript(&[&script], &[]);
-        wait_for(20, "the script to get going", || sb.sh("test -e /run/ready").status.success());
-        // nsenter execs netscript, so the child's pid is netscript's.
-        let k =
-            std::process::Command::new("kill").args([&format!("-{sig}"), &child.id().to_string()]).status().unwrap();
-        assert!(k.success());
+        let child = sb.spawn_until_ready(&script, "/run/ready");
+        assert!(signal(child.id(), sig));
         let o = child.wait_with_output().unwrap();
         assert_eq!(o.status.code(), Some(1), "SIG{sig}: {}", stderr(&o));
         assert!(stderr(&o).contains("interrupted"), "SIG{sig}: {}", stderr(&o));
@@ -326,10 +321,9 @@ local ok, err = pcall(netscript.sleep, 30)
 io.open("/run/after-pcall", "w"):close()
 "#,
     );
-    let child = sb.spawn_netscript(&[&script], &[]);
-    wait_for(20, "the script to get going", || sb.sh("test -e /run/ready3").status.success());
+    let child = sb.spawn_until_ready(&script, "/run/ready3");
     std::thread::sleep(std::time::Duration::from_millis(200));
-    assert!(std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    assert!(signal(child.id(), "INT"));
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("interrupted; rolling back"), "{}", stderr(&o));
@@ -352,12 +346,10 @@ io.open("/run/ready2", "w"):close()
 while true do end
 "#,
     );
-    let child = sb.spawn_netscript(&[&script], &[]);
-    wait_for(20, "the script to get going", || sb.sh("test -e /run/ready2").status.success());
-    let kill = |sig: &str| std::process::Command::new("kill").args([sig, &child.id().to_string()]).status().unwrap();
-    kill("-INT");
+    let child = sb.spawn_until_ready(&script, "/run/ready2");
+    assert!(signal(child.id(), "INT"));
     std::thread::sleep(std::time::Duration::from_millis(600));
-    kill("-INT");
+    assert!(signal(child.id(), "INT"));
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("finishing the rollback first"), "{}", stderr(&o));

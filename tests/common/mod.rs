@@ -85,6 +85,16 @@ impl Sandbox {
         c.spawn().unwrap()
     }
 
+    /// Starts netscript on `script` and waits (20 s at most) until the script has
+    /// made the file `ready` (a path in the sandbox): it is then running its own
+    /// code. The child's pid is netscript's (nsenter execs it), for `signal`.
+    pub fn spawn_until_ready(&self, script: &str, ready: &str) -> Child {
+        let _ = self.sh(&format!("rm -f {ready}"));
+        let child = self.spawn_netscript(&[script], &[]);
+        wait_for(20, "the script to get going", || self.sh(&format!("test -e {ready}")).status.success());
+        child
+    }
+
     /// Starts netscript with a pipe to its standard input (a REPL fed line by line;
     /// dropping the pipe ends its input).
     pub fn spawn_netscript_fed(&self, args: &[&str]) -> Child {
@@ -237,6 +247,11 @@ impl Drop for Sandbox {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Sends SIG`sig` ("INT", "TERM", "KILL") to process `pid`; whether it was sent.
+pub fn signal(pid: u32, sig: &str) -> bool {
+    Command::new("kill").args([&format!("-{sig}"), &pid.to_string()]).status().is_ok_and(|s| s.success())
 }
 
 fn nix_kill(pid: i32) -> std::io::Result<()> {
