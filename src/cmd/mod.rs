@@ -241,13 +241,23 @@ pub fn finishing_notice(signals: &Signals) -> impl FnMut(usize) + '_ {
 pub fn print_report(what: &str, r: &RollbackReport, list: bool) {
     term::clear_progress();
     if list || !r.complete() {
-        for u in &r.undone {
-            eprintln!("  undone: {}", u.render());
-        }
+        print_undone(r);
     }
     if r.changes > 0 || !r.complete() {
         eprintln!("netscript: {what}: undid {}", plural(r.changes, "change"));
     }
+    print_notes(r);
+}
+
+/// Each undo command a rollback ran, as a list.
+pub fn print_undone(r: &RollbackReport) {
+    for u in &r.undone {
+        eprintln!("  undone: {}", u.render());
+    }
+}
+
+/// What a rollback handed over, left alone, found held, and could not undo.
+pub fn print_notes(r: &RollbackReport) {
     for h in &r.handed_over {
         eprintln!("netscript: {h}");
     }

@@ -29,7 +29,6 @@ use crate::lua::handles::{LLink, LNetns, LProcess};
 use crate::lua::util::{KEYWORDS, is_ident, lua_quote};
 use crate::lua::{self, SessionRef};
 use crate::model::{NsRef, plural};
-use crate::session::RollbackReport;
 
 mod complete;
 mod show;
@@ -184,22 +183,6 @@ pub fn run(opts: &RunOpts, topo: &str, user_ns: Option<bool>, signals: &Signals)
     cancel.store(false, Ordering::SeqCst);
 
     Ok(opened.finish(opts, signals))
-}
-
-/// Prints what undoing `changes` journal entries did (`verbose`: each undo
-/// command, not only the count).
-fn print_undone(r: &RollbackReport, changes: usize, verbose: bool) {
-    if verbose || !r.complete() {
-        for u in &r.undone {
-            eprintln!("  undone: {}", u.render());
-        }
-    }
-    if changes > 0 && !verbose {
-        eprintln!("netscript: undid {}", plural(changes, "change"));
-    }
-    for f in &r.failures {
-        eprintln!("netscript: could not undo `{}`: {}", f.undo.render(), f.error);
-    }
 }
 
 /// `$XDG_STATE_HOME/netscript/history`, or `~/.local/state/netscript/history`.
@@ -426,7 +409,8 @@ impl Repl {
         let report = self.session.borrow_mut().undo_since(start);
         if changes > 0 || !report.complete() {
             eprintln!("(undid the {} {what} made; the rest stays)", plural(changes, "change"));
-            print_undone(&report, changes, true);
+            cmd::print_undone(&report);
+            cmd::print_notes(&report);
         }
     }
 
@@ -602,9 +586,7 @@ impl Repl {
         for u in &report.undone {
             println!("undone: {}", u.render());
         }
-        for f in &report.failures {
-            eprintln!("netscript: could not undo `{}`: {}", f.undo.render(), f.error);
-        }
+        cmd::print_notes(&report);
         for c in &self.chunks[..] {
             if let (ChunkState::Partly, Some(_)) = (self.chunk_state(c), &c.save)
                 && (c.start..c.end).any(|i| self.undone_now(i, &todo_seqs))
