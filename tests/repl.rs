@@ -297,6 +297,35 @@ fn reads_plain_lines_when_stdin_is_not_a_terminal() {
     assert!(err.contains("bad") && err.contains("undid 1 change"), "{err}");
 }
 
+/// A handle's description, `.net` and a namespace's summary print the names of
+/// namespaces, links and masters bare only when they are plain words: a namespace
+/// called `a b` or a bridge called `b)r` is quoted, so that no name can make the
+/// line read as something else (before, `Link("q\"1" in a b) [down, veth, master b)r]`).
+#[test]
+fn handles_quote_names_that_are_not_plain_words() {
+    let h = home("odd-names");
+    let input = "ns = netns.add('a b')\nbr = bridge.add('b)r', {ns = ns})\n\
+                 a, b = veth.add('q\"1', 'p1', {ns = ns})\na:master(br)\na\nns\n.net\n";
+    let o = piped_repl(&h, input.as_bytes());
+    let out = String::from_utf8_lossy(&o.stdout);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(out.contains("Link(\"q\\\"1\" in \"a b\") [down, veth, master \"b)r\"]\n"), "{out}");
+    // The links' order is the kernel's.
+    for part in ["Netns(\"a b\") [links: lo (down), ", "\"q\\\"1\" (down, master \"b)r\")", "\"b)r\" (down)"] {
+        assert!(out.contains(part), "{part}: {out}");
+    }
+    for part in [
+        "\n\"a b\"\n  lo              down\n",
+        "\n  \"q\\\"1\"          down veth master \"b)r\"\n",
+        "\n  \"b)r\"           down bridge",
+    ] {
+        assert!(out.contains(part), "{part}: {out}");
+    }
+    // Plain names stay bare.
+    assert!(out.contains("\nhost\n  lo              up 127.0.0.1/8 ::1/128\n  p1              down veth\n"), "{out}");
+}
+
 #[test]
 fn load_runs_a_script_into_the_session_and_undoes_only_a_failing_one() {
     let h = home("load");

@@ -24,6 +24,14 @@ pub fn q(s: &str) -> String {
     format!("{s:?}")
 }
 
+/// A name as it reads inside a handle's description: bare when it is a plain word
+/// (`Link("eth0" in ns1)`, `master br0`), quoted as `q` does otherwise, so that a
+/// namespace called `a b` or `x) [up` cannot make the text say something else.
+pub fn word(s: &str) -> String {
+    let plain = !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "_-.@+".contains(c));
+    if plain { s.to_string() } else { q(s) }
+}
+
 pub fn ns_desc(ns: &NsRef) -> String {
     match ns {
         NsRef::Host => "netns.host()".into(),
@@ -50,7 +58,7 @@ impl LLink {
     pub fn desc(&self) -> String {
         match &self.ns {
             NsRef::Host => format!("Link({})", q(&self.name)),
-            NsRef::Named(n) => format!("Link({} in {n})", q(&self.name)),
+            NsRef::Named(n) => format!("Link({} in {})", q(&self.name), word(n)),
         }
     }
 }

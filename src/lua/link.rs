@@ -2,8 +2,8 @@
 
 use mlua::{AnyUserData, Lua, Table, UserData, UserDataFields, UserDataMethods, Value, Variadic};
 
-use super::handles::q;
 use super::handles::{LLink, link_desc, new_link, ns_to_lua};
+use super::handles::{q, word};
 use super::options::ns_only;
 use super::options::{self, LinkArg, NsArg, Opts, options};
 use super::util::{fail, no_more, ns_value, session, with};
@@ -71,7 +71,7 @@ impl UserData for LLink {
                         parts.push(k);
                     }
                     if let Some(m) = i.master {
-                        parts.push(format!("master {m}"));
+                        parts.push(format!("master {}", word(&m)));
                     }
                     parts.extend(i.addrs.iter().map(|a| a.to_string()));
                     parts.extend(super::kinds::qdisc_text(&mut s.borrow_mut(), this));

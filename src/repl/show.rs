@@ -7,6 +7,7 @@ use std::ffi::c_void;
 use mlua::{Table, Value};
 
 use super::*;
+use crate::lua::handles::word;
 use crate::model::NsRef;
 
 impl Repl {
@@ -44,7 +45,7 @@ impl Repl {
                         crate::op::Op::Spawn { ns, pid: p, .. } if *p == pid => Some(ns.short().to_string()),
                         _ => None,
                     });
-                    let place = ns.map(|n| format!("in {n}, ")).unwrap_or_default();
+                    let place = ns.map(|n| format!("in {}, ", word(&n))).unwrap_or_default();
                     return format!("{} [{place}{}]", self.tostring(v), process_state(pid));
                 }
                 // Link (and anything else): its own __tostring.
@@ -61,7 +62,7 @@ impl Repl {
         let mut s = self.session.borrow_mut();
         let mut out = String::new();
         for ns in s.topology_netns() {
-            out += &format!("{}\n", crate::trace::ns_label(&ns));
+            out += &format!("{}\n", word(&crate::trace::ns_label(&ns)));
             let links = match s.links(&ns) {
                 Ok(l) => l,
                 Err(e) => {
@@ -72,13 +73,13 @@ impl Repl {
             for l in &links {
                 let mut words = vec![if l.up { "up".to_string() } else { "down".to_string() }];
                 words.extend(l.kind.iter().cloned());
-                words.extend(l.master.iter().map(|m| format!("master {m}")));
+                words.extend(l.master.iter().map(|m| format!("master {}", word(m))));
                 let addrs = l
                     .addrs
                     .iter()
                     .filter(|a| !matches!(a.addr(), std::net::IpAddr::V6(v) if (v.segments()[0] & 0xffc0) == 0xfe80));
                 words.extend(addrs.map(|a| a.to_string()));
-                out += &format!("  {:<15} {}\n", l.name, words.join(" "));
+                out += &format!("  {:<15} {}\n", word(&l.name), words.join(" "));
             }
             for r in s.backend().routes(&ns).unwrap_or_default() {
                 if r.dest.addr().is_ipv6() && (r.dest.prefix_len() == 8 || r.dest.to_string().starts_with("fe80:")) {
@@ -102,10 +103,10 @@ impl Repl {
                     .map(|l| {
                         let mut p = vec![if l.up { "up".to_string() } else { "down".to_string() }];
                         if let Some(m) = &l.master {
-                            p.push(format!("master {m}"));
+                            p.push(format!("master {}", word(m)));
                         }
                         p.extend(l.addrs.iter().map(|a| a.to_string()));
-                        format!("{} ({})", l.name, p.join(", "))
+                        format!("{} ({})", word(&l.name), p.join(", "))
                     })
                     .collect();
                 if ls.len() > MAX {
