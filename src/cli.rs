@@ -275,7 +275,7 @@ pub enum Command {
     /// a `--sandbox --wait` sandbox or a `repl --sandbox`): by default your shell, on
     /// this terminal.
     #[command(
-        after_help = "Examples:\n  netscript exec docker-bridge ns1                 a shell in ns1\n  netscript exec docker-bridge ns1 ip -br addr     one command\n  netscript exec docker-bridge host iptables-save  the topology's host (a sandbox's own)"
+        after_help = "Examples:\n  netscript exec docker-bridge ns1                 a shell in ns1\n  netscript exec docker-bridge ns1 ip -br addr     one command\n  netscript exec docker-bridge host iptables-save  the topology's host (a sandbox's own)\n\nA namespace that another one replaced under its name (after a hand-made `ip netns del`)\nis not entered, nor one that is gone: both exit 2 and say so, as `netscript ls` shows them."
     )]
     Exec {
         /// The topology's name (see `netscript ls`).
@@ -294,7 +294,7 @@ pub enum Command {
     /// back. Changes nothing but the probe's temporary trace tables, removed before it
     /// returns. Exit code 0 when the probe got its answer, 1 when not.
     #[command(
-        after_help = "Examples:\n  netscript trace docker-bridge ns1 175.18.0.3             an ICMP echo\n  netscript trace docker-bridge laptop 10.211.55.32 tcp 8088  a TCP connect\n  netscript trace docker-bridge host 127.0.0.1 tcp 8088 --json"
+        after_help = "Examples:\n  netscript trace docker-bridge ns1 175.18.0.3             an ICMP echo\n  netscript trace docker-bridge laptop 10.211.55.32 tcp 8088  a TCP connect\n  netscript trace docker-bridge host 127.0.0.1 tcp 8088 --json\n\nExit code 2, and no probe, when a namespace of the topology was replaced by another under\nits name (after a hand-made `ip netns del`): the trace tables would go into it."
     )]
     Trace {
         /// The topology's name (see `netscript ls`).

@@ -197,3 +197,36 @@ fn printed_hints_are_shell_quoted() {
     assert!(stderr(&o).contains("Take it down with: netscript down 'my topo'"), "{}", stderr(&o));
     sb.ok(&format!("{BIN} down 'my topo'"));
 }
+
+/// A namespace of the topology deleted by hand and another made under its name is no
+/// part of the topology: `exec` does not enter it and `trace` puts no trace table in
+/// it (nor anywhere: it refuses before the probe), both exit 2 naming it; one deleted
+/// and not replaced is said to be gone. Without the identity check both entered the
+/// impostor (checked).
+#[test]
+fn exec_and_trace_refuse_a_namespace_that_took_the_name() {
+    let sb = Sandbox::new();
+    let path = script_file("impostor.lua", SCRIPT);
+    let o = sb.netscript(&["--name", "imp", &path]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    sb.ok("ip netns del ns1");
+    let o = sb.sh(&format!("{BIN} exec imp ns1 true"));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("namespace \"ns1\" of topology \"imp\" is gone"), "{}", stderr(&o));
+    sb.ok("ip netns add ns1");
+    let o = sb.sh(&format!("{BIN} exec imp ns1 touch /tmp/entered-{}", std::process::id()));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(!std::path::Path::new(&format!("/tmp/entered-{}", std::process::id())).exists());
+    let want =
+        "namespace \"ns1\" is not the namespace topology \"imp\" created (another one took its name); left alone";
+    assert!(stderr(&o).contains(want), "{}", stderr(&o));
+    for from in ["ns1", "host"] {
+        let o = sb.sh(&format!("{BIN} trace imp {from} 10.77.0.2"));
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        assert!(stderr(&o).contains(want), "{}", stderr(&o));
+    }
+    assert_eq!(sb.ok("ip netns exec ns1 nft list ruleset"), "", "the impostor got a trace table");
+    assert_eq!(sb.ok("nft list tables | grep netscript_trace || true"), "");
+    sb.ok(&format!("{BIN} down imp"));
+    assert!(sb.ok("ip netns list").contains("ns1"), "down deleted the impostor");
+}

@@ -12,6 +12,7 @@
 
 use std::ffi::CString;
 use std::fs::{self, File};
+use std::os::fd::AsFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::PathBuf;
 
@@ -155,6 +156,37 @@ pub(super) fn owned(journal: &Journal, ns: &str) -> bool {
     journal.entries().iter().any(|e| e.live() && matches!(&e.op, Op::AddNetns { name } if name == ns))
 }
 
+/// Checks that the namespace called `ns` now (the open file `fd` of /run/netns/NS)
+/// is the one topology `topo` created, by the identity its record holds (records
+/// that hold none, from a crash right after the creation or from before the
+/// identity, are taken at their word): another namespace that took the name after a
+/// hand-made `ip netns del` is no part of the topology, and nothing enters it.
+pub(super) fn check_identity(journal: &Journal, topo: &str, ns: &str, fd: std::os::fd::BorrowedFd<'_>) -> Result<()> {
+    let want = journal.entries().iter().rev().find_map(|e| match (&e.op, e.undo.first()) {
+        (Op::AddNetns { name }, Some(Op::DelNetns { id, .. })) if e.live() && name == ns => Some(*id),
+        _ => None,
+    });
+    match (want.flatten(), crate::sys::netns::id_of(fd)) {
+        (Some(want), Some(have)) if !want.is(&have) => Err(Error::invalid(format!(
+            "namespace \"{ns}\" is not the namespace topology \"{topo}\" created (another one took its name); \
+             left alone (`netscript ls` shows it)"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Opens each namespace of the topology and checks it with `check_identity`.
+pub(super) fn check_identities(journal: &Journal, topo: &str) -> Result<()> {
+    for e in journal.entries().iter().filter(|e| e.live()) {
+        if let Op::AddNetns { name } = &e.op
+            && let Ok(fd) = crate::sys::netns::open(name)
+        {
+            check_identity(journal, topo, name, fd.as_fd())?;
+        }
+    }
+    Ok(())
+}
+
 pub fn exec(opts: &RunOpts, topo: &str, ns: &str, cmd: &[String]) -> Result<u8> {
     crate::model::check_name("topology", topo)?;
     if ns != "host" {
@@ -191,7 +223,16 @@ pub fn exec(opts: &RunOpts, topo: &str, ns: &str, cmd: &[String]) -> Result<u8> 
         if !owned(&journal, ns) {
             return Err(Error::invalid(format!("topology \"{topo}\" has no namespace \"{ns}\"")));
         }
-        enter(&format!("/run/netns/{ns}"), CloneFlags::CLONE_NEWNET, &format!("namespace {ns}"))?;
+        // The file checked is the one entered.
+        let fd = crate::sys::netns::open(ns).map_err(|e| match e.errno() {
+            Some(nix::errno::Errno::ENOENT) => Error::invalid(format!(
+                "namespace \"{ns}\" of topology \"{topo}\" is gone (deleted by hand?; `netscript ls` shows it)"
+            )),
+            _ => e,
+        })?;
+        check_identity(&journal, topo, ns, fd.as_fd())?;
+        setns(&fd, CloneFlags::CLONE_NEWNET)
+            .map_err(|e| Error::from_errno(format!("cannot enter namespace {ns}"), e))?;
     }
     let e = execvp(&argv[0], &argv).unwrap_err();
     Err(Error::from_errno(format!("cannot run {}", argv[0].to_string_lossy()), e))

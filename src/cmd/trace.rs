@@ -63,6 +63,9 @@ pub fn trace(opts: &RunOpts, topo: &str, words: &[String], json: bool, timeout: 
     {
         return Err(Error::invalid(format!("topology \"{topo}\" has no namespace \"{name}\"")));
     }
+    // The probe's trace tables go into every namespace of the topology: none of them
+    // may be another namespace under one of its names.
+    super::exec::check_identities(theirs.as_ref().unwrap_or(&journal), topo)?;
     let live: Option<Vec<Op>> = theirs.map(|j| j.entries().iter().filter(|e| e.live()).map(|e| e.op.clone()).collect());
     let kernel = Kernel::new(mark_for(topo), firewall(opts)?, Arc::new(AtomicBool::new(false)))?;
     let mut session = Session::new(Box::new(kernel), journal, topo, Arc::new(AtomicBool::new(false)));
