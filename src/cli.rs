@@ -64,7 +64,8 @@ pub enum CompletionShell {
 /// Options every command takes.
 #[derive(Args, Debug, Clone, Default)]
 pub struct CommonOpts {
-    /// Where topologies are recorded [default: /run/netscript, or $NETSCRIPT_STATE_DIR].
+    /// Where topologies are recorded [default: /run/netscript, or $NETSCRIPT_STATE_DIR]; a
+    /// run in a sandbox records in its own /run, whatever these say.
     #[arg(long, global = true, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
 

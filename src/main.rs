@@ -14,6 +14,10 @@ use netscript::cmd::{self, EXIT_USAGE, down, exec, inspect, plan, run, shell, st
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Why `--state-dir` is refused with `--sandbox`.
+const SANDBOX_STATE_DIR: &str = "--state-dir does not apply to --sandbox: a sandbox keeps its record in its own /run, \
+     which nothing outside it sees (so that nothing on the host can take it down); nothing was changed";
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     netscript::sys::raise_nofile_limit();
@@ -47,6 +51,12 @@ fn main() -> ExitCode {
         None if top.wait && !top.sandbox => {
             return usage("--wait needs --sandbox (it keeps the sandbox open after the script)");
         }
+        Some(Command::Run { opts: o, .. } | Command::Repl { opts: o })
+            if top.and(o).sandbox && cli.common.state_dir.is_some() =>
+        {
+            return usage(SANDBOX_STATE_DIR);
+        }
+        None if top.sandbox && cli.common.state_dir.is_some() => return usage(SANDBOX_STATE_DIR),
         Some(Command::Plan { .. }) if top.sandbox || top.wait || top.ephemeral || top.replace => {
             return usage(
                 "--sandbox, --wait, --ephemeral and --replace apply to running a script or the REPL, not to plan",

@@ -32,6 +32,36 @@ fn a_symlinked_record_dir_is_refused_and_its_target_untouched() {
     assert!(stderr(&o).contains("symbolic link"), "{}", stderr(&o));
 }
 
+/// A sandbox keeps its record in its own /run: `--state-dir` is refused with
+/// `--sandbox`, and NETSCRIPT_STATE_DIR does not move it. Before, the record of a
+/// sandbox's changes went to the directory given, outside the sandbox, where a
+/// `down` after a killed sandbox undid them on the host (forwarding off, FORWARD
+/// ACCEPT); checked: with the old code the journal is there during the run.
+#[test]
+fn a_sandbox_records_only_inside_itself() {
+    let dir = std::env::temp_dir().join(format!("netscript-sb-state-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = script_file(
+        "sbstate.lua",
+        &format!(
+            "bridge.add('br0')\nlocal f = io.open('{}/sbstate/journal.jsonl')\nprint(f and 'outside' or 'inside')\n",
+            dir.display()
+        ),
+    );
+    let o = Command::new(BIN).args(["--sandbox", &script]).env("NETSCRIPT_STATE_DIR", &dir).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "inside\n", "{}", stderr(&o));
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "the sandbox wrote into {}", dir.display());
+    let o = Command::new(BIN).args(["--sandbox", "--state-dir", dir.to_str().unwrap(), &script]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--state-dir does not apply to --sandbox"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("nothing was changed") && stdout(&o).is_empty(), "{}", stderr(&o));
+    let o = Command::new(BIN).args(["repl", "--sandbox", "--state-dir", dir.to_str().unwrap()]).output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn a_journal_others_may_write_is_not_trusted() {
     let sb = Sandbox::new();

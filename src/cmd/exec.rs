@@ -146,6 +146,16 @@ pub(super) fn enter_waiting_sandbox(topo: &str) -> Result<Option<u32>> {
     Ok(sandbox)
 }
 
+/// Where the topology's record is: in a waiting sandbox that was entered, the
+/// sandbox's own /run/netscript (a sandbox records nowhere else); otherwise as
+/// `state_base` says.
+pub(super) fn record_base(opts: &RunOpts, sandbox: Option<u32>) -> PathBuf {
+    match sandbox {
+        Some(_) => PathBuf::from(crate::state::DEFAULT_STATE_DIR),
+        None => state_base(opts),
+    }
+}
+
 fn enter(path: &str, flags: CloneFlags, what: &str) -> Result<()> {
     let f = File::open(path).map_err(|e| Error::sys(format!("cannot open {path} ({what}): {e}"), None))?;
     setns(&f, flags).map_err(|e| Error::from_errno(format!("cannot enter {what} ({path})"), e))
@@ -204,7 +214,7 @@ pub fn exec(opts: &RunOpts, topo: &str, ns: &str, cmd: &[String]) -> Result<u8> 
 
     let sandbox = enter_waiting_sandbox(topo)?;
 
-    let base = state_base(opts);
+    let base = record_base(opts, sandbox);
     let records = crate::state::StateDir::open(&base, false)?;
     let journal = match &records {
         Some(sd) => sd.read_journal(topo)?,

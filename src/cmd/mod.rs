@@ -52,8 +52,14 @@ pub fn exit_code(r: Result<u8>) -> u8 {
     }
 }
 
-/// The state directory: --state-dir, else the default.
+/// The state directory: --state-dir, else the default. A sandbox's is always its
+/// own /run/netscript (private to it: `--state-dir` is refused with `--sandbox`, and
+/// NETSCRIPT_STATE_DIR does not apply), so that a record of changes made in a
+/// sandbox never lands where the host's `down` would undo it on the host.
 pub fn state_base(opts: &RunOpts) -> PathBuf {
+    if opts.sandbox {
+        return PathBuf::from(crate::state::DEFAULT_STATE_DIR);
+    }
     opts.state_dir.clone().unwrap_or_else(default_state_dir)
 }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
-use super::{firewall, state_base};
+use super::firewall;
 use crate::cli::RunOpts;
 use crate::error::{Error, Result};
 use crate::journal::{Journal, Meta};
@@ -31,7 +31,7 @@ pub fn trace(opts: &RunOpts, topo: &str, words: &[String], json: bool, timeout: 
     // waits, so the probe reads that record and journals its temporary tables in
     // memory: they are inside the sandbox, which removes them when it ends.
     let sandbox = super::exec::enter_waiting_sandbox(topo)?;
-    let base = state_base(opts);
+    let base = super::exec::record_base(opts, sandbox);
     let not_up = |why: &str| match sandbox {
         Some(pid) => Error::invalid(format!("topology \"{topo}\" is not up in the sandbox of process {pid} ({why})")),
         None => Error::invalid(format!("topology \"{topo}\" is not up ({why})")),
