@@ -18,7 +18,7 @@ Examples:
   netscript stubs                                  write netscript.lua, API annotations for editors (LuaLS)
 
 A script that fails (error(), a failed assert, a refused change) or is interrupted
-(Ctrl-C, SIGTERM) is rolled back: everything the run changed is undone, newest first.
+(Ctrl-C, SIGTERM, SIGHUP) is rolled back: everything the run changed is undone, newest first.
 
 Exit codes: 0 ok; 1 the script failed and was rolled back; 2 usage error, or refused
 before anything ran; 3 rollback incomplete (what could not be undone is listed).

@@ -297,7 +297,9 @@ io.open("/run/ready", "w"):close()
 while true do end
 "#,
     );
-    for sig in ["INT", "TERM"] {
+    // SIGHUP too: the terminal closed (before, it killed netscript with no rollback,
+    // and a sandbox's spawned processes outlived it).
+    for sig in ["INT", "TERM", "HUP"] {
         let child = sb.spawn_until_ready(&script, "/run/ready");
         assert!(signal(child.id(), sig));
         let o = child.wait_with_output().unwrap();
@@ -305,6 +307,28 @@ while true do end
         assert!(stderr(&o).contains("interrupted"), "SIG{sig}: {}", stderr(&o));
         sb.assert_unchanged(&before, &format!("after SIG{sig}"));
     }
+}
+
+/// Under `nohup` (SIGHUP ignored as netscript starts) a closed terminal does not stop
+/// the run: the user asked it to outlive the terminal. SIGTERM still rolls it back.
+#[test]
+fn nohup_keeps_a_run_going_when_the_terminal_closes() {
+    let sb = Sandbox::new();
+    let before = sb.snapshot();
+    let script = script_file(
+        "nohup.lua",
+        "bridge.add(\"br0\")\nio.open(\"/run/ready-nohup\", \"w\"):close()\nnetscript.sleep(60)\n",
+    );
+    let pid = sb.ok(&format!("nohup {BIN} {script} >/run/nohup.out 2>&1 & echo $!")).trim().to_string();
+    wait_for(20, "the script to get going", || sb.sh("test -e /run/ready-nohup").status.success());
+    assert!(signal(pid.parse().unwrap(), "HUP"));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(sb.sh(&format!("kill -0 {pid}")).status.success(), "SIGHUP stopped a run under nohup");
+    assert!(sb.sh("ip link show br0").status.success());
+    assert!(signal(pid.parse().unwrap(), "TERM"));
+    wait_for(20, "the rollback", || sb.ok("cat /run/nohup.out").contains("undid 1 change"));
+    assert!(sb.ok("cat /run/nohup.out").contains("interrupted"), "{}", sb.ok("cat /run/nohup.out"));
+    sb.assert_unchanged(&before, "after SIGTERM under nohup");
 }
 
 /// Ctrl-C during a call inside pcall (a sleep, here) is not caught: the script ends

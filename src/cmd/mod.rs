@@ -205,17 +205,30 @@ pub fn rollback_tick<'a>(signals: &'a Signals, what: String) -> impl FnMut(usize
     }
 }
 
-/// SIGINT / SIGTERM: `cancel` stops the script; `count` tells a second Ctrl-C
-/// during rollback (which does not stop the rollback).
+/// SIGINT / SIGTERM / SIGHUP: `cancel` stops the script; `count` tells a second
+/// Ctrl-C during rollback (which does not stop the rollback).
 pub struct Signals {
     pub cancel: Arc<AtomicBool>,
     pub count: Arc<AtomicUsize>,
 }
 
+/// The signals that stop a run (and roll it back): Ctrl-C, SIGTERM, and SIGHUP (the
+/// terminal closed: without it a `--sandbox --wait` whose window is closed left its
+/// spawned processes running in namespaces no one could reach) unless SIGHUP is
+/// ignored as netscript starts (`nohup`: the user asked it to outlive the terminal).
+pub fn stop_signals() -> Vec<i32> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut v = vec![SIGINT, SIGTERM];
+    if !crate::sys::signal_ignored(SIGHUP) {
+        v.push(SIGHUP);
+    }
+    v
+}
+
 pub fn install_signals() -> Signals {
     let cancel = Arc::new(AtomicBool::new(false));
     let count = Arc::new(AtomicUsize::new(0));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+    for sig in stop_signals() {
         let _ = signal_hook::flag::register(sig, cancel.clone());
         let c = count.clone();
         // SAFETY: the handler only increments an atomic, which is async-signal-safe.

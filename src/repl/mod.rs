@@ -96,7 +96,7 @@ pub struct Repl {
     session: SessionRef,
     cancel: Arc<AtomicBool>,
     count: Arc<AtomicUsize>,
-    /// SIGTERM (also sets `cancel`): stop the running input, then leave.
+    /// SIGTERM or SIGHUP (also set `cancel`): stop the running input, then leave.
     term: Arc<AtomicBool>,
     topo: String,
     chunks: Vec<Chunk>,
@@ -125,7 +125,9 @@ pub fn run(opts: &RunOpts, topo: &str, user_ns: Option<bool>, signals: &Signals)
     let tostring: Function =
         lua.globals().get("tostring").map_err(|e| Error::sys(format!("cannot start Lua: {e}"), None))?;
     let term = Arc::new(AtomicBool::new(false));
-    let _ = signal_hook::flag::register(signal_hook::consts::SIGTERM, term.clone());
+    for sig in cmd::stop_signals().into_iter().filter(|s| *s != signal_hook::consts::SIGINT) {
+        let _ = signal_hook::flag::register(sig, term.clone());
+    }
     // os.exit() (see lua::exit_code) leaves the REPL the normal way: rollback with
     // --sandbox, the "still in place" note otherwise.
     let exit = Rc::new(std::cell::Cell::new(false));
@@ -177,7 +179,7 @@ pub fn run(opts: &RunOpts, topo: &str, user_ns: Option<bool>, signals: &Signals)
     let Repl { lua, cancel, term, .. } = repl;
     drop(lua);
     if term.load(Ordering::SeqCst) {
-        eprintln!("netscript: terminated (SIGTERM)");
+        eprintln!("netscript: terminated (SIGTERM or SIGHUP)");
     }
     // The signal has done its work (stopped the input); what follows must not be cut short.
     cancel.store(false, Ordering::SeqCst);

@@ -65,3 +65,13 @@ pub fn peak_rss_kib() -> Option<u64> {
     let mut u: libc::rusage = unsafe { std::mem::zeroed() };
     (unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) } == 0).then(|| u.ru_maxrss.max(0) as u64)
 }
+
+/// Whether signal `sig` is ignored (SIG_IGN) in this process, as `nohup` leaves
+/// SIGHUP for the program it starts.
+pub fn signal_ignored(sig: i32) -> bool {
+    // SAFETY: sigaction with a null new action only reads the current one into `old`.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(sig, std::ptr::null(), &mut old) == 0 && old.sa_sigaction == libc::SIG_IGN
+    }
+}
