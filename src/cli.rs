@@ -265,7 +265,7 @@ pub enum Command {
     /// Undo exactly what a recorded topology did, newest first, and forget it.
     /// Taking down a topology that is not up is not an error.
     #[command(
-        after_help = "Examples:\n  netscript down docker-bridge\n  netscript down -v docker-bridge   and print each undo as its shell command\n\nExit status 3 when an undo failed: each is listed and stays recorded; run `down` again\nonce its cause is gone. A namespace that a process is still in (a shell left there by\n`netscript exec`) lives on after its deletion until that process ends: `down` names it.\nWhat someone else put in the place of an object of ours (a link, namespace, route or\naddress by our name without our mark, a process that runs this `down`) is left alone and\nsaid so; that is not a failure. What another topology that is up shares in the host\nnamespace (ip_forward, a chain's policy, user chains its rules are in, and the rules that\njump to those chains) is handed over to it, said so, and restored by the last one down;\none that is being built at that moment is waited for (at most 10 s; a REPL is not)."
+        after_help = "Examples:\n  netscript down docker-bridge\n  netscript down -v docker-bridge   and print each undo as its shell command\n\nExit status 3 when an undo failed: each is listed and stays recorded; run `down` again\nonce its cause is gone. A namespace that a process is still in (a shell left there by\n`netscript exec`) lives on after its deletion until that process ends: `down` names it.\nWhat someone else put in the place of an object of ours (a link, namespace, route or\naddress by our name without our mark, a process that runs this `down`) is left alone and\nsaid so; that is not a failure. What another topology that is up shares in the host\nnamespace (ip_forward, a chain's policy, user chains its rules are in, and the rules that\njump to those chains) is handed over to it, said so, and restored by the last one down;\none that is being built at that moment is waited for (at most 10 s; a REPL is not).\n\nWithout root (CAP_NET_ADMIN and CAP_SYS_ADMIN) it refuses before it starts (exit 2)."
     )]
     Down {
         /// The topology's name (see `netscript ls`).
@@ -364,7 +364,8 @@ pub enum Command {
     /// Find objects carrying netscript's mark (link alias, a namespace's lo alias, rule
     /// comment, route and address protocol 78, root qdisc handle 4e53: or 4e54:,
     /// NETSCRIPT_OWNER in a process's environment) that no recorded topology accounts
-    /// for; remove them with --yes. Unmarked objects are never touched.
+    /// for; remove them with --yes. Unmarked objects are never touched. Needs root (it
+    /// reads every namespace and the firewall): without it, refused (exit 2).
     Gc {
         /// Remove what was found (default: only list it).
         #[arg(long)]

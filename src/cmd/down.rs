@@ -20,6 +20,7 @@ pub fn down(opts: &RunOpts, name: &str) -> Result<u8> {
         eprintln!("netscript: topology \"{name}\" is not up (no record in {}); nothing to do", base.display());
         return Ok(0);
     }
+    super::require_network_admin(&format!("taking topology \"{name}\" down changes this machine's network, which"))?;
     let record = Record::lock(&base, name)?;
     let Some(journal) = record.existing()? else {
         let _ = record.remove();

@@ -174,6 +174,7 @@ fn text(now: &crate::inspect::Now) -> String {
 
 pub fn gc(opts: &RunOpts, yes: bool) -> Result<u8> {
     use crate::backend::Backend;
+    super::require_network_admin("gc reads every namespace and the firewall, which")?;
     let mut k = inspector(opts)?;
     let base = state_base(opts);
     let found = crate::inspect::orphans(&base, &mut k)?;

@@ -52,6 +52,29 @@ pub fn exit_code(r: Result<u8>) -> u8 {
     }
 }
 
+/// Whether this process holds CAP_NET_ADMIN and CAP_SYS_ADMIN (what making
+/// namespaces, links and rules needs), from /proc/self/status.
+pub fn can_admin_network() -> bool {
+    const CAP_NET_ADMIN: u32 = 12;
+    const CAP_SYS_ADMIN: u32 = 21;
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else { return true };
+    let eff =
+        status.lines().find_map(|l| l.strip_prefix("CapEff:")).and_then(|v| u64::from_str_radix(v.trim(), 16).ok());
+    eff.is_none_or(|e| e & (1 << CAP_NET_ADMIN) != 0 && e & (1 << CAP_SYS_ADMIN) != 0)
+}
+
+/// Refuses `what` (a command that changes or reads the whole machine's network) to
+/// a process without CAP_NET_ADMIN and CAP_SYS_ADMIN, before it starts: without
+/// them it would fail halfway (`down`) or give a false answer (`gc`).
+pub fn require_network_admin(what: &str) -> Result<()> {
+    if can_admin_network() {
+        return Ok(());
+    }
+    Err(Error::invalid(format!(
+        "{what} needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN): run it with sudo; nothing was changed"
+    )))
+}
+
 /// The state directory: --state-dir, else the default. A sandbox's is always its
 /// own /run/netscript (private to it: `--state-dir` is refused with `--sandbox`, and
 /// NETSCRIPT_STATE_DIR does not apply), so that a record of changes made in a

@@ -14,24 +14,13 @@ use crate::session::{Phase, Timings};
 /// Refuses a run on the real host without the privileges it needs, saying what would
 /// work, before anything is made (not a "Permission denied" from the first change).
 fn check_privileges(opts: &RunOpts) -> Result<()> {
-    if opts.sandbox || can_admin_network() {
+    if opts.sandbox || super::can_admin_network() {
         return Ok(());
     }
     Err(Error::invalid(
         "changing this machine's network needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN): run it with sudo, \
          or add --sandbox to run it in a throwaway sandbox, which needs no root; nothing was changed",
     ))
-}
-
-/// Whether this process holds CAP_NET_ADMIN and CAP_SYS_ADMIN (what making
-/// namespaces, links and rules needs), from /proc/self/status.
-fn can_admin_network() -> bool {
-    const CAP_NET_ADMIN: u32 = 12;
-    const CAP_SYS_ADMIN: u32 = 21;
-    let Ok(status) = std::fs::read_to_string("/proc/self/status") else { return true };
-    let eff =
-        status.lines().find_map(|l| l.strip_prefix("CapEff:")).and_then(|v| u64::from_str_radix(v.trim(), 16).ok());
-    eff.is_none_or(|e| e & (1 << CAP_NET_ADMIN) != 0 && e & (1 << CAP_SYS_ADMIN) != 0)
 }
 
 pub fn run(opts: &RunOpts, script: &Path, args: &[String]) -> Result<u8> {
