@@ -156,7 +156,9 @@ fn a_batch_that_says_ok_but_did_nothing_is_an_error_naming_the_rule() {
             && err.contains("but the rule is still there"),
         "{err}"
     );
-    // The report is true: both rules are still there.
+    // The report is true: both rules are still there, and the count says so (it
+    // used to say "undid 2 changes").
+    assert!(err.contains("rolled back: undid 0 of 2 changes; 2 could not be undone (below)"), "{err}");
     let rules = sb.ok("iptables -S FORWARD");
     assert!(rules.contains("10.2.0.0/16") && rules.contains("10.3.0.0/16"), "{rules}");
     // And the undos that failed are still pending: `down`, with the real

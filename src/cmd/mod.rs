@@ -285,7 +285,14 @@ pub fn print_report(what: &str, r: &RollbackReport, list: bool) {
     if list || !r.complete() {
         print_undone(r);
     }
-    if r.changes > 0 || !r.complete() {
+    if r.pending > 0 {
+        eprintln!(
+            "netscript: {what}: undid {} of {}; {} could not be undone (below)",
+            r.changes - r.pending,
+            plural(r.changes, "change"),
+            r.pending
+        );
+    } else if r.changes > 0 || !r.complete() {
         eprintln!("netscript: {what}: undid {}", plural(r.changes, "change"));
     }
     print_notes(r);
@@ -307,10 +314,10 @@ pub fn print_notes(r: &RollbackReport) {
         eprintln!("netscript: {l}");
     }
     for f in &r.failures {
-        eprintln!(
-            "{}",
-            term::paint(Paint::Bad, &format!("netscript: could not undo `{}`: {}", f.undo.render(), f.error))
-        );
+        // The error names the command already when it comes from running it.
+        let (cmd, error) = (f.undo.render(), f.error.to_string());
+        let why = error.strip_prefix(&format!("{cmd}: ")).unwrap_or(&error);
+        eprintln!("{}", term::paint(Paint::Bad, &format!("netscript: could not undo `{cmd}`: {why}")));
     }
 }
 

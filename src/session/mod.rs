@@ -48,8 +48,11 @@ pub struct UndoFailure {
 
 #[derive(Debug, Default)]
 pub struct RollbackReport {
-    /// How many changes were undone.
+    /// How many changes the rollback took on (undone, handed over, or `pending`).
     pub changes: usize,
+    /// How many of them could not be undone (in whole or in part): still recorded,
+    /// for a later `down` (their failures are in `failures`).
+    pub pending: usize,
     /// The undos that ran, in order (rendered as commands only when printed).
     pub undone: Vec<Op>,
     pub failures: Vec<UndoFailure>,

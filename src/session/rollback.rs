@@ -305,7 +305,10 @@ impl Session {
         }
         if failed.is_empty() {
             let _ = self.journal.mark_undone(e.seq, undo.iter().any(|u| !idempotent(u)));
-        } else if failed.len() < undo.len() {
+            return;
+        }
+        report.pending += 1;
+        if failed.len() < undo.len() {
             let _ = self.journal.amend(e.seq, None, failed);
         }
     }
@@ -350,6 +353,7 @@ impl Session {
                 Err(err) if err.is_not_ours() => report.left_alone.push(err.to_string()),
                 Err(error) => {
                     report.failures.push(UndoFailure { undo: op, error });
+                    report.pending += 1;
                     continue;
                 }
             }
@@ -431,6 +435,7 @@ impl Session {
             Err(error) => {
                 let _ = self.journal.amend(d.seq, None, vec![op.clone()]);
                 report.failures.push(UndoFailure { undo: op, error });
+                report.pending += 1;
                 return;
             }
         }
