@@ -1,7 +1,7 @@
 //! Looking at recorded topologies: `ls` (with drift), `show` (what a topology owns)
 //! and `gc` (marked objects that no journal accounts for).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use serde::Serialize;
@@ -439,17 +439,6 @@ pub struct Shown {
     pub started: u64,
     /// What the topology owns, in the order it was made.
     pub changes: Vec<Owned>,
-}
-
-impl Shown {
-    /// The changes grouped by namespace, each group in the order they were made.
-    pub fn by_namespace(&self) -> BTreeMap<&str, Vec<&Owned>> {
-        let mut m: BTreeMap<&str, Vec<&Owned>> = BTreeMap::new();
-        for o in &self.changes {
-            m.entry(o.ns.as_str()).or_default().push(o);
-        }
-        m
-    }
 }
 
 fn read(base: &Path, name: &str) -> Result<Journal> {

@@ -55,18 +55,17 @@ pub fn show(opts: &RunOpts, name: &str, json: bool, dot: bool, log: bool) -> Res
             return Ok(0);
         }
         println!(
-            "topology {} (from {}, {}): the changes in effect, in order",
+            "topology {} (from {}, {}): the changes in effect, in the order they were made",
             shown.name,
             shown.script,
             when(shown.started)
         );
-        for (ns, owned) in shown.by_namespace() {
-            println!("{ns}:");
-            for o in owned {
-                println!("    {}", o.command);
-                if let Some(n) = &o.note {
-                    println!("        # {n}");
-                }
+        // One line per change, in journal order (replayable as they are: a link is
+        // made before it is put on a bridge); the command names its namespace.
+        for o in &shown.changes {
+            println!("    {}", o.command);
+            if let Some(n) = &o.note {
+                println!("        # {n}");
             }
         }
         return Ok(0);
