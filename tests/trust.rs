@@ -108,6 +108,94 @@ fn a_torn_last_line_is_a_change_that_never_started() {
     assert_same(&before, &sb.snapshot(), "after down with a torn last line");
 }
 
+/// A record that is empty (no line, or only one cut short), that lost its meta line,
+/// or whose line does not parse is listed as what it is, never `up`, and without an
+/// age when it has no start time, in text and JSON alike; `show` says what is wrong
+/// under the directory's name (the topology's), and `down` removes an empty record
+/// saying so. Before, an empty one was `up 20791d ago` (the epoch), `show` printed
+/// an empty name, `down` removed it silently, and one that does not parse was
+/// `drift(1)` in text but `unreadable` in JSON.
+#[test]
+fn an_empty_or_damaged_record_says_what_it_is() {
+    let sb = Sandbox::new();
+    const HEAD: &str = "NAME                 CHANGES STATUS     STARTED      SCRIPT\n";
+    sb.ok("mkdir -p -m 700 /run/netscript/ghost && : > /run/netscript/ghost/journal.jsonl \
+           && chmod 600 /run/netscript/ghost/journal.jsonl");
+    let empty =
+        "its record is empty (/run/netscript/ghost/journal.jsonl holds no change); `netscript down ghost` removes it";
+    let o = sb.run_ok(&["ls"]);
+    assert_eq!(stdout(&o), format!("{HEAD}ghost                      0 empty      -            \n    {empty}\n"));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&sb.run_ok(&["ls", "-j"]))).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!([{"name": "ghost", "script": "", "changes": 0, "status": "empty", "drift": [], "notes": [empty]}])
+    );
+    for args in
+        [&["show", "ghost"][..], &["show", "-j", "ghost"], &["show", "--log", "ghost"], &["show", "--dot", "ghost"]]
+    {
+        let o = sb.netscript_expect(args, 2, "show of an empty record");
+        assert_eq!(stderr(&o), format!("netscript: topology \"ghost\" owns nothing: {empty}\n"), "{args:?}");
+        assert_eq!(stdout(&o), "", "{args:?}");
+    }
+    let o = sb.down("ghost");
+    assert_eq!(stderr(&o), "netscript: ghost: its record was empty (no change recorded); removed\n");
+    assert!(stdout(&sb.run_ok(&["ls"])).contains("no topologies are up"));
+
+    // A run's record without its first line: its changes count, under its directory's
+    // name; its script and start time are unknown.
+    let script = script_file("nm.lua", BRIDGE);
+    sb.run_ok(&[&script]);
+    sb.ok("sed -i 1d /run/netscript/nm/journal.jsonl");
+    let lost = "its record has no meta line (/run/netscript/nm/journal.jsonl lost its first line): its script and start time are unknown";
+    assert_eq!(
+        stdout(&sb.run_ok(&["ls"])),
+        format!("{HEAD}nm                         1 incomplete -            \n    {lost}\n")
+    );
+    let json: serde_json::Value = serde_json::from_str(&stdout(&sb.run_ok(&["ls", "-j"]))).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!([{"name": "nm", "script": "", "changes": 1, "status": "incomplete", "drift": [], "notes": [lost]}])
+    );
+    assert_eq!(
+        stdout(&sb.run_ok(&["show", "nm"])),
+        format!(
+            "topology nm (from an unknown script, start time unknown): 1 change in effect, as its run left it; the history: netscript show --log nm\n\
+             host:\n  link    br0  bridge   down\nnote: {lost}\n"
+        )
+    );
+    let json: serde_json::Value = serde_json::from_str(&stdout(&sb.run_ok(&["show", "-j", "nm"]))).unwrap();
+    assert_eq!((&json["name"], json.get("started"), &json["notes"]), (&"nm".into(), None, &serde_json::json!([lost])));
+    assert_eq!(
+        stdout(&sb.run_ok(&["show", "--log", "nm"])),
+        format!(
+            "topology nm (from an unknown script, start time unknown): the changes in effect, in the order they were made\n    ip link add br0 type bridge\nnote: {lost}\n"
+        )
+    );
+    let json: serde_json::Value = serde_json::from_str(&stdout(&sb.run_ok(&["show", "--log", "-j", "nm"]))).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!({"name": "nm", "script": "", "changes": [{"ns": "host", "command": "ip link add br0 type bridge"}], "notes": [lost]})
+    );
+    sb.down("nm");
+    assert!(sb.sh("ip link show br0").status.code() != Some(0), "down took it down all the same");
+
+    // A line that does not parse: unreadable, in text as in JSON.
+    sb.ok("mkdir -p -m 700 /run/netscript/garb && echo garbage > /run/netscript/garb/journal.jsonl \
+           && chmod 600 /run/netscript/garb/journal.jsonl");
+    let bad = "state file /run/netscript/garb/journal.jsonl line 1 does not parse (expected value at line 1 column 1); not trusting it. Inspect or remove it by hand";
+    assert_eq!(
+        stdout(&sb.run_ok(&["ls"])),
+        format!("{HEAD}garb                       0 unreadable -            \n    {bad}\n")
+    );
+    let json: serde_json::Value = serde_json::from_str(&stdout(&sb.run_ok(&["ls", "-j"]))).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!([{"name": "garb", "script": "", "changes": 0, "status": "unreadable", "drift": [], "notes": [bad]}])
+    );
+    let o = sb.netscript_expect(&["show", "garb"], 2, "show of an unreadable record");
+    assert_eq!(stderr(&o), format!("netscript: {bad}\n"));
+}
+
 #[test]
 fn without_permission_to_read_the_records_commands_say_so() {
     let state = std::env::temp_dir().join(format!("netscript-private-{}", std::process::id()));

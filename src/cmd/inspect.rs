@@ -25,6 +25,13 @@ fn when(secs: u64) -> String {
     }
 }
 
+/// Where a topology came from, for a header: "from SCRIPT, 3s ago"; what its record
+/// does not say (it lost its meta line) is said to be unknown.
+fn origin(script: &str, started: Option<u64>) -> String {
+    let script = if script.is_empty() { "an unknown script" } else { script };
+    format!("from {script}, {}", started.map_or_else(|| "start time unknown".to_string(), when))
+}
+
 pub fn ls(opts: &RunOpts, json: bool) -> Result<u8> {
     let mut k = inspector(opts)?;
     let list = crate::inspect::list(&state_base(opts), &mut k)?;
@@ -38,8 +45,13 @@ pub fn ls(opts: &RunOpts, json: bool) -> Result<u8> {
     }
     println!("{:<20} {:>7} {:<10} {:<12} SCRIPT", "NAME", "CHANGES", "STATUS", "STARTED");
     for t in &list {
-        let status = if t.drift.is_empty() { t.status.clone() } else { format!("drift({})", t.drift.len()) };
-        println!("{:<20} {:>7} {:<10} {:<12} {}", t.name, t.changes, status, when(t.started), t.script);
+        // Drift is the status of a record that is up; a damaged record says what it is.
+        let status = match t.status.as_str() {
+            "up" if !t.drift.is_empty() => format!("drift({})", t.drift.len()),
+            s => s.to_string(),
+        };
+        let started = t.started.map_or_else(|| "-".to_string(), when);
+        println!("{:<20} {:>7} {:<10} {:<12} {}", t.name, t.changes, status, started, t.script);
         for d in t.drift.iter().map(|d| d.to_string()).chain(t.notes.iter().cloned()) {
             println!("    {d}");
         }
@@ -55,10 +67,9 @@ pub fn show(opts: &RunOpts, name: &str, json: bool, dot: bool, log: bool) -> Res
             return Ok(0);
         }
         println!(
-            "topology {} (from {}, {}): the changes in effect, in the order they were made",
+            "topology {} ({}): the changes in effect, in the order they were made",
             shown.name,
-            shown.script,
-            when(shown.started)
+            origin(&shown.script, shown.started)
         );
         // One line per change, in journal order (replayable as they are: a link is
         // made before it is put on a bridge); the command names its namespace.
@@ -67,6 +78,9 @@ pub fn show(opts: &RunOpts, name: &str, json: bool, dot: bool, log: bool) -> Res
             if let Some(n) = &o.note {
                 println!("        # {n}");
             }
+        }
+        for n in &shown.notes {
+            println!("note: {n}");
         }
         return Ok(0);
     }
@@ -95,10 +109,9 @@ fn text(now: &crate::inspect::Now) -> String {
     };
     let _ = writeln!(
         o,
-        "topology {} (from {}, {}): {} in effect, {drift}; the history: netscript show --log {}",
+        "topology {} ({}): {} in effect, {drift}; the history: netscript show --log {}",
         now.name,
-        now.script,
-        when(now.started),
+        origin(&now.script, now.started),
         plural(now.changes, "change"),
         shell_quote(&now.name)
     );
