@@ -124,6 +124,38 @@ fn log_is_in_the_order_it_was_made_and_replays() {
     sb.ok("ip netns exec ns1 ping -c1 -W2 175.18.0.3");
 }
 
+/// A script path with a line break or tab is printed escaped (`\n`, `\t`, as `plan`
+/// prints it) in `ls`, `show` and `show --log`, so that each stays one line; the
+/// JSON has it as it is. Before, it was printed raw and broke the layout.
+#[test]
+fn a_script_path_with_control_characters_is_printed_escaped() {
+    let sb = Sandbox::new();
+    let tmp = script_file("unused.lua", "");
+    let dir = std::path::Path::new(&tmp).parent().unwrap().join("a\nb\tc");
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = dir.join("nl.lua");
+    std::fs::write(&script, "bridge.add(\"br0\")\n").unwrap();
+    let raw = script.display().to_string();
+    let shown = raw.replace('\n', "\\n").replace('\t', "\\t");
+    sb.run_ok(&[&raw]);
+    let ls = stdout(&sb.run_ok(&["ls"]));
+    let lines: Vec<&str> = ls.lines().collect();
+    assert_eq!(lines.len(), 2, "{ls}");
+    assert!(
+        lines[1].starts_with("nl                         1 up         ") && lines[1].ends_with(&format!(" {shown}")),
+        "{ls}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&stdout(&sb.run_ok(&["ls", "-j"]))).unwrap();
+    assert_eq!(json[0]["script"], raw.as_str());
+    let show = stdout(&sb.run_ok(&["show", "nl"]));
+    assert!(show.starts_with(&format!("topology nl (from {shown}, ")), "{show}");
+    assert_eq!(show.lines().count(), 3, "{show}");
+    let log = stdout(&sb.run_ok(&["show", "--log", "nl"]));
+    assert!(log.starts_with(&format!("topology nl (from {shown}, ")), "{log}");
+    assert_eq!(log.lines().collect::<Vec<_>>()[1..], ["    ip link add br0 type bridge"], "{log}");
+    sb.down("nl");
+}
+
 /// The article's whole network: the FORWARD policy was set DROP, ACCEPT, DROP and two
 /// servers run. `show` gives the policy once and each server on one short line; the
 /// history stays under --log.

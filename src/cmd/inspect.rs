@@ -9,7 +9,7 @@ use super::{EXIT_ROLLBACK_INCOMPLETE, firewall, state_base};
 use crate::cli::RunOpts;
 use crate::error::Result;
 use crate::kernel::Kernel;
-use crate::model::{plural, shell_quote};
+use crate::model::{one_line, plural, shell_quote};
 
 fn inspector(opts: &RunOpts) -> Result<Kernel> {
     Kernel::new(String::new(), firewall(opts)?, Arc::new(AtomicBool::new(false)))
@@ -25,10 +25,11 @@ fn when(secs: u64) -> String {
     }
 }
 
-/// Where a topology came from, for a header: "from SCRIPT, 3s ago"; what its record
-/// does not say (it lost its meta line) is said to be unknown.
+/// Where a topology came from, for a header: "from SCRIPT, 3s ago" (the path with
+/// its control characters escaped, as `plan` prints it); what its record does not say
+/// (it lost its meta line) is said to be unknown.
 fn origin(script: &str, started: Option<u64>) -> String {
-    let script = if script.is_empty() { "an unknown script" } else { script };
+    let script = if script.is_empty() { "an unknown script".to_string() } else { one_line(script) };
     format!("from {script}, {}", started.map_or_else(|| "start time unknown".to_string(), when))
 }
 
@@ -51,7 +52,8 @@ pub fn ls(opts: &RunOpts, json: bool) -> Result<u8> {
             s => s.to_string(),
         };
         let started = t.started.map_or_else(|| "-".to_string(), when);
-        println!("{:<20} {:>7} {:<10} {:<12} {}", t.name, t.changes, status, started, t.script);
+        // A script path is one line, its control characters escaped (as `plan` does).
+        println!("{:<20} {:>7} {:<10} {:<12} {}", t.name, t.changes, status, started, one_line(&t.script));
         for d in t.drift.iter().map(|d| d.to_string()).chain(t.notes.iter().cloned()) {
             println!("    {d}");
         }
