@@ -32,6 +32,29 @@ fn a_symlinked_record_dir_is_refused_and_its_target_untouched() {
     assert!(stderr(&o).contains("symbolic link"), "{}", stderr(&o));
 }
 
+/// A file where a state directory or a record's directory belongs is said to be
+/// one (a file, a named pipe; or the file above it), exit 2; before, each was called
+/// "a symbolic link (or below one)". A file in the state dir is no record: `ls`
+/// passes it by.
+#[test]
+fn a_file_where_a_directory_belongs_is_said_to_be_one() {
+    let sb = Sandbox::new();
+    sb.ok("touch /run/f && mkdir -m 700 /run/netscript && touch /run/netscript/stray && mkfifo /run/netscript/fifo");
+    for (args, want) in [
+        (&["ls", "--state-dir", "/run/f"][..], "cannot use /run/f: it is a file, not a directory"),
+        (&["ls", "--state-dir", "/run/f/x"], "cannot use /run/f/x: /run/f is a file, not a directory"),
+        (&["show", "stray"], "cannot use /run/netscript/stray: it is a file, not a directory"),
+        (&["show", "--log", "stray"], "cannot use /run/netscript/stray: it is a file, not a directory"),
+        (&["show", "fifo"], "cannot use /run/netscript/fifo: it is a named pipe, not a directory"),
+    ] {
+        let o = sb.netscript_expect(args, 2, "a file where a directory belongs");
+        assert_eq!(stderr(&o), format!("netscript: {want}\n"), "{args:?}");
+    }
+    let o = sb.netscript_expect(&["--state-dir", "/run/f", &script_file("f.lua", BRIDGE)], 2, "a run");
+    assert_eq!(stderr(&o), "netscript: cannot use /run/f: it is a file, not a directory; nothing was changed\n");
+    assert!(stdout(&sb.run_ok(&["ls"])).contains("no topologies are up"));
+}
+
 /// A sandbox keeps its record in its own /run: `--state-dir` is refused with
 /// `--sandbox`, and NETSCRIPT_STATE_DIR does not move it. Before, the record of a
 /// sandbox's changes went to the directory given, outside the sandbox, where a
