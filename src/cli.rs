@@ -327,8 +327,10 @@ pub enum Command {
     },
     /// Print the manual page (roff), e.g. `netscript man | man -l -`.
     Man,
-    /// List recorded topologies: name, script, when, how many changes, and whether
-    /// anything is missing or changed since.
+    /// List recorded topologies: name, script, when, how many changes, and their
+    /// status: up, drift(N) (what is missing or changed since, listed below), running
+    /// (being changed now), or a record that is damaged: incomplete (no meta line:
+    /// script and start time unknown), empty, unreadable.
     Ls {
         /// Print JSON instead of a table (drift as objects).
         #[arg(short, long)]

@@ -1,7 +1,7 @@
 //! Looking at recorded topologies: `ls` (with drift), `show` (what a topology owns)
 //! and `gc` (marked objects that no journal accounts for).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 use serde::Serialize;
@@ -22,12 +22,15 @@ pub use now::{Drift, DriftKind, Now, NsNow, now, short_command};
 
 #[derive(Debug, Serialize)]
 pub struct TopologySummary {
+    /// The record's directory name: the name `down` and `show` take.
     pub name: String,
     pub script: String,
-    /// Seconds since the epoch.
-    pub started: u64,
+    /// Seconds since the epoch; absent when the record does not say (`Damage`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started: Option<u64>,
     pub changes: usize,
-    /// "up", "running" (a netscript process holds it now), or "unreadable".
+    /// "up", "running" (a netscript process holds it now), "incomplete" or "empty"
+    /// (`Damage::status`), or "unreadable" (a line does not parse: said in `notes`).
     pub status: String,
     /// Changes whose effect is missing or altered since the run.
     pub drift: Vec<Drift>,
@@ -35,6 +38,51 @@ pub struct TopologySummary {
     /// a crash: that change never started).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+}
+
+/// What is wrong with a record that reads but lacks the `meta` line every run
+/// writes first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Damage {
+    /// Nothing recorded at all (an empty file, or one cut short line).
+    Empty,
+    /// Changes without their meta line (the first line was lost): the script and
+    /// the start time are unknown; what is recorded still counts.
+    NoMeta,
+}
+
+impl Damage {
+    pub fn of(j: &Journal) -> Option<Damage> {
+        match (j.has_meta, j.entries().is_empty()) {
+            (true, _) => None,
+            (false, true) => Some(Damage::Empty),
+            (false, false) => Some(Damage::NoMeta),
+        }
+    }
+
+    /// How `ls` lists such a record.
+    pub fn status(self) -> &'static str {
+        match self {
+            Damage::Empty => "empty",
+            Damage::NoMeta => "incomplete",
+        }
+    }
+
+    /// What is wrong, for a person: the record of topology `name` under `base`.
+    pub fn describe(self, base: &Path, name: &str) -> String {
+        let file = base.join(name).join(crate::journal::JOURNAL_FILE);
+        match self {
+            Damage::Empty => format!(
+                "its record is empty ({} holds no change); `{}` removes it",
+                file.display(),
+                crate::state::down_command(base, name)
+            ),
+            Damage::NoMeta => format!(
+                "its record has no meta line ({} lost its first line): its script and start time are unknown",
+                file.display()
+            ),
+        }
+    }
 }
 
 /// Whether another netscript process is changing topology `name` right now.
@@ -50,34 +98,39 @@ pub fn list(base: &Path, backend: &mut dyn Backend) -> Result<Vec<TopologySummar
     for name in sd.list()? {
         let running = busy(base, &name);
         match sd.read_journal(&name) {
-            Ok(Some(j)) => {
-                let changes = j.live_count();
-                let meta = j.meta.clone();
-                let drift = if running { Vec::new() } else { drift(&j, backend) };
+            Ok(Some(mut j)) => {
+                j.meta.name = name.clone();
+                let damage = Damage::of(&j);
+                let drift = if running || damage == Some(Damage::Empty) { Vec::new() } else { drift(&j, backend) };
+                let status = match damage {
+                    Some(d) => d.status(),
+                    None if running => "running",
+                    None => "up",
+                };
                 out.push(TopologySummary {
-                    name,
-                    script: meta.script,
-                    started: meta.started,
-                    changes,
-                    status: if running { "running".into() } else { "up".into() },
+                    script: j.meta.script.clone(),
+                    started: j.has_meta.then_some(j.meta.started),
+                    changes: j.live_count(),
+                    status: status.into(),
                     drift,
-                    notes: j.torn.iter().cloned().chain(notes(j.entries().iter().filter(|e| e.live()))).collect(),
+                    notes: damage
+                        .map(|d| d.describe(base, &name))
+                        .into_iter()
+                        .chain(j.torn.iter().cloned())
+                        .chain(notes(j.entries().iter().filter(|e| e.live())))
+                        .collect(),
+                    name,
                 });
             }
             Ok(None) => {}
             Err(e) => out.push(TopologySummary {
                 name,
                 script: String::new(),
-                started: 0,
+                started: None,
                 changes: 0,
                 status: "unreadable".into(),
-                drift: vec![Drift {
-                    kind: DriftKind::Unchecked,
-                    ns: String::new(),
-                    command: String::new(),
-                    reason: Some(e.to_string()),
-                }],
-                notes: Vec::new(),
+                drift: Vec::new(),
+                notes: vec![e.to_string()],
             }),
         }
     }
@@ -436,36 +489,44 @@ pub struct Owned {
 pub struct Shown {
     pub name: String,
     pub script: String,
-    pub started: u64,
+    /// Absent when the record does not say (`Damage::NoMeta`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started: Option<u64>,
     /// What the topology owns, in the order it was made.
     pub changes: Vec<Owned>,
+    /// What a person should know about the record itself (no meta line, a last
+    /// line cut short).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
-impl Shown {
-    /// The changes grouped by namespace, each group in the order they were made.
-    pub fn by_namespace(&self) -> BTreeMap<&str, Vec<&Owned>> {
-        let mut m: BTreeMap<&str, Vec<&Owned>> = BTreeMap::new();
-        for o in &self.changes {
-            m.entry(o.ns.as_str()).or_default().push(o);
-        }
-        m
-    }
-}
-
-fn read(base: &Path, name: &str) -> Result<Journal> {
+/// The journal of topology `name` for `show`, named after its directory, and what is
+/// wrong with it (an empty record is an error that says so: it owns nothing).
+fn read(base: &Path, name: &str) -> Result<(Journal, Option<String>)> {
     crate::model::check_name("topology", name)?;
     let not_up = || Error::invalid(format!("topology \"{name}\" is not up (no record in {})", base.display()));
     let sd = StateDir::open(base, false)?.ok_or_else(not_up)?;
-    sd.read_journal(name)?.ok_or_else(not_up)
+    let mut j = sd.read_journal(name)?.ok_or_else(not_up)?;
+    j.meta.name = name.to_string();
+    let damage = Damage::of(&j);
+    if damage == Some(Damage::Empty) {
+        return Err(Error::invalid(format!(
+            "topology \"{name}\" owns nothing: {}",
+            Damage::Empty.describe(base, name)
+        )));
+    }
+    Ok((j, damage.map(|d| d.describe(base, name))))
 }
 
 /// What topology `name` owns now (`netscript show`), with its drift.
 pub fn show(base: &Path, name: &str, backend: &mut dyn Backend) -> Result<Now> {
-    let j = read(base, name)?;
+    let (j, damage) = read(base, name)?;
     if let Some(tool) = &j.meta.firewall {
         backend.prefer_firewall_tool(tool);
     }
     let mut n = now(&j, backend);
+    // What is wrong with the record, first.
+    n.notes.splice(0..0, damage);
     n.running = busy(base, name);
     if !n.running {
         n.drift = drift(&j, backend);
@@ -475,7 +536,7 @@ pub fn show(base: &Path, name: &str, backend: &mut dyn Backend) -> Result<Now> {
 
 /// The history of topology `name`'s changes in effect (`netscript show --log`).
 pub fn log(base: &Path, name: &str) -> Result<Shown> {
-    let j = read(base, name)?;
+    let (j, damage) = read(base, name)?;
     let changes = j
         .entries()
         .iter()
@@ -487,7 +548,13 @@ pub fn log(base: &Path, name: &str) -> Result<Shown> {
             note: e.note.clone(),
         })
         .collect();
-    Ok(Shown { name: name.into(), script: j.meta.script.clone(), started: j.meta.started, changes })
+    Ok(Shown {
+        name: name.into(),
+        script: j.meta.script.clone(),
+        started: j.has_meta.then_some(j.meta.started),
+        changes,
+        notes: damage.into_iter().chain(j.torn.clone()).collect(),
+    })
 }
 
 /// A marked object that no journal accounts for, and the op that removes it.

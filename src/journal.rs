@@ -261,6 +261,10 @@ pub struct Journal {
     file: Option<File>,
     path: Option<PathBuf>,
     pub meta: Meta,
+    /// Whether the journal has its `meta` line (every run writes it first): false
+    /// for a file that is empty, or whose first line was lost (`meta` is then the
+    /// default: no name, script or start time).
+    pub has_meta: bool,
     entries: Vec<Entry>,
     next: u64,
     /// What the file needs before the next line is appended (a torn last line).
@@ -313,6 +317,7 @@ impl Journal {
             file: None,
             path: None,
             meta,
+            has_meta: true,
             entries: Vec::new(),
             next: 1,
             repair: Repair::None,
@@ -340,6 +345,7 @@ impl Journal {
             file: Some(file),
             path: Some(path),
             meta: meta.clone(),
+            has_meta: true,
             entries: Vec::new(),
             next: 1,
             repair: Repair::None,
@@ -376,6 +382,7 @@ impl Journal {
         f.read_to_end(&mut bytes)
             .map_err(|e| Error::sys(format!("cannot read journal {}: {e}", path.display()), None))?;
         let mut meta = Meta::default();
+        let mut has_meta = false;
         let mut entries: Vec<Entry> = Vec::new();
         let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
         let mut torn = None;
@@ -419,7 +426,10 @@ impl Journal {
                 })
             };
             match parsed {
-                Line::Meta(m) => meta = m,
+                Line::Meta(m) => {
+                    meta = m;
+                    has_meta = true;
+                }
                 Line::Begin { seq, op, undo, from, note } => entries.push(Entry {
                     seq,
                     op: op.into_owned(),
@@ -458,7 +468,17 @@ impl Journal {
             }
         }
         let next = entries.iter().map(|e| e.seq).max().unwrap_or(0) + 1;
-        Ok(Journal { file: Some(f), path: Some(path), meta, entries, next, repair, torn, buffered: Vec::new() })
+        Ok(Journal {
+            file: Some(f),
+            path: Some(path),
+            meta,
+            has_meta,
+            entries,
+            next,
+            repair,
+            torn,
+            buffered: Vec::new(),
+        })
     }
 
     pub fn path(&self) -> Option<&Path> {

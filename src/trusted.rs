@@ -50,11 +50,48 @@ pub(crate) fn no_permission(path: &Path) -> Error {
 pub(crate) fn open_err(path: &Path, e: Errno) -> Error {
     match e {
         Errno::EACCES | Errno::EPERM => no_permission(path),
-        Errno::ELOOP | Errno::ENOTDIR => Error::invalid(format!(
-            "not trusting the state in {}: it is a symbolic link (or below one); records are never followed through links",
-            path.display()
-        )),
+        Errno::ELOOP | Errno::ENOTDIR => match not_a_directory(path) {
+            Some(what) => Error::invalid(format!("cannot use {}: {what}", path.display())),
+            None => Error::invalid(format!(
+                "not trusting the state in {}: it is a symbolic link (or below one); records are never followed through links",
+                path.display()
+            )),
+        },
         e => Error::from_errno(format!("cannot open {}", path.display()), e),
+    }
+}
+
+/// What stands where a directory was expected when opening `path` failed with ENOTDIR
+/// or ELOOP: a file (or a pipe, socket, device) at `path` or at a directory above it
+/// ("it is a file, not a directory", "/run/f is a file, not a directory"). None for a
+/// symbolic link at `path` (the refusal says so), or when it cannot be told.
+fn not_a_directory(path: &Path) -> Option<String> {
+    use std::os::unix::fs::FileTypeExt;
+    let kind = |t: std::fs::FileType| {
+        Some(if t.is_file() {
+            "a file"
+        } else if t.is_fifo() {
+            "a named pipe"
+        } else if t.is_socket() {
+            "a socket"
+        } else if t.is_block_device() || t.is_char_device() {
+            "a device"
+        } else {
+            return None;
+        })
+    };
+    match std::fs::symlink_metadata(path) {
+        Ok(m) => kind(m.file_type()).map(|k| format!("it is {k}, not a directory")),
+        // A directory above it is not one (links followed, as opening it does).
+        Err(e) if e.raw_os_error() == Some(Errno::ENOTDIR as i32) => {
+            let mut above: Vec<&Path> = path.ancestors().skip(1).collect();
+            above.reverse();
+            above.into_iter().find_map(|p| {
+                let k = kind(std::fs::metadata(p).ok()?.file_type())?;
+                Some(format!("{} is {k}, not a directory", p.display()))
+            })
+        }
+        Err(_) => None,
     }
 }
 

@@ -51,8 +51,7 @@ fn ls_show_and_drift() {
     assert_eq!(ls[0]["drift"], json["drift"], "ls gives drift as data too");
     // --log: the history, as commands.
     let out = stdout(&sb.netscript(&["show", "--log", "article-part1"]));
-    assert!(out.contains("ns1:\n    ip netns add ns1"), "{out}");
-    assert!(out.contains("host:\n    ip link add ns_br type bridge"), "{out}");
+    assert!(out.contains("\n    ip link add ns_br type bridge\n    ip addr add 175.18.0.1/24 dev ns_br\n"), "{out}");
     let json: serde_json::Value =
         serde_json::from_str(&stdout(&sb.netscript(&["show", "article-part1", "--log", "--json"]))).unwrap();
     assert_eq!(json["changes"].as_array().unwrap().len(), 20);
@@ -75,6 +74,86 @@ fn ls_show_and_drift() {
 
     sb.down("article-part1");
     assert!(stdout(&sb.netscript(&["ls"])).contains("no topologies are up"));
+}
+
+/// `show --log` is the history in the order it was made, one command a line, each
+/// naming its namespace (`-n ns1`): the same order as its JSON, and bash replays it
+/// after `down` (before, it was grouped by namespace: a veth was put on the bridge
+/// before it was made).
+#[test]
+fn log_is_in_the_order_it_was_made_and_replays() {
+    let sb = Sandbox::new();
+    sb.run_ok(&[PART1]);
+    let out = stdout(&sb.netscript(&["show", "--log", "article-part1"]));
+    let (header, body) = out.split_once('\n').unwrap();
+    assert!(header.starts_with(&format!("topology article-part1 (from {PART1}, ")), "{header}");
+    assert!(header.ends_with("): the changes in effect, in the order they were made"), "{header}");
+    let veth = |n: u8| {
+        format!(
+            "ip link add veth_ns_{n} numtxqueues 1 numrxqueues 1 type veth peer name veth0 numtxqueues 1 numrxqueues 1 netns ns{n}"
+        )
+    };
+    let mut want = vec![
+        "ip link add ns_br type bridge".to_string(),
+        "ip addr add 175.18.0.1/24 dev ns_br".into(),
+        "ip link set ns_br up".into(),
+    ];
+    for n in 1..=2u8 {
+        want.extend([
+            format!("ip netns add ns{n}"),
+            format!("ip -n ns{n} link set lo up"),
+            veth(n),
+            format!("ip -n ns{n} addr add 175.18.0.{}/24 dev veth0", n + 1),
+            format!("ip -n ns{n} link set veth0 up"),
+            format!("ip link set veth_ns_{n} master ns_br"),
+            format!("ip link set veth_ns_{n} up"),
+            format!("ip -n ns{n} route add default via 175.18.0.1"),
+        ]);
+    }
+    want.push("sysctl -w net.ipv4.ip_forward=1".into());
+    let lines: Vec<&str> = body.lines().collect();
+    assert_eq!(lines, want.iter().map(|c| format!("    {c}")).collect::<Vec<_>>(), "{out}");
+    let json: serde_json::Value =
+        serde_json::from_str(&stdout(&sb.netscript(&["show", "--log", "-j", "article-part1"]))).unwrap();
+    let commands: Vec<&str> =
+        json["changes"].as_array().unwrap().iter().map(|c| c["command"].as_str().unwrap()).collect();
+    assert_eq!(commands, want, "text and JSON in the same order");
+    sb.down("article-part1");
+    sb.ok(&format!("cat > /run/replay.sh <<'EOF'\n{body}EOF\nbash -e /run/replay.sh >/dev/null"));
+    assert!(sb.ok("ip -j link show veth_ns_2").contains("\"master\":\"ns_br\""));
+    sb.ok("ip netns exec ns1 ping -c1 -W2 175.18.0.3");
+}
+
+/// A script path with a line break or tab is printed escaped (`\n`, `\t`, as `plan`
+/// prints it) in `ls`, `show` and `show --log`, so that each stays one line; the
+/// JSON has it as it is. Before, it was printed raw and broke the layout.
+#[test]
+fn a_script_path_with_control_characters_is_printed_escaped() {
+    let sb = Sandbox::new();
+    let tmp = script_file("unused.lua", "");
+    let dir = std::path::Path::new(&tmp).parent().unwrap().join("a\nb\tc");
+    std::fs::create_dir_all(&dir).unwrap();
+    let script = dir.join("nl.lua");
+    std::fs::write(&script, "bridge.add(\"br0\")\n").unwrap();
+    let raw = script.display().to_string();
+    let shown = raw.replace('\n', "\\n").replace('\t', "\\t");
+    sb.run_ok(&[&raw]);
+    let ls = stdout(&sb.run_ok(&["ls"]));
+    let lines: Vec<&str> = ls.lines().collect();
+    assert_eq!(lines.len(), 2, "{ls}");
+    assert!(
+        lines[1].starts_with("nl                         1 up         ") && lines[1].ends_with(&format!(" {shown}")),
+        "{ls}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&stdout(&sb.run_ok(&["ls", "-j"]))).unwrap();
+    assert_eq!(json[0]["script"], raw.as_str());
+    let show = stdout(&sb.run_ok(&["show", "nl"]));
+    assert!(show.starts_with(&format!("topology nl (from {shown}, ")), "{show}");
+    assert_eq!(show.lines().count(), 3, "{show}");
+    let log = stdout(&sb.run_ok(&["show", "--log", "nl"]));
+    assert!(log.starts_with(&format!("topology nl (from {shown}, ")), "{log}");
+    assert_eq!(log.lines().collect::<Vec<_>>()[1..], ["    ip link add br0 type bridge"], "{log}");
+    sb.down("nl");
 }
 
 /// The article's whole network: the FORWARD policy was set DROP, ACCEPT, DROP and two

@@ -32,6 +32,29 @@ fn a_symlinked_record_dir_is_refused_and_its_target_untouched() {
     assert!(stderr(&o).contains("symbolic link"), "{}", stderr(&o));
 }
 
+/// A file where a state directory or a record's directory belongs is said to be
+/// one (a file, a named pipe; or the file above it), exit 2; before, each was called
+/// "a symbolic link (or below one)". A file in the state dir is no record: `ls`
+/// passes it by.
+#[test]
+fn a_file_where_a_directory_belongs_is_said_to_be_one() {
+    let sb = Sandbox::new();
+    sb.ok("touch /run/f && mkdir -m 700 /run/netscript && touch /run/netscript/stray && mkfifo /run/netscript/fifo");
+    for (args, want) in [
+        (&["ls", "--state-dir", "/run/f"][..], "cannot use /run/f: it is a file, not a directory"),
+        (&["ls", "--state-dir", "/run/f/x"], "cannot use /run/f/x: /run/f is a file, not a directory"),
+        (&["show", "stray"], "cannot use /run/netscript/stray: it is a file, not a directory"),
+        (&["show", "--log", "stray"], "cannot use /run/netscript/stray: it is a file, not a directory"),
+        (&["show", "fifo"], "cannot use /run/netscript/fifo: it is a named pipe, not a directory"),
+    ] {
+        let o = sb.netscript_expect(args, 2, "a file where a directory belongs");
+        assert_eq!(stderr(&o), format!("netscript: {want}\n"), "{args:?}");
+    }
+    let o = sb.netscript_expect(&["--state-dir", "/run/f", &script_file("f.lua", BRIDGE)], 2, "a run");
+    assert_eq!(stderr(&o), "netscript: cannot use /run/f: it is a file, not a directory; nothing was changed\n");
+    assert!(stdout(&sb.run_ok(&["ls"])).contains("no topologies are up"));
+}
+
 /// A sandbox keeps its record in its own /run: `--state-dir` is refused with
 /// `--sandbox`, and NETSCRIPT_STATE_DIR does not move it. Before, the record of a
 /// sandbox's changes went to the directory given, outside the sandbox, where a
@@ -106,6 +129,94 @@ fn a_torn_last_line_is_a_change_that_never_started() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("cut short"), "{}", stderr(&o));
     assert_same(&before, &sb.snapshot(), "after down with a torn last line");
+}
+
+/// A record that is empty (no line, or only one cut short), that lost its meta line,
+/// or whose line does not parse is listed as what it is, never `up`, and without an
+/// age when it has no start time, in text and JSON alike; `show` says what is wrong
+/// under the directory's name (the topology's), and `down` removes an empty record
+/// saying so. Before, an empty one was `up 20791d ago` (the epoch), `show` printed
+/// an empty name, `down` removed it silently, and one that does not parse was
+/// `drift(1)` in text but `unreadable` in JSON.
+#[test]
+fn an_empty_or_damaged_record_says_what_it_is() {
+    let sb = Sandbox::new();
+    const HEAD: &str = "NAME                 CHANGES STATUS     STARTED      SCRIPT\n";
+    sb.ok("mkdir -p -m 700 /run/netscript/ghost && : > /run/netscript/ghost/journal.jsonl \
+           && chmod 600 /run/netscript/ghost/journal.jsonl");
+    let empty =
+        "its record is empty (/run/netscript/ghost/journal.jsonl holds no change); `netscript down ghost` removes it";
+    let o = sb.run_ok(&["ls"]);
+    assert_eq!(stdout(&o), format!("{HEAD}ghost                      0 empty      -            \n    {empty}\n"));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&sb.run_ok(&["ls", "-j"]))).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!([{"name": "ghost", "script": "", "changes": 0, "status": "empty", "drift": [], "notes": [empty]}])
+    );
+    for args in
+        [&["show", "ghost"][..], &["show", "-j", "ghost"], &["show", "--log", "ghost"], &["show", "--dot", "ghost"]]
+    {
+        let o = sb.netscript_expect(args, 2, "show of an empty record");
+        assert_eq!(stderr(&o), format!("netscript: topology \"ghost\" owns nothing: {empty}\n"), "{args:?}");
+        assert_eq!(stdout(&o), "", "{args:?}");
+    }
+    let o = sb.down("ghost");
+    assert_eq!(stderr(&o), "netscript: ghost: its record was empty (no change recorded); removed\n");
+    assert!(stdout(&sb.run_ok(&["ls"])).contains("no topologies are up"));
+
+    // A run's record without its first line: its changes count, under its directory's
+    // name; its script and start time are unknown.
+    let script = script_file("nm.lua", BRIDGE);
+    sb.run_ok(&[&script]);
+    sb.ok("sed -i 1d /run/netscript/nm/journal.jsonl");
+    let lost = "its record has no meta line (/run/netscript/nm/journal.jsonl lost its first line): its script and start time are unknown";
+    assert_eq!(
+        stdout(&sb.run_ok(&["ls"])),
+        format!("{HEAD}nm                         1 incomplete -            \n    {lost}\n")
+    );
+    let json: serde_json::Value = serde_json::from_str(&stdout(&sb.run_ok(&["ls", "-j"]))).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!([{"name": "nm", "script": "", "changes": 1, "status": "incomplete", "drift": [], "notes": [lost]}])
+    );
+    assert_eq!(
+        stdout(&sb.run_ok(&["show", "nm"])),
+        format!(
+            "topology nm (from an unknown script, start time unknown): 1 change in effect, as its run left it; the history: netscript show --log nm\n\
+             host:\n  link    br0  bridge   down\nnote: {lost}\n"
+        )
+    );
+    let json: serde_json::Value = serde_json::from_str(&stdout(&sb.run_ok(&["show", "-j", "nm"]))).unwrap();
+    assert_eq!((&json["name"], json.get("started"), &json["notes"]), (&"nm".into(), None, &serde_json::json!([lost])));
+    assert_eq!(
+        stdout(&sb.run_ok(&["show", "--log", "nm"])),
+        format!(
+            "topology nm (from an unknown script, start time unknown): the changes in effect, in the order they were made\n    ip link add br0 type bridge\nnote: {lost}\n"
+        )
+    );
+    let json: serde_json::Value = serde_json::from_str(&stdout(&sb.run_ok(&["show", "--log", "-j", "nm"]))).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!({"name": "nm", "script": "", "changes": [{"ns": "host", "command": "ip link add br0 type bridge"}], "notes": [lost]})
+    );
+    sb.down("nm");
+    assert!(sb.sh("ip link show br0").status.code() != Some(0), "down took it down all the same");
+
+    // A line that does not parse: unreadable, in text as in JSON.
+    sb.ok("mkdir -p -m 700 /run/netscript/garb && echo garbage > /run/netscript/garb/journal.jsonl \
+           && chmod 600 /run/netscript/garb/journal.jsonl");
+    let bad = "state file /run/netscript/garb/journal.jsonl line 1 does not parse (expected value at line 1 column 1); not trusting it. Inspect or remove it by hand";
+    assert_eq!(
+        stdout(&sb.run_ok(&["ls"])),
+        format!("{HEAD}garb                       0 unreadable -            \n    {bad}\n")
+    );
+    let json: serde_json::Value = serde_json::from_str(&stdout(&sb.run_ok(&["ls", "-j"]))).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!([{"name": "garb", "script": "", "changes": 0, "status": "unreadable", "drift": [], "notes": [bad]}])
+    );
+    let o = sb.netscript_expect(&["show", "garb"], 2, "show of an unreadable record");
+    assert_eq!(stderr(&o), format!("netscript: {bad}\n"));
 }
 
 #[test]

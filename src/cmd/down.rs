@@ -26,6 +26,14 @@ pub fn down(opts: &RunOpts, name: &str) -> Result<u8> {
         let _ = record.remove();
         return Ok(0);
     };
+    if crate::inspect::Damage::of(&journal) == Some(crate::inspect::Damage::Empty) {
+        if let Some(t) = &journal.torn {
+            eprintln!("netscript: {t}");
+        }
+        eprintln!("netscript: {name}: its record was empty (no change recorded); removed");
+        let _ = record.remove();
+        return Ok(0);
+    }
     if let Some(t) = &journal.torn {
         eprintln!("netscript: {t}; taking down the rest");
     }

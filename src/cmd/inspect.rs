@@ -9,7 +9,7 @@ use super::{EXIT_ROLLBACK_INCOMPLETE, firewall, state_base};
 use crate::cli::RunOpts;
 use crate::error::Result;
 use crate::kernel::Kernel;
-use crate::model::{plural, shell_quote};
+use crate::model::{one_line, plural, shell_quote};
 
 fn inspector(opts: &RunOpts) -> Result<Kernel> {
     Kernel::new(String::new(), firewall(opts)?, Arc::new(AtomicBool::new(false)))
@@ -25,6 +25,14 @@ fn when(secs: u64) -> String {
     }
 }
 
+/// Where a topology came from, for a header: "from SCRIPT, 3s ago" (the path with
+/// its control characters escaped, as `plan` prints it); what its record does not say
+/// (it lost its meta line) is said to be unknown.
+fn origin(script: &str, started: Option<u64>) -> String {
+    let script = if script.is_empty() { "an unknown script".to_string() } else { one_line(script) };
+    format!("from {script}, {}", started.map_or_else(|| "start time unknown".to_string(), when))
+}
+
 pub fn ls(opts: &RunOpts, json: bool) -> Result<u8> {
     let mut k = inspector(opts)?;
     let list = crate::inspect::list(&state_base(opts), &mut k)?;
@@ -38,8 +46,14 @@ pub fn ls(opts: &RunOpts, json: bool) -> Result<u8> {
     }
     println!("{:<20} {:>7} {:<10} {:<12} SCRIPT", "NAME", "CHANGES", "STATUS", "STARTED");
     for t in &list {
-        let status = if t.drift.is_empty() { t.status.clone() } else { format!("drift({})", t.drift.len()) };
-        println!("{:<20} {:>7} {:<10} {:<12} {}", t.name, t.changes, status, when(t.started), t.script);
+        // Drift is the status of a record that is up; a damaged record says what it is.
+        let status = match t.status.as_str() {
+            "up" if !t.drift.is_empty() => format!("drift({})", t.drift.len()),
+            s => s.to_string(),
+        };
+        let started = t.started.map_or_else(|| "-".to_string(), when);
+        // A script path is one line, its control characters escaped (as `plan` does).
+        println!("{:<20} {:>7} {:<10} {:<12} {}", t.name, t.changes, status, started, one_line(&t.script));
         for d in t.drift.iter().map(|d| d.to_string()).chain(t.notes.iter().cloned()) {
             println!("    {d}");
         }
@@ -55,19 +69,20 @@ pub fn show(opts: &RunOpts, name: &str, json: bool, dot: bool, log: bool) -> Res
             return Ok(0);
         }
         println!(
-            "topology {} (from {}, {}): the changes in effect, in order",
+            "topology {} ({}): the changes in effect, in the order they were made",
             shown.name,
-            shown.script,
-            when(shown.started)
+            origin(&shown.script, shown.started)
         );
-        for (ns, owned) in shown.by_namespace() {
-            println!("{ns}:");
-            for o in owned {
-                println!("    {}", o.command);
-                if let Some(n) = &o.note {
-                    println!("        # {n}");
-                }
+        // One line per change, in journal order (replayable as they are: a link is
+        // made before it is put on a bridge); the command names its namespace.
+        for o in &shown.changes {
+            println!("    {}", o.command);
+            if let Some(n) = &o.note {
+                println!("        # {n}");
             }
+        }
+        for n in &shown.notes {
+            println!("note: {n}");
         }
         return Ok(0);
     }
@@ -96,10 +111,9 @@ fn text(now: &crate::inspect::Now) -> String {
     };
     let _ = writeln!(
         o,
-        "topology {} (from {}, {}): {} in effect, {drift}; the history: netscript show --log {}",
+        "topology {} ({}): {} in effect, {drift}; the history: netscript show --log {}",
         now.name,
-        now.script,
-        when(now.started),
+        origin(&now.script, now.started),
         plural(now.changes, "change"),
         shell_quote(&now.name)
     );

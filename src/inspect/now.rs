@@ -18,8 +18,9 @@ use crate::op::{LinkKind, Op};
 pub struct Now {
     pub name: String,
     pub script: String,
-    /// Seconds since the epoch.
-    pub started: u64,
+    /// Seconds since the epoch; absent when the record does not say (no meta line).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started: Option<u64>,
     /// How many changes of the run are in effect (the history: `show --log`).
     pub changes: usize,
     /// The namespace netscript runs in ("host") first, then the others in the order
@@ -561,7 +562,7 @@ pub fn now(journal: &Journal, b: &mut dyn Backend) -> Now {
     Now {
         name: journal.meta.name.clone(),
         script: journal.meta.script.clone(),
-        started: journal.meta.started,
+        started: journal.has_meta.then_some(journal.meta.started),
         changes: journal.live_count(),
         namespaces,
         drift: Vec::new(),
