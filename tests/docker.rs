@@ -527,3 +527,55 @@ fn p11_a_second_topology_shares_the_chains_and_outlives_the_first() {
     sb.assert_unchanged(&before, "after all went down");
     assert!(sb.processes("threading.Event").is_empty(), "the servers are stopped");
 }
+
+/// Every public function checks its `self` (a network docker.network made: a dot for
+/// the colon is named) and the types of its arguments, and says so at the script's
+/// line in the module's words, never with an internal Lua error of the module's own
+/// line. The refused run leaves nothing.
+#[test]
+fn bad_arguments_name_the_call_and_the_script_line() {
+    let sb = Sandbox::new();
+    let before = sb.snapshot();
+    let src = r#"local docker = require("netscript.docker")
+local net = docker.network{ name = "ns_br", subnet = "175.18.0.0/24" }
+local c1 = net:container("c1")
+print(select(2, pcall(net.container, net)))
+print(select(2, pcall(net.container, "zz")))
+print(select(2, pcall(net.ip, net)))
+print(select(2, pcall(net.ip, net, 5)))
+print(select(2, pcall(net.ip, net, netns.host())))
+print(select(2, pcall(net.ip6, c1)))
+print(select(2, pcall(net.publish, net, 8080, {}, 80)))
+print(select(2, pcall(net.container, net, "c2", "eth0")))
+print(select(2, pcall(docker.network, { name = "b2", subnet = "175.19.0.0/24", ns = 5 })))
+print(select(2, pcall(docker.network, { name = "b2", subnet = "175.19.0.0/24", gateway = {} })))
+print(net:ip(c1), net:ip("c1"))
+net.publish(8080, c1, 80)
+"#;
+    let o = sb.run_lua_expect("calls.lua", src, 1);
+    let dir = format!("{}/", std::path::Path::new(&script_file("calls.lua", src)).parent().unwrap().display());
+    let out = stdout(&o).replace(&dir, "");
+    let want = [
+        "calls.lua:4: net:container: expected the container's name (a string), like net:container(\"ns1\"), got nil",
+        "calls.lua:5: net:container: call it with a colon (net:container(name)), not net.container(...)",
+        "calls.lua:6: net:ip: expected a container (the Netns net:container returned, or its name), got nil",
+        "calls.lua:7: net:ip: expected a container (the Netns net:container returned, or its name), got 5",
+        "calls.lua:8: net:ip: the host namespace is not a container",
+        "calls.lua:9: net:ip6: call it with a colon (net:ip6(container)), not net.ip6(...)",
+        "calls.lua:10: net:publish: expected a container (the Netns net:container returned, or its name), got table",
+        "calls.lua:11: net:container: the options must be a table (known options: dev, host_dev, ip), not \"eth0\"",
+        "calls.lua:12: docker.network: ns must be a Netns or a namespace name, not 5",
+        "calls.lua:13: docker.network: gateway must be a string, not table",
+        "175.18.0.2\t175.18.0.2",
+    ];
+    assert_eq!(out.lines().collect::<Vec<_>>(), want, "{out}");
+    let err = stderr(&o).replace(&dir, "");
+    assert!(
+        err.contains(
+            "calls.lua:15: net:publish: call it with a colon (net:publish(host_port, container, port)), not net.publish(...)"
+        ),
+        "{err}"
+    );
+    assert!(!out.contains("[netscript") && !err.contains("[netscript"), "{out}{err}");
+    sb.assert_unchanged(&before, "after the refused calls");
+}

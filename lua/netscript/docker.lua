@@ -151,12 +151,23 @@ local function no_more(fname, ...)
   end
 end
 
+-- A value as an error shows it: a string quoted, a number, boolean, nil or handle as
+-- tostring writes it, anything else by its type.
+local function shown(v)
+  if type(v) == "string" then return ("%q"):format(v) end
+  if type(v) == "number" or type(v) == "boolean" or v == nil or type(v) == "userdata" then return tostring(v) end
+  return type(v)
+end
+
 local function check_opts(fname, opts, allowed)
+  local names = {}
+  for n in pairs(allowed) do names[#names + 1] = n end
+  table.sort(names)
+  if opts ~= nil and type(opts) ~= "table" then
+    error(("%s: the options must be a table (known options: %s), not %s"):format(fname, table.concat(names, ", "), shown(opts)), 3)
+  end
   for k in pairs(opts or {}) do
     if not allowed[k] then
-      local names = {}
-      for n in pairs(allowed) do names[#names + 1] = n end
-      table.sort(names)
       error(("%s: unknown option %q (known options: %s)"):format(fname, tostring(k), table.concat(names, ", ")), 3)
     end
   end
@@ -293,18 +304,50 @@ end
 local Network = {}
 Network.__index = Network
 
+-- Refuses a method called on something that is not a network of docker.network: a
+-- dot for the colon (net.container("c1") passes "c1" as the network).
+local function check_self(self, method, args)
+  if getmetatable(self) ~= Network then
+    error(("net:%s: call it with a colon (net:%s(%s)), not net.%s(...)"):format(method, method, args, method), 3)
+  end
+end
+
+-- The name of a container argument (the Netns net:container returned, or its name),
+-- or an error naming `fname`.
+local function container_name(fname, c)
+  if type(c) == "string" then return c end
+  if type(c) == "userdata" then
+    local s = tostring(c)
+    if s == "netns.host()" then
+      error(("%s: the host namespace is not a container"):format(fname), 3)
+    end
+    if s:sub(1, 6) == "Netns(" then return c.name end
+  end
+  error(("%s: expected a container (the Netns net:container returned, or its name), got %s"):format(fname, shown(c)), 3)
+end
+
 --- docker.network{name=, subnet=[, gateway=][, subnet6=][, gateway6=][, ns=][, icc=true]
 ---   [, internal=false][, gateway_mode="nat"]}: a bridge network, as `docker network
 ---   create` (with subnet6: `--ipv6 --subnet ...`, dual stack).
 function M.network(opts, ...)
   no_more("docker.network", ...)
-  if type(opts) ~= "table" or type(opts.name) ~= "string" then
+  if type(opts) ~= "table" or type(opts.name) ~= "string" or opts.subnet == nil then
     error("docker.network: give a table with name= and subnet=, e.g. docker.network{ name = \"ns_br\", subnet = \"175.18.0.0/24\" }", 2)
   end
   check_opts("docker.network", opts, {
     name = true, subnet = true, gateway = true, ns = true, icc = true, internal = true, gateway_mode = true,
     subnet6 = true, gateway6 = true,
   })
+  for _, k in ipairs({ "subnet", "gateway", "subnet6", "gateway6", "gateway_mode" }) do
+    if opts[k] ~= nil and type(opts[k]) ~= "string" then
+      error(("docker.network: %s must be a string, not %s"):format(k, shown(opts[k])), 2)
+    end
+  end
+  local ns_text = opts.ns ~= nil and tostring(opts.ns)
+  if ns_text and type(opts.ns) ~= "string"
+      and not (type(opts.ns) == "userdata" and (ns_text:sub(1, 6) == "Netns(" or ns_text == "netns.host()")) then
+    error(("docker.network: ns must be a Netns or a namespace name, not %s"):format(shown(opts.ns)), 2)
+  end
   local base, plen, size = parse_subnet(opts.subnet)
   local gw = opts.gateway or int2ip(base + 1)
   local gwn = ip2int(gw)
@@ -388,6 +431,10 @@ end
 --- stack network also the IPv6 address with the same host number and an IPv6 default
 --- route.
 function Network:container(name, opts, ...)
+  check_self(self, "container", "name")
+  if type(name) ~= "string" then
+    error(("net:container: expected the container's name (a string), like net:container(\"ns1\"), got %s"):format(shown(name)), 2)
+  end
   no_more("net:container", ...)
   check_opts("net:container", opts, { ip = true, dev = true, host_dev = true })
   opts = opts or {}
@@ -438,7 +485,8 @@ end
 
 --- net:ip(container) -> the container's address on this network.
 function Network:ip(c)
-  local name = type(c) == "string" and c or c.name
+  check_self(self, "ip", "container")
+  local name = container_name("net:ip", c)
   local ip = self.ips[name]
   if not ip then error(("net:ip: %s is not a container of network %s"):format(tostring(name), self.name), 2) end
   return ip
@@ -446,7 +494,8 @@ end
 
 --- net:ip6(container) -> the container's IPv6 address on this (dual stack) network.
 function Network:ip6(c)
-  local name = type(c) == "string" and c or c.name
+  check_self(self, "ip6", "container")
+  local name = container_name("net:ip6", c)
   if not self.base6 then error(("net:ip6: network %s has no subnet6"):format(self.name), 2) end
   local ip = self.ips6[name]
   if not ip then error(("net:ip6: %s is not a container of network %s"):format(tostring(name), self.name), 2) end
@@ -480,6 +529,7 @@ end
 --- `docker run -p [HOST_IP:]HOST_PORT:PORT`. host_port 0 picks a free port; "A-B" ranges
 --- map one-to-one (or, for one container port, pick a free port of the range).
 function Network:publish(host_port, c, port, opts, ...)
+  check_self(self, "publish", "host_port, container, port")
   no_more("net:publish", ...)
   check_opts("net:publish", opts, { proto = true, host_ip = true })
   opts = opts or {}
@@ -515,9 +565,9 @@ function Network:publish(host_port, c, port, opts, ...)
   if self.internal then
     error(("net:publish: network %s is internal: nothing on it can be published"):format(self.name), 2)
   end
-  local name = type(c) == "string" and c or (type(c) == "userdata" or type(c) == "table") and c.name or nil
-  local ip = name and self.ips[name]
-  if not ip then error(("net:publish: %s is not a container of network %s"):format(tostring(name or c), self.name), 2) end
+  local name = container_name("net:publish", c)
+  local ip = self.ips[name]
+  if not ip then error(("net:publish: %s is not a container of network %s"):format(name, self.name), 2) end
   local sp = self.space
   local n = phi - plo + 1
   -- The host ports: as given, one-to-one with a range of container ports, or the
