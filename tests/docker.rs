@@ -579,3 +579,45 @@ net.publish(8080, c1, 80)
     assert!(!out.contains("[netscript") && !err.contains("[netscript"), "{out}{err}");
     sb.assert_unchanged(&before, "after the refused calls");
 }
+
+/// `dev` and `host_dev` are checked as link names (veth.add's rule) before the
+/// namespace is made: a refused container leaves nothing, so the same call with a good
+/// name then works.
+#[test]
+fn a_bad_link_name_is_refused_before_the_container_is_made() {
+    let sb = Sandbox::new();
+    let before = sb.snapshot();
+    let src = r#"local docker = require("netscript.docker")
+local net = docker.network{ name = "ns_br", subnet = "175.18.0.0/24" }
+print(select(2, pcall(net.container, net, "c1", { dev = "a b" })))
+print(select(2, pcall(net.container, net, "c1", { host_dev = "h/1" })))
+print(select(2, pcall(net.container, net, "c1", { dev = "e\t0" })))
+print(select(2, pcall(net.container, net, "c 1")))
+print(select(2, pcall(net.container, net, "c1", { dev = "eth0123456789012" })))
+print(select(2, pcall(net.container, net, "c1", { dev = true })))
+print(#netns.list())
+local c1 = net:container("c1", { dev = "eth0" })
+print(c1:link("eth0").name, net:ip(c1))
+"#;
+    let o = sb.run_lua_expect("ifnames.lua", src, 0);
+    let dir = format!("{}/", std::path::Path::new(&script_file("ifnames.lua", src)).parent().unwrap().display());
+    let out = stdout(&o).replace(&dir, "");
+    let rule = "'/', ':', '%', white space and control characters are not allowed";
+    let want = [
+        format!("ifnames.lua:3: net:container(\"c1\"): dev: link name \"a b\" contains ' '; {rule}"),
+        format!("ifnames.lua:4: net:container(\"c1\"): host_dev: link name \"h/1\" contains '/'; {rule}"),
+        format!("ifnames.lua:5: net:container(\"c1\"): dev: link name \"e\\t0\" contains '\\t'; {rule}"),
+        format!(
+            "ifnames.lua:6: net:container(\"c 1\"): the host end's name: link name \"veth_c 1\" contains ' '; {rule}; \
+             give another one with host_dev="
+        ),
+        "ifnames.lua:7: net:container(\"c1\"): dev: link name \"eth0123456789012\" is 16 bytes long; Linux allows at most 15"
+            .to_string(),
+        "ifnames.lua:8: net:container(\"c1\"): dev must be a link name (a string), not true".to_string(),
+        "0".to_string(),
+        "eth0\t175.18.0.2".to_string(),
+    ];
+    assert_eq!(out.lines().collect::<Vec<_>>(), want, "{out}");
+    sb.down("ifnames");
+    sb.assert_unchanged(&before, "after down");
+}
