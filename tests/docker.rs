@@ -527,3 +527,97 @@ fn p11_a_second_topology_shares_the_chains_and_outlives_the_first() {
     sb.assert_unchanged(&before, "after all went down");
     assert!(sb.processes("threading.Event").is_empty(), "the servers are stopped");
 }
+
+/// Every public function checks its `self` (a network docker.network made: a dot for
+/// the colon is named) and the types of its arguments, and says so at the script's
+/// line in the module's words, never with an internal Lua error of the module's own
+/// line. The refused run leaves nothing.
+#[test]
+fn bad_arguments_name_the_call_and_the_script_line() {
+    let sb = Sandbox::new();
+    let before = sb.snapshot();
+    let src = r#"local docker = require("netscript.docker")
+local net = docker.network{ name = "ns_br", subnet = "175.18.0.0/24" }
+local c1 = net:container("c1")
+print(select(2, pcall(net.container, net)))
+print(select(2, pcall(net.container, "zz")))
+print(select(2, pcall(net.ip, net)))
+print(select(2, pcall(net.ip, net, 5)))
+print(select(2, pcall(net.ip, net, netns.host())))
+print(select(2, pcall(net.ip6, c1)))
+print(select(2, pcall(net.publish, net, 8080, {}, 80)))
+print(select(2, pcall(net.container, net, "c2", "eth0")))
+print(select(2, pcall(docker.network, { name = "b2", subnet = "175.19.0.0/24", ns = 5 })))
+print(select(2, pcall(docker.network, { name = "b2", subnet = "175.19.0.0/24", gateway = {} })))
+print(net:ip(c1), net:ip("c1"))
+net.publish(8080, c1, 80)
+"#;
+    let o = sb.run_lua_expect("calls.lua", src, 1);
+    let dir = format!("{}/", std::path::Path::new(&script_file("calls.lua", src)).parent().unwrap().display());
+    let out = stdout(&o).replace(&dir, "");
+    let want = [
+        "calls.lua:4: net:container: expected the container's name (a string), like net:container(\"ns1\"), got nil",
+        "calls.lua:5: net:container: call it with a colon (net:container(name)), not net.container(...)",
+        "calls.lua:6: net:ip: expected a container (the Netns net:container returned, or its name), got nil",
+        "calls.lua:7: net:ip: expected a container (the Netns net:container returned, or its name), got 5",
+        "calls.lua:8: net:ip: the host namespace is not a container",
+        "calls.lua:9: net:ip6: call it with a colon (net:ip6(container)), not net.ip6(...)",
+        "calls.lua:10: net:publish: expected a container (the Netns net:container returned, or its name), got table",
+        "calls.lua:11: net:container: the options must be a table (known options: dev, host_dev, ip), not \"eth0\"",
+        "calls.lua:12: docker.network: ns must be a Netns or a namespace name, not 5",
+        "calls.lua:13: docker.network: gateway must be a string, not table",
+        "175.18.0.2\t175.18.0.2",
+    ];
+    assert_eq!(out.lines().collect::<Vec<_>>(), want, "{out}");
+    let err = stderr(&o).replace(&dir, "");
+    assert!(
+        err.contains(
+            "calls.lua:15: net:publish: call it with a colon (net:publish(host_port, container, port)), not net.publish(...)"
+        ),
+        "{err}"
+    );
+    assert!(!out.contains("[netscript") && !err.contains("[netscript"), "{out}{err}");
+    sb.assert_unchanged(&before, "after the refused calls");
+}
+
+/// `dev` and `host_dev` are checked as link names (veth.add's rule) before the
+/// namespace is made: a refused container leaves nothing, so the same call with a good
+/// name then works.
+#[test]
+fn a_bad_link_name_is_refused_before_the_container_is_made() {
+    let sb = Sandbox::new();
+    let before = sb.snapshot();
+    let src = r#"local docker = require("netscript.docker")
+local net = docker.network{ name = "ns_br", subnet = "175.18.0.0/24" }
+print(select(2, pcall(net.container, net, "c1", { dev = "a b" })))
+print(select(2, pcall(net.container, net, "c1", { host_dev = "h/1" })))
+print(select(2, pcall(net.container, net, "c1", { dev = "e\t0" })))
+print(select(2, pcall(net.container, net, "c 1")))
+print(select(2, pcall(net.container, net, "c1", { dev = "eth0123456789012" })))
+print(select(2, pcall(net.container, net, "c1", { dev = true })))
+print(#netns.list())
+local c1 = net:container("c1", { dev = "eth0" })
+print(c1:link("eth0").name, net:ip(c1))
+"#;
+    let o = sb.run_lua_expect("ifnames.lua", src, 0);
+    let dir = format!("{}/", std::path::Path::new(&script_file("ifnames.lua", src)).parent().unwrap().display());
+    let out = stdout(&o).replace(&dir, "");
+    let rule = "'/', ':', '%', white space and control characters are not allowed";
+    let want = [
+        format!("ifnames.lua:3: net:container(\"c1\"): dev: link name \"a b\" contains ' '; {rule}"),
+        format!("ifnames.lua:4: net:container(\"c1\"): host_dev: link name \"h/1\" contains '/'; {rule}"),
+        format!("ifnames.lua:5: net:container(\"c1\"): dev: link name \"e\\t0\" contains '\\t'; {rule}"),
+        format!(
+            "ifnames.lua:6: net:container(\"c 1\"): the host end's name: link name \"veth_c 1\" contains ' '; {rule}; \
+             give another one with host_dev="
+        ),
+        "ifnames.lua:7: net:container(\"c1\"): dev: link name \"eth0123456789012\" is 16 bytes long; Linux allows at most 15"
+            .to_string(),
+        "ifnames.lua:8: net:container(\"c1\"): dev must be a link name (a string), not true".to_string(),
+        "0".to_string(),
+        "eth0\t175.18.0.2".to_string(),
+    ];
+    assert_eq!(out.lines().collect::<Vec<_>>(), want, "{out}");
+    sb.down("ifnames");
+    sb.assert_unchanged(&before, "after down");
+}

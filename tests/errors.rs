@@ -78,7 +78,16 @@ bad_input! {
     option_dev_not_a_link: r#"route.add("10.9.0.0/24", {dev = netns.get("ns1")})"# =>
         [":3: ", "route.add(", "option dev: expected a Link or a link name, got Netns"];
     option_port_out_of_range: r#"link.add("x0", "vxlan", {id = 1, port = 70000})"# =>
-        [":3: ", "option port: expected an integer from 0 to 65535, got integer"];
+        [":3: ", "option port: expected an integer from 0 to 65535, got 70000"];
+    // An out-of-range or fractional number is shown, not only its type.
+    option_count_negative: r#"netns.get("ns1"):ping("127.0.0.1", {count = -1})"# =>
+        ["option_count_negative.lua:3: Netns(\"ns1\"):ping(\"127.0.0.1\"): option count: expected a non-negative integer, got -1"];
+    option_count_not_whole: r#"netns.get("ns1"):ping("127.0.0.1", {count = 1.5})"# =>
+        ["option_count_not_whole.lua:3: Netns(\"ns1\"):ping(\"127.0.0.1\"): option count: expected a non-negative integer, got 1.5"];
+    tcp_port_out_of_range: r#"netns.host():tcp("127.0.0.1", 70000)"# =>
+        ["tcp_port_out_of_range.lua:3: bad argument #3 to Netns:tcp: expected an integer from 0 to 65535, got 70000"];
+    mtu_negative: r#"link.get("va"):mtu(-1)"# =>
+        ["mtu_negative.lua:3: bad argument #2 to Link:mtu: expected a non-negative integer, got -1"];
     option_not_for_this_kind: r#"link.add("d0", "dummy", {parent = "va"})"# =>
         [":3: ", "option parent does not apply to dummy links (dummy takes: ns)"];
 }

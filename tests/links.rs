@@ -339,6 +339,53 @@ assert(reach("a", "fd09::3") and reach("c", "fd09::1"), "after heal, IPv6")
     assert_same(&before, &sb.snapshot(), "after down of a partition");
 }
 
+/// The host namespace is in a partition as in pingall: `"host"` or `netns.host()`;
+/// its rules go in the host's filter table, and heal (or rollback) removes them. A
+/// namespace given twice says whether it is twice in one group or in two.
+#[test]
+fn partition_takes_the_host_and_names_a_namespace_given_twice() {
+    let sb = Sandbox::new();
+    let before = sb.snapshot();
+    let src = r#"local br = bridge.add("br0"):addr("10.9.0.254/24"):up()
+local n = {}
+for i, name in ipairs({"a", "b"}) do
+  n[name] = netns.add(name)
+  local v, h = veth.add("eth0", "v" .. name, {ns = n[name]})
+  v:addr("10.9.0." .. i .. "/24"):up()
+  h:master(br):up()
+end
+assert(n.a:ping("10.9.0.254", {timeout = 2}) and n.b:ping("10.9.0.254", {timeout = 2}), "before")
+for _, host in ipairs({ "host", netns.host() }) do
+  local p = netscript.partition({n.a}, {host, "b"})
+  print(tostring(p))
+  assert(not n.a:ping("10.9.0.254") and not n.a:ping("10.9.0.2"), "a is cut off from the host and b")
+  assert(n.b:ping("10.9.0.254", {timeout = 2}), "b and the host stay together")
+  p:heal()
+  assert(n.a:ping("10.9.0.254", {timeout = 2}), "after heal")
+end
+print(select(2, pcall(netscript.partition, {n.a, "a"}, {n.b})))
+print(select(2, pcall(netscript.partition, {"host"}, {n.b, netns.host()})))
+print(select(2, pcall(netscript.partition, {n.a}, {n.b, 5})))
+netscript.partition({n.a}, {"host"})
+"#;
+    let o = sb.run_lua("hostsplit.lua", src);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let dir = format!("{}/", std::path::Path::new(&script_file("hostsplit.lua", src)).parent().unwrap().display());
+    let out = stdout(&o).replace(&dir, "");
+    let want = [
+        "Partition({a} | {host, b})",
+        "Partition({a} | {host, b})",
+        "hostsplit.lua:18: netscript.partition: namespace \"a\" is twice in group 1",
+        "hostsplit.lua:19: netscript.partition: namespace \"host\" is in two groups",
+        "hostsplit.lua:20: netscript.partition: group 2: 5 is not a namespace (a Netns or a name)",
+    ];
+    assert_eq!(out.lines().collect::<Vec<_>>(), want, "{out}");
+    sb.ok("iptables -S INPUT | grep -q -- '-s 10.9.0.1/32 .*-j DROP'");
+    sb.ok("ip netns exec a iptables -S OUTPUT | grep -q -- '-d 10.9.0.254/32 .*-j DROP'");
+    assert!(sb.netscript(&["down", "hostsplit"]).status.success());
+    assert_same(&before, &sb.snapshot(), "after down of a partition with the host");
+}
+
 #[test]
 fn refused_input_is_named() {
     let sb = Sandbox::new();

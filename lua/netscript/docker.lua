@@ -151,12 +151,66 @@ local function no_more(fname, ...)
   end
 end
 
+-- A value as an error shows it: a string quoted, a number, boolean, nil or handle as
+-- tostring writes it, anything else by its type.
+local function shown(v)
+  if type(v) == "string" then return ("%q"):format(v) end
+  if type(v) == "number" or type(v) == "boolean" or v == nil or type(v) == "userdata" then return tostring(v) end
+  return type(v)
+end
+
+-- Whether code point c may not be in a link name: '/', ':', '%', white space and
+-- control characters (Unicode's too, as Rust's char::is_whitespace and is_control,
+-- which veth.add applies, say).
+local function not_in_ifname(c)
+  return c == 47 or c == 58 or c == 37 or c <= 32 or (c >= 127 and c <= 160) or c == 0x1680
+    or (c >= 0x2000 and c <= 0x200A) or c == 0x2028 or c == 0x2029 or c == 0x202F or c == 0x205F or c == 0x3000
+end
+
+-- Code point c as Rust's escape_debug writes it in netscript's own errors: a white
+-- space or control character other than ' ' escaped.
+local function escaped(c)
+  local named = { [9] = "\\t", [10] = "\\n", [13] = "\\r", [0] = "\\0", [34] = '\\"', [92] = "\\\\" }
+  if named[c] then return named[c] end
+  if c ~= 32 and not_in_ifname(c) and not (c > 32 and c < 127) then return ("\\u{%x}"):format(c) end
+  return utf8.char(c)
+end
+
+-- A name quoted as netscript's own errors quote it ("a\tb"); bytes that are not
+-- UTF-8 as \xNN.
+local function quoted(s)
+  if not utf8.len(s) then
+    return '"' .. s:gsub('[^%w_.-]', function(ch) return ("\\x%02x"):format(ch:byte()) end) .. '"'
+  end
+  local out = {}
+  for _, c in utf8.codes(s) do out[#out + 1] = escaped(c) end
+  return '"' .. table.concat(out) .. '"'
+end
+
+-- Why `s` cannot be a link name, or nil: the rule veth.add applies (Linux's, and no
+-- '%'), in its words, so that net:container refuses a bad name before it makes anything.
+local function ifname_problem(s)
+  if s == "" then return "a link name cannot be empty" end
+  if #s > 15 then return ("link name %s is %d bytes long; Linux allows at most 15"):format(quoted(s), #s) end
+  if s == "." or s == ".." then return ("\"%s\" is not a valid link name"):format(s) end
+  if not utf8.len(s) then return ("link name %s is not valid UTF-8"):format(quoted(s)) end
+  for _, c in utf8.codes(s) do
+    if not_in_ifname(c) then
+      return ("link name %s contains '%s'; '/', ':', '%%', white space and control characters are not allowed"):format(quoted(s), escaped(c))
+    end
+  end
+  return nil
+end
+
 local function check_opts(fname, opts, allowed)
+  local names = {}
+  for n in pairs(allowed) do names[#names + 1] = n end
+  table.sort(names)
+  if opts ~= nil and type(opts) ~= "table" then
+    error(("%s: the options must be a table (known options: %s), not %s"):format(fname, table.concat(names, ", "), shown(opts)), 3)
+  end
   for k in pairs(opts or {}) do
     if not allowed[k] then
-      local names = {}
-      for n in pairs(allowed) do names[#names + 1] = n end
-      table.sort(names)
       error(("%s: unknown option %q (known options: %s)"):format(fname, tostring(k), table.concat(names, ", ")), 3)
     end
   end
@@ -293,18 +347,50 @@ end
 local Network = {}
 Network.__index = Network
 
+-- Refuses a method called on something that is not a network of docker.network: a
+-- dot for the colon (net.container("c1") passes "c1" as the network).
+local function check_self(self, method, args)
+  if getmetatable(self) ~= Network then
+    error(("net:%s: call it with a colon (net:%s(%s)), not net.%s(...)"):format(method, method, args, method), 3)
+  end
+end
+
+-- The name of a container argument (the Netns net:container returned, or its name),
+-- or an error naming `fname`.
+local function container_name(fname, c)
+  if type(c) == "string" then return c end
+  if type(c) == "userdata" then
+    local s = tostring(c)
+    if s == "netns.host()" then
+      error(("%s: the host namespace is not a container"):format(fname), 3)
+    end
+    if s:sub(1, 6) == "Netns(" then return c.name end
+  end
+  error(("%s: expected a container (the Netns net:container returned, or its name), got %s"):format(fname, shown(c)), 3)
+end
+
 --- docker.network{name=, subnet=[, gateway=][, subnet6=][, gateway6=][, ns=][, icc=true]
 ---   [, internal=false][, gateway_mode="nat"]}: a bridge network, as `docker network
 ---   create` (with subnet6: `--ipv6 --subnet ...`, dual stack).
 function M.network(opts, ...)
   no_more("docker.network", ...)
-  if type(opts) ~= "table" or type(opts.name) ~= "string" then
+  if type(opts) ~= "table" or type(opts.name) ~= "string" or opts.subnet == nil then
     error("docker.network: give a table with name= and subnet=, e.g. docker.network{ name = \"ns_br\", subnet = \"175.18.0.0/24\" }", 2)
   end
   check_opts("docker.network", opts, {
     name = true, subnet = true, gateway = true, ns = true, icc = true, internal = true, gateway_mode = true,
     subnet6 = true, gateway6 = true,
   })
+  for _, k in ipairs({ "subnet", "gateway", "subnet6", "gateway6", "gateway_mode" }) do
+    if opts[k] ~= nil and type(opts[k]) ~= "string" then
+      error(("docker.network: %s must be a string, not %s"):format(k, shown(opts[k])), 2)
+    end
+  end
+  local ns_text = opts.ns ~= nil and tostring(opts.ns)
+  if ns_text and type(opts.ns) ~= "string"
+      and not (type(opts.ns) == "userdata" and (ns_text:sub(1, 6) == "Netns(" or ns_text == "netns.host()")) then
+    error(("docker.network: ns must be a Netns or a namespace name, not %s"):format(shown(opts.ns)), 2)
+  end
   local base, plen, size = parse_subnet(opts.subnet)
   local gw = opts.gateway or int2ip(base + 1)
   local gwn = ip2int(gw)
@@ -388,6 +474,10 @@ end
 --- stack network also the IPv6 address with the same host number and an IPv6 default
 --- route.
 function Network:container(name, opts, ...)
+  check_self(self, "container", "name")
+  if type(name) ~= "string" then
+    error(("net:container: expected the container's name (a string), like net:container(\"ns1\"), got %s"):format(shown(name)), 2)
+  end
   no_more("net:container", ...)
   check_opts("net:container", opts, { ip = true, dev = true, host_dev = true })
   opts = opts or {}
@@ -404,9 +494,26 @@ function Network:container(name, opts, ...)
     n = self:_next_ip()
   end
   local ip = int2ip(n)
-  local dev, host_dev = opts.dev or "veth0", opts.host_dev or ("veth_" .. name)
+  -- The link names are checked before anything is made: a name veth.add refused would
+  -- leave the namespace made (and a retry would find it taken).
+  local given = {}
+  for _, k in ipairs({ "dev", "host_dev" }) do
+    local v = opts[k]
+    if type(v) == "number" then v = tostring(v) end
+    if v ~= nil and type(v) ~= "string" then
+      error(("net:container(%q): %s must be a link name (a string), not %s"):format(name, k, shown(v)), 2)
+    end
+    local why = v and ifname_problem(v)
+    if why then error(("net:container(%q): %s: %s"):format(name, k, why), 2) end
+    given[k] = v
+  end
+  local dev, host_dev = given.dev or "veth0", given.host_dev or ("veth_" .. name)
   if #host_dev > 15 then
     error(("net:container(%q): the host end's name %q is longer than 15 bytes; give a shorter one with host_dev="):format(name, host_dev), 2)
+  end
+  local why = ifname_problem(host_dev)
+  if why then
+    error(("net:container(%q): the host end's name: %s; give another one with host_dev="):format(name, why), 2)
   end
   local ns = netns.add(name)
   ns:link("lo"):up()
@@ -438,7 +545,8 @@ end
 
 --- net:ip(container) -> the container's address on this network.
 function Network:ip(c)
-  local name = type(c) == "string" and c or c.name
+  check_self(self, "ip", "container")
+  local name = container_name("net:ip", c)
   local ip = self.ips[name]
   if not ip then error(("net:ip: %s is not a container of network %s"):format(tostring(name), self.name), 2) end
   return ip
@@ -446,7 +554,8 @@ end
 
 --- net:ip6(container) -> the container's IPv6 address on this (dual stack) network.
 function Network:ip6(c)
-  local name = type(c) == "string" and c or c.name
+  check_self(self, "ip6", "container")
+  local name = container_name("net:ip6", c)
   if not self.base6 then error(("net:ip6: network %s has no subnet6"):format(self.name), 2) end
   local ip = self.ips6[name]
   if not ip then error(("net:ip6: %s is not a container of network %s"):format(tostring(name), self.name), 2) end
@@ -480,6 +589,7 @@ end
 --- `docker run -p [HOST_IP:]HOST_PORT:PORT`. host_port 0 picks a free port; "A-B" ranges
 --- map one-to-one (or, for one container port, pick a free port of the range).
 function Network:publish(host_port, c, port, opts, ...)
+  check_self(self, "publish", "host_port, container, port")
   no_more("net:publish", ...)
   check_opts("net:publish", opts, { proto = true, host_ip = true })
   opts = opts or {}
@@ -515,9 +625,9 @@ function Network:publish(host_port, c, port, opts, ...)
   if self.internal then
     error(("net:publish: network %s is internal: nothing on it can be published"):format(self.name), 2)
   end
-  local name = type(c) == "string" and c or (type(c) == "userdata" or type(c) == "table") and c.name or nil
-  local ip = name and self.ips[name]
-  if not ip then error(("net:publish: %s is not a container of network %s"):format(tostring(name or c), self.name), 2) end
+  local name = container_name("net:publish", c)
+  local ip = self.ips[name]
+  if not ip then error(("net:publish: %s is not a container of network %s"):format(name, self.name), 2) end
   local sp = self.space
   local n = phi - plo + 1
   -- The host ports: as given, one-to-one with a range of container ports, or the

@@ -2,6 +2,7 @@
 -- testing how distributed software behaves when the network splits.
 --
 --   local p = netscript.partition({a, b}, {c})   -- a and b talk; neither talks to c
+--   netscript.partition({a}, {"host"})           -- the host: "host" or netns.host()
 --   ...
 --   p:heal()                                     -- as before
 --
@@ -15,9 +16,17 @@
 
 local M = {}
 
+-- A namespace's name in messages and tostring: "host" for the host, as pingall says.
 local function ns_name(ns)
   if type(ns) == "string" then return ns end
-  return ns.name
+  return ns.name or "host"
+end
+
+-- Whether `v` is a Netns handle (the host's included).
+local function is_netns(v)
+  if type(v) ~= "userdata" then return false end
+  local s = tostring(v)
+  return s == "netns.host()" or s:sub(1, 6) == "Netns("
 end
 
 -- The addresses of a namespace's links (not lo), as {ip = ..., family = ...}.
@@ -67,12 +76,20 @@ function M.partition(...)
       error(("netscript.partition: group %d must be a list of namespaces, like {a, b}"):format(gi), 2)
     end
     for i, ns in ipairs(g) do
-      if type(ns) == "string" then g[i] = netns.get(ns); ns = g[i] end
+      -- "host" is the host namespace, as in netscript.pingall (no namespace can have
+      -- that name: netns.add refuses it).
+      if type(ns) == "string" then g[i] = ns == "host" and netns.host() or netns.get(ns); ns = g[i] end
+      if not is_netns(ns) then
+        error(("netscript.partition: group %d: %s is not a namespace (a Netns or a name)"):format(gi,
+          (type(ns) == "number" or type(ns) == "userdata") and tostring(ns) or type(ns)), 2)
+      end
       local n = ns_name(ns)
-      if seen[n] then
+      if seen[n] == gi then
+        error(("netscript.partition: namespace %q is twice in group %d"):format(n, gi), 2)
+      elseif seen[n] then
         error(("netscript.partition: namespace %q is in two groups"):format(n), 2)
       end
-      seen[n] = true
+      seen[n] = gi
     end
   end
   local addrs = {}

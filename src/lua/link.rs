@@ -5,7 +5,7 @@ use mlua::{AnyUserData, Lua, Table, UserData, UserDataFields, UserDataMethods, V
 use super::handles::{LLink, link_desc, new_link, ns_to_lua};
 use super::handles::{q, word};
 use super::options::ns_only;
-use super::options::{self, LinkArg, NsArg, Opts, options};
+use super::options::{self, Arg, LinkArg, NsArg, Opts, options};
 use super::util::{fail, no_more, ns_value, session, with};
 use crate::error::Error;
 use crate::model::{NsRef, parse_cidr};
@@ -103,7 +103,7 @@ impl UserData for LLink {
                 },
             )
         });
-        m.add_function("mtu", |lua, (this, mtu, rest): (AnyUserData, u32, Variadic<Value>)| {
+        m.add_function("mtu", |lua, (this, Arg(mtu), rest): (AnyUserData, Arg<u32>, Variadic<Value>)| {
             no_more(lua, || format!("{}:mtu({mtu})", link_desc(&this)), &rest)?;
             chain(lua, this, |l| format!("{}:mtu({mtu})", l.desc()), |s, l| s.link_mtu(&l.ns, &l.name, mtu))
         });

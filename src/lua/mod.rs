@@ -405,6 +405,9 @@ fn traceback_function(tb: &str) -> Option<String> {
     })
 }
 
+/// A Rust type as a person reads it, for mlua's conversion errors (they hold the
+/// value's type, not the value: an integer argument is read as `options::Arg` instead,
+/// which shows a number out of range).
 pub(crate) fn friendly_type(t: &str) -> String {
     match t {
         "u16" => "an integer from 0 to 65535".into(),
@@ -491,5 +494,30 @@ mod tests {
             }),
         };
         assert_eq!(error_text(&e), "bad argument #3 to Netns:tcp: expected an integer from 0 to 65535, got string");
+    }
+
+    /// An integer argument read as `options::Arg` shows a number that is out of range
+    /// or not whole (mlua's own conversion error holds only its type: "got integer").
+    #[test]
+    fn integer_arguments_show_the_number() {
+        let lua = Lua::new();
+        let f = lua.create_function(|_, (_, options::Arg(p)): (String, options::Arg<u16>)| Ok(p)).unwrap();
+        lua.globals().set("tcp", f).unwrap();
+        let err = |src: &str| error_text(&lua.load(src).set_name("@x.lua").exec().unwrap_err());
+        assert_eq!(lua.load("return tcp('a', '80')").eval::<u16>().unwrap(), 80);
+        for (arg, got) in [
+            ("70000", "70000"),
+            ("-1", "-1"),
+            ("1.5", "1.5"),
+            ("'99999'", "\"99999\""),
+            ("'http'", "string"),
+            ("nil", "nil"),
+        ] {
+            assert_eq!(
+                err(&format!("tcp('a', {arg})")),
+                format!("x.lua:1: bad argument #2 to tcp: expected an integer from 0 to 65535, got {got}"),
+                "{arg}"
+            );
+        }
     }
 }

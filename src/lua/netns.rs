@@ -6,7 +6,7 @@ use mlua::{AnyUserData, Lua, Table, UserData, UserDataFields, UserDataMethods, V
 
 use super::handles::q;
 use super::handles::{LNetns, LProcess, new_link, new_netns, ns_desc as desc};
-use super::options::{self, Opts, options};
+use super::options::{self, Arg, Opts, options};
 use super::util::{fail, no_more, with};
 use crate::error::Error;
 use crate::model::{NsRef, parse_ip};
@@ -174,7 +174,7 @@ impl UserData for LNetns {
             trace_table(lua, &t)
         });
 
-        m.add_method("tcp", |lua, this, (addr, port, opts): (String, u16, Opts)| {
+        m.add_method("tcp", |lua, this, (addr, Arg(port), opts): (String, Arg<u16>, Opts)| {
             let call = format!("{}:tcp({}, {port})", desc(&this.ns), q(&addr));
             let o: TcpOpts = options::read(lua, &call, opts)?;
             let timeout = secs(lua, &call, o.timeout, 1.0)?;

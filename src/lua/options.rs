@@ -8,7 +8,7 @@
 //! string where a number is); handles (Netns, Link) arrive as themselves, so an `ns =`
 //! or `dev =` option takes a handle or a name ([`NsArg`], [`LinkArg`]).
 
-use mlua::{Lua, Table, Value, Variadic};
+use mlua::{FromLua, Lua, Table, Value, Variadic};
 
 use super::handles::{LLink, LNetns, LProcess};
 use super::util::{fail, with};
@@ -217,6 +217,41 @@ fn expected<T>(what: &str, v: &Scalar) -> Result<T, String> {
     Err(format!("expected {what}, got {}", v.type_name()))
 }
 
+/// What a value that is not the integer wanted was: a number itself (out of range, or
+/// not whole), a numeric string quoted, anything else by its type.
+fn got(v: &Scalar) -> String {
+    match v {
+        Scalar::Int(i) => i.to_string(),
+        Scalar::Num(n) => lua_number(*n),
+        Scalar::Str(s) if v.number().is_some() => format!("{s:?}"),
+        v => v.type_name().to_string(),
+    }
+}
+
+/// A float as Lua's `tostring` writes it (`%.14g`, and ".0" after a whole number):
+/// 1.5, 70000.0, 1e+20, -inf.
+fn lua_number(n: f64) -> String {
+    if n.is_nan() {
+        return if n.is_sign_negative() { "-nan" } else { "nan" }.into();
+    }
+    if n.is_infinite() {
+        return if n > 0.0 { "inf" } else { "-inf" }.into();
+    }
+    // %g with 14 significant digits: the exponent of the rounded number decides.
+    let e_form = format!("{n:.13e}");
+    let (mantissa, exp) = e_form.split_once('e').unwrap_or((&e_form, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let trim = |s: &str| {
+        if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s.to_string() }
+    };
+    let s = if !(-4..14).contains(&exp) {
+        format!("{}e{}{:02}", trim(mantissa), if exp < 0 { '-' } else { '+' }, exp.abs())
+    } else {
+        trim(&format!("{n:.*}", (13 - exp) as usize))
+    };
+    if s.bytes().all(|b| b.is_ascii_digit() || b == b'-') { format!("{s}.0") } else { s }
+}
+
 impl FromScalar for bool {
     fn from_scalar(v: Scalar) -> Result<bool, String> {
         match v {
@@ -251,13 +286,26 @@ macro_rules! integers {
             fn from_scalar(v: Scalar) -> Result<$t, String> {
                 match v.integer().and_then(|i| <$t>::try_from(i).ok()) {
                     Some(i) => Ok(i),
-                    None => expected($what, &v),
+                    None => Err(format!("expected {}, got {}", $what, got(&v))),
                 }
             }
         }
     )*};
 }
 integers!(u16 => "an integer from 0 to 65535", u32 => "a non-negative integer", u64 => "a non-negative integer");
+
+/// A positional argument read as an option value is (`(addr, Arg(port)): (String,
+/// Arg<u16>)`): a number out of range or not whole is refused showing it ("expected an
+/// integer from 0 to 65535, got 70000"), which mlua's own conversion cannot say (its
+/// error holds the value's type only). The error is the argument's: mlua makes it
+/// "bad argument #N to f: ...".
+pub struct Arg<T>(pub T);
+
+impl<T: FromScalar> FromLua for Arg<T> {
+    fn from_lua(v: Value, _: &Lua) -> mlua::Result<Arg<T>> {
+        T::from_scalar(Scalar::of(&v)).map(Arg).map_err(mlua::Error::RuntimeError)
+    }
+}
 
 /// A namespace option (`ns = ...`): a Netns handle or the name of one.
 #[derive(Debug)]
@@ -330,8 +378,17 @@ mod tests {
         assert_eq!((o.n, o.s.as_deref(), o.b), (Some(80), Some("5"), Some(false)));
         assert_eq!(run("{n = 8.0}").unwrap().n, Some(8));
         assert_eq!(run("{s = 2.5}").unwrap().s.as_deref(), Some("2.5"));
-        assert_eq!(run("{n = 70000}").unwrap_err(), "option n: expected an integer from 0 to 65535, got integer");
-        assert_eq!(run("{n = 1.5}").unwrap_err(), "option n: expected an integer from 0 to 65535, got number");
+        assert_eq!(run("{n = 70000}").unwrap_err(), "option n: expected an integer from 0 to 65535, got 70000");
+        assert_eq!(run("{n = -1}").unwrap_err(), "option n: expected an integer from 0 to 65535, got -1");
+        assert_eq!(run("{n = 1.5}").unwrap_err(), "option n: expected an integer from 0 to 65535, got 1.5");
+        assert_eq!(run("{n = 1e20}").unwrap_err(), "option n: expected an integer from 0 to 65535, got 1e+20");
+        assert_eq!(run("{n = 70000.0}").unwrap_err(), "option n: expected an integer from 0 to 65535, got 70000.0");
+        assert_eq!(
+            run(r#"{n = "70000"}"#).unwrap_err(),
+            "option n: expected an integer from 0 to 65535, got \"70000\""
+        );
+        assert_eq!(run(r#"{n = "many"}"#).unwrap_err(), "option n: expected an integer from 0 to 65535, got string");
+        assert_eq!(run("{n = true}").unwrap_err(), "option n: expected an integer from 0 to 65535, got boolean");
         assert_eq!(run(r#"{b = "yes"}"#).unwrap_err(), "option b: expected a boolean, got string");
         assert_eq!(run("{s = {}}").unwrap_err(), "option s: expected a string, got table");
         assert_eq!(run("{s = print}").unwrap_err(), "option s: expected a string, got function");
@@ -361,6 +418,18 @@ mod tests {
         assert_eq!(get("{dev = n}").unwrap_err(), "option dev: expected a Link or a link name, got Netns");
         assert_eq!(get("{s = n}").unwrap_err(), "option s: expected a string, got Netns");
         assert_eq!(get("{ns = p}").unwrap_err(), "option ns: expected a Netns or a namespace name, got Process");
+    }
+
+    #[test]
+    fn numbers_show_as_lua_shows_them() {
+        let lua = Lua::new();
+        for src in
+            ["1.5", "-0.25", "70000.0", "1e15", "1e20", "-1e-5", "0.1", "1/3", "2^53", "1/0", "-1/0", "123456789012.5"]
+        {
+            let want: String = lua.load(format!("return tostring({src})")).eval().unwrap();
+            let n: f64 = lua.load(format!("return {src}")).eval().unwrap();
+            assert_eq!(lua_number(n), want, "{src}");
+        }
     }
 
     #[test]
