@@ -159,49 +159,6 @@ local function shown(v)
   return type(v)
 end
 
--- Whether code point c may not be in a link name: '/', ':', '%', white space and
--- control characters (Unicode's too, as Rust's char::is_whitespace and is_control,
--- which veth.add applies, say).
-local function not_in_ifname(c)
-  return c == 47 or c == 58 or c == 37 or c <= 32 or (c >= 127 and c <= 160) or c == 0x1680
-    or (c >= 0x2000 and c <= 0x200A) or c == 0x2028 or c == 0x2029 or c == 0x202F or c == 0x205F or c == 0x3000
-end
-
--- Code point c as Rust's escape_debug writes it in netscript's own errors: a white
--- space or control character other than ' ' escaped.
-local function escaped(c)
-  local named = { [9] = "\\t", [10] = "\\n", [13] = "\\r", [0] = "\\0", [34] = '\\"', [92] = "\\\\" }
-  if named[c] then return named[c] end
-  if c ~= 32 and not_in_ifname(c) and not (c > 32 and c < 127) then return ("\\u{%x}"):format(c) end
-  return utf8.char(c)
-end
-
--- A name quoted as netscript's own errors quote it ("a\tb"); bytes that are not
--- UTF-8 as \xNN.
-local function quoted(s)
-  if not utf8.len(s) then
-    return '"' .. s:gsub('[^%w_.-]', function(ch) return ("\\x%02x"):format(ch:byte()) end) .. '"'
-  end
-  local out = {}
-  for _, c in utf8.codes(s) do out[#out + 1] = escaped(c) end
-  return '"' .. table.concat(out) .. '"'
-end
-
--- Why `s` cannot be a link name, or nil: the rule veth.add applies (Linux's, and no
--- '%'), in its words, so that net:container refuses a bad name before it makes anything.
-local function ifname_problem(s)
-  if s == "" then return "a link name cannot be empty" end
-  if #s > 15 then return ("link name %s is %d bytes long; Linux allows at most 15"):format(quoted(s), #s) end
-  if s == "." or s == ".." then return ("\"%s\" is not a valid link name"):format(s) end
-  if not utf8.len(s) then return ("link name %s is not valid UTF-8"):format(quoted(s)) end
-  for _, c in utf8.codes(s) do
-    if not_in_ifname(c) then
-      return ("link name %s contains '%s'; '/', ':', '%%', white space and control characters are not allowed"):format(quoted(s), escaped(c))
-    end
-  end
-  return nil
-end
-
 local function check_opts(fname, opts, allowed)
   local names = {}
   for n in pairs(allowed) do names[#names + 1] = n end
@@ -494,30 +451,30 @@ function Network:container(name, opts, ...)
     n = self:_next_ip()
   end
   local ip = int2ip(n)
-  -- The link names are checked before anything is made: a name veth.add refused would
-  -- leave the namespace made (and a retry would find it taken).
-  local given = {}
   for _, k in ipairs({ "dev", "host_dev" }) do
     local v = opts[k]
-    if type(v) == "number" then v = tostring(v) end
     if v ~= nil and type(v) ~= "string" then
       error(("net:container(%q): %s must be a link name (a string), not %s"):format(name, k, shown(v)), 2)
     end
-    local why = v and ifname_problem(v)
-    if why then error(("net:container(%q): %s: %s"):format(name, k, why), 2) end
-    given[k] = v
   end
-  local dev, host_dev = given.dev or "veth0", given.host_dev or ("veth_" .. name)
+  local dev, host_dev = opts.dev or "veth0", opts.host_dev or ("veth_" .. name)
   if #host_dev > 15 then
     error(("net:container(%q): the host end's name %q is longer than 15 bytes; give a shorter one with host_dev="):format(name, host_dev), 2)
   end
-  local why = ifname_problem(host_dev)
-  if why then
-    error(("net:container(%q): the host end's name: %s; give another one with host_dev="):format(name, why), 2)
-  end
   local ns = netns.add(name)
-  ns:link("lo"):up()
-  local inside, outside = veth.add(dev, host_dev, { ns = ns, peer_ns = self.ns })
+  -- The pair is made, or the namespace goes again: a name veth.add refuses (or one
+  -- taken already) leaves nothing behind, and a retry finds the name free.
+  local made, inside, outside = pcall(function()
+    ns:link("lo"):up()
+    return veth.add(dev, host_dev, { ns = ns, peer_ns = self.ns })
+  end)
+  if not made then
+    pcall(ns.del, ns)
+    -- veth.add's error, without the position it carries (the caller's line is put
+    -- in front again, for net:container).
+    local why = tostring(inside):gsub("^[^\n]-:%d+: ", "", 1)
+    error(("net:container(%q): %s"):format(name, why), 2)
+  end
   inside:addr(("%s/%d"):format(ip, self.plen)):up()
   outside:master(self.bridge)
   -- Hairpin mode on the bridge port, as Docker without the userland proxy: a
