@@ -276,7 +276,7 @@ pub enum Command {
     /// a `--sandbox --wait` sandbox or a `repl --sandbox`): by default your shell, on
     /// this terminal.
     #[command(
-        after_help = "Examples:\n  netscript exec docker-bridge ns1                 a shell in ns1\n  netscript exec docker-bridge ns1 ip -br addr     one command\n  netscript exec docker-bridge host iptables-save  the topology's host (a sandbox's own)\n\nA namespace that another one replaced under its name (after a hand-made `ip netns del`)\nis not entered, nor one that is gone: both exit 2 and say so, as `netscript ls` shows them."
+        after_help = "Examples:\n  netscript exec docker-bridge ns1                 a shell in ns1\n  netscript exec docker-bridge ns1 ip -br addr     one command\n  netscript exec docker-bridge host iptables-save  the topology's host (a sandbox's own)\n\nA namespace that another one replaced under its name (after a hand-made `ip netns del`)\nis not entered, nor one that is gone: both exit 2 and say so, as `netscript ls` shows them.\nThe exit code is the command's own; 127 when it is not found, 126 when it cannot run."
     )]
     Exec {
         /// The topology's name (see `netscript ls`).

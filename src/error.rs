@@ -60,7 +60,10 @@ pub fn errno_reason(e: Errno) -> String {
     match e {
         Errno::EEXIST => "already exists".into(),
         Errno::ENODEV => "no such link".into(),
-        Errno::EPERM | Errno::EACCES => "operation not permitted (needs root, or run with --sandbox)".into(),
+        Errno::EPERM => "operation not permitted (needs root, or run with --sandbox)".into(),
+        // Not a missing privilege: a file's mode (a program that is not executable, a
+        // directory that may not be read).
+        Errno::EACCES => "permission denied".into(),
         Errno::ENOENT => "not found".into(),
         Errno::ESRCH => "no such object (already gone?)".into(),
         Errno::EBUSY => "busy (in use)".into(),

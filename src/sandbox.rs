@@ -41,13 +41,22 @@ pub fn enter() -> Result<bool> {
         flags |= CloneFlags::CLONE_NEWUSER;
     }
     unshare(flags).map_err(|e| {
-        let hint = if user_ns {
-            " (as a normal user this needs unprivileged user namespaces: sysctl kernel.unprivileged_userns_clone=1, \
-             and no AppArmor restriction on them)"
-        } else {
-            ""
+        let hint = match (user_ns, e) {
+            // The limit on user namespaces (0 turns them off; RHEL's usual switch).
+            (true, nix::errno::Errno::ENOSPC) => {
+                " (the limit on user namespaces is reached or zero: sysctl user.max_user_namespaces)"
+            }
+            (true, _) => {
+                " (as a normal user this needs unprivileged user namespaces: sysctl kernel.unprivileged_userns_clone=1, \
+                 user.max_user_namespaces above 0, and no AppArmor restriction on them)"
+            }
+            _ => "",
         };
-        Error::from_errno(format!("cannot create the sandbox namespaces{hint}"), e)
+        // Nothing has run yet: refused (exit 2), and said so.
+        Error::invalid(format!(
+            "cannot create the sandbox namespaces: {}{hint}; nothing was changed",
+            crate::error::errno_reason(e)
+        ))
     })?;
     if user_ns {
         let w = |p: &str, s: String| {

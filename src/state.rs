@@ -26,6 +26,10 @@ use crate::op::Op;
 use crate::trusted::{check_trusted, open_file_at};
 use crate::trusted::{no_permission, open_err};
 
+/// How the refusal of a topology another process holds ends (`Record::lock_as`): a
+/// run adds how to run beside it (`cmd::beside`).
+pub const BUSY: &str = "wait for it to end";
+
 pub const DEFAULT_STATE_DIR: &str = "/run/netscript";
 
 pub fn default_state_dir() -> PathBuf {
@@ -226,11 +230,13 @@ impl Record {
             LockMode::Exclusive => FlockArg::LockExclusiveNonblock,
             LockMode::Shared => FlockArg::LockSharedNonblock,
         };
-        let lock = Flock::lock(f, arg).map_err(|(_, e)| {
-            Error::sys(
-                format!("topology \"{name}\" is being changed by another netscript process right now ({e}); wait for it, or use another --name"),
-                Some(e),
-            )
+        let lock = Flock::lock(f, arg).map_err(|(_, e)| match e {
+            // Refused before anything ran (exit 2); a run adds that it changed nothing,
+            // and how to run beside it.
+            Errno::EWOULDBLOCK => Error::invalid(format!(
+                "topology \"{name}\" is being changed by another netscript process right now (its run, REPL or down); {BUSY}"
+            )),
+            e => Error::from_errno(format!("cannot lock topology \"{name}\""), e),
         })?;
         Ok(Record { dir, name: name.to_string(), dir_fd, _lock: lock })
     }

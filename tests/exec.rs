@@ -182,6 +182,16 @@ fn exec_into_a_topology_that_is_up() {
     assert!(o.status.success(), "{}", stderr(&o));
     let out = sb.ok(&format!("{BIN} exec up ns1 ip -j link"));
     assert!(out.contains("\"v1\"") && !out.contains("\"v0\""), "{out}");
+    // A command that is not there, or cannot run, exits as a shell says (not 1, which
+    // reads as the command's own).
+    let o = sb.sh(&format!("{BIN} exec up ns1 no-such-command-here"));
+    assert_eq!(o.status.code(), Some(127), "{}", stderr(&o));
+    assert!(stderr(&o).contains("cannot run no-such-command-here: not found"), "{}", stderr(&o));
+    let plain = script_file("not-executable.sh", "#!/bin/sh\nexit 0\n");
+    std::fs::set_permissions(&plain, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let o = sb.sh(&format!("{BIN} exec up ns1 {plain}"));
+    assert_eq!(o.status.code(), Some(126), "{}", stderr(&o));
+    assert!(stderr(&o).contains(&format!("cannot run {plain}: permission denied")), "{}", stderr(&o));
     let o = sb.sh(&format!("{BIN} exec up host cat /proc/self/status >/dev/null; {BIN} exec nothere ns1 true"));
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("\"nothere\" is not up"), "{}", stderr(&o));

@@ -308,6 +308,20 @@ fn one_process_per_name_and_private_state_files() {
     assert_eq!(second.status.code(), Some(2), "{}", stderr(&second));
     assert!(stderr(&second).contains("being changed by another netscript process"), "{}", stderr(&second));
     assert!(stderr(&second).contains("nothing was changed"), "{}", stderr(&second));
+    assert!(
+        stderr(&second).contains("wait for it to end, or run this one under another --name"),
+        "{}",
+        stderr(&second)
+    );
+    // down and trace of it are refused the same way (exit 2), without the errno and
+    // without --name, which they do not take (before: exit 1, "EAGAIN: Try again").
+    for args in [vec!["down", "slow"], vec!["trace", "slow", "host", "10.9.9.9"]] {
+        let o = sb.netscript(&args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        let e = stderr(&o);
+        assert!(e.contains("is being changed by another netscript process right now"), "{args:?}: {e}");
+        assert!(!e.contains("--name") && !e.contains("EAGAIN"), "{args:?}: {e}");
+    }
     // A different name runs side by side.
     let other = sb.run_lua("other.lua", "bridge.add(\"br1\")\n");
     assert!(other.status.success(), "{}", stderr(&other));

@@ -275,6 +275,27 @@ fn down_and_gc_without_network_admin_refuse_before_they_start() {
     sb.ok(&format!("{BIN} down nocap"));
 }
 
+/// A sandbox that cannot be made (here: the limit on user namespaces reached, as
+/// `user.max_user_namespaces` sets it, in a user namespace of the test's own) is
+/// refused before anything ran: exit 2, the limit named, nothing changed (before:
+/// exit 1, and a hint that did not name the limit).
+#[test]
+fn a_sandbox_that_cannot_be_made_is_refused_naming_the_limit() {
+    let script = script_file("nouserns.lua", "netns.add('a')\n");
+    let o = Command::new("unshare")
+        .args(["-Ur", "sh", "-c"])
+        .arg(format!(
+            "echo 1 >/proc/sys/user/max_user_namespaces && unshare --map-user=1000 {} --sandbox {script}",
+            public_bin()
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let e = stderr(&o);
+    assert!(e.contains("cannot create the sandbox namespaces") && e.contains("user.max_user_namespaces"), "{e}");
+    assert!(e.contains("nothing was changed"), "{e}");
+}
+
 #[test]
 fn refused_before_anything_ran_exits_2_and_says_nothing_changed() {
     let sb = Sandbox::new();

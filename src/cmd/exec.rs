@@ -245,5 +245,9 @@ pub fn exec(opts: &RunOpts, topo: &str, ns: &str, cmd: &[String]) -> Result<u8> 
             .map_err(|e| Error::from_errno(format!("cannot enter namespace {ns}"), e))?;
     }
     let e = execvp(&argv[0], &argv).unwrap_err();
-    Err(Error::from_errno(format!("cannot run {}", argv[0].to_string_lossy()), e))
+    // As a shell says it: 127 for a command not found, 126 for one that cannot run
+    // (not executable, say), so that neither reads as the command's own exit 1.
+    let code = if e == nix::errno::Errno::ENOENT { 127 } else { 126 };
+    super::exit_code(Err(Error::from_errno(format!("cannot run {}", argv[0].to_string_lossy()), e)));
+    Ok(code)
 }

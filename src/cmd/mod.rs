@@ -326,6 +326,16 @@ pub fn firewall(opts: &RunOpts) -> Result<Box<dyn Firewall>> {
     firewall::driver(opts.iptables.into())
 }
 
+/// For a run refused because its topology is busy: how to run beside it.
+pub fn beside(e: Error, opts: &RunOpts) -> Error {
+    match e {
+        Error::Invalid(m) if m.ends_with(crate::state::BUSY) && opts.name.is_none() => {
+            Error::Invalid(format!("{m}, or run this one under another --name"))
+        }
+        e => e,
+    }
+}
+
 /// An error that stopped a run before anything was changed: a usage error (exit 2)
 /// that says so.
 pub fn refused(e: Error) -> Error {

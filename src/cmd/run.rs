@@ -48,7 +48,8 @@ pub fn run(opts: &RunOpts, script: &Path, args: &[String]) -> Result<u8> {
     let user_ns = if opts.sandbox { Some(sandbox::enter()?) } else { None };
     let signals = install_signals();
     let script_abs = std::fs::canonicalize(script).unwrap_or_else(|_| PathBuf::from(script));
-    let opened = open(opts, &topo, &script_abs.display().to_string(), user_ns.is_some(), &signals).map_err(refused)?;
+    let opened = open(opts, &topo, &script_abs.display().to_string(), user_ns.is_some(), &signals)
+        .map_err(|e| refused(super::beside(e, opts)))?;
     let opened_at = Instant::now();
     if !opts.verbose {
         // -v prints every change already.

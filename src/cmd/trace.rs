@@ -25,7 +25,7 @@ pub fn trace(opts: &RunOpts, topo: &str, words: &[String], json: bool, timeout: 
     let w: Vec<&str> = words.iter().map(String::as_str).collect();
     let (ns, dst, proto) = crate::trace::parse_words(&w)?;
     if !(timeout.is_finite() && timeout > 0.0 && timeout <= 60.0) {
-        return Err(Error::invalid(format!("--timeout must be between 0 and 60 seconds, not {timeout}")));
+        return Err(Error::invalid(format!("--timeout must be more than 0 and at most 60 seconds, not {timeout}")));
     }
     // A `--sandbox --wait` run: enter its sandbox. It holds its record while it
     // waits, so the probe reads that record and journals its temporary tables in
