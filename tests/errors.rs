@@ -47,6 +47,10 @@ bad_input! {
     addr_taken: r#"link.get("va"):addr("10.1.0.1/24"):addr("10.1.0.1/24")"# =>
         [":3: ", "10.1.0.1/24 is already on link \"va\""];
     link_get_missing: r#"link.get("nope")"# => [":3: ", "no link named \"nope\" in the host namespace"];
+    // The kernel took 0.0.0.0/0 and added nothing, and netscript journaled it.
+    addr_unspecified: r#"link.get("va"):addr("0.0.0.0/0")"# =>
+        [":3: ", "0.0.0.0/0 is not an address a link can have (0.0.0.0 is the unspecified address)"];
+    addr_unspecified_v6: r#"link.get("va"):addr("::/0")"# => [":3: ", "::/0 is not an address a link can have"];
     route_host_bits_set: r#"route.add("10.1.2.3/16", {dev = "va"})"# => [":3: ", "host bits set", "10.1.0.0/16"];
     route_gateway_unreachable: r#"route.add("default", {via = "10.99.0.1"})"# => [":3: ", "network unreachable"];
     fw_policy_bad_target: r#"fw.policy("filter", "FORWARD", "REJECT")"# => [":3: ", "ACCEPT or DROP"];

@@ -583,3 +583,30 @@ fw.append("filter", "FORWARD", "-i br0 -j ACCEPT")
     assert!(!err.contains("link del vh"), "a veth end was deleted by hand:\n{err}");
     sb.assert_unchanged(&before, "after down");
 }
+
+/// `exec`'s timeout bounds the whole call, also when the command leaves something in
+/// the background that holds its output open: in its process group (killed then) or
+/// out of it (`setsid`: not waited for). Before, `sleep 4 & exit 0` with a timeout of
+/// 0.5 s returned after 4 s with timed_out = false, and the setsid case after 3 s.
+#[test]
+fn exec_timeout_bounds_the_call_whatever_holds_the_output() {
+    let sb = Sandbox::new();
+    let script = script_file(
+        "exec-bg.lua",
+        r#"local h = netns.host()
+local r = h:exec("echo before; sleep 4 & exit 0", { timeout = 0.5 })
+print(r.code, r.timed_out, r.stdout)
+r = h:exec("setsid sleep 3 & sleep 10", { timeout = 0.5 })
+print(r.code, r.timed_out)
+r = h:exec("sleep 0.2 & echo quick", { timeout = 5 })
+print(r.code, r.timed_out, r.stdout)
+"#,
+    );
+    let t0 = std::time::Instant::now();
+    let o = sb.netscript(&[&script]);
+    let took = t0.elapsed();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "0\ttrue\tbefore\n\n137\ttrue\n0\tfalse\tquick\n\n", "{}", stderr(&o));
+    assert!(took < std::time::Duration::from_millis(2500), "took {took:?}");
+    let _ = sb.sh("pkill -f 'sleep 3' ; true");
+}

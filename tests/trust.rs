@@ -359,6 +359,34 @@ fn down_leaves_alone_what_took_the_name_of_ours() {
 /// the record (the instant it holds is not the one of the namespace now named ns1,
 /// whose inode number is the recorded one): `down` leaves ns1 alone. With the inode
 /// alone compared, it was deleted (checked).
+/// The host end of a veth pair deleted by hand and another link made under its name:
+/// `down` deletes the namespace, sees within about a second that the link by that
+/// name is not ours (not marked), leaves it alone and says so, and does not claim a
+/// namespace outlived its deletion. Before, it waited 10 s for the link to go and then
+/// said the namespace was not gone and "its veth end outside, vb, is deleted" (it was
+/// not; checked).
+#[test]
+fn down_does_not_wait_for_a_link_that_took_the_name_of_our_veth_end() {
+    let sb = Sandbox::new();
+    let script = script_file(
+        "vbtaken.lua",
+        "local ns = netns.add('t1')\nlocal a, b = veth.add('va', 'vb', { ns = ns })\na:addr('10.9.0.1/24'):up()\n",
+    );
+    let o = sb.netscript(&[&script]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    sb.ok("ip link del vb && ip link add vb type veth peer name vpeer");
+    let t0 = std::time::Instant::now();
+    let o = sb.netscript(&["down", "vbtaken"]);
+    let took = t0.elapsed();
+    let e = stderr(&o);
+    assert!(o.status.success(), "{e}");
+    assert!(e.contains("\"vb\" in the host namespace is not the link this topology created"), "{e}");
+    assert!(!e.contains("was not gone") && !e.contains("is deleted"), "{e}");
+    assert!(took < std::time::Duration::from_secs(5), "down took {took:?}: {e}");
+    assert!(sb.sh("ip link show vb").status.success() && sb.sh("ip link show vpeer").status.success());
+    assert!(!sb.ok("ip netns list").contains("t1"));
+}
+
 #[test]
 fn down_leaves_alone_a_namespace_with_our_inode_number_made_at_another_instant() {
     let sb = Sandbox::new();

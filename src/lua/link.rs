@@ -192,14 +192,7 @@ pub fn register(lua: &Lua, veth: &Table, bridge: &Table, link: &Table) -> mlua::
             let o: BridgeAddOpts = options::read(lua, &call, opts)?;
             let ns = options::ns(lua, &call, o.ns)?;
             let bo = BridgeOpts { vlan_filtering: o.vlan_filtering, stp: o.stp };
-            with(
-                lua,
-                || call.clone(),
-                |s| {
-                    s.bridge_add(&name, &ns)?;
-                    s.bridge_set(&ns, &name, bo)
-                },
-            )?;
+            with(lua, || call.clone(), |s| s.bridge_add_with(&name, &ns, bo))?;
             new_link(lua, ns, name)
         })?,
     )?;

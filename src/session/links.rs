@@ -75,6 +75,20 @@ impl Session {
         Ok(l)
     }
 
+    /// `bridge.add` with its options, as one call: when the kernel refuses an option
+    /// (no VLAN filtering, say) the bridge goes again, so that the failed call has
+    /// made no change (and a retry without the option finds the name free).
+    pub fn bridge_add_with(&mut self, name: &str, ns: &NsRef, opts: BridgeOpts) -> Result<()> {
+        let mark = self.journal.entries().len();
+        self.bridge_add(name, ns)?;
+        self.bridge_set(ns, name, opts).inspect_err(|_| {
+            // Only this call's own entries (a bridge and its options: no firewall
+            // change is queued among them).
+            let made: Vec<usize> = self.journal.live_positions_newest_first().take_while(|&p| p >= mark).collect();
+            let _ = self.undo_entries(&made, |_| {});
+        })
+    }
+
     /// Sets bridge options (vlan_filtering, stp); rollback restores the old values.
     pub fn bridge_set(&mut self, ns: &NsRef, name: &str, opts: BridgeOpts) -> Result<()> {
         self.bridge_link(ns, name)?;

@@ -662,6 +662,13 @@ impl Session {
     /// addresses for duplicates first (the address is "tentative" for a second or
     /// two; checks wait for it). No effect on IPv4.
     pub fn link_addr_opts(&mut self, ns: &NsRef, name: &str, addr: IpNet, nodad: bool) -> Result<()> {
+        // The kernel takes 0.0.0.0/0 and adds nothing (and refuses ::/0): no link has it.
+        if addr.addr().is_unspecified() {
+            return Err(Error::invalid(format!(
+                "{addr} is not an address a link can have ({} is the unspecified address)",
+                addr.addr()
+            )));
+        }
         let l = self.known_link(ns, name, Need::ADDRS)?;
         if l.addrs.contains(&addr) {
             return Err(Error::invalid(format!("{addr} is already on link \"{name}\" in {ns}")));

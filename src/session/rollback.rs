@@ -400,7 +400,29 @@ impl Session {
         }
         let t0 = std::time::Instant::now();
         let mut gone = 0;
+        let mut asked = false;
         while gone < dying.len() && t0.elapsed() < Duration::from_secs(10) {
+            // A second on, the few ends still there are asked whose they are (the
+            // name alone cannot tell: a link someone made under the name of ours
+            // after ours went never goes): those not marked for this topology are not
+            // ours, and ours went with its namespace. Asked once, and only for a few:
+            // each question waits for the lock the kernel's cleanup holds.
+            if !asked && t0.elapsed() >= Duration::from_secs(1) && dying.len() - gone <= FEW {
+                asked = true;
+                let mark = self.mark();
+                let (theirs, ours): (Vec<Dying>, Vec<Dying>) = dying.drain(gone..).partition(|d| {
+                    matches!(self.backend.link(&d.ns, &d.name), Ok(Some(l)) if l.alias.as_deref() != Some(mark.as_str()))
+                });
+                dying.extend(ours);
+                for d in theirs {
+                    report.left_alone.push(format!(
+                        "\"{}\" in {} is not the link this topology created (it is not marked {mark}); left alone",
+                        d.name, d.ns
+                    ));
+                    let _ = self.journal.mark_undone(d.seq, false);
+                }
+                continue;
+            }
             let d = &dying[gone];
             // A namespace that cannot be asked about holds no links of ours.
             if self.backend.link_there(&d.ns, &d.name).unwrap_or(false) {
@@ -639,6 +661,10 @@ fn held_message(name: &str, inside: &[&NsProcess]) -> String {
 
 /// What the report says of a deleted namespace whose veth ends outside were still
 /// there after the wait, with no process in it.
+/// How many veth ends still there a second after their namespaces' deletion
+/// `wait_gone` asks whose they are (more: the kernel's cleanup is still busy).
+const FEW: usize = 16;
+
 fn late_message(name: &str, ends: &[&str]) -> String {
     format!(
         "namespace {name} was not gone 10 s after its deletion, with no process in it (an open file or a mount of it keeps it): its veth {} outside, {}, {} deleted",

@@ -72,8 +72,28 @@ fn reclaim_terminal() {
     }
 }
 
+/// A thread that reads `r` to its end into a buffer that can be taken at any time.
+#[allow(clippy::type_complexity)]
+fn reader(mut r: Box<dyn Read + Send>) -> (std::thread::JoinHandle<()>, std::sync::Arc<std::sync::Mutex<Vec<u8>>>) {
+    let buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let b = buf.clone();
+    let t = std::thread::spawn(move || {
+        let mut chunk = [0u8; 8192];
+        while let Ok(n) = r.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            if let Ok(mut b) = b.lock() {
+                b.extend_from_slice(&chunk[..n]);
+            }
+        }
+    });
+    (t, buf)
+}
+
 /// Runs `argv` inside the namespace and waits for it (killing it after `timeout`,
-/// or when `cancel` becomes true).
+/// or when `cancel` becomes true); with a timeout, the whole call takes no longer,
+/// also when something the command left in the background holds its output open.
 pub fn exec(
     fd: Option<BorrowedFd<'_>>,
     argv: &[String],
@@ -83,35 +103,43 @@ pub fn exec(
     let mut cmd = command(argv)?;
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
     let mut child: Child = in_netns(fd, move || cmd.spawn())?.map_err(|e| spawn_err(argv, e))?;
-    // Read both pipes on helper threads so a chatty child never blocks.
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let t_out = std::thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = out.read_to_end(&mut s);
-        s
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut s = Vec::new();
-        let _ = err.read_to_end(&mut s);
-        s
-    });
+    // Read both pipes on helper threads so a chatty child never blocks; what they
+    // read is kept where it can be taken even from a reader still blocked.
+    let readers = [reader(Box::new(child.stdout.take().unwrap())), reader(Box::new(child.stderr.take().unwrap()))];
     let start = Instant::now();
+    let expired = || timeout.is_some_and(|t| start.elapsed() >= t);
     let mut timed_out = false;
+    let group = Pid::from_raw(child.id() as i32);
     let status = loop {
         if let Some(st) = child.try_wait()? {
             break st;
         }
-        let expired = timeout.is_some_and(|t| start.elapsed() >= t);
-        if expired || cancel.load(Ordering::SeqCst) {
-            timed_out = expired;
-            let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+        if expired() || cancel.load(Ordering::SeqCst) {
+            timed_out = expired();
+            let _ = killpg(group, Signal::SIGKILL);
             break child.wait()?;
         }
         std::thread::sleep(Duration::from_millis(5));
     };
-    let stdout = String::from_utf8_lossy(&t_out.join().unwrap_or_default()).into_owned();
-    let stderr = String::from_utf8_lossy(&t_err.join().unwrap_or_default()).into_owned();
+    // The command is over, but something it left in the background may hold its
+    // output open (`sleep 4 & exit 0`): with a timeout, that waits no longer than the
+    // timeout either. Its process group is killed then; what escaped the group
+    // (`setsid ...`) keeps its reader, which is not waited for.
+    while readers.iter().any(|(t, _)| !t.is_finished()) {
+        if expired() || cancel.load(Ordering::SeqCst) {
+            timed_out |= expired();
+            let _ = killpg(group, Signal::SIGKILL);
+            let grace = Instant::now();
+            while readers.iter().any(|(t, _)| !t.is_finished()) && grace.elapsed() < Duration::from_millis(100) {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let text =
+        |i: usize| String::from_utf8_lossy(&readers[i].1.lock().map(|b| b.clone()).unwrap_or_default()).into_owned();
+    let (stdout, stderr) = (text(0), text(1));
     use std::os::unix::process::ExitStatusExt;
     let code = status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
     if cancel.load(Ordering::SeqCst) && !timed_out {
