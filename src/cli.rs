@@ -330,7 +330,8 @@ pub enum Command {
     /// List recorded topologies: name, script, when, how many changes, and their
     /// status: up, drift(N) (what is missing or changed since, listed below), running
     /// (being changed now), or a record that is damaged: incomplete (no meta line:
-    /// script and start time unknown), empty, unreadable.
+    /// script and start time unknown), empty, unreadable. Without root the records
+    /// are listed as they are, not compared with the kernel (and it says so).
     Ls {
         /// Print JSON instead of a table (drift as objects).
         #[arg(short, long)]
@@ -338,7 +339,8 @@ pub enum Command {
     },
     /// Show what a topology owns now, by namespace: links (with their state now),
     /// addresses, routes, sysctls, firewall policies and rules, processes; and what
-    /// changed behind its back (drift). --log: the history of changes instead.
+    /// changed behind its back (drift). --log: the history of changes instead, from
+    /// the record alone (the rest needs root: it reads every namespace).
     Show {
         /// The topology's name (see `netscript ls`).
         #[arg(id = "topology", value_name = "NAME")]

@@ -92,7 +92,8 @@ pub fn busy(base: &Path, name: &str) -> bool {
 
 /// Every recorded topology under `base`, checked against the system. Records that
 /// cannot be read at all (no permission) are an error, never an empty list.
-pub fn list(base: &Path, backend: &mut dyn Backend) -> Result<Vec<TopologySummary>> {
+/// The recorded topologies; each compared with the kernel (`drift`) when `check`.
+pub fn list(base: &Path, backend: &mut dyn Backend, check: bool) -> Result<Vec<TopologySummary>> {
     let mut out = Vec::new();
     let Some(sd) = StateDir::open(base, false)? else { return Ok(out) };
     for name in sd.list()? {
@@ -101,7 +102,8 @@ pub fn list(base: &Path, backend: &mut dyn Backend) -> Result<Vec<TopologySummar
             Ok(Some(mut j)) => {
                 j.meta.name = name.clone();
                 let damage = Damage::of(&j);
-                let drift = if running || damage == Some(Damage::Empty) { Vec::new() } else { drift(&j, backend) };
+                let drift =
+                    if !check || running || damage == Some(Damage::Empty) { Vec::new() } else { drift(&j, backend) };
                 let status = match damage {
                     Some(d) => d.status(),
                     None if running => "running",

@@ -245,12 +245,12 @@ fn without_permission_to_read_the_records_commands_say_so() {
 // ---- 9. limits and exit codes -----------------------------------------------------
 
 /// Without CAP_NET_ADMIN / CAP_SYS_ADMIN (root with them dropped here; a normal user
-/// who can read the records, in practice) `down` and `gc` refuse before they start,
+/// who can read the records, in practice) `down`, `gc` and `show` refuse before they start,
 /// exit 2, and change nothing. Before, `down` undid what it could (a process
 /// stopped), failed on the rest and said "undid N changes"; `gc` said "nothing to
 /// collect" without having read the firewall (checked).
 #[test]
-fn down_and_gc_without_network_admin_refuse_before_they_start() {
+fn down_gc_and_show_without_network_admin_refuse_and_ls_does_not_guess() {
     let sb = Sandbox::new();
     let script = script_file(
         "nocap.lua",
@@ -270,6 +270,17 @@ fn down_and_gc_without_network_admin_refuse_before_they_start() {
         assert!(stderr(&o).contains(what) && stderr(&o).contains("needs root"), "{args}: {}", stderr(&o));
         assert!(stderr(&o).contains("nothing was changed"), "{args}: {}", stderr(&o));
     }
+    // ls lists the record as it is, not compared with the kernel (each read failed and
+    // read as drift: "cannot check ... operation not permitted"); show, which reads
+    // the kernel, is refused and points at show --log, which reads the record alone.
+    let o = sb.sh(&format!("{drop} {BIN} ls"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains(" up ") && !stdout(&o).contains("drift"), "{}", stdout(&o));
+    assert!(stderr(&o).contains("not compared with the kernel"), "{}", stderr(&o));
+    let o = sb.sh(&format!("{drop} {BIN} show nocap"));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("netscript show --log nocap"), "{}", stderr(&o));
+    assert!(sb.sh(&format!("{drop} {BIN} show --log nocap")).status.success());
     sb.assert_unchanged(&before, "after down and gc without the capabilities");
     assert_eq!(sb.processes("sleep 100"), procs, "the spawned process was stopped");
     sb.ok(&format!("{BIN} down nocap"));

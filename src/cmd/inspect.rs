@@ -35,7 +35,14 @@ fn origin(script: &str, started: Option<u64>) -> String {
 
 pub fn ls(opts: &RunOpts, json: bool) -> Result<u8> {
     let mut k = inspector(opts)?;
-    let list = crate::inspect::list(&state_base(opts), &mut k)?;
+    // Without the capabilities to read every namespace and the firewall, the records
+    // are listed as they are, not compared with the kernel (each read would fail and
+    // read as drift).
+    let check = super::can_admin_network();
+    let list = crate::inspect::list(&state_base(opts), &mut k, check)?;
+    if !check && !list.is_empty() {
+        eprintln!("netscript: not compared with the kernel: reading every namespace and the firewall needs root");
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&list).expect("serializes"));
         return Ok(0);
@@ -87,6 +94,14 @@ pub fn show(opts: &RunOpts, name: &str, json: bool, dot: bool, log: bool) -> Res
         return Ok(0);
     }
     let mut k = inspector(opts)?;
+    if !super::can_admin_network() {
+        return Err(crate::error::Error::invalid(format!(
+            "showing what topology \"{name}\" owns reads every namespace and the firewall, which needs root \
+             (CAP_NET_ADMIN and CAP_SYS_ADMIN): run it with sudo; its history, from the record alone: \
+             netscript show --log {}",
+            shell_quote(name)
+        )));
+    }
     let now = crate::inspect::show(&state_base(opts), name, &mut k)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&now).expect("serializes"));
