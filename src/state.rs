@@ -32,8 +32,13 @@ pub const BUSY: &str = "wait for it to end";
 
 pub const DEFAULT_STATE_DIR: &str = "/run/netscript";
 
+/// NETSCRIPT_STATE_DIR when set and not empty (empty is unset, as for XDG
+/// variables), else /run/netscript.
 pub fn default_state_dir() -> PathBuf {
-    std::env::var_os("NETSCRIPT_STATE_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR))
+    std::env::var_os("NETSCRIPT_STATE_DIR")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR))
 }
 
 /// The command that takes topology `name`, recorded under `base`, down.

@@ -378,3 +378,13 @@ fn replace_takes_the_topology_down_and_runs_the_script_again() {
     sb.down("replaced");
     sb.assert_unchanged(&before, "after down");
 }
+
+/// An empty NETSCRIPT_STATE_DIR is unset, as an empty XDG variable is: the records
+/// are in /run/netscript (before: "cannot open : not found").
+#[test]
+fn an_empty_state_dir_variable_is_the_default() {
+    let sb = Sandbox::new();
+    let o = sb.sh(&format!("NETSCRIPT_STATE_DIR= {BIN} ls"));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "no topologies are up (records in /run/netscript)\n");
+}

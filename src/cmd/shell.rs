@@ -75,12 +75,36 @@ pub fn completions(shell: CompletionShell) -> Result<u8> {
     print_out(&text)
 }
 
+/// One page for the whole tool: the main page, then a section per command with its
+/// synopsis, description and options (clap_mangen would point at a page per command,
+/// `netscript-exec(1)`, which nothing installs).
 pub fn man() -> Result<u8> {
+    let fail = |e: std::io::Error| Error::sys(format!("cannot render the manual page: {e}"), None);
+    let mut cmd = Cli::command();
+    cmd.build();
     let mut out = Vec::new();
-    clap_mangen::Man::new(Cli::command())
-        .render(&mut out)
-        .map_err(|e| Error::sys(format!("cannot render the manual page: {e}"), None))?;
-    print_out(&String::from_utf8_lossy(&out))
+    clap_mangen::Man::new(cmd.clone()).render(&mut out).map_err(fail)?;
+    let mut page = String::from_utf8_lossy(&out).into_owned();
+    for sub in cmd.get_subcommands() {
+        let name = sub.get_name();
+        page = page.replace(&format!("netscript\\-{name}(1)"), &format!("netscript {name}"));
+    }
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set() && s.get_name() != "help") {
+        let name = sub.get_name();
+        let man = clap_mangen::Man::new(sub.clone());
+        let mut part = Vec::new();
+        man.render_synopsis_section(&mut part).map_err(fail)?;
+        man.render_description_section(&mut part).map_err(fail)?;
+        if sub.get_arguments().any(|a| !a.is_hide_set()) {
+            man.render_options_section(&mut part).map_err(fail)?;
+        }
+        let part = String::from_utf8_lossy(&part)
+            .replace(".SH SYNOPSIS", &format!(".SH \"NETSCRIPT {}\"", name.to_uppercase()))
+            .replace(".SH DESCRIPTION\n", ".PP\n")
+            .replace(".SH OPTIONS", ".SS Options");
+        page.push_str(&part);
+    }
+    print_out(&page)
 }
 
 fn print_out(text: &str) -> Result<u8> {
