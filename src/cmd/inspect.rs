@@ -95,6 +95,8 @@ pub fn show(opts: &RunOpts, name: &str, json: bool, dot: bool, log: bool) -> Res
     }
     let mut k = inspector(opts)?;
     if !super::can_admin_network() {
+        // What is wrong with the record itself (none, unreadable) is said first.
+        crate::inspect::log(&state_base(opts), name)?;
         return Err(crate::error::Error::invalid(format!(
             "showing what topology \"{name}\" owns reads every namespace and the firewall, which needs root \
              (CAP_NET_ADMIN and CAP_SYS_ADMIN): run it with sudo; its history, from the record alone: \

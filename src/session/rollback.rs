@@ -659,12 +659,12 @@ fn held_message(name: &str, inside: &[&NsProcess]) -> String {
     )
 }
 
-/// What the report says of a deleted namespace whose veth ends outside were still
-/// there after the wait, with no process in it.
 /// How many veth ends still there a second after their namespaces' deletion
 /// `wait_gone` asks whose they are (more: the kernel's cleanup is still busy).
 const FEW: usize = 16;
 
+/// What the report says of a deleted namespace whose veth ends outside were still
+/// there after the wait, with no process in it.
 fn late_message(name: &str, ends: &[&str]) -> String {
     format!(
         "namespace {name} was not gone 10 s after its deletion, with no process in it (an open file or a mount of it keeps it): its veth {} outside, {}, {} deleted",
