@@ -50,6 +50,16 @@ impl Sandbox {
     fn enter(&self) -> Command {
         let mut c = Command::new("nsenter");
         c.args(["-t", &self.pid.to_string(), "-n", "-m", "--"]);
+        // SIGHUP as a terminal session has it, whatever the test runner inherited: a
+        // runner started under `nohup` passes SIGHUP on ignored, and netscript then
+        // (rightly) does not stop on it.
+        // SAFETY: between fork and exec only async-signal-safe calls: signal(2).
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut c, || {
+                libc::signal(libc::SIGHUP, libc::SIG_DFL);
+                Ok(())
+            });
+        }
         c
     }
 
