@@ -430,7 +430,7 @@ impl Kernel {
         }
         let err = r.stderr.lines().next().unwrap_or("").trim().to_string();
         if r.code == 127 || r.stderr.contains("command not found") {
-            return Err(Error::sys("nft is not installed (Debian: apt-get install nftables)", Some(Errno::ENOENT)));
+            return Err(Error::sys(process::not_installed("nft").unwrap_or_default(), Some(Errno::ENOENT)));
         }
         let errno = err.contains("No such file or directory").then_some(Errno::ENOENT);
         Err(Error::sys(format!("{}nft {cmd:?} in {ns}: {err}", ns.exec_prefix()), errno))
@@ -1052,7 +1052,7 @@ impl Backend for Kernel {
         let limit = (timeout + Duration::from_secs(1)) * count.max(1) + Duration::from_secs(2);
         let r = self.exec(ns, &argv, Some(limit))?;
         if r.code == 127 || r.stderr.contains("command not found") {
-            return Err(Error::sys("ping is not installed (Debian: apt-get install iputils-ping)", None));
+            return Err(Error::sys(process::not_installed("ping").unwrap_or_default(), None));
         }
         Ok(r.code == 0)
     }

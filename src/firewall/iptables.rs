@@ -108,10 +108,8 @@ impl Iptables {
         }
         let cmd = self.flavor().cmd(fam);
         if !has(cmd) {
-            return Err(Error::sys(
-                format!("{cmd} is not installed (Debian: apt-get install iptables)"),
-                Some(Errno::ENOENT),
-            ));
+            let said = crate::sys::process::not_installed(cmd).unwrap_or_else(|| format!("{cmd} is not installed"));
+            return Err(Error::sys(said, Some(Errno::ENOENT)));
         }
         Ok(cell.get_or_init(|| Self::ipt_for(cmd)))
     }

@@ -42,9 +42,25 @@ fn command(argv: &[String]) -> Result<Command> {
 fn spawn_err(argv: &[String], e: std::io::Error) -> Error {
     let errno = e.raw_os_error().map(Errno::from_raw);
     match e.kind() {
-        std::io::ErrorKind::NotFound => Error::sys(format!("command not found: {}", argv[0]), errno),
+        std::io::ErrorKind::NotFound => match not_installed(&argv[0]) {
+            Some(said) => Error::sys(said, errno),
+            None => Error::sys(format!("command not found: {}", argv[0]), errno),
+        },
         _ => Error::sys(format!("cannot start {}: {e}", argv[0]), errno),
     }
+}
+
+/// "nft is not installed (Debian: apt-get install nftables)" for a tool netscript
+/// runs itself, named by the Debian package that has it; None for any other program.
+pub fn not_installed(tool: &str) -> Option<String> {
+    let package = match tool {
+        "nft" => "nftables",
+        "ping" => "iputils-ping",
+        "tc" | "ip" => "iproute2",
+        t if t.starts_with("iptables") || t.starts_with("ip6tables") || t == "xtables-monitor" => "iptables",
+        _ => return None,
+    };
+    Some(format!("{tool} is not installed (Debian: apt-get install {package})"))
 }
 
 /// Runs `argv` inside the namespace on this process's terminal (its stdin, stdout
@@ -346,6 +362,19 @@ fn group_gone(pg: Pid) -> bool {
 mod tests {
     use super::*;
     use std::os::unix::fs::MetadataExt;
+
+    /// A tool netscript runs itself, missing, is named with the package that has it
+    /// (before, `Netns:trace` without nft said a bare "command not found: nft");
+    /// any other program is said not to be found.
+    #[test]
+    fn a_missing_tool_names_its_package() {
+        let missing = || std::io::Error::from(std::io::ErrorKind::NotFound);
+        let said = |argv0: &str| spawn_err(&[argv0.to_string()], missing()).to_string();
+        assert_eq!(said("nft"), "nft is not installed (Debian: apt-get install nftables)");
+        assert_eq!(said("ip6tables-restore"), "ip6tables-restore is not installed (Debian: apt-get install iptables)");
+        assert_eq!(said("ping"), "ping is not installed (Debian: apt-get install iputils-ping)");
+        assert_eq!(said("my-tool"), "command not found: my-tool");
+    }
 
     #[test]
     fn the_processes_in_a_namespace_are_found_by_its_identity() {

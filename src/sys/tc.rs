@@ -18,7 +18,7 @@ fn run(fd: Option<BorrowedFd<'_>>, argv: &[&str]) -> Result<process::ExecResult>
     let argv: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
     let never = AtomicBool::new(false);
     let r = process::exec(fd, &argv, Some(TIMEOUT), &never).map_err(|e| match e.errno() {
-        Some(Errno::ENOENT) => Error::sys("tc is not installed (Debian: apt-get install iproute2)", None),
+        Some(Errno::ENOENT) => Error::sys(process::not_installed("tc").unwrap_or_default(), None),
         _ => e,
     })?;
     if r.timed_out {
